@@ -1,0 +1,194 @@
+/**
+ * APDU transcripts: a recording transport that writes `=> hex` / `<= hex` lines with secrets
+ * masked, and a replay transport that plays such a transcript back as a card and fails on any
+ * unexpected, missing or leftover APDU (the ledgerjs format; spec guide/style.md lesson 5).
+ */
+import { ScHsmError } from '../errors.js';
+import { toHex } from '../util/bytes.js';
+import { readTlv } from '../util/tlv.js';
+import type { Transport } from './transport.js';
+
+/** Masked bytes print as `**`, and match any byte on replay. */
+export const MASK = '**';
+
+/**
+ * Which bytes of a SmartCard-HSM command carry a secret (spec §3.6–3.10): VERIFY, CHANGE
+ * REFERENCE DATA and RESET RETRY COUNTER data; INITIALIZE tags 81 (user PIN) and 82 (SO-PIN);
+ * IMPORT DKEK SHARE data. Returns a per-byte mask (true = secret).
+ */
+export function secretMask(apdu: Uint8Array): boolean[] {
+  const mask = new Array<boolean>(apdu.length).fill(false);
+  if (apdu.length <= 5) return mask;
+  const ins = apdu[1]!;
+  const cla = apdu[0]! & 0xf0;
+  // data offset: short Lc at 4, extended (00 hi lo) at 4..6
+  const ext = apdu[4] === 0 && apdu.length > 7;
+  const off = ext ? 7 : 5;
+  const lc = ext ? (apdu[5]! << 8) | apdu[6]! : apdu[4]!;
+  const end = Math.min(apdu.length, off + lc);
+  const all = () => {
+    for (let i = off; i < end; i++) mask[i] = true;
+  };
+  if (cla === 0x00 && (ins === 0x20 || ins === 0x24 || ins === 0x2c)) all();
+  else if (cla === 0x80 && ins === 0x52 && end > off) all();
+  else if (cla === 0x80 && ins === 0x50) {
+    // mask the values of tags 81, 82; if the TLVs cannot be read, mask everything
+    try {
+      let p = off;
+      while (p < end) {
+        const t = readTlv(apdu, p, end);
+        if (t.tag === 0x81 || t.tag === 0x82) {
+          const vs = t.end - t.value.length;
+          for (let i = vs; i < t.end; i++) mask[i] = true;
+        }
+        p = t.end;
+      }
+    } catch {
+      all();
+    }
+  }
+  return mask;
+}
+
+/** Hex of an APDU with its secret bytes replaced by `**`. */
+export function maskedHex(apdu: Uint8Array): string {
+  const m = secretMask(apdu);
+  let s = '';
+  for (let i = 0; i < apdu.length; i++) s += m[i] ? MASK : toHex(apdu.subarray(i, i + 1));
+  return s;
+}
+
+export type TranscriptSink = (line: string) => void;
+
+/** Wraps a transport and reports every exchange as transcript lines, secrets masked. */
+export class RecordingTransport implements Transport {
+  readonly lines: string[] = [];
+  constructor(
+    readonly inner: Transport,
+    private readonly sink?: TranscriptSink,
+  ) {}
+
+  get extendedLength(): boolean | undefined {
+    return this.inner.extendedLength;
+  }
+
+  private emit(line: string): void {
+    this.lines.push(line);
+    this.sink?.(line);
+  }
+
+  /** Adds a `# comment` line (e.g. which step follows). */
+  comment(text: string): void {
+    this.emit(`# ${text.replace(/\n/g, ' ')}`);
+  }
+
+  async transmit(apdu: Uint8Array): Promise<Uint8Array> {
+    this.emit(`=> ${maskedHex(apdu)}`);
+    try {
+      const r = await this.inner.transmit(apdu);
+      this.emit(`<= ${toHex(r)}`);
+      return r;
+    } catch (e) {
+      this.emit(`# transport error: ${(e as Error).message}`);
+      throw e;
+    }
+  }
+
+  exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    return this.inner.exclusive ? this.inner.exclusive(fn) : fn();
+  }
+
+  close(): Promise<void> {
+    return this.inner.close();
+  }
+
+  /** The transcript as text (one line each, trailing newline). */
+  text(): string {
+    return this.lines.length ? `${this.lines.join('\n')}\n` : '';
+  }
+}
+
+interface Step {
+  line: number;
+  command: string;
+  response: string;
+}
+
+function parseTranscript(text: string): Step[] {
+  const steps: Step[] = [];
+  let pending: { line: number; command: string } | undefined;
+  text.split(/\r?\n/).forEach((raw, i) => {
+    const line = raw.trim();
+    if (line === '' || line.startsWith('#')) return;
+    const m = /^(=>|<=)\s*([0-9a-fA-F*\s]*)$/.exec(line);
+    if (!m) throw new ScHsmError('MALFORMED_DATA', `transcript line ${i + 1}: expected "=> hex" or "<= hex"`);
+    const hex = m[2]!.replace(/\s/g, '').toLowerCase();
+    if (hex.length % 2) throw new ScHsmError('MALFORMED_DATA', `transcript line ${i + 1}: odd number of hex digits`);
+    if (m[1] === '=>') {
+      if (pending) throw new ScHsmError('MALFORMED_DATA', `transcript line ${i + 1}: command without response before it`);
+      pending = { line: i + 1, command: hex };
+    } else {
+      if (!pending) throw new ScHsmError('MALFORMED_DATA', `transcript line ${i + 1}: response without command`);
+      if (hex.includes('*')) throw new ScHsmError('MALFORMED_DATA', `transcript line ${i + 1}: masked response`);
+      steps.push({ ...pending, response: hex });
+      pending = undefined;
+    }
+  });
+  if (pending) throw new ScHsmError('MALFORMED_DATA', `transcript line ${pending.line}: command without response`);
+  return steps;
+}
+
+function matches(expected: string, actual: string): boolean {
+  if (expected.length !== actual.length) return false;
+  for (let i = 0; i < expected.length; i += 2) {
+    const e = expected.slice(i, i + 2);
+    if (e !== MASK && e !== actual.slice(i, i + 2)) return false;
+  }
+  return true;
+}
+
+/** Plays a transcript back as the card. `**` bytes in commands match anything. */
+export class ReplayTransport implements Transport {
+  private readonly steps: Step[];
+  private index = 0;
+
+  constructor(transcript: string) {
+    this.steps = parseTranscript(transcript);
+  }
+
+  async transmit(apdu: Uint8Array): Promise<Uint8Array> {
+    const actual = toHex(apdu);
+    const step = this.steps[this.index];
+    if (!step) {
+      throw new ScHsmError('REPLAY_MISMATCH', `unexpected APDU after the end of the transcript: ${maskedHex(apdu)}`);
+    }
+    if (!matches(step.command, actual)) {
+      throw new ScHsmError(
+        'REPLAY_MISMATCH',
+        `APDU #${this.index + 1} differs from transcript line ${step.line}:\n  expected ${step.command}\n  actual   ${maskedHex(apdu)}`,
+      );
+    }
+    this.index++;
+    return Uint8Array.from(Buffer.from(step.response, 'hex'));
+  }
+
+  /** Number of transcript exchanges not yet played. */
+  get remaining(): number {
+    return this.steps.length - this.index;
+  }
+
+  /** Throws if APDUs of the transcript were never sent. */
+  assertDone(): void {
+    if (this.remaining > 0) {
+      const s = this.steps[this.index]!;
+      throw new ScHsmError(
+        'REPLAY_MISMATCH',
+        `${this.remaining} APDU(s) of the transcript were never sent; next expected (line ${s.line}): ${s.command}`,
+      );
+    }
+  }
+
+  async close(): Promise<void> {
+    this.assertDone();
+  }
+}

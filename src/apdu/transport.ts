@@ -1,0 +1,97 @@
+/**
+ * The transport abstraction and the APDU channel on top of it.
+ *
+ * A `Transport` moves raw APDU bytes (PC/SC, the virtual card, a replay, a recorder). An
+ * `ApduChannel` adds what ISO 7816 asks of every host: encoding, `61xx` GET RESPONSE chaining,
+ * `6Cxx` re-issue, status words to typed errors, and one exchange at a time, with a way to hold
+ * the channel for a whole sequence so that no other exchange of this process is interleaved.
+ */
+import { AsyncLocalStorage } from 'node:async_hooks';
+import { ScHsmError } from '../errors.js';
+import { type CommandApdu, encodeCommand, parseResponse, type ResponseApdu, SW_OK } from './command.js';
+import { errorForStatus, type SwOverrides } from './status.js';
+
+export interface Transport {
+  /** Sends one command APDU, resolves with the response APDU (data ‖ SW1 SW2). */
+  transmit(apdu: Uint8Array): Promise<Uint8Array>;
+  close(): Promise<void>;
+  /** False when the reader cannot carry extended-length APDUs. Default: true. */
+  readonly extendedLength?: boolean;
+  /**
+   * Runs `fn` while other applications are kept off the card (PC/SC: an exclusive connection).
+   * Optional; the channel serialises this process's own sequences either way.
+   */
+  exclusive?<T>(fn: () => Promise<T>): Promise<T>;
+}
+
+export interface ExchangeOptions {
+  /** Status words that count as success besides 9000 (e.g. 6282 for READ BINARY). */
+  accept?: number[];
+  /** Per-command meaning of single status words. */
+  overrides?: SwOverrides;
+}
+
+/** Serialises exchanges; `exclusive()` holds the channel for a sequence, re-entrantly. */
+export class ApduChannel {
+  private tail: Promise<unknown> = Promise.resolve();
+  private readonly held = new AsyncLocalStorage<true>();
+  /** Number of APDUs given to the transport (GET RESPONSE included). */
+  apduCount = 0;
+
+  constructor(readonly transport: Transport) {}
+
+  private run<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.held.getStore()) return fn();
+    const next = this.tail.then(
+      () => this.held.run(true, fn),
+      () => this.held.run(true, fn),
+    );
+    this.tail = next.catch(() => undefined);
+    return next;
+  }
+
+  /** Runs a multi-APDU sequence without interleaving (and exclusively on the reader where possible). */
+  exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.held.getStore()) return fn();
+    return this.run(() => (this.transport.exclusive ? this.transport.exclusive(fn) : fn()));
+  }
+
+  private async raw(apdu: Uint8Array): Promise<ResponseApdu> {
+    this.apduCount++;
+    return parseResponse(await this.transport.transmit(apdu));
+  }
+
+  /** Sends a command, follows `61xx` and `6Cxx`, returns the final response without judging its SW. */
+  send(cmd: CommandApdu): Promise<ResponseApdu> {
+    return this.run(async () => {
+      const ext = this.transport.extendedLength !== false;
+      let r = await this.raw(encodeCommand(cmd, ext));
+      if ((r.sw & 0xff00) === 0x6c00) {
+        r = await this.raw(encodeCommand({ ...cmd, ne: r.sw & 0xff || 256, extended: false }, ext));
+      }
+      if ((r.sw & 0xff00) !== 0x6100) return r;
+      const parts: Uint8Array[] = [r.data];
+      let total = r.data.length;
+      for (let i = 0; (r.sw & 0xff00) === 0x6100; i++) {
+        if (i > 1024) throw new ScHsmError('MALFORMED_RESPONSE', 'endless 61xx response chain');
+        r = await this.raw(encodeCommand({ cla: 0x00, ins: 0xc0, p1: 0, p2: 0, ne: r.sw & 0xff || 256 }, ext));
+        parts.push(r.data);
+        total += r.data.length;
+      }
+      const data = new Uint8Array(total);
+      let o = 0;
+      for (const p of parts) {
+        data.set(p, o);
+        o += p.length;
+      }
+      return { data, sw: r.sw };
+    });
+  }
+
+  /** Sends a command and returns its data, throwing the typed error for any status but success. */
+  async exchange(cmd: CommandApdu, name: string, opts: ExchangeOptions = {}): Promise<ResponseApdu> {
+    const r = await this.send(cmd);
+    if (r.sw === SW_OK || opts.accept?.includes(r.sw)) return r;
+    throw errorForStatus(r.sw, name, opts.overrides);
+  }
+}
