@@ -25,7 +25,10 @@ export function secretMask(apdu: Uint8Array): boolean[] {
   const ext = apdu[4] === 0 && apdu.length > 7;
   const off = ext ? 7 : 5;
   const lc = ext ? (apdu[5]! << 8) | apdu[6]! : apdu[4]!;
-  const end = Math.min(apdu.length, off + lc);
+  // Only a well-formed Le (1 byte short, 2 bytes extended) after the data stays visible; on a
+  // malformed APDU everything after the header counts as data.
+  const trailing = apdu.length - (off + lc);
+  const end = trailing === (ext ? 2 : 1) || trailing === 0 ? off + lc : apdu.length;
   const all = () => {
     for (let i = off; i < end; i++) mask[i] = true;
   };

@@ -1,0 +1,144 @@
+/**
+ * The card's flat file system (spec §3.1–3.5, §4): ENUMERATE OBJECTS, READ / UPDATE BINARY with
+ * the FID in P1P2 and the offset in tag 54, DELETE FILE. One instance per session.
+ */
+import type { ApduChannel } from '../apdu/transport.js';
+import { ScHsmError } from '../errors.js';
+import { concat, uintBE } from '../util/bytes.js';
+import { tlv } from '../util/tlv.js';
+import { CLA_ISO, CLA_PROPRIETARY, INS } from './constants.js';
+
+/** File id as four uppercase hex digits, e.g. `C401`. */
+export function fidHex(fid: number): string {
+  return fid.toString(16).toUpperCase().padStart(4, '0');
+}
+
+/** End of file reached before Le bytes: hosts accept it with the data (spec §3.2). */
+const SW_EOF = 0x6282;
+
+/** Bytes of file data per UPDATE BINARY: stays below the smallest card limit of spec §2 (1232) with headers. */
+const WRITE_CHUNK = 1024;
+
+export class CardFiles {
+  constructor(
+    private readonly channel: ApduChannel,
+    private readonly extended: boolean,
+  ) {}
+
+  /** ENUMERATE OBJECTS: every key and EF id on the card (spec §3.5). */
+  async enumerate(): Promise<number[]> {
+    const r = await this.channel.exchange(
+      { cla: CLA_PROPRIETARY, ins: INS.ENUMERATE_OBJECTS, p1: 0, p2: 0, ne: this.extended ? 65536 : 256 },
+      'ENUMERATE OBJECTS',
+    );
+    if (r.data.length % 2) throw new ScHsmError('MALFORMED_RESPONSE', 'ENUMERATE OBJECTS answered an odd number of bytes');
+    const out: number[] = [];
+    for (let i = 0; i < r.data.length; i += 2) out.push((r.data[i]! << 8) | r.data[i + 1]!);
+    return out;
+  }
+
+  /**
+   * Reads a whole EF (odd READ BINARY with the FID in P1P2, as sc-hsm-embedded does, spec §3.2).
+   * With extended APDUs one exchange normally returns the whole file; otherwise it loops.
+   */
+  async read(fid: number, maxSize = 65535): Promise<Uint8Array> {
+    const parts: Uint8Array[] = [];
+    let offset = 0;
+    const ne = this.extended ? 65536 : 256;
+    for (;;) {
+      const r = await this.channel.exchange(
+        {
+          cla: CLA_ISO,
+          ins: INS.READ_BINARY,
+          p1: fid >> 8,
+          p2: fid & 0xff,
+          data: tlv(0x54, uintBE(offset, 2)),
+          ne,
+        },
+        'READ BINARY',
+        {
+          accept: [SW_EOF],
+          overrides: {
+            0x6a82: ['FILE_NOT_FOUND', `file ${fidHex(fid)} not found`],
+            0x6982: ['SECURITY_STATUS', `reading file ${fidHex(fid)} needs the user PIN`],
+          },
+        },
+      );
+      parts.push(r.data);
+      offset += r.data.length;
+      if (r.sw === SW_EOF || r.data.length === 0 || r.data.length < ne || offset >= maxSize) break;
+      if (offset > 0xffff) throw new ScHsmError('MALFORMED_RESPONSE', `file ${fidHex(fid)} is larger than 64 KiB`);
+    }
+    return concat(...parts);
+  }
+
+  /** Reads a file, or returns undefined if it does not exist. */
+  async readOptional(fid: number): Promise<Uint8Array | undefined> {
+    try {
+      return await this.read(fid);
+    } catch (e) {
+      if (e instanceof ScHsmError && e.code === 'FILE_NOT_FOUND') return undefined;
+      throw e;
+    }
+  }
+
+  /**
+   * Writes `data` into an EF, creating it if needed (UPDATE BINARY with tag 53, spec §3.3). The
+   * file is deleted first when it exists, so that a shorter new content never leaves old bytes
+   * behind (OpenSC does the same for certificates).
+   */
+  async write(fid: number, data: Uint8Array, opts: { replace?: boolean } = {}): Promise<void> {
+    await this.channel.exclusive(async () => {
+      if (opts.replace !== false) await this.deleteIfExists(fid);
+      if (data.length === 0) {
+        await this.update(fid, 0, data);
+        return;
+      }
+      for (let off = 0; off < data.length; off += WRITE_CHUNK) {
+        await this.update(fid, off, data.subarray(off, off + WRITE_CHUNK));
+      }
+    });
+  }
+
+  private async update(fid: number, offset: number, chunk: Uint8Array): Promise<void> {
+    await this.channel.exchange(
+      {
+        cla: CLA_ISO,
+        ins: INS.UPDATE_BINARY,
+        p1: fid >> 8,
+        p2: fid & 0xff,
+        data: concat(tlv(0x54, uintBE(offset, 2)), tlv(0x53, chunk)),
+      },
+      'UPDATE BINARY',
+      {
+        overrides: {
+          0x6982: ['SECURITY_STATUS', `writing file ${fidHex(fid)} needs the user PIN: verify it first`],
+        },
+      },
+    );
+  }
+
+  /** DELETE FILE (spec §3.4). */
+  async delete(fid: number): Promise<void> {
+    await this.channel.exchange(
+      { cla: CLA_ISO, ins: INS.DELETE_FILE, p1: 0x02, p2: 0x00, data: uintBE(fid, 2) },
+      'DELETE FILE',
+      {
+        overrides: {
+          0x6a82: ['FILE_NOT_FOUND', `file ${fidHex(fid)} not found`],
+          0x6982: ['SECURITY_STATUS', `deleting ${fidHex(fid)} needs the user PIN: verify it first`],
+        },
+      },
+    );
+  }
+
+  async deleteIfExists(fid: number): Promise<boolean> {
+    try {
+      await this.delete(fid);
+      return true;
+    } catch (e) {
+      if (e instanceof ScHsmError && e.code === 'FILE_NOT_FOUND') return false;
+      throw e;
+    }
+  }
+}

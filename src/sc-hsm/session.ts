@@ -1,0 +1,1293 @@
+/**
+ * The SmartCard-HSM session: one selection of the applet, then verbs for the commands of
+ * spec §3 that a host uses. Every multi-APDU operation runs inside `channel.exclusive`, so that no
+ * other exchange of this process is interleaved (and, over PC/SC, no other application).
+ *
+ * PIN safety: no command carrying a PIN is ever sent twice by this class; before each VERIFY,
+ * RESET RETRY COUNTER or re-INITIALIZE the tries left are queried (a query costs no try), a blocked
+ * PIN is reported without sending anything, and with one try left the call refuses unless
+ * `force` is given.
+ */
+import { createHash, createPublicKey } from 'node:crypto';
+import type { ResponseApdu } from '../apdu/command.js';
+import { swHex } from '../apdu/status.js';
+import { ApduChannel, type Transport } from '../apdu/transport.js';
+import { decodeWrapFile, encodeWrapFile } from '../dkek/index.js';
+import { ScHsmError } from '../errors.js';
+import {
+  type CertificateDescription,
+  type DataObjectDescription,
+  decodeCertificateDescription,
+  decodeCvRequest,
+  decodeDataObjectDescription,
+  decodeDeviceCertificates,
+  encodeCertificateDescription,
+  encodeDataObjectDescription,
+  decodeKeyDescription,
+  decodeTokenInfo,
+  ecdsaDerToPlain,
+  encodeCvcBody,
+  encodeKeyDescription,
+  encodeTokenInfo,
+  cvcPublicKeyToSpki,
+  type CvCertificate,
+  type CvcPublicKey,
+  type KeyDescription,
+  KEY_USAGE,
+  OBJECT_FLAGS,
+} from '../pkcs15/index.js';
+import { bytesEqual, concat, padStart, toHex, uintBE, wipe } from '../util/bytes.js';
+import { type CurveInfo, type CurveName, curveByName, curveParams } from '../util/curves.js';
+import { findTag, readAll, readTlv, tlv } from '../util/tlv.js';
+import {
+  AES_KEYGEN_ALGO,
+  AID,
+  ALGO,
+  CLA_ISO,
+  CLA_PROPRIETARY,
+  EF,
+  INIT_TAG,
+  INS,
+  OID,
+  OPTION,
+  PIN_SO,
+  PIN_USER,
+  PREFIX,
+  RSA_SIZES,
+  SO_PIN_TRIES,
+} from './constants.js';
+import { CardFiles } from './files.js';
+import {
+  type HashName,
+  digestInfo,
+  hashByLength,
+  hashOf,
+  oaepUnpad,
+  parseDigestInfo,
+  pkcs1DecryptionUnpad,
+  pkcs1SignaturePad,
+} from './padding.js';
+import { checkInt, checkKeyRef, checkLabel, checkRetryCounter, parseSoPin, parseUserPin } from './validate.js';
+
+export interface AppletInfo {
+  /** Firmware version from FCP tag 85 (spec §1.3). */
+  version: { major: number; minor: number };
+  /** Device option word (tag 85 bytes 0–1, firmware ≥ 2.0; spec §3.9). */
+  options: number;
+  /** Applet type byte (tag 85 byte len−3): 0 = "SmartCard-HSM Applet for JCOP". */
+  type?: number;
+  fcp: Uint8Array;
+}
+
+export type PinState = 'verified' | 'not-verified' | 'blocked' | 'transport-pin' | 'not-initialized';
+
+export interface PinStatus {
+  state: PinState;
+  /** Tries left where the card says (`63 Cx`), 0 when blocked. */
+  triesLeft?: number;
+}
+
+export interface DkekStatus {
+  /** Number of shares the DKEK is made of. */
+  total: number;
+  /** Shares still to be imported. */
+  outstanding: number;
+  /** Key check value: first 8 bytes of SHA-256(DKEK) (spec §7.4). */
+  kcv: Uint8Array;
+}
+
+export interface DeviceStatus {
+  initialized: boolean;
+  version: { major: number; minor: number };
+  options: number;
+  label?: string;
+  /** Token serial: the device CHR minus its last five characters, as OpenSC shows it (spec §5.4). */
+  serial?: string;
+  /** Device certificate holder reference (CHR) from EF 2F02. */
+  deviceChr?: string;
+  userPin: { triesLeft?: number; verified: boolean; blocked: boolean; transportPin: boolean };
+  soPin: { triesLeft?: number; blocked: boolean };
+  /** Absent when the device has no DKEK configured. */
+  dkek?: DkekStatus;
+}
+
+export interface InitializeOptions {
+  /** 16 hexadecimal characters. On first initialization it becomes the SO-PIN; later it must be the current one. */
+  soPin: string;
+  /** Initial user PIN, 6–15 characters. */
+  userPin: string;
+  /** Token label written to EF.TokenInfo (2F03), as OpenSC does. */
+  label?: string;
+  /** User PIN retry counter (default 3; at most 3/5/10 for PINs of 6/7/≥8 characters). */
+  retryCounter?: number;
+  /** Number of DKEK shares; 0 = the card generates a random DKEK; undefined = no DKEK (no key backup possible). */
+  dkekShares?: number;
+  /** Allow RESET RETRY COUNTER with the SO-PIN (default true, as OpenSC). */
+  resetRetryCounter?: boolean;
+  /** Transport-PIN mode: the user PIN must be changed before first use. */
+  transportPin?: boolean;
+  /** Public key authentication: N keys registered, M required (spec §3.18). */
+  publicKeyAuth?: { total: number; required: number };
+  /** Number of key domains (firmware 3.x). */
+  keyDomains?: number;
+  /** Proceed although the SO-PIN has one try left (a wrong SO-PIN then locks the device for good). */
+  force?: boolean;
+}
+
+export type KeyType = 'rsa' | 'ec' | 'aes';
+
+export interface KeyInfo {
+  /** Key reference: the low byte of the key's file CCxx, used by SIGN/WRAP (P1). */
+  keyRef: number;
+  /** PKCS#15 / PKCS#11 ID (CKA_ID), a different thing from the key reference. */
+  id: Uint8Array;
+  label?: string;
+  type: KeyType;
+  /** RSA modulus length, EC field size, or AES key length, in bits. */
+  bits: number;
+  curve?: CurveName;
+  /** PKCS#15 key usage flags (spec §6). */
+  usage: number;
+  /** PKCS#15 key access flags; undefined when the description carries none. */
+  access?: number;
+  /** True when CExx holds an X.509 certificate (not just the CV request of key generation). */
+  hasCertificate: boolean;
+  /** SubjectPublicKeyInfo DER, from the CV request or certificate in CExx. */
+  publicKey?: Uint8Array;
+  /** The decoded description, as stored in C4xx. */
+  description?: KeyDescription;
+}
+
+export type KeyPairSpec =
+  | { type: 'rsa'; bits: number; label: string; id?: Uint8Array; keyRef?: number; publicExponent?: number; algorithms?: Uint8Array }
+  | { type: 'ec'; curve: string; label: string; id?: Uint8Array; keyRef?: number; algorithms?: Uint8Array };
+
+export interface GeneratedKey {
+  keyRef: number;
+  id: Uint8Array;
+  /** SubjectPublicKeyInfo DER. */
+  publicKey: Uint8Array;
+  /** The authenticated CV request the card returned (also stored in CExx by the card). */
+  request: Uint8Array;
+}
+
+export type SignMechanism =
+  | 'ECDSA'
+  | 'ECDSA-SHA1'
+  | 'ECDSA-SHA224'
+  | 'ECDSA-SHA256'
+  | 'ECDSA-SHA384'
+  | 'ECDSA-SHA512'
+  | 'RSA-RAW'
+  | 'RSA-PKCS1'
+  | 'RSA-PKCS1-SHA1'
+  | 'RSA-PKCS1-SHA224'
+  | 'RSA-PKCS1-SHA256'
+  | 'RSA-PKCS1-SHA384'
+  | 'RSA-PKCS1-SHA512'
+  | 'RSA-PSS'
+  | 'RSA-PSS-SHA1'
+  | 'RSA-PSS-SHA224'
+  | 'RSA-PSS-SHA256'
+  | 'RSA-PSS-SHA384'
+  | 'RSA-PSS-SHA512';
+
+export type DecryptMechanism = 'RSA-RAW' | 'RSA-PKCS1' | 'RSA-OAEP-SHA1' | 'RSA-OAEP-SHA256';
+
+const HASH_OF_SUFFIX: Record<string, HashName> = {
+  SHA1: 'sha1',
+  SHA224: 'sha224',
+  SHA256: 'sha256',
+  SHA384: 'sha384',
+  SHA512: 'sha512',
+};
+
+/** The inner CAR OpenSC puts into key generation requests (spec §3.11). */
+const REQUEST_CAR = 'UTCA00001';
+
+const VERIFY_OVERRIDES = {
+  0x6a88: ['NOT_INITIALIZED', 'the device is not initialized (no PIN set)'],
+  0x6984: ['TRANSPORT_PIN_ACTIVE', 'the transport PIN is still active: change the PIN first (pin change)'],
+  0x6a80: ['INVALID_PIN', 'the card rejected the PIN length'],
+} as const;
+
+function sw(r: ResponseApdu): number {
+  return r.sw;
+}
+
+function pinStatusFromSw(code: number): PinStatus {
+  if (code === 0x9000) return { state: 'verified' };
+  if ((code & 0xfff0) === 0x63c0) {
+    const n = code & 0x0f;
+    return n === 0 ? { state: 'blocked', triesLeft: 0 } : { state: 'not-verified', triesLeft: n };
+  }
+  if (code === 0x6983) return { state: 'blocked', triesLeft: 0 };
+  if (code === 0x6984) return { state: 'transport-pin' };
+  if (code === 0x6a88) return { state: 'not-initialized' };
+  throw new ScHsmError('CARD_ERROR', `VERIFY (status query): unexpected SW ${swHex(code)}`, {
+    sw: code,
+    command: 'VERIFY',
+  });
+}
+
+/** OpenSC's intrinsic ID: SHA-1 of the modulus (RSA) or of the X coordinate (EC) (spec §6.2). */
+export function intrinsicKeyId(spki: Uint8Array): Uint8Array {
+  const key = createPublicKey({ key: Buffer.from(spki), format: 'der', type: 'spki' });
+  let material: Uint8Array;
+  if (key.asymmetricKeyType === 'rsa') {
+    material = Buffer.from(key.export({ format: 'jwk' }).n!, 'base64url');
+  } else {
+    // X from the raw point: works for every curve (JWK knows only the NIST ones)
+    const point = spkiPoint(spki);
+    material = point.subarray(1, 1 + (point.length - 1) / 2);
+  }
+  return new Uint8Array(createHash('sha1').update(material).digest());
+}
+
+/** The uncompressed point (`04‖X‖Y`) inside an EC SubjectPublicKeyInfo. */
+export function spkiPoint(spki: Uint8Array): Uint8Array {
+  const seq = readTlv(spki).value;
+  const [, bits] = readAll(seq);
+  if (!bits || bits.tag !== 0x03 || bits.value.length < 2 || bits.value[1] !== 0x04) {
+    throw new ScHsmError('INVALID_ARGUMENT', 'not an EC public key with an uncompressed point');
+  }
+  return bits.value.subarray(1);
+}
+
+export class SmartCardHsm {
+  readonly channel: ApduChannel;
+  readonly files: CardFiles;
+  private appletInfo: AppletInfo;
+  private keyCache = new Map<number, KeyInfo>();
+  private deviceChrCache?: string;
+
+  private constructor(
+    readonly transport: Transport,
+    channel: ApduChannel,
+    info: AppletInfo,
+  ) {
+    this.channel = channel;
+    this.appletInfo = info;
+    this.files = new CardFiles(channel, transport.extendedLength !== false);
+  }
+
+  /** Selects the applet and returns a session (spec §1.3). */
+  static async open(transport: Transport): Promise<SmartCardHsm> {
+    const channel = new ApduChannel(transport);
+    const info = await SmartCardHsm.selectApplet(channel);
+    return new SmartCardHsm(transport, channel, info);
+  }
+
+  /** SELECT of the applet as OpenSC sends it (`00 A4 04 00 0B <AID> 00`), with the FCP parsed. */
+  static async selectApplet(channel: ApduChannel): Promise<AppletInfo> {
+    const r = await channel.exchange({ cla: CLA_ISO, ins: INS.SELECT, p1: 0x04, p2: 0x00, data: AID, ne: 256 }, 'SELECT', {
+      overrides: { 0x6a82: ['NOT_A_SMARTCARD_HSM', 'no SmartCard-HSM applet on this card'] },
+    });
+    return SmartCardHsm.parseFcp(r.data);
+  }
+
+  /** Reads firmware version and options from the FCP's tag 85 (spec §1.3). */
+  static parseFcp(fcp: Uint8Array): AppletInfo {
+    let t85: Uint8Array | undefined;
+    try {
+      const outer = readTlv(fcp);
+      t85 = outer.tag === 0x62 ? findTag(outer.value, 0x85)?.value : undefined;
+    } catch (e) {
+      throw new ScHsmError('NOT_A_SMARTCARD_HSM', 'the applet answered SELECT with an unreadable FCP', { cause: e });
+    }
+    if (!t85 || t85.length < 2) {
+      throw new ScHsmError('NOT_A_SMARTCARD_HSM', 'the FCP carries no SmartCard-HSM version (tag 85)');
+    }
+    const n = t85.length;
+    const info: AppletInfo = {
+      version: { major: t85[n - 2]!, minor: t85[n - 1]! },
+      options: n >= 5 ? (t85[0]! << 8) | t85[1]! : 0,
+      fcp: fcp.slice(),
+    };
+    if (n >= 5) info.type = t85[n - 3]!;
+    return info;
+  }
+
+  get info(): AppletInfo {
+    return this.appletInfo;
+  }
+
+  /** Selects the applet again: this logs the user out (the card drops the PIN state, spec §1.3). */
+  async logout(): Promise<void> {
+    this.appletInfo = await SmartCardHsm.selectApplet(this.channel);
+  }
+
+  async close(): Promise<void> {
+    await this.transport.close();
+  }
+
+  // ---------------------------------------------------------------- status
+
+  /** VERIFY without data: the PIN's state, costing no try (spec §3.6). */
+  async pinStatus(ref: number = PIN_USER): Promise<PinStatus> {
+    const r = await this.channel.send({ cla: CLA_ISO, ins: INS.VERIFY, p1: 0, p2: ref });
+    return pinStatusFromSw(sw(r));
+  }
+
+  /** IMPORT DKEK SHARE without data: the DKEK's state (spec §3.10); undefined when no DKEK is configured. */
+  async dkekStatus(): Promise<DkekStatus | undefined> {
+    const r = await this.channel.send({ cla: CLA_PROPRIETARY, ins: INS.MANAGE_KEY_DOMAIN, p1: 0, p2: 0, ne: 256 });
+    if (r.sw !== 0x9000) {
+      // 6A88 / 6D00 / 6B00: no DKEK configured, or not initialized (spec §3.10, §13 item 6)
+      if ([0x6a88, 0x6d00, 0x6b00, 0x6985].includes(r.sw)) return undefined;
+      throw new ScHsmError('CARD_ERROR', `DKEK status: unexpected SW ${swHex(r.sw)}`, {
+        sw: r.sw,
+        command: 'MANAGE KEY DOMAIN',
+      });
+    }
+    return SmartCardHsm.parseDkekStatus(r.data);
+  }
+
+  private static parseDkekStatus(data: Uint8Array): DkekStatus {
+    if (data.length < 10) {
+      throw new ScHsmError('MALFORMED_RESPONSE', `DKEK status of ${data.length} bytes (expected at least 10)`);
+    }
+    return { total: data[0]!, outstanding: data[1]!, kcv: data.slice(2, 10) };
+  }
+
+  /** Device CHR from EF 2F02 (cached). */
+  async deviceChr(): Promise<string | undefined> {
+    if (this.deviceChrCache === undefined) {
+      const ef = await this.files.readOptional(EF.DEVICE_CERTIFICATES);
+      if (!ef || ef.length === 0) return undefined;
+      this.deviceChrCache = decodeDeviceCertificates(ef).device.chr;
+    }
+    return this.deviceChrCache;
+  }
+
+  /** The device certificate and its issuer from EF 2F02 (spec §5.3). */
+  async deviceCertificates(): Promise<{ device: CvCertificate; issuer: CvCertificate; raw: Uint8Array }> {
+    const raw = await this.files.read(EF.DEVICE_CERTIFICATES);
+    return { ...decodeDeviceCertificates(raw), raw };
+  }
+
+  /** Token label from EF.TokenInfo (2F03), if written. */
+  async label(): Promise<string | undefined> {
+    const ti = await this.files.readOptional(EF.TOKEN_INFO);
+    if (!ti || ti.length === 0) return undefined;
+    return decodeTokenInfo(ti).label;
+  }
+
+  /** Everything bare `sc-hsm-tool` shows, and more (spec §1.4). Costs no PIN try. */
+  async status(): Promise<DeviceStatus> {
+    return this.channel.exclusive(async () => {
+      const so = await this.pinStatus(PIN_SO);
+      const initialized = so.state !== 'not-initialized';
+      const user = initialized ? await this.pinStatus(PIN_USER) : { state: 'not-initialized' as const };
+      const st: DeviceStatus = {
+        initialized,
+        version: this.appletInfo.version,
+        options: this.appletInfo.options,
+        userPin: {
+          verified: user.state === 'verified',
+          blocked: user.state === 'blocked',
+          transportPin: user.state === 'transport-pin',
+        },
+        soPin: { blocked: so.state === 'blocked' },
+      };
+      if (user.triesLeft !== undefined) st.userPin.triesLeft = user.triesLeft;
+      if (so.triesLeft !== undefined) st.soPin.triesLeft = so.triesLeft;
+      // A verified SO-PIN state is not something hosts use; the counter is full then.
+      if (so.state === 'verified') st.soPin.triesLeft = SO_PIN_TRIES;
+      const chr = await this.deviceChr();
+      if (chr) {
+        st.deviceChr = chr;
+        st.serial = chr.length > 5 ? chr.slice(0, -5) : chr;
+      }
+      if (initialized) {
+        const dkek = await this.dkekStatus();
+        if (dkek) st.dkek = dkek;
+        const label = await this.label();
+        if (label !== undefined) st.label = label;
+      }
+      return st;
+    });
+  }
+
+  // ---------------------------------------------------------------- PINs
+
+  private async checkTries(ref: number, force: boolean | undefined, what: string): Promise<PinStatus> {
+    const st = await this.pinStatus(ref);
+    if (st.state === 'blocked') {
+      throw new ScHsmError(
+        'PIN_BLOCKED',
+        ref === PIN_SO
+          ? 'the SO-PIN is blocked: the device can no longer be initialized or have its user PIN reset. Nothing was sent.'
+          : 'the user PIN is blocked: unblock it with the SO-PIN (pin unblock). Nothing was sent.',
+        { triesLeft: 0, command: what },
+      );
+    }
+    if (st.state === 'not-initialized' && ref === PIN_USER) {
+      throw new ScHsmError('NOT_INITIALIZED', 'the device is not initialized: run initialize first. Nothing was sent.', {
+        command: what,
+      });
+    }
+    if (st.triesLeft === 1 && !force) {
+      throw new ScHsmError(
+        'PIN_TRIES_LOW',
+        `${ref === PIN_SO ? 'the SO-PIN' : 'the user PIN'} has one try left; a wrong value would ${
+          ref === PIN_SO ? 'lock the device for good' : 'block it'
+        }. Nothing was sent; repeat with force to proceed.`,
+        { triesLeft: 1, command: what },
+      );
+    }
+    return st;
+  }
+
+  /**
+   * VERIFY the user PIN (spec §3.6). The tries left are queried first: a blocked PIN or a device
+   * with one try left is reported without sending the PIN (unless `force`).
+   */
+  async verifyPin(pin: string, opts: { force?: boolean } = {}): Promise<void> {
+    const bytes = parseUserPin(pin);
+    try {
+      await this.channel.exclusive(async () => {
+        await this.checkTries(PIN_USER, opts.force, 'VERIFY');
+        await this.channel.exchange({ cla: CLA_ISO, ins: INS.VERIFY, p1: 0, p2: PIN_USER, data: bytes }, 'VERIFY', {
+          overrides: VERIFY_OVERRIDES as never,
+        });
+      });
+    } finally {
+      wipe(bytes);
+    }
+  }
+
+  /** CHANGE REFERENCE DATA for the user PIN: old ‖ new (spec §3.7). Also replaces a transport PIN. */
+  async changePin(oldPin: string, newPin: string, opts: { force?: boolean } = {}): Promise<void> {
+    const o = parseUserPin(oldPin, 'current user PIN');
+    const n = parseUserPin(newPin, 'new user PIN');
+    try {
+      await this.channel.exclusive(async () => {
+        const st = await this.pinStatus(PIN_USER);
+        if (st.state !== 'transport-pin') await this.checkTries(PIN_USER, opts.force, 'CHANGE REFERENCE DATA');
+        await this.channel.exchange(
+          { cla: CLA_ISO, ins: INS.CHANGE_REFERENCE_DATA, p1: 0, p2: PIN_USER, data: concat(o, n) },
+          'CHANGE REFERENCE DATA',
+          { overrides: VERIFY_OVERRIDES as never },
+        );
+      });
+    } finally {
+      wipe(o);
+      wipe(n);
+    }
+  }
+
+  /** CHANGE REFERENCE DATA for the SO-PIN: 8 ‖ 8 binary bytes (spec §3.7). */
+  async changeSoPin(oldSoPin: string, newSoPin: string, opts: { force?: boolean } = {}): Promise<void> {
+    const o = parseSoPin(oldSoPin, 'current SO-PIN');
+    const n = parseSoPin(newSoPin, 'new SO-PIN');
+    try {
+      await this.channel.exclusive(async () => {
+        await this.checkTries(PIN_SO, opts.force, 'CHANGE REFERENCE DATA');
+        await this.channel.exchange(
+          { cla: CLA_ISO, ins: INS.CHANGE_REFERENCE_DATA, p1: 0, p2: PIN_SO, data: concat(o, n) },
+          'CHANGE REFERENCE DATA',
+          { overrides: VERIFY_OVERRIDES as never },
+        );
+      });
+    } finally {
+      wipe(o);
+      wipe(n);
+    }
+  }
+
+  /**
+   * RESET RETRY COUNTER with the SO-PIN (spec §3.8): P1=00 with a new user PIN, P1=01 to reset
+   * the counter only. Needs option "RESET RETRY COUNTER" (set by default at initialization).
+   */
+  async unblockPin(opts: { soPin: string; newPin?: string; force?: boolean }): Promise<void> {
+    const so = parseSoPin(opts.soPin);
+    const np = opts.newPin === undefined ? undefined : parseUserPin(opts.newPin, 'new user PIN');
+    try {
+      await this.channel.exclusive(async () => {
+        await this.checkTries(PIN_SO, opts.force, 'RESET RETRY COUNTER');
+        await this.channel.exchange(
+          {
+            cla: CLA_ISO,
+            ins: INS.RESET_RETRY_COUNTER,
+            p1: np ? 0x00 : 0x01,
+            p2: PIN_USER,
+            data: np ? concat(so, np) : so,
+          },
+          'RESET RETRY COUNTER',
+          {
+            overrides: {
+              0x6986: [
+                'CONDITIONS_NOT_SATISFIED',
+                'this device was initialized without "reset retry counter" (option 0001): the user PIN cannot be unblocked with the SO-PIN',
+              ],
+              0x6a88: ['NOT_INITIALIZED', 'the device is not initialized'],
+            },
+          },
+        );
+      });
+    } finally {
+      wipe(so);
+      wipe(np);
+    }
+  }
+
+  // ---------------------------------------------------------------- initialize
+
+  /**
+   * INITIALIZE DEVICE (spec §3.9), then the label into EF.TokenInfo as OpenSC writes it. Erases
+   * every key, certificate and data object on the device. Everything is validated on the host
+   * first; on an initialized device the SO-PIN's tries left are checked before it is sent.
+   */
+  async initialize(o: InitializeOptions): Promise<void> {
+    const so = parseSoPin(o.soPin);
+    const pin = parseUserPin(o.userPin);
+    const retry = o.retryCounter ?? 3;
+    checkRetryCounter(retry, pin.length);
+    if (o.dkekShares !== undefined) checkInt(o.dkekShares, 0, 255, 'the number of DKEK shares');
+    if (o.label !== undefined) checkLabel(o.label, 'token label');
+    if (o.keyDomains !== undefined) checkInt(o.keyDomains, 1, 255, 'the number of key domains');
+    if (o.publicKeyAuth) {
+      checkInt(o.publicKeyAuth.total, 1, 90, 'the number of public keys for authentication');
+      checkInt(o.publicKeyAuth.required, 1, o.publicKeyAuth.total, 'the number of required public keys');
+    }
+    let options = 0;
+    if (o.resetRetryCounter !== false) options |= OPTION.RESET_RETRY_COUNTER;
+    if (o.transportPin) options |= OPTION.TRANSPORT_PIN;
+    const parts = [
+      tlv(INIT_TAG.OPTIONS, uintBE(options, 2)),
+      tlv(INIT_TAG.USER_PIN, pin),
+      tlv(INIT_TAG.SO_PIN, so),
+      tlv(INIT_TAG.USER_PIN_RETRY, Uint8Array.of(retry)),
+    ];
+    if (o.dkekShares !== undefined) parts.push(tlv(INIT_TAG.DKEK_SHARES, Uint8Array.of(o.dkekShares)));
+    if (o.publicKeyAuth) {
+      parts.push(tlv(INIT_TAG.PUBLIC_KEY_AUTH, Uint8Array.of(o.publicKeyAuth.total, o.publicKeyAuth.required)));
+    }
+    if (o.keyDomains !== undefined) parts.push(tlv(INIT_TAG.KEY_DOMAINS, Uint8Array.of(o.keyDomains)));
+    const data = concat(...parts);
+    try {
+      await this.channel.exclusive(async () => {
+        const st = await this.pinStatus(PIN_SO);
+        if (st.state !== 'not-initialized') await this.checkTries(PIN_SO, o.force, 'INITIALIZE DEVICE');
+        await this.channel.exchange({ cla: CLA_PROPRIETARY, ins: INS.INITIALIZE, p1: 0, p2: 0, data }, 'INITIALIZE DEVICE', {
+          overrides: {
+            0x6982: ['WRONG_PIN', 'wrong SO-PIN (initialization code)'],
+            0x6985: ['WRONG_PIN', 'wrong SO-PIN (initialization code)'],
+            0x6986: ['WRONG_PIN', 'wrong SO-PIN (initialization code)'],
+            0x6983: ['PIN_BLOCKED', 'the SO-PIN is blocked: the device can no longer be initialized'],
+          },
+        });
+        this.keyCache.clear();
+        this.appletInfo = { ...this.appletInfo, options };
+        if (o.label !== undefined && !o.transportPin) {
+          await this.channel.exchange({ cla: CLA_ISO, ins: INS.VERIFY, p1: 0, p2: PIN_USER, data: pin }, 'VERIFY', {
+            overrides: VERIFY_OVERRIDES as never,
+          });
+          await this.files.write(EF.TOKEN_INFO, encodeTokenInfo({ version: 0, label: o.label, flags: 0x04 }), {
+            replace: false,
+          });
+        }
+      });
+    } finally {
+      wipe(data);
+      wipe(pin);
+      wipe(so);
+    }
+  }
+
+  // ---------------------------------------------------------------- DKEK
+
+  /** IMPORT DKEK SHARE (spec §3.10): XORs a 32-byte share into the DKEK; returns the new status. */
+  async importDkekShare(share: Uint8Array): Promise<DkekStatus> {
+    if (!(share instanceof Uint8Array) || share.length !== 32) {
+      throw new ScHsmError('INVALID_ARGUMENT', `a DKEK share is 32 bytes; got ${share?.length ?? 0}`);
+    }
+    const r = await this.channel.exchange(
+      { cla: CLA_PROPRIETARY, ins: INS.MANAGE_KEY_DOMAIN, p1: 0, p2: 0, data: share, ne: 256 },
+      'IMPORT DKEK SHARE',
+      {
+        overrides: {
+          0x6d00: ['NO_DKEK', 'the device was not initialized for DKEK shares (initialize with dkekShares ≥ 1)'],
+          0x6a88: ['NO_DKEK', 'the device was not initialized for DKEK shares (initialize with dkekShares ≥ 1)'],
+          0x6985: ['CONDITIONS_NOT_SATISFIED', 'all DKEK shares have already been imported'],
+        },
+      },
+    );
+    return SmartCardHsm.parseDkekStatus(r.data);
+  }
+
+  // ---------------------------------------------------------------- files and objects
+
+  async enumerate(): Promise<number[]> {
+    return this.files.enumerate();
+  }
+
+  async readFile(fid: number): Promise<Uint8Array> {
+    return this.files.read(fid);
+  }
+
+  async writeFile(fid: number, data: Uint8Array): Promise<void> {
+    checkInt(fid, 0x0001, 0xfffe, 'a file id');
+    await this.files.write(fid, data);
+  }
+
+  async deleteFile(fid: number): Promise<void> {
+    await this.files.delete(fid);
+  }
+
+  /** GET CHALLENGE (spec §3.17), in calls of at most 1024 bytes. */
+  async getChallenge(length: number): Promise<Uint8Array> {
+    checkInt(length, 1, 65536, 'the challenge length');
+    const parts: Uint8Array[] = [];
+    for (let left = length; left > 0; ) {
+      const n = Math.min(left, this.transport.extendedLength === false ? 256 : 1024);
+      const r = await this.channel.exchange({ cla: CLA_ISO, ins: INS.GET_CHALLENGE, p1: 0, p2: 0, ne: n }, 'GET CHALLENGE');
+      if (r.data.length !== n) throw new ScHsmError('MALFORMED_RESPONSE', `GET CHALLENGE returned ${r.data.length} of ${n} bytes`);
+      parts.push(r.data);
+      left -= n;
+    }
+    return concat(...parts);
+  }
+
+  // ---------------------------------------------------------------- keys
+
+  /** Lowest free key reference from 1 (0 is the device key). */
+  private async freeKeyRef(fids?: number[]): Promise<number> {
+    const list = fids ?? (await this.files.enumerate());
+    const used = new Set(list.filter((f) => f >> 8 === PREFIX.KEY).map((f) => f & 0xff));
+    for (let i = 1; i <= 255; i++) if (!used.has(i)) return i;
+    throw new ScHsmError('MEMORY_FULL', 'all 255 key references are in use');
+  }
+
+  private async checkFreeRef(keyRef: number, fids: number[]): Promise<void> {
+    checkKeyRef(keyRef);
+    if (fids.includes((PREFIX.KEY << 8) | keyRef)) {
+      throw new ScHsmError('KEY_REF_OCCUPIED', `key reference ${keyRef} is already in use; delete that key first or choose another`);
+    }
+  }
+
+  /** The 7F49 template of a key generation request (spec §3.11). */
+  private static requestPublicKey(spec: KeyPairSpec): { pk: CvcPublicKey; curve?: CurveInfo } {
+    if (spec.type === 'rsa') {
+      if (!(RSA_SIZES as readonly number[]).includes(spec.bits)) {
+        throw new ScHsmError('INVALID_ARGUMENT', `unsupported RSA key size ${spec.bits}; supported: ${RSA_SIZES.join(', ')}`);
+      }
+      const e = spec.publicExponent ?? 65537;
+      if (!Number.isInteger(e) || e < 3 || e % 2 === 0 || e > 0xffffffff) {
+        throw new ScHsmError('INVALID_ARGUMENT', `the RSA public exponent must be an odd integer ≥ 3; got ${e}`);
+      }
+      let exp = uintBE(e, 4);
+      while (exp.length > 1 && exp[0] === 0) exp = exp.subarray(1);
+      return { pk: { oid: OID.TA_RSA_V15_SHA256, exponent: exp, keySize: spec.bits } };
+    }
+    const curve = curveByName(spec.curve);
+    const p = curveParams(curve);
+    return {
+      curve,
+      pk: { oid: OID.TA_ECDSA_SHA256, p: p.p, a: p.a, b: p.b, g: p.g, n: p.n, cofactor: p.h },
+    };
+  }
+
+  /**
+   * GENERATE ASYMMETRIC KEY PAIR (spec §3.11), then the private key description in C4xx the way
+   * OpenSC writes it, so that `pkcs15-tool --dump` and PKCS#11 applications see the key. The user
+   * PIN must be verified.
+   */
+  async generateKeyPair(spec: KeyPairSpec): Promise<GeneratedKey> {
+    checkLabel(spec.label, 'key label');
+    if (spec.id !== undefined && (spec.id.length < 1 || spec.id.length > 255)) {
+      throw new ScHsmError('INVALID_ARGUMENT', 'a key ID must be 1 to 255 bytes');
+    }
+    const { pk, curve } = SmartCardHsm.requestPublicKey(spec);
+    if (spec.algorithms && (spec.algorithms.length < 1 || spec.algorithms.length > 16)) {
+      throw new ScHsmError('INVALID_ARGUMENT', 'an allowed-algorithm list has 1 to 16 entries');
+    }
+    return this.channel.exclusive(async () => {
+      const fids = await this.files.enumerate();
+      const keyRef = spec.keyRef ?? (await this.freeKeyRef(fids));
+      await this.checkFreeRef(keyRef, fids);
+      const serial = ((await this.deviceChr()) ?? 'UTDUMMY00000').slice(0, -5);
+      const body = readTlv(encodeCvcBody({ car: REQUEST_CAR, publicKey: pk, chr: `${serial}00001` })).value;
+      const data = spec.algorithms ? concat(body, tlv(0x91, spec.algorithms)) : body;
+      const r = await this.channel.exchange(
+        { cla: CLA_ISO, ins: INS.GENERATE_ASYMMETRIC_KEY_PAIR, p1: keyRef, p2: 0, data, ne: 65536, extended: true },
+        'GENERATE ASYMMETRIC KEY PAIR',
+        {
+          overrides: {
+            0x6982: ['SECURITY_STATUS', 'key generation needs the user PIN: verify it first'],
+            0x6a80: ['INCORRECT_DATA', 'the card rejected the key generation request'],
+          },
+        },
+      );
+      const req = decodeCvRequest(r.data);
+      const publicKey = cvcPublicKeyToSpki(req.certificate.publicKey);
+      const id = spec.id ?? intrinsicKeyId(publicKey);
+      const description: KeyDescription = {
+        kind: spec.type,
+        label: spec.label,
+        objectFlags: OBJECT_FLAGS.PRIVATE | OBJECT_FLAGS.MODIFIABLE,
+        authId: Uint8Array.of(1),
+        id,
+        usage:
+          spec.type === 'rsa'
+            ? KEY_USAGE.DECRYPT | KEY_USAGE.SIGN | KEY_USAGE.SIGN_RECOVER
+            : KEY_USAGE.SIGN | KEY_USAGE.SIGN_RECOVER | KEY_USAGE.DERIVE,
+        keyReference: keyRef,
+        bits: spec.type === 'rsa' ? spec.bits : curve!.bits,
+      };
+      await this.files.write((PREFIX.PRKD << 8) | keyRef, encodeKeyDescription(description));
+      this.keyCache.delete(keyRef);
+      return { keyRef, id, publicKey, request: r.data };
+    });
+  }
+
+  /** GENERATE SYMMETRIC KEY for AES (spec §3.12) with its secret key description. */
+  async generateAesKey(spec: {
+    bits: 128 | 192 | 256;
+    label: string;
+    id?: Uint8Array;
+    keyRef?: number;
+    algorithms?: Uint8Array;
+  }): Promise<{ keyRef: number; id: Uint8Array }> {
+    checkLabel(spec.label, 'key label');
+    const p2 = AES_KEYGEN_ALGO[spec.bits];
+    if (p2 === undefined) throw new ScHsmError('INVALID_ARGUMENT', `unsupported AES key size ${spec.bits}; use 128, 192 or 256`);
+    const algorithms =
+      spec.algorithms ?? Uint8Array.of(ALGO.AES_CBC_ENCRYPT, ALGO.AES_CBC_DECRYPT, ALGO.AES_CMAC, ALGO.AES_DERIVE);
+    return this.channel.exclusive(async () => {
+      const fids = await this.files.enumerate();
+      const keyRef = spec.keyRef ?? (await this.freeKeyRef(fids));
+      await this.checkFreeRef(keyRef, fids);
+      await this.channel.exchange(
+        { cla: CLA_ISO, ins: INS.GENERATE_SYMMETRIC_KEY, p1: keyRef, p2, data: tlv(0x91, algorithms) },
+        'GENERATE SYMMETRIC KEY',
+        { overrides: { 0x6982: ['SECURITY_STATUS', 'key generation needs the user PIN: verify it first'] } },
+      );
+      const id = spec.id ?? Uint8Array.of(keyRef);
+      await this.files.write(
+        (PREFIX.PRKD << 8) | keyRef,
+        encodeKeyDescription({
+          kind: 'aes',
+          label: spec.label,
+          objectFlags: OBJECT_FLAGS.PRIVATE | OBJECT_FLAGS.MODIFIABLE,
+          authId: Uint8Array.of(1),
+          id,
+          usage: KEY_USAGE.ENCRYPT | KEY_USAGE.DECRYPT | KEY_USAGE.DERIVE,
+          keyReference: keyRef,
+          bits: spec.bits,
+        }),
+      );
+      this.keyCache.delete(keyRef);
+      return { keyRef, id };
+    });
+  }
+
+  private async keyInfoFromFiles(keyRef: number, fids: number[]): Promise<KeyInfo | undefined> {
+    const prkdFid = (PREFIX.PRKD << 8) | keyRef;
+    const ceFid = (PREFIX.EE_CERTIFICATE << 8) | keyRef;
+    let description: KeyDescription | undefined;
+    if (fids.includes(prkdFid)) {
+      try {
+        description = decodeKeyDescription(await this.files.read(prkdFid));
+      } catch (e) {
+        if (!(e instanceof ScHsmError && e.code === 'MALFORMED_DATA')) throw e;
+      }
+    }
+    let publicKey: Uint8Array | undefined;
+    let hasCertificate = false;
+    let curve: CurveName | undefined;
+    let bits = description?.bits ?? 0;
+    let type: KeyType | undefined = description?.kind;
+    if (fids.includes(ceFid)) {
+      const ce = await this.files.read(ceFid);
+      try {
+        if (ce[0] === 0x30) {
+          hasCertificate = true;
+          publicKey = certificateSpki(ce);
+        } else if (ce[0] === 0x67 || ce[0] === 0x7f) {
+          publicKey = cvcPublicKeyToSpki(decodeCvRequest(ce).certificate.publicKey);
+        }
+      } catch {
+        publicKey = undefined;
+      }
+    }
+    if (publicKey) {
+      const k = createPublicKey({ key: Buffer.from(publicKey), format: 'der', type: 'spki' });
+      if (k.asymmetricKeyType === 'rsa') {
+        type = 'rsa';
+        bits = k.asymmetricKeyDetails?.modulusLength ?? bits;
+      } else if (k.asymmetricKeyType === 'ec') {
+        type = 'ec';
+        const named = k.asymmetricKeyDetails?.namedCurve;
+        const c = named ? safeCurve(named) : undefined;
+        if (c) {
+          curve = c.name;
+          bits = c.bits;
+        }
+      }
+    }
+    if (!type) return undefined;
+    const info: KeyInfo = {
+      keyRef,
+      id: description?.id ?? Uint8Array.of(keyRef),
+      type,
+      bits,
+      usage: description?.usage ?? 0,
+      hasCertificate,
+    };
+    if (description?.label !== undefined) info.label = description.label;
+    if (curve) info.curve = curve;
+    if (description?.access !== undefined) info.access = description.access;
+    if (publicKey) info.publicKey = publicKey;
+    if (description) info.description = description;
+    return info;
+  }
+
+  /** Every key on the device (key id 0, the device key, excluded), with label, reference and ID side by side. */
+  async listKeys(): Promise<KeyInfo[]> {
+    return this.channel.exclusive(async () => {
+      const fids = await this.files.enumerate();
+      const refs = fids.filter((f) => f >> 8 === PREFIX.KEY && (f & 0xff) !== 0).map((f) => f & 0xff);
+      const out: KeyInfo[] = [];
+      for (const ref of refs.sort((a, b) => a - b)) {
+        const info = await this.keyInfoFromFiles(ref, fids);
+        if (info) {
+          this.keyCache.set(ref, info);
+          out.push(info);
+        } else {
+          // a key without description: shown as unknown AES-less key
+          out.push({ keyRef: ref, id: Uint8Array.of(ref), type: 'aes', bits: 0, usage: 0, hasCertificate: false });
+        }
+      }
+      return out;
+    });
+  }
+
+  /** One key's information (cached after the first read in this session). */
+  async keyInfo(keyRef: number): Promise<KeyInfo> {
+    checkKeyRef(keyRef);
+    const cached = this.keyCache.get(keyRef);
+    if (cached) return cached;
+    return this.channel.exclusive(async () => {
+      const fids = await this.files.enumerate();
+      if (!fids.includes((PREFIX.KEY << 8) | keyRef)) {
+        throw new ScHsmError('KEY_NOT_FOUND', `no key with key reference ${keyRef} on the device`);
+      }
+      const info = await this.keyInfoFromFiles(keyRef, fids);
+      if (!info) {
+        throw new ScHsmError('KEY_NOT_FOUND', `key reference ${keyRef} has no readable description (C4) or public key (CE)`);
+      }
+      this.keyCache.set(keyRef, info);
+      return info;
+    });
+  }
+
+  /** Deletes a key and its description and certificate (spec §10.4). */
+  async deleteKey(keyRef: number): Promise<void> {
+    checkKeyRef(keyRef);
+    await this.channel.exclusive(async () => {
+      try {
+        await this.files.delete((PREFIX.KEY << 8) | keyRef);
+      } catch (e) {
+        if (e instanceof ScHsmError && e.code === 'FILE_NOT_FOUND') {
+          throw new ScHsmError('KEY_NOT_FOUND', `no key with key reference ${keyRef} on the device`, { sw: e.sw, command: 'DELETE FILE' });
+        }
+        throw e;
+      }
+      await this.files.deleteIfExists((PREFIX.PRKD << 8) | keyRef);
+      await this.files.deleteIfExists((PREFIX.EE_CERTIFICATE << 8) | keyRef);
+      this.keyCache.delete(keyRef);
+    });
+  }
+
+  private keyOpOverrides(keyRef: number) {
+    return {
+      0x6982: ['SECURITY_STATUS', 'the user PIN must be verified first'],
+      0x6a88: ['KEY_NOT_FOUND', `no key with key reference ${keyRef}`],
+      0x6a82: ['KEY_NOT_FOUND', `no key with key reference ${keyRef}`],
+      0x6a81: ['ALGORITHM_NOT_ALLOWED', `key ${keyRef} does not allow this algorithm`],
+      0x6984: ['CONDITIONS_NOT_SATISFIED', `the use counter of key ${keyRef} is exhausted`],
+    } as const;
+  }
+
+  private async cardSign(keyRef: number, algo: number, data: Uint8Array): Promise<Uint8Array> {
+    const r = await this.channel.exchange(
+      { cla: CLA_PROPRIETARY, ins: INS.SIGN, p1: keyRef, p2: algo, data, ne: 512, extended: true },
+      'SIGN',
+      { overrides: this.keyOpOverrides(keyRef) as never },
+    );
+    return r.data;
+  }
+
+  /**
+   * SIGN (spec §3.13). ECDSA answers DER (`format: 'raw'` gives r‖s); hashing and RSA PKCS#1 v1.5
+   * padding happen on the host (algorithms 70 and 20, as OpenSC does), PSS on the card (40).
+   */
+  async sign(
+    keyRef: number,
+    mechanism: SignMechanism,
+    data: Uint8Array,
+    opts: { format?: 'der' | 'raw' } = {},
+  ): Promise<Uint8Array> {
+    checkKeyRef(keyRef);
+    const [family, pad, hashSuffix] = parseMechanism(mechanism);
+    const key = await this.keyInfo(keyRef);
+    if (family === 'ECDSA') {
+      if (key.type !== 'ec') throw new ScHsmError('INVALID_ARGUMENT', `key ${keyRef} is ${key.type.toUpperCase()}, not EC`);
+      let hash = hashSuffix ? hashOf(hashSuffix, data) : data;
+      const size = Math.ceil(key.bits / 8);
+      if (hash.length > size) hash = hash.subarray(0, size);
+      const der = await this.cardSign(keyRef, ALGO.ECDSA, hash);
+      if (opts.format === 'raw') {
+        return ecdsaDerToPlain(der, size);
+      }
+      return der;
+    }
+    if (key.type !== 'rsa') throw new ScHsmError('INVALID_ARGUMENT', `key ${keyRef} is ${key.type.toUpperCase()}, not RSA`);
+    const k = key.bits / 8;
+    if (pad === 'RAW') {
+      if (data.length !== k) throw new ScHsmError('INVALID_ARGUMENT', `RSA-RAW needs exactly ${k} bytes; got ${data.length}`);
+      return this.cardSign(keyRef, ALGO.RSA_RAW, data);
+    }
+    if (pad === 'PKCS1') {
+      const di = hashSuffix ? digestInfo(hashSuffix, hashOf(hashSuffix, data)) : data;
+      return padStart(await this.cardSign(keyRef, ALGO.RSA_RAW, pkcs1SignaturePad(di, k)), k);
+    }
+    // PSS: the card pads (salt length = hash length); it takes the bare hash
+    let hash: Uint8Array;
+    if (hashSuffix) hash = hashOf(hashSuffix, data);
+    else {
+      const inner = parseDigestInfo(data);
+      hash = inner ? inner.digest : data;
+      if (!hashByLength(hash.length)) {
+        throw new ScHsmError('INVALID_ARGUMENT', `RSA-PSS expects a SHA-1/224/256/384/512 hash; got ${data.length} bytes`);
+      }
+    }
+    return padStart(await this.cardSign(keyRef, ALGO.RSA_PSS, hash), k);
+  }
+
+  /** DECIPHER with an RSA key (spec §3.14): raw on the card (21), padding removed on the host. */
+  async decrypt(keyRef: number, mechanism: DecryptMechanism, cryptogram: Uint8Array): Promise<Uint8Array> {
+    checkKeyRef(keyRef);
+    const key = await this.keyInfo(keyRef);
+    if (key.type !== 'rsa') throw new ScHsmError('INVALID_ARGUMENT', `key ${keyRef} is ${key.type.toUpperCase()}, not RSA`);
+    const k = key.bits / 8;
+    if (cryptogram.length !== k) {
+      throw new ScHsmError('INVALID_ARGUMENT', `the cryptogram for a ${key.bits}-bit key is ${k} bytes; got ${cryptogram.length}`);
+    }
+    const r = await this.channel.exchange(
+      { cla: CLA_PROPRIETARY, ins: INS.DECIPHER, p1: keyRef, p2: ALGO.RSA_DECRYPT_RAW, data: cryptogram, ne: 512, extended: true },
+      'DECIPHER',
+      { overrides: this.keyOpOverrides(keyRef) as never },
+    );
+    const block = padStart(r.data, k);
+    if (mechanism === 'RSA-RAW') return block;
+    if (mechanism === 'RSA-PKCS1') return pkcs1DecryptionUnpad(block);
+    if (mechanism === 'RSA-OAEP-SHA1') return oaepUnpad(block, 'sha1');
+    if (mechanism === 'RSA-OAEP-SHA256') return oaepUnpad(block, 'sha256');
+    throw new ScHsmError('INVALID_ARGUMENT', `unknown decryption mechanism ${mechanism as string}`);
+  }
+
+  /**
+   * ECDH (DECIPHER algorithm 80, spec §3.14) with the peer's public key (SPKI DER or an
+   * uncompressed point). Returns the shared secret: the X coordinate, field length bytes.
+   */
+  async ecdh(keyRef: number, peer: Uint8Array): Promise<Uint8Array> {
+    checkKeyRef(keyRef);
+    const key = await this.keyInfo(keyRef);
+    if (key.type !== 'ec') throw new ScHsmError('INVALID_ARGUMENT', `key ${keyRef} is ${key.type.toUpperCase()}, not EC`);
+    const point = peer[0] === 0x04 ? peer : spkiPoint(peer);
+    const size = Math.ceil(key.bits / 8);
+    if (point.length !== 1 + 2 * size) {
+      throw new ScHsmError('INVALID_ARGUMENT', `the peer point must be 04‖X‖Y of ${1 + 2 * size} bytes for this curve`);
+    }
+    const r = await this.channel.exchange(
+      { cla: CLA_PROPRIETARY, ins: INS.DECIPHER, p1: keyRef, p2: ALGO.ECDH, data: point, ne: 512, extended: true },
+      'DECIPHER (ECDH)',
+      { overrides: this.keyOpOverrides(keyRef) as never },
+    );
+    // The card answers 04‖X (pico) or 04‖X‖Y: take bytes 1..1+fieldLen either way (spec §3.14).
+    if (r.data.length < 1 + size) throw new ScHsmError('MALFORMED_RESPONSE', 'ECDH answer shorter than the field length');
+    return r.data.slice(1, 1 + size);
+  }
+
+  // ---------------------------------------------------------------- wrap / unwrap
+
+  /** WRAP KEY (spec §3.16): the key blob encrypted under the DKEK. */
+  async wrapKey(keyRef: number): Promise<Uint8Array> {
+    checkKeyRef(keyRef);
+    const r = await this.channel.exchange(
+      { cla: CLA_PROPRIETARY, ins: INS.WRAP_KEY, p1: keyRef, p2: ALGO.WRAP, ne: 65536, extended: true },
+      'WRAP KEY',
+      {
+        overrides: {
+          ...this.keyOpOverrides(keyRef),
+          0x6d00: ['NO_DKEK', 'the device was not initialized for key wrapping (no DKEK)'],
+          0x6985: ['DKEK_INCOMPLETE', 'the DKEK is not complete (shares outstanding) or the key may not be exported'],
+          0x6a81: ['ALGORITHM_NOT_ALLOWED', `key ${keyRef} may not be wrapped (its algorithm list lacks WRAP)`],
+        } as never,
+      },
+    );
+    return r.data;
+  }
+
+  /**
+   * UNWRAP KEY (spec §3.16). Before anything changes on the device, the blob's KCV is compared
+   * with the device's DKEK and the key reference is checked to be free (unless `force`, which
+   * deletes what is there only after those checks pass).
+   */
+  async unwrapKey(keyRef: number, blob: Uint8Array, opts: { force?: boolean } = {}): Promise<void> {
+    checkKeyRef(keyRef);
+    if (blob.length < 8 + 1 + 16) throw new ScHsmError('INVALID_KEY_BLOB', `a key blob of ${blob.length} bytes is too short`);
+    await this.channel.exclusive(async () => {
+      const dkek = await this.dkekStatus();
+      if (!dkek) throw new ScHsmError('NO_DKEK', 'the device has no DKEK: initialize it with DKEK shares and import them first');
+      if (dkek.outstanding > 0) {
+        throw new ScHsmError('DKEK_INCOMPLETE', `the device's DKEK still misses ${dkek.outstanding} share(s): import them first`);
+      }
+      const kcv = blob.subarray(0, 8);
+      if (!bytesEqual(kcv, dkek.kcv)) {
+        throw new ScHsmError(
+          'KCV_MISMATCH',
+          `the wrapped key was made under a different DKEK (key check value ${toHex(kcv)}, this device ${toHex(dkek.kcv)}). Nothing was changed.`,
+        );
+      }
+      const fids = await this.files.enumerate();
+      const occupied = fids.includes((PREFIX.KEY << 8) | keyRef);
+      if (occupied && !opts.force) {
+        throw new ScHsmError('KEY_REF_OCCUPIED', `key reference ${keyRef} is already in use; choose a free one or use force to replace it`);
+      }
+      if (occupied) await this.files.delete((PREFIX.KEY << 8) | keyRef);
+      if (this.transport.extendedLength === false) {
+        await this.files.write(EF.UNWRAP_TRANSFER, blob, { replace: false });
+        await this.unwrapCommand(keyRef);
+      } else {
+        await this.unwrapCommand(keyRef, blob);
+      }
+      this.keyCache.delete(keyRef);
+    });
+  }
+
+  private async unwrapCommand(keyRef: number, blob?: Uint8Array): Promise<void> {
+    const cmd = { cla: CLA_PROPRIETARY, ins: INS.UNWRAP_KEY, p1: keyRef, p2: ALGO.UNWRAP } as const;
+    await this.channel.exchange(blob ? { ...cmd, data: blob, extended: true } : cmd, 'UNWRAP KEY', {
+      overrides: {
+        0x6982: ['SECURITY_STATUS', 'the user PIN must be verified first'],
+        0x6a80: ['MAC_INVALID', 'the card refused the wrapped key (it does not match the DKEK or is damaged)'],
+        0x6a89: ['KEY_REF_OCCUPIED', `key reference ${keyRef} is already in use`],
+        0x6985: ['DKEK_INCOMPLETE', 'the DKEK is not complete'],
+        0x6d00: ['NO_DKEK', 'the device has no DKEK'],
+      },
+    });
+  }
+
+  /** The `.bin` file of `sc-hsm-tool --wrap-key` for a key: blob, description and certificate (spec §8.2). */
+  async backupKey(keyRef: number): Promise<Uint8Array> {
+    return this.channel.exclusive(async () => {
+      const blob = await this.wrapKey(keyRef);
+      const prkd = await this.files.readOptional((PREFIX.PRKD << 8) | keyRef);
+      const cert = await this.files.readOptional((PREFIX.EE_CERTIFICATE << 8) | keyRef);
+      const w: { blob: Uint8Array; prkd?: Uint8Array; certificate?: Uint8Array } = { blob };
+      if (prkd?.length) w.prkd = prkd;
+      if (cert?.length) w.certificate = cert;
+      return encodeWrapFile(w);
+    });
+  }
+
+  /**
+   * Restores a `.bin` wrap file onto `keyRef`: UNWRAP KEY, then the key description (with its
+   * key reference set to `keyRef`) and the certificate (spec §8.2).
+   */
+  async restoreKey(bin: Uint8Array, keyRef: number, opts: { force?: boolean } = {}): Promise<void> {
+    checkKeyRef(keyRef);
+    const w = decodeWrapFile(bin);
+    await this.channel.exclusive(async () => {
+      if (!opts.force) {
+        const fids = await this.files.enumerate();
+        for (const prefix of [PREFIX.KEY, PREFIX.PRKD, PREFIX.EE_CERTIFICATE]) {
+          if (fids.includes((prefix << 8) | keyRef)) {
+            throw new ScHsmError(
+              'KEY_REF_OCCUPIED',
+              `key reference ${keyRef} is in use (file ${((prefix << 8) | keyRef).toString(16).toUpperCase()} exists); choose a free one or use force`,
+            );
+          }
+        }
+      }
+      await this.unwrapKey(keyRef, w.blob, opts);
+      if (w.prkd) {
+        let prkd = w.prkd;
+        if (w.keyDescription && w.keyDescription.keyReference !== keyRef) {
+          prkd = encodeKeyDescription({ ...w.keyDescription, keyReference: keyRef });
+        }
+        await this.files.write((PREFIX.PRKD << 8) | keyRef, prkd);
+      } else {
+        await this.files.deleteIfExists((PREFIX.PRKD << 8) | keyRef);
+      }
+      if (w.certificate) await this.files.write((PREFIX.EE_CERTIFICATE << 8) | keyRef, w.certificate);
+      else await this.files.deleteIfExists((PREFIX.EE_CERTIFICATE << 8) | keyRef);
+      this.keyCache.delete(keyRef);
+    });
+  }
+
+  // ---------------------------------------------------------------- certificates and data objects
+
+  /** Stores an X.509 certificate for a key in CExx (spec §6.4, §10.4). */
+  async storeCertificate(keyRef: number, der: Uint8Array): Promise<void> {
+    checkKeyRef(keyRef);
+    certificateSpki(der);
+    await this.files.write((PREFIX.EE_CERTIFICATE << 8) | keyRef, der);
+    this.keyCache.delete(keyRef);
+  }
+
+  /** The X.509 certificate stored for a key, or undefined when CExx holds none (only a CV request). */
+  async readCertificate(keyRef: number): Promise<Uint8Array | undefined> {
+    checkKeyRef(keyRef);
+    const ce = await this.files.readOptional((PREFIX.EE_CERTIFICATE << 8) | keyRef);
+    return ce && ce[0] === 0x30 ? ce : undefined;
+  }
+
+  private async freeObjectNumber(prefixes: number[], fids?: number[]): Promise<number> {
+    const list = fids ?? (await this.files.enumerate());
+    const used = new Set(list.filter((f) => prefixes.includes(f >> 8)).map((f) => f & 0xff));
+    for (let i = 0; i <= 255; i++) if (!used.has(i)) return i;
+    throw new ScHsmError('MEMORY_FULL', 'no free object number left');
+  }
+
+  /**
+   * Stores a data object the way OpenSC does (spec §6.5): the data in CFxx (public) or CDxx
+   * (readable only after the user PIN), its description in C9xx with the same number.
+   */
+  async writeDataObject(o: {
+    label: string;
+    data: Uint8Array;
+    applicationName?: string;
+    private?: boolean;
+  }): Promise<{ number: number; fid: number }> {
+    checkLabel(o.label, 'data object label');
+    return this.channel.exclusive(async () => {
+      const n = await this.freeObjectNumber([PREFIX.DCOD, PREFIX.DATA_PUBLIC, PREFIX.DATA_PRIVATE]);
+      const fid = ((o.private ? PREFIX.DATA_PRIVATE : PREFIX.DATA_PUBLIC) << 8) | n;
+      await this.files.write(fid, o.data);
+      const d: DataObjectDescription = {
+        label: o.label,
+        objectFlags: o.private ? OBJECT_FLAGS.PRIVATE | OBJECT_FLAGS.MODIFIABLE : OBJECT_FLAGS.MODIFIABLE,
+        path: uintBE(fid, 2),
+      };
+      if (o.private) d.authId = Uint8Array.of(1);
+      if (o.applicationName !== undefined) d.applicationName = o.applicationName;
+      await this.files.write((PREFIX.DCOD << 8) | n, encodeDataObjectDescription(d));
+      return { number: n, fid };
+    });
+  }
+
+  /** Every data object description (C9xx) with the file it points to. */
+  async listDataObjects(): Promise<(DataObjectDescription & { number: number; fid: number; private: boolean })[]> {
+    return this.channel.exclusive(async () => {
+      const fids = await this.files.enumerate();
+      const out: (DataObjectDescription & { number: number; fid: number; private: boolean })[] = [];
+      for (const f of fids.filter((x) => x >> 8 === PREFIX.DCOD).sort((a, b) => a - b)) {
+        const d = decodeDataObjectDescription(await this.files.read(f));
+        const fid = d.path.length >= 2 ? (d.path[d.path.length - 2]! << 8) | d.path[d.path.length - 1]! : 0;
+        out.push({ ...d, number: f & 0xff, fid, private: fid >> 8 === PREFIX.DATA_PRIVATE });
+      }
+      return out;
+    });
+  }
+
+  /** Reads a data object by its number (CFxx, or CDxx which needs the user PIN). */
+  async readDataObject(number: number): Promise<Uint8Array> {
+    checkInt(number, 0, 255, 'a data object number');
+    const d = decodeDataObjectDescription(await this.files.read((PREFIX.DCOD << 8) | number));
+    const fid = (d.path[d.path.length - 2]! << 8) | d.path[d.path.length - 1]!;
+    return this.files.read(fid);
+  }
+
+  /** Deletes a data object and its description. */
+  async deleteDataObject(number: number): Promise<void> {
+    checkInt(number, 0, 255, 'a data object number');
+    await this.channel.exclusive(async () => {
+      const d = decodeDataObjectDescription(await this.files.read((PREFIX.DCOD << 8) | number));
+      const fid = (d.path[d.path.length - 2]! << 8) | d.path[d.path.length - 1]!;
+      await this.files.deleteIfExists(fid);
+      await this.files.delete((PREFIX.DCOD << 8) | number);
+    });
+  }
+
+  /** Stores a CA certificate in CAxx with its description in C8xx, as OpenSC does (spec §6.4). */
+  async storeCaCertificate(der: Uint8Array, o: { label: string; id: Uint8Array }): Promise<{ number: number }> {
+    checkLabel(o.label, 'certificate label');
+    certificateSpki(der);
+    return this.channel.exclusive(async () => {
+      const n = await this.freeObjectNumber([PREFIX.CA_CERTIFICATE, PREFIX.CD]);
+      const fid = (PREFIX.CA_CERTIFICATE << 8) | n;
+      await this.files.write(fid, der);
+      await this.files.write(
+        (PREFIX.CD << 8) | n,
+        encodeCertificateDescription({
+          label: o.label,
+          objectFlags: OBJECT_FLAGS.MODIFIABLE,
+          id: o.id,
+          path: uintBE(fid, 2),
+        }),
+      );
+      return { number: n };
+    });
+  }
+
+  /** CA certificates with their descriptions (C8xx → CAxx). */
+  async listCaCertificates(): Promise<(CertificateDescription & { number: number; certificate: Uint8Array })[]> {
+    return this.channel.exclusive(async () => {
+      const fids = await this.files.enumerate();
+      const out: (CertificateDescription & { number: number; certificate: Uint8Array })[] = [];
+      for (const f of fids.filter((x) => x >> 8 === PREFIX.CD).sort((a, b) => a - b)) {
+        const d = decodeCertificateDescription(await this.files.read(f));
+        const fid = (d.path[d.path.length - 2]! << 8) | d.path[d.path.length - 1]!;
+        out.push({ ...d, number: f & 0xff, certificate: await this.files.read(fid) });
+      }
+      return out;
+    });
+  }
+
+  get apduCount(): number {
+    return this.channel.apduCount;
+  }
+}
+
+function safeCurve(name: string): CurveInfo | undefined {
+  try {
+    return curveByName(name);
+  } catch {
+    return undefined;
+  }
+}
+
+/** SubjectPublicKeyInfo of an X.509 certificate (tbsCertificate field 7, after the optional version). */
+export function certificateSpki(der: Uint8Array): Uint8Array {
+  try {
+    const tbs = readAll(readTlv(der).value)[0]!;
+    const fields = readAll(tbs.value);
+    const offset = fields[0]!.tag === 0xa0 ? 1 : 0;
+    const spki = fields[offset + 5]!;
+    if (spki.tag !== 0x30) throw new Error('no SPKI');
+    return tbs.value.slice(spki.start, spki.end);
+  } catch (e) {
+    throw new ScHsmError('MALFORMED_DATA', 'not a DER X.509 certificate', { cause: e });
+  }
+}
+
+function parseMechanism(m: SignMechanism): ['ECDSA' | 'RSA', 'RAW' | 'PKCS1' | 'PSS' | undefined, HashName | undefined] {
+  const parts = m.split('-');
+  if (parts[0] === 'ECDSA') {
+    const h = parts[1] ? HASH_OF_SUFFIX[parts[1]] : undefined;
+    if (parts[1] && !h) throw new ScHsmError('INVALID_ARGUMENT', `unknown mechanism ${m}`);
+    return ['ECDSA', undefined, h];
+  }
+  if (parts[0] === 'RSA' && (parts[1] === 'RAW' || parts[1] === 'PKCS1' || parts[1] === 'PSS')) {
+    const h = parts[2] ? HASH_OF_SUFFIX[parts[2]] : undefined;
+    if (parts[2] && !h) throw new ScHsmError('INVALID_ARGUMENT', `unknown mechanism ${m}`);
+    if (parts[1] === 'RAW' && parts[2]) throw new ScHsmError('INVALID_ARGUMENT', `unknown mechanism ${m}`);
+    return ['RSA', parts[1], h];
+  }
+  throw new ScHsmError('INVALID_ARGUMENT', `unknown signature mechanism "${m}"`);
+}

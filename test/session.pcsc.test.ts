@@ -1,0 +1,73 @@
+/**
+ * The session suite again, through the real stack: pcsclite → pcscd → vpcd → the virtual card
+ * (spec/pcsc-stack.md). Run inside scripts/with-pcscd.sh; under CI=true without it, this fails.
+ */
+import { afterAll } from 'vitest';
+import { openPcsc } from '../src/apdu/readers.js';
+import type { PcscTransport } from '../src/apdu/pcsc.js';
+import { SmartCardHsm } from '../src/sc-hsm/session.js';
+import { VirtualSmartCardHsm } from '../src/sim/index.js';
+import { connectToVpcd, type VpcdConnection } from '../src/sim/vpcd.js';
+import { describePcsc, vpcdEndpoint } from './helpers/pcsc-env.js';
+import { defineSessionSuite } from './helpers/session-suite.js';
+
+/**
+ * One vpcd connection for the whole file; "a fresh device" swaps the virtual card behind it, as if
+ * the token were replaced between two exchanges (each session starts with its own SELECT).
+ */
+class CardSlot {
+  card = new VirtualSmartCardHsm();
+  get atr() {
+    return this.card.atr;
+  }
+  process(apdu: Uint8Array) {
+    return this.card.process(apdu);
+  }
+  powerOn() {
+    this.card.powerOn();
+  }
+  powerOff() {
+    this.card.powerOff();
+  }
+  reset() {
+    this.card.reset();
+  }
+}
+
+let setup: Promise<{ slot: CardSlot; vpcd: VpcdConnection; transport: PcscTransport }> | undefined;
+
+function env() {
+  setup ??= (async () => {
+    const slot = new CardSlot();
+    const vpcd = connectToVpcd(slot, vpcdEndpoint());
+    await vpcd.connected;
+    // pcscd notices the card at its next presence poll (≤ ~0.5 s); openPcsc waits for it
+    let transport: PcscTransport | undefined;
+    for (let i = 0; i < 40 && !transport; i++) {
+      try {
+        transport = await openPcsc({ reader: 'Virtual PCD 00 00' });
+      } catch (e) {
+        if (i === 39) throw e;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    }
+    return { slot, vpcd, transport: transport! };
+  })();
+  return setup;
+}
+
+describePcsc('session suite through pcscd', () => {
+  afterAll(async () => {
+    if (!setup) return;
+    const { vpcd, transport } = await setup;
+    await transport.close();
+    await vpcd.close();
+  });
+  defineSessionSuite('pcscd and vpcd', () => ({
+    async fresh() {
+      const { slot, transport } = await env();
+      slot.card = new VirtualSmartCardHsm();
+      return { card: slot.card, hsm: await SmartCardHsm.open(transport) };
+    },
+  }));
+});
