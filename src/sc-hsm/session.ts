@@ -20,6 +20,7 @@ import {
   decodeCertificateDescription,
   decodeCvRequest,
   decodeDataObjectDescription,
+  decodeDeviceCertificateFile,
   decodeDeviceCertificates,
   encodeCertificateDescription,
   encodeDataObjectDescription,
@@ -355,7 +356,8 @@ export class SmartCardHsm {
     if (this.deviceChrCache === undefined) {
       const ef = await this.files.readOptional(EF.DEVICE_CERTIFICATES);
       if (!ef || ef.length === 0) return undefined;
-      this.deviceChrCache = decodeDeviceCertificates(ef).device.chr;
+      // tolerant: some implementations (pico-hsm) store the device certificate alone
+      this.deviceChrCache = decodeDeviceCertificateFile(ef).device.chr;
     }
     return this.deviceChrCache;
   }
