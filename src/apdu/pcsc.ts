@@ -1,0 +1,597 @@
+/**
+ * The real PC/SC transport: `pcsclite` (the NAN binding, loaded lazily because it is an optional
+ * dependency) wrapped so that none of its traps reach the rest of the library.
+ *
+ * Every quirk absorbed here is measured in spec/pcsc-stack.md §4 and prescribed by §7:
+ * explicit share modes (the binding defaults to EXCLUSIVE and to UNPOWER on disconnect),
+ * `'error'` listeners always attached (an unhandled one kills the process, and `close()` itself
+ * emits one), no `close()` inside a `'status'` listener (it deadlocks on the reader's mutex),
+ * promises instead of callbacks, a 65,538-byte receive buffer for extended APDUs, and PC/SC
+ * error codes read from the binding's message text and turned into `ScHsmError` codes.
+ */
+import { ScHsmError, type ScHsmErrorCode } from '../errors.js';
+import { bytesEqual } from '../util/bytes.js';
+import type { Transport } from './transport.js';
+
+// ---------------------------------------------------------------------------------------------
+// The binding's surface, typed structurally (so the library type-checks without it installed)
+
+/** Status event of one reader (pcsclite `'status'`). */
+interface BindingStatus {
+  state: number;
+  atr?: Uint8Array;
+}
+
+type Callback<T> = (err: unknown, value: T) => void;
+
+/** The subset of pcsclite's `CardReader` this module uses. */
+interface BindingReader {
+  readonly name: string;
+  connected: boolean;
+  readonly SCARD_SHARE_SHARED: number;
+  readonly SCARD_SHARE_EXCLUSIVE: number;
+  readonly SCARD_PROTOCOL_T0: number;
+  readonly SCARD_PROTOCOL_T1: number;
+  readonly SCARD_STATE_PRESENT: number;
+  readonly SCARD_STATE_MUTE: number;
+  readonly SCARD_STATE_EXCLUSIVE: number;
+  readonly SCARD_LEAVE_CARD: number;
+  readonly SCARD_RESET_CARD: number;
+  on(type: 'error', listener: (error: unknown) => void): this;
+  on(type: 'status', listener: (status: BindingStatus) => void): this;
+  on(type: 'end', listener: () => void): this;
+  connect(options: { share_mode: number; protocol: number }, cb: Callback<number | undefined>): void;
+  disconnect(disposition: number, cb: (err: unknown) => void): void;
+  transmit(data: Buffer, resLen: number, protocol: number, cb: Callback<Buffer>): void;
+  close(): void;
+}
+
+/** The subset of pcsclite's `PCSCLite` (the context) this module uses. */
+interface BindingContext {
+  on(type: 'error', listener: (error: unknown) => void): this;
+  on(type: 'reader', listener: (reader: BindingReader) => void): this;
+  close(): void;
+}
+
+type BindingFactory = () => BindingContext;
+
+/** Largest R-APDU: 65,536 data bytes + SW1 SW2 (extended Le = 0000). */
+export const MAX_RESPONSE_LENGTH = 65538;
+
+const INSTALL_HINT =
+  'install it with `npm install pcsclite` (needs python3, make, g++ and the PC/SC headers: ' +
+  '`apt-get install libpcsclite-dev`), and run pcscd (`apt-get install pcscd`)';
+const START_PCSCD = 'start pcscd: `systemctl start pcscd` or `pcscd --foreground`';
+
+let bindingPromise: Promise<BindingFactory> | undefined;
+
+/**
+ * Loads `pcsclite` on first use. It is an optionalDependency with a native build, so its absence
+ * (or a build for another Node ABI) becomes `PCSC_UNAVAILABLE` with the way to install it.
+ * The specifier is a variable so that neither TypeScript nor a bundler requires the package.
+ */
+export function loadPcsclite(): Promise<BindingFactory> {
+  if (!bindingPromise) {
+    const specifier = process.env.SC_HSM_PCSCLITE_MODULE ?? 'pcsclite';
+    bindingPromise = (import(specifier) as Promise<{ default?: unknown }>).then(
+      (mod) => {
+        const f = (mod.default ?? mod) as unknown;
+        if (typeof f !== 'function') {
+          throw new ScHsmError('PCSC_UNAVAILABLE', `the module '${specifier}' is not the pcsclite binding`);
+        }
+        return f as BindingFactory;
+      },
+      (e: unknown) => {
+        bindingPromise = undefined;
+        throw new ScHsmError(
+          'PCSC_UNAVAILABLE',
+          `the PC/SC binding 'pcsclite' could not be loaded (${messageOf(e)}); ${INSTALL_HINT}`,
+          { cause: e },
+        );
+      },
+    );
+  }
+  return bindingPromise;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Error mapping (spec/pcsc-stack.md §4 table, §7 item 3)
+
+/** PC/SC return codes that the library distinguishes (winscard `SCARD_*`). */
+export const PCSC_CODES = {
+  CANCELLED: 0x80100002,
+  INVALID_HANDLE: 0x80100003,
+  UNKNOWN_READER: 0x80100009,
+  SHARING_VIOLATION: 0x8010000b,
+  NO_SMARTCARD: 0x8010000c,
+  COMM_ERROR: 0x80100013,
+  NOT_TRANSACTED: 0x80100016,
+  READER_UNAVAILABLE: 0x80100017,
+  NO_SERVICE: 0x8010001d,
+  SERVICE_STOPPED: 0x8010001e,
+  NO_READERS_AVAILABLE: 0x8010002e,
+  UNRESPONSIVE_CARD: 0x80100066,
+  UNPOWERED_CARD: 0x80100067,
+  RESET_CARD: 0x80100068,
+  REMOVED_CARD: 0x80100069,
+} as const;
+
+/** The PC/SC code in a pcsclite message such as `SCardTransmit error: Card was removed.(0x80100069)`. */
+export function pcscCodeOf(e: unknown): number | undefined {
+  const m = /\(0x([0-9a-f]{8})\)/i.exec(messageOf(e));
+  return m ? Number.parseInt(m[1]!, 16) : undefined;
+}
+
+function messageOf(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}
+
+/**
+ * Turns a pcsclite error (plain `Error`, code only in the text: spec §4 "smartcard errors" applies
+ * to all three bindings) into the library's error, with the fix in the message.
+ */
+export function pcscError(e: unknown, reader?: string): ScHsmError {
+  if (e instanceof ScHsmError) return e;
+  const raw = messageOf(e);
+  const code = pcscCodeOf(e);
+  const where = reader ? ` (reader '${reader}')` : '';
+  const make = (c: ScHsmErrorCode, text: string) =>
+    new ScHsmError(c, `${text}${where} [${raw}]`, { cause: e });
+  switch (code) {
+    case PCSC_CODES.REMOVED_CARD:
+      return make('CARD_REMOVED', 'the card was removed; insert it and open the device again');
+    case PCSC_CODES.RESET_CARD:
+      return make(
+        'CARD_RESET',
+        'the card was reset by another application: its selected applet and verified PIN are gone; ' +
+          'select the applet and verify the PIN again',
+      );
+    case PCSC_CODES.NO_SERVICE:
+    case PCSC_CODES.SERVICE_STOPPED:
+    case PCSC_CODES.COMM_ERROR:
+      return make('PCSC_UNAVAILABLE', `the PC/SC service pcscd is not running or went away; ${START_PCSCD}`);
+    case PCSC_CODES.SHARING_VIOLATION:
+      return make(
+        'READER_BUSY',
+        'another program holds the card exclusively (usually a running `pkcs11-tool`/`pkcs15-tool`, ' +
+          'a browser or Thunderbird with the OpenSC PKCS#11 module loaded, or GnuPG `scdaemon`); ' +
+          'close it (`gpgconf --kill scdaemon`) and retry',
+      );
+    case PCSC_CODES.NO_SMARTCARD:
+      return make('NO_CARD', 'no card in the reader; insert the SmartCard-HSM');
+    case PCSC_CODES.UNKNOWN_READER:
+    case PCSC_CODES.READER_UNAVAILABLE:
+    case PCSC_CODES.NO_READERS_AVAILABLE:
+      return make(
+        'NO_READER',
+        'the reader is gone; plug the device in again (`opensc-tool -l` lists readers)',
+      );
+    case PCSC_CODES.NOT_TRANSACTED:
+      return make(
+        'TRANSPORT_ERROR',
+        'the reader could not complete the command; retry, or re-plug the device',
+      );
+    case PCSC_CODES.UNRESPONSIVE_CARD:
+    case PCSC_CODES.UNPOWERED_CARD:
+      return make('TRANSPORT_ERROR', 'the card does not answer; unplug and re-plug the device');
+    default:
+      return make('TRANSPORT_ERROR', 'PC/SC error');
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Context: one pcsclite instance and what it has told us about its readers
+
+/** What a context knows about one reader, from its latest `'status'` event. */
+export interface ReaderState {
+  name: string;
+  /** False until the reader's first `'status'` event arrived. */
+  known: boolean;
+  cardPresent: boolean;
+  /** Another application holds the card exclusively. */
+  exclusive: boolean;
+  atr?: Uint8Array;
+}
+
+interface ReaderEntry {
+  reader: BindingReader;
+  state: ReaderState;
+}
+
+/**
+ * One PC/SC context. pcsclite reports readers only through events: a `'reader'` event per reader
+ * when its list arrives, then a `'status'` event per reader from that reader's own monitoring
+ * thread (spec §4 "list readers"). `settle()` waits for that initial burst.
+ */
+export class PcscContext {
+  private readonly entries = new Map<string, ReaderEntry>();
+  private closed = false;
+  private lastEvent = Date.now();
+  private waiters: (() => void)[] = [];
+  /** The last `'error'` the binding emitted on the context or a reader (kept, never thrown). */
+  lastError: ScHsmError | undefined;
+
+  private constructor(private readonly binding: BindingContext) {
+    // spec §4 "clean shutdown": close() emits 'error' ("Command cancelled") and pcscd dying emits
+    // 'error' ("RPC transport error"); without a listener either one kills the process.
+    binding.on('error', (e) => {
+      if (!this.closed) this.lastError = pcscError(e);
+    });
+    binding.on('reader', (reader) => this.adopt(reader));
+  }
+
+  /**
+   * Opens a context. pcsclite's constructor throws synchronously when pcscd is not running
+   * (spec §4 "pcscd not running"; unlike @pokusew/pcsclite it does not spin).
+   */
+  static async establish(): Promise<PcscContext> {
+    const factory = await loadPcsclite();
+    let binding: BindingContext;
+    try {
+      binding = factory();
+    } catch (e) {
+      const err = pcscError(e);
+      if (err.code === 'TRANSPORT_ERROR') {
+        throw new ScHsmError('PCSC_UNAVAILABLE', `cannot reach pcscd (${messageOf(e)}); ${START_PCSCD}`, {
+          cause: e,
+        });
+      }
+      throw err;
+    }
+    return new PcscContext(binding);
+  }
+
+  private adopt(reader: BindingReader): void {
+    const entry: ReaderEntry = {
+      reader,
+      state: { name: reader.name, known: false, cardPresent: false, exclusive: false },
+    };
+    this.entries.set(reader.name, entry);
+    this.touch();
+    reader.on('error', (e) => {
+      if (!this.closed) this.lastError = pcscError(e, reader.name);
+    });
+    reader.on('end', () => {
+      this.entries.delete(reader.name);
+      this.touch();
+    });
+    // Records only. Never close() from here: the binding holds the reader's mutex while it runs
+    // this listener and close() takes the same mutex (spec §4 "deadlocks in the NAN bindings").
+    reader.on('status', (s) => {
+      const present =
+        (s.state & reader.SCARD_STATE_PRESENT) !== 0 && (s.state & reader.SCARD_STATE_MUTE) === 0;
+      entry.state = {
+        name: reader.name,
+        known: true,
+        cardPresent: present,
+        exclusive: (s.state & reader.SCARD_STATE_EXCLUSIVE) !== 0,
+        ...(present && s.atr && s.atr.length > 0 ? { atr: new Uint8Array(s.atr) } : {}),
+      };
+      this.touch();
+    });
+  }
+
+  private touch(): void {
+    this.lastEvent = Date.now();
+    const w = this.waiters;
+    this.waiters = [];
+    for (const f of w) f();
+  }
+
+  /**
+   * Waits for the initial burst of reader and status events: done when every reader seen has
+   * reported its status and no event came for `quietMs`, or at `timeoutMs` at the latest.
+   * Measured here: the burst completes within a few ms of the context's creation, so a 60 ms quiet
+   * window is generous; with no readers at all the wait is exactly the quiet window.
+   */
+  async settle(o: { quietMs?: number; timeoutMs?: number } = {}): Promise<void> {
+    const quietMs = o.quietMs ?? 60;
+    const deadline = Date.now() + (o.timeoutMs ?? 1500);
+    this.lastEvent = Math.max(this.lastEvent, Date.now());
+    for (;;) {
+      const now = Date.now();
+      if (now >= deadline) return;
+      const allKnown = [...this.entries.values()].every((e) => e.state.known);
+      const quietFor = now - this.lastEvent;
+      if (allKnown && quietFor >= quietMs) return;
+      const wait = Math.min(deadline - now, allKnown ? quietMs - quietFor : quietMs);
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(done, Math.max(1, wait));
+        function done() {
+          clearTimeout(t);
+          resolve();
+        }
+        this.waiters.push(done);
+      });
+    }
+  }
+
+  /** Readers in the order pcscd listed them (the order `opensc-tool -l` numbers them). */
+  readers(): ReaderState[] {
+    return [...this.entries.values()].map((e) => ({ ...e.state }));
+  }
+
+  /** The binding's reader object, for `PcscTransport`. */
+  bindingReader(name: string): BindingReader | undefined {
+    return this.entries.get(name)?.reader;
+  }
+
+  /** The latest status of one reader, or undefined when pcscd no longer lists it. */
+  readerState(name: string): ReaderState | undefined {
+    const s = this.entries.get(name)?.state;
+    return s ? { ...s } : undefined;
+  }
+
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
+  /**
+   * Stops every monitoring thread. Deferred with setImmediate so that it never runs inside a
+   * `'status'` listener (spec §4); the `'error'` the binding emits while closing goes to the
+   * listeners attached in the constructor. Never throws.
+   */
+  close(): Promise<void> {
+    if (this.closed) return Promise.resolve();
+    this.closed = true;
+    return new Promise((resolve) => {
+      setImmediate(() => {
+        for (const { reader } of this.entries.values()) {
+          try {
+            reader.close();
+          } catch {
+            // a reader whose thread already ended (pcscd gone) may refuse; nothing to release
+          }
+        }
+        try {
+          this.binding.close();
+        } catch {
+          // same: closing is best effort and must not crash the process
+        }
+        resolve();
+      });
+    });
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The transport
+
+type ShareMode = 'shared' | 'exclusive';
+
+export interface PcscConnectOptions {
+  /** Close the context when the transport is closed (default true: the transport owns it). */
+  ownsContext?: boolean;
+}
+
+/**
+ * A connection to the card in one reader. SHARED by default so that OpenSC and other programs keep
+ * access; `exclusive(fn)` holds the card EXCLUSIVE for an administrative sequence (spec §7 item 1).
+ * Transmits are serialised; after `CARD_RESET` the next transmit reconnects; after `CARD_REMOVED`
+ * the transport stays dead (a card put back may be another card: open the device again).
+ */
+export class PcscTransport implements Transport {
+  readonly extendedLength = true;
+  private protocol = 0;
+  private mode: ShareMode | undefined;
+  private exclusiveDepth = 0;
+  private queue: Promise<unknown> = Promise.resolve();
+  private removed: ScHsmError | undefined;
+  private closed = false;
+  private closing: Promise<void> | undefined;
+  private readonly ownsContext: boolean;
+
+  private constructor(
+    readonly context: PcscContext,
+    private readonly reader: BindingReader,
+    o: PcscConnectOptions,
+  ) {
+    this.ownsContext = o.ownsContext ?? true;
+  }
+
+  /** Connects SHARED to the card in `readerName` of `context`. */
+  static async connect(
+    context: PcscContext,
+    readerName: string,
+    o: PcscConnectOptions = {},
+  ): Promise<PcscTransport> {
+    const reader = context.bindingReader(readerName);
+    if (!reader) {
+      throw new ScHsmError(
+        'NO_READER',
+        `no reader named '${readerName}'; \`opensc-tool -l\` lists the readers`,
+      );
+    }
+    const t = new PcscTransport(context, reader, o);
+    await t.locked(() => t.attach('shared'));
+    return t;
+  }
+
+  /** The reader's name as pcscd reports it. */
+  get readerName(): string {
+    return this.reader.name;
+  }
+
+  /** The card's ATR from the latest status event, if present. */
+  get atr(): Uint8Array | undefined {
+    return this.context.readerState(this.reader.name)?.atr;
+  }
+
+  /** The share mode currently held, or undefined while disconnected. */
+  get shareMode(): ShareMode | undefined {
+    return this.mode;
+  }
+
+  private locked<T>(fn: () => Promise<T>): Promise<T> {
+    const next = this.queue.then(fn, fn);
+    this.queue = next.catch(() => undefined);
+    return next;
+  }
+
+  private attach(mode: ShareMode): Promise<void> {
+    const r = this.reader;
+    return new Promise((resolve, reject) => {
+      // pcsclite's connect() skips the native call when `connected` is still true (it would then
+      // report no protocol); detach() keeps it false, so each attach is a real SCardConnect.
+      r.connected = false;
+      r.connect(
+        {
+          share_mode: mode === 'shared' ? r.SCARD_SHARE_SHARED : r.SCARD_SHARE_EXCLUSIVE,
+          protocol: r.SCARD_PROTOCOL_T0 | r.SCARD_PROTOCOL_T1,
+        },
+        (err, protocol) => {
+          if (err) return reject(pcscError(err, r.name));
+          this.protocol = protocol ?? r.SCARD_PROTOCOL_T1;
+          this.mode = mode;
+          resolve();
+        },
+      );
+    });
+  }
+
+  /**
+   * SCardDisconnect with LEAVE_CARD (pcsclite's default is UNPOWER, which would log the card out
+   * and cost a cold reset for every other client: spec §4 "other gotchas").
+   */
+  private detach(disposition = this.reader.SCARD_LEAVE_CARD): Promise<void> {
+    const r = this.reader;
+    if (this.mode === undefined) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      r.disconnect(disposition, (err) => {
+        this.mode = undefined;
+        // On failure pcsclite leaves `connected` true and keeps the stale handle; forget it.
+        r.connected = false;
+        if (err) return reject(pcscError(err, r.name));
+        resolve();
+      });
+    });
+  }
+
+  private rawTransmit(apdu: Uint8Array): Promise<Uint8Array> {
+    const r = this.reader;
+    return new Promise((resolve, reject) => {
+      r.transmit(Buffer.from(apdu), MAX_RESPONSE_LENGTH, this.protocol, (err, data) => {
+        if (err) return reject(pcscError(err, r.name));
+        resolve(new Uint8Array(data));
+      });
+    });
+  }
+
+  /**
+   * A card pulled out while a command is under way fails that command with "Transaction failed"
+   * (0x80100016), not "Card was removed": with vpcd the driver's send() fails before pcscd's
+   * 400 ms presence poll has noticed (measured; spec §2 "Removal is detected … ≤ ~0.4 s").
+   * Waits up to one poll period and a half for the reader's status to say whether the card is gone.
+   */
+  private async cardWentAway(): Promise<boolean> {
+    const before = this.context.readerState(this.reader.name)?.atr;
+    const deadline = Date.now() + 700;
+    for (;;) {
+      const s = this.context.readerState(this.reader.name);
+      if (!s?.cardPresent) return true;
+      if (before && s.atr && !bytesEqual(before, s.atr)) return true;
+      if (Date.now() >= deadline) return false;
+      await new Promise((r) => setTimeout(r, 25));
+    }
+  }
+
+  /** Sends one APDU (short or extended, up to a 65,538-byte answer). */
+  transmit(apdu: Uint8Array): Promise<Uint8Array> {
+    return this.locked(async () => {
+      if (this.closed)
+        throw new ScHsmError('TRANSPORT_ERROR', 'the PC/SC transport is closed; open the device again');
+      if (this.removed) throw this.removed;
+      if (this.mode === undefined) await this.attach(this.exclusiveDepth > 0 ? 'exclusive' : 'shared');
+      try {
+        return await this.rawTransmit(apdu);
+      } catch (e) {
+        let err = pcscError(e, this.reader.name);
+        if (pcscCodeOf(e) === PCSC_CODES.NOT_TRANSACTED && (await this.cardWentAway())) {
+          err = new ScHsmError(
+            'CARD_REMOVED',
+            `the card was removed during the command; insert it and open the device again (reader '${this.reader.name}')`,
+            { cause: e },
+          );
+        }
+        if (err.code === 'CARD_REMOVED') this.removed = err;
+        if (err.code === 'CARD_RESET') {
+          // The handle stays in the "reset" state until it reconnects; do that on the next transmit.
+          await this.detach().catch(() => undefined);
+        }
+        throw err;
+      }
+    });
+  }
+
+  /**
+   * Runs `fn` with the card held EXCLUSIVE, then returns to SHARED. pcsclite has no
+   * SCardReconnect (spec §4 table), so this is disconnect(LEAVE_CARD) + connect(EXCLUSIVE).
+   *
+   * What it means for the card's state: LEAVE_CARD neither resets nor powers down the card, and
+   * pcscd only powers an unused card down ~0.45 s after its last handle goes (spec §2 control
+   * table), so the selected applet and a verified PIN survive the reconnect in both directions.
+   * The same is true for everyone else: in the instant between the two calls another program may
+   * connect (then this rejects with READER_BUSY and the transport goes back to SHARED) or send a
+   * SELECT, which logs the PIN out (spec sc-hsm-protocol §1.3); sequences that need the PIN should
+   * verify it inside `fn`. Re-entrant: a nested call just runs `fn`.
+   */
+  async exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.exclusiveDepth > 0) return fn();
+    this.exclusiveDepth++;
+    try {
+      await this.locked(async () => {
+        await this.detach().catch(() => undefined);
+        try {
+          await this.attach('exclusive');
+        } catch (e) {
+          await this.attach('shared').catch(() => undefined);
+          throw e;
+        }
+      });
+    } catch (e) {
+      this.exclusiveDepth--;
+      throw e;
+    }
+    try {
+      return await fn();
+    } finally {
+      this.exclusiveDepth--;
+      await this.locked(async () => {
+        await this.detach().catch(() => undefined);
+        // If this fails (card removed, pcscd gone) the next transmit reconnects and reports why.
+        await this.attach('shared').catch(() => undefined);
+      });
+    }
+  }
+
+  /**
+   * Resets the card (SCardDisconnect with RESET_CARD, then connects again in the current mode):
+   * volatile state is gone (selected applet, verified PIN) for this and every other client, which
+   * see `CARD_RESET` on their next transmit.
+   */
+  reset(): Promise<void> {
+    return this.locked(async () => {
+      const mode = this.mode ?? (this.exclusiveDepth > 0 ? 'exclusive' : 'shared');
+      if (this.mode === undefined) await this.attach(mode);
+      await this.detach(this.reader.SCARD_RESET_CARD);
+      await this.attach(mode);
+    });
+  }
+
+  /**
+   * Disconnects with LEAVE_CARD and, when the transport owns it, closes the context. Never
+   * throws and never rejects: a dead pcscd or a removed card only make the goodbye shorter.
+   */
+  close(): Promise<void> {
+    if (!this.closing) {
+      // Queued behind transmits already submitted, so those complete first.
+      this.closing = this.locked(async () => {
+        this.closed = true;
+        await this.detach();
+      })
+        .catch(() => undefined)
+        .then(() => (this.ownsContext ? this.context.close() : undefined));
+    }
+    return this.closing;
+  }
+}
