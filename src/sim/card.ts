@@ -1,0 +1,251 @@
+/**
+ * The virtual SmartCard-HSM: a `Transport` whose `process()` answers command APDUs like CardContact
+ * firmware on a Nitrokey HSM 2 (spec §11). This file holds the dispatcher and the life cycle
+ * (power, reset, persistence); the command handlers live in fs.ts, pins.ts, init.ts, keys.ts and
+ * dkek.ts.
+ */
+import { randomBytes } from 'node:crypto';
+import { encodeResponse, type ParsedCommand, parseCommand } from '../apdu/command.js';
+import type { Transport } from '../apdu/transport.js';
+import { AID, ATR_NITROKEY_HSM2, INS } from '../sc-hsm/constants.js';
+import { bytesEqual } from '../util/bytes.js';
+import { type CardContext, freshVolatile, type Handler, type VolatileState } from './context.js';
+import { createDeviceIdentity, deviceChrFor } from './device.js';
+import { manageKeyDomain, unwrapKey, wrapKey } from './dkek.js';
+import { appletFcp, deleteFile, enumerateObjects, readBinary, selectEf, updateBinary } from './fs.js';
+import { initialize } from './init.js';
+import { cipher, decipher, generateKeyPair, generateSymmetricKey, sign } from './keys.js';
+import { changeReferenceData, resetRetryCounter, verify } from './pins.js';
+import { type CardState, deserializeState, readStateFile, serializeState, writeFileAtomic } from './state.js';
+import { fail, type Reply, SW, SwError } from './sw.js';
+
+/** Firmware version reported in FCP tag 85 by default ("SmartCard-HSM Version 3.5 on JCOP 3"). */
+export const DEFAULT_FIRMWARE: [number, number] = [3, 5];
+
+export interface VirtualCardOptions {
+  /** 7 digits, or a complete device CHR `UTVH#######00000`; random when absent. */
+  deviceId?: string;
+  /** Firmware version in FCP tag 85; default 3.5. */
+  firmware?: [number, number];
+}
+
+/** SELECT `00 A4` (spec §1.3, §3.1): the applet by AID (P1=04) or an EF. */
+const select: Handler = (ctx, cmd) => {
+  if (cmd.p1 !== 0x04) {
+    if (!ctx.vol.selected) fail(SW.NOT_FOUND);
+    return selectEf(ctx, cmd);
+  }
+  if (!bytesEqual(cmd.data, AID)) fail(SW.NOT_FOUND, 'unknown application');
+  if (cmd.p2 !== 0x00 && cmd.p2 !== 0x04 && cmd.p2 !== 0x0c) fail(SW.WRONG_P1P2);
+  // A SELECT of the applet drops the PIN state (spec §1.3).
+  ctx.vol.selected = true;
+  ctx.vol.userVerified = false;
+  ctx.vol.soVerified = false;
+  ctx.vol.currentEf = undefined;
+  return { data: cmd.p2 === 0x0c ? new Uint8Array(0) : appletFcp(ctx.state.options, ctx.state.firmware) };
+};
+
+/** GET CHALLENGE `00 84 00 00 Le` (spec §3.17). */
+const getChallenge: Handler = (_ctx, cmd) => {
+  if (cmd.p1 !== 0 || cmd.p2 !== 0) fail(SW.WRONG_P1P2);
+  if (cmd.ne === undefined || cmd.data.length > 0) fail(SW.WRONG_LENGTH);
+  return { data: new Uint8Array(randomBytes(cmd.ne)) };
+};
+
+/** PKA status `80 54 00 00` (spec §3.18): `N missing M authenticated` when configured, else 6D00. */
+const pka: Handler = (ctx, cmd) => {
+  const p = ctx.state.pka;
+  if (!p || !ctx.state.initialized) fail(SW.INS_NOT_SUPPORTED);
+  if (cmd.p1 !== 0 || cmd.p2 !== 0) fail(SW.WRONG_P1P2);
+  // Registration of public keys is not implemented: the card then behaves as for an unknown INS.
+  if (cmd.data.length > 0) fail(SW.INS_NOT_SUPPORTED);
+  return { data: Uint8Array.of(p.total, p.total, p.required, 0) };
+};
+
+/** Proprietary (CLA 80) handlers by INS. */
+const PROPRIETARY: Record<number, Handler> = {
+  [INS.INITIALIZE]: initialize,
+  [INS.MANAGE_KEY_DOMAIN]: manageKeyDomain,
+  [INS.PKA]: pka,
+  [INS.ENUMERATE_OBJECTS]: enumerateObjects,
+  [INS.SIGN]: sign,
+  [INS.DECIPHER]: decipher,
+  [INS.CIPHER]: cipher,
+  [INS.WRAP_KEY]: wrapKey,
+  [INS.UNWRAP_KEY]: unwrapKey,
+};
+
+/** ISO (CLA 00) handlers by INS. */
+const ISO: Record<number, Handler> = {
+  [INS.SELECT]: select,
+  [INS.READ_BINARY]: readBinary,
+  [INS.UPDATE_BINARY]: updateBinary,
+  [INS.DELETE_FILE]: deleteFile,
+  [INS.VERIFY]: verify,
+  [INS.CHANGE_REFERENCE_DATA]: changeReferenceData,
+  [INS.RESET_RETRY_COUNTER]: resetRetryCounter,
+  [INS.GENERATE_ASYMMETRIC_KEY_PAIR]: generateKeyPair,
+  [INS.GENERATE_SYMMETRIC_KEY]: generateSymmetricKey,
+  [INS.GET_CHALLENGE]: getChallenge,
+};
+
+/** Carries the state into the constructor during deserialize/load. */
+let restoring: CardState | undefined;
+
+export class VirtualSmartCardHsm implements Transport {
+  readonly atr: Uint8Array = ATR_NITROKEY_HSM2.slice();
+  readonly extendedLength = true;
+  /** Called after every change of persistent state. */
+  onChange?: () => void;
+
+  private readonly state: CardState;
+  private vol: VolatileState = freshVolatile();
+  private dirty = false;
+
+  /** A fresh, uninitialized card with its own device key and certificate chain — or, internally, a restored one. */
+  constructor(o: VirtualCardOptions = {}) {
+    if (restoring) {
+      this.state = restoring;
+      restoring = undefined;
+      return;
+    }
+    const deviceChr = deviceChrFor(o.deviceId);
+    const { key, ef2f02 } = createDeviceIdentity(deviceChr);
+    const firmware = o.firmware ?? DEFAULT_FIRMWARE;
+    if (firmware.length !== 2 || firmware.some((v) => !Number.isInteger(v) || v < 0 || v > 255)) {
+      throw new RangeError('firmware must be [major, minor] with bytes 0..255');
+    }
+    this.state = {
+      deviceChr,
+      firmware: [firmware[0], firmware[1]],
+      initialized: false,
+      options: 0,
+      userPinMaxTries: 3,
+      userPinTries: 3,
+      transportPin: false,
+      soPinTries: 15,
+      files: new Map([[0x2f02, ef2f02]]),
+      keys: new Map([[0, key]]),
+    };
+  }
+
+  /** The device CHR (`UTVH#######00000`); OpenSC shows it minus the last 5 characters as serial. */
+  get deviceChr(): string {
+    return this.state.deviceChr;
+  }
+
+  /** Command APDU in, response APDU out; never throws (internal faults answer 6F00). */
+  process(apdu: Uint8Array): Uint8Array {
+    let r: Reply;
+    try {
+      let cmd: ParsedCommand;
+      try {
+        cmd = parseCommand(apdu);
+      } catch {
+        return encodeResponse({ data: new Uint8Array(0), sw: SW.WRONG_LENGTH });
+      }
+      r = this.dispatch(cmd);
+    } catch (e) {
+      r = { sw: e instanceof SwError ? e.sw : SW.UNKNOWN };
+    } finally {
+      if (this.dirty) {
+        this.dirty = false;
+        try {
+          this.onChange?.();
+        } catch {
+          // a failing listener must not break the card
+        }
+      }
+    }
+    return encodeResponse({ data: r.data ?? new Uint8Array(0), sw: r.sw ?? SW.OK });
+  }
+
+  private dispatch(cmd: ParsedCommand): Reply {
+    const pending = this.vol.pending;
+    this.vol.pending = undefined;
+    if (cmd.ins === INS.GET_RESPONSE && cmd.cla === 0x00) {
+      if (!pending) fail(SW.CONDITIONS, 'no response pending');
+      return this.chunk(pending, cmd.ne ?? 256);
+    }
+    if (cmd.cla !== 0x00 && cmd.cla !== 0x80) fail(SW.CLA_NOT_SUPPORTED);
+    if (cmd.ins === INS.SELECT && cmd.cla === 0x00) return this.finish(select(this.ctx(), cmd), cmd);
+    if (!this.vol.selected) fail(SW.INS_NOT_SUPPORTED, 'applet not selected');
+    const handler = cmd.cla === 0x80 ? PROPRIETARY[cmd.ins] : ISO[cmd.ins];
+    if (!handler) fail(SW.INS_NOT_SUPPORTED);
+    return this.finish(handler(this.ctx(), cmd), cmd);
+  }
+
+  /** Answers longer than Ne are split with 61xx / GET RESPONSE (ISO 7816-4). */
+  private finish(r: Reply, cmd: ParsedCommand): Reply {
+    const data = r.data;
+    if (!data || cmd.ne === undefined || data.length <= cmd.ne || (r.sw ?? SW.OK) !== SW.OK) return r;
+    return this.chunk(data, cmd.ne);
+  }
+
+  private chunk(data: Uint8Array, ne: number): Reply {
+    if (data.length <= ne) return { data };
+    const rest = data.subarray(ne);
+    this.vol.pending = rest;
+    return { data: data.subarray(0, ne), sw: 0x6100 | (rest.length > 255 ? 0 : rest.length) };
+  }
+
+  private ctx(): CardContext {
+    return {
+      state: this.state,
+      vol: this.vol,
+      changed: () => {
+        this.dirty = true;
+      },
+    };
+  }
+
+  async transmit(apdu: Uint8Array): Promise<Uint8Array> {
+    return this.process(apdu);
+  }
+
+  /** Power on: volatile state cleared, the applet is not selected (spec §1.3). */
+  powerOn(): void {
+    this.vol = freshVolatile();
+  }
+
+  powerOff(): void {
+    this.vol = freshVolatile();
+  }
+
+  /** Warm reset: like power cycling, drops selection and PIN state. */
+  reset(): void {
+    this.vol = freshVolatile();
+  }
+
+  async close(): Promise<void> {
+    this.vol = freshVolatile();
+  }
+
+  /** JSON of the persistent state (format version inside). */
+  serialize(): string {
+    return serializeState(this.state);
+  }
+
+  /** A card from `serialize()` output; INVALID_STATE_FILE on any bad field. Volatile state starts fresh. */
+  static deserialize(json: string): VirtualSmartCardHsm {
+    return VirtualSmartCardHsm.fromState(deserializeState(json));
+  }
+
+  /** Saves atomically (temp file in the same directory, fsync, rename). */
+  async save(path: string): Promise<void> {
+    await writeFileAtomic(path, this.serialize());
+  }
+
+  static async load(path: string): Promise<VirtualSmartCardHsm> {
+    return VirtualSmartCardHsm.fromState(await readStateFile(path));
+  }
+
+  private static fromState(state: CardState): VirtualSmartCardHsm {
+    restoring = state;
+    try {
+      return new VirtualSmartCardHsm();
+    } finally {
+      restoring = undefined;
+    }
+  }
+}

@@ -1,0 +1,10 @@
+/** The virtual SmartCard-HSM (spec §11): card, state file and device identity. */
+export { DEFAULT_FIRMWARE, type VirtualCardOptions, VirtualSmartCardHsm } from './card.js';
+export {
+  VIRTUAL_ISSUER_CERTIFICATE,
+  VIRTUAL_ISSUER_CHR,
+  VIRTUAL_ROOT_CERTIFICATE,
+  VIRTUAL_ROOT_CHR,
+} from './device.js';
+export { STATE_FORMAT, STATE_VERSION } from './state.js';
+// vpcd bridge (src/sim/vpcd.ts, owned by another engineer): the lead adds its exports here.
