@@ -1,7 +1,7 @@
 /**
  * sc-hsm-ts: a pure-TypeScript driver for the SmartCard-HSM (Nitrokey HSM 2).
- * Layers: apdu (ISO 7816) → sc-hsm (the session) with pure codecs pkcs15 and dkek beside it;
- * sim is the virtual card.
+ * Layers: apdu (ISO 7816) → sc-hsm (the session) with the pure codecs pkcs15 and dkek beside it;
+ * sim is the virtual card. docs/contracts.md lists the module interfaces.
  */
 export * from './errors.js';
 export * from './util/bytes.js';
@@ -10,4 +10,27 @@ export * from './apdu/command.js';
 export * from './apdu/status.js';
 export * from './apdu/transport.js';
 export * from './apdu/transcript.js';
+export {
+  MAX_RESPONSE_LENGTH,
+  PCSC_CODES,
+  type PcscConnectOptions,
+  PcscContext,
+  PcscTransport,
+  pcscError,
+  type ReaderState,
+} from './apdu/pcsc.js';
+export {
+  isSmartCardHsmSelectResponse,
+  type ListReadersOptions,
+  listReaders,
+  type OpenPcscOptions,
+  openPcsc,
+  type ReaderInfo,
+  SELECT_APPLET,
+} from './apdu/readers.js';
 export * from './sc-hsm/constants.js';
+export * from './sc-hsm/session.js';
+export { maxRetryForPinLength, parseSoPin, parseUserPin } from './sc-hsm/validate.js';
+export * from './pkcs15/index.js';
+export * from './dkek/index.js';
+export * from './sim/index.js';

@@ -7,4 +7,5 @@ export {
   VIRTUAL_ROOT_CHR,
 } from './device.js';
 export { STATE_FORMAT, STATE_VERSION } from './state.js';
-// vpcd bridge (src/sim/vpcd.ts, owned by another engineer): the lead adds its exports here.
+// the vpcd bridge that plugs a virtual card into pcscd (spec/pcsc-stack.md §2)
+export { connectToVpcd, type VpcdCard, type VpcdConnection, type VpcdOptions } from './vpcd.js';

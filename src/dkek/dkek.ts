@@ -1,0 +1,99 @@
+/**
+ * The DKEK itself: forming it from shares (spec §7.3), its key check value (§7.4), the wrapping keys
+ * derived from it (§7.5), and AES-CMAC (RFC 4493 / NIST SP 800-38B) used for the blob MAC (§8.1).
+ */
+import { createCipheriv, createHash } from 'node:crypto';
+import { ScHsmError } from '../errors.js';
+import { concat } from '../util/bytes.js';
+
+const DKEK_LENGTH = 32;
+
+function requireDkek(dkek: Uint8Array, what = 'a DKEK'): void {
+  if (!(dkek instanceof Uint8Array) || dkek.length !== DKEK_LENGTH) {
+    throw new ScHsmError('INVALID_ARGUMENT', `${what} must be 32 bytes`);
+  }
+}
+
+/**
+ * Combines DKEK shares into the DKEK (spec §7.3): 32 zero bytes XORed with every share, in any
+ * order, as the card does on IMPORT DKEK SHARE.
+ * @throws ScHsmError INVALID_ARGUMENT when no share is given or one is not 32 bytes.
+ */
+export function combineShares(shares: Uint8Array[]): Uint8Array {
+  if (!Array.isArray(shares) || shares.length === 0) {
+    throw new ScHsmError('INVALID_ARGUMENT', 'at least one DKEK share is needed to form the DKEK');
+  }
+  const dkek = new Uint8Array(DKEK_LENGTH);
+  shares.forEach((s, i) => {
+    requireDkek(s, `DKEK share ${i + 1}`);
+    for (let j = 0; j < DKEK_LENGTH; j++) dkek[j]! ^= s[j]!;
+  });
+  return dkek;
+}
+
+/**
+ * Key check value of a DKEK (spec §7.4): the first 8 bytes of SHA-256(DKEK). What `sc-hsm-tool`
+ * prints as "DKEK key check value" and what every key blob starts with.
+ */
+export function keyCheckValue(dkek: Uint8Array): Uint8Array {
+  requireDkek(dkek);
+  return new Uint8Array(createHash('sha256').update(dkek).digest().subarray(0, 8));
+}
+
+/**
+ * The two AES-256 keys a DKEK wraps keys with (spec §7.5): K_enc = SHA-256(DKEK ‖ 00000001) for
+ * AES-CBC, K_mac = SHA-256(DKEK ‖ 00000002) for AES-CMAC.
+ */
+export function deriveWrapKeys(dkek: Uint8Array): { kenc: Uint8Array; kmac: Uint8Array } {
+  requireDkek(dkek);
+  const h = (n: number) =>
+    new Uint8Array(
+      createHash('sha256')
+        .update(dkek)
+        .update(Uint8Array.of(0, 0, 0, n))
+        .digest(),
+    );
+  return { kenc: h(1), kmac: h(2) };
+}
+
+/** Doubling in GF(2¹²⁸) for the CMAC subkeys (RFC 4493 §2.3). */
+function dbl(block: Uint8Array): Uint8Array {
+  const out = new Uint8Array(16);
+  let carry = 0;
+  for (let i = 15; i >= 0; i--) {
+    const b = block[i]!;
+    out[i] = ((b << 1) | carry) & 0xff;
+    carry = b >> 7;
+  }
+  if (carry) out[15]! ^= 0x87;
+  return out;
+}
+
+/**
+ * AES-CMAC (RFC 4493; NIST SP 800-38B) with a 16-, 24- or 32-byte AES key; returns the 16-byte tag.
+ * Computed as one AES-CBC pass with a zero IV over the message whose last block is XORed with the
+ * subkey, taking the last cipher block.
+ * @throws ScHsmError INVALID_ARGUMENT when the key is not an AES key length.
+ */
+export function aesCmac(key: Uint8Array, data: Uint8Array): Uint8Array {
+  if (!(key instanceof Uint8Array) || ![16, 24, 32].includes(key.length)) {
+    throw new ScHsmError('INVALID_ARGUMENT', 'an AES-CMAC key must be 16, 24 or 32 bytes');
+  }
+  if (!(data instanceof Uint8Array)) throw new ScHsmError('INVALID_ARGUMENT', 'AES-CMAC data must be bytes');
+  const alg = `aes-${key.length * 8}-cbc`;
+  const zero = new Uint8Array(16);
+  const ecb = createCipheriv(alg, key, zero).setAutoPadding(false);
+  const l = new Uint8Array(ecb.update(zero));
+  const k1 = dbl(l);
+  const complete = data.length > 0 && data.length % 16 === 0;
+  const blocks = complete ? data.length / 16 : Math.floor(data.length / 16) + 1;
+  const m = new Uint8Array(blocks * 16);
+  m.set(data);
+  if (!complete) m[data.length] = 0x80;
+  const sub = complete ? k1 : dbl(k1);
+  const last = (blocks - 1) * 16;
+  for (let i = 0; i < 16; i++) m[last + i]! ^= sub[i]!;
+  const cbc = createCipheriv(alg, key, zero).setAutoPadding(false);
+  const enc = concat(cbc.update(m), cbc.final());
+  return enc.slice(enc.length - 16);
+}
