@@ -34,3 +34,5 @@ export { maxRetryForPinLength, parseSoPin, parseUserPin } from './sc-hsm/validat
 export * from './pkcs15/index.js';
 export * from './dkek/index.js';
 export * from './sim/index.js';
+export * from './webcrypto/index.js';
+export * from './x509/index.js';

@@ -1,0 +1,148 @@
+/**
+ * Command definitions and argument parsing (node:util parseArgs). Every command declares its
+ * options; the global ones are added to each. Parse errors never repeat a value (it could be a
+ * secret typed in the wrong place).
+ */
+import { parseArgs } from 'node:util';
+import type { Ctx, GlobalOptions, Values } from './context.js';
+import { CliError, EXIT_TABLE } from './exit-codes.js';
+
+export interface OptionSpec {
+  type: 'string' | 'boolean';
+  multiple?: boolean;
+  short?: string;
+  /** Placeholder in the help, e.g. `N`. */
+  arg?: string;
+  help: string;
+}
+
+export interface Command {
+  /** `status`, `dkek create`, … */
+  name: string;
+  summary: string;
+  /** Positional arguments in the usage line, e.g. `FILE`. */
+  args?: string;
+  /** Longer explanation in `--help`. */
+  description?: string;
+  options?: Record<string, OptionSpec>;
+  /** Minimum and maximum number of positional arguments (default none). */
+  positionals?: [number, number];
+  /** Examples in `--help`. */
+  examples?: string[];
+  /** Runs the command; the return value is the `--json` document. */
+  run(ctx: Ctx, v: Values, positionals: string[]): Promise<unknown>;
+}
+
+export const SECRET_HELP = 'VALUE, env:NAME or file:PATH; asked without echo on a terminal when omitted';
+
+export const GLOBAL_OPTIONS: Record<string, OptionSpec> = {
+  reader: {
+    type: 'string',
+    arg: 'NAME|INDEX',
+    help: 'PC/SC reader (default: the only SmartCard-HSM present)',
+  },
+  sim: {
+    type: 'string',
+    arg: 'FILE',
+    help: 'use the virtual SmartCard-HSM whose state is in FILE (created if missing)',
+  },
+  json: { type: 'boolean', help: 'machine-readable output and errors (schema: docs/cli.md)' },
+  trace: {
+    type: 'string',
+    arg: 'FILE',
+    help: 'write the APDU transcript to FILE (PINs and key shares masked)',
+  },
+  yes: { type: 'boolean', short: 'y', help: 'confirm destructive steps without asking' },
+  progress: { type: 'boolean', help: 'show progress on stderr also without a terminal' },
+  'last-try': { type: 'boolean', help: 'allow sending a PIN/SO-PIN that has one try left' },
+  help: { type: 'boolean', short: 'h', help: 'show this help' },
+};
+
+export interface Parsed {
+  g: GlobalOptions;
+  values: Values;
+  positionals: string[];
+  help: boolean;
+}
+
+/** Rewrites parseArgs errors without repeating what was typed (it could be a secret). */
+function parseError(e: unknown): CliError {
+  const msg = (e as Error).message ?? '';
+  const code = (e as { code?: string }).code;
+  const opt = /'(--?[A-Za-z][\w-]*)/.exec(msg)?.[1];
+  if (code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION')
+    return new CliError('USAGE_ERROR', `unknown option ${opt ?? ''}`.trim());
+  if (code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE') {
+    return new CliError(
+      'USAGE_ERROR',
+      `option ${opt ?? ''} ${/requires|argument missing/.test(msg) ? 'needs a value' : 'takes no value'}`,
+    );
+  }
+  return new CliError('USAGE_ERROR', 'the arguments could not be parsed');
+}
+
+export function parseCommandArgs(cmd: Command, argv: string[]): Parsed {
+  const specs = { ...GLOBAL_OPTIONS, ...(cmd.options ?? {}) };
+  const options: Record<string, { type: 'string' | 'boolean'; multiple?: boolean; short?: string }> = {};
+  for (const [k, s] of Object.entries(specs)) {
+    options[k] = { type: s.type };
+    if (s.multiple) options[k].multiple = true;
+    if (s.short) options[k].short = s.short;
+  }
+  let parsed: { values: Values; positionals: string[] };
+  try {
+    parsed = parseArgs({ args: argv, options, allowPositionals: true, strict: true }) as never;
+  } catch (e) {
+    throw parseError(e);
+  }
+  const v = parsed.values;
+  const help = v.help === true;
+  const [min, max] = cmd.positionals ?? [0, 0];
+  if (!help) {
+    if (parsed.positionals.length > max) {
+      throw new CliError(
+        'USAGE_ERROR',
+        `${cmd.name} takes ${max === 0 ? 'no' : `at most ${max}`} argument${max === 1 ? '' : 's'}; got ${parsed.positionals.length}` +
+          ' (values of options are written --option VALUE)',
+      );
+    }
+    if (parsed.positionals.length < min)
+      throw new CliError('USAGE_ERROR', `${cmd.name} needs ${cmd.args ?? 'an argument'}`);
+  }
+  const g: GlobalOptions = {
+    json: v.json === true,
+    yes: v.yes === true,
+    progress: v.progress === true,
+    lastTry: v['last-try'] === true,
+  };
+  if (typeof v.reader === 'string') g.reader = v.reader;
+  if (typeof v.sim === 'string') g.sim = v.sim;
+  if (typeof v.trace === 'string') g.trace = v.trace;
+  if (g.sim !== undefined && g.reader !== undefined) {
+    throw new CliError('USAGE_ERROR', '--sim and --reader exclude each other');
+  }
+  return { g, values: v, positionals: parsed.positionals, help };
+}
+
+function optionLines(specs: Record<string, OptionSpec>): string[] {
+  const rows = Object.entries(specs).map(([k, s]) => {
+    const left = `${s.short ? `-${s.short}, ` : '    '}--${k}${s.arg ? ` ${s.arg}` : s.type === 'string' ? ' VALUE' : ''}`;
+    return [left, `${s.help}${s.multiple ? ' (repeatable)' : ''}`] as const;
+  });
+  const w = Math.max(...rows.map((r) => r[0].length));
+  return rows.map(([l, r]) => `  ${l.padEnd(w)}  ${r}`);
+}
+
+export function exitCodeHelp(): string[] {
+  return EXIT_TABLE.map(([c, t]) => `  ${c}  ${t}`);
+}
+
+export function commandHelp(cmd: Command): string {
+  const lines = [`Usage: sc-hsm-ts ${cmd.name}${cmd.args ? ` ${cmd.args}` : ''} [options]`, '', cmd.summary];
+  if (cmd.description) lines.push('', cmd.description);
+  if (cmd.options && Object.keys(cmd.options).length) lines.push('', 'Options:', ...optionLines(cmd.options));
+  lines.push('', 'Global options:', ...optionLines(GLOBAL_OPTIONS));
+  if (cmd.examples?.length) lines.push('', 'Examples:', ...cmd.examples.map((e) => `  ${e}`));
+  lines.push('', 'Exit codes:', ...exitCodeHelp());
+  return `${lines.join('\n')}\n`;
+}

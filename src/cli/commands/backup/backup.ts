@@ -1,0 +1,92 @@
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { decodeWrapFile, inspectKeyBlob } from '../../../dkek/index.js';
+import { bytesEqual, toHex } from '../../../util/bytes.js';
+import type { Command } from '../../command.js';
+import { flag } from '../../context.js';
+import { CliError } from '../../exit-codes.js';
+import { readHostFile, refuseOverwrite, writeAtomic } from '../../files.js';
+import { kcvText, sha256Hex, spkiFingerprint } from '../../format.js';
+import { MANIFEST, MANIFEST_FORMAT, type Manifest, type ManifestKey } from './manifest.js';
+import { PIN_OPTION } from './wrap.js';
+
+export const backup: Command = {
+  name: 'backup',
+  args: 'DIR',
+  positionals: [1, 1],
+  summary:
+    'Back up every key: one .bin wrap file per key plus manifest.json (device KCV, per key ref, ID, label, type, SHA-256).',
+  description:
+    'Files are written atomically; before success is reported every file is read back, its hash\n' +
+    'compared and its key blob decoded and checked against the device\u2019s key check value.\n' +
+    'The backup is useless without the DKEK share files and their passwords: keep them apart.',
+  options: {
+    force: { type: 'boolean', help: 'write into a directory that already holds a backup' },
+    pin: PIN_OPTION,
+  },
+  examples: ['sc-hsm-ts backup /media/backup/ca-hsm --pin env:PIN'],
+  async run(ctx, v, [dir]) {
+    const d = dir!;
+    await refuseOverwrite(join(d, MANIFEST), flag(v, 'force'), 'backup manifest');
+    const hsm = await ctx.hsm();
+    const st = await hsm.status();
+    if (!st.dkek) throw new CliError('NO_DKEK', 'the device has no DKEK: its keys cannot be backed up');
+    if (st.dkek.outstanding > 0)
+      throw new CliError('DKEK_INCOMPLETE', `the DKEK still misses ${st.dkek.outstanding} share(s)`);
+    const keys = await hsm.listKeys();
+    await ctx.login(hsm, v);
+    await mkdir(d, { recursive: true });
+    const entries: ManifestKey[] = [];
+    const p = ctx.progress(`Wrapping ${keys.length} key(s)`);
+    for (const [i, k] of keys.entries()) {
+      const bin = await hsm.backupKey(k.keyRef);
+      const file = `key-${String(k.keyRef).padStart(3, '0')}.bin`;
+      await writeAtomic(join(d, file), bin, 0o600);
+      const e: ManifestKey = {
+        keyRef: k.keyRef,
+        id: toHex(k.id),
+        type: k.type,
+        bits: k.bits,
+        file,
+        sha256: sha256Hex(bin),
+      };
+      if (k.label !== undefined) e.label = k.label;
+      if (k.curve) e.curve = k.curve;
+      if (k.publicKey) e.publicKeySha256 = spkiFingerprint(k.publicKey);
+      entries.push(e);
+      p.update((i + 1) / Math.max(1, keys.length));
+    }
+    p.done();
+    const manifest: Manifest = {
+      format: MANIFEST_FORMAT,
+      version: 1,
+      created: new Date().toISOString(),
+      device: { kcv: toHex(st.dkek.kcv) },
+      keys: entries,
+    };
+    if (st.serial) manifest.device.serial = st.serial;
+    if (st.label !== undefined) manifest.device.label = st.label;
+    // verify what is on disk before anything is reported as backed up
+    for (const e of entries) {
+      const bin = await readHostFile(join(d, e.file));
+      if (sha256Hex(bin) !== e.sha256)
+        throw new CliError('BACKUP_INVALID', `${e.file} reads back with another hash`);
+      const h = inspectKeyBlob(decodeWrapFile(bin).blob);
+      if (!bytesEqual(h.kcv, st.dkek.kcv))
+        throw new CliError('BACKUP_INVALID', `${e.file} carries another key check value`);
+    }
+    await writeAtomic(join(d, MANIFEST), `${JSON.stringify(manifest, null, 2)}\n`, 0o644);
+    const again = Buffer.from(await readHostFile(join(d, MANIFEST))).toString('utf8');
+    if (JSON.parse(again).keys.length !== entries.length)
+      throw new CliError('BACKUP_INVALID', 'the manifest reads back differently');
+    const o = ctx.out;
+    if (entries.length === 0) o.warn('the device holds no keys: the backup is empty');
+    o.ok(`${entries.length} key(s) backed up to ${d} and verified`);
+    o.kv('DKEK key check value', kcvText(st.dkek.kcv));
+    for (const e of entries) o.line(`  key ref ${e.keyRef}  ${e.file}  "${e.label ?? ''}"  ID ${e.id}`);
+    o.line(
+      'Restoring needs a device with the same DKEK (import the same share files), then: sc-hsm-ts restore DIR',
+    );
+    return { dir: d, verified: true, manifest };
+  },
+};

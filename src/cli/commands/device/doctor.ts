@@ -1,0 +1,188 @@
+import { execFile } from 'node:child_process';
+import { readdir, readFile, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { listReaders } from '../../../apdu/readers.js';
+import type { Command } from '../../command.js';
+import { exists } from '../../files.js';
+
+export interface Check {
+  name: string;
+  status: 'ok' | 'warn' | 'fail' | 'skip';
+  detail: string;
+  fix?: string;
+}
+
+async function read(path: string): Promise<string | undefined> {
+  try {
+    return await readFile(path, 'utf8');
+  } catch {
+    return undefined;
+  }
+}
+
+function run(cmd: string, args: string[]): Promise<string | undefined> {
+  return new Promise((resolve) => {
+    execFile(cmd, args, { timeout: 3000 }, (err, stdout) => resolve(err ? undefined : stdout));
+  });
+}
+
+/** Which OpenSC PKCS#11 module path this distribution uses. */
+async function pkcs11Module(): Promise<{ distro: string; path: string }> {
+  const osr = (await read('/etc/os-release')) ?? '';
+  const id = /^ID=("?)([^"\n]*)\1/m.exec(osr)?.[2] ?? 'unknown';
+  const like = /^ID_LIKE=("?)([^"\n]*)\1/m.exec(osr)?.[2] ?? '';
+  const family = `${id} ${like}`;
+  const arch = process.arch === 'arm64' ? 'aarch64-linux-gnu' : 'x86_64-linux-gnu';
+  if (/debian|ubuntu/.test(family)) return { distro: id, path: `/usr/lib/${arch}/opensc-pkcs11.so` };
+  if (/rhel|fedora|centos|suse|opensuse/.test(family))
+    return { distro: id, path: '/usr/lib64/opensc-pkcs11.so' };
+  if (/arch/.test(family)) return { distro: id, path: '/usr/lib/opensc-pkcs11.so' };
+  return { distro: id, path: '/usr/lib/opensc-pkcs11.so' };
+}
+
+export async function runChecks(): Promise<Check[]> {
+  const checks: Check[] = [];
+  const sock = '/run/pcscd/pcscd.comm';
+  const sockThere = await exists(sock);
+  const pids = await readdir('/proc').catch(() => [] as string[]);
+  let running = false;
+  for (const p of pids.filter((x) => /^\d+$/.test(x))) {
+    if ((await read(`/proc/${p}/comm`))?.trim() === 'pcscd') {
+      running = true;
+      break;
+    }
+  }
+  checks.push({
+    name: 'pcscd',
+    status: running || sockThere ? 'ok' : 'fail',
+    detail: `${running ? 'running' : 'no pcscd process seen'}; socket ${sock} ${sockThere ? 'present' : 'missing'}`,
+    ...(running || sockThere
+      ? {}
+      : {
+          fix: 'sudo apt install pcscd (or dnf/zypper install pcsc-lite) && sudo systemctl enable --now pcscd.socket',
+        }),
+  });
+  try {
+    const readers = await listReaders();
+    const hsm = readers.filter((r) => r.isSmartCardHsm);
+    checks.push({
+      name: 'readers',
+      status: hsm.length ? 'ok' : readers.length ? 'warn' : 'fail',
+      detail: readers.length
+        ? readers
+            .map(
+              (r) =>
+                `${r.index}: ${r.name}${r.isSmartCardHsm ? ' [SmartCard-HSM]' : r.cardPresent ? ' [other card]' : ' [empty]'}`,
+            )
+            .join('; ')
+        : 'no reader',
+      ...(hsm.length ? {} : { fix: 'plug the Nitrokey HSM in; install libccid (the CCID reader driver)' }),
+    });
+  } catch (e) {
+    checks.push({
+      name: 'readers',
+      status: 'fail',
+      detail: (e as Error).message,
+      fix: 'start pcscd; install the pcsclite Node module (optional dependency)',
+    });
+  }
+  let usb = false;
+  const devs = await readdir('/sys/bus/usb/devices').catch(() => [] as string[]);
+  for (const dv of devs) {
+    const base = join('/sys/bus/usb/devices', dv);
+    if (
+      (await read(join(base, 'idVendor')))?.trim() === '20a0' &&
+      (await read(join(base, 'idProduct')))?.trim() === '4230'
+    )
+      usb = true;
+  }
+  checks.push({
+    name: 'usb',
+    status: usb ? 'ok' : 'warn',
+    detail: usb
+      ? 'Nitrokey HSM (USB 20a0:4230) is connected'
+      : 'no Nitrokey HSM (USB 20a0:4230) in /sys/bus/usb/devices',
+    ...(usb
+      ? {}
+      : { fix: 'plug the device in (a VM needs USB pass-through); `lsusb -d 20a0:4230` should list it' }),
+  });
+  const ruleDirs = ['/etc/udev/rules.d', '/usr/lib/udev/rules.d', '/lib/udev/rules.d'];
+  let rule: string | undefined;
+  for (const dir of ruleDirs) {
+    for (const f of await readdir(dir).catch(() => [] as string[])) {
+      const t = await read(join(dir, f));
+      if (t && /20a0/i.test(t) && /4230/.test(t)) rule = join(dir, f);
+    }
+  }
+  checks.push({
+    name: 'udev rule',
+    status: rule ? 'ok' : 'warn',
+    detail: rule ? `rule for 20a0:4230 in ${rule}` : 'no udev rule mentions 20a0:4230',
+    ...(rule
+      ? {}
+      : {
+          fix: 'install Nitrokey\u2019s 41-nitrokey.rules into /etc/udev/rules.d, then sudo udevadm control --reload',
+        }),
+  });
+  const mod = await pkcs11Module();
+  const modThere = await exists(mod.path);
+  checks.push({
+    name: 'opensc pkcs11 module',
+    status: modThere ? 'ok' : 'warn',
+    detail: `${mod.distro}: ${mod.path} ${modThere ? 'present' : 'missing'}`,
+    ...(modThere
+      ? {}
+      : {
+          fix: 'install OpenSC (apt install opensc / dnf install opensc / zypper install opensc); MTG CARA and pkcs11-tool --module use this path',
+        }),
+  });
+  const vpcd =
+    (await stat('/usr/lib/pcsc/drivers/serial/libifdvpcd.so').catch(() => undefined)) ??
+    (await stat('/usr/lib64/pcsc/drivers/serial/libifdvpcd.so').catch(() => undefined));
+  if (vpcd) {
+    const routes = (await run('ip', ['route', 'show', 'table', 'local'])) ?? '';
+    const quick = /quickack 1/.test(routes);
+    checks.push({
+      name: 'vpcd latency',
+      status: quick ? 'ok' : 'warn',
+      detail: quick
+        ? 'a local route has quickack 1'
+        : 'vpcd installed, no quickack route: every APDU to a virtual card waits ~40 ms (delayed ACK)',
+      ...(quick
+        ? {}
+        : {
+            fix: 'sudo ip route change local 127.0.0.1 dev lo table local proto kernel scope host src 127.0.0.1 quickack 1',
+          }),
+    });
+  } else
+    checks.push({
+      name: 'vpcd latency',
+      status: 'skip',
+      detail: 'vsmartcard vpcd not installed (only needed for `sim serve`)',
+    });
+  return checks;
+}
+
+export const doctor: Command = {
+  name: 'doctor',
+  summary:
+    'Check the host: pcscd and its socket, readers, the Nitrokey on USB, udev rule, OpenSC PKCS#11 module, vpcd latency.',
+  description: 'Each check prints its result and, when not ok, the fix. Exit code 1 when a check failed.',
+  async run(ctx) {
+    const checks = await runChecks();
+    const o = ctx.out;
+    const mark = {
+      ok: o.paint('green', 'ok  '),
+      warn: o.paint('yellow', 'warn'),
+      fail: o.paint('red', 'FAIL'),
+      skip: 'skip',
+    };
+    for (const c of checks) {
+      o.line(`[${mark[c.status]}] ${c.name}: ${c.detail}`);
+      if (c.fix) o.line(`       fix: ${c.fix}`);
+    }
+    const failed = checks.filter((c) => c.status === 'fail').length;
+    if (failed) ctx.exitCode = 1;
+    return { ok: failed === 0, checks };
+  },
+};

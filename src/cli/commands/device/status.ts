@@ -1,0 +1,75 @@
+import type { DeviceStatus } from '../../../sc-hsm/session.js';
+import type { Command } from '../../command.js';
+import type { Ctx } from '../../context.js';
+import { kcvText } from '../../format.js';
+
+const OPTION_TEXT: [number, string][] = [
+  [0x0001, 'User PIN reset with SO-PIN enabled'],
+  [0x0002, 'Transport-PIN mode enabled'],
+  [0x0004, 'Session-PIN enabled'],
+  [0x0008, 'Replacement of public key authentication keys allowed'],
+  [0x0010, 'Combined authentication (user PIN and public key authentication)'],
+  [0x0020, 'Reset retry counter resets only the counter'],
+];
+
+export function optionLines(options: number): string[] {
+  return OPTION_TEXT.filter(([b]) => options & b).map(([, t]) => t);
+}
+
+/** Prints a status block the way bare `sc-hsm-tool` does (plus label and serial). */
+export function printStatus(ctx: Ctx, st: DeviceStatus, reader?: string): void {
+  const o = ctx.out;
+  if (reader) o.kv('Reader', reader);
+  o.kv('Version', `${st.version.major}.${st.version.minor}`);
+  if (!st.initialized) {
+    o.line(
+      o.paint('yellow', 'Device has not been initialized (uninitialized): run `sc-hsm-ts init --help`.'),
+    );
+    if (st.serial) o.kv('Serial', st.serial);
+    return;
+  }
+  const opts = optionLines(st.options);
+  o.kv('Config options', opts.length ? '' : 'none');
+  for (const l of opts) o.line(`  ${l}`);
+  o.kv(
+    'SO-PIN tries left',
+    st.soPin.blocked ? 'BLOCKED (device can no longer be re-initialized)' : (st.soPin.triesLeft ?? '?'),
+  );
+  const u = st.userPin;
+  o.kv(
+    'User PIN tries left',
+    u.blocked
+      ? 'BLOCKED (unblock with the SO-PIN: sc-hsm-ts pin unblock)'
+      : u.transportPin
+        ? 'transport PIN active (set your PIN: sc-hsm-ts pin change)'
+        : u.verified && u.triesLeft === undefined
+          ? 'verified'
+          : `${u.triesLeft ?? '?'}${u.verified ? ' (verified)' : ''}`,
+  );
+  if (st.dkek) {
+    o.kv('DKEK shares', st.dkek.total);
+    if (st.dkek.outstanding > 0) {
+      o.line(`DKEK import pending, ${st.dkek.outstanding} share(s) still missing`);
+    } else {
+      o.kv('DKEK key check value', kcvText(st.dkek.kcv));
+    }
+  } else {
+    o.kv('DKEK', 'none (keys cannot be backed up)');
+  }
+  if (st.label !== undefined) o.kv('Label', st.label);
+  if (st.serial) o.kv('Serial', st.serial);
+}
+
+export const status: Command = {
+  name: 'status',
+  summary:
+    'Firmware, options, PIN tries, DKEK shares and key check value, label and serial (what bare sc-hsm-tool shows).',
+  description: 'Costs no PIN try and needs no PIN.',
+  examples: ['sc-hsm-ts status', 'sc-hsm-ts status --json'],
+  async run(ctx) {
+    const d = await ctx.open();
+    const st = await d.hsm.status();
+    printStatus(ctx, st, d.reader);
+    return { reader: d.reader, ...st };
+  },
+};

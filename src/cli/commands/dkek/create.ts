@@ -1,0 +1,116 @@
+import { randomBytes } from 'node:crypto';
+import { encryptDkekShare, keyCheckValue, splitPassword } from '../../../dkek/index.js';
+import { bytesEqual, wipe } from '../../../util/bytes.js';
+import { type Command, SECRET_HELP } from '../../command.js';
+import { int } from '../../context.js';
+import { formatCustodianShare } from '../../dkek-input.js';
+import { CliError } from '../../exit-codes.js';
+import { readHostFile, refuseOverwrite, writeAtomic } from '../../files.js';
+import { kcvText } from '../../format.js';
+
+/** A random 8-byte password as sc-hsm-tool makes it (top bit clear); first byte non-zero so that sc-hsm-tool can rebuild it. */
+function randomSharePassword(): Uint8Array {
+  for (;;) {
+    const pw = new Uint8Array(randomBytes(8));
+    pw[0]! &= 0x7f;
+    if (pw[0] !== 0) return pw;
+  }
+}
+
+export const dkekCreate: Command = {
+  name: 'dkek create',
+  args: 'FILE.pbe',
+  positionals: [1, 1],
+  summary:
+    'Create a DKEK share file (32 random bytes, password-encrypted, sc-hsm-tool --create-dkek-share format).',
+  description: [
+    'The share is made on this computer from node:crypto randomBytes and written to FILE.pbe, which must',
+    'not exist. Keep the file and its password apart and safe: without them wrapped keys cannot be',
+    'restored. With --threshold T --total N the password is a random 8-byte value split into N',
+    'custodian shares of which any T recover it (printed once, like sc-hsm-tool; give each custodian',
+    'their block, it is also the file format `dkek import --shares` reads).',
+  ].join('\n'),
+  options: {
+    password: {
+      type: 'string',
+      arg: 'SECRET',
+      help: `password for the file, at least 6 characters (${SECRET_HELP})`,
+    },
+    threshold: { type: 'string', arg: 'T', help: 'password shares needed to recover the password (2..N)' },
+    total: { type: 'string', arg: 'N', help: 'number of password shares (custodians), at least 3' },
+  },
+  examples: ['sc-hsm-ts dkek create dkek-share-1.pbe --password env:DKEK_PASSWORD'],
+  async run(ctx, v, [file]) {
+    const path = file!;
+    const threshold = int(v, 'threshold', 2, 255);
+    const total = int(v, 'total', 3, 255);
+    if ((threshold === undefined) !== (total === undefined)) {
+      throw new CliError('USAGE_ERROR', '--threshold and --total go together');
+    }
+    if (threshold !== undefined && total !== undefined && threshold > total) {
+      throw new CliError('USAGE_ERROR', '--threshold must not exceed --total');
+    }
+    if (threshold !== undefined && v.password !== undefined) {
+      throw new CliError(
+        'USAGE_ERROR',
+        '--password and --threshold/--total exclude each other (the password is generated)',
+      );
+    }
+    await refuseOverwrite(path, false, 'DKEK share file');
+    let password: string | Uint8Array;
+    if (threshold !== undefined) password = randomSharePassword();
+    else {
+      password = await ctx.secret(v.password, {
+        option: 'password',
+        prompt: 'Password for the new share file',
+        confirm: true,
+      });
+      if (password.length < 6)
+        throw new CliError('USAGE_ERROR', 'the share-file password must have at least 6 characters');
+    }
+    const shares =
+      threshold !== undefined && total !== undefined
+        ? splitPassword(password as Uint8Array, threshold, total)
+        : undefined;
+    const share = new Uint8Array(randomBytes(32));
+    const p = ctx.progress('Deriving the file key (10,000,000 rounds)');
+    let bytes: Uint8Array;
+    try {
+      bytes = await encryptDkekShare(share, password, { onProgress: p.update });
+    } finally {
+      p.done();
+      if (password instanceof Uint8Array) wipe(password);
+    }
+    await writeAtomic(path, bytes, 0o600);
+    if (!bytesEqual(await readHostFile(path), bytes))
+      throw new CliError('IO_ERROR', `${path} reads back different bytes`);
+    const kcv = keyCheckValue(share);
+    wipe(share);
+    const o = ctx.out;
+    o.ok(`DKEK share written to ${path} (mode 0600)`);
+    o.kv('Share key check value', kcvText(kcv));
+    o.line('(this is the DKEK key check value when the DKEK has this one share)');
+    if (shares) {
+      o.line('');
+      o.line(o.paint('bold', `The password is split into ${total} shares; any ${threshold} recover it.`));
+      o.line('Give each custodian their block (they can save it as a text file for `dkek import --shares`).');
+      o.line('This is the only time the shares are shown.');
+      for (const s of shares) {
+        o.line('');
+        o.line(formatCustodianShare(s, threshold!, total!));
+      }
+    }
+    const out: Record<string, unknown> = { file: path, kcv };
+    if (shares) {
+      out.threshold = threshold;
+      out.total = total;
+      out.passwordShares = shares.map((s) => ({
+        id: s.id,
+        prime: s.prime,
+        value: s.value,
+        length: s.length,
+      }));
+    }
+    return out;
+  },
+};

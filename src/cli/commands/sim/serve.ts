@@ -1,0 +1,61 @@
+import { connectToVpcd } from '../../../sim/vpcd.js';
+import type { Command } from '../../command.js';
+import { reqStr, str } from '../../context.js';
+import { openSimCard } from '../../device.js';
+import { CliError } from '../../exit-codes.js';
+import { writeAtomic } from '../../files.js';
+
+export const simServe: Command = {
+  name: 'sim serve',
+  summary: 'Put the virtual SmartCard-HSM into pcscd (vsmartcard vpcd driver); state saved on every change.',
+  description: [
+    'Runs until SIGINT/SIGTERM. pcscd then shows a reader "Virtual PCD 00 00" with the virtual card,',
+    'usable by OpenSC (pkcs11-tool, sc-hsm-tool) and by this tool without --sim.',
+  ].join('\n'),
+  options: {
+    state: { type: 'string', arg: 'FILE', help: 'state file of the virtual card (created if missing)' },
+    vpcd: {
+      type: 'string',
+      arg: 'HOST:PORT',
+      help: 'where pcscd\u2019s vpcd listens (default 127.0.0.1:35963)',
+    },
+  },
+  examples: ['sc-hsm-ts sim serve --state ca-test.json'],
+  async run(ctx, v) {
+    const state = reqStr(v, 'state', 'the state file');
+    const target = str(v, 'vpcd') ?? '127.0.0.1:35963';
+    const m = /^(.+):(\d+)$/.exec(target);
+    if (!m || Number(m[2]) > 65535)
+      throw new CliError('USAGE_ERROR', '--vpcd takes HOST:PORT, e.g. 127.0.0.1:35963');
+    const card = await openSimCard(ctx, state);
+    // save on every change, one write at a time
+    let saving: Promise<void> = Promise.resolve();
+    const inner = card.onChange;
+    card.onChange = () => {
+      inner?.();
+      saving = saving
+        .then(() => writeAtomic(state, card.serialize()))
+        .catch((e) => ctx.out.warn(`saving ${state} failed: ${(e as Error).message}`));
+    };
+    const conn = connectToVpcd(card, { host: m[1]!, port: Number(m[2]), log: (s) => ctx.out.note(s) });
+    conn.on('connect', () => ctx.out.note(`connected to vpcd at ${target}: the virtual card is in pcscd`));
+    conn.on('disconnect', () => ctx.out.note('vpcd connection lost; reconnecting'));
+    ctx.out.note(`virtual SmartCard-HSM (state ${state}) for vpcd at ${target}; Ctrl-C stops`);
+    await new Promise<void>((resolve) => {
+      const stop = () => {
+        process.off('SIGINT', stop);
+        process.off('SIGTERM', stop);
+        resolve();
+      };
+      process.on('SIGINT', stop);
+      process.on('SIGTERM', stop);
+      ctx.io.signal?.addEventListener('abort', stop, { once: true });
+      if (ctx.io.signal?.aborted) stop();
+    });
+    await conn.close();
+    await saving;
+    await writeAtomic(state, card.serialize());
+    ctx.out.note('stopped; state saved');
+    return { state, vpcd: target, stopped: true };
+  },
+};

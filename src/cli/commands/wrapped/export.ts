@@ -1,0 +1,63 @@
+import { createPrivateKey } from 'node:crypto';
+import { decryptKeyBlob } from '../../../dkek/index.js';
+import { toHex, wipe } from '../../../util/bytes.js';
+import type { Command } from '../../command.js';
+import { flag, list, reqStr } from '../../context.js';
+import { readDkek } from '../../dkek-input.js';
+import { CliError } from '../../exit-codes.js';
+import { readHostFile, refuseOverwrite, writeAtomic } from '../../files.js';
+import { wrapFileInfo } from '../../wrapfile-info.js';
+import { DKEK_OPTIONS } from './inspect.js';
+
+export const wrappedExport: Command = {
+  name: 'wrapped export',
+  args: 'FILE.bin',
+  positionals: [1, 1],
+  summary:
+    'Disaster recovery: decrypt a wrapped key with the DKEK shares and write the PRIVATE KEY in clear (PEM, mode 0600).',
+  description:
+    'Only for when no SmartCard-HSM is available any more. The key then exists outside any HSM:\n' +
+    'protect the output file and destroy it when done. Needs --i-understand-this-exports-a-private-key.',
+  options: {
+    ...DKEK_OPTIONS,
+    out: { type: 'string', arg: 'KEY.pem', help: 'output file (must not exist)' },
+    'i-understand-this-exports-a-private-key': {
+      type: 'boolean',
+      help: 'required: you know the key leaves the HSM',
+    },
+  },
+  async run(ctx, v, [file]) {
+    if (!flag(v, 'i-understand-this-exports-a-private-key')) {
+      throw new CliError(
+        'CONFIRMATION_REQUIRED',
+        'this writes a private key in clear; add --i-understand-this-exports-a-private-key to proceed',
+      );
+    }
+    const out = reqStr(v, 'out', 'the PEM file to write');
+    await refuseOverwrite(out, false, 'output file');
+    const info = wrapFileInfo(await readHostFile(file!, 'wrap file'));
+    const dkek = await readDkek(ctx, list(v, 'dkek'), list(v, 'password'));
+    let dec: ReturnType<typeof decryptKeyBlob>;
+    try {
+      dec = decryptKeyBlob(info.wrap.blob, dkek);
+    } finally {
+      wipe(dkek);
+    }
+    let content: string;
+    if (dec.pkcs8) {
+      content = createPrivateKey({ key: Buffer.from(dec.pkcs8), format: 'der', type: 'pkcs8' })
+        .export({ format: 'pem', type: 'pkcs8' })
+        .toString();
+      wipe(dec.pkcs8);
+    } else if (dec.aesKey) {
+      content = `${toHex(dec.aesKey)}\n`;
+      wipe(dec.aesKey);
+    } else throw new CliError('INVALID_KEY_BLOB', 'the blob holds no key material');
+    await writeAtomic(out, content, 0o600);
+    ctx.out.warn(
+      `the private key is now in clear in ${out} (mode 0600): protect it and destroy it when done`,
+    );
+    ctx.out.ok(`exported ${dec.keyType} ${dec.curve ?? dec.bits} key to ${out}`);
+    return { file, out, keyType: dec.keyType, bits: dec.bits, curve: dec.curve, mode: '0600' };
+  },
+};

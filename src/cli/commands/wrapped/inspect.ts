@@ -1,0 +1,88 @@
+import { X509Certificate } from 'node:crypto';
+import { decryptKeyBlob } from '../../../dkek/index.js';
+import { toHex, wipe } from '../../../util/bytes.js';
+import { type Command, SECRET_HELP } from '../../command.js';
+import { list } from '../../context.js';
+import { readDkek } from '../../dkek-input.js';
+import { readHostFile } from '../../files.js';
+import { kcvText, spkiFingerprint, usageText } from '../../format.js';
+import { wrapFileInfo } from '../../wrapfile-info.js';
+
+export const DKEK_OPTIONS = {
+  dkek: { type: 'string', multiple: true, arg: 'FILE.pbe', help: 'DKEK share file (all shares of the DKEK)' },
+  password: {
+    type: 'string',
+    multiple: true,
+    arg: 'SECRET',
+    help: `password per --dkek file, same order (${SECRET_HELP})`,
+  },
+} as const;
+
+export const wrappedInspect: Command = {
+  name: 'wrapped inspect',
+  args: 'FILE.bin',
+  positionals: [1, 1],
+  summary:
+    'Show what a .bin wrap file holds: KCV, key type, algorithms, label, ID, certificate; MAC checked with --dkek.',
+  options: { ...DKEK_OPTIONS },
+  async run(ctx, v, [file]) {
+    const info = wrapFileInfo(await readHostFile(file!, 'wrap file'));
+    const o = ctx.out;
+    const h = info.header;
+    const out: Record<string, unknown> = {
+      file,
+      kcv: h.kcv,
+      keyType: h.keyType,
+      defaultAlgorithm: h.defaultAlgorithm,
+      algorithms: h.algorithms,
+      label: info.description?.label,
+      id: info.description?.id,
+      keyRef: info.description?.keyReference,
+      usage: info.description?.usage,
+      bits: info.description?.bits,
+    };
+    o.kv('File', file!);
+    o.kv('DKEK key check value', kcvText(h.kcv));
+    o.kv('Key type', h.keyType);
+    o.kv('Algorithms', toHex(h.algorithms) || 'none listed');
+    if (info.description) {
+      o.kv('Label', info.description.label ?? '');
+      o.kv('ID', toHex(info.description.id));
+      if (info.description.keyReference !== undefined)
+        o.kv('Key ref (at wrap)', info.description.keyReference);
+      o.kv('Size', info.description.bits);
+      o.kv('Usage', usageText(info.description.usage));
+    }
+    if (info.certificate) {
+      try {
+        const c = new X509Certificate(Buffer.from(info.certificate));
+        o.kv('Certificate subject', c.subject.replace(/\n/g, ', '));
+        out.certificateSubject = c.subject.replace(/\n/g, ', ');
+      } catch {
+        o.kv('Certificate', 'present (unreadable)');
+      }
+    } else if (info.wrap.certificate) o.kv('Certificate', 'none (CV request of key generation)');
+    if (info.publicKey) {
+      o.kv('Public key SHA-256', spkiFingerprint(info.publicKey));
+      out.publicKeySha256 = spkiFingerprint(info.publicKey);
+    }
+    const files = list(v, 'dkek');
+    if (files.length) {
+      const dkek = await readDkek(ctx, files, list(v, 'password'));
+      try {
+        const dec = decryptKeyBlob(info.wrap.blob, dkek);
+        o.ok('MAC verified: the DKEK matches and the blob is intact');
+        o.kv('Key', `${dec.keyType} ${dec.curve ?? dec.bits}`);
+        out.macVerified = true;
+        out.bits = dec.bits;
+        out.curve = dec.curve;
+        if (dec.publicKey) out.publicKeySha256 = spkiFingerprint(dec.publicKey);
+        wipe(dec.pkcs8);
+        wipe(dec.aesKey);
+      } finally {
+        wipe(dkek);
+      }
+    }
+    return out;
+  },
+};

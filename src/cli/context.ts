@@ -1,0 +1,175 @@
+/**
+ * What every command gets: the global options, output, secrets, confirmation, progress and the
+ * device (opened on demand, PC/SC or the virtual card, with the APDU trace and the state file
+ * written when the command ends, also when it fails).
+ */
+import type { SmartCardHsm } from '../sc-hsm/session.js';
+import { CliError } from './exit-codes.js';
+import { type CliIo, Output } from './io.js';
+import { Prompter } from './prompt.js';
+import { resolveSecret, type SecretRequest } from './secrets.js';
+
+export interface GlobalOptions {
+  reader?: string;
+  sim?: string;
+  json: boolean;
+  trace?: string;
+  yes: boolean;
+  progress: boolean;
+  lastTry: boolean;
+}
+
+export type Values = Record<string, string | boolean | string[] | undefined>;
+
+/** The device a command works on, as `openDevice` returns it. */
+export interface Device {
+  hsm: SmartCardHsm;
+  /** Reader name (PC/SC) or `virtual:FILE`. */
+  reader: string;
+  atr?: Uint8Array;
+  virtual: boolean;
+}
+
+export type DeviceOpener = (ctx: Ctx, o: { destructive?: boolean }) => Promise<Device>;
+
+export class Ctx {
+  readonly out: Output;
+  readonly prompter: Prompter;
+  private readonly finishers: (() => Promise<void>)[] = [];
+  private device?: Promise<Device>;
+  /** Set by commands whose outcome is not all-or-nothing (doctor). */
+  exitCode = 0;
+
+  constructor(
+    readonly io: CliIo,
+    readonly g: GlobalOptions,
+    private readonly opener: DeviceOpener,
+  ) {
+    this.out = new Output(io, g.json);
+    this.prompter = new Prompter(io);
+  }
+
+  /** Runs `fn` when the command ends (in reverse order), whatever its outcome. */
+  onFinish(fn: () => Promise<void>): void {
+    this.finishers.push(fn);
+  }
+
+  async finish(): Promise<unknown[]> {
+    this.prompter.close();
+    const errors: unknown[] = [];
+    for (const f of this.finishers.splice(0).reverse()) {
+      try {
+        await f();
+      } catch (e) {
+        errors.push(e);
+      }
+    }
+    return errors;
+  }
+
+  /** The device, opened once per command. */
+  open(o: { destructive?: boolean } = {}): Promise<Device> {
+    this.device ??= this.opener(this, o);
+    return this.device;
+  }
+
+  async hsm(o: { destructive?: boolean } = {}): Promise<SmartCardHsm> {
+    return (await this.open(o)).hsm;
+  }
+
+  secret(spec: string | boolean | string[] | undefined, req: SecretRequest): Promise<string> {
+    return resolveSecret(this.io, this.prompter, typeof spec === 'string' ? spec : undefined, req);
+  }
+
+  /** Verifies the user PIN (`--pin`); with one try left only with --last-try. */
+  async login(hsm: SmartCardHsm, v: Values): Promise<void> {
+    const pin = await this.secret(v.pin, { option: 'pin', prompt: 'User PIN' });
+    await hsm.verifyPin(pin, { force: this.g.lastTry });
+  }
+
+  /**
+   * Asks before a destructive step. `--yes` confirms; without a terminal and without --yes the
+   * step is refused (exit 7); on a terminal the operator types `yes`.
+   */
+  async confirm(warning: string): Promise<void> {
+    this.out.warn(warning);
+    if (this.g.yes) return;
+    if (!this.io.isTTY) {
+      throw new CliError('CONFIRMATION_REQUIRED', 'this step needs confirmation: nothing was changed');
+    }
+    const a = await this.prompter.ask("Type 'yes' to continue: ");
+    if (a.trim().toLowerCase() !== 'yes') {
+      throw new CliError('CONFIRMATION_DECLINED', 'not confirmed: nothing was changed');
+    }
+  }
+
+  /**
+   * A progress reporter on stderr, only on a terminal or with --progress: a live percentage on a
+   * terminal, quarter steps on one line otherwise (logs stay readable).
+   */
+  progress(label: string): { update: (fraction: number) => void; done: () => void } {
+    const tty = this.io.isTTY;
+    const on = tty || this.g.progress;
+    let last = -1;
+    let started = false;
+    const w = (s: string) => this.io.stderr.write(s);
+    return {
+      update: (f) => {
+        if (!on) return;
+        const pct = Math.max(0, Math.min(100, Math.floor(f * 100)));
+        const step = tty ? pct : Math.floor(pct / 25) * 25;
+        if (step === last) return;
+        if (!started) {
+          started = true;
+          if (!tty) w(`${label}:`);
+        }
+        last = step;
+        w(tty ? `\r${label} ${String(pct).padStart(3)}%` : ` ${step}%`);
+      },
+      done: () => {
+        if (on && started) w(tty ? `\r${label} done\n` : ' done\n');
+      },
+    };
+  }
+}
+
+/** Option value accessors: they fail with usage errors (exit 2). */
+export function str(v: Values, name: string): string | undefined {
+  const x = v[name];
+  if (x === undefined) return undefined;
+  if (typeof x !== 'string') throw new CliError('USAGE_ERROR', `--${name} takes a value`);
+  return x;
+}
+
+export function reqStr(v: Values, name: string, what?: string): string {
+  const x = str(v, name);
+  if (x === undefined || x === '')
+    throw new CliError('USAGE_ERROR', `--${name} is required${what ? ` (${what})` : ''}`);
+  return x;
+}
+
+export function list(v: Values, name: string): string[] {
+  const x = v[name];
+  if (x === undefined) return [];
+  return Array.isArray(x) ? x : typeof x === 'string' ? [x] : [];
+}
+
+export function int(v: Values, name: string, min: number, max: number): number | undefined {
+  const x = str(v, name);
+  if (x === undefined) return undefined;
+  const n = /^(0x[0-9a-f]+|\d+)$/i.test(x.trim()) ? Number(x.trim()) : Number.NaN;
+  if (!Number.isInteger(n) || n < min || n > max) {
+    throw new CliError('USAGE_ERROR', `--${name} must be an integer from ${min} to ${max}; got '${x}'`);
+  }
+  return n;
+}
+
+export function reqInt(v: Values, name: string, min: number, max: number): number {
+  const n = int(v, name, min, max);
+  if (n === undefined) throw new CliError('USAGE_ERROR', `--${name} is required`);
+  return n;
+}
+
+export function flag(v: Values, name: string): boolean {
+  return v[name] === true;
+}

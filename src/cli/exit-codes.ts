@@ -1,0 +1,191 @@
+/**
+ * Exit codes and the CLI's own error codes. Every failure becomes one exit code per error class,
+ * a sentence a person understands, the card's status word where there is one, and the fix.
+ */
+import { ScHsmError, type ScHsmErrorCode } from '../errors.js';
+
+/** The documented exit codes (docs/cli.md, `sc-hsm-ts --help`). */
+export const EXIT = {
+  OK: 0,
+  FAILED: 1,
+  USAGE: 2,
+  PIN: 3,
+  DEVICE: 4,
+  NOT_FOUND: 5,
+  DKEK: 6,
+  REFUSED: 7,
+} as const;
+
+/** Error codes that exist only in the command line tool (not in the library's ERROR_CODES). */
+export type CliOnlyCode =
+  | 'USAGE_ERROR'
+  | 'SECRET_REQUIRED'
+  | 'CONFIRMATION_REQUIRED'
+  | 'CONFIRMATION_DECLINED'
+  | 'FILE_EXISTS'
+  | 'HOST_FILE_NOT_FOUND'
+  | 'DKEK_SHARE_REPEATED'
+  | 'KEY_MISMATCH'
+  | 'CHECKS_FAILED'
+  | 'INTERNAL_ERROR';
+
+export type CliErrorCode = ScHsmErrorCode | CliOnlyCode;
+
+/** A failure the CLI itself detects (usage, refused confirmation, host files). */
+export class CliError extends Error {
+  readonly code: CliErrorCode;
+  readonly fix?: string;
+  constructor(code: CliErrorCode, message: string, fix?: string) {
+    super(message);
+    this.name = 'CliError';
+    this.code = code;
+    if (fix !== undefined) this.fix = fix;
+  }
+}
+
+export function usage(message: string, fix?: string): CliError {
+  return new CliError('USAGE_ERROR', message, fix ?? 'see --help');
+}
+
+const EXIT_BY_CODE: Partial<Record<CliErrorCode, number>> = {
+  USAGE_ERROR: EXIT.USAGE,
+  SECRET_REQUIRED: EXIT.USAGE,
+  INVALID_ARGUMENT: EXIT.USAGE,
+  INVALID_PIN: EXIT.USAGE,
+  INVALID_SO_PIN: EXIT.USAGE,
+  WRONG_PIN: EXIT.PIN,
+  PIN_BLOCKED: EXIT.PIN,
+  TRANSPORT_PIN_ACTIVE: EXIT.PIN,
+  SECURITY_STATUS: EXIT.PIN,
+  TRANSPORT_ERROR: EXIT.DEVICE,
+  PCSC_UNAVAILABLE: EXIT.DEVICE,
+  NO_READER: EXIT.DEVICE,
+  NO_CARD: EXIT.DEVICE,
+  CARD_REMOVED: EXIT.DEVICE,
+  CARD_RESET: EXIT.DEVICE,
+  READER_BUSY: EXIT.DEVICE,
+  AMBIGUOUS_READER: EXIT.DEVICE,
+  NOT_A_SMARTCARD_HSM: EXIT.DEVICE,
+  NOT_INITIALIZED: EXIT.DEVICE,
+  INVALID_STATE_FILE: EXIT.DEVICE,
+  KEY_NOT_FOUND: EXIT.NOT_FOUND,
+  FILE_NOT_FOUND: EXIT.NOT_FOUND,
+  DATA_NOT_FOUND: EXIT.NOT_FOUND,
+  HOST_FILE_NOT_FOUND: EXIT.NOT_FOUND,
+  WRONG_PASSWORD: EXIT.DKEK,
+  INVALID_SHARE_FILE: EXIT.DKEK,
+  KCV_MISMATCH: EXIT.DKEK,
+  MAC_INVALID: EXIT.DKEK,
+  INVALID_KEY_BLOB: EXIT.DKEK,
+  INVALID_WRAP_FILE: EXIT.DKEK,
+  DKEK_INCOMPLETE: EXIT.DKEK,
+  NO_DKEK: EXIT.DKEK,
+  BACKUP_INVALID: EXIT.DKEK,
+  PIN_TRIES_LOW: EXIT.REFUSED,
+  KEY_REF_OCCUPIED: EXIT.REFUSED,
+  CONFIRMATION_REQUIRED: EXIT.REFUSED,
+  CONFIRMATION_DECLINED: EXIT.REFUSED,
+  FILE_EXISTS: EXIT.REFUSED,
+  DKEK_SHARE_REPEATED: EXIT.REFUSED,
+  KEY_MISMATCH: EXIT.REFUSED,
+};
+
+/** The table printed by `--help` and documented in docs/cli.md. */
+export const EXIT_TABLE: [number, string][] = [
+  [EXIT.OK, 'success'],
+  [EXIT.FAILED, 'the operation failed (card error, unreadable data, I/O, a failed doctor check)'],
+  [EXIT.USAGE, 'usage error: bad option or value, malformed PIN/SO-PIN, missing secret without a terminal'],
+  [EXIT.PIN, 'wrong or blocked PIN, transport PIN active, PIN not verified'],
+  [EXIT.DEVICE, 'device, reader or transport: no pcscd/reader/card, not a SmartCard-HSM, not initialized'],
+  [EXIT.NOT_FOUND, 'not found: key reference, file on the card, or a file on the host'],
+  [EXIT.DKEK, 'DKEK or wrapped key problem: wrong password, KCV mismatch, bad MAC, no/incomplete DKEK'],
+  [
+    EXIT.REFUSED,
+    'refused for safety: one PIN try left, occupied key reference, existing file, not confirmed',
+  ],
+];
+
+export interface ErrorInfo {
+  code: string;
+  message: string;
+  sw?: string;
+  triesLeft?: number;
+  command?: string;
+  fix?: string;
+}
+
+const FIX: Partial<Record<CliErrorCode, string>> = {
+  WRONG_PIN:
+    'check the PIN; when no tries are left it is blocked and only the SO-PIN can unblock it (sc-hsm-ts pin unblock)',
+  PIN_BLOCKED:
+    'user PIN: sc-hsm-ts pin unblock --so-pin … (needs the SO-PIN); a blocked SO-PIN cannot be recovered',
+  TRANSPORT_PIN_ACTIVE: 'set your own PIN first: sc-hsm-ts pin change',
+  SECURITY_STATUS: 'give the user PIN with --pin (value, env:NAME or file:PATH)',
+  NOT_INITIALIZED: 'initialize the device first: sc-hsm-ts init --help',
+  KEY_NOT_FOUND: '`sc-hsm-ts keys` lists the key references (first column)',
+  PIN_TRIES_LOW: 'only if you are certain of the PIN: repeat with --last-try',
+  KEY_REF_OCCUPIED: 'choose a free --key-ref (see `sc-hsm-ts keys`) or replace the key with --force',
+  KCV_MISMATCH:
+    'import the same DKEK share(s) on this device (sc-hsm-ts dkek import); compare KCVs with `sc-hsm-ts status`',
+  NO_DKEK:
+    'the device must be initialized with --dkek-shares N and the shares imported (sc-hsm-ts init, dkek import)',
+  DKEK_INCOMPLETE: 'import the outstanding share(s): sc-hsm-ts dkek import FILE.pbe',
+  WRONG_PASSWORD: 'check the password of the share file (or the custodians’ password shares)',
+  INVALID_SHARE_FILE:
+    'a DKEK share file is the 64-byte .pbe file made by `dkek create` or `sc-hsm-tool --create-dkek-share`',
+  MAC_INVALID: 'the wrapped key is damaged or was made under another DKEK',
+  PCSC_UNAVAILABLE:
+    'start pcscd (sudo systemctl start pcscd.socket) and install pcsclite; `sc-hsm-ts doctor` checks the setup',
+  NO_READER: 'plug the Nitrokey HSM in; `sc-hsm-ts doctor` checks the setup',
+  NO_CARD: 'insert the SmartCard-HSM; `sc-hsm-ts readers` lists what is there',
+  READER_BUSY: 'close the program that holds the card (pkcs11-tool, a browser, scdaemon) and retry',
+  AMBIGUOUS_READER: 'choose the device with --reader NAME|INDEX (`sc-hsm-ts readers` lists them)',
+  NOT_A_SMARTCARD_HSM: 'choose the right reader with --reader (`sc-hsm-ts readers`)',
+  INVALID_STATE_FILE:
+    'the --sim FILE is not a virtual card state file; use another path to start a fresh one',
+  MEMORY_FULL: 'delete keys no longer needed (sc-hsm-ts delete-key)',
+  SECRET_REQUIRED: 'pass it as a value, env:NAME or file:PATH, or run on a terminal to be asked',
+  CONFIRMATION_REQUIRED: 'run on a terminal to be asked, or pass --yes',
+  FILE_EXISTS: 'choose another file name, or --force to replace it',
+  HOST_FILE_NOT_FOUND: 'check the path',
+  ALGORITHM_NOT_ALLOWED: 'the key was generated without this algorithm; generate a new key that allows it',
+  INVALID_SO_PIN: 'the SO-PIN is exactly 16 hex characters, e.g. 3537363231383830',
+  INVALID_PIN: 'the user PIN has 6 to 15 characters',
+};
+
+export function exitCodeFor(e: unknown): number {
+  if (e instanceof CliError || e instanceof ScHsmError) return EXIT_BY_CODE[e.code] ?? EXIT.FAILED;
+  return EXIT.FAILED;
+}
+
+export function errorInfo(e: unknown): ErrorInfo {
+  if (e instanceof ScHsmError) {
+    const o: ErrorInfo = { code: e.code, message: e.message };
+    if (e.sw !== undefined) o.sw = e.swHex!;
+    if (e.triesLeft !== undefined) o.triesLeft = e.triesLeft;
+    if (e.command !== undefined) o.command = e.command;
+    let fix = FIX[e.code];
+    if (e.code === 'WRONG_PIN' && e.triesLeft !== undefined) {
+      fix =
+        e.triesLeft === 0
+          ? 'the PIN is now blocked: unblock it with the SO-PIN (sc-hsm-ts pin unblock)'
+          : `${e.triesLeft} ${e.triesLeft === 1 ? 'try' : 'tries'} left before the PIN is blocked; check the PIN before trying again`;
+    }
+    if (fix) o.fix = fix;
+    return o;
+  }
+  if (e instanceof CliError) {
+    const o: ErrorInfo = { code: e.code, message: e.message };
+    const fix = e.fix ?? FIX[e.code];
+    if (fix) o.fix = fix;
+    return o;
+  }
+  const err = e as NodeJS.ErrnoException;
+  if (err && typeof err === 'object' && typeof err.code === 'string' && err.syscall) {
+    return {
+      code: 'IO_ERROR',
+      message: `${err.syscall} failed: ${err.code}${err.path ? ` (${err.path})` : ''}`,
+    };
+  }
+  return { code: 'INTERNAL_ERROR', message: err instanceof Error ? err.message : String(e) };
+}

@@ -1,0 +1,107 @@
+/** How values are printed for people: KCVs as sc-hsm-tool prints them, flags as pkcs15-tool does. */
+import { createHash, createPublicKey } from 'node:crypto';
+import type { KeyInfo } from '../sc-hsm/session.js';
+import { toHex } from '../util/bytes.js';
+
+/** 16 upper-case hex digits, as `sc-hsm-tool` prints "DKEK key check value". */
+export function kcvText(kcv: Uint8Array): string {
+  return toHex(kcv).toUpperCase();
+}
+
+/** `RSA 2048`, `EC prime256v1`, `AES 256`. */
+export function keyTypeText(k: { type: string; bits: number; curve?: string }): string {
+  if (k.type === 'ec') return `EC ${k.curve ?? `${k.bits}-bit`}`;
+  return `${k.type.toUpperCase()} ${k.bits || '?'}`;
+}
+
+const USAGE_NAMES: [number, string][] = [
+  [0x001, 'encrypt'],
+  [0x002, 'decrypt'],
+  [0x004, 'sign'],
+  [0x008, 'signRecover'],
+  [0x010, 'wrap'],
+  [0x020, 'unwrap'],
+  [0x040, 'verify'],
+  [0x080, 'verifyRecover'],
+  [0x100, 'derive'],
+  [0x200, 'nonRepudiation'],
+];
+
+const ACCESS_NAMES: [number, string][] = [
+  [0x01, 'sensitive'],
+  [0x02, 'extract'],
+  [0x04, 'alwaysSensitive'],
+  [0x08, 'neverExtract'],
+  [0x10, 'local'],
+];
+
+const OBJECT_FLAG_NAMES: [number, string][] = [
+  [0x01, 'private'],
+  [0x02, 'modifiable'],
+];
+
+function flagsText(value: number, names: [number, string][]): string {
+  const parts = [`[0x${value.toString(16).toUpperCase().padStart(2, '0')}]`];
+  for (const [bit, name] of names) if (value & bit) parts.push(name);
+  return parts.join(', ');
+}
+
+/** `[0x10C], sign, signRecover, derive` as `pkcs15-tool --dump` prints "Usage". */
+export function usageText(usage: number): string {
+  return flagsText(usage, USAGE_NAMES);
+}
+
+export function usageNames(usage: number): string[] {
+  return USAGE_NAMES.filter(([b]) => usage & b).map(([, n]) => n);
+}
+
+export function accessText(access: number): string {
+  return flagsText(access, ACCESS_NAMES);
+}
+
+export function objectFlagsText(flags: number): string {
+  return flagsText(flags, OBJECT_FLAG_NAMES);
+}
+
+/** SHA-256 of the SubjectPublicKeyInfo DER, lowercase hex. */
+export function spkiFingerprint(spki: Uint8Array): string {
+  return createHash('sha256').update(spki).digest('hex');
+}
+
+export function sha256Hex(data: Uint8Array): string {
+  return createHash('sha256').update(data).digest('hex');
+}
+
+export function spkiPem(spki: Uint8Array): string {
+  return createPublicKey({ key: Buffer.from(spki), format: 'der', type: 'spki' })
+    .export({ format: 'pem', type: 'spki' })
+    .toString();
+}
+
+/** The JSON form of a key: the library's KeyInfo fields, plus the public key fingerprint. */
+export function keyJson(k: KeyInfo): Record<string, unknown> {
+  const o: Record<string, unknown> = {
+    keyRef: k.keyRef,
+    id: k.id,
+    label: k.label,
+    type: k.type,
+    bits: k.bits,
+    curve: k.curve,
+    usage: k.usage,
+    usageNames: usageNames(k.usage),
+    access: k.access,
+    hasCertificate: k.hasCertificate,
+  };
+  if (k.publicKey) {
+    o.publicKey = k.publicKey;
+    o.publicKeySha256 = spkiFingerprint(k.publicKey);
+  }
+  return o;
+}
+
+/** Parses `--id HEX`. */
+export function parseHexArg(s: string): Uint8Array | undefined {
+  const clean = s.replace(/[\s:]/g, '');
+  if (!/^([0-9a-fA-F]{2})+$/.test(clean)) return undefined;
+  return Uint8Array.from(Buffer.from(clean, 'hex'));
+}

@@ -1,0 +1,209 @@
+/**
+ * A WebCrypto `Crypto` over an open SmartCard-HSM session, built on webcrypto-core the way
+ * node-webcrypto-p11 is (guide/style.md): `subtle` registers one provider per algorithm; private
+ * keys stay in the card, everything else runs in node:crypto. This is what lets `@peculiar/x509`
+ * and PKI.js sign certificates and requests with a key that never leaves the HSM.
+ *
+ * ```ts
+ * const crypto = new ScHsmCrypto(hsm);                 // hsm: open and PIN-verified
+ * const { privateKey, publicKey } = await crypto.getKeyPair({ keyRef: 1 });
+ * const sig = await crypto.subtle.sign({ name: 'ECDSA', hash: 'SHA-256' }, privateKey, data);
+ * ```
+ */
+import { webcrypto } from 'node:crypto';
+import { Crypto as CoreCrypto, SubtleCrypto as CoreSubtleCrypto } from 'webcrypto-core';
+import { ScHsmError } from '../errors.js';
+import type { KeyInfo, SmartCardHsm } from '../sc-hsm/session.js';
+import { bytesEqual, fromHex, toHex } from '../util/bytes.js';
+import { curveByName } from '../util/curves.js';
+import {
+  curveSize,
+  type HsmAlgorithmName,
+  HsmPrivateKey,
+  HsmPublicKey,
+  type KeyAlgorithmLike,
+  webCurveName,
+} from './keys.js';
+import {
+  HsmEcdhProvider,
+  HsmEcdsaProvider,
+  HsmRsaOaepProvider,
+  HsmRsaPssProvider,
+  HsmRsaSsaProvider,
+  NODE_ALGORITHMS,
+  NodeProvider,
+  type ProviderOwner,
+  rsaKeyAlgorithm,
+  USAGES,
+} from './providers.js';
+
+/** `subtle` of {@link ScHsmCrypto}: the HSM providers plus node's WebCrypto for everything else. */
+export class ScHsmSubtleCrypto extends CoreSubtleCrypto {
+  constructor(owner: ProviderOwner) {
+    super();
+    for (const name of NODE_ALGORITHMS) this.providers.set(new NodeProvider(name));
+    this.providers.set(new HsmEcdsaProvider(owner));
+    this.providers.set(new HsmEcdhProvider(owner));
+    this.providers.set(new HsmRsaSsaProvider(owner));
+    this.providers.set(new HsmRsaPssProvider(owner));
+    this.providers.set(new HsmRsaOaepProvider(owner));
+  }
+}
+
+/** Which device key: by key reference, by PKCS#15 label, or by PKCS#15 ID (bytes or hex). */
+export type KeyQuery = { keyRef: number } | { label: string } | { id: Uint8Array | string };
+
+/** How the key pair is to be used: the WebCrypto algorithm (and hash, which WebCrypto binds to RSA keys). */
+export interface KeyPairOptions {
+  /** Default `ECDSA` for EC keys, `RSASSA-PKCS1-v1_5` for RSA keys. */
+  algorithm?: HsmAlgorithmName | { name: HsmAlgorithmName; hash?: string | { name: string } };
+}
+
+/** A device key pair as WebCrypto keys, with the key's reference, ID and label side by side. */
+export interface HsmKeyPair {
+  privateKey: HsmPrivateKey;
+  publicKey: HsmPublicKey;
+  keyRef: number;
+  id: Uint8Array;
+  label?: string;
+  /** The session's view of the key (type, size, curve, usage, certificate present). */
+  info: KeyInfo;
+}
+
+const EC_ALGORITHMS: readonly HsmAlgorithmName[] = ['ECDSA', 'ECDH'];
+const RSA_ALGORITHMS: readonly HsmAlgorithmName[] = ['RSASSA-PKCS1-v1_5', 'RSA-PSS', 'RSA-OAEP'];
+
+/**
+ * WebCrypto over a SmartCard-HSM session. Private keys are found on the device
+ * ({@link ScHsmCrypto.getKeyPair}) or generated there (`subtle.generateKey`); they sign,
+ * decrypt and derive on the card and are never extractable.
+ */
+export class ScHsmCrypto extends CoreCrypto implements ProviderOwner {
+  readonly subtle: ScHsmSubtleCrypto;
+
+  /** @param hsm an open session; the user PIN must be verified before keys are used. */
+  constructor(readonly hsm: SmartCardHsm) {
+    super();
+    this.subtle = new ScHsmSubtleCrypto(this);
+  }
+
+  /** Random bytes from the host's CSPRNG (WebCrypto's getRandomValues is synchronous; the card is not). */
+  getRandomValues<T extends ArrayBufferView | null>(array: T): T {
+    return webcrypto.getRandomValues(array as never) as T;
+  }
+
+  /** Every RSA and EC key pair on the device as WebCrypto keys (AES keys and keys without a public key are left out). */
+  async listKeyPairs(options: KeyPairOptions = {}): Promise<HsmKeyPair[]> {
+    const out: HsmKeyPair[] = [];
+    for (const info of await this.hsm.listKeys()) {
+      if ((info.type !== 'rsa' && info.type !== 'ec') || !info.publicKey) continue;
+      if (options.algorithm === undefined) out.push(this.pairOf(info, {}));
+      else {
+        const name = typeof options.algorithm === 'string' ? options.algorithm : options.algorithm.name;
+        if ((info.type === 'ec' ? EC_ALGORITHMS : RSA_ALGORITHMS).includes(name))
+          out.push(this.pairOf(info, options));
+      }
+    }
+    return out;
+  }
+
+  /**
+   * One device key pair, found by key reference, label or ID. KEY_NOT_FOUND when there is none,
+   * INVALID_ARGUMENT when a label matches several keys or the algorithm does not fit the key.
+   */
+  async getKeyPair(query: KeyQuery, options: KeyPairOptions = {}): Promise<HsmKeyPair> {
+    return this.pairOf(await this.findKey(query), options);
+  }
+
+  /** The session's KeyInfo for a query (see {@link ScHsmCrypto.getKeyPair}). */
+  async findKey(query: KeyQuery): Promise<KeyInfo> {
+    if (query === null || typeof query !== 'object') {
+      throw new ScHsmError('INVALID_ARGUMENT', 'name the key by { keyRef }, { label } or { id }');
+    }
+    if ('keyRef' in query) {
+      return this.hsm.keyInfo(query.keyRef);
+    }
+    const keys = await this.hsm.listKeys();
+    if ('label' in query) {
+      const hits = keys.filter((k) => k.label === query.label);
+      if (hits.length === 0)
+        throw new ScHsmError('KEY_NOT_FOUND', `no key labelled "${query.label}" on the device`);
+      if (hits.length > 1) {
+        throw new ScHsmError(
+          'INVALID_ARGUMENT',
+          `${hits.length} keys are labelled "${query.label}" (key references ${hits.map((k) => k.keyRef).join(', ')}); name one by keyRef`,
+        );
+      }
+      return hits[0]!;
+    }
+    if ('id' in query) {
+      let id: Uint8Array;
+      try {
+        id = typeof query.id === 'string' ? fromHex(query.id) : query.id;
+      } catch (e) {
+        throw new ScHsmError('INVALID_ARGUMENT', 'a key ID given as text must be hex', { cause: e });
+      }
+      const hit = keys.find((k) => bytesEqual(k.id, id));
+      if (!hit) throw new ScHsmError('KEY_NOT_FOUND', `no key with ID ${toHex(id)} on the device`);
+      return hit;
+    }
+    throw new ScHsmError('INVALID_ARGUMENT', 'name the key by { keyRef }, { label } or { id }');
+  }
+
+  private pairOf(info: KeyInfo, options: KeyPairOptions): HsmKeyPair {
+    if (info.type === 'aes') {
+      throw new ScHsmError(
+        'INVALID_ARGUMENT',
+        `key reference ${info.keyRef} is an AES key; WebCrypto access covers RSA and EC key pairs`,
+      );
+    }
+    if (!info.publicKey) {
+      throw new ScHsmError(
+        'KEY_NOT_FOUND',
+        `key reference ${info.keyRef} has no public key on the device (CE${info.keyRef.toString(16).padStart(2, '0').toUpperCase()} missing)`,
+      );
+    }
+    const requested = options.algorithm;
+    const name: HsmAlgorithmName =
+      (typeof requested === 'string' ? requested : requested?.name) ??
+      (info.type === 'ec' ? 'ECDSA' : 'RSASSA-PKCS1-v1_5');
+    const allowed = info.type === 'ec' ? EC_ALGORITHMS : RSA_ALGORITHMS;
+    if (!allowed.includes(name)) {
+      throw new ScHsmError(
+        'INVALID_ARGUMENT',
+        `key reference ${info.keyRef} is an ${info.type.toUpperCase()} key: use ${allowed.join(' or ')}, not ${String(name)}`,
+      );
+    }
+    const handle = {
+      keyRef: info.keyRef,
+      id: info.id,
+      ...(info.label !== undefined ? { label: info.label } : {}),
+    };
+    let algorithm: KeyAlgorithmLike;
+    let size: number;
+    if (info.type === 'ec') {
+      if (!info.curve)
+        throw new ScHsmError(
+          'NOT_SUPPORTED',
+          `key reference ${info.keyRef} is on a curve this library does not know`,
+        );
+      algorithm = { name, namedCurve: webCurveName(info.curve) };
+      size = curveSize(curveByName(info.curve));
+    } else {
+      const hash = (typeof requested === 'object' ? requested.hash : undefined) ?? 'SHA-256';
+      const pub = HsmPublicKey.fromSpki(handle, info.publicKey, { name }, []).keyObject;
+      algorithm = rsaKeyAlgorithm(name, pub, hash);
+      size = info.bits / 8;
+    }
+    const usages = USAGES[name];
+    const pair: HsmKeyPair = {
+      privateKey: HsmPrivateKey.fromHandle(this.hsm, handle, algorithm, [...usages.privateKey], size),
+      publicKey: HsmPublicKey.fromSpki(handle, info.publicKey, algorithm, [...usages.publicKey]),
+      keyRef: info.keyRef,
+      id: info.id,
+      info,
+    };
+    if (info.label !== undefined) pair.label = info.label;
+    return pair;
+  }
+}

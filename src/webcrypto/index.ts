@@ -1,0 +1,20 @@
+/** WebCrypto over the SmartCard-HSM: `ScHsmCrypto` and its keys (guide/style.md, the node-webcrypto-p11 model). */
+export {
+  type HsmKeyPair,
+  type KeyPairOptions,
+  type KeyQuery,
+  ScHsmCrypto,
+  ScHsmSubtleCrypto,
+} from './crypto.js';
+export {
+  curveFromWebName,
+  type HsmAlgorithmName,
+  type HsmKeyHandle,
+  HsmPrivateKey,
+  HsmPublicKey,
+  NativeKey,
+  SoftwareKey,
+  WEB_CURVE_NAMES,
+  webCurveName,
+} from './keys.js';
+export { type HsmKeyGenExtras, NODE_ALGORITHMS } from './providers.js';

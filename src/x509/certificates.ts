@@ -1,0 +1,306 @@
+/**
+ * X.509 with a key that never leaves the SmartCard-HSM: a PKCS#10 request or a self-signed
+ * certificate built with `@peculiar/x509` and signed through {@link ScHsmCrypto}; a certificate
+ * stored beside its key the way OpenSC stores it (spec §6.2, §10.4): the certificate in `CExx`,
+ * then the private key description `C4xx` rewritten with access flags and the subject name, so
+ * that `pkcs15-tool --dump` and PKCS#11 applications show it with the key's label and ID.
+ *
+ * Host-only helpers over the session (guide/style.md: CSR building stays outside the session).
+ */
+import 'reflect-metadata';
+import { createPublicKey } from 'node:crypto';
+import {
+  AsnEcSignatureFormatter,
+  BasicConstraintsExtension,
+  type Extension,
+  KeyUsageFlags,
+  KeyUsagesExtension,
+  Name,
+  PemConverter,
+  Pkcs10CertificateRequest,
+  Pkcs10CertificateRequestGenerator,
+  SubjectKeyIdentifierExtension,
+  X509Certificate,
+  X509CertificateGenerator,
+} from '@peculiar/x509';
+import { ScHsmError } from '../errors.js';
+import { decodeKeyDescription, encodeKeyDescription, KEY_ACCESS } from '../pkcs15/index.js';
+import { PREFIX } from '../sc-hsm/constants.js';
+import type { SmartCardHsm } from '../sc-hsm/session.js';
+import { CURVES } from '../util/curves.js';
+import { ScHsmCrypto } from '../webcrypto/crypto.js';
+import { curveSize, type HsmAlgorithmName, webCurveName } from '../webcrypto/keys.js';
+
+// @peculiar/x509 converts WebCrypto's r‖s to DER by the curve's size and knows only P-256/384/521
+// and K-256 (32 bytes otherwise): teach it every curve of the card.
+for (const c of CURVES) {
+  const name = webCurveName(c.name);
+  if (!AsnEcSignatureFormatter.namedCurveSize.has(name))
+    AsnEcSignatureFormatter.namedCurveSize.set(name, curveSize(c));
+}
+
+/** Access flags OpenSC writes into the PRKD once a certificate is stored (0x1D, spec §6.2). */
+export const STORED_CERT_ACCESS =
+  KEY_ACCESS.SENSITIVE | KEY_ACCESS.ALWAYS_SENSITIVE | KEY_ACCESS.NEVER_EXTRACTABLE | KEY_ACCESS.LOCAL;
+
+/** Hash of the signature; for RSA keys also the padding. */
+export interface SigningOptions {
+  /** Default SHA-256. */
+  hash?: 'SHA-1' | 'SHA-256' | 'SHA-384' | 'SHA-512';
+  /** RSA keys only: `pkcs1` (default, sha256WithRSAEncryption) or `pss` (salt length = hash length). */
+  rsaPadding?: 'pkcs1' | 'pss';
+}
+
+export interface CsrOptions extends SigningOptions {
+  /** Key reference of the key pair on the device. */
+  keyRef: number;
+  /** Subject as an RFC 4514 string, e.g. `CN=Example Root CA, O=Example, C=DE`. */
+  subject: string;
+  /** Extensions requested (extensionRequest attribute). */
+  extensions?: Extension[];
+}
+
+export interface SelfSignOptions extends SigningOptions {
+  keyRef: number;
+  subject: string;
+  /** Validity in days from now (1 to 36500). */
+  days: number;
+  /** Serial number as hex; default 16 random bytes. */
+  serialNumber?: string;
+  /**
+   * A CA certificate (default): basicConstraints cA (critical), keyUsage keyCertSign, cRLSign,
+   * digitalSignature (critical). `false` gives an end-entity certificate (digitalSignature, plus
+   * keyEncipherment for RSA).
+   */
+  ca?: boolean;
+  /** Extra extensions, added after the default ones. */
+  extensions?: Extension[];
+}
+
+/** A DER object with its PEM form. */
+export interface Encoded {
+  der: Uint8Array;
+  pem: string;
+}
+
+function subjectName(subject: string): Name {
+  if (typeof subject !== 'string' || subject.trim() === '') {
+    throw new ScHsmError(
+      'INVALID_ARGUMENT',
+      'the subject must be a distinguished name such as "CN=Example CA, O=Example"',
+    );
+  }
+  try {
+    return new Name(subject);
+  } catch (e) {
+    throw new ScHsmError(
+      'INVALID_ARGUMENT',
+      `the subject "${subject}" is not a distinguished name (RFC 4514, e.g. "CN=Example CA, O=Example")`,
+      {
+        cause: e,
+      },
+    );
+  }
+}
+
+/** The key pair as WebCrypto keys with the algorithm the options ask for, plus the signature algorithm. */
+async function signer(hsm: SmartCardHsm, keyRef: number, o: SigningOptions) {
+  const crypto = new ScHsmCrypto(hsm);
+  const info = await crypto.findKey({ keyRef });
+  const hash = o.hash ?? 'SHA-256';
+  if (!['SHA-1', 'SHA-256', 'SHA-384', 'SHA-512'].includes(hash)) {
+    throw new ScHsmError(
+      'INVALID_ARGUMENT',
+      `unsupported hash ${hash}; use SHA-256, SHA-384, SHA-512 or SHA-1`,
+    );
+  }
+  let name: HsmAlgorithmName;
+  let signingAlgorithm: Record<string, unknown>;
+  if (info.type === 'ec') {
+    if (o.rsaPadding)
+      throw new ScHsmError(
+        'INVALID_ARGUMENT',
+        `key reference ${keyRef} is an EC key: rsaPadding does not apply`,
+      );
+    name = 'ECDSA';
+    signingAlgorithm = { name, hash };
+  } else if (info.type === 'rsa') {
+    name = o.rsaPadding === 'pss' ? 'RSA-PSS' : 'RSASSA-PKCS1-v1_5';
+    const saltLength = { 'SHA-1': 20, 'SHA-256': 32, 'SHA-384': 48, 'SHA-512': 64 }[hash];
+    signingAlgorithm = name === 'RSA-PSS' ? { name, hash, saltLength } : { name, hash };
+  } else {
+    throw new ScHsmError(
+      'INVALID_ARGUMENT',
+      `key reference ${keyRef} is an AES key; certificates need an RSA or EC key pair`,
+    );
+  }
+  const pair = await crypto.getKeyPair({ keyRef }, { algorithm: { name, hash } });
+  return { crypto, pair, signingAlgorithm, info };
+}
+
+function encoded(der: ArrayBuffer, tag: string): Encoded {
+  return { der: new Uint8Array(der), pem: `${PemConverter.encode(der, tag)}\n` };
+}
+
+/**
+ * A PKCS#10 certificate request for a device key, signed on the device (ECDSA, RSASSA-PKCS1-v1_5
+ * or RSA-PSS). The user PIN must be verified.
+ */
+export async function createCsr(
+  hsm: SmartCardHsm,
+  o: CsrOptions,
+): Promise<Encoded & { request: Pkcs10CertificateRequest }> {
+  const name = subjectName(o.subject);
+  const { crypto, pair, signingAlgorithm } = await signer(hsm, o.keyRef, o);
+  const request = await Pkcs10CertificateRequestGenerator.create(
+    {
+      name,
+      keys: { privateKey: pair.privateKey, publicKey: pair.publicKey } as unknown as CryptoKeyPair,
+      signingAlgorithm: signingAlgorithm as never,
+      ...(o.extensions?.length ? { extensions: o.extensions } : {}),
+    },
+    crypto as never,
+  );
+  return { ...encoded(request.rawData, 'CERTIFICATE REQUEST'), request };
+}
+
+/**
+ * A self-signed certificate for a device key (a root CA by default), signed on the device.
+ * The certificate is returned, not stored: store it with {@link importCertificate}.
+ */
+export async function selfSignCertificate(
+  hsm: SmartCardHsm,
+  o: SelfSignOptions,
+): Promise<Encoded & { certificate: X509Certificate }> {
+  const name = subjectName(o.subject);
+  if (!Number.isInteger(o.days) || o.days < 1 || o.days > 36500) {
+    throw new ScHsmError('INVALID_ARGUMENT', `the validity must be 1 to 36500 days; got ${o.days}`);
+  }
+  let serialNumber: string | undefined;
+  if (o.serialNumber !== undefined) {
+    serialNumber = o.serialNumber.replace(/^0x/i, '').replace(/[\s:]/g, '');
+    if (!/^[0-9a-f]{1,40}$/i.test(serialNumber)) {
+      throw new ScHsmError('INVALID_ARGUMENT', 'the serial number must be 1 to 40 hex digits');
+    }
+  }
+  const { crypto, pair, signingAlgorithm, info } = await signer(hsm, o.keyRef, o);
+  const ca = o.ca ?? true;
+  const usage = ca
+    ? KeyUsageFlags.keyCertSign | KeyUsageFlags.cRLSign | KeyUsageFlags.digitalSignature
+    : KeyUsageFlags.digitalSignature |
+      (info.type === 'rsa' ? KeyUsageFlags.keyEncipherment : KeyUsageFlags.keyAgreement);
+  const extensions: Extension[] = [
+    new BasicConstraintsExtension(ca, undefined, true),
+    new KeyUsagesExtension(usage, true),
+    await SubjectKeyIdentifierExtension.create(pair.publicKey as never, false, crypto as never),
+    ...(o.extensions ?? []),
+  ];
+  const notBefore = new Date(Date.now() - 60_000);
+  const notAfter = new Date(notBefore.getTime() + o.days * 86_400_000);
+  const certificate = await X509CertificateGenerator.createSelfSigned(
+    {
+      name,
+      notBefore,
+      notAfter,
+      keys: { privateKey: pair.privateKey, publicKey: pair.publicKey } as unknown as CryptoKeyPair,
+      signingAlgorithm: signingAlgorithm as never,
+      extensions,
+      ...(serialNumber !== undefined ? { serialNumber } : {}),
+    },
+    crypto as never,
+  );
+  return { ...encoded(certificate.rawData, 'CERTIFICATE'), certificate };
+}
+
+/** PEM (`-----BEGIN CERTIFICATE-----`) or DER → DER; MALFORMED_DATA for anything else. */
+export function certificateDer(derOrPem: Uint8Array | string): Uint8Array {
+  let der: Uint8Array;
+  if (typeof derOrPem === 'string' || (derOrPem.length > 0 && derOrPem[0] === 0x2d) /* '-' */) {
+    const text = typeof derOrPem === 'string' ? derOrPem : new TextDecoder().decode(derOrPem);
+    const m = /-----BEGIN CERTIFICATE-----([\s\S]*?)-----END CERTIFICATE-----/.exec(text);
+    if (!m)
+      throw new ScHsmError('MALFORMED_DATA', 'no PEM certificate (-----BEGIN CERTIFICATE-----) in the input');
+    der = new Uint8Array(Buffer.from(m[1]!.replace(/\s+/g, ''), 'base64'));
+  } else {
+    der = derOrPem;
+  }
+  try {
+    new X509Certificate(der);
+  } catch (e) {
+    throw new ScHsmError('MALFORMED_DATA', 'not an X.509 certificate (DER or PEM)', { cause: e });
+  }
+  return der;
+}
+
+/**
+ * Stores a certificate for a device key as OpenSC does (spec §6.2, §10.4): checks that its public
+ * key is the key's, writes it to `CExx`, then rewrites the PRKD `C4xx` with access flags 0x1D
+ * (unless it has some) and the certificate's subject name. KEY_MISMATCH-style refusals are
+ * INVALID_ARGUMENT. Returns the stored certificate.
+ */
+export async function importCertificate(
+  hsm: SmartCardHsm,
+  keyRef: number,
+  derOrPem: Uint8Array | string,
+): Promise<{ der: Uint8Array; subject: string; certificate: X509Certificate }> {
+  const der = certificateDer(derOrPem);
+  const certificate = new X509Certificate(der);
+  const info = await hsm.keyInfo(keyRef);
+  if (info.type === 'aes')
+    throw new ScHsmError(
+      'INVALID_ARGUMENT',
+      `key reference ${keyRef} is an AES key; it takes no certificate`,
+    );
+  if (!info.publicKey) {
+    throw new ScHsmError(
+      'KEY_NOT_FOUND',
+      `key reference ${keyRef} has no public key on the device to compare the certificate with`,
+    );
+  }
+  const certKey = createPublicKey({
+    key: Buffer.from(certificate.publicKey.rawData),
+    format: 'der',
+    type: 'spki',
+  });
+  const ownKey = createPublicKey({ key: Buffer.from(info.publicKey), format: 'der', type: 'spki' });
+  if (!certKey.equals(ownKey)) {
+    throw new ScHsmError(
+      'INVALID_ARGUMENT',
+      `the certificate for "${certificate.subject}" does not belong to key reference ${keyRef}: its public key differs`,
+    );
+  }
+  const prkdFid = (PREFIX.PRKD << 8) | keyRef;
+  await hsm.channel.exclusive(async () => {
+    const description = decodeKeyDescription(await hsm.readFile(prkdFid));
+    await hsm.storeCertificate(keyRef, der);
+    await hsm.writeFile(
+      prkdFid,
+      encodeKeyDescription({
+        ...description,
+        access: description.access ?? STORED_CERT_ACCESS,
+        subjectName: new Uint8Array(certificate.subjectName.toArrayBuffer()),
+      }),
+    );
+  });
+  return { der, subject: certificate.subject, certificate };
+}
+
+/** The certificate stored for a key, as PEM. FILE_NOT_FOUND when `CExx` holds none (only the CV request). */
+export async function exportCertificate(hsm: SmartCardHsm, keyRef: number): Promise<string> {
+  await hsm.keyInfo(keyRef);
+  const der = await hsm.readCertificate(keyRef);
+  if (!der) {
+    throw new ScHsmError(
+      'FILE_NOT_FOUND',
+      `key reference ${keyRef} has no X.509 certificate (CE${keyRef.toString(16).padStart(2, '0').toUpperCase()} holds only the key generation request)`,
+    );
+  }
+  return `${PemConverter.encode(der.slice().buffer as ArrayBuffer, 'CERTIFICATE')}\n`;
+}
+
+/** Reads a PEM or DER certificate request (for tests and tools). */
+export function parseCsr(derOrPem: Uint8Array | string): Pkcs10CertificateRequest {
+  return new Pkcs10CertificateRequest(typeof derOrPem === 'string' ? derOrPem : new Uint8Array(derOrPem));
+}
+
+type CryptoKeyPair = import('node:crypto').webcrypto.CryptoKeyPair;
