@@ -8,11 +8,14 @@ import { RecordingTransport } from '../src/apdu/transcript.js';
 import { SmartCardHsm } from '../src/sc-hsm/session.js';
 import { VirtualSmartCardHsm } from '../src/sim/index.js';
 
-export const STEPS = 'initialize → import DKEK share → verify PIN → generate EC P-256 and RSA-2048 → list keys';
+export const STEPS =
+  'initialize → import DKEK share → verify PIN → generate EC P-256 and RSA-2048 → list keys';
 
 const rec = new RecordingTransport(new VirtualSmartCardHsm());
 rec.comment(`sc-hsm-ts session against the virtual card: ${STEPS}`);
-rec.comment('PINs, the SO-PIN and the DKEK share are masked (**); the replay accepts any value of the same length');
+rec.comment(
+  'PINs, the SO-PIN and the DKEK share are masked (**); the replay accepts any value of the same length',
+);
 const hsm = await SmartCardHsm.open(rec);
 rec.comment('initialize');
 await hsm.initialize({ soPin: '3537363231383830', userPin: '648219', label: 'MTG-CARA-HSM', dkekShares: 1 });

@@ -3,13 +3,8 @@
  * Layers: apdu (ISO 7816) → sc-hsm (the session) with the pure codecs pkcs15 and dkek beside it;
  * sim is the virtual card. docs/contracts.md lists the module interfaces.
  */
-export * from './errors.js';
-export * from './util/bytes.js';
-export * from './util/curves.js';
+
 export * from './apdu/command.js';
-export * from './apdu/status.js';
-export * from './apdu/transport.js';
-export * from './apdu/transcript.js';
 export {
   MAX_RESPONSE_LENGTH,
   PCSC_CODES,
@@ -28,11 +23,17 @@ export {
   type ReaderInfo,
   SELECT_APPLET,
 } from './apdu/readers.js';
+export * from './apdu/status.js';
+export * from './apdu/transcript.js';
+export * from './apdu/transport.js';
+export * from './dkek/index.js';
+export * from './errors.js';
+export * from './pkcs15/index.js';
 export * from './sc-hsm/constants.js';
 export * from './sc-hsm/session.js';
 export { maxRetryForPinLength, parseSoPin, parseUserPin } from './sc-hsm/validate.js';
-export * from './pkcs15/index.js';
-export * from './dkek/index.js';
 export * from './sim/index.js';
+export * from './util/bytes.js';
+export * from './util/curves.js';
 export * from './webcrypto/index.js';
 export * from './x509/index.js';

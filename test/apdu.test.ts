@@ -16,25 +16,29 @@ describe('command encoding (ISO 7816-4 cases)', () => {
     expect(toHex(encodeCommand({ cla: 0, ins: 0x20, p1: 0, p2: 0x81, data: h('363438323139') }))).toBe(
       '0020008106363438323139',
     );
-    expect(toHex(encodeCommand({ cla: 0, ins: 0xa4, p1: 4, p2: 0, data: h('E82B0601040181C31F0201'), ne: 256 }))).toBe(
-      '00a404000be82b0601040181c31f020100',
-    );
+    expect(
+      toHex(encodeCommand({ cla: 0, ins: 0xa4, p1: 4, p2: 0, data: h('E82B0601040181C31F0201'), ne: 256 })),
+    ).toBe('00a404000be82b0601040181c31f020100');
   });
 
   it('encodes extended forms: forced, by data size and by Ne', () => {
     // ENUMERATE as OpenSC: 80 58 00 00 00 00 00
     expect(toHex(encodeCommand({ cla: 0x80, ins: 0x58, p1: 0, p2: 0, ne: 65536 }))).toBe('80580000000000');
     // SIGN as OpenSC: extended Lc even for short data, Le 02 00
-    expect(toHex(encodeCommand({ cla: 0x80, ins: 0x68, p1: 1, p2: 0x73, data: h('aabb'), ne: 512, extended: true }))).toBe(
-      '806801730000' + '02aabb0200',
-    );
+    expect(
+      toHex(
+        encodeCommand({ cla: 0x80, ins: 0x68, p1: 1, p2: 0x73, data: h('aabb'), ne: 512, extended: true }),
+      ),
+    ).toBe('806801730000' + '02aabb0200');
     const big = encodeCommand({ cla: 0x80, ins: 0x74, p1: 5, p2: 0x93, data: new Uint8Array(331) });
     expect(toHex(big.subarray(0, 7))).toBe('8074059300014b');
     expect(big.length).toBe(7 + 331);
   });
 
   it('refuses extended encoding when the reader only takes short APDUs', () => {
-    expect(() => encodeCommand({ cla: 0, ins: 0, p1: 0, p2: 0, data: new Uint8Array(300) }, false)).toThrow(ScHsmError);
+    expect(() => encodeCommand({ cla: 0, ins: 0, p1: 0, p2: 0, data: new Uint8Array(300) }, false)).toThrow(
+      ScHsmError,
+    );
   });
 
   it('parses what it encodes, for every case', () => {
@@ -75,7 +79,7 @@ describe('status words', () => {
   });
 
   it('names the command and the status word, and honours per-command meanings', () => {
-    const e = errorForStatus(0x6a82, 'SIGN', { 0x6a82: ['KEY_NOT_FOUND', 'no key 3'] });
+    const e = errorForStatus(0x6a82, 'SIGN', { 27266: ['KEY_NOT_FOUND', 'no key 3'] });
     expect(e.code).toBe('KEY_NOT_FOUND');
     expect(e.command).toBe('SIGN');
     expect(e.message).toContain('6A82');
@@ -108,7 +112,9 @@ function scripted(answer: (apdu: Uint8Array, n: number) => string): Transport & 
 
 describe('ApduChannel', () => {
   it('follows 61xx with GET RESPONSE and joins the data', async () => {
-    const t = scripted((a) => (a[1] === 0xc0 ? (a[4] === 0x04 ? '0102030461 02'.replace(' ', '') : '05069000') : 'aabb6104'));
+    const t = scripted((a) =>
+      a[1] === 0xc0 ? (a[4] === 0x04 ? '0102030461 02'.replace(' ', '') : '05069000') : 'aabb6104',
+    );
     const ch = new ApduChannel(t);
     const r = await ch.exchange({ cla: 0, ins: 0xb0, p1: 0, p2: 0, ne: 256 }, 'READ');
     expect(toHex(r.data)).toBe('aabb0102030405 06'.replace(' ', ''));
@@ -126,8 +132,12 @@ describe('ApduChannel', () => {
   it('throws the typed error for a failing status, accepts listed ones', async () => {
     const t = scripted(() => '6282');
     const ch = new ApduChannel(t);
-    await expect(ch.exchange({ cla: 0, ins: 0xb1, p1: 0, p2: 0 }, 'READ BINARY')).rejects.toMatchObject({ sw: 0x6282 });
-    await expect(ch.exchange({ cla: 0, ins: 0xb1, p1: 0, p2: 0 }, 'READ BINARY', { accept: [0x6282] })).resolves.toBeTruthy();
+    await expect(ch.exchange({ cla: 0, ins: 0xb1, p1: 0, p2: 0 }, 'READ BINARY')).rejects.toMatchObject({
+      sw: 0x6282,
+    });
+    await expect(
+      ch.exchange({ cla: 0, ins: 0xb1, p1: 0, p2: 0 }, 'READ BINARY', { accept: [0x6282] }),
+    ).resolves.toBeTruthy();
   });
 
   it('never interleaves an exclusive sequence with other exchanges', async () => {
@@ -167,7 +177,9 @@ describe('transcripts', () => {
     expect(maskedHex(h('8052000002aabb00'))).toBe('8052000002****00');
     expect(maskedHex(h('8052000000'))).toBe('8052000000');
     // the exact bytes of sc-hsm-tool --initialize (spec §3.9)
-    const init = h('80 50 00 00 1C 80 02 00 01 81 06 36 34 38 32 31 39 82 08 35 37 36 32 31 38 38 30 91 01 03 92 01 01');
+    const init = h(
+      '80 50 00 00 1C 80 02 00 01 81 06 36 34 38 32 31 39 82 08 35 37 36 32 31 38 38 30 91 01 03 92 01 01',
+    );
     const m = maskedHex(init);
     expect(m).toBe('805000001c800200018106************8208****************910103920101');
     // unreadable TLVs: everything after the header is masked

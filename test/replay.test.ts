@@ -3,13 +3,17 @@
  * APDUs it sent when recorded (secrets masked), nothing missing, nothing left over.
  * Re-record deliberately with `npx tsx scripts/record-fixtures.ts`.
  */
-import { readFileSync } from 'node:fs';
+
 import { createPublicKey } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { ReplayTransport } from '../src/apdu/transcript.js';
 import { SmartCardHsm } from '../src/sc-hsm/session.js';
 
-const transcript = readFileSync(new URL('../fixtures/transcripts/init-and-keygen.apdu', import.meta.url), 'utf8');
+const transcript = readFileSync(
+  new URL('../fixtures/transcripts/init-and-keygen.apdu', import.meta.url),
+  'utf8',
+);
 
 describe('replay of fixtures/transcripts/init-and-keygen.apdu', () => {
   it('contains no secret: PINs, SO-PIN and the DKEK share are masked', () => {
@@ -23,17 +27,33 @@ describe('replay of fixtures/transcripts/init-and-keygen.apdu', () => {
     const replay = new ReplayTransport(transcript);
     const hsm = await SmartCardHsm.open(replay);
     // different secret values of the same length match the masked bytes
-    await hsm.initialize({ soPin: '0011223344556677', userPin: '111111', label: 'MTG-CARA-HSM', dkekShares: 1 });
+    await hsm.initialize({
+      soPin: '0011223344556677',
+      userPin: '111111',
+      label: 'MTG-CARA-HSM',
+      dkekShares: 1,
+    });
     const st = await hsm.importDkekShare(new Uint8Array(32).fill(1));
     expect(st).toMatchObject({ total: 1, outstanding: 0 });
     await hsm.verifyPin('222222');
-    const ec = await hsm.generateKeyPair({ type: 'ec', curve: 'prime256v1', label: 'cara-ec-ca', id: Uint8Array.of(2) });
-    const rsa = await hsm.generateKeyPair({ type: 'rsa', bits: 2048, label: 'cara-rsa-ca', id: Uint8Array.of(1) });
+    const ec = await hsm.generateKeyPair({
+      type: 'ec',
+      curve: 'prime256v1',
+      label: 'cara-ec-ca',
+      id: Uint8Array.of(2),
+    });
+    const rsa = await hsm.generateKeyPair({
+      type: 'rsa',
+      bits: 2048,
+      label: 'cara-rsa-ca',
+      id: Uint8Array.of(1),
+    });
     expect(ec.keyRef).toBe(1);
     expect(rsa.keyRef).toBe(2);
-    expect(createPublicKey({ key: Buffer.from(ec.publicKey), format: 'der', type: 'spki' }).asymmetricKeyDetails?.namedCurve).toBe(
-      'prime256v1',
-    );
+    expect(
+      createPublicKey({ key: Buffer.from(ec.publicKey), format: 'der', type: 'spki' }).asymmetricKeyDetails
+        ?.namedCurve,
+    ).toBe('prime256v1');
     const keys = await hsm.listKeys();
     expect(keys.map((k) => [k.keyRef, k.label, k.type])).toEqual([
       [1, 'cara-ec-ca', 'ec'],

@@ -3,8 +3,8 @@
  * (spec/pcsc-stack.md). Run inside scripts/with-pcscd.sh; under CI=true without it, this fails.
  */
 import { afterAll } from 'vitest';
-import { openPcsc } from '../src/apdu/readers.js';
 import type { PcscTransport } from '../src/apdu/pcsc.js';
+import { openPcsc } from '../src/apdu/readers.js';
 import { SmartCardHsm } from '../src/sc-hsm/session.js';
 import { VirtualSmartCardHsm } from '../src/sim/index.js';
 import { connectToVpcd, type VpcdConnection } from '../src/sim/vpcd.js';

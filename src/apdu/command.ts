@@ -40,7 +40,8 @@ export function encodeCommand(c: CommandApdu, allowExtended = true): Uint8Array 
     );
   }
   if (nc > 65535) throw new ScHsmError('INVALID_ARGUMENT', `command data too long (${nc} bytes, max 65535)`);
-  if (c.ne !== undefined && (c.ne < 1 || c.ne > 65536)) throw new ScHsmError('INVALID_ARGUMENT', `bad Ne ${c.ne}`);
+  if (c.ne !== undefined && (c.ne < 1 || c.ne > 65536))
+    throw new ScHsmError('INVALID_ARGUMENT', `bad Ne ${c.ne}`);
   const out: number[] = [c.cla & 0xff, c.ins & 0xff, c.p1 & 0xff, c.p2 & 0xff];
   if (!ext) {
     if (nc > 0) out.push(nc, ...c.data!);
@@ -72,7 +73,8 @@ export function parseCommand(apdu: Uint8Array): ParsedCommand {
   if (body[0] !== 0) {
     const lc = body[0]!;
     if (body.length === 1 + lc) return { ...base, data: body.subarray(1), extended: false };
-    if (body.length === 2 + lc) return { ...base, data: body.subarray(1, 1 + lc), ne: body[1 + lc] || 256, extended: false };
+    if (body.length === 2 + lc)
+      return { ...base, data: body.subarray(1, 1 + lc), ne: body[1 + lc] || 256, extended: false };
     throw new ScHsmError('WRONG_LENGTH', 'Lc does not match the APDU length');
   }
   // extended
@@ -95,7 +97,10 @@ export function parseResponse(bytes: Uint8Array): ResponseApdu {
   if (bytes.length < 2) {
     throw new ScHsmError('MALFORMED_RESPONSE', `response of ${bytes.length} bytes has no status word`);
   }
-  return { data: bytes.subarray(0, bytes.length - 2), sw: (bytes[bytes.length - 2]! << 8) | bytes[bytes.length - 1]! };
+  return {
+    data: bytes.subarray(0, bytes.length - 2),
+    sw: (bytes[bytes.length - 2]! << 8) | bytes[bytes.length - 1]!,
+  };
 }
 
 export function encodeResponse(r: ResponseApdu): Uint8Array {

@@ -126,18 +126,26 @@ function parseTranscript(text: string): Step[] {
     const m = /^(=>|<=)\s*([0-9a-fA-F*\s]*)$/.exec(line);
     if (!m) throw new ScHsmError('MALFORMED_DATA', `transcript line ${i + 1}: expected "=> hex" or "<= hex"`);
     const hex = m[2]!.replace(/\s/g, '').toLowerCase();
-    if (hex.length % 2) throw new ScHsmError('MALFORMED_DATA', `transcript line ${i + 1}: odd number of hex digits`);
+    if (hex.length % 2)
+      throw new ScHsmError('MALFORMED_DATA', `transcript line ${i + 1}: odd number of hex digits`);
     if (m[1] === '=>') {
-      if (pending) throw new ScHsmError('MALFORMED_DATA', `transcript line ${i + 1}: command without response before it`);
+      if (pending)
+        throw new ScHsmError(
+          'MALFORMED_DATA',
+          `transcript line ${i + 1}: command without response before it`,
+        );
       pending = { line: i + 1, command: hex };
     } else {
-      if (!pending) throw new ScHsmError('MALFORMED_DATA', `transcript line ${i + 1}: response without command`);
-      if (hex.includes('*')) throw new ScHsmError('MALFORMED_DATA', `transcript line ${i + 1}: masked response`);
+      if (!pending)
+        throw new ScHsmError('MALFORMED_DATA', `transcript line ${i + 1}: response without command`);
+      if (hex.includes('*'))
+        throw new ScHsmError('MALFORMED_DATA', `transcript line ${i + 1}: masked response`);
       steps.push({ ...pending, response: hex });
       pending = undefined;
     }
   });
-  if (pending) throw new ScHsmError('MALFORMED_DATA', `transcript line ${pending.line}: command without response`);
+  if (pending)
+    throw new ScHsmError('MALFORMED_DATA', `transcript line ${pending.line}: command without response`);
   return steps;
 }
 
@@ -163,7 +171,10 @@ export class ReplayTransport implements Transport {
     const actual = toHex(apdu);
     const step = this.steps[this.index];
     if (!step) {
-      throw new ScHsmError('REPLAY_MISMATCH', `unexpected APDU after the end of the transcript: ${maskedHex(apdu)}`);
+      throw new ScHsmError(
+        'REPLAY_MISMATCH',
+        `unexpected APDU after the end of the transcript: ${maskedHex(apdu)}`,
+      );
     }
     if (!matches(step.command, actual)) {
       throw new ScHsmError(

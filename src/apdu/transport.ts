@@ -74,7 +74,9 @@ export class ApduChannel {
       let total = r.data.length;
       for (let i = 0; (r.sw & 0xff00) === 0x6100; i++) {
         if (i > 1024) throw new ScHsmError('MALFORMED_RESPONSE', 'endless 61xx response chain');
-        r = await this.raw(encodeCommand({ cla: 0x00, ins: 0xc0, p1: 0, p2: 0, ne: r.sw & 0xff || 256 }, ext));
+        r = await this.raw(
+          encodeCommand({ cla: 0x00, ins: 0xc0, p1: 0, p2: 0, ne: r.sw & 0xff || 256 }, ext),
+        );
         parts.push(r.data);
         total += r.data.length;
       }

@@ -31,7 +31,8 @@ export class CardFiles {
       { cla: CLA_PROPRIETARY, ins: INS.ENUMERATE_OBJECTS, p1: 0, p2: 0, ne: this.extended ? 65536 : 256 },
       'ENUMERATE OBJECTS',
     );
-    if (r.data.length % 2) throw new ScHsmError('MALFORMED_RESPONSE', 'ENUMERATE OBJECTS answered an odd number of bytes');
+    if (r.data.length % 2)
+      throw new ScHsmError('MALFORMED_RESPONSE', 'ENUMERATE OBJECTS answered an odd number of bytes');
     const out: number[] = [];
     for (let i = 0; i < r.data.length; i += 2) out.push((r.data[i]! << 8) | r.data[i + 1]!);
     return out;
@@ -59,15 +60,16 @@ export class CardFiles {
         {
           accept: [SW_EOF],
           overrides: {
-            0x6a82: ['FILE_NOT_FOUND', `file ${fidHex(fid)} not found`],
-            0x6982: ['SECURITY_STATUS', `reading file ${fidHex(fid)} needs the user PIN`],
+            27266: ['FILE_NOT_FOUND', `file ${fidHex(fid)} not found`],
+            27010: ['SECURITY_STATUS', `reading file ${fidHex(fid)} needs the user PIN`],
           },
         },
       );
       parts.push(r.data);
       offset += r.data.length;
       if (r.sw === SW_EOF || r.data.length === 0 || r.data.length < ne || offset >= maxSize) break;
-      if (offset > 0xffff) throw new ScHsmError('MALFORMED_RESPONSE', `file ${fidHex(fid)} is larger than 64 KiB`);
+      if (offset > 0xffff)
+        throw new ScHsmError('MALFORMED_RESPONSE', `file ${fidHex(fid)} is larger than 64 KiB`);
     }
     return concat(...parts);
   }
@@ -112,7 +114,7 @@ export class CardFiles {
       'UPDATE BINARY',
       {
         overrides: {
-          0x6982: ['SECURITY_STATUS', `writing file ${fidHex(fid)} needs the user PIN: verify it first`],
+          27010: ['SECURITY_STATUS', `writing file ${fidHex(fid)} needs the user PIN: verify it first`],
         },
       },
     );
@@ -125,8 +127,8 @@ export class CardFiles {
       'DELETE FILE',
       {
         overrides: {
-          0x6a82: ['FILE_NOT_FOUND', `file ${fidHex(fid)} not found`],
-          0x6982: ['SECURITY_STATUS', `deleting ${fidHex(fid)} needs the user PIN: verify it first`],
+          27266: ['FILE_NOT_FOUND', `file ${fidHex(fid)} not found`],
+          27010: ['SECURITY_STATUS', `deleting ${fidHex(fid)} needs the user PIN: verify it first`],
         },
       },
     );

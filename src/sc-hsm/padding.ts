@@ -9,7 +9,13 @@ import { concat, fromHex } from '../util/bytes.js';
 
 export type HashName = 'sha1' | 'sha224' | 'sha256' | 'sha384' | 'sha512';
 
-export const HASH_LENGTH: Record<HashName, number> = { sha1: 20, sha224: 28, sha256: 32, sha384: 48, sha512: 64 };
+export const HASH_LENGTH: Record<HashName, number> = {
+  sha1: 20,
+  sha224: 28,
+  sha256: 32,
+  sha384: 48,
+  sha512: 64,
+};
 
 /** DER prefixes of DigestInfo { AlgorithmIdentifier, OCTET STRING hash } (RFC 8017 §9.2 note 1). */
 const DIGEST_INFO_PREFIX: Record<HashName, Uint8Array> = {
@@ -30,7 +36,10 @@ export function hashByLength(len: number): HashName | undefined {
 
 export function digestInfo(name: HashName, hash: Uint8Array): Uint8Array {
   if (hash.length !== HASH_LENGTH[name]) {
-    throw new ScHsmError('INVALID_ARGUMENT', `a ${name} hash is ${HASH_LENGTH[name]} bytes; got ${hash.length}`);
+    throw new ScHsmError(
+      'INVALID_ARGUMENT',
+      `a ${name} hash is ${HASH_LENGTH[name]} bytes; got ${hash.length}`,
+    );
   }
   return concat(DIGEST_INFO_PREFIX[name], hash);
 }
@@ -49,7 +58,10 @@ export function parseDigestInfo(data: Uint8Array): { hash: HashName; digest: Uin
 /** EMSA-PKCS1-v1_5 block type 1: `00 01 FF… 00 ‖ data` of `k` bytes (RFC 8017 §9.2). */
 export function pkcs1SignaturePad(data: Uint8Array, k: number): Uint8Array {
   if (data.length > k - 11) {
-    throw new ScHsmError('INVALID_ARGUMENT', `data of ${data.length} bytes is too long for a ${k * 8}-bit RSA key`);
+    throw new ScHsmError(
+      'INVALID_ARGUMENT',
+      `data of ${data.length} bytes is too long for a ${k * 8}-bit RSA key`,
+    );
   }
   const out = new Uint8Array(k).fill(0xff);
   out[0] = 0;
@@ -66,7 +78,8 @@ export function pkcs1DecryptionUnpad(block: Uint8Array): Uint8Array {
   }
   let i = 2;
   while (i < block.length && block[i] !== 0) i++;
-  if (i >= block.length || i < 10) throw new ScHsmError('INCORRECT_DATA', 'decryption error: bad PKCS#1 v1.5 padding');
+  if (i >= block.length || i < 10)
+    throw new ScHsmError('INCORRECT_DATA', 'decryption error: bad PKCS#1 v1.5 padding');
   return block.slice(i + 1);
 }
 

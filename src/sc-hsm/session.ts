@@ -16,25 +16,25 @@ import { decodeWrapFile, encodeWrapFile } from '../dkek/index.js';
 import { ScHsmError } from '../errors.js';
 import {
   type CertificateDescription,
+  type CvCertificate,
+  type CvcPublicKey,
+  cvcPublicKeyToSpki,
   type DataObjectDescription,
   decodeCertificateDescription,
   decodeCvRequest,
   decodeDataObjectDescription,
   decodeDeviceCertificateFile,
   decodeDeviceCertificates,
-  encodeCertificateDescription,
-  encodeDataObjectDescription,
   decodeKeyDescription,
   decodeTokenInfo,
   ecdsaDerToPlain,
+  encodeCertificateDescription,
   encodeCvcBody,
+  encodeDataObjectDescription,
   encodeKeyDescription,
   encodeTokenInfo,
-  cvcPublicKeyToSpki,
-  type CvCertificate,
-  type CvcPublicKey,
-  type KeyDescription,
   KEY_USAGE,
+  type KeyDescription,
   OBJECT_FLAGS,
 } from '../pkcs15/index.js';
 import { bytesEqual, concat, padStart, toHex, uintBE, wipe } from '../util/bytes.js';
@@ -59,8 +59,8 @@ import {
 } from './constants.js';
 import { CardFiles } from './files.js';
 import {
-  type HashName,
   digestInfo,
+  type HashName,
   hashByLength,
   hashOf,
   oaepUnpad,
@@ -68,7 +68,14 @@ import {
   pkcs1DecryptionUnpad,
   pkcs1SignaturePad,
 } from './padding.js';
-import { checkInt, checkKeyRef, checkLabel, checkRetryCounter, parseSoPin, parseUserPin } from './validate.js';
+import {
+  checkInt,
+  checkKeyRef,
+  checkLabel,
+  checkRetryCounter,
+  parseSoPin,
+  parseUserPin,
+} from './validate.js';
 
 export interface AppletInfo {
   /** Firmware version from FCP tag 85 (spec §1.3). */
@@ -160,7 +167,15 @@ export interface KeyInfo {
 }
 
 export type KeyPairSpec =
-  | { type: 'rsa'; bits: number; label: string; id?: Uint8Array; keyRef?: number; publicExponent?: number; algorithms?: Uint8Array }
+  | {
+      type: 'rsa';
+      bits: number;
+      label: string;
+      id?: Uint8Array;
+      keyRef?: number;
+      publicExponent?: number;
+      algorithms?: Uint8Array;
+    }
   | { type: 'ec'; curve: string; label: string; id?: Uint8Array; keyRef?: number; algorithms?: Uint8Array };
 
 export interface GeneratedKey {
@@ -207,9 +222,9 @@ const HASH_OF_SUFFIX: Record<string, HashName> = {
 const REQUEST_CAR = 'UTCA00001';
 
 const VERIFY_OVERRIDES = {
-  0x6a88: ['NOT_INITIALIZED', 'the device is not initialized (no PIN set)'],
-  0x6984: ['TRANSPORT_PIN_ACTIVE', 'the transport PIN is still active: change the PIN first (pin change)'],
-  0x6a80: ['INVALID_PIN', 'the card rejected the PIN length'],
+  27272: ['NOT_INITIALIZED', 'the device is not initialized (no PIN set)'],
+  27012: ['TRANSPORT_PIN_ACTIVE', 'the transport PIN is still active: change the PIN first (pin change)'],
+  27264: ['INVALID_PIN', 'the card rejected the PIN length'],
 } as const;
 
 function sw(r: ResponseApdu): number {
@@ -249,7 +264,7 @@ export function intrinsicKeyId(spki: Uint8Array): Uint8Array {
 export function spkiPoint(spki: Uint8Array): Uint8Array {
   const seq = readTlv(spki).value;
   const [, bits] = readAll(seq);
-  if (!bits || bits.tag !== 0x03 || bits.value.length < 2 || bits.value[1] !== 0x04) {
+  if (bits?.tag !== 0x03 || bits.value.length < 2 || bits.value[1] !== 0x04) {
     throw new ScHsmError('INVALID_ARGUMENT', 'not an EC public key with an uncompressed point');
   }
   return bits.value.subarray(1);
@@ -281,9 +296,13 @@ export class SmartCardHsm {
 
   /** SELECT of the applet as OpenSC sends it (`00 A4 04 00 0B <AID> 00`), with the FCP parsed. */
   static async selectApplet(channel: ApduChannel): Promise<AppletInfo> {
-    const r = await channel.exchange({ cla: CLA_ISO, ins: INS.SELECT, p1: 0x04, p2: 0x00, data: AID, ne: 256 }, 'SELECT', {
-      overrides: { 0x6a82: ['NOT_A_SMARTCARD_HSM', 'no SmartCard-HSM applet on this card'] },
-    });
+    const r = await channel.exchange(
+      { cla: CLA_ISO, ins: INS.SELECT, p1: 0x04, p2: 0x00, data: AID, ne: 256 },
+      'SELECT',
+      {
+        overrides: { 27266: ['NOT_A_SMARTCARD_HSM', 'no SmartCard-HSM applet on this card'] },
+      },
+    );
     return SmartCardHsm.parseFcp(r.data);
   }
 
@@ -294,7 +313,9 @@ export class SmartCardHsm {
       const outer = readTlv(fcp);
       t85 = outer.tag === 0x62 ? findTag(outer.value, 0x85)?.value : undefined;
     } catch (e) {
-      throw new ScHsmError('NOT_A_SMARTCARD_HSM', 'the applet answered SELECT with an unreadable FCP', { cause: e });
+      throw new ScHsmError('NOT_A_SMARTCARD_HSM', 'the applet answered SELECT with an unreadable FCP', {
+        cause: e,
+      });
     }
     if (!t85 || t85.length < 2) {
       throw new ScHsmError('NOT_A_SMARTCARD_HSM', 'the FCP carries no SmartCard-HSM version (tag 85)');
@@ -332,7 +353,13 @@ export class SmartCardHsm {
 
   /** IMPORT DKEK SHARE without data: the DKEK's state (spec §3.10); undefined when no DKEK is configured. */
   async dkekStatus(): Promise<DkekStatus | undefined> {
-    const r = await this.channel.send({ cla: CLA_PROPRIETARY, ins: INS.MANAGE_KEY_DOMAIN, p1: 0, p2: 0, ne: 256 });
+    const r = await this.channel.send({
+      cla: CLA_PROPRIETARY,
+      ins: INS.MANAGE_KEY_DOMAIN,
+      p1: 0,
+      p2: 0,
+      ne: 256,
+    });
     if (r.sw !== 0x9000) {
       // 6A88 / 6D00 / 6B00: no DKEK configured, or not initialized (spec §3.10, §13 item 6)
       if ([0x6a88, 0x6d00, 0x6b00, 0x6985].includes(r.sw)) return undefined;
@@ -346,7 +373,10 @@ export class SmartCardHsm {
 
   private static parseDkekStatus(data: Uint8Array): DkekStatus {
     if (data.length < 10) {
-      throw new ScHsmError('MALFORMED_RESPONSE', `DKEK status of ${data.length} bytes (expected at least 10)`);
+      throw new ScHsmError(
+        'MALFORMED_RESPONSE',
+        `DKEK status of ${data.length} bytes (expected at least 10)`,
+      );
     }
     return { total: data[0]!, outstanding: data[1]!, kcv: data.slice(2, 10) };
   }
@@ -425,9 +455,13 @@ export class SmartCardHsm {
       );
     }
     if (st.state === 'not-initialized' && ref === PIN_USER) {
-      throw new ScHsmError('NOT_INITIALIZED', 'the device is not initialized: run initialize first. Nothing was sent.', {
-        command: what,
-      });
+      throw new ScHsmError(
+        'NOT_INITIALIZED',
+        'the device is not initialized: run initialize first. Nothing was sent.',
+        {
+          command: what,
+        },
+      );
     }
     if (st.triesLeft === 1 && !force) {
       throw new ScHsmError(
@@ -450,9 +484,13 @@ export class SmartCardHsm {
     try {
       await this.channel.exclusive(async () => {
         await this.checkTries(PIN_USER, opts.force, 'VERIFY');
-        await this.channel.exchange({ cla: CLA_ISO, ins: INS.VERIFY, p1: 0, p2: PIN_USER, data: bytes }, 'VERIFY', {
-          overrides: VERIFY_OVERRIDES as never,
-        });
+        await this.channel.exchange(
+          { cla: CLA_ISO, ins: INS.VERIFY, p1: 0, p2: PIN_USER, data: bytes },
+          'VERIFY',
+          {
+            overrides: VERIFY_OVERRIDES as never,
+          },
+        );
       });
     } finally {
       wipe(bytes);
@@ -466,7 +504,8 @@ export class SmartCardHsm {
     try {
       await this.channel.exclusive(async () => {
         const st = await this.pinStatus(PIN_USER);
-        if (st.state !== 'transport-pin') await this.checkTries(PIN_USER, opts.force, 'CHANGE REFERENCE DATA');
+        if (st.state !== 'transport-pin')
+          await this.checkTries(PIN_USER, opts.force, 'CHANGE REFERENCE DATA');
         await this.channel.exchange(
           { cla: CLA_ISO, ins: INS.CHANGE_REFERENCE_DATA, p1: 0, p2: PIN_USER, data: concat(o, n) },
           'CHANGE REFERENCE DATA',
@@ -519,11 +558,11 @@ export class SmartCardHsm {
           'RESET RETRY COUNTER',
           {
             overrides: {
-              0x6986: [
+              27014: [
                 'CONDITIONS_NOT_SATISFIED',
                 'this device was initialized without "reset retry counter" (option 0001): the user PIN cannot be unblocked with the SO-PIN',
               ],
-              0x6a88: ['NOT_INITIALIZED', 'the device is not initialized'],
+              27272: ['NOT_INITIALIZED', 'the device is not initialized'],
             },
           },
         );
@@ -564,7 +603,9 @@ export class SmartCardHsm {
     ];
     if (o.dkekShares !== undefined) parts.push(tlv(INIT_TAG.DKEK_SHARES, Uint8Array.of(o.dkekShares)));
     if (o.publicKeyAuth) {
-      parts.push(tlv(INIT_TAG.PUBLIC_KEY_AUTH, Uint8Array.of(o.publicKeyAuth.total, o.publicKeyAuth.required)));
+      parts.push(
+        tlv(INIT_TAG.PUBLIC_KEY_AUTH, Uint8Array.of(o.publicKeyAuth.total, o.publicKeyAuth.required)),
+      );
     }
     if (o.keyDomains !== undefined) parts.push(tlv(INIT_TAG.KEY_DOMAINS, Uint8Array.of(o.keyDomains)));
     const data = concat(...parts);
@@ -572,23 +613,35 @@ export class SmartCardHsm {
       await this.channel.exclusive(async () => {
         const st = await this.pinStatus(PIN_SO);
         if (st.state !== 'not-initialized') await this.checkTries(PIN_SO, o.force, 'INITIALIZE DEVICE');
-        await this.channel.exchange({ cla: CLA_PROPRIETARY, ins: INS.INITIALIZE, p1: 0, p2: 0, data }, 'INITIALIZE DEVICE', {
-          overrides: {
-            0x6982: ['WRONG_PIN', 'wrong SO-PIN (initialization code)'],
-            0x6985: ['WRONG_PIN', 'wrong SO-PIN (initialization code)'],
-            0x6986: ['WRONG_PIN', 'wrong SO-PIN (initialization code)'],
-            0x6983: ['PIN_BLOCKED', 'the SO-PIN is blocked: the device can no longer be initialized'],
+        await this.channel.exchange(
+          { cla: CLA_PROPRIETARY, ins: INS.INITIALIZE, p1: 0, p2: 0, data },
+          'INITIALIZE DEVICE',
+          {
+            overrides: {
+              27010: ['WRONG_PIN', 'wrong SO-PIN (initialization code)'],
+              27013: ['WRONG_PIN', 'wrong SO-PIN (initialization code)'],
+              27014: ['WRONG_PIN', 'wrong SO-PIN (initialization code)'],
+              27011: ['PIN_BLOCKED', 'the SO-PIN is blocked: the device can no longer be initialized'],
+            },
           },
-        });
+        );
         this.keyCache.clear();
         this.appletInfo = { ...this.appletInfo, options };
         if (o.label !== undefined && !o.transportPin) {
-          await this.channel.exchange({ cla: CLA_ISO, ins: INS.VERIFY, p1: 0, p2: PIN_USER, data: pin }, 'VERIFY', {
-            overrides: VERIFY_OVERRIDES as never,
-          });
-          await this.files.write(EF.TOKEN_INFO, encodeTokenInfo({ version: 0, label: o.label, flags: 0x04 }), {
-            replace: false,
-          });
+          await this.channel.exchange(
+            { cla: CLA_ISO, ins: INS.VERIFY, p1: 0, p2: PIN_USER, data: pin },
+            'VERIFY',
+            {
+              overrides: VERIFY_OVERRIDES as never,
+            },
+          );
+          await this.files.write(
+            EF.TOKEN_INFO,
+            encodeTokenInfo({ version: 0, label: o.label, flags: 0x04 }),
+            {
+              replace: false,
+            },
+          );
         }
       });
     } finally {
@@ -610,9 +663,15 @@ export class SmartCardHsm {
       'IMPORT DKEK SHARE',
       {
         overrides: {
-          0x6d00: ['NO_DKEK', 'the device was not initialized for DKEK shares (initialize with dkekShares ≥ 1)'],
-          0x6a88: ['NO_DKEK', 'the device was not initialized for DKEK shares (initialize with dkekShares ≥ 1)'],
-          0x6985: ['CONDITIONS_NOT_SATISFIED', 'all DKEK shares have already been imported'],
+          27904: [
+            'NO_DKEK',
+            'the device was not initialized for DKEK shares (initialize with dkekShares ≥ 1)',
+          ],
+          27272: [
+            'NO_DKEK',
+            'the device was not initialized for DKEK shares (initialize with dkekShares ≥ 1)',
+          ],
+          27013: ['CONDITIONS_NOT_SATISFIED', 'all DKEK shares have already been imported'],
         },
       },
     );
@@ -644,8 +703,12 @@ export class SmartCardHsm {
     const parts: Uint8Array[] = [];
     for (let left = length; left > 0; ) {
       const n = Math.min(left, this.transport.extendedLength === false ? 256 : 1024);
-      const r = await this.channel.exchange({ cla: CLA_ISO, ins: INS.GET_CHALLENGE, p1: 0, p2: 0, ne: n }, 'GET CHALLENGE');
-      if (r.data.length !== n) throw new ScHsmError('MALFORMED_RESPONSE', `GET CHALLENGE returned ${r.data.length} of ${n} bytes`);
+      const r = await this.channel.exchange(
+        { cla: CLA_ISO, ins: INS.GET_CHALLENGE, p1: 0, p2: 0, ne: n },
+        'GET CHALLENGE',
+      );
+      if (r.data.length !== n)
+        throw new ScHsmError('MALFORMED_RESPONSE', `GET CHALLENGE returned ${r.data.length} of ${n} bytes`);
       parts.push(r.data);
       left -= n;
     }
@@ -665,7 +728,10 @@ export class SmartCardHsm {
   private async checkFreeRef(keyRef: number, fids: number[]): Promise<void> {
     checkKeyRef(keyRef);
     if (fids.includes((PREFIX.KEY << 8) | keyRef)) {
-      throw new ScHsmError('KEY_REF_OCCUPIED', `key reference ${keyRef} is already in use; delete that key first or choose another`);
+      throw new ScHsmError(
+        'KEY_REF_OCCUPIED',
+        `key reference ${keyRef} is already in use; delete that key first or choose another`,
+      );
     }
   }
 
@@ -673,11 +739,17 @@ export class SmartCardHsm {
   private static requestPublicKey(spec: KeyPairSpec): { pk: CvcPublicKey; curve?: CurveInfo } {
     if (spec.type === 'rsa') {
       if (!(RSA_SIZES as readonly number[]).includes(spec.bits)) {
-        throw new ScHsmError('INVALID_ARGUMENT', `unsupported RSA key size ${spec.bits}; supported: ${RSA_SIZES.join(', ')}`);
+        throw new ScHsmError(
+          'INVALID_ARGUMENT',
+          `unsupported RSA key size ${spec.bits}; supported: ${RSA_SIZES.join(', ')}`,
+        );
       }
       const e = spec.publicExponent ?? 65537;
       if (!Number.isInteger(e) || e < 3 || e % 2 === 0 || e > 0xffffffff) {
-        throw new ScHsmError('INVALID_ARGUMENT', `the RSA public exponent must be an odd integer ≥ 3; got ${e}`);
+        throw new ScHsmError(
+          'INVALID_ARGUMENT',
+          `the RSA public exponent must be an odd integer ≥ 3; got ${e}`,
+        );
       }
       let exp = uintBE(e, 4);
       while (exp.length > 1 && exp[0] === 0) exp = exp.subarray(1);
@@ -713,12 +785,20 @@ export class SmartCardHsm {
       const body = readTlv(encodeCvcBody({ car: REQUEST_CAR, publicKey: pk, chr: `${serial}00001` })).value;
       const data = spec.algorithms ? concat(body, tlv(0x91, spec.algorithms)) : body;
       const r = await this.channel.exchange(
-        { cla: CLA_ISO, ins: INS.GENERATE_ASYMMETRIC_KEY_PAIR, p1: keyRef, p2: 0, data, ne: 65536, extended: true },
+        {
+          cla: CLA_ISO,
+          ins: INS.GENERATE_ASYMMETRIC_KEY_PAIR,
+          p1: keyRef,
+          p2: 0,
+          data,
+          ne: 65536,
+          extended: true,
+        },
         'GENERATE ASYMMETRIC KEY PAIR',
         {
           overrides: {
-            0x6982: ['SECURITY_STATUS', 'key generation needs the user PIN: verify it first'],
-            0x6a80: ['INCORRECT_DATA', 'the card rejected the key generation request'],
+            27010: ['SECURITY_STATUS', 'key generation needs the user PIN: verify it first'],
+            27264: ['INCORRECT_DATA', 'the card rejected the key generation request'],
           },
         },
       );
@@ -754,9 +834,11 @@ export class SmartCardHsm {
   }): Promise<{ keyRef: number; id: Uint8Array }> {
     checkLabel(spec.label, 'key label');
     const p2 = AES_KEYGEN_ALGO[spec.bits];
-    if (p2 === undefined) throw new ScHsmError('INVALID_ARGUMENT', `unsupported AES key size ${spec.bits}; use 128, 192 or 256`);
+    if (p2 === undefined)
+      throw new ScHsmError('INVALID_ARGUMENT', `unsupported AES key size ${spec.bits}; use 128, 192 or 256`);
     const algorithms =
-      spec.algorithms ?? Uint8Array.of(ALGO.AES_CBC_ENCRYPT, ALGO.AES_CBC_DECRYPT, ALGO.AES_CMAC, ALGO.AES_DERIVE);
+      spec.algorithms ??
+      Uint8Array.of(ALGO.AES_CBC_ENCRYPT, ALGO.AES_CBC_DECRYPT, ALGO.AES_CMAC, ALGO.AES_DERIVE);
     return this.channel.exclusive(async () => {
       const fids = await this.files.enumerate();
       const keyRef = spec.keyRef ?? (await this.freeKeyRef(fids));
@@ -764,7 +846,7 @@ export class SmartCardHsm {
       await this.channel.exchange(
         { cla: CLA_ISO, ins: INS.GENERATE_SYMMETRIC_KEY, p1: keyRef, p2, data: tlv(0x91, algorithms) },
         'GENERATE SYMMETRIC KEY',
-        { overrides: { 0x6982: ['SECURITY_STATUS', 'key generation needs the user PIN: verify it first'] } },
+        { overrides: { 27010: ['SECURITY_STATUS', 'key generation needs the user PIN: verify it first'] } },
       );
       const id = spec.id ?? Uint8Array.of(keyRef);
       await this.files.write(
@@ -859,7 +941,14 @@ export class SmartCardHsm {
           out.push(info);
         } else {
           // a key without description: shown as unknown AES-less key
-          out.push({ keyRef: ref, id: Uint8Array.of(ref), type: 'aes', bits: 0, usage: 0, hasCertificate: false });
+          out.push({
+            keyRef: ref,
+            id: Uint8Array.of(ref),
+            type: 'aes',
+            bits: 0,
+            usage: 0,
+            hasCertificate: false,
+          });
         }
       }
       return out;
@@ -878,7 +967,10 @@ export class SmartCardHsm {
       }
       const info = await this.keyInfoFromFiles(keyRef, fids);
       if (!info) {
-        throw new ScHsmError('KEY_NOT_FOUND', `key reference ${keyRef} has no readable description (C4) or public key (CE)`);
+        throw new ScHsmError(
+          'KEY_NOT_FOUND',
+          `key reference ${keyRef} has no readable description (C4) or public key (CE)`,
+        );
       }
       this.keyCache.set(keyRef, info);
       return info;
@@ -893,7 +985,10 @@ export class SmartCardHsm {
         await this.files.delete((PREFIX.KEY << 8) | keyRef);
       } catch (e) {
         if (e instanceof ScHsmError && e.code === 'FILE_NOT_FOUND') {
-          throw new ScHsmError('KEY_NOT_FOUND', `no key with key reference ${keyRef} on the device`, { sw: e.sw, command: 'DELETE FILE' });
+          throw new ScHsmError('KEY_NOT_FOUND', `no key with key reference ${keyRef} on the device`, {
+            sw: e.sw,
+            command: 'DELETE FILE',
+          });
         }
         throw e;
       }
@@ -905,11 +1000,11 @@ export class SmartCardHsm {
 
   private keyOpOverrides(keyRef: number) {
     return {
-      0x6982: ['SECURITY_STATUS', 'the user PIN must be verified first'],
-      0x6a88: ['KEY_NOT_FOUND', `no key with key reference ${keyRef}`],
-      0x6a82: ['KEY_NOT_FOUND', `no key with key reference ${keyRef}`],
-      0x6a81: ['ALGORITHM_NOT_ALLOWED', `key ${keyRef} does not allow this algorithm`],
-      0x6984: ['CONDITIONS_NOT_SATISFIED', `the use counter of key ${keyRef} is exhausted`],
+      27010: ['SECURITY_STATUS', 'the user PIN must be verified first'],
+      27272: ['KEY_NOT_FOUND', `no key with key reference ${keyRef}`],
+      27266: ['KEY_NOT_FOUND', `no key with key reference ${keyRef}`],
+      27265: ['ALGORITHM_NOT_ALLOWED', `key ${keyRef} does not allow this algorithm`],
+      27012: ['CONDITIONS_NOT_SATISFIED', `the use counter of key ${keyRef} is exhausted`],
     } as const;
   }
 
@@ -936,7 +1031,8 @@ export class SmartCardHsm {
     const [family, pad, hashSuffix] = parseMechanism(mechanism);
     const key = await this.keyInfo(keyRef);
     if (family === 'ECDSA') {
-      if (key.type !== 'ec') throw new ScHsmError('INVALID_ARGUMENT', `key ${keyRef} is ${key.type.toUpperCase()}, not EC`);
+      if (key.type !== 'ec')
+        throw new ScHsmError('INVALID_ARGUMENT', `key ${keyRef} is ${key.type.toUpperCase()}, not EC`);
       let hash = hashSuffix ? hashOf(hashSuffix, data) : data;
       const size = Math.ceil(key.bits / 8);
       if (hash.length > size) hash = hash.subarray(0, size);
@@ -946,10 +1042,12 @@ export class SmartCardHsm {
       }
       return der;
     }
-    if (key.type !== 'rsa') throw new ScHsmError('INVALID_ARGUMENT', `key ${keyRef} is ${key.type.toUpperCase()}, not RSA`);
+    if (key.type !== 'rsa')
+      throw new ScHsmError('INVALID_ARGUMENT', `key ${keyRef} is ${key.type.toUpperCase()}, not RSA`);
     const k = key.bits / 8;
     if (pad === 'RAW') {
-      if (data.length !== k) throw new ScHsmError('INVALID_ARGUMENT', `RSA-RAW needs exactly ${k} bytes; got ${data.length}`);
+      if (data.length !== k)
+        throw new ScHsmError('INVALID_ARGUMENT', `RSA-RAW needs exactly ${k} bytes; got ${data.length}`);
       return this.cardSign(keyRef, ALGO.RSA_RAW, data);
     }
     if (pad === 'PKCS1') {
@@ -963,7 +1061,10 @@ export class SmartCardHsm {
       const inner = parseDigestInfo(data);
       hash = inner ? inner.digest : data;
       if (!hashByLength(hash.length)) {
-        throw new ScHsmError('INVALID_ARGUMENT', `RSA-PSS expects a SHA-1/224/256/384/512 hash; got ${data.length} bytes`);
+        throw new ScHsmError(
+          'INVALID_ARGUMENT',
+          `RSA-PSS expects a SHA-1/224/256/384/512 hash; got ${data.length} bytes`,
+        );
       }
     }
     return padStart(await this.cardSign(keyRef, ALGO.RSA_PSS, hash), k);
@@ -973,13 +1074,25 @@ export class SmartCardHsm {
   async decrypt(keyRef: number, mechanism: DecryptMechanism, cryptogram: Uint8Array): Promise<Uint8Array> {
     checkKeyRef(keyRef);
     const key = await this.keyInfo(keyRef);
-    if (key.type !== 'rsa') throw new ScHsmError('INVALID_ARGUMENT', `key ${keyRef} is ${key.type.toUpperCase()}, not RSA`);
+    if (key.type !== 'rsa')
+      throw new ScHsmError('INVALID_ARGUMENT', `key ${keyRef} is ${key.type.toUpperCase()}, not RSA`);
     const k = key.bits / 8;
     if (cryptogram.length !== k) {
-      throw new ScHsmError('INVALID_ARGUMENT', `the cryptogram for a ${key.bits}-bit key is ${k} bytes; got ${cryptogram.length}`);
+      throw new ScHsmError(
+        'INVALID_ARGUMENT',
+        `the cryptogram for a ${key.bits}-bit key is ${k} bytes; got ${cryptogram.length}`,
+      );
     }
     const r = await this.channel.exchange(
-      { cla: CLA_PROPRIETARY, ins: INS.DECIPHER, p1: keyRef, p2: ALGO.RSA_DECRYPT_RAW, data: cryptogram, ne: 512, extended: true },
+      {
+        cla: CLA_PROPRIETARY,
+        ins: INS.DECIPHER,
+        p1: keyRef,
+        p2: ALGO.RSA_DECRYPT_RAW,
+        data: cryptogram,
+        ne: 512,
+        extended: true,
+      },
       'DECIPHER',
       { overrides: this.keyOpOverrides(keyRef) as never },
     );
@@ -998,19 +1111,32 @@ export class SmartCardHsm {
   async ecdh(keyRef: number, peer: Uint8Array): Promise<Uint8Array> {
     checkKeyRef(keyRef);
     const key = await this.keyInfo(keyRef);
-    if (key.type !== 'ec') throw new ScHsmError('INVALID_ARGUMENT', `key ${keyRef} is ${key.type.toUpperCase()}, not EC`);
+    if (key.type !== 'ec')
+      throw new ScHsmError('INVALID_ARGUMENT', `key ${keyRef} is ${key.type.toUpperCase()}, not EC`);
     const point = peer[0] === 0x04 ? peer : spkiPoint(peer);
     const size = Math.ceil(key.bits / 8);
     if (point.length !== 1 + 2 * size) {
-      throw new ScHsmError('INVALID_ARGUMENT', `the peer point must be 04‖X‖Y of ${1 + 2 * size} bytes for this curve`);
+      throw new ScHsmError(
+        'INVALID_ARGUMENT',
+        `the peer point must be 04‖X‖Y of ${1 + 2 * size} bytes for this curve`,
+      );
     }
     const r = await this.channel.exchange(
-      { cla: CLA_PROPRIETARY, ins: INS.DECIPHER, p1: keyRef, p2: ALGO.ECDH, data: point, ne: 512, extended: true },
+      {
+        cla: CLA_PROPRIETARY,
+        ins: INS.DECIPHER,
+        p1: keyRef,
+        p2: ALGO.ECDH,
+        data: point,
+        ne: 512,
+        extended: true,
+      },
       'DECIPHER (ECDH)',
       { overrides: this.keyOpOverrides(keyRef) as never },
     );
     // The card answers 04‖X (pico) or 04‖X‖Y: take bytes 1..1+fieldLen either way (spec §3.14).
-    if (r.data.length < 1 + size) throw new ScHsmError('MALFORMED_RESPONSE', 'ECDH answer shorter than the field length');
+    if (r.data.length < 1 + size)
+      throw new ScHsmError('MALFORMED_RESPONSE', 'ECDH answer shorter than the field length');
     return r.data.slice(1, 1 + size);
   }
 
@@ -1025,9 +1151,15 @@ export class SmartCardHsm {
       {
         overrides: {
           ...this.keyOpOverrides(keyRef),
-          0x6d00: ['NO_DKEK', 'the device was not initialized for key wrapping (no DKEK)'],
-          0x6985: ['DKEK_INCOMPLETE', 'the DKEK is not complete (shares outstanding) or the key may not be exported'],
-          0x6a81: ['ALGORITHM_NOT_ALLOWED', `key ${keyRef} may not be wrapped (its algorithm list lacks WRAP)`],
+          27904: ['NO_DKEK', 'the device was not initialized for key wrapping (no DKEK)'],
+          27013: [
+            'DKEK_INCOMPLETE',
+            'the DKEK is not complete (shares outstanding) or the key may not be exported',
+          ],
+          27265: [
+            'ALGORITHM_NOT_ALLOWED',
+            `key ${keyRef} may not be wrapped (its algorithm list lacks WRAP)`,
+          ],
         } as never,
       },
     );
@@ -1041,12 +1173,20 @@ export class SmartCardHsm {
    */
   async unwrapKey(keyRef: number, blob: Uint8Array, opts: { force?: boolean } = {}): Promise<void> {
     checkKeyRef(keyRef);
-    if (blob.length < 8 + 1 + 16) throw new ScHsmError('INVALID_KEY_BLOB', `a key blob of ${blob.length} bytes is too short`);
+    if (blob.length < 8 + 1 + 16)
+      throw new ScHsmError('INVALID_KEY_BLOB', `a key blob of ${blob.length} bytes is too short`);
     await this.channel.exclusive(async () => {
       const dkek = await this.dkekStatus();
-      if (!dkek) throw new ScHsmError('NO_DKEK', 'the device has no DKEK: initialize it with DKEK shares and import them first');
+      if (!dkek)
+        throw new ScHsmError(
+          'NO_DKEK',
+          'the device has no DKEK: initialize it with DKEK shares and import them first',
+        );
       if (dkek.outstanding > 0) {
-        throw new ScHsmError('DKEK_INCOMPLETE', `the device's DKEK still misses ${dkek.outstanding} share(s): import them first`);
+        throw new ScHsmError(
+          'DKEK_INCOMPLETE',
+          `the device's DKEK still misses ${dkek.outstanding} share(s): import them first`,
+        );
       }
       const kcv = blob.subarray(0, 8);
       if (!bytesEqual(kcv, dkek.kcv)) {
@@ -1058,7 +1198,10 @@ export class SmartCardHsm {
       const fids = await this.files.enumerate();
       const occupied = fids.includes((PREFIX.KEY << 8) | keyRef);
       if (occupied && !opts.force) {
-        throw new ScHsmError('KEY_REF_OCCUPIED', `key reference ${keyRef} is already in use; choose a free one or use force to replace it`);
+        throw new ScHsmError(
+          'KEY_REF_OCCUPIED',
+          `key reference ${keyRef} is already in use; choose a free one or use force to replace it`,
+        );
       }
       if (occupied) await this.files.delete((PREFIX.KEY << 8) | keyRef);
       if (this.transport.extendedLength === false) {
@@ -1075,11 +1218,11 @@ export class SmartCardHsm {
     const cmd = { cla: CLA_PROPRIETARY, ins: INS.UNWRAP_KEY, p1: keyRef, p2: ALGO.UNWRAP } as const;
     await this.channel.exchange(blob ? { ...cmd, data: blob, extended: true } : cmd, 'UNWRAP KEY', {
       overrides: {
-        0x6982: ['SECURITY_STATUS', 'the user PIN must be verified first'],
-        0x6a80: ['MAC_INVALID', 'the card refused the wrapped key (it does not match the DKEK or is damaged)'],
-        0x6a89: ['KEY_REF_OCCUPIED', `key reference ${keyRef} is already in use`],
-        0x6985: ['DKEK_INCOMPLETE', 'the DKEK is not complete'],
-        0x6d00: ['NO_DKEK', 'the device has no DKEK'],
+        27010: ['SECURITY_STATUS', 'the user PIN must be verified first'],
+        27264: ['MAC_INVALID', 'the card refused the wrapped key (it does not match the DKEK or is damaged)'],
+        27273: ['KEY_REF_OCCUPIED', `key reference ${keyRef} is already in use`],
+        27013: ['DKEK_INCOMPLETE', 'the DKEK is not complete'],
+        27904: ['NO_DKEK', 'the device has no DKEK'],
       },
     });
   }
@@ -1184,7 +1327,9 @@ export class SmartCardHsm {
   }
 
   /** Every data object description (C9xx) with the file it points to. */
-  async listDataObjects(): Promise<(DataObjectDescription & { number: number; fid: number; private: boolean })[]> {
+  async listDataObjects(): Promise<
+    (DataObjectDescription & { number: number; fid: number; private: boolean })[]
+  > {
     return this.channel.exclusive(async () => {
       const fids = await this.files.enumerate();
       const out: (DataObjectDescription & { number: number; fid: number; private: boolean })[] = [];
@@ -1217,7 +1362,10 @@ export class SmartCardHsm {
   }
 
   /** Stores a CA certificate in CAxx with its description in C8xx, as OpenSC does (spec §6.4). */
-  async storeCaCertificate(der: Uint8Array, o: { label: string; id: Uint8Array }): Promise<{ number: number }> {
+  async storeCaCertificate(
+    der: Uint8Array,
+    o: { label: string; id: Uint8Array },
+  ): Promise<{ number: number }> {
     checkLabel(o.label, 'certificate label');
     certificateSpki(der);
     return this.channel.exclusive(async () => {
@@ -1238,7 +1386,9 @@ export class SmartCardHsm {
   }
 
   /** CA certificates with their descriptions (C8xx → CAxx). */
-  async listCaCertificates(): Promise<(CertificateDescription & { number: number; certificate: Uint8Array })[]> {
+  async listCaCertificates(): Promise<
+    (CertificateDescription & { number: number; certificate: Uint8Array })[]
+  > {
     return this.channel.exclusive(async () => {
       const fids = await this.files.enumerate();
       const out: (CertificateDescription & { number: number; certificate: Uint8Array })[] = [];
@@ -1278,7 +1428,9 @@ export function certificateSpki(der: Uint8Array): Uint8Array {
   }
 }
 
-function parseMechanism(m: SignMechanism): ['ECDSA' | 'RSA', 'RAW' | 'PKCS1' | 'PSS' | undefined, HashName | undefined] {
+function parseMechanism(
+  m: SignMechanism,
+): ['ECDSA' | 'RSA', 'RAW' | 'PKCS1' | 'PSS' | undefined, HashName | undefined] {
   const parts = m.split('-');
   if (parts[0] === 'ECDSA') {
     const h = parts[1] ? HASH_OF_SUFFIX[parts[1]] : undefined;

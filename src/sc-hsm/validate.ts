@@ -78,6 +78,9 @@ export function checkLabel(label: string, what = 'label'): void {
 
 export function checkInt(value: number, min: number, max: number, what: string): void {
   if (!Number.isInteger(value) || value < min || value > max) {
-    throw new ScHsmError('INVALID_ARGUMENT', `${what} must be an integer from ${min} to ${max}; got ${value}`);
+    throw new ScHsmError(
+      'INVALID_ARGUMENT',
+      `${what} must be an integer from ${min} to ${max}; got ${value}`,
+    );
   }
 }

@@ -51,7 +51,14 @@ export interface CurveParams {
   h: Uint8Array;
 }
 
-const C = (name: CurveName, aliases: string[], oid: string, hex: string, bits: number, jwk?: CurveInfo['jwk']) => {
+const C = (
+  name: CurveName,
+  aliases: string[],
+  oid: string,
+  hex: string,
+  bits: number,
+  jwk?: CurveInfo['jwk'],
+) => {
   const info: CurveInfo = { name, aliases, oid, oidBytes: fromHex(hex), bits };
   if (jwk) info.jwk = jwk;
   return info;
@@ -59,7 +66,14 @@ const C = (name: CurveName, aliases: string[], oid: string, hex: string, bits: n
 
 export const CURVES: readonly CurveInfo[] = [
   C('prime192v1', ['secp192r1', 'P-192', 'nistp192'], '1.2.840.10045.3.1.1', '2a8648ce3d030101', 192),
-  C('prime256v1', ['secp256r1', 'P-256', 'nistp256'], '1.2.840.10045.3.1.7', '2a8648ce3d030107', 256, 'P-256'),
+  C(
+    'prime256v1',
+    ['secp256r1', 'P-256', 'nistp256'],
+    '1.2.840.10045.3.1.7',
+    '2a8648ce3d030107',
+    256,
+    'P-256',
+  ),
   C('secp384r1', ['P-384', 'nistp384'], '1.3.132.0.34', '2b81040022', 384, 'P-384'),
   C('secp521r1', ['P-521', 'nistp521'], '1.3.132.0.35', '2b81040023', 521, 'P-521'),
   C('brainpoolP192r1', [], '1.3.36.3.3.2.8.1.1.3', '2b2403030208010103', 192),

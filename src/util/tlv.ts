@@ -50,7 +50,13 @@ export function readTlv(bytes: Uint8Array, offset = 0, limit = bytes.length): Tl
     for (let i = 0; i < n; i++) len = len * 256 + bytes[p++]!;
   }
   if (p + len > limit) fail(`value of tag ${tag.toString(16)} runs past the end (${len} bytes announced)`);
-  return { tag, value: bytes.subarray(p, p + len), start: offset, end: p + len, constructed: (first & 0x20) !== 0 };
+  return {
+    tag,
+    value: bytes.subarray(p, p + len),
+    start: offset,
+    end: p + len,
+    constructed: (first & 0x20) !== 0,
+  };
 }
 
 /** Reads consecutive TLVs filling `bytes` completely. */

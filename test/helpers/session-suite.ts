@@ -7,7 +7,7 @@ import { constants, createECDH, createPublicKey, publicEncrypt, randomBytes, ver
 import { describe, expect, it } from 'vitest';
 import { keyCheckValue } from '../../src/dkek/index.js';
 import { ScHsmError } from '../../src/errors.js';
-import { SmartCardHsm } from '../../src/sc-hsm/session.js';
+import type { SmartCardHsm } from '../../src/sc-hsm/session.js';
 import type { VirtualSmartCardHsm } from '../../src/sim/index.js';
 import { toHex } from '../../src/util/bytes.js';
 import { CURVES } from '../../src/util/curves.js';
@@ -114,7 +114,9 @@ export function defineSessionSuite(name: string, harness: () => Harness): void {
       const x = new Uint8Array(32).map((_, i) => a[i]! ^ b[i]!);
       expect(toHex(s2.kcv)).toBe(toHex(keyCheckValue(x)));
       expect(toHex((await hsm.dkekStatus())!.kcv)).toBe(toHex(s2.kcv));
-      await expect(hsm.importDkekShare(new Uint8Array(31))).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+      await expect(hsm.importDkekShare(new Uint8Array(31))).rejects.toMatchObject({
+        code: 'INVALID_ARGUMENT',
+      });
     });
 
     it('counts wrong user PINs down, refuses the last try unless forced, blocks, and unblocks with the SO-PIN', async () => {
@@ -227,7 +229,12 @@ export function defineSessionSuite(name: string, harness: () => Harness): void {
         expect(verify('sha256', data, pub, Buffer.from(s1))).toBe(true);
         const s2 = await hsm.sign(k.keyRef, 'RSA-PSS-SHA256', data);
         expect(
-          verify('sha256', data, { key: pub, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: 32 }, Buffer.from(s2)),
+          verify(
+            'sha256',
+            data,
+            { key: pub, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: 32 },
+            Buffer.from(s2),
+          ),
         ).toBe(true);
       }
       const keys = await hsm.listKeys();
@@ -242,24 +249,55 @@ export function defineSessionSuite(name: string, harness: () => Harness): void {
 
     it('writes the PKCS#15 description OpenSC expects and lists key reference and ID side by side', async () => {
       const { hsm } = await ready(await h().fresh());
-      const k = await hsm.generateKeyPair({ type: 'rsa', bits: 2048, label: 'cara-rsa-ca', id: Uint8Array.of(1) });
+      const k = await hsm.generateKeyPair({
+        type: 'rsa',
+        bits: 2048,
+        label: 'cara-rsa-ca',
+        id: Uint8Array.of(1),
+      });
       const e = await hsm.generateKeyPair({ type: 'ec', curve: 'P-256', label: 'cara-ec-ca' });
       expect(k.keyRef).toBe(1);
       expect(e.keyRef).toBe(2);
       const prkd = await hsm.readFile(0xc401);
       // RSA: 30 LL { 30 { 0C label, 03 02 06 C0, 04 01 01 }, 30 { 04 01 01, 03 02 04 70, 02 01 01 }, A1 { … 02 02 08 00 } }
       expect(toHex(prkd)).toBe(
-        '302e' + '3014' + '0c0b' + toHex(new TextEncoder().encode('cara-rsa-ca')) + '030206c0' + '040101' +
-          '300a' + '040101' + '03020470' + '020101' + 'a10a3008' + '30020400' + '02020800',
+        '302e' +
+          '3014' +
+          '0c0b' +
+          toHex(new TextEncoder().encode('cara-rsa-ca')) +
+          '030206c0' +
+          '040101' +
+          '300a' +
+          '040101' +
+          '03020470' +
+          '020101' +
+          'a10a3008' +
+          '30020400' +
+          '02020800',
       );
       const keys = await hsm.listKeys();
       expect(keys).toHaveLength(2);
-      expect(keys[0]).toMatchObject({ keyRef: 1, label: 'cara-rsa-ca', type: 'rsa', bits: 2048, usage: 0x0e, hasCertificate: false });
+      expect(keys[0]).toMatchObject({
+        keyRef: 1,
+        label: 'cara-rsa-ca',
+        type: 'rsa',
+        bits: 2048,
+        usage: 0x0e,
+        hasCertificate: false,
+      });
       expect(toHex(keys[0]!.id)).toBe('01');
-      expect(keys[1]).toMatchObject({ keyRef: 2, label: 'cara-ec-ca', type: 'ec', curve: 'prime256v1', usage: 0x10c });
+      expect(keys[1]).toMatchObject({
+        keyRef: 2,
+        label: 'cara-ec-ca',
+        type: 'ec',
+        curve: 'prime256v1',
+        usage: 0x10c,
+      });
       expect(keys[1]!.id.length).toBe(20);
       expect(toHex(keys[1]!.publicKey!)).toBe(toHex(e.publicKey));
-      await expect(hsm.generateKeyPair({ type: 'ec', curve: 'P-256', label: 'x', keyRef: 1 })).rejects.toMatchObject({
+      await expect(
+        hsm.generateKeyPair({ type: 'ec', curve: 'P-256', label: 'x', keyRef: 1 }),
+      ).rejects.toMatchObject({
         code: 'KEY_REF_OCCUPIED',
       });
       await expect(hsm.generateKeyPair({ type: 'ec', curve: 'P-224', label: 'x' })).rejects.toMatchObject({
@@ -290,11 +328,19 @@ export function defineSessionSuite(name: string, harness: () => Harness): void {
       const pub = spkiKey(r.publicKey);
       const c1 = publicEncrypt({ key: pub, padding: constants.RSA_PKCS1_PADDING }, msg);
       expect(Buffer.from(await hsm.decrypt(r.keyRef, 'RSA-PKCS1', c1)).equals(msg)).toBe(true);
-      const c2 = publicEncrypt({ key: pub, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha256' }, msg);
+      const c2 = publicEncrypt(
+        { key: pub, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha256' },
+        msg,
+      );
       expect(Buffer.from(await hsm.decrypt(r.keyRef, 'RSA-OAEP-SHA256', c2)).equals(msg)).toBe(true);
-      const c3 = publicEncrypt({ key: pub, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha1' }, msg);
+      const c3 = publicEncrypt(
+        { key: pub, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha1' },
+        msg,
+      );
       expect(Buffer.from(await hsm.decrypt(r.keyRef, 'RSA-OAEP-SHA1', c3)).equals(msg)).toBe(true);
-      await expect(hsm.decrypt(r.keyRef, 'RSA-OAEP-SHA256', c1)).rejects.toMatchObject({ code: 'INCORRECT_DATA' });
+      await expect(hsm.decrypt(r.keyRef, 'RSA-OAEP-SHA256', c1)).rejects.toMatchObject({
+        code: 'INCORRECT_DATA',
+      });
 
       const e = await hsm.generateKeyPair({ type: 'ec', curve: 'prime256v1', label: 'ecdh' });
       const peer = createECDH('prime256v1');
@@ -317,14 +363,24 @@ export function defineSessionSuite(name: string, harness: () => Harness): void {
       await hsm.deleteKey(k.keyRef);
       expect(await hsm.listKeys()).toHaveLength(0);
       await expect(hsm.deleteKey(k.keyRef)).rejects.toMatchObject({ code: 'KEY_NOT_FOUND' });
-      await expect(hsm.sign(k.keyRef, 'ECDSA', new Uint8Array(32))).rejects.toMatchObject({ code: 'KEY_NOT_FOUND' });
+      await expect(hsm.sign(k.keyRef, 'ECDSA', new Uint8Array(32))).rejects.toMatchObject({
+        code: 'KEY_NOT_FOUND',
+      });
       await expect(hsm.deleteKey(0)).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
     });
 
     it('stores public and PIN-protected data objects, CA certificates, and returns challenges', async () => {
       const { hsm } = await ready(await h().fresh());
-      const pub = await hsm.writeDataObject({ label: 'mydata', applicationName: 'myapp', data: new TextEncoder().encode('public data') });
-      const priv = await hsm.writeDataObject({ label: 'secret', data: Uint8Array.of(1, 2, 3), private: true });
+      const pub = await hsm.writeDataObject({
+        label: 'mydata',
+        applicationName: 'myapp',
+        data: new TextEncoder().encode('public data'),
+      });
+      const priv = await hsm.writeDataObject({
+        label: 'secret',
+        data: Uint8Array.of(1, 2, 3),
+        private: true,
+      });
       expect(pub.fid).toBe(0xcf00);
       expect(priv.fid).toBe(0xcd01);
       const list = await hsm.listDataObjects();
@@ -377,7 +433,9 @@ export function defineSessionSuite(name: string, harness: () => Harness): void {
       expect(verify('sha256', data, spkiKey(r.publicKey), Buffer.from(rs))).toBe(true);
       await expect(b.hsm.restoreKey(bin, 7)).rejects.toMatchObject({ code: 'KEY_REF_OCCUPIED' });
       await b.hsm.restoreKey(bin, 7, { force: true });
-      await expect(b.hsm.unwrapKey(9, blob.subarray(0, 20))).rejects.toMatchObject({ code: 'INVALID_KEY_BLOB' });
+      await expect(b.hsm.unwrapKey(9, blob.subarray(0, 20))).rejects.toMatchObject({
+        code: 'INVALID_KEY_BLOB',
+      });
       const tampered = blob.slice();
       tampered[tampered.length - 20]! ^= 1;
       await expect(b.hsm.unwrapKey(9, tampered)).rejects.toMatchObject({ code: 'MAC_INVALID' });

@@ -52,7 +52,10 @@ export const demo: Command = {
       o.line(o.paint('cyan', `== ${++n}. ${title}`));
     };
     const sh = async (title: string, args: string[], expect = 0) => {
-      const shown = args.map((a) => (a.startsWith(dir) ? `$DEMO${a.slice(dir.length)}` : a)).join(' ');
+      const shown = args
+        .map((a) => (a.startsWith(dir) ? `$DEMO${a.slice(dir.length)}` : a))
+        .map((a) => (/^[\w$./:=@%+,-]+$/.test(a) ? a : `'${a.replace(/'/g, "'\\''")}'`))
+        .join(' ');
       o.line(o.paint('bold', `$ sc-hsm-ts ${shown}`));
       const code = await run(args, { stdout, stderr: stdout, stdin: ctx.io.stdin, env, isTTY: false });
       steps.push({ step: title, command: `sc-hsm-ts ${shown}`, exitCode: code });
