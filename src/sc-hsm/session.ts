@@ -142,7 +142,11 @@ export interface InitializeOptions {
   force?: boolean;
 }
 
-export type KeyType = 'rsa' | 'ec' | 'aes';
+/**
+ * `unknown`: a key object CCxx with neither a readable description (C4xx) nor a public key
+ * (CExx), e.g. left by an interrupted restore or written by another tool.
+ */
+export type KeyType = 'rsa' | 'ec' | 'aes' | 'unknown';
 
 export interface KeyInfo {
   /** Key reference: the low byte of the key's file CCxx, used by SIGN/WRAP (P1). */
@@ -940,11 +944,11 @@ export class SmartCardHsm {
           this.keyCache.set(ref, info);
           out.push(info);
         } else {
-          // a key without description: shown as unknown AES-less key
+          // a key object without description or public key: its type cannot be known
           out.push({
             keyRef: ref,
             id: Uint8Array.of(ref),
-            type: 'aes',
+            type: 'unknown',
             bits: 0,
             usage: 0,
             hasCertificate: false,
