@@ -1,5 +1,6 @@
 import { constants, createPublicKey, generateKeyPairSync, type KeyObject, sign, verify } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { isScHsmError } from '../src/errors.js';
 import {
@@ -23,7 +24,7 @@ import { ascii, bytesEqual, concat, fromHex, toHex } from '../src/util/bytes.js'
 import { CURVES, curveByName, curveParams } from '../src/util/curves.js';
 import { readAll, readTlv } from '../src/util/tlv.js';
 
-const TRACES = '/work/shared/spec/opensc-traces';
+const TRACES = fileURLToPath(new URL('../../shared/spec/opensc-traces', import.meta.url));
 
 interface Exchange {
   apdu: Uint8Array;

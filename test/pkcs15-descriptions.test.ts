@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { parseCommand } from '../src/apdu/command.js';
 import { isScHsmError } from '../src/errors.js';
@@ -21,7 +22,7 @@ import {
 import { ascii, concat, fromHex, toHex } from '../src/util/bytes.js';
 import { readTlv } from '../src/util/tlv.js';
 
-const TRACES = '/work/shared/spec/opensc-traces';
+const TRACES = fileURLToPath(new URL('../../shared/spec/opensc-traces', import.meta.url));
 
 /** The data of every UPDATE BINARY (`00 D7`) to `fid` in a trace, assembled at its offsets. */
 function writtenFile(trace: string, fid: number): Uint8Array {
