@@ -27,25 +27,25 @@ export function errorForStatus(sw: number, command: string, overrides?: SwOverri
     );
   }
   const table: Record<number, [ScHsmErrorCode, string]> = {
-    26368: ['WRONG_LENGTH', 'wrong length'],
-    27010: ['SECURITY_STATUS', 'security status not satisfied: verify the user PIN first'],
-    27011: ['PIN_BLOCKED', 'PIN blocked: unblock it with the SO-PIN (pin unblock)'],
-    27012: [
+    0x6700: ['WRONG_LENGTH', 'wrong length'],
+    0x6982: ['SECURITY_STATUS', 'security status not satisfied: verify the user PIN first'],
+    0x6983: ['PIN_BLOCKED', 'PIN blocked: unblock it with the SO-PIN (pin unblock)'],
+    0x6984: [
       'TRANSPORT_PIN_ACTIVE',
       'referenced data not usable (transport PIN active or key use counter exhausted)',
     ],
-    27013: ['CONDITIONS_NOT_SATISFIED', 'conditions of use not satisfied'],
-    27014: ['CONDITIONS_NOT_SATISFIED', 'command not allowed (option not enabled on this device)'],
-    27264: ['INCORRECT_DATA', 'incorrect data in the command'],
-    27265: ['ALGORITHM_NOT_ALLOWED', 'algorithm not allowed for this key'],
-    27266: ['FILE_NOT_FOUND', 'file or application not found'],
-    27268: ['MEMORY_FULL', 'not enough memory on the device'],
-    27270: ['WRONG_PARAMETERS', 'incorrect parameters P1/P2'],
-    27272: ['DATA_NOT_FOUND', 'referenced data not found'],
-    27392: ['WRONG_PARAMETERS', 'wrong parameters P1/P2'],
-    27904: ['NOT_SUPPORTED', 'instruction not supported (applet not selected, or feature not configured)'],
-    28160: ['NOT_SUPPORTED', 'class not supported (applet not selected)'],
-    28416: ['CARD_ERROR', 'internal error of the card'],
+    0x6985: ['CONDITIONS_NOT_SATISFIED', 'conditions of use not satisfied'],
+    0x6986: ['CONDITIONS_NOT_SATISFIED', 'command not allowed (option not enabled on this device)'],
+    0x6a80: ['INCORRECT_DATA', 'incorrect data in the command'],
+    0x6a81: ['ALGORITHM_NOT_ALLOWED', 'algorithm not allowed for this key'],
+    0x6a82: ['FILE_NOT_FOUND', 'file or application not found'],
+    0x6a84: ['MEMORY_FULL', 'not enough memory on the device'],
+    0x6a86: ['WRONG_PARAMETERS', 'incorrect parameters P1/P2'],
+    0x6a88: ['DATA_NOT_FOUND', 'referenced data not found'],
+    0x6b00: ['WRONG_PARAMETERS', 'wrong parameters P1/P2'],
+    0x6d00: ['NOT_SUPPORTED', 'instruction not supported (applet not selected, or feature not configured)'],
+    0x6e00: ['NOT_SUPPORTED', 'class not supported (applet not selected)'],
+    0x6f00: ['CARD_ERROR', 'internal error of the card'],
   };
   const t = table[sw];
   if (t) return new ScHsmError(t[0], `${command}: ${t[1]} (SW ${swHex(sw)})`, opts);

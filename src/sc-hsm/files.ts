@@ -60,8 +60,8 @@ export class CardFiles {
         {
           accept: [SW_EOF],
           overrides: {
-            27266: ['FILE_NOT_FOUND', `file ${fidHex(fid)} not found`],
-            27010: ['SECURITY_STATUS', `reading file ${fidHex(fid)} needs the user PIN`],
+            0x6a82: ['FILE_NOT_FOUND', `file ${fidHex(fid)} not found`],
+            0x6982: ['SECURITY_STATUS', `reading file ${fidHex(fid)} needs the user PIN`],
           },
         },
       );
@@ -114,7 +114,7 @@ export class CardFiles {
       'UPDATE BINARY',
       {
         overrides: {
-          27010: ['SECURITY_STATUS', `writing file ${fidHex(fid)} needs the user PIN: verify it first`],
+          0x6982: ['SECURITY_STATUS', `writing file ${fidHex(fid)} needs the user PIN: verify it first`],
         },
       },
     );
@@ -127,8 +127,8 @@ export class CardFiles {
       'DELETE FILE',
       {
         overrides: {
-          27266: ['FILE_NOT_FOUND', `file ${fidHex(fid)} not found`],
-          27010: ['SECURITY_STATUS', `deleting ${fidHex(fid)} needs the user PIN: verify it first`],
+          0x6a82: ['FILE_NOT_FOUND', `file ${fidHex(fid)} not found`],
+          0x6982: ['SECURITY_STATUS', `deleting ${fidHex(fid)} needs the user PIN: verify it first`],
         },
       },
     );

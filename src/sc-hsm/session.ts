@@ -226,9 +226,9 @@ const HASH_OF_SUFFIX: Record<string, HashName> = {
 const REQUEST_CAR = 'UTCA00001';
 
 const VERIFY_OVERRIDES = {
-  27272: ['NOT_INITIALIZED', 'the device is not initialized (no PIN set)'],
-  27012: ['TRANSPORT_PIN_ACTIVE', 'the transport PIN is still active: change the PIN first (pin change)'],
-  27264: ['INVALID_PIN', 'the card rejected the PIN length'],
+  0x6a88: ['NOT_INITIALIZED', 'the device is not initialized (no PIN set)'],
+  0x6984: ['TRANSPORT_PIN_ACTIVE', 'the transport PIN is still active: change the PIN first (pin change)'],
+  0x6a80: ['INVALID_PIN', 'the card rejected the PIN length'],
 } as const;
 
 function sw(r: ResponseApdu): number {
@@ -447,8 +447,14 @@ export class SmartCardHsm {
 
   // ---------------------------------------------------------------- PINs
 
+  /** Queries the PIN's state (free) and refuses what would waste or block it. */
   private async checkTries(ref: number, force: boolean | undefined, what: string): Promise<PinStatus> {
     const st = await this.pinStatus(ref);
+    this.refuseUnsafeTry(ref, st, force, what);
+    return st;
+  }
+
+  private refuseUnsafeTry(ref: number, st: PinStatus, force: boolean | undefined, what: string): void {
     if (st.state === 'blocked') {
       throw new ScHsmError(
         'PIN_BLOCKED',
@@ -476,7 +482,6 @@ export class SmartCardHsm {
         { triesLeft: 1, command: what },
       );
     }
-    return st;
   }
 
   /**
@@ -504,33 +509,29 @@ export class SmartCardHsm {
   /** CHANGE REFERENCE DATA for the user PIN: old ‖ new (spec §3.7). Also replaces a transport PIN. */
   async changePin(oldPin: string, newPin: string, opts: { force?: boolean } = {}): Promise<void> {
     const o = parseUserPin(oldPin, 'current user PIN');
-    const n = parseUserPin(newPin, 'new user PIN');
-    try {
-      await this.channel.exclusive(async () => {
-        const st = await this.pinStatus(PIN_USER);
-        if (st.state !== 'transport-pin')
-          await this.checkTries(PIN_USER, opts.force, 'CHANGE REFERENCE DATA');
-        await this.channel.exchange(
-          { cla: CLA_ISO, ins: INS.CHANGE_REFERENCE_DATA, p1: 0, p2: PIN_USER, data: concat(o, n) },
-          'CHANGE REFERENCE DATA',
-          { overrides: VERIFY_OVERRIDES as never },
-        );
-      });
-    } finally {
-      wipe(o);
-      wipe(n);
-    }
+    await this.changeReferenceData(PIN_USER, o, parseUserPin(newPin, 'new user PIN'), opts.force);
   }
 
   /** CHANGE REFERENCE DATA for the SO-PIN: 8 ‖ 8 binary bytes (spec §3.7). */
   async changeSoPin(oldSoPin: string, newSoPin: string, opts: { force?: boolean } = {}): Promise<void> {
     const o = parseSoPin(oldSoPin, 'current SO-PIN');
-    const n = parseSoPin(newSoPin, 'new SO-PIN');
+    await this.changeReferenceData(PIN_SO, o, parseSoPin(newSoPin, 'new SO-PIN'), opts.force);
+  }
+
+  /** Sends old ‖ new for `ref` after the tries check (a transport PIN is replaced without one). */
+  private async changeReferenceData(
+    ref: number,
+    o: Uint8Array,
+    n: Uint8Array,
+    force?: boolean,
+  ): Promise<void> {
+    const data = concat(o, n);
     try {
       await this.channel.exclusive(async () => {
-        await this.checkTries(PIN_SO, opts.force, 'CHANGE REFERENCE DATA');
+        const st = await this.pinStatus(ref);
+        if (st.state !== 'transport-pin') this.refuseUnsafeTry(ref, st, force, 'CHANGE REFERENCE DATA');
         await this.channel.exchange(
-          { cla: CLA_ISO, ins: INS.CHANGE_REFERENCE_DATA, p1: 0, p2: PIN_SO, data: concat(o, n) },
+          { cla: CLA_ISO, ins: INS.CHANGE_REFERENCE_DATA, p1: 0, p2: ref, data },
           'CHANGE REFERENCE DATA',
           { overrides: VERIFY_OVERRIDES as never },
         );
@@ -538,6 +539,7 @@ export class SmartCardHsm {
     } finally {
       wipe(o);
       wipe(n);
+      wipe(data);
     }
   }
 
@@ -562,11 +564,11 @@ export class SmartCardHsm {
           'RESET RETRY COUNTER',
           {
             overrides: {
-              27014: [
+              0x6986: [
                 'CONDITIONS_NOT_SATISFIED',
                 'this device was initialized without "reset retry counter" (option 0001): the user PIN cannot be unblocked with the SO-PIN',
               ],
-              27272: ['NOT_INITIALIZED', 'the device is not initialized'],
+              0x6a88: ['NOT_INITIALIZED', 'the device is not initialized'],
             },
           },
         );
@@ -622,10 +624,10 @@ export class SmartCardHsm {
           'INITIALIZE DEVICE',
           {
             overrides: {
-              27010: ['WRONG_PIN', 'wrong SO-PIN (initialization code)'],
-              27013: ['WRONG_PIN', 'wrong SO-PIN (initialization code)'],
-              27014: ['WRONG_PIN', 'wrong SO-PIN (initialization code)'],
-              27011: ['PIN_BLOCKED', 'the SO-PIN is blocked: the device can no longer be initialized'],
+              0x6982: ['WRONG_PIN', 'wrong SO-PIN (initialization code)'],
+              0x6985: ['WRONG_PIN', 'wrong SO-PIN (initialization code)'],
+              0x6986: ['WRONG_PIN', 'wrong SO-PIN (initialization code)'],
+              0x6983: ['PIN_BLOCKED', 'the SO-PIN is blocked: the device can no longer be initialized'],
             },
           },
         );
@@ -667,15 +669,15 @@ export class SmartCardHsm {
       'IMPORT DKEK SHARE',
       {
         overrides: {
-          27904: [
+          0x6d00: [
             'NO_DKEK',
             'the device was not initialized for DKEK shares (initialize with dkekShares ≥ 1)',
           ],
-          27272: [
+          0x6a88: [
             'NO_DKEK',
             'the device was not initialized for DKEK shares (initialize with dkekShares ≥ 1)',
           ],
-          27013: ['CONDITIONS_NOT_SATISFIED', 'all DKEK shares have already been imported'],
+          0x6985: ['CONDITIONS_NOT_SATISFIED', 'all DKEK shares have already been imported'],
         },
       },
     );
@@ -801,8 +803,8 @@ export class SmartCardHsm {
         'GENERATE ASYMMETRIC KEY PAIR',
         {
           overrides: {
-            27010: ['SECURITY_STATUS', 'key generation needs the user PIN: verify it first'],
-            27264: ['INCORRECT_DATA', 'the card rejected the key generation request'],
+            0x6982: ['SECURITY_STATUS', 'key generation needs the user PIN: verify it first'],
+            0x6a80: ['INCORRECT_DATA', 'the card rejected the key generation request'],
           },
         },
       );
@@ -1004,11 +1006,11 @@ export class SmartCardHsm {
 
   private keyOpOverrides(keyRef: number) {
     return {
-      27010: ['SECURITY_STATUS', 'the user PIN must be verified first'],
-      27272: ['KEY_NOT_FOUND', `no key with key reference ${keyRef}`],
-      27266: ['KEY_NOT_FOUND', `no key with key reference ${keyRef}`],
-      27265: ['ALGORITHM_NOT_ALLOWED', `key ${keyRef} does not allow this algorithm`],
-      27012: ['CONDITIONS_NOT_SATISFIED', `the use counter of key ${keyRef} is exhausted`],
+      0x6982: ['SECURITY_STATUS', 'the user PIN must be verified first'],
+      0x6a88: ['KEY_NOT_FOUND', `no key with key reference ${keyRef}`],
+      0x6a82: ['KEY_NOT_FOUND', `no key with key reference ${keyRef}`],
+      0x6a81: ['ALGORITHM_NOT_ALLOWED', `key ${keyRef} does not allow this algorithm`],
+      0x6984: ['CONDITIONS_NOT_SATISFIED', `the use counter of key ${keyRef} is exhausted`],
     } as const;
   }
 
@@ -1155,12 +1157,12 @@ export class SmartCardHsm {
       {
         overrides: {
           ...this.keyOpOverrides(keyRef),
-          27904: ['NO_DKEK', 'the device was not initialized for key wrapping (no DKEK)'],
-          27013: [
+          0x6d00: ['NO_DKEK', 'the device was not initialized for key wrapping (no DKEK)'],
+          0x6985: [
             'DKEK_INCOMPLETE',
             'the DKEK is not complete (shares outstanding) or the key may not be exported',
           ],
-          27265: [
+          0x6a81: [
             'ALGORITHM_NOT_ALLOWED',
             `key ${keyRef} may not be wrapped (its algorithm list lacks WRAP)`,
           ],
@@ -1222,11 +1224,14 @@ export class SmartCardHsm {
     const cmd = { cla: CLA_PROPRIETARY, ins: INS.UNWRAP_KEY, p1: keyRef, p2: ALGO.UNWRAP } as const;
     await this.channel.exchange(blob ? { ...cmd, data: blob, extended: true } : cmd, 'UNWRAP KEY', {
       overrides: {
-        27010: ['SECURITY_STATUS', 'the user PIN must be verified first'],
-        27264: ['MAC_INVALID', 'the card refused the wrapped key (it does not match the DKEK or is damaged)'],
-        27273: ['KEY_REF_OCCUPIED', `key reference ${keyRef} is already in use`],
-        27013: ['DKEK_INCOMPLETE', 'the DKEK is not complete'],
-        27904: ['NO_DKEK', 'the device has no DKEK'],
+        0x6982: ['SECURITY_STATUS', 'the user PIN must be verified first'],
+        0x6a80: [
+          'MAC_INVALID',
+          'the card refused the wrapped key (it does not match the DKEK or is damaged)',
+        ],
+        0x6a89: ['KEY_REF_OCCUPIED', `key reference ${keyRef} is already in use`],
+        0x6985: ['DKEK_INCOMPLETE', 'the DKEK is not complete'],
+        0x6d00: ['NO_DKEK', 'the device has no DKEK'],
       },
     });
   }
