@@ -79,7 +79,7 @@ describe('status words', () => {
   });
 
   it('names the command and the status word, and honours per-command meanings', () => {
-    const e = errorForStatus(0x6a82, 'SIGN', { 27266: ['KEY_NOT_FOUND', 'no key 3'] });
+    const e = errorForStatus(0x6a82, 'SIGN', { 0x6a82: ['KEY_NOT_FOUND', 'no key 3'] });
     expect(e.code).toBe('KEY_NOT_FOUND');
     expect(e.command).toBe('SIGN');
     expect(e.message).toContain('6A82');

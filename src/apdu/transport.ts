@@ -56,9 +56,43 @@ export class ApduChannel {
     return this.run(() => (this.transport.exclusive ? this.transport.exclusive(fn) : fn()));
   }
 
+  /**
+   * Called when the transport reports that another application reset the card (`CARD_RESET`):
+   * the session selects its applet again there. The failed command is never re-sent: the error
+   * still reaches the caller, who must verify the PIN again.
+   */
+  onCardReset?: () => Promise<void>;
+  private recovering = false;
+
   private async raw(apdu: Uint8Array): Promise<ResponseApdu> {
     this.apduCount++;
-    return parseResponse(await this.transport.transmit(apdu));
+    try {
+      return parseResponse(await this.transport.transmit(apdu));
+    } catch (e) {
+      if (e instanceof ScHsmError && e.code === 'CARD_RESET' && this.onCardReset && !this.recovering) {
+        this.recovering = true;
+        try {
+          await this.onCardReset();
+        } catch (again) {
+          throw new ScHsmError(
+            'CARD_RESET',
+            `${e.message}; selecting the applet again failed too: ${(again as Error).message}`,
+            {
+              cause: again,
+            },
+          );
+        } finally {
+          this.recovering = false;
+        }
+        throw new ScHsmError(
+          'CARD_RESET',
+          'the card was reset by another application; the applet was selected again, but the card forgot ' +
+            'the verified PIN: verify it again (the interrupted command was not re-sent)',
+          { cause: e },
+        );
+      }
+      throw e;
+    }
   }
 
   /** Sends a command, follows `61xx` and `6Cxx`, returns the final response without judging its SW. */

@@ -289,6 +289,10 @@ export class SmartCardHsm {
     this.channel = channel;
     this.appletInfo = info;
     this.files = new CardFiles(channel, transport.extendedLength !== false);
+    // Another application reset the card (PC/SC): select the applet again, never re-send anything.
+    channel.onCardReset = async () => {
+      this.appletInfo = await SmartCardHsm.selectApplet(channel);
+    };
   }
 
   /** Selects the applet and returns a session (spec §1.3). */
@@ -304,7 +308,7 @@ export class SmartCardHsm {
       { cla: CLA_ISO, ins: INS.SELECT, p1: 0x04, p2: 0x00, data: AID, ne: 256 },
       'SELECT',
       {
-        overrides: { 27266: ['NOT_A_SMARTCARD_HSM', 'no SmartCard-HSM applet on this card'] },
+        overrides: { 0x6a82: ['NOT_A_SMARTCARD_HSM', 'no SmartCard-HSM applet on this card'] },
       },
     );
     return SmartCardHsm.parseFcp(r.data);
@@ -550,6 +554,7 @@ export class SmartCardHsm {
   async unblockPin(opts: { soPin: string; newPin?: string; force?: boolean }): Promise<void> {
     const so = parseSoPin(opts.soPin);
     const np = opts.newPin === undefined ? undefined : parseUserPin(opts.newPin, 'new user PIN');
+    const data = np ? concat(so, np) : so;
     try {
       await this.channel.exclusive(async () => {
         await this.checkTries(PIN_SO, opts.force, 'RESET RETRY COUNTER');
@@ -559,7 +564,7 @@ export class SmartCardHsm {
             ins: INS.RESET_RETRY_COUNTER,
             p1: np ? 0x00 : 0x01,
             p2: PIN_USER,
-            data: np ? concat(so, np) : so,
+            data,
           },
           'RESET RETRY COUNTER',
           {
@@ -576,6 +581,7 @@ export class SmartCardHsm {
     } finally {
       wipe(so);
       wipe(np);
+      wipe(data);
     }
   }
 
@@ -805,6 +811,12 @@ export class SmartCardHsm {
           overrides: {
             0x6982: ['SECURITY_STATUS', 'key generation needs the user PIN: verify it first'],
             0x6a80: ['INCORRECT_DATA', 'the card rejected the key generation request'],
+            0x6985: [
+              'DKEK_INCOMPLETE',
+              'the device refuses new keys while DKEK shares are outstanding: import them first',
+            ],
+            0x6a89: ['KEY_REF_OCCUPIED', `key reference ${keyRef} is already in use`],
+            0x6a84: ['MEMORY_FULL', 'the device has no room for another key'],
           },
         },
       );
@@ -852,7 +864,16 @@ export class SmartCardHsm {
       await this.channel.exchange(
         { cla: CLA_ISO, ins: INS.GENERATE_SYMMETRIC_KEY, p1: keyRef, p2, data: tlv(0x91, algorithms) },
         'GENERATE SYMMETRIC KEY',
-        { overrides: { 27010: ['SECURITY_STATUS', 'key generation needs the user PIN: verify it first'] } },
+        {
+          overrides: {
+            0x6982: ['SECURITY_STATUS', 'key generation needs the user PIN: verify it first'],
+            0x6985: [
+              'DKEK_INCOMPLETE',
+              'the device refuses new keys while DKEK shares are outstanding: import them first',
+            ],
+            0x6a84: ['MEMORY_FULL', 'the device has no room for another key'],
+          },
+        },
       );
       const id = spec.id ?? Uint8Array.of(keyRef);
       await this.files.write(

@@ -442,6 +442,23 @@ export function defineSessionSuite(name: string, harness: () => Harness): void {
       expect((await b.hsm.listKeys()).map((x) => x.keyRef)).toEqual([7, 8]);
     });
 
+    it('refuses new keys while DKEK shares are outstanding, as the card does', async () => {
+      const { hsm } = await h().fresh();
+      await hsm.initialize({ soPin: SO_PIN, userPin: PIN, dkekShares: 1 });
+      await hsm.verifyPin(PIN);
+      await expect(hsm.generateKeyPair({ type: 'ec', curve: 'P-256', label: 'early' })).rejects.toMatchObject(
+        {
+          code: 'DKEK_INCOMPLETE',
+        },
+      );
+      await expect(hsm.generateAesKey({ bits: 128, label: 'early' })).rejects.toMatchObject({
+        code: 'DKEK_INCOMPLETE',
+      });
+      await hsm.importDkekShare(randomBytes(32));
+      await hsm.generateKeyPair({ type: 'ec', curve: 'P-256', label: 'now' });
+      expect((await hsm.listKeys()).map((k) => k.label)).toEqual(['now']);
+    });
+
     it('refuses to wrap without a complete DKEK', async () => {
       const { hsm } = await h().fresh();
       await hsm.initialize({ soPin: SO_PIN, userPin: PIN, dkekShares: 2 });
