@@ -9,8 +9,8 @@ const PCSC = [
   'test/pcsc.test.ts',
   'test/pcsc-daemon.test.ts',
   'test/**/*.pcsc.test.ts',
-  'test/interop*.test.ts',
-  'test/load*.test.ts',
+  'test/interop-opensc.test.ts',
+  'test/interop-cert.test.ts',
 ];
 
 export default defineConfig({

@@ -32,27 +32,34 @@ export interface ExchangeOptions {
 }
 
 /** Serialises exchanges; `exclusive()` holds the channel for a sequence, re-entrantly. */
+/**
+ * The channels whose lock the current async context holds. One storage for the whole process: an
+ * AsyncLocalStorage per channel would never be released and slows every later async hop.
+ */
+const heldChannels = new AsyncLocalStorage<ReadonlySet<ApduChannel>>();
+
 export class ApduChannel {
   private tail: Promise<unknown> = Promise.resolve();
-  private readonly held = new AsyncLocalStorage<true>();
   /** Number of APDUs given to the transport (GET RESPONSE included). */
   apduCount = 0;
 
   constructor(readonly transport: Transport) {}
 
+  private holds(): boolean {
+    return heldChannels.getStore()?.has(this) === true;
+  }
+
   private run<T>(fn: () => Promise<T>): Promise<T> {
-    if (this.held.getStore()) return fn();
-    const next = this.tail.then(
-      () => this.held.run(true, fn),
-      () => this.held.run(true, fn),
-    );
+    if (this.holds()) return fn();
+    const enter = () => heldChannels.run(new Set([...(heldChannels.getStore() ?? []), this]), fn);
+    const next = this.tail.then(enter, enter);
     this.tail = next.catch(() => undefined);
     return next;
   }
 
   /** Runs a multi-APDU sequence without interleaving (and exclusively on the reader where possible). */
   exclusive<T>(fn: () => Promise<T>): Promise<T> {
-    if (this.held.getStore()) return fn();
+    if (this.holds()) return fn();
     return this.run(() => (this.transport.exclusive ? this.transport.exclusive(fn) : fn()));
   }
 

@@ -8,11 +8,11 @@
  * PIN is reported without sending anything, and with one try left the call refuses unless
  * `force` is given.
  */
-import { createHash, createPublicKey } from 'node:crypto';
+import { createHash, createPublicKey, type KeyObject } from 'node:crypto';
 import type { ResponseApdu } from '../apdu/command.js';
 import { swHex } from '../apdu/status.js';
 import { ApduChannel, type Transport } from '../apdu/transport.js';
-import { decodeWrapFile, encodeWrapFile } from '../dkek/index.js';
+import { decodeWrapFile, encodeWrapFile, inspectKeyBlob } from '../dkek/index.js';
 import { ScHsmError } from '../errors.js';
 import {
   type CertificateDescription,
@@ -250,9 +250,23 @@ function pinStatusFromSw(code: number): PinStatus {
   });
 }
 
+/**
+ * Loads an SPKI with node:crypto, turning OpenSSL's refusal (e.g. a point off the curve, sent by a
+ * damaged or hostile card) into MALFORMED_RESPONSE.
+ */
+export function publicKeyObject(spki: Uint8Array, what = 'public key'): KeyObject {
+  try {
+    return createPublicKey({ key: Buffer.from(spki), format: 'der', type: 'spki' });
+  } catch (e) {
+    throw new ScHsmError('MALFORMED_RESPONSE', `the ${what} from the card is not a valid public key`, {
+      cause: e,
+    });
+  }
+}
+
 /** OpenSC's intrinsic ID: SHA-1 of the modulus (RSA) or of the X coordinate (EC) (spec §6.2). */
 export function intrinsicKeyId(spki: Uint8Array): Uint8Array {
-  const key = createPublicKey({ key: Buffer.from(spki), format: 'der', type: 'spki' });
+  const key = publicKeyObject(spki);
   let material: Uint8Array;
   if (key.asymmetricKeyType === 'rsa') {
     material = Buffer.from(key.export({ format: 'jwk' }).n!, 'base64url');
@@ -822,6 +836,7 @@ export class SmartCardHsm {
       );
       const req = decodeCvRequest(r.data);
       const publicKey = cvcPublicKeyToSpki(req.certificate.publicKey);
+      publicKeyObject(publicKey, 'key generation answer');
       const id = spec.id ?? intrinsicKeyId(publicKey);
       const description: KeyDescription = {
         kind: spec.type,
@@ -919,12 +934,14 @@ export class SmartCardHsm {
         } else if (ce[0] === 0x67 || ce[0] === 0x7f) {
           publicKey = cvcPublicKeyToSpki(decodeCvRequest(ce).certificate.publicKey);
         }
+        if (publicKey) publicKeyObject(publicKey);
       } catch {
+        // an unreadable CExx does not hide the key: it is listed without a public key
         publicKey = undefined;
       }
     }
     if (publicKey) {
-      const k = createPublicKey({ key: Buffer.from(publicKey), format: 'der', type: 'spki' });
+      const k = publicKeyObject(publicKey);
       if (k.asymmetricKeyType === 'rsa') {
         type = 'rsa';
         bits = k.asymmetricKeyDetails?.modulusLength ?? bits;
@@ -1261,6 +1278,13 @@ export class SmartCardHsm {
   async backupKey(keyRef: number): Promise<Uint8Array> {
     return this.channel.exclusive(async () => {
       const blob = await this.wrapKey(keyRef);
+      try {
+        inspectKeyBlob(blob);
+      } catch (e) {
+        throw new ScHsmError('MALFORMED_RESPONSE', `WRAP KEY answered a damaged key blob for key ${keyRef}`, {
+          cause: e,
+        });
+      }
       const prkd = await this.files.readOptional((PREFIX.PRKD << 8) | keyRef);
       const cert = await this.files.readOptional((PREFIX.EE_CERTIFICATE << 8) | keyRef);
       const w: { blob: Uint8Array; prkd?: Uint8Array; certificate?: Uint8Array } = { blob };

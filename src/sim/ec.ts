@@ -1,10 +1,10 @@
 /**
  * Prime-curve arithmetic the card needs and node:crypto does not offer: ECDSA over a hash the host
  * computed (SIGN algo 70, spec §3.13) and ECDH answering both coordinates (spec §3.14). Affine
- * coordinates with bigint; fast enough for a simulator. Also reads the private scalar from PKCS#8,
+ * coordinates with bigint for ECDH; ECDSA takes its nonce point from node:crypto. Also reads the private scalar from PKCS#8,
  * because node cannot export brainpool keys as JWK.
  */
-import { randomBytes } from 'node:crypto';
+import { createECDH } from 'node:crypto';
 import { bigintFromBytes, bigintToBytes } from '../util/bytes.js';
 import { type CurveName, curveParams } from '../util/curves.js';
 import { readAll, readTlv } from '../util/tlv.js';
@@ -96,7 +96,11 @@ export function ecPrivateScalar(pkcs8: Uint8Array): Uint8Array {
   return ecpk[1]!.value.slice();
 }
 
-/** ECDSA over an already computed hash (truncated to the order's bit length); returns r ‖ s. */
+/**
+ * ECDSA over an already computed hash (truncated to the order's bit length); returns r ‖ s.
+ * The nonce point k·G comes from node:crypto's native ECDH key generation (k uniform in
+ * [1, n−1]); only s = k⁻¹(e + r·d) mod n is computed here.
+ */
 export function ecdsaSignHash(curve: CurveName, dBytes: Uint8Array, hash: Uint8Array): Uint8Array {
   const d = domain(curve);
   const nBits = d.n.toString(2).length;
@@ -106,11 +110,12 @@ export function ecdsaSignHash(curve: CurveName, dBytes: Uint8Array, hash: Uint8A
   const priv = bigintFromBytes(dBytes);
   const nLen = Math.ceil(nBits / 8);
   for (;;) {
-    const k = mod(bigintFromBytes(new Uint8Array(randomBytes(nLen + 8))), d.n - 1n) + 1n;
-    const R = mul(d, k, d.g);
-    if (!R) continue;
-    const r = mod(R.x, d.n);
-    if (r === 0n) continue;
+    const nonce = createECDH(curve);
+    nonce.generateKeys();
+    const k = bigintFromBytes(nonce.getPrivateKey());
+    const R = nonce.getPublicKey();
+    const r = mod(bigintFromBytes(R.subarray(1, 1 + d.size)), d.n);
+    if (k === 0n || r === 0n) continue;
     const s = mod(inv(k, d.n) * (e + r * priv), d.n);
     if (s === 0n) continue;
     return new Uint8Array([...bigintToBytes(r, nLen), ...bigintToBytes(s, nLen)]);

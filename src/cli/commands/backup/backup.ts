@@ -41,6 +41,8 @@ export const backup: Command = {
     for (const [i, k] of keys.entries()) {
       const bin = await hsm.backupKey(k.keyRef);
       const file = `key-${String(k.keyRef).padStart(3, '0')}.bin`;
+      // a damaged answer never reaches the directory: check before writing, and again after
+      checkWrapFile(bin, st.dkek.kcv, file);
       await writeAtomic(join(d, file), bin, 0o600);
       const e: ManifestKey = {
         keyRef: k.keyRef,
@@ -71,9 +73,7 @@ export const backup: Command = {
       const bin = await readHostFile(join(d, e.file));
       if (sha256Hex(bin) !== e.sha256)
         throw new CliError('BACKUP_INVALID', `${e.file} reads back with another hash`);
-      const h = inspectKeyBlob(decodeWrapFile(bin).blob);
-      if (!bytesEqual(h.kcv, st.dkek.kcv))
-        throw new CliError('BACKUP_INVALID', `${e.file} carries another key check value`);
+      checkWrapFile(bin, st.dkek.kcv, e.file);
     }
     await writeAtomic(join(d, MANIFEST), `${JSON.stringify(manifest, null, 2)}\n`, 0o644);
     const again = Buffer.from(await readHostFile(join(d, MANIFEST))).toString('utf8');
@@ -90,3 +90,15 @@ export const backup: Command = {
     return { dir: d, verified: true, manifest };
   },
 };
+
+/** The .bin decodes, its blob's structure is sound and it was made under the device's DKEK. */
+function checkWrapFile(bin: Uint8Array, kcv: Uint8Array, file: string): void {
+  let h: ReturnType<typeof inspectKeyBlob>;
+  try {
+    h = inspectKeyBlob(decodeWrapFile(bin).blob);
+  } catch (e) {
+    throw new CliError('BACKUP_INVALID', `${file}: the wrapped key is damaged (${(e as Error).message})`);
+  }
+  if (!bytesEqual(h.kcv, kcv))
+    throw new CliError('BACKUP_INVALID', `${file} carries another key check value`);
+}
