@@ -37,3 +37,4 @@ export * from './util/bytes.js';
 export * from './util/curves.js';
 export * from './webcrypto/index.js';
 export * from './x509/index.js';
+export * from './apdu/fault.js';

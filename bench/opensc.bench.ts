@@ -1,0 +1,344 @@
+/**
+ * sc-hsm-ts against OpenSC, side by side in one run, on the same virtual card behind the same
+ * private pcscd (vpcd slot 1, reader "Virtual PCD 00 01"):
+ *
+ *  - `dump` vs `pkcs15-tool --dump` on a card with 8 keys (4 RSA, 4 EC P-256), each with an X.509
+ *    certificate: APDUs at the card (counted by the card), wall time of the command with Node's
+ *    start (node dist/cli.js), and the dump's work inside a running process (runCli in-process)
+ *    against pkcs15-tool's wall time;
+ *  - ECDSA P-256 signatures in one long-lived session: ours vs OpenSC's PKCS#11 module driven by a
+ *    C harness (bench/c/p11sign.c, compiled here), and our host overhead per signature (our time
+ *    minus the card's own processing, timed inside the card) against a bare APDU round trip.
+ *
+ * pcscd needs root: run() re-invokes this file through `bash scripts/with-pcscd.sh`, which gives a
+ * private pcscd in its own namespaces (so `npm run bench` must run as root, as CI does).
+ * Every figure is a median of several runs, the two sides alternating.
+ */
+import { execFileSync, spawn } from 'node:child_process';
+import { generateKeyPairSync, sign } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { PassThrough } from 'node:stream';
+import { fileURLToPath } from 'node:url';
+import type { PcscTransport } from '../src/apdu/pcsc.js';
+import { openPcsc } from '../src/apdu/readers.js';
+import { runCli } from '../src/cli/main.js';
+import { SmartCardHsm } from '../src/sc-hsm/session.js';
+import { VirtualSmartCardHsm } from '../src/sim/index.js';
+import { connectToVpcd } from '../src/sim/vpcd.js';
+import { ascii, concat, fromHex } from '../src/util/bytes.js';
+import { tlv } from '../src/util/tlv.js';
+import { ensureBuilt } from './startup.bench.js';
+import { type BenchResult, median } from './types.js';
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
+const READER = 'Virtual PCD 00 01';
+const PORT = 35964;
+const PIN = '648219';
+const P11 = '/usr/lib/x86_64-linux-gnu/opensc-pkcs11.so';
+const DUMP_RUNS = 7;
+const SIGNATURES = 150;
+const ROUND_TRIPS = 500;
+
+/** A DER X.509 certificate for `spki`, signed by a throw-away software key. */
+function makeCertificate(spki: Uint8Array, cn: string): Uint8Array {
+  const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  const name = tlv(0x30, tlv(0x31, tlv(0x30, tlv(0x06, fromHex('550403')), tlv(0x0c, ascii(cn)))));
+  const alg = tlv(0x30, tlv(0x06, fromHex('2a8648ce3d040302')));
+  const validity = tlv(0x30, tlv(0x17, ascii('250101000000Z')), tlv(0x17, ascii('350101000000Z')));
+  const tbs = tlv(
+    0x30,
+    tlv(0xa0, tlv(0x02, Uint8Array.of(2))),
+    tlv(0x02, Uint8Array.of(1)),
+    alg,
+    name,
+    validity,
+    name,
+    spki,
+  );
+  return tlv(
+    0x30,
+    tbs,
+    alg,
+    tlv(0x03, concat(Uint8Array.of(0), new Uint8Array(sign('sha256', tbs, privateKey)))),
+  );
+}
+
+/** The card behind vpcd: counts APDUs and times its own processing of SIGN. */
+class MeteredCard {
+  apdus = 0;
+  signs = 0;
+  signNs = 0n;
+  constructor(readonly card: VirtualSmartCardHsm) {}
+  get atr() {
+    return this.card.atr;
+  }
+  process(apdu: Uint8Array): Uint8Array {
+    this.apdus++;
+    if (apdu[0] === 0x80 && apdu[1] === 0x68) {
+      const t0 = process.hrtime.bigint();
+      const r = this.card.process(apdu);
+      this.signNs += process.hrtime.bigint() - t0;
+      this.signs++;
+      return r;
+    }
+    return this.card.process(apdu);
+  }
+  powerOn() {
+    this.card.powerOn();
+  }
+  powerOff() {
+    this.card.powerOff();
+  }
+  reset() {
+    this.card.reset();
+  }
+}
+
+/** Runs a program without blocking the event loop (the card answers from this process). */
+function runProgram(
+  cmd: string,
+  args: string[],
+  env: NodeJS.ProcessEnv,
+): Promise<{ ms: number; stdout: string }> {
+  return new Promise((resolve, reject) => {
+    const t0 = process.hrtime.bigint();
+    const child = spawn(cmd, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    child.stdout.on('data', (c: Buffer) => out.push(c));
+    child.stderr.on('data', (c: Buffer) => err.push(c));
+    const timer = setTimeout(() => child.kill('SIGKILL'), 120_000);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      const ms = Number(process.hrtime.bigint() - t0) / 1e6;
+      if (code !== 0)
+        reject(new Error(`${cmd} ${args.join(' ')} exited ${code}: ${Buffer.concat(err).toString()}`));
+      else resolve({ ms, stdout: Buffer.concat(out).toString() });
+    });
+  });
+}
+
+async function inProcessDump(): Promise<number> {
+  const sink = () => {
+    const s = new PassThrough();
+    s.resume();
+    return s;
+  };
+  const stdin = new PassThrough();
+  stdin.end();
+  const t0 = process.hrtime.bigint();
+  const code = await runCli(['dump', '--reader', READER, '--json'], {
+    stdout: sink(),
+    stderr: sink(),
+    stdin,
+    env: { NO_COLOR: '1' },
+    isTTY: false,
+  });
+  const ms = Number(process.hrtime.bigint() - t0) / 1e6;
+  if (code !== 0) throw new Error(`in-process dump exited ${code}`);
+  return ms;
+}
+
+async function measure(): Promise<BenchResult[]> {
+  if (process.env.SC_HSM_PCSC !== '1') {
+    throw new Error('needs the private pcscd of scripts/with-pcscd.sh (root): run `npm run bench` as root');
+  }
+  const home = mkdtempSync(join(tmpdir(), 'sc-hsm-bench-home-'));
+  const env = { ...process.env, HOME: home, LC_ALL: 'C' };
+  const work = mkdtempSync(join(tmpdir(), 'sc-hsm-bench-'));
+  let transport: PcscTransport | undefined;
+  const card = new VirtualSmartCardHsm({ deviceId: '3330001' });
+  const slot = new MeteredCard(card);
+  const vpcd = connectToVpcd(slot, { host: process.env.VPCD_HOST ?? '127.0.0.1', port: PORT });
+  try {
+    // the card: 4 RSA and 4 EC keys, each with a certificate
+    const local = await SmartCardHsm.open(card);
+    await local.initialize({ soPin: '3537363231383830', userPin: PIN, label: 'bench' });
+    await local.verifyPin(PIN);
+    const specs = [
+      { type: 'ec', curve: 'secp256r1' },
+      { type: 'rsa', bits: 2048 },
+      { type: 'ec', curve: 'secp256r1' },
+      { type: 'rsa', bits: 1024 },
+      { type: 'ec', curve: 'secp256r1' },
+      { type: 'rsa', bits: 2048 },
+      { type: 'ec', curve: 'secp256r1' },
+      { type: 'rsa', bits: 1024 },
+    ] as const;
+    let ecRef = 0;
+    for (const [i, s] of specs.entries()) {
+      const label = `bench-${s.type}-${i + 1}`;
+      const k = await local.generateKeyPair(
+        s.type === 'ec' ? { type: 'ec', curve: s.curve, label } : { type: 'rsa', bits: s.bits, label },
+      );
+      await local.storeCertificate(k.keyRef, makeCertificate(k.publicKey, label));
+      if (s.type === 'ec' && !ecRef) ecRef = k.keyRef;
+    }
+    await local.logout();
+
+    await vpcd.connected;
+    for (let i = 0; i < 60 && !transport; i++) {
+      try {
+        transport = await openPcsc({ reader: READER });
+      } catch (e) {
+        if (i === 59) throw e;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    }
+
+    // ---- dump: APDUs at the card
+    const cli = join(ROOT, 'dist', 'cli.js');
+    const ours = () => runProgram(process.execPath, [cli, 'dump', '--reader', READER], env);
+    const theirs = () => runProgram('pkcs15-tool', ['--dump', '-r', READER], env);
+    const ourDump = await ours();
+    const theirDump = await theirs();
+    if (!/bench-ec-1/.test(ourDump.stdout) || !/bench-ec-1/.test(theirDump.stdout)) {
+      throw new Error('a dump does not list the keys');
+    }
+    let a0 = slot.apdus;
+    await ours();
+    const ourApdus = slot.apdus - a0;
+    a0 = slot.apdus;
+    await theirs();
+    const theirApdus = slot.apdus - a0;
+
+    // ---- dump: wall time, alternating
+    const tOurs: number[] = [];
+    const tTheirs: number[] = [];
+    const tIn: number[] = [];
+    await inProcessDump(); // warm-up: modules loaded, JIT
+    for (let i = 0; i < DUMP_RUNS; i++) {
+      tOurs.push((await ours()).ms);
+      tTheirs.push((await theirs()).ms);
+      tIn.push(await inProcessDump());
+    }
+
+    // ---- signatures in one session
+    const hsm = await SmartCardHsm.open(transport!);
+    await hsm.verifyPin(PIN);
+    const hash = new Uint8Array(32).fill(7);
+    await hsm.sign(ecRef, 'ECDSA', hash);
+    const s0 = { n: slot.signs, ns: slot.signNs };
+    const t0 = process.hrtime.bigint();
+    for (let i = 0; i < SIGNATURES; i++) {
+      hash[0] = i & 0xff;
+      await hsm.sign(ecRef, 'ECDSA', hash);
+    }
+    const ourPerSig = Number(process.hrtime.bigint() - t0) / 1e6 / SIGNATURES;
+    const cardPerSig = Number(slot.signNs - s0.ns) / 1e6 / (slot.signs - s0.n);
+
+    // a bare APDU round trip through the same transport (GET CHALLENGE of 8 bytes)
+    const rt: number[] = [];
+    const challenge = fromHex('0084000008');
+    for (let i = 0; i < ROUND_TRIPS; i++) {
+      const t = process.hrtime.bigint();
+      await transport!.transmit(challenge);
+      rt.push(Number(process.hrtime.bigint() - t) / 1e6);
+    }
+    const roundTrip = median(rt);
+    await hsm.logout();
+
+    const exe = join(work, 'p11sign');
+    execFileSync(
+      'cc',
+      ['-O2', `-I/usr/include/p11-kit-1`, join(ROOT, 'bench', 'c', 'p11sign.c'), '-o', exe, '-ldl'],
+      {
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
+    const p11 = await runProgram(exe, [P11, PIN, String(SIGNATURES)], env);
+    const theirPerSig = Number(p11.stdout.trim().split(/\s+/)[2]);
+    if (!Number.isFinite(theirPerSig)) throw new Error(`p11sign printed ${p11.stdout}`);
+
+    const overhead = ourPerSig - cardPerSig;
+    const dumpOurs = median(tOurs);
+    const dumpTheirs = median(tTheirs);
+    const dumpIn = median(tIn);
+    process.stderr.write(
+      `  dump APDUs ours ${ourApdus} / pkcs15-tool ${theirApdus}; signature: ours ${ourPerSig.toFixed(3)} ms, ` +
+        `card ${cardPerSig.toFixed(3)} ms, PKCS#11 ${theirPerSig.toFixed(3)} ms, round trip ${roundTrip.toFixed(3)} ms\n`,
+    );
+    return [
+      {
+        name: 'dump vs pkcs15-tool --dump: APDUs (8 keys + certs)',
+        ours: ourApdus,
+        theirs: theirApdus,
+        unit: 'APDUs',
+        ratio: ourApdus / theirApdus,
+        target: 0.5,
+      },
+      {
+        name: 'dump vs pkcs15-tool --dump: wall time incl. node start',
+        ours: dumpOurs,
+        theirs: dumpTheirs,
+        unit: 'ms',
+        ratio: dumpOurs / dumpTheirs,
+        target: 1.5,
+      },
+      {
+        name: 'dump in a running process vs pkcs15-tool --dump wall',
+        ours: dumpIn,
+        theirs: dumpTheirs,
+        unit: 'ms',
+        ratio: dumpIn / dumpTheirs,
+        target: 0.25,
+      },
+      {
+        name: 'ECDSA P-256 per signature, one session, vs OpenSC PKCS#11',
+        ours: ourPerSig,
+        theirs: theirPerSig,
+        unit: 'ms',
+        ratio: ourPerSig / theirPerSig,
+        target: 1.0,
+      },
+      {
+        name: 'host overhead per signature vs bare APDU round trip',
+        ours: overhead,
+        theirs: roundTrip,
+        unit: 'ms',
+        ratio: overhead / roundTrip,
+        target: 2.0,
+      },
+    ];
+  } finally {
+    await transport?.close().catch(() => undefined);
+    await vpcd.close();
+    rmSync(home, { recursive: true, force: true });
+    rmSync(work, { recursive: true, force: true });
+  }
+}
+
+/** Runs the measurement inside a private pcscd (scripts/with-pcscd.sh) and collects its results. */
+export default async function run(): Promise<BenchResult[]> {
+  if (process.env.SC_HSM_PCSC === '1') return measure();
+  ensureBuilt();
+  const out = await new Promise<string>((resolve, reject) => {
+    const child = spawn(
+      'bash',
+      ['scripts/with-pcscd.sh', process.execPath, '--import', 'tsx', 'bench/opensc.bench.ts', '--inner'],
+      {
+        cwd: ROOT,
+        env: { ...process.env, CI: 'true' },
+        stdio: ['ignore', 'pipe', 'inherit'],
+      },
+    );
+    const chunks: Buffer[] = [];
+    child.stdout.on('data', (c: Buffer) => chunks.push(c));
+    child.on('close', (code) => {
+      const text = Buffer.concat(chunks).toString();
+      if (code !== 0) reject(new Error(`the pcscd part exited ${code} (root needed for pcscd):\n${text}`));
+      else resolve(text);
+    });
+  });
+  const line = out.split('\n').find((l) => l.startsWith('BENCH_RESULTS '));
+  if (!line) throw new Error(`no results from the pcscd part:\n${out}`);
+  return JSON.parse(line.slice('BENCH_RESULTS '.length)) as BenchResult[];
+}
+
+if (process.argv.includes('--inner')) {
+  const results = await measure();
+  process.stdout.write(`BENCH_RESULTS ${JSON.stringify(results)}\n`);
+  process.exit(0);
+}

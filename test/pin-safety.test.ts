@@ -1,0 +1,418 @@
+/**
+ * PIN safety: no path in the library consumes a PIN try except an explicit user attempt.
+ *
+ * A recording transport in front of the virtual card notes every APDU that carries a PIN
+ * (VERIFY 00 20 00 81/88 with data, CHANGE REFERENCE DATA 00 24, RESET RETRY COUNTER 00 2C,
+ * INITIALIZE 80 50 with data on an initialized device) together with the session call that was
+ * running. Every session method, enumerated from the prototype so that a new one cannot escape,
+ * is driven fault-free and with a fault at every APDU. Asserted:
+ *   - a PIN-carrying APDU happens only inside a call that was given a PIN, and carries that PIN;
+ *   - within one call no PIN-carrying APDU is ever sent twice (no automatic retry), also after a fault;
+ *   - before each PIN-carrying APDU the tries left of that PIN were queried in the same call
+ *     (VERIFY without data), except the VERIFY right after INITIALIZE set that very PIN;
+ *   - a wrong PIN costs exactly one try per explicit call; with one try left every PIN-carrying
+ *     call refuses with PIN_TRIES_LOW and sends nothing unless forced (user PIN and SO-PIN);
+ *   - a blocked PIN is reported without sending it.
+ */
+import { beforeAll, describe, expect, it } from 'vitest';
+import { FAULT_KINDS, FaultInjectingTransport } from '../src/apdu/fault.js';
+import type { Transport } from '../src/apdu/transport.js';
+import { isScHsmError } from '../src/errors.js';
+import { type KeyPairSpec, SmartCardHsm } from '../src/sc-hsm/session.js';
+import { VirtualSmartCardHsm } from '../src/sim/index.js';
+import { ascii, concat, fromHex, toHex } from '../src/util/bytes.js';
+
+const SO_PIN = '3537363231383830';
+const SO_PIN_2 = '0102030405060708';
+const PIN = '648219';
+const PIN_2 = '123456789';
+const SHARE = fromHex('9b1964f9cbc623adbe4644244161d955a8729a691883b35643c9e6e9dc3f3c74');
+
+interface PinApdu {
+  call: string;
+  hex: string;
+  ins: number;
+  p2: number;
+}
+
+/** Which bytes a call was given: a user PIN as ASCII, an SO-PIN as 8 binary bytes. */
+function secretBytes(pins: string[]): Uint8Array[] {
+  return pins.map((p) => (/^[0-9a-fA-F]{16}$/.test(p) ? fromHex(p) : ascii(p)));
+}
+
+function contains(hay: Uint8Array, needle: Uint8Array): boolean {
+  outer: for (let i = 0; i + needle.length <= hay.length; i++) {
+    for (let j = 0; j < needle.length; j++) if (hay[i + j] !== needle[j]) continue outer;
+    return true;
+  }
+  return false;
+}
+
+/** Notes every PIN-carrying APDU and every status query, tagged with the running call. */
+class PinWatch implements Transport {
+  readonly extendedLength = true;
+  current = 'outside any call';
+  given: Uint8Array[] = [];
+  readonly pinApdus: PinApdu[] = [];
+  /** Problems seen at the moment of sending (status not queried first, PIN not the call's). */
+  readonly problems: string[] = [];
+  private queried = new Set<number>();
+  private sentInCall = new Set<string>();
+
+  constructor(readonly card: VirtualSmartCardHsm) {}
+
+  begin(call: string, pins: string[]): void {
+    this.current = call;
+    this.given = secretBytes(pins);
+    this.queried.clear();
+    this.sentInCall.clear();
+  }
+
+  private initialized(): boolean {
+    return (JSON.parse(this.card.serialize()) as { initialized: boolean }).initialized;
+  }
+
+  async transmit(apdu: Uint8Array): Promise<Uint8Array> {
+    const [cla, ins, , p2] = apdu as unknown as number[];
+    const hasData = apdu.length > 5;
+    let pin = false;
+    if (cla === 0x00 && ins === 0x20 && (p2 === 0x81 || p2 === 0x88)) {
+      if (hasData) pin = true;
+      else this.queried.add(p2!);
+    } else if (cla === 0x00 && (ins === 0x24 || ins === 0x2c)) pin = true;
+    else if (cla === 0x80 && ins === 0x50 && hasData && this.initialized()) pin = true;
+    if (pin) {
+      const hex = toHex(apdu);
+      this.pinApdus.push({ call: this.current, hex, ins: ins!, p2: p2! });
+      if (this.sentInCall.has(hex))
+        this.problems.push(`${this.current}: the same PIN-carrying APDU was sent twice`);
+      this.sentInCall.add(hex);
+      const data = apdu.subarray(5);
+      if (!this.given.some((g) => contains(data, g))) {
+        this.problems.push(
+          `${this.current}: sent a PIN-carrying APDU (INS ${ins!.toString(16)}) without a PIN it was given`,
+        );
+      }
+      // The reference whose tries this command can cost: the SO-PIN for INITIALIZE, RESET RETRY
+      // COUNTER and CHANGE REFERENCE DATA 88; the user PIN otherwise.
+      const ref = ins === 0x50 || ins === 0x2c ? 0x88 : p2!;
+      const afterInit = ins === 0x20 && this.sentInCall.size > 0 && this.current === 'initialize';
+      if (!this.queried.has(ref) && !afterInit) {
+        this.problems.push(
+          `${this.current}: PIN-carrying APDU without querying the tries left of ${ref.toString(16)} first`,
+        );
+      }
+    }
+    if (cla === 0x80 && ins === 0x50 && hasData) this.sentInCall.add('init');
+    return this.card.transmit(apdu);
+  }
+
+  async close(): Promise<void> {}
+
+  reset(): void {
+    this.card.reset();
+  }
+}
+
+type Call = (hsm: SmartCardHsm) => Promise<unknown>;
+
+interface Driven {
+  /** The PINs the call is given (empty: it must send none). */
+  pins: string[];
+  call: Call;
+  /** The card state the call starts from. */
+  from: 'fresh' | 'ready' | 'keys';
+  /** Log in first (outside the watched call). */
+  login?: boolean;
+}
+
+let blobEc: Uint8Array;
+let binEc: Uint8Array;
+const ecSpec: KeyPairSpec = { type: 'ec', curve: 'secp256r1', label: 'pin-safety' };
+
+/** How each public method is driven. Every own method of the prototype must appear here or in PRIVATE. */
+const CALLS: Record<string, Driven> = {
+  logout: { pins: [], from: 'ready', login: true, call: (h) => h.logout() },
+  close: { pins: [], from: 'ready', call: (h) => h.close() },
+  pinStatus: { pins: [], from: 'ready', call: (h) => h.pinStatus() },
+  dkekStatus: { pins: [], from: 'ready', call: (h) => h.dkekStatus() },
+  deviceChr: { pins: [], from: 'ready', call: (h) => h.deviceChr() },
+  deviceCertificates: { pins: [], from: 'ready', call: (h) => h.deviceCertificates() },
+  label: { pins: [], from: 'ready', call: (h) => h.label() },
+  status: { pins: [], from: 'ready', call: (h) => h.status() },
+  verifyPin: { pins: [PIN], from: 'ready', call: (h) => h.verifyPin(PIN) },
+  changePin: { pins: [PIN, PIN_2], from: 'ready', call: (h) => h.changePin(PIN, PIN_2) },
+  changeSoPin: { pins: [SO_PIN, SO_PIN_2], from: 'ready', call: (h) => h.changeSoPin(SO_PIN, SO_PIN_2) },
+  unblockPin: {
+    pins: [SO_PIN, PIN_2],
+    from: 'ready',
+    call: (h) => h.unblockPin({ soPin: SO_PIN, newPin: PIN_2 }),
+  },
+  initialize: {
+    pins: [SO_PIN, PIN],
+    from: 'ready',
+    call: (h) => h.initialize({ soPin: SO_PIN, userPin: PIN, dkekShares: 1, label: 'again' }),
+  },
+  importDkekShare: { pins: [], from: 'fresh', call: (h) => h.importDkekShare(SHARE) },
+  enumerate: { pins: [], from: 'keys', call: (h) => h.enumerate() },
+  readFile: { pins: [], from: 'keys', call: (h) => h.readFile(0xc401) },
+  writeFile: {
+    pins: [],
+    from: 'keys',
+    login: true,
+    call: (h) => h.writeFile(0xcf10, Uint8Array.of(1, 2, 3)),
+  },
+  deleteFile: { pins: [], from: 'keys', login: true, call: (h) => h.deleteFile(0xc401) },
+  getChallenge: { pins: [], from: 'ready', call: (h) => h.getChallenge(40) },
+  generateKeyPair: { pins: [], from: 'ready', login: true, call: (h) => h.generateKeyPair(ecSpec) },
+  generateAesKey: {
+    pins: [],
+    from: 'ready',
+    login: true,
+    call: (h) => h.generateAesKey({ bits: 128, label: 'aes' }),
+  },
+  listKeys: { pins: [], from: 'keys', call: (h) => h.listKeys() },
+  keyInfo: { pins: [], from: 'keys', call: (h) => h.keyInfo(1) },
+  deleteKey: { pins: [], from: 'keys', login: true, call: (h) => h.deleteKey(1) },
+  sign: { pins: [], from: 'keys', login: true, call: (h) => h.sign(1, 'ECDSA-SHA256', ascii('x')) },
+  decrypt: {
+    pins: [],
+    from: 'keys',
+    login: true,
+    call: (h) => h.decrypt(2, 'RSA-RAW', new Uint8Array(128).fill(1)),
+  },
+  ecdh: {
+    pins: [],
+    from: 'keys',
+    login: true,
+    call: (h) => h.ecdh(1, concat(Uint8Array.of(4), new Uint8Array(64))),
+  },
+  wrapKey: { pins: [], from: 'keys', login: true, call: (h) => h.wrapKey(1) },
+  unwrapKey: { pins: [], from: 'ready', login: true, call: (h) => h.unwrapKey(5, blobEc) },
+  backupKey: { pins: [], from: 'keys', login: true, call: (h) => h.backupKey(1) },
+  restoreKey: { pins: [], from: 'ready', login: true, call: (h) => h.restoreKey(binEc, 6) },
+  storeCertificate: {
+    pins: [],
+    from: 'keys',
+    login: true,
+    call: (h) => h.storeCertificate(1, fromHex('3000')),
+  },
+  readCertificate: { pins: [], from: 'keys', call: (h) => h.readCertificate(1) },
+  writeDataObject: {
+    pins: [],
+    from: 'keys',
+    login: true,
+    call: (h) => h.writeDataObject({ label: 'd', data: Uint8Array.of(1), private: true }),
+  },
+  listDataObjects: { pins: [], from: 'keys', call: (h) => h.listDataObjects() },
+  readDataObject: { pins: [], from: 'keys', call: (h) => h.readDataObject(0) },
+  deleteDataObject: { pins: [], from: 'keys', login: true, call: (h) => h.deleteDataObject(0) },
+  storeCaCertificate: {
+    pins: [],
+    from: 'keys',
+    login: true,
+    call: (h) => h.storeCaCertificate(fromHex('3000'), { label: 'ca', id: Uint8Array.of(9) }),
+  },
+  listCaCertificates: { pins: [], from: 'keys', call: (h) => h.listCaCertificates() },
+};
+
+/** Private helpers: reached only through the public methods above (each named with one that uses it). */
+const PRIVATE: Record<string, string> = {
+  checkTries: 'verifyPin',
+  refuseUnsafeTry: 'verifyPin',
+  changeReferenceData: 'changePin',
+  freeKeyRef: 'generateKeyPair',
+  checkFreeRef: 'generateKeyPair',
+  keyInfoFromFiles: 'listKeys',
+  keyOpOverrides: 'sign',
+  cardSign: 'sign',
+  unwrapCommand: 'unwrapKey',
+  freeObjectNumber: 'writeDataObject',
+};
+
+function prototypeMethods(): string[] {
+  const proto = SmartCardHsm.prototype as unknown as Record<string, unknown>;
+  return Object.getOwnPropertyNames(proto).filter((n) => {
+    const d = Object.getOwnPropertyDescriptor(proto, n);
+    return n !== 'constructor' && typeof d?.value === 'function';
+  });
+}
+
+const states: Record<'fresh' | 'ready' | 'keys', string> = { fresh: '', ready: '', keys: '' };
+
+beforeAll(async () => {
+  const card = new VirtualSmartCardHsm({ deviceId: '1112223' });
+  const hsm = await SmartCardHsm.open(card);
+  await hsm.initialize({ soPin: SO_PIN, userPin: PIN, dkekShares: 1 });
+  states.fresh = card.serialize();
+  await hsm.importDkekShare(SHARE);
+  states.ready = card.serialize();
+  await hsm.verifyPin(PIN);
+  await hsm.generateKeyPair(ecSpec);
+  await hsm.generateKeyPair({ type: 'rsa', bits: 1024, label: 'rsa' });
+  await hsm.writeDataObject({ label: 'obj', data: Uint8Array.of(7), private: false });
+  blobEc = await hsm.wrapKey(1);
+  binEc = await hsm.backupKey(1);
+  states.keys = card.serialize();
+});
+
+/** Runs one driven call on a fresh copy of its state, through `wrap` around the watch. */
+async function drive(
+  name: string,
+  d: Driven,
+  wrap: (w: PinWatch) => Transport = (w) => w,
+): Promise<{ watch: PinWatch; outcome: unknown; card: VirtualSmartCardHsm }> {
+  const card = VirtualSmartCardHsm.deserialize(states[d.from]);
+  const watch = new PinWatch(card);
+  const t = wrap(watch);
+  let outcome: unknown = 'ok';
+  try {
+    watch.begin('open', []);
+    const hsm = await SmartCardHsm.open(t);
+    if (d.login) {
+      watch.begin('login', [PIN]);
+      await hsm.verifyPin(PIN);
+    }
+    watch.begin(name, d.pins);
+    await d.call(hsm);
+  } catch (e) {
+    outcome = e;
+  }
+  return { watch, outcome, card };
+}
+
+const tries = (card: VirtualSmartCardHsm) =>
+  JSON.parse(card.serialize()) as { userPinTries: number; soPinTries: number; userPinMaxTries: number };
+
+describe('PIN safety', () => {
+  it('drives every method of the session prototype (a new method must be added here)', () => {
+    const missing = prototypeMethods().filter((n) => !(n in CALLS) && !(n in PRIVATE));
+    expect(missing).toEqual([]);
+    const stale = [...Object.keys(CALLS), ...Object.keys(PRIVATE)].filter(
+      (n) => !prototypeMethods().includes(n),
+    );
+    expect(stale).toEqual([]);
+  });
+
+  for (const [name, d] of Object.entries(CALLS)) {
+    it(`${name}: PIN-carrying APDUs only with the PIN it was given, each once, tries queried first`, async () => {
+      const { watch, outcome } = await drive(name, d);
+      expect(outcome === 'ok' || isScHsmError(outcome), String(outcome)).toBe(true);
+      expect(watch.problems).toEqual([]);
+      const mine = watch.pinApdus.filter((p) => p.call === name);
+      if (d.pins.length === 0) expect(mine).toEqual([]);
+      else expect(mine.length).toBeGreaterThan(0);
+      expect(watch.pinApdus.every((p) => p.call === name || p.call === 'login')).toBe(true);
+    });
+  }
+
+  it('with a fault at every APDU of every PIN-taking call: never a retry, never a lost try', async () => {
+    const problems: string[] = [];
+    for (const [name, d] of Object.entries(CALLS)) {
+      if (d.pins.length === 0) continue;
+      let counter: FaultInjectingTransport | undefined;
+      const clean = await drive(name, d, (w) => {
+        counter = new FaultInjectingTransport(w);
+        return counter;
+      });
+      const n = counter!.count;
+      expect(n).toBeGreaterThan(2);
+      const cleanPin = clean.watch.pinApdus.filter((p) => p.call === name).length;
+      for (const kind of FAULT_KINDS) {
+        for (const delivered of [false, true]) {
+          for (let k = 1; k <= n; k++) {
+            let ft: FaultInjectingTransport | undefined;
+            const r = await drive(name, d, (w) => {
+              ft = new FaultInjectingTransport(w, { at: k, kind, delivered });
+              return ft;
+            });
+            if (!ft?.fired) problems.push(`${name} k=${k}: the fault did not fire`);
+            const where = `${name} ${kind}${delivered ? ' delivered' : ''} k=${k}`;
+            if (r.outcome !== 'ok' && !isScHsmError(r.outcome))
+              problems.push(`${where}: raw ${String(r.outcome)}`);
+            for (const p of r.watch.problems) problems.push(`${where}: ${p}`);
+            const mine = r.watch.pinApdus.filter((p) => p.call === name).length;
+            if (mine > cleanPin)
+              problems.push(`${where}: ${mine} PIN-carrying APDUs, ${cleanPin} without the fault`);
+            const t = tries(r.card);
+            if (t.userPinTries !== t.userPinMaxTries || t.soPinTries !== 15) {
+              problems.push(`${where}: tries consumed (user ${t.userPinTries}, SO ${t.soPinTries})`);
+            }
+          }
+        }
+      }
+    }
+    expect(problems).toEqual([]);
+  });
+
+  it('a wrong PIN costs exactly one try per explicit call, and a blocked PIN is not sent', async () => {
+    const card = VirtualSmartCardHsm.deserialize(states.ready);
+    const watch = new PinWatch(card);
+    const hsm = await SmartCardHsm.open(watch);
+    watch.begin('verifyPin', ['000000']);
+    await expect(hsm.verifyPin('000000')).rejects.toMatchObject({ code: 'WRONG_PIN', triesLeft: 2 });
+    expect(tries(card).userPinTries).toBe(2);
+    watch.begin('verifyPin', ['000001']);
+    await expect(hsm.verifyPin('000001')).rejects.toMatchObject({ code: 'WRONG_PIN', triesLeft: 1 });
+    expect(tries(card).userPinTries).toBe(1);
+    const before = watch.pinApdus.length;
+    watch.begin('verifyPin', ['000002']);
+    await expect(hsm.verifyPin('000002')).rejects.toMatchObject({ code: 'PIN_TRIES_LOW', triesLeft: 1 });
+    await expect(hsm.changePin('000002', PIN_2)).rejects.toMatchObject({ code: 'PIN_TRIES_LOW' });
+    expect(watch.pinApdus.length).toBe(before);
+    expect(tries(card).userPinTries).toBe(1);
+    await expect(hsm.verifyPin('000002', { force: true })).rejects.toMatchObject({ code: 'PIN_BLOCKED' });
+    expect(watch.pinApdus.length).toBe(before + 1);
+    watch.begin('verifyPin', [PIN]);
+    await expect(hsm.verifyPin(PIN, { force: true })).rejects.toMatchObject({ code: 'PIN_BLOCKED' });
+    expect(watch.pinApdus.length).toBe(before + 1);
+    watch.begin('unblockPin', [SO_PIN, PIN]);
+    await hsm.unblockPin({ soPin: SO_PIN, newPin: PIN });
+    watch.begin('verifyPin', [PIN]);
+    await hsm.verifyPin(PIN);
+    expect(tries(card).userPinTries).toBe(3);
+    expect(watch.problems).toEqual([]);
+  });
+
+  it('the SO-PIN: 15 tries; with one left, changeSoPin, unblockPin and initialize refuse unless forced', async () => {
+    const state = JSON.parse(states.ready) as { soPinTries: number };
+    state.soPinTries = 2;
+    const card = VirtualSmartCardHsm.deserialize(JSON.stringify(state));
+    const watch = new PinWatch(card);
+    const hsm = await SmartCardHsm.open(watch);
+    expect((await hsm.status()).soPin.triesLeft).toBe(2);
+    watch.begin('unblockPin', [SO_PIN_2]);
+    await expect(hsm.unblockPin({ soPin: SO_PIN_2 })).rejects.toMatchObject({
+      code: 'WRONG_PIN',
+      triesLeft: 1,
+    });
+    const before = watch.pinApdus.length;
+    await expect(hsm.unblockPin({ soPin: SO_PIN })).rejects.toMatchObject({ code: 'PIN_TRIES_LOW' });
+    await expect(hsm.changeSoPin(SO_PIN, SO_PIN_2)).rejects.toMatchObject({ code: 'PIN_TRIES_LOW' });
+    await expect(hsm.initialize({ soPin: SO_PIN, userPin: PIN })).rejects.toMatchObject({
+      code: 'PIN_TRIES_LOW',
+    });
+    expect(watch.pinApdus.length).toBe(before);
+    expect(tries(card).soPinTries).toBe(1);
+    watch.begin('changeSoPin', [SO_PIN, SO_PIN_2]);
+    await hsm.changeSoPin(SO_PIN, SO_PIN_2, { force: true });
+    expect(tries(card).soPinTries).toBe(15);
+    expect(watch.problems).toEqual([]);
+  });
+
+  it('a blocked SO-PIN is reported without sending it', async () => {
+    const state = JSON.parse(states.ready) as { soPinTries: number };
+    state.soPinTries = 0;
+    const card = VirtualSmartCardHsm.deserialize(JSON.stringify(state));
+    const watch = new PinWatch(card);
+    const hsm = await SmartCardHsm.open(watch);
+    for (const f of [
+      () => hsm.unblockPin({ soPin: SO_PIN, force: true }),
+      () => hsm.changeSoPin(SO_PIN, SO_PIN_2, { force: true }),
+      () => hsm.initialize({ soPin: SO_PIN, userPin: PIN, force: true }),
+    ]) {
+      await expect(f()).rejects.toMatchObject({ code: 'PIN_BLOCKED' });
+    }
+    expect(watch.pinApdus).toEqual([]);
+  });
+});
