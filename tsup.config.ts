@@ -9,6 +9,8 @@ export default defineConfig([
     clean: true,
     target: 'node20',
     external: ['pcsclite'],
+    // import.meta.url in the CommonJS build: the lazy loaders (src/webcrypto/core.ts, src/x509/lib.ts) use it
+    shims: true,
   },
   {
     entry: { cli: 'src/cli/main.ts' },
@@ -17,5 +19,11 @@ export default defineConfig([
     target: 'node20',
     external: ['pcsclite'],
     banner: { js: '#!/usr/bin/env node' },
+    // Code splitting (tsup's default for ESM): each command is a chunk that cli.js imports only to
+    // run it (src/cli/registry.ts); `--help` loads cli.js and the command metadata alone.
+    splitting: true,
+    esbuildOptions(options) {
+      options.chunkNames = 'cli-chunks/[name]-[hash]';
+    },
   },
 ]);

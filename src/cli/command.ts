@@ -16,7 +16,12 @@ export interface OptionSpec {
   help: string;
 }
 
-export interface Command {
+/**
+ * What a command is, without its implementation: its name, arguments and options, and what
+ * `--help` says. Each command module `X.ts` takes it from `X.meta.ts`, which the registry
+ * (src/cli/registry.ts) imports: the help and the command list load no implementation.
+ */
+export interface CommandSpec {
   /** `status`, `dkek create`, … */
   name: string;
   summary: string;
@@ -29,6 +34,9 @@ export interface Command {
   positionals?: [number, number];
   /** Examples in `--help`. */
   examples?: string[];
+}
+
+export interface Command extends CommandSpec {
   /** Runs the command; the return value is the `--json` document. */
   run(ctx: Ctx, v: Values, positionals: string[]): Promise<unknown>;
 }
@@ -81,7 +89,7 @@ function parseError(e: unknown): CliError {
   return new CliError('USAGE_ERROR', 'the arguments could not be parsed');
 }
 
-export function parseCommandArgs(cmd: Command, argv: string[]): Parsed {
+export function parseCommandArgs(cmd: CommandSpec, argv: string[]): Parsed {
   const specs = { ...GLOBAL_OPTIONS, ...(cmd.options ?? {}) };
   const options: Record<string, { type: 'string' | 'boolean'; multiple?: boolean; short?: string }> = {};
   for (const [k, s] of Object.entries(specs)) {
@@ -137,7 +145,7 @@ export function exitCodeHelp(): string[] {
   return EXIT_TABLE.map(([c, t]) => `  ${c}  ${t}`);
 }
 
-export function commandHelp(cmd: Command): string {
+export function commandHelp(cmd: CommandSpec): string {
   const lines = [`Usage: sc-hsm-ts ${cmd.name}${cmd.args ? ` ${cmd.args}` : ''} [options]`, '', cmd.summary];
   if (cmd.description) lines.push('', cmd.description);
   if (cmd.options && Object.keys(cmd.options).length) lines.push('', 'Options:', ...optionLines(cmd.options));

@@ -6,70 +6,15 @@
 import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { type Command, commandHelp, exitCodeHelp, parseCommandArgs } from './command.js';
-import { backup } from './commands/backup/backup.js';
-import { importKey } from './commands/backup/import-key.js';
-import { restore } from './commands/backup/restore.js';
-import { unwrap } from './commands/backup/unwrap.js';
-import { wrap } from './commands/backup/wrap.js';
-import { certExport, certImport, certSelfSign, csr } from './commands/cert.js';
-import { demo, setDemoRunner } from './commands/demo.js';
-import { apdu } from './commands/device/apdu.js';
-import { doctor } from './commands/device/doctor.js';
-import { dump } from './commands/device/dump.js';
-import { init } from './commands/device/init.js';
-import { readers } from './commands/device/readers.js';
-import { status } from './commands/device/status.js';
-import { dkekCreate } from './commands/dkek/create.js';
-import { dkekImport } from './commands/dkek/import.js';
-import { dkekInspect } from './commands/dkek/inspect.js';
-import { dkekResplit } from './commands/dkek/resplit.js';
-import { deleteKey } from './commands/keys/delete.js';
-import { keygen } from './commands/keys/keygen.js';
-import { keys } from './commands/keys/list.js';
-import { pinChange, pinStatus, pinUnblock, pinVerify, soPinChange } from './commands/pin/pin.js';
-import { simServe } from './commands/sim/serve.js';
-import { verifyDevice } from './commands/verify-device.js';
-import { wrappedExport } from './commands/wrapped/export.js';
-import { wrappedInspect } from './commands/wrapped/inspect.js';
-import { Ctx, type GlobalOptions } from './context.js';
-import { openDevice } from './device.js';
+import { Ctx, type DeviceOpener, type GlobalOptions } from './context.js';
 import { CliError, EXIT, errorInfo, exitCodeFor } from './exit-codes.js';
 import { type CliIo, Output, processIo } from './io.js';
+import { COMMANDS, type CommandEntry, commandSpec } from './registry.js';
 
-export const COMMANDS: Command[] = [
-  readers,
-  status,
-  init,
-  dkekCreate,
-  dkekImport,
-  dkekInspect,
-  dkekResplit,
-  keys,
-  keygen,
-  deleteKey,
-  wrap,
-  unwrap,
-  backup,
-  restore,
-  importKey,
-  wrappedInspect,
-  wrappedExport,
-  pinVerify,
-  pinChange,
-  pinUnblock,
-  pinStatus,
-  soPinChange,
-  dump,
-  verifyDevice,
-  csr,
-  certSelfSign,
-  certImport,
-  certExport,
-  simServe,
-  doctor,
-  demo,
-  apdu,
-];
+export { COMMANDS };
+
+/** Opens the card (src/cli/device.ts, which loads the library) when a command first needs it. */
+const openDevice: DeviceOpener = async (ctx, o) => (await import('./device.js')).openDevice(ctx, o);
 
 export const VERSION = '0.1.0';
 
@@ -95,7 +40,7 @@ function topHelp(): string {
 }
 
 /** Finds the command named by the first one or two words. */
-function findCommand(argv: string[]): { cmd?: Command; rest: string[] } {
+function findCommand(argv: string[]): { cmd?: CommandEntry; rest: string[] } {
   const two = `${argv[0]} ${argv[1]}`;
   const c2 = COMMANDS.find((c) => c.name === two);
   if (c2) return { cmd: c2, rest: argv.slice(2) };
@@ -111,7 +56,7 @@ export async function runCli(argv: string[], io: CliIo = processIo()): Promise<n
     if (argv[1]) {
       const { cmd } = findCommand(argv.slice(1));
       if (cmd) {
-        io.stdout.write(commandHelp(cmd));
+        io.stdout.write(commandHelp(await commandSpec(cmd)));
         return EXIT.OK;
       }
     }
@@ -136,13 +81,14 @@ export async function runCli(argv: string[], io: CliIo = processIo()): Promise<n
         'sc-hsm-ts --help lists the commands',
       );
     }
-    const parsed = parseCommandArgs(cmd, rest);
+    const spec = await commandSpec(cmd);
+    const parsed = parseCommandArgs(spec, rest);
     if (parsed.help) {
-      io.stdout.write(commandHelp(cmd));
+      io.stdout.write(commandHelp(spec));
       return EXIT.OK;
     }
     ctx = new Ctx(io, parsed.g, openDevice);
-    const data = await cmd.run(ctx, parsed.values, parsed.positionals);
+    const data = await (await load(cmd)).run(ctx, parsed.values, parsed.positionals);
     const errors = await ctx.finish();
     if (errors.length) throw errors[0];
     if (ctx.g.json) ctx.out.writeJson(data ?? {});
@@ -164,7 +110,12 @@ export async function runCli(argv: string[], io: CliIo = processIo()): Promise<n
   }
 }
 
-setDemoRunner(runCli);
+/** A command's implementation; the demo runs the real commands, through {@link runCli}. */
+async function load(entry: CommandEntry): Promise<Command> {
+  const cmd = await entry.load();
+  if (cmd.name === 'demo') (await import('./commands/demo.js')).setDemoRunner(runCli);
+  return cmd;
+}
 
 function isMain(): boolean {
   try {

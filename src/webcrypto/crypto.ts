@@ -11,11 +11,11 @@
  * ```
  */
 import { webcrypto } from 'node:crypto';
-import { Crypto as CoreCrypto, SubtleCrypto as CoreSubtleCrypto } from 'webcrypto-core';
 import { ScHsmError } from '../errors.js';
 import type { KeyInfo, SmartCardHsm } from '../sc-hsm/session.js';
 import { bytesEqual, fromHex, toHex } from '../util/bytes.js';
 import { curveByName } from '../util/curves.js';
+import { lazyBase } from './core.js';
 import {
   curveSize,
   type HsmAlgorithmName,
@@ -36,6 +36,10 @@ import {
   rsaKeyAlgorithm,
   USAGES,
 } from './providers.js';
+
+// webcrypto-core's classes, loaded when the first ScHsmCrypto is constructed (src/webcrypto/core.ts)
+const CoreCrypto = lazyBase((core) => core.Crypto);
+const CoreSubtleCrypto = lazyBase((core) => core.SubtleCrypto);
 
 /** `subtle` of {@link ScHsmCrypto}: the HSM providers plus node's WebCrypto for everything else. */
 export class ScHsmSubtleCrypto extends CoreSubtleCrypto {

@@ -12,13 +12,18 @@
  *   `CExx`), a `SoftwareKey` that also names the device key.
  * - {@link NativeKey}: any other key (AES, HMAC, HKDF, PBKDF2, Ed25519, X25519), a node WebCrypto
  *   key wrapped so that webcrypto-core accepts it.
+ *
+ * webcrypto-core itself is loaded when the first key is created (src/webcrypto/core.ts).
  */
 import { createPublicKey, type KeyObject, type webcrypto } from 'node:crypto';
-import { CryptoKey as CoreCryptoKey } from 'webcrypto-core';
 import { ScHsmError } from '../errors.js';
 import type { SmartCardHsm } from '../sc-hsm/session.js';
 import { CURVES, type CurveInfo, type CurveName, curveByName } from '../util/curves.js';
 import { tlv } from '../util/tlv.js';
+import { lazyBase } from './core.js';
+
+/** webcrypto-core's `CryptoKey`, loaded on first use. */
+const CoreCryptoKey = lazyBase((core) => core.CryptoKey);
 
 /** WebCrypto key usage (`sign`, `verify`, `deriveBits`, …). */
 export type KeyUsage = webcrypto.KeyUsage;

@@ -20,21 +20,13 @@ import {
   publicEncrypt,
   webcrypto,
 } from 'node:crypto';
-import {
-  type CryptoKey as CoreCryptoKey,
-  EcdhProvider,
-  EcdsaProvider,
-  OperationError,
-  ProviderCrypto,
-  RsaOaepProvider,
-  RsaPssProvider,
-  RsaSsaProvider,
-} from 'webcrypto-core';
+import type { CryptoKey as CoreCryptoKey, ProviderCrypto } from 'webcrypto-core';
 import { ScHsmError } from '../errors.js';
 import { oaepUnpad } from '../sc-hsm/padding.js';
 import type { SignMechanism, SmartCardHsm } from '../sc-hsm/session.js';
 import type { CurveInfo } from '../util/curves.js';
 import { readAll, readTlv } from '../util/tlv.js';
+import { lazyBase, loadCore } from './core.js';
 import {
   type Algorithm,
   type WebCryptoKey as CryptoKey,
@@ -65,6 +57,14 @@ import {
   WEB_CURVE_NAMES,
   webCurveName,
 } from './keys.js';
+
+// webcrypto-core's provider classes, loaded on first use (src/webcrypto/core.ts)
+const EcdsaProvider = lazyBase((core) => core.EcdsaProvider);
+const EcdhProvider = lazyBase((core) => core.EcdhProvider);
+const RsaSsaProvider = lazyBase((core) => core.RsaSsaProvider);
+const RsaPssProvider = lazyBase((core) => core.RsaPssProvider);
+const RsaOaepProvider = lazyBase((core) => core.RsaOaepProvider);
+const CoreProviderCrypto = lazyBase((core) => core.ProviderCrypto);
 
 /** Extra members of a key generation dictionary: where and under which name the card keeps the key. */
 export interface HsmKeyGenExtras {
@@ -472,7 +472,7 @@ export class HsmEcdhProvider extends EcdhProvider {
     }
     if (length === null || length === undefined) return arrayBuffer(secret);
     if (length > secret.length * 8)
-      throw new OperationError(`length: at most ${secret.length * 8} bits for this curve`);
+      throw new (loadCore().OperationError)(`length: at most ${secret.length * 8} bits for this curve`);
     return arrayBuffer(secret.slice(0, length / 8));
   }
 
@@ -886,7 +886,7 @@ function wrapResult(r: webcrypto.CryptoKey | webcrypto.CryptoKeyPair): CryptoKey
  * A provider that hands one algorithm to node's WebCrypto, keys wrapped as {@link NativeKey}.
  * node makes every check itself, so the public entry points are overridden directly.
  */
-export class NodeProvider extends ProviderCrypto {
+export class NodeProvider extends CoreProviderCrypto {
   readonly usages: KeyUsage[] = [
     'sign',
     'verify',

@@ -6,38 +6,17 @@
  * that `pkcs15-tool --dump` and PKCS#11 applications show it with the key's label and ID.
  *
  * Host-only helpers over the session (guide/style.md: CSR building stays outside the session).
+ * @peculiar/x509 is loaded on the first call that needs it (src/x509/lib.ts).
  */
-import 'reflect-metadata';
 import { createPublicKey } from 'node:crypto';
-import {
-  AsnEcSignatureFormatter,
-  BasicConstraintsExtension,
-  type Extension,
-  KeyUsageFlags,
-  KeyUsagesExtension,
-  Name,
-  PemConverter,
-  Pkcs10CertificateRequest,
-  Pkcs10CertificateRequestGenerator,
-  SubjectKeyIdentifierExtension,
-  X509Certificate,
-  X509CertificateGenerator,
-} from '@peculiar/x509';
+import type { Extension, Name, Pkcs10CertificateRequest, X509Certificate } from '@peculiar/x509';
 import { ScHsmError } from '../errors.js';
 import { decodeKeyDescription, encodeKeyDescription, KEY_ACCESS } from '../pkcs15/index.js';
 import { PREFIX } from '../sc-hsm/constants.js';
 import type { SmartCardHsm } from '../sc-hsm/session.js';
-import { CURVES } from '../util/curves.js';
 import { ScHsmCrypto } from '../webcrypto/crypto.js';
-import { curveSize, type HsmAlgorithmName, webCurveName } from '../webcrypto/keys.js';
-
-// @peculiar/x509 converts WebCrypto's r‖s to DER by the curve's size and knows only P-256/384/521
-// and K-256 (32 bytes otherwise): teach it every curve of the card.
-for (const c of CURVES) {
-  const name = webCurveName(c.name);
-  if (!AsnEcSignatureFormatter.namedCurveSize.has(name))
-    AsnEcSignatureFormatter.namedCurveSize.set(name, curveSize(c));
-}
+import type { HsmAlgorithmName } from '../webcrypto/keys.js';
+import { x509 } from './lib.js';
 
 /** Access flags OpenSC writes into the PRKD once a certificate is stored (0x1D, spec §6.2). */
 export const STORED_CERT_ACCESS =
@@ -91,7 +70,7 @@ function subjectName(subject: string): Name {
     );
   }
   try {
-    return new Name(subject);
+    return new (x509().Name)(subject);
   } catch (e) {
     throw new ScHsmError(
       'INVALID_ARGUMENT',
@@ -139,7 +118,7 @@ async function signer(hsm: SmartCardHsm, keyRef: number, o: SigningOptions) {
 }
 
 function encoded(der: ArrayBuffer, tag: string): Encoded {
-  return { der: new Uint8Array(der), pem: `${PemConverter.encode(der, tag)}\n` };
+  return { der: new Uint8Array(der), pem: `${x509().PemConverter.encode(der, tag)}\n` };
 }
 
 /**
@@ -152,7 +131,7 @@ export async function createCsr(
 ): Promise<Encoded & { request: Pkcs10CertificateRequest }> {
   const name = subjectName(o.subject);
   const { crypto, pair, signingAlgorithm } = await signer(hsm, o.keyRef, o);
-  const request = await Pkcs10CertificateRequestGenerator.create(
+  const request = await x509().Pkcs10CertificateRequestGenerator.create(
     {
       name,
       keys: { privateKey: pair.privateKey, publicKey: pair.publicKey } as unknown as CryptoKeyPair,
@@ -184,6 +163,13 @@ export async function selfSignCertificate(
     }
   }
   const { crypto, pair, signingAlgorithm, info } = await signer(hsm, o.keyRef, o);
+  const {
+    BasicConstraintsExtension,
+    KeyUsageFlags,
+    KeyUsagesExtension,
+    SubjectKeyIdentifierExtension,
+    X509CertificateGenerator,
+  } = x509();
   const ca = o.ca ?? true;
   const usage = ca
     ? KeyUsageFlags.keyCertSign | KeyUsageFlags.cRLSign | KeyUsageFlags.digitalSignature
@@ -225,7 +211,7 @@ export function certificateDer(derOrPem: Uint8Array | string): Uint8Array {
     der = derOrPem;
   }
   try {
-    new X509Certificate(der);
+    new (x509().X509Certificate)(der);
   } catch (e) {
     throw new ScHsmError('MALFORMED_DATA', 'not an X.509 certificate (DER or PEM)', { cause: e });
   }
@@ -244,7 +230,7 @@ export async function importCertificate(
   derOrPem: Uint8Array | string,
 ): Promise<{ der: Uint8Array; subject: string; certificate: X509Certificate }> {
   const der = certificateDer(derOrPem);
-  const certificate = new X509Certificate(der);
+  const certificate = new (x509().X509Certificate)(der);
   const info = await hsm.keyInfo(keyRef);
   if (info.type === 'aes')
     throw new ScHsmError(
@@ -295,12 +281,14 @@ export async function exportCertificate(hsm: SmartCardHsm, keyRef: number): Prom
       `key reference ${keyRef} has no X.509 certificate (CE${keyRef.toString(16).padStart(2, '0').toUpperCase()} holds only the key generation request)`,
     );
   }
-  return `${PemConverter.encode(der.slice().buffer as ArrayBuffer, 'CERTIFICATE')}\n`;
+  return `${x509().PemConverter.encode(der.slice().buffer as ArrayBuffer, 'CERTIFICATE')}\n`;
 }
 
 /** Reads a PEM or DER certificate request (for tests and tools). */
 export function parseCsr(derOrPem: Uint8Array | string): Pkcs10CertificateRequest {
-  return new Pkcs10CertificateRequest(typeof derOrPem === 'string' ? derOrPem : new Uint8Array(derOrPem));
+  return new (x509().Pkcs10CertificateRequest)(
+    typeof derOrPem === 'string' ? derOrPem : new Uint8Array(derOrPem),
+  );
 }
 
 type CryptoKeyPair = import('node:crypto').webcrypto.CryptoKeyPair;

@@ -10,32 +10,11 @@ import {
   type SigningOptions,
   selfSignCertificate,
 } from '../../x509/index.js';
-import { type Command, SECRET_HELP } from '../command.js';
+import type { Command } from '../command.js';
 import { type Ctx, flag, reqInt, reqStr, str, type Values } from '../context.js';
 import { CliError } from '../exit-codes.js';
 import { readHostFile, refuseOverwrite, writeAtomic } from '../files.js';
-
-const PIN = { type: 'string', arg: 'SECRET', help: `user PIN (${SECRET_HELP})` } as const;
-const KEY_REF = {
-  type: 'string',
-  arg: 'N',
-  help: 'key reference of the key pair (see `sc-hsm-ts keys`)',
-} as const;
-const SUBJECT = {
-  type: 'string',
-  arg: 'DN',
-  help: 'subject, e.g. "CN=Example Root CA, O=Example, C=DE"',
-} as const;
-const HASH = {
-  type: 'string',
-  arg: 'HASH',
-  help: 'signature hash: sha256 (default), sha384, sha512, sha1',
-} as const;
-const PSS = {
-  type: 'boolean',
-  help: 'RSA keys: sign with RSA-PSS (salt length = hash length) instead of PKCS#1 v1.5',
-} as const;
-const FORCE = { type: 'boolean', help: 'replace an existing output file' } as const;
+import { certExportSpec, certImportSpec, certSelfSignSpec, csrSpec } from './meta.js';
 
 function signingOptions(v: Values): SigningOptions {
   const o: SigningOptions = {};
@@ -68,21 +47,7 @@ async function output(ctx: Ctx, v: Values, text: string, what: string): Promise<
 }
 
 export const csr: Command = {
-  name: 'csr',
-  summary: 'Create a PKCS#10 certificate request (CSR) for a device key, signed on the device.',
-  description: 'The request is written as PEM to --out (atomically) or to stdout.',
-  options: {
-    'key-ref': KEY_REF,
-    subject: SUBJECT,
-    out: { type: 'string', arg: 'FILE', help: 'PEM output file' },
-    hash: HASH,
-    pss: PSS,
-    force: FORCE,
-    pin: PIN,
-  },
-  examples: [
-    'sc-hsm-ts csr --key-ref 1 --subject "CN=Example Issuing CA, O=Example" --out ca.csr --pin env:PIN',
-  ],
+  ...csrSpec,
   async run(ctx, v) {
     const keyRef = reqInt(v, 'key-ref', 1, 255);
     const subject = reqStr(v, 'subject', 'e.g. "CN=Example CA"');
@@ -97,27 +62,7 @@ export const csr: Command = {
 };
 
 export const certSelfSign: Command = {
-  name: 'cert self-sign',
-  summary: 'Create a self-signed certificate (a root CA by default) for a device key, signed on the device.',
-  description:
-    'The certificate is written as PEM to --out (atomically) or to stdout. With --store it is also\n' +
-    'stored beside the key (as `cert import` does). --end-entity makes a non-CA certificate.',
-  options: {
-    'key-ref': KEY_REF,
-    subject: SUBJECT,
-    days: { type: 'string', arg: 'D', help: 'validity in days (1-36500)' },
-    out: { type: 'string', arg: 'FILE', help: 'PEM output file' },
-    serial: { type: 'string', arg: 'HEX', help: 'serial number (default: 16 random bytes)' },
-    'end-entity': { type: 'boolean', help: 'no CA basic constraints; key usage for signatures' },
-    store: { type: 'boolean', help: 'also store the certificate on the device for the key' },
-    hash: HASH,
-    pss: PSS,
-    force: FORCE,
-    pin: PIN,
-  },
-  examples: [
-    'sc-hsm-ts cert self-sign --key-ref 1 --subject "CN=Example Root CA" --days 3650 --out root.pem --store',
-  ],
+  ...certSelfSignSpec,
   async run(ctx, v) {
     const keyRef = reqInt(v, 'key-ref', 1, 255);
     const subject = reqStr(v, 'subject', 'e.g. "CN=Example Root CA"');
@@ -156,17 +101,7 @@ export const certSelfSign: Command = {
 };
 
 export const certImport: Command = {
-  name: 'cert import',
-  args: 'FILE',
-  positionals: [1, 1],
-  summary:
-    'Store a certificate (PEM or DER) for a device key, as OpenSC does, so PKCS#11 applications find it.',
-  description:
-    "The certificate must carry the key's public key. It goes to CExx and the key description\n" +
-    '(C4xx) is rewritten with the subject name and access flags (spec §6.2). An earlier\n' +
-    'certificate of the key is replaced.',
-  options: { 'key-ref': KEY_REF, pin: PIN },
-  examples: ['sc-hsm-ts cert import ca.pem --key-ref 1 --pin env:PIN'],
+  ...certImportSpec,
   async run(ctx, v, positionals) {
     const path = positionals[0]!;
     const keyRef = reqInt(v, 'key-ref', 1, 255);
@@ -180,14 +115,7 @@ export const certImport: Command = {
 };
 
 export const certExport: Command = {
-  name: 'cert export',
-  summary: 'Print (or write with --out) the certificate stored for a device key, as PEM. Needs no PIN.',
-  options: {
-    'key-ref': KEY_REF,
-    out: { type: 'string', arg: 'FILE', help: 'PEM output file' },
-    force: FORCE,
-  },
-  examples: ['sc-hsm-ts cert export --key-ref 1 > ca.pem'],
+  ...certExportSpec,
   async run(ctx, v) {
     const keyRef = reqInt(v, 'key-ref', 1, 255);
     const hsm = await ctx.hsm();

@@ -10,6 +10,7 @@ import type { Command } from '../command.js';
 import { CliError } from '../exit-codes.js';
 import { spkiFingerprint } from '../format.js';
 import type { CliIo } from '../io.js';
+import { demoSpec } from './meta.js';
 
 type Runner = (argv: string[], io: CliIo) => Promise<number>;
 
@@ -24,15 +25,7 @@ const SO_PIN = '3537363231383830';
 const DKEK_PASSWORD = 'demo-share-password';
 
 export const demo: Command = {
-  name: 'demo',
-  summary:
-    'The whole operator guide, step by step, on fresh virtual SmartCard-HSMs (nothing real is touched).',
-  description: [
-    'Creates a DKEK share, initializes a virtual HSM, imports the share, generates RSA-2048 and EC P-256',
-    'keys, lists them (key references vs IDs), signs and verifies, backs the keys up, restores them',
-    'onto a second virtual HSM with the same share, signs there with the same public key, locks the',
-    'user PIN with wrong tries and unblocks it with the SO-PIN. Test PINs: 648219 / 3537363231383830.',
-  ].join('\n'),
+  ...demoSpec,
   async run(ctx) {
     if (!runner) throw new CliError('INTERNAL_ERROR', 'demo runner not set');
     const run = runner;

@@ -5,16 +5,10 @@
 import { verifyDeviceAuthenticity } from '../../x509/device-auth.js';
 import type { Command } from '../command.js';
 import { EXIT } from '../exit-codes.js';
+import { verifyDeviceSpec } from './meta.js';
 
 export const verifyDevice: Command = {
-  name: 'verify-device',
-  summary:
-    'Check that the device is a genuine SmartCard-HSM: its certificate chain up to the SmartCard-HSM Root CA.',
-  description:
-    'Verdicts: genuine (chain verifies up to DESRCACC100001), virtual (the sc-hsm-ts virtual card),\n' +
-    'untrusted (ends at an unknown root), broken (a signature does not verify). Exit 0 for genuine,\n' +
-    'and for virtual when the device is the virtual card (--sim); otherwise exit 1. Needs no PIN.',
-  examples: ['sc-hsm-ts verify-device', 'sc-hsm-ts verify-device --json'],
+  ...verifyDeviceSpec,
   async run(ctx) {
     const d = await ctx.open();
     const r = await verifyDeviceAuthenticity(d.hsm);

@@ -7,24 +7,11 @@ import { flag } from '../../context.js';
 import { CliError } from '../../exit-codes.js';
 import { readHostFile, refuseOverwrite, writeAtomic } from '../../files.js';
 import { kcvText, sha256Hex, spkiFingerprint } from '../../format.js';
+import { backupSpec } from '../meta.js';
 import { MANIFEST, MANIFEST_FORMAT, type Manifest, type ManifestKey } from './manifest.js';
-import { PIN_OPTION } from './wrap.js';
 
 export const backup: Command = {
-  name: 'backup',
-  args: 'DIR',
-  positionals: [1, 1],
-  summary:
-    'Back up every key: one .bin wrap file per key plus manifest.json (device KCV, per key ref, ID, label, type, SHA-256).',
-  description:
-    'Files are written atomically; before success is reported every file is read back, its hash\n' +
-    'compared and its key blob decoded and checked against the device\u2019s key check value.\n' +
-    'The backup is useless without the DKEK share files and their passwords: keep them apart.',
-  options: {
-    force: { type: 'boolean', help: 'write into a directory that already holds a backup' },
-    pin: PIN_OPTION,
-  },
-  examples: ['sc-hsm-ts backup /media/backup/ca-hsm --pin env:PIN'],
+  ...backupSpec,
   async run(ctx, v, [dir]) {
     const d = dir!;
     await refuseOverwrite(join(d, MANIFEST), flag(v, 'force'), 'backup manifest');

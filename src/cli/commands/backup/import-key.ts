@@ -5,48 +5,16 @@ import { intrinsicKeyId } from '../../../sc-hsm/session.js';
 import { checkLabel } from '../../../sc-hsm/validate.js';
 import { bytesEqual, toHex, wipe } from '../../../util/bytes.js';
 import { curveByName } from '../../../util/curves.js';
-import { type Command, SECRET_HELP } from '../../command.js';
+import type { Command } from '../../command.js';
 import { flag, list, reqInt, reqStr, str } from '../../context.js';
 import { readDkek } from '../../dkek-input.js';
 import { CliError } from '../../exit-codes.js';
 import { readHostFile } from '../../files.js';
 import { kcvText, parseHexArg, spkiFingerprint } from '../../format.js';
-import { PIN_OPTION } from './wrap.js';
+import { importKeySpec } from '../meta.js';
 
 export const importKey: Command = {
-  name: 'import-key',
-  args: 'FILE.pem',
-  positionals: [1, 1],
-  summary: 'Put an existing RSA or EC private key (PEM/DER, PKCS#8 or traditional) onto the device.',
-  description: [
-    'The device only accepts keys wrapped under its DKEK, so the DKEK share files and their passwords',
-    'are needed: the key blob is built on this computer (encryptKeyBlob), checked against the device\u2019s',
-    'key check value, and unwrapped onto --key-ref with a PKCS#15 description (label, ID).',
-  ].join('\n'),
-  options: {
-    'key-ref': { type: 'string', arg: 'N', help: 'free key reference 1-255' },
-    label: { type: 'string', arg: 'LABEL', help: 'key label (1-32 bytes)' },
-    id: { type: 'string', arg: 'HEX', help: 'PKCS#15 ID (default: SHA-1 of the public key, as OpenSC)' },
-    dkek: {
-      type: 'string',
-      multiple: true,
-      arg: 'FILE.pbe',
-      help: 'DKEK share file (all shares of the device)',
-    },
-    password: {
-      type: 'string',
-      multiple: true,
-      arg: 'SECRET',
-      help: `password per --dkek file, same order (${SECRET_HELP})`,
-    },
-    'key-password': {
-      type: 'string',
-      arg: 'SECRET',
-      help: `passphrase of an encrypted PEM (${SECRET_HELP})`,
-    },
-    force: { type: 'boolean', help: 'replace a key at --key-ref' },
-    pin: PIN_OPTION,
-  },
+  ...importKeySpec,
   async run(ctx, v, [file]) {
     const keyRef = reqInt(v, 'key-ref', 1, 255);
     const label = reqStr(v, 'label');

@@ -6,27 +6,13 @@ import { CliError } from '../../exit-codes.js';
 import { readHostFile } from '../../files.js';
 import { kcvText, sha256Hex } from '../../format.js';
 import { type WrapFileInfo, wrapFileInfo } from '../../wrapfile-info.js';
+import { restoreSpec } from '../meta.js';
 import { type ManifestKey, readManifest } from './manifest.js';
-import { PIN_OPTION } from './wrap.js';
 
 type Action = 'restore' | 'present' | 'complete' | 'replace';
 
 export const restore: Command = {
-  name: 'restore',
-  args: 'DIR',
-  positionals: [1, 1],
-  summary: 'Restore a backup directory onto this (or a replacement) device.',
-  description: [
-    'Checked before anything is written: every file\u2019s SHA-256 against the manifest, every blob\u2019s key',
-    'check value and the device\u2019s DKEK key check value against the manifest, and that each key',
-    'reference is free. A key reference already holding the same key (same public key) is left as it',
-    'is, so an interrupted restore is completed by running it again. A reference holding another key',
-    'is refused unless --force (which replaces it after confirmation).',
-  ].join('\n'),
-  options: {
-    force: { type: 'boolean', help: 'replace different keys at the backup\u2019s key references' },
-    pin: PIN_OPTION,
-  },
+  ...restoreSpec,
   async run(ctx, v, [dir]) {
     const d = dir!;
     const force = flag(v, 'force');

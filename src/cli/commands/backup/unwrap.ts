@@ -5,21 +5,10 @@ import { CliError } from '../../exit-codes.js';
 import { readHostFile } from '../../files.js';
 import { kcvText } from '../../format.js';
 import { wrapFileInfo } from '../../wrapfile-info.js';
-import { PIN_OPTION } from './wrap.js';
+import { unwrapSpec } from '../meta.js';
 
 export const unwrap: Command = {
-  name: 'unwrap',
-  args: 'FILE.bin',
-  positionals: [1, 1],
-  summary: 'Import a key from a .bin wrap file onto the device (sc-hsm-tool --unwrap-key).',
-  description:
-    'Before anything is written the file\u2019s key check value is compared with the device\u2019s DKEK and the\n' +
-    'key reference is checked to be free; --force replaces a key there (after confirmation).',
-  options: {
-    'key-ref': { type: 'string', arg: 'N', help: 'key reference to restore the key to' },
-    force: { type: 'boolean', help: 'replace a key at that key reference' },
-    pin: PIN_OPTION,
-  },
+  ...unwrapSpec,
   async run(ctx, v, [file]) {
     const keyRef = reqInt(v, 'key-ref', 1, 255);
     const force = flag(v, 'force');

@@ -1,21 +1,12 @@
-import { type Command, SECRET_HELP } from '../../command.js';
+import type { Command } from '../../command.js';
 import { flag, reqInt, reqStr } from '../../context.js';
 import { refuseOverwrite, writeAtomic } from '../../files.js';
 import { kcvText, sha256Hex } from '../../format.js';
 import { wrapFileInfo } from '../../wrapfile-info.js';
-
-export const PIN_OPTION = { type: 'string', arg: 'SECRET', help: `user PIN (${SECRET_HELP})` } as const;
+import { wrapSpec } from '../meta.js';
 
 export const wrap: Command = {
-  name: 'wrap',
-  summary: 'Export one key encrypted under the DKEK into a .bin file (sc-hsm-tool --wrap-key format).',
-  options: {
-    'key-ref': { type: 'string', arg: 'N', help: 'key reference (first column of `sc-hsm-ts keys`)' },
-    out: { type: 'string', arg: 'FILE.bin', help: 'output file (must not exist unless --force)' },
-    force: { type: 'boolean', help: 'replace an existing output file' },
-    pin: PIN_OPTION,
-  },
-  examples: ['sc-hsm-ts wrap --key-ref 1 --out key1.bin --pin env:PIN'],
+  ...wrapSpec,
   async run(ctx, v) {
     const keyRef = reqInt(v, 'key-ref', 1, 255);
     const out = reqStr(v, 'out', 'the .bin file to write');

@@ -3,14 +3,10 @@ import { toHex } from '../../../util/bytes.js';
 import type { Command } from '../../command.js';
 import { CliError } from '../../exit-codes.js';
 import { parseHexArg } from '../../format.js';
+import { apduSpec } from '../meta.js';
 
 export const apdu: Command = {
-  name: 'apdu',
-  args: 'HEX…',
-  positionals: [1, 64],
-  summary: 'Send raw command APDUs after selecting the applet; print each status word and data.',
-  description: '61xx answers are followed with GET RESPONSE. Use --trace to keep the transcript.',
-  examples: ['sc-hsm-ts apdu 0020008100   # user PIN status, costs no try'],
+  ...apduSpec,
   async run(ctx, _v, hexes) {
     const cmds = hexes.map((h, i) => {
       const b = parseHexArg(h);

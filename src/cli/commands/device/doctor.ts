@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { listReaders } from '../../../apdu/readers.js';
 import type { Command } from '../../command.js';
 import { exists } from '../../files.js';
+import { doctorSpec } from '../meta.js';
 
 export interface Check {
   name: string;
@@ -164,10 +165,7 @@ export async function runChecks(): Promise<Check[]> {
 }
 
 export const doctor: Command = {
-  name: 'doctor',
-  summary:
-    'Check the host: pcscd and its socket, readers, the Nitrokey on USB, udev rule, OpenSC PKCS#11 module, vpcd latency.',
-  description: 'Each check prints its result and, when not ok, the fix. Exit code 1 when a check failed.',
+  ...doctorSpec,
   async run(ctx) {
     const checks = await runChecks();
     const o = ctx.out;

@@ -1,16 +1,5 @@
 import { X509Certificate } from 'node:crypto';
-import {
-  cvcPublicKeyToSpki,
-  decodeCertificateDescription,
-  decodeCvRequest,
-  decodeDataObjectDescription,
-  decodeDeviceCertificateFile,
-  decodeKeyDescription,
-  decodeTokenInfo,
-  type KeyDescription,
-} from '../../../pkcs15/index.js';
-import { EF, PIN_SO, PIN_USER, PREFIX } from '../../../sc-hsm/constants.js';
-import { certificateSpki } from '../../../sc-hsm/session.js';
+import { type DumpData, gatherDump } from '../../../sc-hsm/dump.js';
 import { toHex } from '../../../util/bytes.js';
 import { type Command, SECRET_HELP } from '../../command.js';
 import {
@@ -39,6 +28,106 @@ function certJson(der: Uint8Array): Record<string, unknown> {
   }
 }
 
+const fidText = (fid: number) => fid.toString(16).toUpperCase();
+
+/** The `--json` shape of `dump` (docs/cli.md), from the library's DumpData. */
+function dumpJson(
+  dd: DumpData,
+  d: { reader: string; atr?: Uint8Array },
+  apduCount: number,
+): Record<string, unknown> {
+  const device: Record<string, unknown> = {
+    reader: d.reader,
+    atr: d.atr,
+    version: `${dd.applet.version.major}.${dd.applet.version.minor}`,
+    options: dd.applet.options,
+    optionNames: optionLines(dd.applet.options),
+    initialized: dd.initialized,
+  };
+  if (dd.deviceChr !== undefined) {
+    device.deviceChr = dd.deviceChr;
+    device.serial = dd.serial;
+  }
+  if (dd.deviceCertificatesError !== undefined) device.deviceCertificates = 'unreadable';
+  if (dd.label !== undefined) device.label = dd.label;
+  const chain: Record<string, unknown>[] = [];
+  const dc = dd.deviceCertificates;
+  if (dc)
+    for (const c of [dc.device, dc.issuer])
+      if (c)
+        chain.push({
+          chr: c.chr,
+          car: c.car,
+          effectiveDate: c.effectiveDate,
+          expirationDate: c.expirationDate,
+        });
+  const keys = dd.keys.map((key) => {
+    const k: Record<string, unknown> = { keyRef: key.keyRef };
+    if (key.descriptionError) k.descriptionError = key.descriptionError;
+    const desc = key.description;
+    if (desc) {
+      Object.assign(k, {
+        label: desc.label,
+        id: desc.id,
+        type: desc.kind,
+        bits: desc.bits,
+        objectFlags: desc.objectFlags,
+        usage: desc.usage,
+        usageNames: usageNames(desc.usage),
+        access: desc.access,
+        authId: desc.authId,
+        native: desc.native,
+      });
+    }
+    if (key.certificate) k.certificate = certJson(key.certificate);
+    if (key.publicKey) k.publicKeySha256 = spkiFingerprint(key.publicKey);
+    if (key.publicKeyError) k.publicKeyError = key.publicKeyError;
+    return k;
+  });
+  const certificates = dd.caCertificates.map((ca) => {
+    const c: Record<string, unknown> = { fid: fidText(ca.fid) };
+    const cd = ca.description;
+    if (cd) Object.assign(c, { label: cd.label, id: cd.id, authority: cd.authority });
+    if (ca.certificate) Object.assign(c, certJson(ca.certificate));
+    return c;
+  });
+  const dataObjects = dd.dataObjects.map((x) => {
+    if (x.kind === 'description') {
+      const o: Record<string, unknown> = { fid: fidText(x.fid) };
+      const dd = x.description;
+      if (dd)
+        Object.assign(o, {
+          label: dd.label,
+          applicationName: dd.applicationName,
+          applicationOid: dd.applicationOid,
+          path: dd.path,
+          private: Boolean(dd.objectFlags & 1),
+        });
+      if (x.error) o.error = x.error;
+      return o;
+    }
+    const o: Record<string, unknown> = { fid: fidText(x.fid), private: x.private };
+    if (x.read) {
+      o.size = x.data?.length;
+      if (x.error) o.error = x.error;
+    } else o.note = 'PIN-protected: add --pin to read';
+    return o;
+  });
+  const user = dd.userPin;
+  const so = dd.soPin;
+  return {
+    device,
+    userPin: user ? { state: user.state, triesLeft: user.triesLeft } : undefined,
+    soPin: so ? { state: so.state, triesLeft: so.triesLeft } : undefined,
+    dkek: dd.dkek,
+    keys,
+    certificates,
+    dataObjects,
+    deviceCertificates: chain,
+    apduCount,
+  };
+}
+
 export const dump: Command = {
   name: 'dump',
   summary:
@@ -58,168 +147,10 @@ export const dump: Command = {
   async run(ctx, v) {
     const d = await ctx.open();
     const hsm = d.hsm;
-    const so = await hsm.pinStatus(PIN_SO);
-    const initialized = so.state !== 'not-initialized';
-    const user = initialized ? await hsm.pinStatus(PIN_USER) : undefined;
-    if (initialized && v.pin !== undefined) await ctx.login(hsm, v);
-    const dkek = initialized ? await hsm.dkekStatus() : undefined;
-    const fids = initialized ? await hsm.enumerate() : [];
-    const read = async (fid: number) => {
-      try {
-        return await hsm.readFile(fid);
-      } catch {
-        return undefined;
-      }
-    };
-    const ef2f02 = await read(EF.DEVICE_CERTIFICATES);
-    const ef2f03 = initialized ? await read(EF.TOKEN_INFO) : undefined;
-    const device: Record<string, unknown> = {
-      reader: d.reader,
-      atr: d.atr,
-      version: `${hsm.info.version.major}.${hsm.info.version.minor}`,
-      options: hsm.info.options,
-      optionNames: optionLines(hsm.info.options),
-      initialized,
-    };
-    const chain: Record<string, unknown>[] = [];
-    if (ef2f02?.length) {
-      try {
-        const dc = decodeDeviceCertificateFile(ef2f02);
-        device.deviceChr = dc.device.chr;
-        device.serial = dc.device.chr.length > 5 ? dc.device.chr.slice(0, -5) : dc.device.chr;
-        for (const c of [dc.device, dc.issuer])
-          if (c)
-            chain.push({
-              chr: c.chr,
-              car: c.car,
-              effectiveDate: c.effectiveDate,
-              expirationDate: c.expirationDate,
-            });
-      } catch {
-        device.deviceCertificates = 'unreadable';
-      }
-    }
-    if (ef2f03?.length) {
-      try {
-        device.label = decodeTokenInfo(ef2f03).label;
-      } catch {
-        // no readable label
-      }
-    }
-    const byPrefix = (p: number) =>
-      fids
-        .filter((f) => f >> 8 === p)
-        .map((f) => f & 0xff)
-        .sort((a, b) => a - b);
-    const keys: Record<string, unknown>[] = [];
-    const keyRefs = byPrefix(PREFIX.KEY).filter((r) => r !== 0);
-    for (const ref of keyRefs) {
-      const k: Record<string, unknown> = { keyRef: ref };
-      let desc: KeyDescription | undefined;
-      if (fids.includes((PREFIX.PRKD << 8) | ref)) {
-        const raw = await read((PREFIX.PRKD << 8) | ref);
-        try {
-          if (raw) desc = decodeKeyDescription(raw);
-        } catch {
-          k.descriptionError = 'unreadable key description';
-        }
-      }
-      if (desc) {
-        Object.assign(k, {
-          label: desc.label,
-          id: desc.id,
-          type: desc.kind,
-          bits: desc.bits,
-          objectFlags: desc.objectFlags,
-          usage: desc.usage,
-          usageNames: usageNames(desc.usage),
-          access: desc.access,
-          authId: desc.authId,
-          native: desc.native,
-        });
-      }
-      if (fids.includes((PREFIX.EE_CERTIFICATE << 8) | ref)) {
-        const ce = await read((PREFIX.EE_CERTIFICATE << 8) | ref);
-        try {
-          if (ce?.[0] === 0x30) {
-            k.certificate = certJson(ce);
-            k.publicKeySha256 = spkiFingerprint(certificateSpki(ce));
-          } else if (ce) {
-            const spki = cvcPublicKeyToSpki(decodeCvRequest(ce).certificate.publicKey);
-            k.publicKeySha256 = spkiFingerprint(spki);
-          }
-        } catch {
-          k.publicKeyError = 'unreadable certificate or request';
-        }
-      }
-      keys.push(k);
-    }
-    const certificates: Record<string, unknown>[] = [];
-    for (const n of byPrefix(PREFIX.CA_CERTIFICATE)) {
-      const c: Record<string, unknown> = {
-        fid: ((PREFIX.CA_CERTIFICATE << 8) | n).toString(16).toUpperCase(),
-      };
-      if (fids.includes((PREFIX.CD << 8) | n)) {
-        const raw = await read((PREFIX.CD << 8) | n);
-        try {
-          if (raw) {
-            const cd = decodeCertificateDescription(raw);
-            Object.assign(c, { label: cd.label, id: cd.id, authority: cd.authority });
-          }
-        } catch {
-          // description unreadable
-        }
-      }
-      const der = await read((PREFIX.CA_CERTIFICATE << 8) | n);
-      if (der) Object.assign(c, certJson(der));
-      certificates.push(c);
-    }
-    const dataObjects: Record<string, unknown>[] = [];
-    for (const n of byPrefix(PREFIX.DCOD)) {
-      const raw = await read((PREFIX.DCOD << 8) | n);
-      const o: Record<string, unknown> = { fid: ((PREFIX.DCOD << 8) | n).toString(16).toUpperCase() };
-      try {
-        if (raw) {
-          const dd = decodeDataObjectDescription(raw);
-          Object.assign(o, {
-            label: dd.label,
-            applicationName: dd.applicationName,
-            applicationOid: dd.applicationOid,
-            path: dd.path,
-            private: Boolean(dd.objectFlags & 1),
-          });
-        }
-      } catch {
-        o.error = 'unreadable description';
-      }
-      dataObjects.push(o);
-    }
-    for (const [prefix, isPrivate] of [
-      [PREFIX.DATA_PUBLIC, false],
-      [PREFIX.DATA_PRIVATE, true],
-    ] as const) {
-      for (const n of byPrefix(prefix)) {
-        const fid = (prefix << 8) | n;
-        const o: Record<string, unknown> = { fid: fid.toString(16).toUpperCase(), private: isPrivate };
-        if (!isPrivate || v.pin !== undefined) {
-          const data = await read(fid);
-          o.size = data?.length;
-          if (data === undefined) o.error = 'not readable';
-        } else o.note = 'PIN-protected: add --pin to read';
-        dataObjects.push(o);
-      }
-    }
-    const result = {
-      device,
-      userPin: user ? { state: user.state, triesLeft: user.triesLeft } : undefined,
-      soPin: initialized ? { state: so.state, triesLeft: so.triesLeft } : undefined,
-      dkek,
-      keys,
-      certificates,
-      dataObjects,
-      deviceCertificates: chain,
-      apduCount: hsm.apduCount,
-    };
+    const dd = await gatherDump(hsm, v.pin !== undefined ? { login: () => ctx.login(hsm, v) } : {});
+    const result = dumpJson(dd, d, hsm.apduCount);
+    const device = result.device as Record<string, unknown>;
+    const { userPin: user, soPin: so, dkek } = dd;
     const out = ctx.out;
     out.heading('Device');
     out.kv('Reader', d.reader, 16);
@@ -230,21 +161,25 @@ export const dump: Command = {
     out.kv('Options', optionLines(hsm.info.options).join('; ') || 'none', 16);
     out.line('');
     out.heading('PINs and DKEK');
-    if (!initialized) out.line('Device not initialized.');
+    if (!dd.initialized) out.line('Device not initialized.');
     else {
       out.kv(
         'User PIN',
         `${user?.state}${user?.triesLeft !== undefined ? `, ${user.triesLeft} tries left` : ''}`,
         16,
       );
-      out.kv('SO-PIN', `${so.state}${so.triesLeft !== undefined ? `, ${so.triesLeft} tries left` : ''}`, 16);
+      out.kv(
+        'SO-PIN',
+        `${so?.state}${so?.triesLeft !== undefined ? `, ${so.triesLeft} tries left` : ''}`,
+        16,
+      );
       out.kv(
         'DKEK',
         dkek ? `${dkek.total} share(s), ${dkek.outstanding} outstanding, KCV ${kcvText(dkek.kcv)}` : 'none',
         16,
       );
     }
-    for (const k of keys) {
+    for (const k of result.keys as Record<string, unknown>[]) {
       out.line('');
       out.line(`Private ${String(k.type ?? 'unknown').toUpperCase()} Key [${k.label ?? ''}]`);
       const row = (a: string, b: string) => out.line(`\t${a.padEnd(15)}: ${b}`);
@@ -259,6 +194,7 @@ export const dump: Command = {
       const c = k.certificate as Record<string, unknown> | undefined;
       if (c) row('Certificate', `${c.subject} (issuer ${c.issuer}, ${c.notBefore} .. ${c.notAfter})`);
     }
+    const certificates = result.certificates as Record<string, unknown>[];
     if (certificates.length) {
       out.line('');
       out.heading('Certificates');
@@ -267,6 +203,7 @@ export const dump: Command = {
           `  ${c.fid} [${c.label ?? ''}] ${c.subject ?? ''} issuer ${c.issuer ?? ''} ${c.notBefore ?? ''} .. ${c.notAfter ?? ''}`,
         );
     }
+    const dataObjects = result.dataObjects as Record<string, unknown>[];
     if (dataObjects.length) {
       out.line('');
       out.heading('Data objects');
@@ -275,6 +212,7 @@ export const dump: Command = {
           `  ${o.fid} ${o.label ? `[${o.label}] ` : ''}${o.private ? 'private' : 'public'}${o.size !== undefined ? `, ${o.size} bytes` : ''}${o.note ? `, ${o.note}` : ''}`,
         );
     }
+    const chain = result.deviceCertificates as Record<string, unknown>[];
     if (chain.length) {
       out.line('');
       out.heading('Device certificate chain');

@@ -1,40 +1,13 @@
 import { randomBytes } from 'node:crypto';
 import { checkLabel, checkRetryCounter, parseSoPin, parseUserPin } from '../../../sc-hsm/validate.js';
-import { type Command, SECRET_HELP } from '../../command.js';
+import type { Command } from '../../command.js';
 import { flag, int, reqStr } from '../../context.js';
 import { CliError } from '../../exit-codes.js';
+import { initSpec } from '../meta.js';
 import { printStatus } from './status.js';
 
 export const init: Command = {
-  name: 'init',
-  summary: 'Initialize (or re-initialize) the device: SO-PIN, user PIN, label, DKEK shares. ERASES ALL KEYS.',
-  description: [
-    'Everything is checked on this computer before anything is sent: the SO-PIN is exactly 16 hex',
-    'characters (a malformed SO-PIN would make the device unusable), the user PIN 6-15 characters, the',
-    'retry counter at most 3/5/10 for PINs of 6/7/8+ characters. On a device that is already initialized',
-    '--so-pin must be the current SO-PIN (it cannot be changed here: use so-pin change).',
-    '',
-    '--dkek-shares N  N >= 1: the DKEK is made of N share files (dkek create / dkek import): keys can be',
-    '                 backed up and restored onto a replacement device. 0: the card makes a random DKEK:',
-    '                 keys can never leave this device. Omitted: no DKEK at all, no backup possible.',
-    'With PC/SC the reader must be named (--reader) because this step erases the device.',
-  ].join('\n'),
-  options: {
-    'so-pin': { type: 'string', arg: 'SECRET', help: `SO-PIN, 16 hex characters (${SECRET_HELP})` },
-    pin: { type: 'string', arg: 'SECRET', help: `initial user PIN, 6-15 characters (${SECRET_HELP})` },
-    label: { type: 'string', arg: 'LABEL', help: 'token label (1-32 bytes)' },
-    'dkek-shares': {
-      type: 'string',
-      arg: 'N',
-      help: 'number of DKEK shares (0 = random DKEK, keys never leave the device)',
-    },
-    'pin-retry': { type: 'string', arg: 'N', help: 'user PIN retry counter (default 3)' },
-    'generate-so-pin': {
-      type: 'boolean',
-      help: 'generate a random SO-PIN and print it once (first initialization only)',
-    },
-  },
-  examples: ['sc-hsm-ts init --reader 0 --so-pin env:SO_PIN --pin env:PIN --label CA-1 --dkek-shares 1'],
+  ...initSpec,
   async run(ctx, v) {
     const label = reqStr(v, 'label', 'the token label');
     checkLabel(label, 'token label');

@@ -4,6 +4,7 @@ import type { Command } from '../../command.js';
 import type { Ctx } from '../../context.js';
 import { openSimCard } from '../../device.js';
 import { table } from '../../io.js';
+import { readersSpec } from '../meta.js';
 
 interface ReaderRow {
   index: number;
@@ -35,11 +36,7 @@ async function simRows(ctx: Ctx, path: string): Promise<ReaderRow[]> {
 }
 
 export const readers: Command = {
-  name: 'readers',
-  summary: 'List the PC/SC readers and whether each holds a SmartCard-HSM (and whether it is initialized).',
-  description:
-    'The number in the first column is what --reader takes. Looking at a SmartCard-HSM selects its applet,\n' +
-    'which logs out a PIN another program verified.',
+  ...readersSpec,
   async run(ctx) {
     let rows: ReaderRow[];
     if (ctx.g.sim !== undefined) rows = await simRows(ctx, ctx.g.sim);

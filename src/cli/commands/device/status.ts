@@ -2,6 +2,7 @@ import type { DeviceStatus } from '../../../sc-hsm/session.js';
 import type { Command } from '../../command.js';
 import type { Ctx } from '../../context.js';
 import { kcvText } from '../../format.js';
+import { statusSpec } from '../meta.js';
 
 const OPTION_TEXT: [number, string][] = [
   [0x0001, 'User PIN reset with SO-PIN enabled'],
@@ -61,11 +62,7 @@ export function printStatus(ctx: Ctx, st: DeviceStatus, reader?: string): void {
 }
 
 export const status: Command = {
-  name: 'status',
-  summary:
-    'Firmware, options, PIN tries, DKEK shares and key check value, label and serial (what bare sc-hsm-tool shows).',
-  description: 'Costs no PIN try and needs no PIN.',
-  examples: ['sc-hsm-ts status', 'sc-hsm-ts status --json'],
+  ...statusSpec,
   async run(ctx) {
     const d = await ctx.open();
     const st = await d.hsm.status();

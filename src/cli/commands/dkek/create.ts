@@ -1,12 +1,13 @@
 import { randomBytes } from 'node:crypto';
 import { encryptDkekShare, keyCheckValue, splitPassword } from '../../../dkek/index.js';
 import { bytesEqual, wipe } from '../../../util/bytes.js';
-import { type Command, SECRET_HELP } from '../../command.js';
+import type { Command } from '../../command.js';
 import { int } from '../../context.js';
 import { formatCustodianShare } from '../../dkek-input.js';
 import { CliError } from '../../exit-codes.js';
 import { readHostFile, refuseOverwrite, writeAtomic } from '../../files.js';
 import { kcvText } from '../../format.js';
+import { dkekCreateSpec } from '../meta.js';
 
 /** A random 8-byte password as sc-hsm-tool makes it (top bit clear); first byte non-zero so that sc-hsm-tool can rebuild it. */
 function randomSharePassword(): Uint8Array {
@@ -18,28 +19,7 @@ function randomSharePassword(): Uint8Array {
 }
 
 export const dkekCreate: Command = {
-  name: 'dkek create',
-  args: 'FILE.pbe',
-  positionals: [1, 1],
-  summary:
-    'Create a DKEK share file (32 random bytes, password-encrypted, sc-hsm-tool --create-dkek-share format).',
-  description: [
-    'The share is made on this computer from node:crypto randomBytes and written to FILE.pbe, which must',
-    'not exist. Keep the file and its password apart and safe: without them wrapped keys cannot be',
-    'restored. With --threshold T --total N the password is a random 8-byte value split into N',
-    'custodian shares of which any T recover it (printed once, like sc-hsm-tool; give each custodian',
-    'their block, it is also the file format `dkek import --shares` reads).',
-  ].join('\n'),
-  options: {
-    password: {
-      type: 'string',
-      arg: 'SECRET',
-      help: `password for the file, at least 6 characters (${SECRET_HELP})`,
-    },
-    threshold: { type: 'string', arg: 'T', help: 'password shares needed to recover the password (2..N)' },
-    total: { type: 'string', arg: 'N', help: 'number of password shares (custodians), at least 3' },
-  },
-  examples: ['sc-hsm-ts dkek create dkek-share-1.pbe --password env:DKEK_PASSWORD'],
+  ...dkekCreateSpec,
   async run(ctx, v, [file]) {
     const path = file!;
     const threshold = int(v, 'threshold', 2, 255);

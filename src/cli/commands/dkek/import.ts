@@ -1,32 +1,14 @@
 import { keyCheckValue } from '../../../dkek/index.js';
 import { bytesEqual, wipe } from '../../../util/bytes.js';
-import { type Command, SECRET_HELP } from '../../command.js';
+import type { Command } from '../../command.js';
 import { list, str } from '../../context.js';
 import { readDkekShare } from '../../dkek-input.js';
 import { CliError } from '../../exit-codes.js';
 import { kcvText } from '../../format.js';
+import { dkekImportSpec } from '../meta.js';
 
 export const dkekImport: Command = {
-  name: 'dkek import',
-  args: 'FILE.pbe',
-  positionals: [1, 1],
-  summary: 'Import a DKEK share into the device (sc-hsm-tool --import-dkek-share).',
-  description: [
-    'The password is given with --password, or rebuilt from custodians\u2019 password shares with',
-    '--shares FILE (repeat for each share; the text blocks `dkek create --threshold` printed).',
-    'Before the slow key derivation the device is checked to be waiting for a share; importing the',
-    'same share twice (which would cancel it out) is refused where it can be detected.',
-  ].join('\n'),
-  options: {
-    password: { type: 'string', arg: 'SECRET', help: `password of the share file (${SECRET_HELP})` },
-    shares: {
-      type: 'string',
-      multiple: true,
-      arg: 'FILE',
-      help: 'a custodian\u2019s password share (text file)',
-    },
-  },
-  examples: ['sc-hsm-ts dkek import dkek-share-1.pbe --password env:DKEK_PASSWORD'],
+  ...dkekImportSpec,
   async run(ctx, v, [file]) {
     const shareFiles = list(v, 'shares');
     if (shareFiles.length > 0 && v.password !== undefined) {

@@ -5,26 +5,10 @@ import { list, reqInt } from '../../context.js';
 import { formatCustodianShare, readCustodianShares, readDkekShare } from '../../dkek-input.js';
 import { CliError } from '../../exit-codes.js';
 import { kcvText } from '../../format.js';
+import { dkekResplitSpec } from '../meta.js';
 
 export const dkekResplit: Command = {
-  name: 'dkek resplit',
-  args: 'FILE.pbe',
-  positionals: [1, 1],
-  summary:
-    'New custodian set: rebuild the password from old password shares and split it anew. The share file is untouched.',
-  description:
-    'The old shares are first checked by decrypting FILE.pbe with the rebuilt password; only then are\n' +
-    'the new shares printed. The old shares stay valid too: destroy them after the handover.',
-  options: {
-    shares: {
-      type: 'string',
-      multiple: true,
-      arg: 'FILE',
-      help: 'an old custodian\u2019s password share (text file)',
-    },
-    threshold: { type: 'string', arg: 'T', help: 'new threshold (2..N)' },
-    total: { type: 'string', arg: 'N', help: 'new number of shares (at least 3)' },
-  },
+  ...dkekResplitSpec,
   async run(ctx, v, [file]) {
     const shareFiles = list(v, 'shares');
     if (shareFiles.length < 2)

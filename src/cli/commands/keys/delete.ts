@@ -1,15 +1,11 @@
 import { toHex } from '../../../util/bytes.js';
-import { type Command, SECRET_HELP } from '../../command.js';
+import type { Command } from '../../command.js';
 import { reqInt } from '../../context.js';
 import { keyTypeText } from '../../format.js';
+import { deleteKeySpec } from '../meta.js';
 
 export const deleteKey: Command = {
-  name: 'delete-key',
-  summary: 'Delete a key, its description and its certificate (asks for confirmation).',
-  options: {
-    'key-ref': { type: 'string', arg: 'N', help: 'key reference (first column of `sc-hsm-ts keys`)' },
-    pin: { type: 'string', arg: 'SECRET', help: `user PIN (${SECRET_HELP})` },
-  },
+  ...deleteKeySpec,
   async run(ctx, v) {
     const keyRef = reqInt(v, 'key-ref', 1, 255);
     const hsm = await ctx.hsm();

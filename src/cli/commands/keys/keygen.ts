@@ -1,7 +1,8 @@
-import { type Command, SECRET_HELP } from '../../command.js';
+import type { Command } from '../../command.js';
 import { int, reqStr, str } from '../../context.js';
 import { CliError } from '../../exit-codes.js';
 import { parseHexArg, spkiFingerprint } from '../../format.js';
+import { keygenSpec } from '../meta.js';
 
 const RSA_BITS = [1024, 1536, 2048, 3072, 4096];
 
@@ -46,20 +47,7 @@ export function parseKeyType(s: string): KeySpec {
 }
 
 export const keygen: Command = {
-  name: 'keygen',
-  summary: 'Generate a key pair (or AES key) on the device and write its PKCS#15 description as OpenSC does.',
-  options: {
-    type: {
-      type: 'string',
-      arg: 'TYPE',
-      help: 'rsa:1024|1536|2048|3072|4096, ec:prime256v1|secp384r1|secp521r1|brainpoolP256r1|…, aes:128|192|256',
-    },
-    label: { type: 'string', arg: 'LABEL', help: 'key label (1-32 bytes)' },
-    id: { type: 'string', arg: 'HEX', help: 'PKCS#15 ID (default: SHA-1 of the public key, as OpenSC)' },
-    'key-ref': { type: 'string', arg: 'N', help: 'key reference 1-255 (default: the lowest free one)' },
-    pin: { type: 'string', arg: 'SECRET', help: `user PIN (${SECRET_HELP})` },
-  },
-  examples: ['sc-hsm-ts keygen --type rsa:2048 --label ca-key --pin env:PIN'],
+  ...keygenSpec,
   async run(ctx, v) {
     const spec = parseKeyType(reqStr(v, 'type', 'e.g. rsa:2048 or ec:prime256v1'));
     const label = reqStr(v, 'label');

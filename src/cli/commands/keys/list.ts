@@ -4,6 +4,7 @@ import type { Command } from '../../command.js';
 import type { Ctx } from '../../context.js';
 import { keyJson, keyTypeText, usageNames } from '../../format.js';
 import { table } from '../../io.js';
+import { keysSpec } from '../meta.js';
 
 export const KEY_REF_NOTE =
   'Note: --key-ref is the number in the first column (the key reference, the low byte of the key file CCxx,\n' +
@@ -29,10 +30,7 @@ export function printKeys(ctx: Ctx, keys: KeyInfo[]): void {
 }
 
 export const keys: Command = {
-  name: 'keys',
-  summary:
-    'List every key: key reference, PKCS#15 ID and label side by side, type, size or curve, usage, certificate.',
-  description: 'This is the "Determine Key References" step of the guide. Needs no PIN.',
+  ...keysSpec,
   async run(ctx) {
     const list = await (await ctx.hsm()).listKeys();
     printKeys(ctx, list);

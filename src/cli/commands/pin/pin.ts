@@ -1,14 +1,11 @@
 import { parseSoPin, parseUserPin } from '../../../sc-hsm/validate.js';
-import { type Command, SECRET_HELP } from '../../command.js';
+import type { Command } from '../../command.js';
 import { flag } from '../../context.js';
 import { CliError } from '../../exit-codes.js';
-
-const PIN = { type: 'string', arg: 'SECRET', help: `user PIN (${SECRET_HELP})` } as const;
-const SO_PIN = { type: 'string', arg: 'SECRET', help: `SO-PIN, 16 hex characters (${SECRET_HELP})` } as const;
+import { pinChangeSpec, pinStatusSpec, pinUnblockSpec, pinVerifySpec, soPinChangeSpec } from '../meta.js';
 
 export const pinStatus: Command = {
-  name: 'pin status',
-  summary: 'Tries left for the user PIN and the SO-PIN (costs no try).',
+  ...pinStatusSpec,
   async run(ctx) {
     const st = await (await ctx.hsm()).status();
     const o = ctx.out;
@@ -30,9 +27,7 @@ export const pinStatus: Command = {
 };
 
 export const pinVerify: Command = {
-  name: 'pin verify',
-  summary: 'Check the user PIN. The tries left are read first; a blocked PIN or one try left is not sent.',
-  options: { pin: PIN },
+  ...pinVerifySpec,
   async run(ctx, v) {
     const hsm = await ctx.hsm();
     await ctx.login(hsm, v);
@@ -42,12 +37,7 @@ export const pinVerify: Command = {
 };
 
 export const pinChange: Command = {
-  name: 'pin change',
-  summary: 'Change the user PIN (also replaces a transport PIN).',
-  options: {
-    pin: { ...PIN, help: `current user PIN (${SECRET_HELP})` },
-    'new-pin': { ...PIN, help: `new user PIN, 6-15 characters (${SECRET_HELP})` },
-  },
+  ...pinChangeSpec,
   async run(ctx, v) {
     const old = await ctx.secret(v.pin, { option: 'pin', prompt: 'Current user PIN' });
     parseUserPin(old, 'current user PIN');
@@ -65,18 +55,7 @@ export const pinChange: Command = {
 };
 
 export const pinUnblock: Command = {
-  name: 'pin unblock',
-  summary:
-    'Unblock the user PIN with the SO-PIN and set a new user PIN (pkcs11-tool --login-type so --init-pin).',
-  description:
-    'With --reset-only the retry counter is reset and the old PIN stays. The SO-PIN has 15 tries and a\n' +
-    'blocked SO-PIN cannot be recovered: its tries left are checked first and one try left is refused\n' +
-    'without --last-try.',
-  options: {
-    'so-pin': SO_PIN,
-    'new-pin': { ...PIN, help: `new user PIN, 6-15 characters (${SECRET_HELP})` },
-    'reset-only': { type: 'boolean', help: 'only reset the retry counter, keep the current user PIN' },
-  },
+  ...pinUnblockSpec,
   async run(ctx, v) {
     const resetOnly = flag(v, 'reset-only');
     if (resetOnly && v['new-pin'] !== undefined)
@@ -110,13 +89,7 @@ export const pinUnblock: Command = {
 };
 
 export const soPinChange: Command = {
-  name: 'so-pin change',
-  summary: 'Change the SO-PIN (both exactly 16 hex characters).',
-  description: 'Record the new SO-PIN before you run this: a lost SO-PIN cannot be recovered.',
-  options: {
-    'so-pin': { ...SO_PIN, help: `current SO-PIN (${SECRET_HELP})` },
-    'new-so-pin': { ...SO_PIN, help: `new SO-PIN, 16 hex characters (${SECRET_HELP})` },
-  },
+  ...soPinChangeSpec,
   async run(ctx, v) {
     const old = await ctx.secret(v['so-pin'], { option: 'so-pin', prompt: 'Current SO-PIN' });
     parseSoPin(old, 'current SO-PIN');

@@ -4,23 +4,10 @@ import { reqStr, str } from '../../context.js';
 import { openSimCard } from '../../device.js';
 import { CliError } from '../../exit-codes.js';
 import { writeAtomic } from '../../files.js';
+import { simServeSpec } from '../meta.js';
 
 export const simServe: Command = {
-  name: 'sim serve',
-  summary: 'Put the virtual SmartCard-HSM into pcscd (vsmartcard vpcd driver); state saved on every change.',
-  description: [
-    'Runs until SIGINT/SIGTERM. pcscd then shows a reader "Virtual PCD 00 00" with the virtual card,',
-    'usable by OpenSC (pkcs11-tool, sc-hsm-tool) and by this tool without --sim.',
-  ].join('\n'),
-  options: {
-    state: { type: 'string', arg: 'FILE', help: 'state file of the virtual card (created if missing)' },
-    vpcd: {
-      type: 'string',
-      arg: 'HOST:PORT',
-      help: 'where pcscd\u2019s vpcd listens (default 127.0.0.1:35963)',
-    },
-  },
-  examples: ['sc-hsm-ts sim serve --state ca-test.json'],
+  ...simServeSpec,
   async run(ctx, v) {
     const state = reqStr(v, 'state', 'the state file');
     const target = str(v, 'vpcd') ?? '127.0.0.1:35963';

@@ -7,25 +7,10 @@ import { readDkek } from '../../dkek-input.js';
 import { CliError } from '../../exit-codes.js';
 import { readHostFile, refuseOverwrite, writeAtomic } from '../../files.js';
 import { wrapFileInfo } from '../../wrapfile-info.js';
-import { DKEK_OPTIONS } from './inspect.js';
+import { wrappedExportSpec } from '../meta.js';
 
 export const wrappedExport: Command = {
-  name: 'wrapped export',
-  args: 'FILE.bin',
-  positionals: [1, 1],
-  summary:
-    'Disaster recovery: decrypt a wrapped key with the DKEK shares and write the PRIVATE KEY in clear (PEM, mode 0600).',
-  description:
-    'Only for when no SmartCard-HSM is available any more. The key then exists outside any HSM:\n' +
-    'protect the output file and destroy it when done. Needs --i-understand-this-exports-a-private-key.',
-  options: {
-    ...DKEK_OPTIONS,
-    out: { type: 'string', arg: 'KEY.pem', help: 'output file (must not exist)' },
-    'i-understand-this-exports-a-private-key': {
-      type: 'boolean',
-      help: 'required: you know the key leaves the HSM',
-    },
-  },
+  ...wrappedExportSpec,
   async run(ctx, v, [file]) {
     if (!flag(v, 'i-understand-this-exports-a-private-key')) {
       throw new CliError(

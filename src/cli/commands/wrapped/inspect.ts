@@ -1,30 +1,16 @@
 import { X509Certificate } from 'node:crypto';
 import { decryptKeyBlob } from '../../../dkek/index.js';
 import { toHex, wipe } from '../../../util/bytes.js';
-import { type Command, SECRET_HELP } from '../../command.js';
+import type { Command } from '../../command.js';
 import { list } from '../../context.js';
 import { readDkek } from '../../dkek-input.js';
 import { readHostFile } from '../../files.js';
 import { kcvText, spkiFingerprint, usageText } from '../../format.js';
 import { wrapFileInfo } from '../../wrapfile-info.js';
-
-export const DKEK_OPTIONS = {
-  dkek: { type: 'string', multiple: true, arg: 'FILE.pbe', help: 'DKEK share file (all shares of the DKEK)' },
-  password: {
-    type: 'string',
-    multiple: true,
-    arg: 'SECRET',
-    help: `password per --dkek file, same order (${SECRET_HELP})`,
-  },
-} as const;
+import { wrappedInspectSpec } from '../meta.js';
 
 export const wrappedInspect: Command = {
-  name: 'wrapped inspect',
-  args: 'FILE.bin',
-  positionals: [1, 1],
-  summary:
-    'Show what a .bin wrap file holds: KCV, key type, algorithms, label, ID, certificate; MAC checked with --dkek.',
-  options: { ...DKEK_OPTIONS },
+  ...wrappedInspectSpec,
   async run(ctx, v, [file]) {
     const info = wrapFileInfo(await readHostFile(file!, 'wrap file'));
     const o = ctx.out;

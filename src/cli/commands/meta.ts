@@ -1,0 +1,511 @@
+/**
+ * What every command is, without its implementation: name, arguments, options and the texts of
+ * `--help`. The registry (src/cli/registry.ts) reads these; each command module in this directory
+ * adds its `run` to its spec. Kept in one module, free of imports beyond src/cli/command.ts, so that
+ * `sc-hsm-ts --help` and `COMMAND --help` load nothing else (cold start: bench/startup.bench.ts).
+ */
+
+import { type CommandSpec, SECRET_HELP } from '../command.js';
+
+// options several commands share
+const PIN = { type: 'string', arg: 'SECRET', help: `user PIN (${SECRET_HELP})` } as const;
+
+const SO_PIN = { type: 'string', arg: 'SECRET', help: `SO-PIN, 16 hex characters (${SECRET_HELP})` } as const;
+
+const KEY_REF = {
+  type: 'string',
+  arg: 'N',
+  help: 'key reference of the key pair (see `sc-hsm-ts keys`)',
+} as const;
+
+const SUBJECT = {
+  type: 'string',
+  arg: 'DN',
+  help: 'subject, e.g. "CN=Example Root CA, O=Example, C=DE"',
+} as const;
+
+const HASH = {
+  type: 'string',
+  arg: 'HASH',
+  help: 'signature hash: sha256 (default), sha384, sha512, sha1',
+} as const;
+
+const PSS = {
+  type: 'boolean',
+  help: 'RSA keys: sign with RSA-PSS (salt length = hash length) instead of PKCS#1 v1.5',
+} as const;
+
+const FORCE = { type: 'boolean', help: 'replace an existing output file' } as const;
+
+const DKEK_OPTIONS = {
+  dkek: { type: 'string', multiple: true, arg: 'FILE.pbe', help: 'DKEK share file (all shares of the DKEK)' },
+  password: {
+    type: 'string',
+    multiple: true,
+    arg: 'SECRET',
+    help: `password per --dkek file, same order (${SECRET_HELP})`,
+  },
+} as const;
+
+export const readersSpec: CommandSpec = {
+  name: 'readers',
+  summary: 'List the PC/SC readers and whether each holds a SmartCard-HSM (and whether it is initialized).',
+  description:
+    'The number in the first column is what --reader takes. Looking at a SmartCard-HSM selects its applet,\n' +
+    'which logs out a PIN another program verified.',
+};
+
+export const statusSpec: CommandSpec = {
+  name: 'status',
+  summary:
+    'Firmware, options, PIN tries, DKEK shares and key check value, label and serial (what bare sc-hsm-tool shows).',
+  description: 'Costs no PIN try and needs no PIN.',
+  examples: ['sc-hsm-ts status', 'sc-hsm-ts status --json'],
+};
+
+export const initSpec: CommandSpec = {
+  name: 'init',
+  summary: 'Initialize (or re-initialize) the device: SO-PIN, user PIN, label, DKEK shares. ERASES ALL KEYS.',
+  description: [
+    'Everything is checked on this computer before anything is sent: the SO-PIN is exactly 16 hex',
+    'characters (a malformed SO-PIN would make the device unusable), the user PIN 6-15 characters, the',
+    'retry counter at most 3/5/10 for PINs of 6/7/8+ characters. On a device that is already initialized',
+    '--so-pin must be the current SO-PIN (it cannot be changed here: use so-pin change).',
+    '',
+    '--dkek-shares N  N >= 1: the DKEK is made of N share files (dkek create / dkek import): keys can be',
+    '                 backed up and restored onto a replacement device. 0: the card makes a random DKEK:',
+    '                 keys can never leave this device. Omitted: no DKEK at all, no backup possible.',
+    'With PC/SC the reader must be named (--reader) because this step erases the device.',
+  ].join('\n'),
+  options: {
+    'so-pin': { type: 'string', arg: 'SECRET', help: `SO-PIN, 16 hex characters (${SECRET_HELP})` },
+    pin: { type: 'string', arg: 'SECRET', help: `initial user PIN, 6-15 characters (${SECRET_HELP})` },
+    label: { type: 'string', arg: 'LABEL', help: 'token label (1-32 bytes)' },
+    'dkek-shares': {
+      type: 'string',
+      arg: 'N',
+      help: 'number of DKEK shares (0 = random DKEK, keys never leave the device)',
+    },
+    'pin-retry': { type: 'string', arg: 'N', help: 'user PIN retry counter (default 3)' },
+    'generate-so-pin': {
+      type: 'boolean',
+      help: 'generate a random SO-PIN and print it once (first initialization only)',
+    },
+  },
+  examples: ['sc-hsm-ts init --reader 0 --so-pin env:SO_PIN --pin env:PIN --label CA-1 --dkek-shares 1'],
+};
+
+export const dkekCreateSpec: CommandSpec = {
+  name: 'dkek create',
+  args: 'FILE.pbe',
+  positionals: [1, 1],
+  summary:
+    'Create a DKEK share file (32 random bytes, password-encrypted, sc-hsm-tool --create-dkek-share format).',
+  description: [
+    'The share is made on this computer from node:crypto randomBytes and written to FILE.pbe, which must',
+    'not exist. Keep the file and its password apart and safe: without them wrapped keys cannot be',
+    'restored. With --threshold T --total N the password is a random 8-byte value split into N',
+    'custodian shares of which any T recover it (printed once, like sc-hsm-tool; give each custodian',
+    'their block, it is also the file format `dkek import --shares` reads).',
+  ].join('\n'),
+  options: {
+    password: {
+      type: 'string',
+      arg: 'SECRET',
+      help: `password for the file, at least 6 characters (${SECRET_HELP})`,
+    },
+    threshold: { type: 'string', arg: 'T', help: 'password shares needed to recover the password (2..N)' },
+    total: { type: 'string', arg: 'N', help: 'number of password shares (custodians), at least 3' },
+  },
+  examples: ['sc-hsm-ts dkek create dkek-share-1.pbe --password env:DKEK_PASSWORD'],
+};
+
+export const dkekImportSpec: CommandSpec = {
+  name: 'dkek import',
+  args: 'FILE.pbe',
+  positionals: [1, 1],
+  summary: 'Import a DKEK share into the device (sc-hsm-tool --import-dkek-share).',
+  description: [
+    'The password is given with --password, or rebuilt from custodians\u2019 password shares with',
+    '--shares FILE (repeat for each share; the text blocks `dkek create --threshold` printed).',
+    'Before the slow key derivation the device is checked to be waiting for a share; importing the',
+    'same share twice (which would cancel it out) is refused where it can be detected.',
+  ].join('\n'),
+  options: {
+    password: { type: 'string', arg: 'SECRET', help: `password of the share file (${SECRET_HELP})` },
+    shares: {
+      type: 'string',
+      multiple: true,
+      arg: 'FILE',
+      help: 'a custodian\u2019s password share (text file)',
+    },
+  },
+  examples: ['sc-hsm-ts dkek import dkek-share-1.pbe --password env:DKEK_PASSWORD'],
+};
+
+export const dkekInspectSpec: CommandSpec = {
+  name: 'dkek inspect',
+  args: 'FILE.pbe',
+  positionals: [1, 1],
+  summary: 'Check a DKEK share file offline: decrypt it and print its key check value (no device needed).',
+  description:
+    'For a DKEK of one share this is the KCV `status` shows; for several shares compare after importing all.',
+  options: {
+    password: { type: 'string', arg: 'SECRET', help: `password of the share file (${SECRET_HELP})` },
+    shares: {
+      type: 'string',
+      multiple: true,
+      arg: 'FILE',
+      help: 'a custodian\u2019s password share (text file)',
+    },
+  },
+};
+
+export const dkekResplitSpec: CommandSpec = {
+  name: 'dkek resplit',
+  args: 'FILE.pbe',
+  positionals: [1, 1],
+  summary:
+    'New custodian set: rebuild the password from old password shares and split it anew. The share file is untouched.',
+  description:
+    'The old shares are first checked by decrypting FILE.pbe with the rebuilt password; only then are\n' +
+    'the new shares printed. The old shares stay valid too: destroy them after the handover.',
+  options: {
+    shares: {
+      type: 'string',
+      multiple: true,
+      arg: 'FILE',
+      help: 'an old custodian\u2019s password share (text file)',
+    },
+    threshold: { type: 'string', arg: 'T', help: 'new threshold (2..N)' },
+    total: { type: 'string', arg: 'N', help: 'new number of shares (at least 3)' },
+  },
+};
+
+export const keysSpec: CommandSpec = {
+  name: 'keys',
+  summary:
+    'List every key: key reference, PKCS#15 ID and label side by side, type, size or curve, usage, certificate.',
+  description: 'This is the "Determine Key References" step of the guide. Needs no PIN.',
+};
+
+export const keygenSpec: CommandSpec = {
+  name: 'keygen',
+  summary: 'Generate a key pair (or AES key) on the device and write its PKCS#15 description as OpenSC does.',
+  options: {
+    type: {
+      type: 'string',
+      arg: 'TYPE',
+      help: 'rsa:1024|1536|2048|3072|4096, ec:prime256v1|secp384r1|secp521r1|brainpoolP256r1|…, aes:128|192|256',
+    },
+    label: { type: 'string', arg: 'LABEL', help: 'key label (1-32 bytes)' },
+    id: { type: 'string', arg: 'HEX', help: 'PKCS#15 ID (default: SHA-1 of the public key, as OpenSC)' },
+    'key-ref': { type: 'string', arg: 'N', help: 'key reference 1-255 (default: the lowest free one)' },
+    pin: { type: 'string', arg: 'SECRET', help: `user PIN (${SECRET_HELP})` },
+  },
+  examples: ['sc-hsm-ts keygen --type rsa:2048 --label ca-key --pin env:PIN'],
+};
+
+export const deleteKeySpec: CommandSpec = {
+  name: 'delete-key',
+  summary: 'Delete a key, its description and its certificate (asks for confirmation).',
+  options: {
+    'key-ref': { type: 'string', arg: 'N', help: 'key reference (first column of `sc-hsm-ts keys`)' },
+    pin: { type: 'string', arg: 'SECRET', help: `user PIN (${SECRET_HELP})` },
+  },
+};
+
+export const wrapSpec: CommandSpec = {
+  name: 'wrap',
+  summary: 'Export one key encrypted under the DKEK into a .bin file (sc-hsm-tool --wrap-key format).',
+  options: {
+    'key-ref': { type: 'string', arg: 'N', help: 'key reference (first column of `sc-hsm-ts keys`)' },
+    out: { type: 'string', arg: 'FILE.bin', help: 'output file (must not exist unless --force)' },
+    force: { type: 'boolean', help: 'replace an existing output file' },
+    pin: PIN,
+  },
+  examples: ['sc-hsm-ts wrap --key-ref 1 --out key1.bin --pin env:PIN'],
+};
+
+export const unwrapSpec: CommandSpec = {
+  name: 'unwrap',
+  args: 'FILE.bin',
+  positionals: [1, 1],
+  summary: 'Import a key from a .bin wrap file onto the device (sc-hsm-tool --unwrap-key).',
+  description:
+    'Before anything is written the file\u2019s key check value is compared with the device\u2019s DKEK and the\n' +
+    'key reference is checked to be free; --force replaces a key there (after confirmation).',
+  options: {
+    'key-ref': { type: 'string', arg: 'N', help: 'key reference to restore the key to' },
+    force: { type: 'boolean', help: 'replace a key at that key reference' },
+    pin: PIN,
+  },
+};
+
+export const backupSpec: CommandSpec = {
+  name: 'backup',
+  args: 'DIR',
+  positionals: [1, 1],
+  summary:
+    'Back up every key: one .bin wrap file per key plus manifest.json (device KCV, per key ref, ID, label, type, SHA-256).',
+  description:
+    'Files are written atomically; before success is reported every file is read back, its hash\n' +
+    'compared and its key blob decoded and checked against the device\u2019s key check value.\n' +
+    'The backup is useless without the DKEK share files and their passwords: keep them apart.',
+  options: {
+    force: { type: 'boolean', help: 'write into a directory that already holds a backup' },
+    pin: PIN,
+  },
+  examples: ['sc-hsm-ts backup /media/backup/ca-hsm --pin env:PIN'],
+};
+
+export const restoreSpec: CommandSpec = {
+  name: 'restore',
+  args: 'DIR',
+  positionals: [1, 1],
+  summary: 'Restore a backup directory onto this (or a replacement) device.',
+  description: [
+    'Checked before anything is written: every file\u2019s SHA-256 against the manifest, every blob\u2019s key',
+    'check value and the device\u2019s DKEK key check value against the manifest, and that each key',
+    'reference is free. A key reference already holding the same key (same public key) is left as it',
+    'is, so an interrupted restore is completed by running it again. A reference holding another key',
+    'is refused unless --force (which replaces it after confirmation).',
+  ].join('\n'),
+  options: {
+    force: { type: 'boolean', help: 'replace different keys at the backup\u2019s key references' },
+    pin: PIN,
+  },
+};
+
+export const importKeySpec: CommandSpec = {
+  name: 'import-key',
+  args: 'FILE.pem',
+  positionals: [1, 1],
+  summary: 'Put an existing RSA or EC private key (PEM/DER, PKCS#8 or traditional) onto the device.',
+  description: [
+    'The device only accepts keys wrapped under its DKEK, so the DKEK share files and their passwords',
+    'are needed: the key blob is built on this computer (encryptKeyBlob), checked against the device\u2019s',
+    'key check value, and unwrapped onto --key-ref with a PKCS#15 description (label, ID).',
+  ].join('\n'),
+  options: {
+    'key-ref': { type: 'string', arg: 'N', help: 'free key reference 1-255' },
+    label: { type: 'string', arg: 'LABEL', help: 'key label (1-32 bytes)' },
+    id: { type: 'string', arg: 'HEX', help: 'PKCS#15 ID (default: SHA-1 of the public key, as OpenSC)' },
+    dkek: {
+      type: 'string',
+      multiple: true,
+      arg: 'FILE.pbe',
+      help: 'DKEK share file (all shares of the device)',
+    },
+    password: {
+      type: 'string',
+      multiple: true,
+      arg: 'SECRET',
+      help: `password per --dkek file, same order (${SECRET_HELP})`,
+    },
+    'key-password': {
+      type: 'string',
+      arg: 'SECRET',
+      help: `passphrase of an encrypted PEM (${SECRET_HELP})`,
+    },
+    force: { type: 'boolean', help: 'replace a key at --key-ref' },
+    pin: PIN,
+  },
+};
+
+export const wrappedInspectSpec: CommandSpec = {
+  name: 'wrapped inspect',
+  args: 'FILE.bin',
+  positionals: [1, 1],
+  summary:
+    'Show what a .bin wrap file holds: KCV, key type, algorithms, label, ID, certificate; MAC checked with --dkek.',
+  options: { ...DKEK_OPTIONS },
+};
+
+export const wrappedExportSpec: CommandSpec = {
+  name: 'wrapped export',
+  args: 'FILE.bin',
+  positionals: [1, 1],
+  summary:
+    'Disaster recovery: decrypt a wrapped key with the DKEK shares and write the PRIVATE KEY in clear (PEM, mode 0600).',
+  description:
+    'Only for when no SmartCard-HSM is available any more. The key then exists outside any HSM:\n' +
+    'protect the output file and destroy it when done. Needs --i-understand-this-exports-a-private-key.',
+  options: {
+    ...DKEK_OPTIONS,
+    out: { type: 'string', arg: 'KEY.pem', help: 'output file (must not exist)' },
+    'i-understand-this-exports-a-private-key': {
+      type: 'boolean',
+      help: 'required: you know the key leaves the HSM',
+    },
+  },
+};
+
+export const pinStatusSpec: CommandSpec = {
+  name: 'pin status',
+  summary: 'Tries left for the user PIN and the SO-PIN (costs no try).',
+};
+
+export const pinVerifySpec: CommandSpec = {
+  name: 'pin verify',
+  summary: 'Check the user PIN. The tries left are read first; a blocked PIN or one try left is not sent.',
+  options: { pin: PIN },
+};
+
+export const pinChangeSpec: CommandSpec = {
+  name: 'pin change',
+  summary: 'Change the user PIN (also replaces a transport PIN).',
+  options: {
+    pin: { ...PIN, help: `current user PIN (${SECRET_HELP})` },
+    'new-pin': { ...PIN, help: `new user PIN, 6-15 characters (${SECRET_HELP})` },
+  },
+};
+
+export const pinUnblockSpec: CommandSpec = {
+  name: 'pin unblock',
+  summary:
+    'Unblock the user PIN with the SO-PIN and set a new user PIN (pkcs11-tool --login-type so --init-pin).',
+  description:
+    'With --reset-only the retry counter is reset and the old PIN stays. The SO-PIN has 15 tries and a\n' +
+    'blocked SO-PIN cannot be recovered: its tries left are checked first and one try left is refused\n' +
+    'without --last-try.',
+  options: {
+    'so-pin': SO_PIN,
+    'new-pin': { ...PIN, help: `new user PIN, 6-15 characters (${SECRET_HELP})` },
+    'reset-only': { type: 'boolean', help: 'only reset the retry counter, keep the current user PIN' },
+  },
+};
+
+export const soPinChangeSpec: CommandSpec = {
+  name: 'so-pin change',
+  summary: 'Change the SO-PIN (both exactly 16 hex characters).',
+  description: 'Record the new SO-PIN before you run this: a lost SO-PIN cannot be recovered.',
+  options: {
+    'so-pin': { ...SO_PIN, help: `current SO-PIN (${SECRET_HELP})` },
+    'new-so-pin': { ...SO_PIN, help: `new SO-PIN, 16 hex characters (${SECRET_HELP})` },
+  },
+};
+
+export const verifyDeviceSpec: CommandSpec = {
+  name: 'verify-device',
+  summary:
+    'Check that the device is a genuine SmartCard-HSM: its certificate chain up to the SmartCard-HSM Root CA.',
+  description:
+    'Verdicts: genuine (chain verifies up to DESRCACC100001), virtual (the sc-hsm-ts virtual card),\n' +
+    'untrusted (ends at an unknown root), broken (a signature does not verify). Exit 0 for genuine,\n' +
+    'and for virtual when the device is the virtual card (--sim); otherwise exit 1. Needs no PIN.',
+  examples: ['sc-hsm-ts verify-device', 'sc-hsm-ts verify-device --json'],
+};
+
+export const csrSpec: CommandSpec = {
+  name: 'csr',
+  summary: 'Create a PKCS#10 certificate request (CSR) for a device key, signed on the device.',
+  description: 'The request is written as PEM to --out (atomically) or to stdout.',
+  options: {
+    'key-ref': KEY_REF,
+    subject: SUBJECT,
+    out: { type: 'string', arg: 'FILE', help: 'PEM output file' },
+    hash: HASH,
+    pss: PSS,
+    force: FORCE,
+    pin: PIN,
+  },
+  examples: [
+    'sc-hsm-ts csr --key-ref 1 --subject "CN=Example Issuing CA, O=Example" --out ca.csr --pin env:PIN',
+  ],
+};
+
+export const certSelfSignSpec: CommandSpec = {
+  name: 'cert self-sign',
+  summary: 'Create a self-signed certificate (a root CA by default) for a device key, signed on the device.',
+  description:
+    'The certificate is written as PEM to --out (atomically) or to stdout. With --store it is also\n' +
+    'stored beside the key (as `cert import` does). --end-entity makes a non-CA certificate.',
+  options: {
+    'key-ref': KEY_REF,
+    subject: SUBJECT,
+    days: { type: 'string', arg: 'D', help: 'validity in days (1-36500)' },
+    out: { type: 'string', arg: 'FILE', help: 'PEM output file' },
+    serial: { type: 'string', arg: 'HEX', help: 'serial number (default: 16 random bytes)' },
+    'end-entity': { type: 'boolean', help: 'no CA basic constraints; key usage for signatures' },
+    store: { type: 'boolean', help: 'also store the certificate on the device for the key' },
+    hash: HASH,
+    pss: PSS,
+    force: FORCE,
+    pin: PIN,
+  },
+  examples: [
+    'sc-hsm-ts cert self-sign --key-ref 1 --subject "CN=Example Root CA" --days 3650 --out root.pem --store',
+  ],
+};
+
+export const certImportSpec: CommandSpec = {
+  name: 'cert import',
+  args: 'FILE',
+  positionals: [1, 1],
+  summary:
+    'Store a certificate (PEM or DER) for a device key, as OpenSC does, so PKCS#11 applications find it.',
+  description:
+    "The certificate must carry the key's public key. It goes to CExx and the key description\n" +
+    '(C4xx) is rewritten with the subject name and access flags (spec §6.2). An earlier\n' +
+    'certificate of the key is replaced.',
+  options: { 'key-ref': KEY_REF, pin: PIN },
+  examples: ['sc-hsm-ts cert import ca.pem --key-ref 1 --pin env:PIN'],
+};
+
+export const certExportSpec: CommandSpec = {
+  name: 'cert export',
+  summary: 'Print (or write with --out) the certificate stored for a device key, as PEM. Needs no PIN.',
+  options: {
+    'key-ref': KEY_REF,
+    out: { type: 'string', arg: 'FILE', help: 'PEM output file' },
+    force: FORCE,
+  },
+  examples: ['sc-hsm-ts cert export --key-ref 1 > ca.pem'],
+};
+
+export const simServeSpec: CommandSpec = {
+  name: 'sim serve',
+  summary: 'Put the virtual SmartCard-HSM into pcscd (vsmartcard vpcd driver); state saved on every change.',
+  description: [
+    'Runs until SIGINT/SIGTERM. pcscd then shows a reader "Virtual PCD 00 00" with the virtual card,',
+    'usable by OpenSC (pkcs11-tool, sc-hsm-tool) and by this tool without --sim.',
+  ].join('\n'),
+  options: {
+    state: { type: 'string', arg: 'FILE', help: 'state file of the virtual card (created if missing)' },
+    vpcd: {
+      type: 'string',
+      arg: 'HOST:PORT',
+      help: 'where pcscd\u2019s vpcd listens (default 127.0.0.1:35963)',
+    },
+  },
+  examples: ['sc-hsm-ts sim serve --state ca-test.json'],
+};
+
+export const doctorSpec: CommandSpec = {
+  name: 'doctor',
+  summary:
+    'Check the host: pcscd and its socket, readers, the Nitrokey on USB, udev rule, OpenSC PKCS#11 module, vpcd latency.',
+  description: 'Each check prints its result and, when not ok, the fix. Exit code 1 when a check failed.',
+};
+
+export const demoSpec: CommandSpec = {
+  name: 'demo',
+  summary:
+    'The whole operator guide, step by step, on fresh virtual SmartCard-HSMs (nothing real is touched).',
+  description: [
+    'Creates a DKEK share, initializes a virtual HSM, imports the share, generates RSA-2048 and EC P-256',
+    'keys, lists them (key references vs IDs), signs and verifies, backs the keys up, restores them',
+    'onto a second virtual HSM with the same share, signs there with the same public key, locks the',
+    'user PIN with wrong tries and unblocks it with the SO-PIN. Test PINs: 648219 / 3537363231383830.',
+  ].join('\n'),
+};
+
+export const apduSpec: CommandSpec = {
+  name: 'apdu',
+  args: 'HEX…',
+  positionals: [1, 64],
+  summary: 'Send raw command APDUs after selecting the applet; print each status word and data.',
+  description: '61xx answers are followed with GET RESPONSE. Use --trace to keep the transcript.',
+  examples: ['sc-hsm-ts apdu 0020008100   # user PIN status, costs no try'],
+};

@@ -1,0 +1,36 @@
+/**
+ * @peculiar/x509 (with reflect-metadata and tsyringe, which it needs), loaded on first use: it
+ * costs ~150 ms to load, and `import 'sc-hsm-ts'` must not pay for it. The load is synchronous
+ * because `certificateDer` and `parseCsr` are; @peculiar/x509 is a CommonJS package (its `main`),
+ * so `require` gives the same module instance an `import` of it does. In the CommonJS build of
+ * this package tsup's shim supplies `import.meta.url`.
+ */
+import { createRequire } from 'node:module';
+import type * as X509 from '@peculiar/x509';
+import { CURVES } from '../util/curves.js';
+import { curveSize, webCurveName } from '../webcrypto/keys.js';
+
+let lib: typeof X509 | undefined;
+
+/** @peculiar/x509, loaded now if it is not yet. */
+export function x509(): typeof X509 {
+  if (lib === undefined) {
+    const require = createRequire(import.meta.url);
+    require('reflect-metadata');
+    const loaded = require('@peculiar/x509') as typeof X509;
+    // @peculiar/x509 converts WebCrypto's r‖s to DER by the curve's size and knows only
+    // P-256/384/521 and K-256 (32 bytes otherwise): teach it every curve of the card.
+    for (const c of CURVES) {
+      const name = webCurveName(c.name);
+      if (!loaded.AsnEcSignatureFormatter.namedCurveSize.has(name))
+        loaded.AsnEcSignatureFormatter.namedCurveSize.set(name, curveSize(c));
+    }
+    lib = loaded;
+  }
+  return lib;
+}
+
+/** True once @peculiar/x509 is loaded (tests of the cold start). */
+export function isX509Loaded(): boolean {
+  return lib !== undefined;
+}
