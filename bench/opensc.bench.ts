@@ -4,11 +4,15 @@
  *
  *  - `dump` vs `pkcs15-tool --dump` on a card with 8 keys (4 RSA, 4 EC P-256), each with an X.509
  *    certificate: APDUs at the card (counted by the card), wall time of the command with Node's
- *    start (node dist/cli.js), and the dump's work inside a running process (runCli in-process)
- *    against pkcs15-tool's wall time;
+ *    start (node dist/cli.js), and the library's dump data gathering inside a running process
+ *    (the PC/SC connection open, as in any long-running program; timed: `SmartCardHsm.open` +
+ *    `gatherDump`) against pkcs15-tool's wall time;
  *  - ECDSA P-256 signatures in one long-lived session: ours vs OpenSC's PKCS#11 module driven by a
  *    C harness (bench/c/p11sign.c, compiled here), and our host overhead per signature (our time
- *    minus the card's own processing, timed inside the card) against a bare APDU round trip.
+ *    minus the card's own processing) against a bare APDU round trip. The virtual card answers from
+ *    this process, so the card times every APDU inside its process(); each signature and each bare
+ *    round trip (GET CHALLENGE, through the same transport) is timed on its own, the card's time
+ *    for it subtracted, and both take the median over all of them: measured the same way.
  *
  * pcscd needs root: run() re-invokes this file through `bash scripts/with-pcscd.sh`, which gives a
  * private pcscd in its own namespaces (so `npm run bench` must run as root, as CI does).
@@ -19,11 +23,11 @@ import { generateKeyPairSync, sign } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { PassThrough } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import type { PcscTransport } from '../src/apdu/pcsc.js';
 import { openPcsc } from '../src/apdu/readers.js';
-import { runCli } from '../src/cli/main.js';
+import { isScHsmError } from '../src/errors.js';
+import { gatherDump } from '../src/sc-hsm/dump.js';
 import { SmartCardHsm } from '../src/sc-hsm/session.js';
 import { VirtualSmartCardHsm } from '../src/sim/index.js';
 import { connectToVpcd } from '../src/sim/vpcd.js';
@@ -39,7 +43,9 @@ const PIN = '648219';
 const P11 = '/usr/lib/x86_64-linux-gnu/opensc-pkcs11.so';
 const DUMP_RUNS = 7;
 const SIGNATURES = 150;
-const ROUND_TRIPS = 500;
+/** Signature runs, ours and PKCS#11 alternating; each side's figure is the median run. */
+const SIGN_RUNS = 5;
+const ROUND_TRIPS = 300;
 
 /** A DER X.509 certificate for `spki`, signed by a throw-away software key. */
 function makeCertificate(spki: Uint8Array, cn: string): Uint8Array {
@@ -65,25 +71,23 @@ function makeCertificate(spki: Uint8Array, cn: string): Uint8Array {
   );
 }
 
-/** The card behind vpcd: counts APDUs and times its own processing of SIGN. */
+/** The card behind vpcd: counts APDUs and times its own processing of each. */
 class MeteredCard {
   apdus = 0;
-  signs = 0;
-  signNs = 0n;
+  /** Time spent inside the card's process(), all APDUs. */
+  ns = 0n;
   constructor(readonly card: VirtualSmartCardHsm) {}
   get atr() {
     return this.card.atr;
   }
   process(apdu: Uint8Array): Uint8Array {
     this.apdus++;
-    if (apdu[0] === 0x80 && apdu[1] === 0x68) {
-      const t0 = process.hrtime.bigint();
-      const r = this.card.process(apdu);
-      this.signNs += process.hrtime.bigint() - t0;
-      this.signs++;
-      return r;
+    const t0 = process.hrtime.bigint();
+    try {
+      return this.card.process(apdu);
+    } finally {
+      this.ns += process.hrtime.bigint() - t0;
     }
-    return this.card.process(apdu);
   }
   powerOn() {
     this.card.powerOn();
@@ -120,24 +124,14 @@ function runProgram(
   });
 }
 
-async function inProcessDump(): Promise<number> {
-  const sink = () => {
-    const s = new PassThrough();
-    s.resume();
-    return s;
-  };
-  const stdin = new PassThrough();
-  stdin.end();
+/** The library's dump data gathering on an open PC/SC connection: a fresh session, then gatherDump. */
+async function inProcessDump(transport: PcscTransport): Promise<number> {
   const t0 = process.hrtime.bigint();
-  const code = await runCli(['dump', '--reader', READER, '--json'], {
-    stdout: sink(),
-    stderr: sink(),
-    stdin,
-    env: { NO_COLOR: '1' },
-    isTTY: false,
-  });
+  const hsm = await SmartCardHsm.open(transport);
+  const d = await gatherDump(hsm);
   const ms = Number(process.hrtime.bigint() - t0) / 1e6;
-  if (code !== 0) throw new Error(`in-process dump exited ${code}`);
+  if (d.keys.length !== 8 || d.keys.some((k) => !k.certificate))
+    throw new Error('in-process dump incomplete');
   return ms;
 }
 
@@ -208,38 +202,14 @@ async function measure(): Promise<BenchResult[]> {
     const tOurs: number[] = [];
     const tTheirs: number[] = [];
     const tIn: number[] = [];
-    await inProcessDump(); // warm-up: modules loaded, JIT
+    await inProcessDump(transport!); // warm-up: modules loaded, JIT
     for (let i = 0; i < DUMP_RUNS; i++) {
       tOurs.push((await ours()).ms);
       tTheirs.push((await theirs()).ms);
-      tIn.push(await inProcessDump());
+      tIn.push(await inProcessDump(transport!));
     }
 
-    // ---- signatures in one session
-    const hsm = await SmartCardHsm.open(transport!);
-    await hsm.verifyPin(PIN);
-    const hash = new Uint8Array(32).fill(7);
-    await hsm.sign(ecRef, 'ECDSA', hash);
-    const s0 = { n: slot.signs, ns: slot.signNs };
-    const t0 = process.hrtime.bigint();
-    for (let i = 0; i < SIGNATURES; i++) {
-      hash[0] = i & 0xff;
-      await hsm.sign(ecRef, 'ECDSA', hash);
-    }
-    const ourPerSig = Number(process.hrtime.bigint() - t0) / 1e6 / SIGNATURES;
-    const cardPerSig = Number(slot.signNs - s0.ns) / 1e6 / (slot.signs - s0.n);
-
-    // a bare APDU round trip through the same transport (GET CHALLENGE of 8 bytes)
-    const rt: number[] = [];
-    const challenge = fromHex('0084000008');
-    for (let i = 0; i < ROUND_TRIPS; i++) {
-      const t = process.hrtime.bigint();
-      await transport!.transmit(challenge);
-      rt.push(Number(process.hrtime.bigint() - t) / 1e6);
-    }
-    const roundTrip = median(rt);
-    await hsm.logout();
-
+    // ---- signatures in one session, alternating with OpenSC's PKCS#11 module
     const exe = join(work, 'p11sign');
     execFileSync(
       'cc',
@@ -248,17 +218,66 @@ async function measure(): Promise<BenchResult[]> {
         stdio: ['ignore', 'pipe', 'pipe'],
       },
     );
-    const p11 = await runProgram(exe, [P11, PIN, String(SIGNATURES)], env);
-    const theirPerSig = Number(p11.stdout.trim().split(/\s+/)[2]);
-    if (!Number.isFinite(theirPerSig)) throw new Error(`p11sign printed ${p11.stdout}`);
+    const hsm = await SmartCardHsm.open(transport!);
+    await hsm.verifyPin(PIN);
+    const hash = new Uint8Array(32).fill(7);
+    await hsm.sign(ecRef, 'ECDSA', hash); // warm-up (key info read and cached)
+    const challenge = fromHex('0084000008');
+    const ourRuns: number[] = [];
+    const theirRuns: number[] = [];
+    const cardRuns: number[] = [];
+    const overheads: number[] = [];
+    const roundTrips: number[] = [];
+    for (let run = 0; run < SIGN_RUNS; run++) {
+      let total = 0;
+      let cardTotal = 0;
+      for (let i = 0; i < SIGNATURES; i++) {
+        hash[0] = i & 0xff;
+        const c0 = slot.ns;
+        const t = process.hrtime.bigint();
+        await hsm.sign(ecRef, 'ECDSA', hash);
+        const ms = Number(process.hrtime.bigint() - t) / 1e6;
+        const card = Number(slot.ns - c0) / 1e6;
+        total += ms;
+        cardTotal += card;
+        overheads.push(ms - card);
+      }
+      ourRuns.push(total / SIGNATURES);
+      cardRuns.push(cardTotal / SIGNATURES);
+      // a bare APDU round trip through the same transport (GET CHALLENGE of 8 bytes), timed the same way
+      for (let i = 0; i < ROUND_TRIPS / SIGN_RUNS; i++) {
+        const c0 = slot.ns;
+        const t = process.hrtime.bigint();
+        await transport!.transmit(challenge);
+        roundTrips.push(Number(process.hrtime.bigint() - t - (slot.ns - c0)) / 1e6);
+      }
+      await hsm.logout(); // OpenSC logs in on its own; our session verifies again below
+      const p11 = await runProgram(exe, [P11, PIN, String(SIGNATURES)], env);
+      const perSig = Number(p11.stdout.trim().split(/\s+/)[2]);
+      if (!Number.isFinite(perSig)) throw new Error(`p11sign printed ${p11.stdout}`);
+      theirRuns.push(perSig);
+      // should OpenSC have reset the card on its way out, the first command says CARD_RESET (the
+      // PIN-state query: no PIN sent, no try spent) and the session has selected the applet again
+      await hsm.verifyPin(PIN).catch(async (e: unknown) => {
+        if (!isScHsmError(e, 'CARD_RESET')) throw e;
+        await hsm.verifyPin(PIN);
+      });
+    }
+    const ourPerSig = median(ourRuns);
+    const theirPerSig = median(theirRuns);
+    const cardPerSig = median(cardRuns);
+    const roundTrip = median(roundTrips);
+    await hsm.logout();
 
-    const overhead = ourPerSig - cardPerSig;
+    const overhead = median(overheads);
     const dumpOurs = median(tOurs);
     const dumpTheirs = median(tTheirs);
     const dumpIn = median(tIn);
     process.stderr.write(
-      `  dump APDUs ours ${ourApdus} / pkcs15-tool ${theirApdus}; signature: ours ${ourPerSig.toFixed(3)} ms, ` +
-        `card ${cardPerSig.toFixed(3)} ms, PKCS#11 ${theirPerSig.toFixed(3)} ms, round trip ${roundTrip.toFixed(3)} ms\n`,
+      `  dump APDUs ours ${ourApdus} / pkcs15-tool ${theirApdus}; signature: ours ${ourPerSig.toFixed(3)} ms ` +
+        `(runs ${ourRuns.map((x) => x.toFixed(3)).join(' ')}), card ${cardPerSig.toFixed(3)} ms, PKCS#11 ` +
+        `${theirPerSig.toFixed(3)} ms (runs ${theirRuns.map((x) => x.toFixed(3)).join(' ')}); host overhead ` +
+        `${overhead.toFixed(3)} ms, bare round trip ${roundTrip.toFixed(3)} ms (card's time subtracted from both)\n`,
     );
     return [
       {

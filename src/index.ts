@@ -5,6 +5,7 @@
  */
 
 export * from './apdu/command.js';
+export * from './apdu/fault.js';
 export {
   MAX_RESPONSE_LENGTH,
   PCSC_CODES,
@@ -30,6 +31,7 @@ export * from './dkek/index.js';
 export * from './errors.js';
 export * from './pkcs15/index.js';
 export * from './sc-hsm/constants.js';
+export * from './sc-hsm/dump.js';
 export * from './sc-hsm/session.js';
 export { maxRetryForPinLength, parseSoPin, parseUserPin } from './sc-hsm/validate.js';
 export * from './sim/index.js';
@@ -37,4 +39,3 @@ export * from './util/bytes.js';
 export * from './util/curves.js';
 export * from './webcrypto/index.js';
 export * from './x509/index.js';
-export * from './apdu/fault.js';

@@ -51,6 +51,11 @@ interface BindingContext {
   on(type: 'error', listener: (error: unknown) => void): this;
   on(type: 'reader', listener: (reader: BindingReader) => void): this;
   close(): void;
+  /**
+   * pcsclite's monitor: its JS wrapper calls `p.start(cb)` on the next tick after construction, and
+   * `cb` gets every SCardListReaders result (it emits one `'reader'` per new name inside `cb`).
+   */
+  start?: (cb: (err: unknown, names: unknown) => void) => void;
 }
 
 type BindingFactory = () => BindingContext;
@@ -208,6 +213,12 @@ export class PcscContext {
   private closed = false;
   private lastEvent = Date.now();
   private waiters: (() => void)[] = [];
+  /**
+   * True once pcscd's first reader list has been handed to the binding's callback (all of its
+   * `'reader'` events have then been emitted), or the monitor failed; undefined when the binding
+   * does not let us see that moment (then settle() falls back to its quiet window).
+   */
+  private listed: boolean | undefined;
   /** The last `'error'` the binding emitted on the context or a reader (kept, never thrown). */
   lastError: ScHsmError | undefined;
 
@@ -216,8 +227,38 @@ export class PcscContext {
     // 'error' ("RPC transport error"); without a listener either one kills the process.
     binding.on('error', (e) => {
       if (!this.closed) this.lastError = pcscError(e);
+      this.markListed();
     });
     binding.on('reader', (reader) => this.adopt(reader));
+    this.watchFirstList();
+  }
+
+  /**
+   * pcsclite's wrapper starts its monitor on the next tick with `p.start(cb)`, looked up on the
+   * instance then, and emits the `'reader'` events of each SCardListReaders result synchronously
+   * inside `cb`, the whole list at once. Wrapping `start` on the instance (before that tick) tells
+   * us when the first list is complete, also when it is empty. Any other binding: left alone.
+   */
+  private watchFirstList(): void {
+    const start = this.binding.start;
+    if (typeof start !== 'function') return;
+    this.listed = false;
+    const binding = this.binding;
+    binding.start = (cb) =>
+      start.call(binding, (err, names) => {
+        try {
+          cb(err, names);
+        } finally {
+          this.markListed();
+        }
+      });
+  }
+
+  private markListed(): void {
+    if (this.listed === false) {
+      this.listed = true;
+      this.touch();
+    }
   }
 
   /**
@@ -279,22 +320,35 @@ export class PcscContext {
   }
 
   /**
-   * Waits for the initial burst of reader and status events: done when every reader seen has
-   * reported its status and no event came for `quietMs`, or at `timeoutMs` at the latest.
-   * Measured here: the burst completes within a few ms of the context's creation, so a 60 ms quiet
-   * window is generous; with no readers at all the wait is exactly the quiet window.
+   * Waits for the initial burst of reader and status events, at `timeoutMs` (default 1500) at the
+   * latest. pcsclite lists every reader of pcscd's first SCardListReaders in one callback, and
+   * each reader's monitoring thread then reports its first status at once (SCardGetStatusChange
+   * from the UNAWARE state does not block). So the burst is over when that first list has arrived
+   * and every reader named in it has reported a status; `graceMs` (default 1) more lets statuses
+   * already queued on the event loop land. No readers at all: done as soon as the empty list
+   * arrives. Readers that pcscd adds later come as later `'reader'` events (a long-lived
+   * context sees them; every listReaders() call makes a fresh context).
+   * A binding that does not show its first list falls back to "every reader seen has reported
+   * its status and no event came for `quietMs`" (default 60).
    */
-  async settle(o: { quietMs?: number; timeoutMs?: number } = {}): Promise<void> {
+  async settle(o: { quietMs?: number; graceMs?: number; timeoutMs?: number } = {}): Promise<void> {
     const quietMs = o.quietMs ?? 60;
+    const graceMs = o.graceMs ?? 1;
     const deadline = Date.now() + (o.timeoutMs ?? 1500);
     this.lastEvent = Math.max(this.lastEvent, Date.now());
     for (;;) {
       const now = Date.now();
       if (now >= deadline) return;
-      const allKnown = [...this.entries.values()].every((e) => e.state.known);
+      let allKnown = true;
+      for (const e of this.entries.values()) if (!e.state.known) allKnown = false;
       const quietFor = now - this.lastEvent;
-      if (allKnown && quietFor >= quietMs) return;
-      const wait = Math.min(deadline - now, allKnown ? quietMs - quietFor : quietMs);
+      // listed === true: the burst is complete once all are known; undefined: quiet-window fallback
+      const window = this.listed === undefined ? quietMs : graceMs;
+      if (allKnown && this.listed !== false && quietFor >= window) return;
+      const wait = Math.min(
+        deadline - now,
+        allKnown && this.listed !== false ? window - quietFor : Math.max(quietMs, 50),
+      );
       await new Promise<void>((resolve) => {
         const t = setTimeout(done, Math.max(1, wait));
         function done() {
@@ -375,7 +429,9 @@ export class PcscTransport implements Transport {
   private protocol = 0;
   private mode: ShareMode | undefined;
   private exclusiveDepth = 0;
-  private queue: Promise<unknown> = Promise.resolve();
+  /** The lock serialising this transport's calls: `waiting` resume in order (FIFO). */
+  private busy = false;
+  private waiting: (() => void)[] = [];
   private removed: ScHsmError | undefined;
   private closed = false;
   private closing: Promise<void> | undefined;
@@ -422,10 +478,16 @@ export class PcscTransport implements Transport {
     return this.mode;
   }
 
-  private locked<T>(fn: () => Promise<T>): Promise<T> {
-    const next = this.queue.then(fn, fn);
-    this.queue = next.catch(() => undefined);
-    return next;
+  private async locked<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.busy) await new Promise<void>((resume) => this.waiting.push(resume));
+    else this.busy = true;
+    try {
+      return await fn();
+    } finally {
+      const next = this.waiting.shift();
+      if (next) next();
+      else this.busy = false;
+    }
   }
 
   private attach(mode: ShareMode): Promise<void> {
@@ -470,9 +532,12 @@ export class PcscTransport implements Transport {
   private rawTransmit(apdu: Uint8Array): Promise<Uint8Array> {
     const r = this.reader;
     return new Promise((resolve, reject) => {
-      r.transmit(Buffer.from(apdu), MAX_RESPONSE_LENGTH, this.protocol, (err, data) => {
+      // The binding copies the command before it returns, and answers in a Buffer of its own
+      // (Nan::CopyBuffer, never pooled): views on both, no copies.
+      const cmd = Buffer.from(apdu.buffer, apdu.byteOffset, apdu.byteLength);
+      r.transmit(cmd, MAX_RESPONSE_LENGTH, this.protocol, (err, data) => {
         if (err) return reject(pcscError(err, r.name));
-        resolve(new Uint8Array(data));
+        resolve(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
       });
     });
   }

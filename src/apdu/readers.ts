@@ -34,7 +34,10 @@ export interface ListReadersOptions {
    * another program verified (spec §1.3), which is why a known ATR is never probed.
    */
   probe?: boolean;
-  /** Quiet window ending the initial burst of reader events, ms (default 60; see PcscContext.settle). */
+  /**
+   * Quiet window ending the initial burst of reader events, ms (default 60), used only with a
+   * binding that does not show when its first reader list arrived (see PcscContext.settle).
+   */
   settleMs?: number;
   /** Upper bound for the whole burst, ms (default 1500). */
   timeoutMs?: number;

@@ -31,36 +31,60 @@ export interface ExchangeOptions {
   overrides?: SwOverrides;
 }
 
-/** Serialises exchanges; `exclusive()` holds the channel for a sequence, re-entrantly. */
 /**
  * The channels whose lock the current async context holds. One storage for the whole process: an
  * AsyncLocalStorage per channel would never be released and slows every later async hop.
+ * It is only entered by `exclusive()` (and by the re-selection after a card reset), and disabled
+ * again when the last such section of the process ends: while enabled, Node 20 runs a hook on
+ * every promise of the process, which a plain `send()` (a signature in a loop) need not pay.
  */
 const heldChannels = new AsyncLocalStorage<ReadonlySet<ApduChannel>>();
+/** Sections holding a channel through `heldChannels`, process-wide. */
+let heldSections = 0;
 
+/** Serialises exchanges; `exclusive()` holds the channel for a sequence, re-entrantly. */
 export class ApduChannel {
-  private tail: Promise<unknown> = Promise.resolve();
+  /** The lock: true while an exchange or a sequence runs; `waiting` resume in order (FIFO). */
+  private busy = false;
+  private waiting: (() => void)[] = [];
   /** Number of APDUs given to the transport (GET RESPONSE included). */
   apduCount = 0;
 
   constructor(readonly transport: Transport) {}
 
   private holds(): boolean {
-    return heldChannels.getStore()?.has(this) === true;
+    return heldSections > 0 && heldChannels.getStore()?.has(this) === true;
   }
 
-  private run<T>(fn: () => Promise<T>): Promise<T> {
-    if (this.holds()) return fn();
-    const enter = () => heldChannels.run(new Set([...(heldChannels.getStore() ?? []), this]), fn);
-    const next = this.tail.then(enter, enter);
-    this.tail = next.catch(() => undefined);
-    return next;
+  /** Takes the lock (at once when free), runs `fn`, hands the lock to the next waiter. */
+  private async locked<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.busy) await new Promise<void>((resume) => this.waiting.push(resume));
+    else this.busy = true;
+    try {
+      return await fn();
+    } finally {
+      const next = this.waiting.shift();
+      if (next) next();
+      else this.busy = false;
+    }
+  }
+
+  /** Runs `fn` in an async context that holds this channel: exchanges inside it skip the queue. */
+  private async hold<T>(fn: () => Promise<T>): Promise<T> {
+    heldSections++;
+    try {
+      return await heldChannels.run(new Set([...(heldChannels.getStore() ?? []), this]), fn);
+    } finally {
+      if (--heldSections === 0) heldChannels.disable();
+    }
   }
 
   /** Runs a multi-APDU sequence without interleaving (and exclusively on the reader where possible). */
   exclusive<T>(fn: () => Promise<T>): Promise<T> {
     if (this.holds()) return fn();
-    return this.run(() => (this.transport.exclusive ? this.transport.exclusive(fn) : fn()));
+    return this.locked(() =>
+      this.hold(() => (this.transport.exclusive ? this.transport.exclusive(fn) : fn())),
+    );
   }
 
   /**
@@ -78,8 +102,10 @@ export class ApduChannel {
     } catch (e) {
       if (e instanceof ScHsmError && e.code === 'CARD_RESET' && this.onCardReset && !this.recovering) {
         this.recovering = true;
+        const reselect = this.onCardReset;
         try {
-          await this.onCardReset();
+          // The lock is ours already (this runs inside send): the re-selection must not queue.
+          await this.hold(reselect);
         } catch (again) {
           throw new ScHsmError(
             'CARD_RESET',
@@ -104,31 +130,31 @@ export class ApduChannel {
 
   /** Sends a command, follows `61xx` and `6Cxx`, returns the final response without judging its SW. */
   send(cmd: CommandApdu): Promise<ResponseApdu> {
-    return this.run(async () => {
-      const ext = this.transport.extendedLength !== false;
-      let r = await this.raw(encodeCommand(cmd, ext));
-      if ((r.sw & 0xff00) === 0x6c00) {
-        r = await this.raw(encodeCommand({ ...cmd, ne: r.sw & 0xff || 256, extended: false }, ext));
-      }
-      if ((r.sw & 0xff00) !== 0x6100) return r;
-      const parts: Uint8Array[] = [r.data];
-      let total = r.data.length;
-      for (let i = 0; (r.sw & 0xff00) === 0x6100; i++) {
-        if (i > 1024) throw new ScHsmError('MALFORMED_RESPONSE', 'endless 61xx response chain');
-        r = await this.raw(
-          encodeCommand({ cla: 0x00, ins: 0xc0, p1: 0, p2: 0, ne: r.sw & 0xff || 256 }, ext),
-        );
-        parts.push(r.data);
-        total += r.data.length;
-      }
-      const data = new Uint8Array(total);
-      let o = 0;
-      for (const p of parts) {
-        data.set(p, o);
-        o += p.length;
-      }
-      return { data, sw: r.sw };
-    });
+    return this.holds() ? this.sendNow(cmd) : this.locked(() => this.sendNow(cmd));
+  }
+
+  private async sendNow(cmd: CommandApdu): Promise<ResponseApdu> {
+    const ext = this.transport.extendedLength !== false;
+    let r = await this.raw(encodeCommand(cmd, ext));
+    if ((r.sw & 0xff00) === 0x6c00) {
+      r = await this.raw(encodeCommand({ ...cmd, ne: r.sw & 0xff || 256, extended: false }, ext));
+    }
+    if ((r.sw & 0xff00) !== 0x6100) return r;
+    const parts: Uint8Array[] = [r.data];
+    let total = r.data.length;
+    for (let i = 0; (r.sw & 0xff00) === 0x6100; i++) {
+      if (i > 1024) throw new ScHsmError('MALFORMED_RESPONSE', 'endless 61xx response chain');
+      r = await this.raw(encodeCommand({ cla: 0x00, ins: 0xc0, p1: 0, p2: 0, ne: r.sw & 0xff || 256 }, ext));
+      parts.push(r.data);
+      total += r.data.length;
+    }
+    const data = new Uint8Array(total);
+    let o = 0;
+    for (const p of parts) {
+      data.set(p, o);
+      o += p.length;
+    }
+    return { data, sw: r.sw };
   }
 
   /** Sends a command and returns its data, throwing the typed error for any status but success. */

@@ -1073,7 +1073,7 @@ export class SmartCardHsm {
   ): Promise<Uint8Array> {
     checkKeyRef(keyRef);
     const [family, pad, hashSuffix] = parseMechanism(mechanism);
-    const key = await this.keyInfo(keyRef);
+    const key = this.keyCache.get(keyRef) ?? (await this.keyInfo(keyRef));
     if (family === 'ECDSA') {
       if (key.type !== 'ec')
         throw new ScHsmError('INVALID_ARGUMENT', `key ${keyRef} is ${key.type.toUpperCase()}, not EC`);
