@@ -5,7 +5,6 @@
  * temp file in the same directory, fsync, rename.
  */
 import { randomBytes } from 'node:crypto';
-import { open, readFile, rename, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { ScHsmError } from '../errors.js';
 import { fromHex, toHex } from '../util/bytes.js';
@@ -250,6 +249,8 @@ export function deserializeState(json: string): CardState {
 
 /** Writes `text` to `path` atomically: temp file in the same directory, fsync, rename. */
 export async function writeFileAtomic(path: string, text: string): Promise<void> {
+  // loaded here, not at import: importing the library stays cheap (cold-start benchmark)
+  const { open, rename, unlink } = await import('node:fs/promises');
   const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
   try {
     const fh = await open(tmp, 'wx', 0o600);
@@ -284,6 +285,7 @@ export async function writeFileAtomic(path: string, text: string): Promise<void>
 
 /** Reads a state file (IO_ERROR when unreadable, INVALID_STATE_FILE when malformed). */
 export async function readStateFile(path: string): Promise<CardState> {
+  const { readFile } = await import('node:fs/promises');
   let text: string;
   try {
     text = await readFile(path, 'utf8');

@@ -8,7 +8,7 @@
  * (answer the ATR). Longer payloads are C-APDUs, answered with one R-APDU frame.
  */
 import { EventEmitter } from 'node:events';
-import net from 'node:net';
+import type { Socket } from 'node:net';
 
 /** What the bridge needs from a card; `VirtualSmartCardHsm` fits, so does a test stub. */
 export interface VpcdCard {
@@ -59,7 +59,7 @@ function frame(payload: Uint8Array): Buffer {
 
 class Connection extends EventEmitter implements VpcdConnection {
   readonly connected: Promise<void>;
-  private socket: net.Socket | undefined;
+  private socket: Socket | undefined;
   private stopped = false;
   private retry: NodeJS.Timeout | undefined;
   private settleConnected!: () => void;
@@ -85,7 +85,18 @@ class Connection extends EventEmitter implements VpcdConnection {
 
   private dial(): void {
     if (this.stopped) return;
-    const sock = net.connect({ host: this.host, port: this.port });
+    // node:net is loaded on first use, not when the library is imported (cold-start benchmark)
+    import('node:net').then(
+      (net) => this.open(net.connect({ host: this.host, port: this.port })),
+      (e: unknown) => this.log(`vpcd: cannot load node:net: ${(e as Error).message}`),
+    );
+  }
+
+  private open(sock: Socket): void {
+    if (this.stopped) {
+      sock.destroy();
+      return;
+    }
     this.socket = sock;
     // Our answers go out at once; the remaining 40 ms stall is on vpcd's side (spec §5).
     sock.setNoDelay(true);
