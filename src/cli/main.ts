@@ -9,7 +9,7 @@ import { type Command, commandHelp, exitCodeHelp, parseCommandArgs } from './com
 import { Ctx, type DeviceOpener, type GlobalOptions } from './context.js';
 import { CliError, EXIT, errorInfo, exitCodeFor } from './exit-codes.js';
 import { type CliIo, Output, processIo } from './io.js';
-import { COMMANDS, type CommandEntry, commandSpec } from './registry.js';
+import { COMMANDS, type CommandEntry } from './registry.js';
 
 export { COMMANDS };
 
@@ -56,7 +56,7 @@ export async function runCli(argv: string[], io: CliIo = processIo()): Promise<n
     if (argv[1]) {
       const { cmd } = findCommand(argv.slice(1));
       if (cmd) {
-        io.stdout.write(commandHelp(await commandSpec(cmd)));
+        io.stdout.write(commandHelp(cmd));
         return EXIT.OK;
       }
     }
@@ -81,10 +81,9 @@ export async function runCli(argv: string[], io: CliIo = processIo()): Promise<n
         'sc-hsm-ts --help lists the commands',
       );
     }
-    const spec = await commandSpec(cmd);
-    const parsed = parseCommandArgs(spec, rest);
+    const parsed = parseCommandArgs(cmd, rest);
     if (parsed.help) {
-      io.stdout.write(commandHelp(spec));
+      io.stdout.write(commandHelp(cmd));
       return EXIT.OK;
     }
     ctx = new Ctx(io, parsed.g, openDevice);

@@ -19,6 +19,7 @@ import {
   dkekInspectSpec,
   dkekResplitSpec,
   doctorSpec,
+  dumpSpec,
   importKeySpec,
   initSpec,
   keygenSpec,
@@ -43,21 +44,7 @@ import {
 export interface CommandEntry extends CommandSpec {
   /** Imports the command's module. */
   load(): Promise<Command>;
-  /**
-   * The metadata here is only the name and summary (for the command list): `COMMAND --help` and
-   * parsing use the loaded module's. Only for `dump`, whose module still carries its own metadata.
-   */
-  partial?: true;
 }
-
-/** The `dump` entry: src/cli/commands/device/dump.ts keeps its metadata in the module (being reworked). */
-const dumpEntry: CommandEntry = {
-  name: 'dump',
-  summary:
-    'Everything on the card: device, PINs, DKEK, keys (pkcs15-tool style), certificates, data objects, device certificate chain.',
-  partial: true,
-  load: async () => (await import('./commands/device/dump.js')).dump,
-};
 
 export const COMMANDS: CommandEntry[] = [
   { ...readersSpec, load: async () => (await import('./commands/device/readers.js')).readers },
@@ -85,7 +72,7 @@ export const COMMANDS: CommandEntry[] = [
   { ...pinUnblockSpec, load: async () => (await import('./commands/pin/pin.js')).pinUnblock },
   { ...pinStatusSpec, load: async () => (await import('./commands/pin/pin.js')).pinStatus },
   { ...soPinChangeSpec, load: async () => (await import('./commands/pin/pin.js')).soPinChange },
-  dumpEntry,
+  { ...dumpSpec, load: async () => (await import('./commands/device/dump.js')).dump },
   { ...verifyDeviceSpec, load: async () => (await import('./commands/verify-device.js')).verifyDevice },
   { ...csrSpec, load: async () => (await import('./commands/cert.js')).csr },
   { ...certSelfSignSpec, load: async () => (await import('./commands/cert.js')).certSelfSign },
@@ -96,8 +83,3 @@ export const COMMANDS: CommandEntry[] = [
   { ...demoSpec, load: async () => (await import('./commands/demo.js')).demo },
   { ...apduSpec, load: async () => (await import('./commands/device/apdu.js')).apdu },
 ];
-
-/** The metadata `COMMAND --help` shows and the parser uses (the module's own for a partial entry). */
-export async function commandSpec(entry: CommandEntry): Promise<CommandSpec> {
-  return entry.partial ? entry.load() : entry;
-}

@@ -509,3 +509,21 @@ export const apduSpec: CommandSpec = {
   description: '61xx answers are followed with GET RESPONSE. Use --trace to keep the transcript.',
   examples: ['sc-hsm-ts apdu 0020008100   # user PIN status, costs no try'],
 };
+
+export const dumpSpec: CommandSpec = {
+  name: 'dump',
+  summary:
+    'Everything on the card: device, PINs, DKEK, keys (pkcs15-tool style), certificates, data objects, device certificate chain.',
+  description: [
+    'Public information needs no PIN; --pin adds the PIN-protected data objects. The card is enumerated',
+    'once and each file read once. With --trace FILE the APDU transcript (PINs masked) makes a bug report.',
+  ].join('\n'),
+  options: {
+    pin: {
+      type: 'string',
+      arg: 'SECRET',
+      help: `user PIN, to include PIN-protected data objects (${SECRET_HELP})`,
+    },
+  },
+  examples: ['sc-hsm-ts dump', 'sc-hsm-ts dump --json > dump.json', 'sc-hsm-ts dump --trace dump.apdu'],
+};

@@ -1,7 +1,7 @@
 import { X509Certificate } from 'node:crypto';
 import { type DumpData, gatherDump } from '../../../sc-hsm/dump.js';
 import { toHex } from '../../../util/bytes.js';
-import { type Command, SECRET_HELP } from '../../command.js';
+import type { Command } from '../../command.js';
 import {
   accessText,
   kcvText,
@@ -10,6 +10,7 @@ import {
   usageNames,
   usageText,
 } from '../../format.js';
+import { dumpSpec } from '../meta.js';
 import { optionLines } from './status.js';
 
 function certJson(der: Uint8Array): Record<string, unknown> {
@@ -129,21 +130,7 @@ function dumpJson(
 }
 
 export const dump: Command = {
-  name: 'dump',
-  summary:
-    'Everything on the card: device, PINs, DKEK, keys (pkcs15-tool style), certificates, data objects, device certificate chain.',
-  description: [
-    'Public information needs no PIN; --pin adds the PIN-protected data objects. The card is enumerated',
-    'once and each file read once. With --trace FILE the APDU transcript (PINs masked) makes a bug report.',
-  ].join('\n'),
-  options: {
-    pin: {
-      type: 'string',
-      arg: 'SECRET',
-      help: `user PIN, to include PIN-protected data objects (${SECRET_HELP})`,
-    },
-  },
-  examples: ['sc-hsm-ts dump', 'sc-hsm-ts dump --json > dump.json', 'sc-hsm-ts dump --trace dump.apdu'],
+  ...dumpSpec,
   async run(ctx, v) {
     const d = await ctx.open();
     const hsm = d.hsm;
