@@ -19,7 +19,6 @@
  * Every figure is a median of several runs, the two sides alternating.
  */
 import { execFileSync, spawn } from 'node:child_process';
-import { generateKeyPairSync, sign } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -31,8 +30,8 @@ import { gatherDump } from '../src/sc-hsm/dump.js';
 import { SmartCardHsm } from '../src/sc-hsm/session.js';
 import { VirtualSmartCardHsm } from '../src/sim/index.js';
 import { connectToVpcd } from '../src/sim/vpcd.js';
-import { ascii, concat, fromHex } from '../src/util/bytes.js';
-import { tlv } from '../src/util/tlv.js';
+import { fromHex } from '../src/util/bytes.js';
+import { testCertificate } from '../test/helpers/fixtures.js';
 import { ensureBuilt } from './startup.bench.js';
 import { type BenchResult, median } from './types.js';
 
@@ -46,30 +45,6 @@ const SIGNATURES = 150;
 /** Signature runs, ours and PKCS#11 alternating; each side's figure is the median run. */
 const SIGN_RUNS = 5;
 const ROUND_TRIPS = 300;
-
-/** A DER X.509 certificate for `spki`, signed by a throw-away software key. */
-function makeCertificate(spki: Uint8Array, cn: string): Uint8Array {
-  const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
-  const name = tlv(0x30, tlv(0x31, tlv(0x30, tlv(0x06, fromHex('550403')), tlv(0x0c, ascii(cn)))));
-  const alg = tlv(0x30, tlv(0x06, fromHex('2a8648ce3d040302')));
-  const validity = tlv(0x30, tlv(0x17, ascii('250101000000Z')), tlv(0x17, ascii('350101000000Z')));
-  const tbs = tlv(
-    0x30,
-    tlv(0xa0, tlv(0x02, Uint8Array.of(2))),
-    tlv(0x02, Uint8Array.of(1)),
-    alg,
-    name,
-    validity,
-    name,
-    spki,
-  );
-  return tlv(
-    0x30,
-    tbs,
-    alg,
-    tlv(0x03, concat(Uint8Array.of(0), new Uint8Array(sign('sha256', tbs, privateKey)))),
-  );
-}
 
 /** The card behind vpcd: counts APDUs and times its own processing of each. */
 class MeteredCard {
@@ -167,7 +142,7 @@ async function measure(): Promise<BenchResult[]> {
       const k = await local.generateKeyPair(
         s.type === 'ec' ? { type: 'ec', curve: s.curve, label } : { type: 'rsa', bits: s.bits, label },
       );
-      await local.storeCertificate(k.keyRef, makeCertificate(k.publicKey, label));
+      await local.storeCertificate(k.keyRef, testCertificate(k.publicKey, label));
       if (s.type === 'ec' && !ecRef) ecRef = k.keyRef;
     }
     await local.logout();

@@ -1,39 +1,12 @@
-/**
- * gatherDump: everything on the card in one object, each file read once, no status queried twice.
- */
-import { generateKeyPairSync, sign } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import type { Transport } from '../src/apdu/transport.js';
 import { gatherDump } from '../src/sc-hsm/dump.js';
 import { SmartCardHsm } from '../src/sc-hsm/session.js';
 import { VirtualSmartCardHsm } from '../src/sim/index.js';
-import { ascii, concat, fromHex, toHex } from '../src/util/bytes.js';
-import { tlv } from '../src/util/tlv.js';
+import { ascii, toHex } from '../src/util/bytes.js';
+import { testCertificate } from './helpers/fixtures.js';
 
 const PIN = '648219';
-
-function certificate(spki: Uint8Array, cn: string): Uint8Array {
-  const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
-  const name = tlv(0x30, tlv(0x31, tlv(0x30, tlv(0x06, fromHex('550403')), tlv(0x0c, ascii(cn)))));
-  const alg = tlv(0x30, tlv(0x06, fromHex('2a8648ce3d040302')));
-  const validity = tlv(0x30, tlv(0x17, ascii('250101000000Z')), tlv(0x17, ascii('350101000000Z')));
-  const tbs = tlv(
-    0x30,
-    tlv(0xa0, tlv(0x02, Uint8Array.of(2))),
-    tlv(0x02, Uint8Array.of(1)),
-    alg,
-    name,
-    validity,
-    name,
-    spki,
-  );
-  return tlv(
-    0x30,
-    tbs,
-    alg,
-    tlv(0x03, concat(Uint8Array.of(0), new Uint8Array(sign('sha256', tbs, privateKey)))),
-  );
-}
 
 /** Records every command APDU on its way to the card. */
 class Log implements Transport {
@@ -53,10 +26,13 @@ async function preparedCard(): Promise<{ card: VirtualSmartCardHsm; ec: number; 
   await hsm.verifyPin(PIN);
   const ec = await hsm.generateKeyPair({ type: 'ec', curve: 'prime256v1', label: 'ec-key' });
   const rsa = await hsm.generateKeyPair({ type: 'rsa', bits: 1024, label: 'rsa-key' });
-  await hsm.storeCertificate(ec.keyRef, certificate(ec.publicKey, 'ec-key'));
+  await hsm.storeCertificate(ec.keyRef, testCertificate(ec.publicKey, 'ec-key'));
   await hsm.writeDataObject({ label: 'public-obj', data: ascii('hello') });
   await hsm.writeDataObject({ label: 'private-obj', data: ascii('secret'), private: true });
-  await hsm.storeCaCertificate(certificate(ec.publicKey, 'ca'), { label: 'ca-cert', id: Uint8Array.of(9) });
+  await hsm.storeCaCertificate(testCertificate(ec.publicKey, 'ca'), {
+    label: 'ca-cert',
+    id: Uint8Array.of(9),
+  });
   return { card, ec: ec.keyRef, rsa: rsa.keyRef };
 }
 

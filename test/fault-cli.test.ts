@@ -1,63 +1,19 @@
-/**
- * Fault enumeration over the CLI's whole-device `backup` and `restore` (runCli in-process on the
- * virtual card of --sim, whose transport is routed through a FaultInjectingTransport). For every
- * k across the command's APDUs and every fault kind:
- *   - the command fails with an error code derived from an ScHsmError/CliError (never
- *     INTERNAL_ERROR, i.e. never a raw TypeError), or succeeds only where a cut answer was harmless;
- *   - the backup directory holds no temp file, only complete .bin files that verify, and a
- *     manifest.json only when every file it lists is there and verifies;
- *   - a fresh session over the unfaulted card describes it truthfully and no PIN try was used;
- *   - running the same command again (backup: --force) completes it.
- */
-import { generateKeyPairSync, sign } from 'node:crypto';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { FAULT_KINDS, FaultInjectingTransport, type FaultPlan } from '../src/apdu/fault.js';
+import { FaultInjectingTransport, type FaultPlan } from '../src/apdu/fault.js';
 import { runCli } from '../src/cli/main.js';
 import { decodeWrapFile, decryptKeyBlob } from '../src/dkek/index.js';
 import { SmartCardHsm } from '../src/sc-hsm/session.js';
 import { VirtualSmartCardHsm } from '../src/sim/index.js';
-import { ascii, bytesEqual, concat, fromHex } from '../src/util/bytes.js';
-import { tlv } from '../src/util/tlv.js';
+import { bytesEqual, concat, fromHex } from '../src/util/bytes.js';
+import { FAULT_COMBOS, testCertificate } from './helpers/fixtures.js';
 
 const SO_PIN = '3537363231383830';
 const PIN = '648219';
 const SHARE = fromHex('9b1964f9cbc623adbe4644244161d955a8729a691883b35643c9e6e9dc3f3c74');
-const COMBOS: { kind: FaultPlan['kind']; delivered: boolean }[] = FAULT_KINDS.flatMap(
-  (kind): { kind: FaultPlan['kind']; delivered: boolean }[] =>
-    kind === 'truncated-response'
-      ? [{ kind, delivered: true }]
-      : [
-          { kind, delivered: false },
-          { kind, delivered: true },
-        ],
-);
-
-function makeCertificate(spki: Uint8Array, cn: string): Uint8Array {
-  const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
-  const name = tlv(0x30, tlv(0x31, tlv(0x30, tlv(0x06, fromHex('550403')), tlv(0x0c, ascii(cn)))));
-  const alg = tlv(0x30, tlv(0x06, fromHex('2a8648ce3d040302')));
-  const validity = tlv(0x30, tlv(0x17, ascii('250101000000Z')), tlv(0x17, ascii('350101000000Z')));
-  const tbs = tlv(
-    0x30,
-    tlv(0xa0, tlv(0x02, Uint8Array.of(2))),
-    tlv(0x02, Uint8Array.of(1)),
-    alg,
-    name,
-    validity,
-    name,
-    spki,
-  );
-  return tlv(
-    0x30,
-    tbs,
-    alg,
-    tlv(0x03, concat(Uint8Array.of(0), new Uint8Array(sign('sha256', tbs, privateKey)))),
-  );
-}
 
 let root: string;
 let readyState = '';
@@ -183,8 +139,8 @@ beforeAll(async () => {
   await hsm.verifyPin(PIN);
   const ec = await hsm.generateKeyPair({ type: 'ec', curve: 'secp256r1', label: 'ec key' });
   const rsa = await hsm.generateKeyPair({ type: 'rsa', bits: 1024, label: 'rsa key' });
-  await hsm.storeCertificate(ec.keyRef, makeCertificate(ec.publicKey, 'ec'));
-  await hsm.storeCertificate(rsa.keyRef, makeCertificate(rsa.publicKey, 'rsa'));
+  await hsm.storeCertificate(ec.keyRef, testCertificate(ec.publicKey, 'ec'));
+  await hsm.storeCertificate(rsa.keyRef, testCertificate(rsa.publicKey, 'rsa'));
   keysState = card.serialize();
   backupDir = join(root, 'reference');
   const r = await cli(['backup', backupDir, '--pin', 'env:PIN'], VirtualSmartCardHsm.deserialize(keysState));
@@ -260,7 +216,7 @@ describe('fault injection across every APDU of the CLI backup and restore', () =
         expect(n).toBeGreaterThan(5);
       });
 
-      for (const combo of COMBOS) {
+      for (const combo of FAULT_COMBOS) {
         it(`${combo.kind}${combo.delivered ? ' after delivery' : ' before delivery'}, at every APDU`, async () => {
           const problems: string[] = [];
           for (let k = 1; k <= n; k++) {

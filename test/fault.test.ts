@@ -1,19 +1,3 @@
-/**
- * Fault enumeration: every operation that changes the device (initialize, DKEK import, key
- * generation, wrap, unwrap, whole-device backup and restore) is run once fault-free to count its
- * APDUs N, then for every k in 1..N and every fault kind (card removed, card reset, transport
- * error, malformed and truncated answer; delivered to the card or not) once more with the k-th
- * APDU failing. After each faulted run:
- *   - the outcome is a typed ScHsmError (or, for a cut answer that still parses, a correct result);
- *   - no PIN try was consumed;
- *   - a fresh session over the unfaulted card describes the device truthfully (status and keys
- *     against the virtual card's own state);
- *   - the backup directory holds only complete, verified .bin files, never a temp file;
- *   - running the operation again (restore: with force) completes it.
- * The CLI has no whole-device backup/restore yet, so the backup/restore here are loops over the
- * session's backupKey/restoreKey with atomic, verified file writes (what the CLI must do).
- */
-import { generateKeyPairSync, sign } from 'node:crypto';
 import {
   mkdirSync,
   mkdtempSync,
@@ -27,48 +11,17 @@ import {
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { FAULT_KINDS, FaultInjectingTransport, type FaultPlan } from '../src/apdu/fault.js';
+import { FaultInjectingTransport } from '../src/apdu/fault.js';
 import { decodeWrapFile, decryptKeyBlob } from '../src/dkek/index.js';
 import { isScHsmError, ScHsmError } from '../src/errors.js';
 import { SmartCardHsm } from '../src/sc-hsm/session.js';
 import { VirtualSmartCardHsm } from '../src/sim/index.js';
-import { ascii, bytesEqual, concat, fromHex, toHex } from '../src/util/bytes.js';
-import { tlv } from '../src/util/tlv.js';
+import { bytesEqual, fromHex, toHex } from '../src/util/bytes.js';
+import { FAULT_COMBOS, testCertificate } from './helpers/fixtures.js';
 
 const SO_PIN = '3537363231383830';
 const PIN = '648219';
 const SHARE = fromHex('9b1964f9cbc623adbe4644244161d955a8729a691883b35643c9e6e9dc3f3c74');
-
-/** Every fault kind, delivered or not (a cut answer is always delivered). */
-type Combo = { kind: FaultPlan['kind']; delivered: boolean };
-const COMBOS: Combo[] = FAULT_KINDS.flatMap((kind): Combo[] =>
-  kind === 'truncated-response'
-    ? [{ kind, delivered: true }]
-    : [
-        { kind, delivered: false },
-        { kind, delivered: true },
-      ],
-);
-
-/** A DER X.509 certificate carrying `spki`, signed by a throw-away software key. */
-function makeCertificate(spki: Uint8Array, cn: string): Uint8Array {
-  const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
-  const name = tlv(0x30, tlv(0x31, tlv(0x30, tlv(0x06, fromHex('550403')), tlv(0x0c, ascii(cn)))));
-  const alg = tlv(0x30, tlv(0x06, fromHex('2a8648ce3d040302')));
-  const validity = tlv(0x30, tlv(0x17, ascii('250101000000Z')), tlv(0x17, ascii('350101000000Z')));
-  const tbs = tlv(
-    0x30,
-    tlv(0xa0, tlv(0x02, Uint8Array.of(2))),
-    tlv(0x02, Uint8Array.of(1)),
-    alg,
-    name,
-    validity,
-    name,
-    spki,
-  );
-  const sig = new Uint8Array(sign('sha256', tbs, privateKey));
-  return tlv(0x30, tbs, alg, tlv(0x03, concat(Uint8Array.of(0), sig)));
-}
 
 interface CardJson {
   initialized: boolean;
@@ -238,8 +191,8 @@ beforeAll(async () => {
   base.oneKey = fresh.serialize();
   blob1 = await hsm.wrapKey(ec.keyRef);
   const rsa = await hsm.generateKeyPair({ type: 'rsa', bits: 1024, label: 'rsa key' });
-  await hsm.storeCertificate(ec.keyRef, makeCertificate(ec.publicKey, 'ec key'));
-  await hsm.storeCertificate(rsa.keyRef, makeCertificate(rsa.publicKey, 'rsa key'));
+  await hsm.storeCertificate(ec.keyRef, testCertificate(ec.publicKey, 'ec key'));
+  await hsm.storeCertificate(rsa.keyRef, testCertificate(rsa.publicKey, 'rsa key'));
   base.twoKeys = fresh.serialize();
   backupDir = join(root, 'reference');
   mkdirSync(backupDir);
@@ -415,7 +368,7 @@ describe('fault injection across every APDU of every state-changing operation', 
         expect(n).toBeGreaterThan(1);
       });
 
-      for (const combo of COMBOS) {
+      for (const combo of FAULT_COMBOS) {
         it(`${combo.kind}${combo.delivered ? ' after delivery' : ' before delivery'}, at every APDU`, async () => {
           const problems: string[] = [];
           for (let k = 1; k <= n; k++) {

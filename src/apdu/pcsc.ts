@@ -11,6 +11,7 @@
  */
 import { ScHsmError, type ScHsmErrorCode } from '../errors.js';
 import { bytesEqual } from '../util/bytes.js';
+import { FifoLock } from '../util/lock.js';
 import type { Transport } from './transport.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -429,9 +430,8 @@ export class PcscTransport implements Transport {
   private protocol = 0;
   private mode: ShareMode | undefined;
   private exclusiveDepth = 0;
-  /** The lock serialising this transport's calls: `waiting` resume in order (FIFO). */
-  private busy = false;
-  private waiting: (() => void)[] = [];
+  /** Serialises this transport's calls (FIFO). */
+  private readonly lock = new FifoLock();
   private removed: ScHsmError | undefined;
   private closed = false;
   private closing: Promise<void> | undefined;
@@ -459,7 +459,7 @@ export class PcscTransport implements Transport {
       );
     }
     const t = new PcscTransport(context, reader, o);
-    await t.locked(() => t.attach('shared'));
+    await t.lock.run(() => t.attach('shared'));
     return t;
   }
 
@@ -476,18 +476,6 @@ export class PcscTransport implements Transport {
   /** The share mode currently held, or undefined while disconnected. */
   get shareMode(): ShareMode | undefined {
     return this.mode;
-  }
-
-  private async locked<T>(fn: () => Promise<T>): Promise<T> {
-    if (this.busy) await new Promise<void>((resume) => this.waiting.push(resume));
-    else this.busy = true;
-    try {
-      return await fn();
-    } finally {
-      const next = this.waiting.shift();
-      if (next) next();
-      else this.busy = false;
-    }
   }
 
   private attach(mode: ShareMode): Promise<void> {
@@ -562,7 +550,7 @@ export class PcscTransport implements Transport {
 
   /** Sends one APDU (short or extended, up to a 65,538-byte answer). */
   transmit(apdu: Uint8Array): Promise<Uint8Array> {
-    return this.locked(async () => {
+    return this.lock.run(async () => {
       if (this.closed)
         throw new ScHsmError('TRANSPORT_ERROR', 'the PC/SC transport is closed; open the device again');
       if (this.removed) throw this.removed;
@@ -604,7 +592,7 @@ export class PcscTransport implements Transport {
     if (this.exclusiveDepth > 0) return fn();
     this.exclusiveDepth++;
     try {
-      await this.locked(async () => {
+      await this.lock.run(async () => {
         await this.detach().catch(() => undefined);
         try {
           await this.attach('exclusive');
@@ -621,7 +609,7 @@ export class PcscTransport implements Transport {
       return await fn();
     } finally {
       this.exclusiveDepth--;
-      await this.locked(async () => {
+      await this.lock.run(async () => {
         await this.detach().catch(() => undefined);
         // If this fails (card removed, pcscd gone) the next transmit reconnects and reports why.
         await this.attach('shared').catch(() => undefined);
@@ -635,7 +623,7 @@ export class PcscTransport implements Transport {
    * see `CARD_RESET` on their next transmit.
    */
   reset(): Promise<void> {
-    return this.locked(async () => {
+    return this.lock.run(async () => {
       const mode = this.mode ?? (this.exclusiveDepth > 0 ? 'exclusive' : 'shared');
       if (this.mode === undefined) await this.attach(mode);
       await this.detach(this.reader.SCARD_RESET_CARD);
@@ -650,10 +638,11 @@ export class PcscTransport implements Transport {
   close(): Promise<void> {
     if (!this.closing) {
       // Queued behind transmits already submitted, so those complete first.
-      this.closing = this.locked(async () => {
-        this.closed = true;
-        await this.detach();
-      })
+      this.closing = this.lock
+        .run(async () => {
+          this.closed = true;
+          await this.detach();
+        })
         .catch(() => undefined)
         .then(() => (this.ownsContext ? this.context.close() : undefined));
     }

@@ -8,6 +8,8 @@
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { ScHsmError } from '../errors.js';
+import { concat } from '../util/bytes.js';
+import { FifoLock } from '../util/lock.js';
 import { type CommandApdu, encodeCommand, parseResponse, type ResponseApdu, SW_OK } from './command.js';
 import { errorForStatus, type SwOverrides } from './status.js';
 
@@ -44,9 +46,8 @@ let heldSections = 0;
 
 /** Serialises exchanges; `exclusive()` holds the channel for a sequence, re-entrantly. */
 export class ApduChannel {
-  /** The lock: true while an exchange or a sequence runs; `waiting` resume in order (FIFO). */
-  private busy = false;
-  private waiting: (() => void)[] = [];
+  /** Held while an exchange or a sequence runs (FIFO). */
+  private readonly lock = new FifoLock();
   /** Number of APDUs given to the transport (GET RESPONSE included). */
   apduCount = 0;
 
@@ -54,19 +55,6 @@ export class ApduChannel {
 
   private holds(): boolean {
     return heldSections > 0 && heldChannels.getStore()?.has(this) === true;
-  }
-
-  /** Takes the lock (at once when free), runs `fn`, hands the lock to the next waiter. */
-  private async locked<T>(fn: () => Promise<T>): Promise<T> {
-    if (this.busy) await new Promise<void>((resume) => this.waiting.push(resume));
-    else this.busy = true;
-    try {
-      return await fn();
-    } finally {
-      const next = this.waiting.shift();
-      if (next) next();
-      else this.busy = false;
-    }
   }
 
   /** Runs `fn` in an async context that holds this channel: exchanges inside it skip the queue. */
@@ -82,7 +70,7 @@ export class ApduChannel {
   /** Runs a multi-APDU sequence without interleaving (and exclusively on the reader where possible). */
   exclusive<T>(fn: () => Promise<T>): Promise<T> {
     if (this.holds()) return fn();
-    return this.locked(() =>
+    return this.lock.run(() =>
       this.hold(() => (this.transport.exclusive ? this.transport.exclusive(fn) : fn())),
     );
   }
@@ -130,7 +118,7 @@ export class ApduChannel {
 
   /** Sends a command, follows `61xx` and `6Cxx`, returns the final response without judging its SW. */
   send(cmd: CommandApdu): Promise<ResponseApdu> {
-    return this.holds() ? this.sendNow(cmd) : this.locked(() => this.sendNow(cmd));
+    return this.holds() ? this.sendNow(cmd) : this.lock.run(() => this.sendNow(cmd));
   }
 
   private async sendNow(cmd: CommandApdu): Promise<ResponseApdu> {
@@ -141,20 +129,12 @@ export class ApduChannel {
     }
     if ((r.sw & 0xff00) !== 0x6100) return r;
     const parts: Uint8Array[] = [r.data];
-    let total = r.data.length;
     for (let i = 0; (r.sw & 0xff00) === 0x6100; i++) {
       if (i > 1024) throw new ScHsmError('MALFORMED_RESPONSE', 'endless 61xx response chain');
       r = await this.raw(encodeCommand({ cla: 0x00, ins: 0xc0, p1: 0, p2: 0, ne: r.sw & 0xff || 256 }, ext));
       parts.push(r.data);
-      total += r.data.length;
     }
-    const data = new Uint8Array(total);
-    let o = 0;
-    for (const p of parts) {
-      data.set(p, o);
-      o += p.length;
-    }
-    return { data, sw: r.sw };
+    return { data: concat(...parts), sw: r.sw };
   }
 
   /** Sends a command and returns its data, throwing the typed error for any status but success. */
