@@ -9,7 +9,6 @@
  * `force` is given.
  */
 import { createHash, createPublicKey, type KeyObject } from 'node:crypto';
-import type { ResponseApdu } from '../apdu/command.js';
 import { swHex } from '../apdu/status.js';
 import { ApduChannel, type Transport } from '../apdu/transport.js';
 import { decodeWrapFile, encodeWrapFile, inspectKeyBlob } from '../dkek/index.js';
@@ -231,10 +230,6 @@ const VERIFY_OVERRIDES = {
   0x6a80: ['INVALID_PIN', 'the card rejected the PIN length'],
 } as const;
 
-function sw(r: ResponseApdu): number {
-  return r.sw;
-}
-
 function pinStatusFromSw(code: number): PinStatus {
   if (code === 0x9000) return { state: 'verified' };
   if ((code & 0xfff0) === 0x63c0) {
@@ -370,7 +365,7 @@ export class SmartCardHsm {
   /** VERIFY without data: the PIN's state, costing no try (spec §3.6). */
   async pinStatus(ref: number = PIN_USER): Promise<PinStatus> {
     const r = await this.channel.send({ cla: CLA_ISO, ins: INS.VERIFY, p1: 0, p2: ref });
-    return pinStatusFromSw(sw(r));
+    return pinStatusFromSw(r.sw);
   }
 
   /** IMPORT DKEK SHARE without data: the DKEK's state (spec §3.10); undefined when no DKEK is configured. */
