@@ -159,9 +159,9 @@ export function pcscError(e: unknown, reader?: string): ScHsmError {
     case PCSC_CODES.SHARING_VIOLATION:
       return make(
         'READER_BUSY',
-        'another program holds the card exclusively (usually a running `pkcs11-tool`/`pkcs15-tool`, ' +
-          'a browser or Thunderbird with the OpenSC PKCS#11 module loaded, or GnuPG `scdaemon`); ' +
-          'close it (`gpgconf --kill scdaemon`) and retry',
+        'another program has the card open, exclusively or while this step needs it exclusively ' +
+          '(usually a running `pkcs11-tool`/`pkcs15-tool`, a browser or Thunderbird with the OpenSC ' +
+          'PKCS#11 module loaded, or GnuPG `scdaemon`); close it (`gpgconf --kill scdaemon`) and retry',
       );
     case PCSC_CODES.NO_SMARTCARD:
       return make('NO_CARD', 'no card in the reader; insert the SmartCard-HSM');
