@@ -268,6 +268,7 @@ function spkiOf(key: KeyObject): Uint8Array {
 
 function decodeRsa(r: Reader, crt: boolean): { numbers: RsaNumbers } {
   let numbers: RsaNumbers | undefined;
+  const s = (b: Uint8Array) => stripLeadingZeros(b).slice();
   if (crt) {
     const dp = r.field('dP');
     const dq = r.field('dQ');
@@ -276,14 +277,12 @@ function decodeRsa(r: Reader, crt: boolean): { numbers: RsaNumbers } {
     const q = r.field('q');
     const n = r.field('the modulus');
     const e = r.field('the public exponent');
-    const s = (b: Uint8Array) => stripLeadingZeros(b).slice();
     numbers = rsaFromCrt({ n: s(n), e: s(e), p: s(p), q: s(q), dp: s(dp), dq: s(dq), qi: s(qi) });
     if (!numbers) bad('the RSA CRT numbers are inconsistent (p·q ≠ n or wrong exponents)');
   } else {
     const d = r.field('the private exponent');
     const n = r.field('the modulus');
     const e = r.field('the public exponent');
-    const s = (b: Uint8Array) => stripLeadingZeros(b).slice();
     numbers = rsaFromPrivateExponent({ n: s(n), e: s(e), d: s(d) });
     if (!numbers) bad('the RSA private exponent does not match the modulus and public exponent');
   }
