@@ -56,6 +56,8 @@ export const ERROR_CODES = [
   'INVALID_STATE_FILE',
   // file system (host)
   'IO_ERROR',
+  'HOST_FILE_NOT_FOUND',
+  'FILE_EXISTS',
 ] as const;
 
 export type ScHsmErrorCode = (typeof ERROR_CODES)[number];

@@ -1,8 +1,6 @@
 /** Host files: read with a clear "not found", written atomically (temp file, fsync, rename). */
-import { randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
-import { access, open, readFile, rename, unlink } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
+import { access, readFile } from 'node:fs/promises';
 import { CliError } from './exit-codes.js';
 
 export async function readHostFile(path: string, what = 'file'): Promise<Uint8Array> {
@@ -39,23 +37,5 @@ export async function refuseOverwrite(
   }
 }
 
-/** Writes `data` to `path` atomically: a reader sees the old file or the complete new one. */
-export async function writeAtomic(path: string, data: Uint8Array | string, mode = 0o644): Promise<void> {
-  const tmp = join(dirname(path), `.${basename(path)}.${randomBytes(6).toString('hex')}.tmp`);
-  const fh = await open(tmp, 'wx', mode);
-  try {
-    await fh.writeFile(data);
-    await fh.sync();
-  } catch (e) {
-    await fh.close();
-    await unlink(tmp).catch(() => undefined);
-    throw e;
-  }
-  await fh.close();
-  try {
-    await rename(tmp, path);
-  } catch (e) {
-    await unlink(tmp).catch(() => undefined);
-    throw e;
-  }
-}
+/** Writes `data` to `path` atomically (the library's: temp file, fsync, rename; IO_ERROR on failure). */
+export { writeAtomic } from '../sc-hsm/host-files.js';

@@ -1,16 +1,14 @@
-import { createPrivateKey, createPublicKey } from 'node:crypto';
-import { encodeWrapFile, encryptKeyBlob, keyCheckValue } from '../../../dkek/index.js';
-import { encodeKeyDescription, KEY_USAGE, OBJECT_FLAGS } from '../../../pkcs15/index.js';
-import { intrinsicKeyId } from '../../../sc-hsm/session.js';
+import type { KeyObject } from 'node:crypto';
+import { isScHsmError } from '../../../errors.js';
+import { importPrivateKey, readPrivateKey } from '../../../sc-hsm/backup.js';
 import { checkLabel } from '../../../sc-hsm/validate.js';
-import { bytesEqual, toHex, wipe } from '../../../util/bytes.js';
-import { curveByName } from '../../../util/curves.js';
+import { toHex } from '../../../util/bytes.js';
 import type { Command } from '../../command.js';
 import { flag, list, reqInt, reqStr, str } from '../../context.js';
 import { readDkek } from '../../dkek-input.js';
 import { CliError } from '../../exit-codes.js';
 import { readHostFile } from '../../files.js';
-import { kcvText, parseHexArg, spkiFingerprint } from '../../format.js';
+import { parseHexArg } from '../../format.js';
 import { importKeySpec } from '../meta.js';
 
 export const importKey: Command = {
@@ -26,79 +24,47 @@ export const importKey: Command = {
     if (dkekFiles.length === 0)
       throw new CliError('USAGE_ERROR', '--dkek FILE.pbe is required (repeat it for each share)');
     const pem = await readHostFile(file!, 'key file');
-    const text = Buffer.from(pem).toString('utf8');
-    const encrypted = /ENCRYPTED/.test(text);
+    const encrypted = /ENCRYPTED/.test(Buffer.from(pem).toString('utf8'));
     const passphrase = encrypted
       ? await ctx.secret(v['key-password'], { option: 'key-password', prompt: `Passphrase of ${file}` })
       : undefined;
-    let key: ReturnType<typeof createPrivateKey>;
+    // read before the device is opened: a bad key file is a usage error
+    let key: KeyObject;
     try {
-      key = text.includes('-----BEGIN')
-        ? createPrivateKey(passphrase === undefined ? text : { key: text, passphrase })
-        : createPrivateKey({ key: Buffer.from(pem), format: 'der', type: 'pkcs8' });
-    } catch {
+      key = readPrivateKey(pem, passphrase);
+    } catch (e) {
+      if (!isScHsmError(e, 'INVALID_ARGUMENT')) throw e;
       throw new CliError(
         'USAGE_ERROR',
-        `${file} is not a readable private key (PEM or PKCS#8 DER; encrypted PEM needs --key-password)`,
+        /only RSA and EC/.test(e.message)
+          ? `${file}: ${e.message}`
+          : `${file} is not a readable private key (PEM or PKCS#8 DER; encrypted PEM needs --key-password)`,
       );
     }
-    const kind = key.asymmetricKeyType;
-    if (kind !== 'rsa' && kind !== 'ec')
-      throw new CliError('USAGE_ERROR', `${file}: only RSA and EC keys can be imported (got ${kind})`);
-    const spki = new Uint8Array(createPublicKey(key).export({ format: 'der', type: 'spki' }));
-    const bits =
-      kind === 'rsa'
-        ? key.asymmetricKeyDetails!.modulusLength!
-        : curveByName(key.asymmetricKeyDetails!.namedCurve!).bits;
     const hsm = await ctx.hsm();
-    const st = await hsm.dkekStatus();
-    if (!st)
-      throw new CliError('NO_DKEK', 'the device has no DKEK: keys cannot be imported. Nothing was changed.');
-    if (st.outstanding > 0)
-      throw new CliError(
-        'DKEK_INCOMPLETE',
-        `the DKEK still misses ${st.outstanding} share(s). Nothing was changed.`,
-      );
-    const occupied = (await hsm.listKeys()).find((k) => k.keyRef === keyRef);
-    if (occupied && !flag(v, 'force'))
-      throw new CliError(
-        'KEY_REF_OCCUPIED',
-        `key reference ${keyRef} is in use ("${occupied.label ?? ''}"). Nothing was changed.`,
-      );
-    const dkek = await readDkek(ctx, dkekFiles, list(v, 'password'));
-    const pkcs8 = new Uint8Array(key.export({ format: 'der', type: 'pkcs8' }));
-    let blob: Uint8Array;
-    try {
-      if (!bytesEqual(keyCheckValue(dkek), st.kcv)) {
-        throw new CliError(
-          'KCV_MISMATCH',
-          `the share files give DKEK ${kcvText(keyCheckValue(dkek))}, the device has ${kcvText(st.kcv)}. Nothing was changed.`,
-        );
-      }
-      blob = encryptKeyBlob({ pkcs8 }, dkek);
-    } finally {
-      wipe(dkek);
-      wipe(pkcs8);
-    }
-    const id = givenId ?? intrinsicKeyId(spki);
-    const prkd = encodeKeyDescription({
-      kind,
+    const r = await importPrivateKey(hsm, {
+      key,
+      keyRef,
       label,
-      objectFlags: OBJECT_FLAGS.PRIVATE | OBJECT_FLAGS.MODIFIABLE,
-      authId: Uint8Array.of(1),
-      id,
-      usage:
-        kind === 'rsa'
-          ? KEY_USAGE.DECRYPT | KEY_USAGE.SIGN | KEY_USAGE.SIGN_RECOVER
-          : KEY_USAGE.SIGN | KEY_USAGE.SIGN_RECOVER | KEY_USAGE.DERIVE,
-      keyReference: keyRef,
-      bits,
+      ...(givenId ? { id: givenId } : {}),
+      force: flag(v, 'force'),
+      // the shares' passwords are asked only once the device is known to accept the key
+      dkek: () => readDkek(ctx, dkekFiles, list(v, 'password')),
+      authenticate: () => ctx.login(hsm, v),
+      confirmReplace: async (present) => {
+        await ctx.confirm(`--force replaces key ${keyRef} "${present.label ?? ''}".`);
+        return true;
+      },
     });
-    await ctx.login(hsm, v);
-    if (occupied) await ctx.confirm(`--force replaces key ${keyRef} "${occupied.label ?? ''}".`);
-    await hsm.restoreKey(encodeWrapFile({ blob, prkd }), keyRef, { force: Boolean(occupied) });
-    ctx.out.ok(`${file} imported to key reference ${keyRef} ("${label}", ID ${toHex(id)})`);
-    ctx.out.kv('Public key SHA-256', spkiFingerprint(spki));
-    return { keyRef, id, label, type: kind, bits, publicKeySha256: spkiFingerprint(spki) };
+    ctx.out.ok(`${file} imported to key reference ${keyRef} ("${label}", ID ${toHex(r.id)})`);
+    ctx.out.kv('Public key SHA-256', r.publicKeySha256);
+    return {
+      keyRef,
+      id: r.id,
+      label,
+      type: r.type,
+      bits: r.bits,
+      publicKeySha256: r.publicKeySha256,
+    };
   },
 };

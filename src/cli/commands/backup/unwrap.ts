@@ -1,10 +1,10 @@
+import { wrapFileInfo } from '../../../sc-hsm/wrap-info.js';
 import { bytesEqual, toHex } from '../../../util/bytes.js';
 import type { Command } from '../../command.js';
 import { flag, reqInt } from '../../context.js';
 import { CliError } from '../../exit-codes.js';
 import { readHostFile } from '../../files.js';
 import { kcvText } from '../../format.js';
-import { wrapFileInfo } from '../../wrapfile-info.js';
 import { unwrapSpec } from '../meta.js';
 
 export const unwrap: Command = {

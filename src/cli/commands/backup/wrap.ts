@@ -1,8 +1,8 @@
+import { wrapFileInfo } from '../../../sc-hsm/wrap-info.js';
 import type { Command } from '../../command.js';
 import { flag, reqInt, reqStr } from '../../context.js';
 import { refuseOverwrite, writeAtomic } from '../../files.js';
 import { kcvText, sha256Hex } from '../../format.js';
-import { wrapFileInfo } from '../../wrapfile-info.js';
 import { wrapSpec } from '../meta.js';
 
 export const wrap: Command = {

@@ -1,12 +1,12 @@
 import { createPrivateKey } from 'node:crypto';
 import { decryptKeyBlob } from '../../../dkek/index.js';
+import { wrapFileInfo } from '../../../sc-hsm/wrap-info.js';
 import { toHex, wipe } from '../../../util/bytes.js';
 import type { Command } from '../../command.js';
 import { flag, list, reqStr } from '../../context.js';
 import { readDkek } from '../../dkek-input.js';
 import { CliError } from '../../exit-codes.js';
 import { readHostFile, refuseOverwrite, writeAtomic } from '../../files.js';
-import { wrapFileInfo } from '../../wrapfile-info.js';
 import { wrappedExportSpec } from '../meta.js';
 
 export const wrappedExport: Command = {

@@ -1,12 +1,12 @@
 import { X509Certificate } from 'node:crypto';
 import { decryptKeyBlob } from '../../../dkek/index.js';
+import { wrapFileInfo } from '../../../sc-hsm/wrap-info.js';
 import { toHex, wipe } from '../../../util/bytes.js';
 import type { Command } from '../../command.js';
 import { list } from '../../context.js';
 import { readDkek } from '../../dkek-input.js';
 import { readHostFile } from '../../files.js';
 import { kcvText, spkiFingerprint, usageText } from '../../format.js';
-import { wrapFileInfo } from '../../wrapfile-info.js';
 import { wrappedInspectSpec } from '../meta.js';
 
 export const wrappedInspect: Command = {

@@ -6,7 +6,7 @@ import {
   decodeKeyDescription,
   type KeyDescription,
 } from '../pkcs15/index.js';
-import { certificateSpki } from '../sc-hsm/session.js';
+import { certificateSpki } from './session.js';
 
 export interface WrapFileInfo {
   wrap: WrapFile;
@@ -18,6 +18,7 @@ export interface WrapFileInfo {
   certificate?: Uint8Array;
 }
 
+/** Decodes a `.bin` wrap file (INVALID_WRAP_FILE, INVALID_KEY_BLOB); the description and public key are best effort. */
 export function wrapFileInfo(bin: Uint8Array): WrapFileInfo {
   const wrap = decodeWrapFile(bin);
   const info: WrapFileInfo = { wrap, header: inspectKeyBlob(wrap.blob) };
