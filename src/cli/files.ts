@@ -38,4 +38,4 @@ export async function refuseOverwrite(
 }
 
 /** Writes `data` to `path` atomically (the library's: temp file, fsync, rename; IO_ERROR on failure). */
-export { writeAtomic } from '../sc-hsm/host-files.js';
+export { writeAtomic } from '../util/host-files.js';

@@ -31,7 +31,7 @@ import { ScHsmError } from '../errors.js';
 import { encodeKeyDescription, KEY_USAGE, OBJECT_FLAGS } from '../pkcs15/index.js';
 import { bytesEqual, fromHex, toHex, wipe } from '../util/bytes.js';
 import { curveByName } from '../util/curves.js';
-import { makeHostDirectory, readHostFile, refuseHostOverwrite, writeAtomic } from './host-files.js';
+import { makeHostDirectory, readHostFile, refuseHostOverwrite, writeAtomic } from '../util/host-files.js';
 import { intrinsicKeyId, type KeyInfo, type SmartCardHsm } from './session.js';
 import { checkKeyRef, checkLabel } from './validate.js';
 import { type WrapFileInfo, wrapFileInfo } from './wrap-info.js';

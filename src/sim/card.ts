@@ -16,7 +16,7 @@ import { appletFcp, deleteFile, enumerateObjects, readBinary, selectEf, updateBi
 import { initialize } from './init.js';
 import { cipher, decipher, generateKeyPair, generateSymmetricKey, sign } from './keys.js';
 import { changeReferenceData, resetRetryCounter, verify } from './pins.js';
-import { type CardState, deserializeState, readStateFile, serializeState, writeFileAtomic } from './state.js';
+import { type CardState, deserializeState, readStateFile, saveStateFile, serializeState } from './state.js';
 import { fail, type Reply, SW, SwError } from './sw.js';
 
 /** Firmware version reported in FCP tag 85 by default ("SmartCard-HSM Version 3.5 on JCOP 3"). */
@@ -233,7 +233,7 @@ export class VirtualSmartCardHsm implements Transport {
 
   /** Saves atomically (temp file in the same directory, fsync, rename). */
   async save(path: string): Promise<void> {
-    await writeFileAtomic(path, this.serialize());
+    await saveStateFile(path, this.serialize());
   }
 
   static async load(path: string): Promise<VirtualSmartCardHsm> {

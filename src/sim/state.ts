@@ -4,11 +4,10 @@
  * with a format version; every field is validated on load (INVALID_STATE_FILE). Saving is atomic:
  * temp file in the same directory, fsync, rename.
  */
-import { randomBytes } from 'node:crypto';
-import { basename, dirname, join } from 'node:path';
 import { ScHsmError } from '../errors.js';
 import { fromHex, toHex } from '../util/bytes.js';
 import { CURVES, type CurveName } from '../util/curves.js';
+import { writeAtomic } from '../util/host-files.js';
 
 export type KeyKind = 'rsa' | 'ec' | 'aes';
 
@@ -247,22 +246,11 @@ export function deserializeState(json: string): CardState {
   return s;
 }
 
-/** Writes `text` to `path` atomically: temp file in the same directory, fsync, rename. */
-export async function writeFileAtomic(path: string, text: string): Promise<void> {
-  // loaded here, not at import: importing the library stays cheap (cold-start benchmark)
-  const { open, rename, unlink } = await import('node:fs/promises');
-  const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
+/** Saves the state file atomically and readable by its owner only (src/util/host-files.ts). */
+export async function saveStateFile(path: string, text: string): Promise<void> {
   try {
-    const fh = await open(tmp, 'wx', 0o600);
-    try {
-      await fh.writeFile(text, 'utf8');
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    await rename(tmp, path);
+    await writeAtomic(path, text, 0o600);
   } catch (e) {
-    await unlink(tmp).catch(() => undefined);
     throw new ScHsmError(
       'IO_ERROR',
       `cannot save the virtual card state to ${path}: ${(e as Error).message}`,
@@ -270,16 +258,6 @@ export async function writeFileAtomic(path: string, text: string): Promise<void>
         cause: e,
       },
     );
-  }
-  try {
-    const dh = await open(dirname(path), 'r');
-    try {
-      await dh.sync();
-    } finally {
-      await dh.close();
-    }
-  } catch {
-    // Directory fsync is not supported everywhere (e.g. Windows); the rename itself is atomic.
   }
 }
 

@@ -1,5 +1,5 @@
 /**
- * Files on the host, for the library's own file work (backup directories): read with a clear
+ * Files on the host, for the library's own file work (backup directories, the virtual card's state): read with a clear
  * "not found", written atomically (temp file in the same directory, fsync, rename, directory
  * fsync). Every failure is an ScHsmError: HOST_FILE_NOT_FOUND, FILE_EXISTS or IO_ERROR, with the
  * Node.js error as `cause`. node:fs/promises is loaded on first use, not at import: importing the
