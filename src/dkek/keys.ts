@@ -6,6 +6,7 @@
  */
 import { createPrivateKey, createPublicKey, type KeyObject } from 'node:crypto';
 import { ScHsmError } from '../errors.js';
+import { gcd, mod, modInverse, modPow } from '../util/bigint.js';
 import {
   bigintFromBytes,
   bigintToBytes,
@@ -73,44 +74,6 @@ export function rsaNumbersFromKey(key: KeyObject): RsaNumbers {
     dq: unb64(j.dq, 'dq'),
     qi: unb64(j.qi, 'qi'),
   };
-}
-
-// ---- BigInt arithmetic -------------------------------------------------------------------------
-
-export function mod(a: bigint, m: bigint): bigint {
-  const r = a % m;
-  return r < 0n ? r + m : r;
-}
-
-export function modPow(base: bigint, exp: bigint, m: bigint): bigint {
-  let result = 1n;
-  let b = mod(base, m);
-  let e = exp;
-  while (e > 0n) {
-    if (e & 1n) result = (result * b) % m;
-    b = (b * b) % m;
-    e >>= 1n;
-  }
-  return result;
-}
-
-function gcd(a: bigint, b: bigint): bigint {
-  let x = a < 0n ? -a : a;
-  let y = b < 0n ? -b : b;
-  while (y) [x, y] = [y, x % y];
-  return x;
-}
-
-/** Modular inverse, or undefined when none exists. */
-export function modInverse(a: bigint, m: bigint): bigint | undefined {
-  let [r0, r1] = [mod(a, m), m];
-  let [s0, s1] = [1n, 0n];
-  while (r1 !== 0n) {
-    const q = r0 / r1;
-    [r0, r1] = [r1, r0 - q * r1];
-    [s0, s1] = [s1, s0 - q * s1];
-  }
-  return r0 === 1n ? mod(s0, m) : undefined;
 }
 
 /**

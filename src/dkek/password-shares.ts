@@ -16,6 +16,7 @@
  */
 import { generatePrimeSync, randomBytes } from 'node:crypto';
 import { ScHsmError } from '../errors.js';
+import { mod, modInverse } from '../util/bigint.js';
 import { bigintFromBytes, bigintToBytes, bytesEqual, fromHex } from '../util/bytes.js';
 
 /** One custodian's share (spec §7.2). */
@@ -40,22 +41,11 @@ function invalid(msg: string): never {
   throw new ScHsmError('INVALID_ARGUMENT', msg);
 }
 
-function mod(a: bigint, m: bigint): bigint {
-  const r = a % m;
-  return r < 0n ? r + m : r;
-}
-
-function modInverse(a: bigint, m: bigint): bigint {
-  let [r0, r1] = [mod(a, m), m];
-  let [s0, s1] = [1n, 0n];
-  while (r1 !== 0n) {
-    const q = r0 / r1;
-    [r0, r1] = [r1, r0 - q * r1];
-    [s0, s1] = [s1, s0 - q * s1];
-  }
-  if (r0 !== 1n)
+function inverse(a: bigint, m: bigint): bigint {
+  const r = modInverse(a, m);
+  if (r === undefined)
     invalid('password shares do not interpolate: a share ID difference has no inverse modulo the prime');
-  return mod(s0, m);
+  return r;
 }
 
 function randomBelow(p: bigint): bigint {
@@ -151,7 +141,7 @@ export function combinePasswordShares(shares: PasswordShare[], o: { length?: num
       num = mod(num * xj, p);
       den = mod(den * (xj - xi), p);
     }
-    secret = mod(secret + yi * num * modInverse(den, p), p);
+    secret = mod(secret + yi * num * inverse(den, p), p);
   }
   const bytes = bigintToBytes(secret);
   if (length === undefined) return bytes;

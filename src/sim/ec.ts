@@ -5,6 +5,7 @@
  * because node cannot export brainpool keys as JWK.
  */
 import { createECDH } from 'node:crypto';
+import { mod, modInverse } from '../util/bigint.js';
 import { bigintFromBytes, bigintToBytes } from '../util/bytes.js';
 import { type CurveName, curveParams } from '../util/curves.js';
 import { readAll, readTlv } from '../util/tlv.js';
@@ -20,20 +21,11 @@ interface Domain {
   size: number;
 }
 
-const mod = (v: bigint, m: bigint) => {
-  const r = v % m;
-  return r < 0n ? r + m : r;
-};
-
+/** Modular inverse; the curve code only inverts non-zero values modulo a prime. */
 function inv(v: bigint, m: bigint): bigint {
-  let [a, b, x0, x1] = [mod(v, m), m, 1n, 0n];
-  while (b !== 0n) {
-    const q = a / b;
-    [a, b] = [b, a - q * b];
-    [x0, x1] = [x1, x0 - q * x1];
-  }
-  if (a !== 1n) throw new RangeError('not invertible');
-  return mod(x0, m);
+  const r = modInverse(v, m);
+  if (r === undefined) throw new RangeError('not invertible');
+  return r;
 }
 
 const domains = new Map<CurveName, Domain>();
