@@ -1,6 +1,5 @@
 /** Host files: read with a clear "not found", written atomically (temp file, fsync, rename). */
-import { constants } from 'node:fs';
-import { access, readFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { CliError } from './exit-codes.js';
 
 export async function readHostFile(path: string, what = 'file'): Promise<Uint8Array> {
@@ -17,25 +16,12 @@ export async function readHostFile(path: string, what = 'file'): Promise<Uint8Ar
   }
 }
 
-export async function exists(path: string): Promise<boolean> {
-  try {
-    await access(path, constants.F_OK);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-/** Refuses to replace an existing file unless `force` (exit 7). */
-export async function refuseOverwrite(
-  path: string,
-  force: boolean | undefined,
-  what = 'file',
-): Promise<void> {
-  if (!force && (await exists(path))) {
-    throw new CliError('FILE_EXISTS', `${what} ${path} already exists; it was left unchanged`);
-  }
-}
-
-/** Writes `data` to `path` atomically (the library's: temp file, fsync, rename; IO_ERROR on failure). */
-export { writeAtomic } from '../util/host-files.js';
+/**
+ * The library's host-file helpers: whether a file exists, FILE_EXISTS (exit 7) unless `force`,
+ * atomic writes (temp file, fsync, rename; IO_ERROR on failure).
+ */
+export {
+  hostFileExists as exists,
+  refuseHostOverwrite as refuseOverwrite,
+  writeAtomic,
+} from '../util/host-files.js';
