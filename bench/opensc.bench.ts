@@ -148,6 +148,8 @@ async function measure(): Promise<BenchResult[]> {
     await local.logout();
 
     await vpcd.connected;
+    // vpcd takes this card at its next presence poll; before that the reader may list a stale card
+    await vpcd.adopted;
     for (let i = 0; i < 60 && !transport; i++) {
       try {
         transport = await openPcsc({ reader: READER });

@@ -17,10 +17,9 @@ import {
   pkcs15Tool,
   READER1,
   removeToolHome,
-  WatchedCard,
   waitForReader,
 } from './helpers/opensc.js';
-import { describePcsc, vpcdEndpoint } from './helpers/pcsc-env.js';
+import { describePcsc, vpcdEndpoint, waitAdopted } from './helpers/pcsc-env.js';
 
 describePcsc('a stored certificate as OpenSC sees it', () => {
   let vpcd: VpcdConnection | undefined;
@@ -46,11 +45,10 @@ describePcsc('a stored certificate as OpenSC sees it', () => {
       rsa.keyRef,
       (await selfSignCertificate(hsm, { keyRef: rsa.keyRef, subject: 'CN=Interop RSA', days: 30 })).der,
     );
-    const watched = new WatchedCard(card);
     const port = vpcdEndpoint().port + 1;
-    vpcd = connectToVpcd(watched, { host: vpcdEndpoint().host, port });
+    vpcd = connectToVpcd(card, { host: vpcdEndpoint().host, port });
     await vpcd.connected;
-    await watched.waitAdopted(port, 5000);
+    await waitAdopted(vpcd, port);
     await waitForReader(1, true, 8000);
   }, 60_000);
 

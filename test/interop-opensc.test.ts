@@ -49,10 +49,9 @@ import {
   scHsmTool,
   show,
   type ToolResult,
-  WatchedCard,
   waitForReader,
 } from './helpers/opensc.js';
-import { describePcsc, vpcdEndpoint } from './helpers/pcsc-env.js';
+import { describePcsc, vpcdEndpoint, waitAdopted } from './helpers/pcsc-env.js';
 
 const SO_PIN = '3537363231383830';
 const PIN = '648219';
@@ -72,7 +71,6 @@ const KDF_TIMEOUT = 100_000;
 
 interface Device {
   card: VirtualSmartCardHsm;
-  watched: WatchedCard;
   vpcd: VpcdConnection;
   reader: string;
   /** opensc-tool / sc-hsm-tool / pkcs15-tool reader number */
@@ -89,17 +87,16 @@ const openTransports: PcscTransport[] = [];
 
 async function insert(port: number, reader: string, index: number): Promise<Device> {
   const card = new VirtualSmartCardHsm();
-  const watched = new WatchedCard(card);
-  const vpcd = connectToVpcd(watched, { host: vpcdEndpoint().host, port });
+  const vpcd = connectToVpcd(card, { host: vpcdEndpoint().host, port });
   await vpcd.connected;
   try {
-    await watched.waitAdopted(port, 5000);
+    await waitAdopted(vpcd, port);
     await waitForReader(index, true, 8000);
   } catch (e) {
     await vpcd.close();
     throw e;
   }
-  return { card, watched, vpcd, reader, index };
+  return { card, vpcd, reader, index };
 }
 
 function need(d: Device | undefined, what: string): Device {

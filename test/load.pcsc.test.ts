@@ -20,10 +20,10 @@ import { openPcsc } from '../src/apdu/readers.js';
 import { isScHsmError } from '../src/errors.js';
 import { SmartCardHsm } from '../src/sc-hsm/session.js';
 import { VirtualSmartCardHsm } from '../src/sim/index.js';
-import { connectToVpcd, type VpcdConnection } from '../src/sim/vpcd.js';
+import type { VpcdConnection } from '../src/sim/vpcd.js';
 import { ascii } from '../src/util/bytes.js';
 import { READER1, removeToolHome, runTool, show } from './helpers/opensc.js';
-import { describePcsc, vpcdEndpoint } from './helpers/pcsc-env.js';
+import { describePcsc, insertCard, vpcdEndpoint } from './helpers/pcsc-env.js';
 
 const PIN = '648219';
 const SIGNATURES = 10_000;
@@ -75,17 +75,8 @@ describePcsc('load and sharing through pcscd (vpcd slot 1)', () => {
     await local.verifyPin(PIN);
     keyRef = (await local.generateKeyPair({ type: 'ec', curve: 'secp256r1', label: 'load' })).keyRef;
     slot = new LoggingCard(card);
-    vpcd = connectToVpcd(slot, { host: vpcdEndpoint().host, port: 35964 });
-    await vpcd.connected;
-    for (let i = 0; i < 50; i++) {
-      try {
-        transport = await openPcsc({ reader: READER1 });
-        break;
-      } catch (e) {
-        if (i === 49) throw e;
-        await new Promise((r) => setTimeout(r, 100));
-      }
-    }
+    vpcd = await insertCard(slot, { host: vpcdEndpoint().host, port: 35964 });
+    transport = await openPcsc({ reader: READER1 });
   }, 30_000);
 
   afterAll(async () => {

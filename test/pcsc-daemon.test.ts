@@ -107,6 +107,7 @@ const card = { atr: ATR, powerOn() {}, powerOff() {}, reset() {}, process: () =>
 const link = connectToVpcd(card, { host: '127.0.0.2', port: 35963 });
 const out = {};
 await link.connected;
+await link.adopted;
 for (let i = 0; i < 80; i++) {
   if ((await listReaders({ probe: false }))[0]?.cardPresent) break;
   await sleep(50);

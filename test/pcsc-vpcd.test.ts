@@ -146,6 +146,26 @@ describe('vpcd bridge (scripted vpcd)', () => {
     expect(connects).toBe(2);
   });
 
+  it('`adopted` waits for vpcd to take the card (its first GET ATR), not for the TCP connection', async () => {
+    server = await fakeVpcd();
+    const { card } = stub();
+    conn = connectToVpcd(card, { port: server.port });
+    let adopted = false;
+    void conn.adopted.then(() => {
+      adopted = true;
+    });
+    await conn.connected;
+    // connected, and even an APDU answered: not adopted yet; only vpcd's GET ATR counts
+    server.sockets[0]!.write(frame('80010000'));
+    expect(await server.frames(1)).toEqual(['9000']);
+    await new Promise((r) => setTimeout(r, 50));
+    expect(adopted).toBe(false);
+    server.sockets[0]!.write(frame('04'));
+    await server.frames(2);
+    await conn.adopted;
+    expect(adopted).toBe(true);
+  });
+
   it('with reconnect: false, `connected` rejects when nobody listens', async () => {
     const probe = await fakeVpcd();
     const port = probe.port;

@@ -10,9 +10,9 @@ import type { PcscTransport } from '../src/apdu/pcsc.js';
 import { isSmartCardHsmSelectResponse, listReaders, openPcsc, SELECT_APPLET } from '../src/apdu/readers.js';
 import { isScHsmError, type ScHsmErrorCode } from '../src/errors.js';
 import { AID, ATR_NITROKEY_HSM2 } from '../src/sc-hsm/constants.js';
-import { connectToVpcd, type VpcdCard, type VpcdConnection } from '../src/sim/vpcd.js';
+import type { VpcdCard, VpcdConnection } from '../src/sim/vpcd.js';
 import { bytesEqual, fromHex, toHex } from '../src/util/bytes.js';
-import { describePcsc, vpcdEndpoint } from './helpers/pcsc-env.js';
+import { describePcsc, insertCard, vpcdEndpoint } from './helpers/pcsc-env.js';
 
 const SLOT0 = 'Virtual PCD 00 00';
 const SLOT1 = 'Virtual PCD 00 01';
@@ -128,10 +128,10 @@ describePcsc('PC/SC transport against pcscd + vpcd', () => {
   };
 
   beforeAll(async () => {
-    linkA = connectToVpcd(cardA, { host, port });
+    // waits for vpcd to take this card, not just for "a card present" (the previous test file's
+    // card can still be listed for one presence poll, with a dead socket behind it)
+    linkA = await insertCard(cardA, { host, port });
     links.push(linkA);
-    await linkA.connected;
-    await present(SLOT0);
   });
 
   afterAll(async () => {
@@ -243,10 +243,8 @@ describePcsc('PC/SC transport against pcscd + vpcd', () => {
   it('a second card: found by SELECT, makes the choice ambiguous; latency without quickack', async () => {
     const cardB = new StubCard(ATR_JCOP241);
     // 127.0.0.1: no quickack route there, to measure the difference (spec §5).
-    const linkB = connectToVpcd(cardB, { host: '127.0.0.1', port: port + 1 });
+    const linkB = await insertCard(cardB, { host: '127.0.0.1', port: port + 1 });
     links.push(linkB);
-    await linkB.connected;
-    await present(SLOT1);
     const list = await listReaders();
     expect(list[1]).toMatchObject({ name: SLOT1, cardPresent: true, isSmartCardHsm: true, reason: 'select' });
     expect(list[1]!.atr).toBe(toHex(ATR_JCOP241).toUpperCase());
@@ -285,9 +283,8 @@ describePcsc('PC/SC transport against pcscd + vpcd', () => {
 
   it('a card that is not a SmartCard-HSM is refused when named', async () => {
     const cardC = new StubCard(ATR_JCOP241, false);
-    const linkC = connectToVpcd(cardC, { host, port: port + 1 });
+    const linkC = await insertCard(cardC, { host, port: port + 1 });
     links.push(linkC);
-    await present(SLOT1);
     const list = await listReaders();
     expect(list[1]).toMatchObject({ cardPresent: true, isSmartCardHsm: false });
     expect(list[1]!.reason).toBeUndefined();
@@ -315,9 +312,8 @@ describePcsc('PC/SC transport against pcscd + vpcd', () => {
     // Imported here so that a broken simulator fails this test only, not the transport tests above.
     const { VirtualSmartCardHsm } = await import('../src/sim/index.js');
     const card = new VirtualSmartCardHsm();
-    const link = connectToVpcd(card, { host, port });
+    const link = await insertCard(card, { host, port });
     links.push(link);
-    await present(SLOT0);
     expect((await listReaders())[0]).toMatchObject({ isSmartCardHsm: true, reason: 'atr' });
     const t = track(await openPcsc());
     expect(isSmartCardHsmSelectResponse(await t.transmit(SELECT_APPLET))).toBe(true);
@@ -325,6 +321,26 @@ describePcsc('PC/SC transport against pcscd + vpcd', () => {
     const name = await run('opensc-tool', ['-r', '0', '--name']);
     expect(name.out).toMatch(/SmartCard-HSM/);
     await link.close();
+    await present(SLOT0, false);
+  });
+
+  it('a card swapped in at once after another (same ATR): insertCard waits for the new one', async () => {
+    // The order in which PC/SC test files hand slot 0 to each other. Until vpcd's next presence
+    // poll the reader still lists the old card, and an APDU sent then meets its closed socket
+    // (SCARD_E_NOT_TRANSACTED); this is the race that made CI fail once.
+    const first = new StubCard(ATR_NITROKEY_HSM2);
+    const second = new StubCard(ATR_NITROKEY_HSM2);
+    const one = await insertCard(first, { host, port });
+    links.push(one);
+    await one.close();
+    const two = await insertCard(second, { host, port });
+    links.push(two);
+    const t = track(await openPcsc());
+    expect(toHex(await t.transmit(ECHO))).toBe('9000');
+    expect(second.counts.apdus).toBe(1);
+    expect(first.counts.apdus).toBe(0);
+    await t.close();
+    await two.close();
     await present(SLOT0, false);
   });
 });

@@ -7,8 +7,8 @@ import type { PcscTransport } from '../src/apdu/pcsc.js';
 import { openPcsc } from '../src/apdu/readers.js';
 import { SmartCardHsm } from '../src/sc-hsm/session.js';
 import { VirtualSmartCardHsm } from '../src/sim/index.js';
-import { connectToVpcd, type VpcdConnection } from '../src/sim/vpcd.js';
-import { describePcsc, vpcdEndpoint } from './helpers/pcsc-env.js';
+import type { VpcdConnection } from '../src/sim/vpcd.js';
+import { describePcsc, insertCard, vpcdEndpoint } from './helpers/pcsc-env.js';
 import { defineSessionSuite } from './helpers/session-suite.js';
 
 /**
@@ -39,19 +39,10 @@ let setup: Promise<{ slot: CardSlot; vpcd: VpcdConnection; transport: PcscTransp
 function env() {
   setup ??= (async () => {
     const slot = new CardSlot();
-    const vpcd = connectToVpcd(slot, vpcdEndpoint());
-    await vpcd.connected;
-    // pcscd notices the card at its next presence poll (≤ ~0.5 s); openPcsc waits for it
-    let transport: PcscTransport | undefined;
-    for (let i = 0; i < 40 && !transport; i++) {
-      try {
-        transport = await openPcsc({ reader: 'Virtual PCD 00 00' });
-      } catch (e) {
-        if (i === 39) throw e;
-        await new Promise((r) => setTimeout(r, 100));
-      }
-    }
-    return { slot, vpcd, transport: transport! };
+    // vpcd takes the card at its next presence poll (≤ ~0.5 s); insertCard waits for this card
+    const vpcd = await insertCard(slot, vpcdEndpoint());
+    const transport = await openPcsc({ reader: 'Virtual PCD 00 00' });
+    return { slot, vpcd, transport };
   })();
   return setup;
 }

@@ -32,6 +32,14 @@ export interface VpcdOptions {
 export interface VpcdConnection {
   /** Resolves on the first TCP connection; rejects only when `reconnect` is false and it fails. */
   readonly connected: Promise<void>;
+  /**
+   * Resolves when pcscd's vpcd first asks this card for its ATR, i.e. when vpcd has accepted this
+   * connection and dropped any card it held before. Until then the reader may still show the
+   * previous card (same ATR, dead socket) and a command sent to it fails with
+   * SCARD_E_NOT_TRANSACTED; wait for this before using the reader. Never rejects; pair it with a
+   * timeout (a second card on an occupied slot waits silently, spec/pcsc-stack.md §2).
+   */
+  readonly adopted: Promise<void>;
   /** Closes the socket for good (pcscd sees the card removed within ~0.4 s) and stops reconnecting. */
   close(): Promise<void>;
   on(event: 'connect' | 'disconnect', listener: () => void): this;
@@ -59,6 +67,8 @@ function frame(payload: Uint8Array): Buffer {
 
 class Connection extends EventEmitter implements VpcdConnection {
   readonly connected: Promise<void>;
+  readonly adopted: Promise<void>;
+  private settleAdopted!: () => void;
   private socket: Socket | undefined;
   private stopped = false;
   private retry: NodeJS.Timeout | undefined;
@@ -80,6 +90,9 @@ class Connection extends EventEmitter implements VpcdConnection {
     });
     // Marks the promise handled, so a caller who never awaits it gets no unhandled rejection.
     this.connected.catch(() => undefined);
+    this.adopted = new Promise<void>((resolve) => {
+      this.settleAdopted = resolve;
+    });
     this.dial();
   }
 
@@ -133,7 +146,10 @@ class Connection extends EventEmitter implements VpcdConnection {
         if (buf.length < 2 + len) break;
         const msg = new Uint8Array(buf.subarray(2, 2 + len));
         buf = buf.subarray(2 + len);
-        if (len === 1 && msg[0] === CTRL_ATR) sawAtrRequest = true;
+        if (len === 1 && msg[0] === CTRL_ATR) {
+          sawAtrRequest = true;
+          this.settleAdopted();
+        }
         const answer = this.handle(msg);
         if (answer) sock.write(frame(answer));
       }

@@ -11,7 +11,6 @@ import { execFile } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { VpcdCard } from '../../src/sim/vpcd.js';
 
 export const P11_MODULE = '/usr/lib/x86_64-linux-gnu/opensc-pkcs11.so';
 export const READER0 = 'Virtual PCD 00 00';
@@ -164,44 +163,6 @@ export async function waitForReader(index: number, present = true, ms = 8000): P
     ms,
     150,
   );
-}
-
-/**
- * A card wrapper for connectToVpcd that records whether vpcd talks to this card at all: a second
- * card on an occupied vpcd port is queued silently (spec/pcsc-stack.md §2), and a test would then
- * run against someone else's card. `waitAdopted` fails loudly instead.
- */
-export class WatchedCard implements VpcdCard {
-  atrRequests = 0;
-  apdus = 0;
-  constructor(readonly card: VpcdCard) {}
-  get atr(): Uint8Array {
-    this.atrRequests++;
-    return this.card.atr;
-  }
-  process(apdu: Uint8Array): Uint8Array {
-    this.apdus++;
-    return this.card.process(apdu);
-  }
-  powerOn(): void {
-    this.card.powerOn();
-  }
-  powerOff(): void {
-    this.card.powerOff();
-  }
-  reset(): void {
-    this.card.reset();
-  }
-  /** Resolves once vpcd asked this card for its ATR (i.e. pcscd adopted it). */
-  async waitAdopted(port: number, ms: number): Promise<void> {
-    await until(
-      `pcscd's vpcd to adopt our virtual card on port ${port} (no GET ATR yet: another virtual card ` +
-        'probably occupies this vpcd slot, e.g. a PC/SC test file running in parallel)',
-      () => this.atrRequests > 0 || 'no GET ATR',
-      ms,
-      50,
-    );
-  }
 }
 
 /**

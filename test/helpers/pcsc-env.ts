@@ -5,6 +5,8 @@
  * fails the suite; elsewhere the suite is skipped with a loud note.
  */
 import { describe, it } from 'vitest';
+import { listReaders } from '../../src/apdu/readers.js';
+import { connectToVpcd, type VpcdCard, type VpcdConnection } from '../../src/sim/vpcd.js';
 
 /** True inside `bash scripts/with-pcscd.sh …`. */
 export function pcscAvailable(): boolean {
@@ -34,4 +36,61 @@ export function describePcsc(name: string, fn: () => void): void {
   }
   console.warn(`\n*** PC/SC interop suite "${name}" NOT RUN: SC_HSM_PCSC is not set; ${HOW} ***\n`);
   describe.skip(`${name} [NOT RUN: needs scripts/with-pcscd.sh]`, fn);
+}
+
+/** The vpcd reader a port feeds: 35963 → "Virtual PCD 00 00", 35964 → "Virtual PCD 00 01". */
+export function vpcdReaderName(port: number): string {
+  return `Virtual PCD 00 ${String(port - 35963).padStart(2, '0')}`;
+}
+
+/**
+ * Resolves when vpcd has taken `link`'s card (its first GET ATR, see VpcdConnection.adopted);
+ * fails after `ms` naming the likely cause. Until then the reader may still show the previous
+ * test file's card, whose dead socket answers the first APDU with SCARD_E_NOT_TRANSACTED.
+ */
+export async function waitAdopted(link: VpcdConnection, port: number, ms = 5000): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () =>
+        reject(
+          new Error(
+            `pcscd's vpcd did not take our virtual card on port ${port} within ${ms} ms (no GET ATR): ` +
+              'another virtual card probably occupies this vpcd slot',
+          ),
+        ),
+      ms,
+    );
+  });
+  try {
+    await Promise.race([link.adopted, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/**
+ * Inserts `card` into the vpcd slot at `port` and resolves once pcscd lists it: vpcd took this very
+ * card (not a stale predecessor), and the reader shows a card present.
+ */
+export async function insertCard(
+  card: VpcdCard,
+  endpoint: { host: string; port: number },
+  ms = 8000,
+): Promise<VpcdConnection> {
+  const link = connectToVpcd(card, endpoint);
+  try {
+    await link.connected;
+    await waitAdopted(link, endpoint.port, ms);
+    const name = vpcdReaderName(endpoint.port);
+    const end = Date.now() + ms;
+    while (!(await listReaders({ probe: false })).find((r) => r.name === name)?.cardPresent) {
+      if (Date.now() > end) throw new Error(`${name} shows no card ${ms} ms after vpcd took ours`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    return link;
+  } catch (e) {
+    await link.close();
+    throw e;
+  }
 }

@@ -25,7 +25,11 @@ export const simServe: Command = {
         .catch((e) => ctx.out.warn(`saving ${state} failed: ${(e as Error).message}`));
     };
     const conn = connectToVpcd(card, { host: m[1]!, port: Number(m[2]), log: (s) => ctx.out.note(s) });
-    conn.on('connect', () => ctx.out.note(`connected to vpcd at ${target}: the virtual card is in pcscd`));
+    conn.on('connect', () =>
+      ctx.out.note(`connected to vpcd at ${target}; waiting for pcscd to take the card`),
+    );
+    // vpcd holds one card per port and queues the next one silently; its first GET ATR is the proof
+    void conn.adopted.then(() => ctx.out.note('pcscd took the card: it is now in the reader'));
     conn.on('disconnect', () => ctx.out.note('vpcd connection lost; reconnecting'));
     ctx.out.note(`virtual SmartCard-HSM (state ${state}) for vpcd at ${target}; Ctrl-C stops`);
     await new Promise<void>((resolve) => {
