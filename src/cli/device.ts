@@ -9,7 +9,7 @@ import { openPcsc } from '../apdu/readers.js';
 import { RecordingTransport } from '../apdu/transcript.js';
 import type { Transport } from '../apdu/transport.js';
 import { SmartCardHsm } from '../sc-hsm/session.js';
-import { VirtualSmartCardHsm } from '../sim/index.js';
+import type { VirtualSmartCardHsm } from '../sim/index.js';
 import type { Ctx, Device } from './context.js';
 import { exists, writeAtomic } from './files.js';
 
@@ -22,6 +22,8 @@ export function readerSelector(reader: string | undefined): string | number | un
 /** Loads (or creates) the virtual card of `--sim FILE` and saves it when the command ends. */
 export async function openSimCard(ctx: Ctx, path: string): Promise<VirtualSmartCardHsm> {
   const fresh = !(await exists(path));
+  // loaded only for --sim: a command on a real card does not load the simulator
+  const { VirtualSmartCardHsm } = await import('../sim/index.js');
   const card = fresh ? new VirtualSmartCardHsm() : await VirtualSmartCardHsm.load(path);
   let dirty = fresh;
   card.onChange = () => {

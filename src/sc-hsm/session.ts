@@ -11,7 +11,9 @@
 import { createHash, createPublicKey, type KeyObject } from 'node:crypto';
 import { swHex } from '../apdu/status.js';
 import { ApduChannel, type Transport } from '../apdu/transport.js';
-import { decodeWrapFile, encodeWrapFile, inspectKeyBlob } from '../dkek/index.js';
+// the modules themselves, not the dkek barrel: a session that never wraps loads no share-file KDF
+import { inspectKeyBlob } from '../dkek/key-blob.js';
+import { decodeWrapFile, encodeWrapFile } from '../dkek/wrap-file.js';
 import { ScHsmError } from '../errors.js';
 import {
   type CertificateDescription,
