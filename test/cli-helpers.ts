@@ -1,8 +1,9 @@
 /** Runs the CLI in-process with captured streams. */
-import { copyFile, mkdtemp, readFile } from 'node:fs/promises';
+import { copyFile, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
+import { afterAll } from 'vitest';
 import { runCli } from '../src/cli/main.js';
 
 export interface RunResult {
@@ -40,8 +41,17 @@ export async function cli(
   return { code, stdout: out, stderr: err, json: () => JSON.parse(out) };
 }
 
+const tempDirs: string[] = [];
+// removed when the importing test file ends (the hook lands on that file's suite)
+afterAll(async () => {
+  await Promise.all(tempDirs.splice(0).map((d) => rm(d, { recursive: true, force: true })));
+});
+
+/** A fresh temporary directory, removed with everything in it when the test file ends. */
 export async function tempDir(): Promise<string> {
-  return mkdtemp(join(tmpdir(), 'sc-hsm-ts-cli-'));
+  const d = await mkdtemp(join(tmpdir(), 'sc-hsm-ts-cli-'));
+  tempDirs.push(d);
+  return d;
 }
 
 export async function copyState(from: string, dir: string, name = 'hsm.json'): Promise<string> {

@@ -9,16 +9,7 @@ import { VirtualSmartCardHsm } from '../src/sim/index.js';
 import { connectToVpcd, type VpcdConnection } from '../src/sim/vpcd.js';
 import { toHex } from '../src/util/bytes.js';
 import { importCertificate, selfSignCertificate } from '../src/x509/index.js';
-import {
-  argv,
-  grab,
-  ok,
-  pkcs11Tool,
-  pkcs15Tool,
-  READER1,
-  removeToolHome,
-  waitForReader,
-} from './helpers/opensc.js';
+import { argv, grab, ok, pkcs11Tool, pkcs15Tool, READER1, waitForReader } from './helpers/opensc.js';
 import { describePcsc, vpcdEndpoint, waitAdopted } from './helpers/pcsc-env.js';
 
 describePcsc('a stored certificate as OpenSC sees it', () => {
@@ -54,7 +45,6 @@ describePcsc('a stored certificate as OpenSC sees it', () => {
 
   afterAll(async () => {
     await vpcd?.close();
-    removeToolHome();
   });
 
   it('pkcs15-tool --dump shows the X.509 certificate with the key’s label and ID, and the key with access flags', async () => {

@@ -45,7 +45,6 @@ import {
   pkcs15Tool,
   READER0,
   READER1,
-  removeToolHome,
   scHsmTool,
   show,
   type ToolResult,
@@ -198,7 +197,6 @@ describePcsc('OpenSC 0.23 tools against the virtual SmartCard-HSM (Nitrokey HSM 
     await dev1?.vpcd.close();
     await dev2?.vpcd.close();
     rmSync(dir, { recursive: true, force: true });
-    removeToolHome();
   }, 120_000);
 
   it('opensc-tool sees the Nitrokey HSM 2 ATR and binds the SmartCard-HSM driver', async () => {

@@ -22,7 +22,7 @@ import { SmartCardHsm } from '../src/sc-hsm/session.js';
 import { VirtualSmartCardHsm } from '../src/sim/index.js';
 import type { VpcdConnection } from '../src/sim/vpcd.js';
 import { ascii } from '../src/util/bytes.js';
-import { READER1, removeToolHome, runTool, show } from './helpers/opensc.js';
+import { READER1, runTool, show } from './helpers/opensc.js';
 import { describePcsc, insertCard, vpcdEndpoint } from './helpers/pcsc-env.js';
 
 const PIN = '648219';
@@ -82,7 +82,6 @@ describePcsc('load and sharing through pcscd (vpcd slot 1)', () => {
   afterAll(async () => {
     await transport?.close();
     await vpcd?.close();
-    removeToolHome();
   });
 
   it('administrative sequences are never interleaved with pkcs15-tool --dump running in a loop', async () => {

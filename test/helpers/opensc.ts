@@ -11,6 +11,7 @@ import { execFile } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { afterAll } from 'vitest';
 
 export const P11_MODULE = '/usr/lib/x86_64-linux-gnu/opensc-pkcs11.so';
 export const READER0 = 'Virtual PCD 00 00';
@@ -39,14 +40,11 @@ export interface RunOptions {
 
 /**
  * A private HOME for the tools, so that OpenSC's file cache (~/.cache/opensc) of one run or of a
- * developer's machine never answers in place of the card.
+ * developer's machine never answers in place of the card. Removed when the importing test file
+ * ends (this module is only imported by test files, so the hook lands on the file's suite).
  */
 const TOOL_HOME = mkdtempSync(join(tmpdir(), 'sc-hsm-ts-opensc-home-'));
-
-/** Removes the private HOME (call from afterAll). */
-export function removeToolHome(): void {
-  rmSync(TOOL_HOME, { recursive: true, force: true });
-}
+afterAll(() => rmSync(TOOL_HOME, { recursive: true, force: true }));
 
 /** Runs `tool args…`; never rejects, never hangs longer than `timeoutMs`. */
 export function runTool(tool: string, args: string[], o: RunOptions = {}): Promise<ToolResult> {
