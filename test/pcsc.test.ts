@@ -12,7 +12,7 @@ import { isScHsmError, type ScHsmErrorCode } from '../src/errors.js';
 import { AID, ATR_NITROKEY_HSM2 } from '../src/sc-hsm/constants.js';
 import type { VpcdCard, VpcdConnection } from '../src/sim/vpcd.js';
 import { bytesEqual, fromHex, toHex } from '../src/util/bytes.js';
-import { describePcsc, insertCard, vpcdEndpoint } from './helpers/pcsc-env.js';
+import { describePcsc, insertCard, vpcdEndpoint, waitForCard } from './helpers/pcsc-env.js';
 
 const SLOT0 = 'Virtual PCD 00 00';
 const SLOT1 = 'Virtual PCD 00 01';
@@ -70,13 +70,6 @@ async function until(what: string, cond: () => Promise<boolean> | boolean, ms = 
     if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
     await sleep(50);
   }
-}
-
-async function present(name: string, yes = true): Promise<void> {
-  await until(`${name} ${yes ? 'present' : 'empty'}`, async () => {
-    const r = (await listReaders({ probe: false })).find((x) => x.name === name);
-    return r?.cardPresent === yes;
-  });
 }
 
 async function expectCode(p: Promise<unknown>, code: ScHsmErrorCode): Promise<Error> {
@@ -273,7 +266,7 @@ describePcsc('PC/SC transport against pcscd + vpcd', () => {
     expect(byName.readerName).toBe(SLOT0);
     await byName.close();
     await linkB.close();
-    await present(SLOT1, false);
+    await waitForCard(SLOT1, false);
   });
 
   it('destructive use never picks automatically, not even the only SmartCard-HSM', async () => {
@@ -293,7 +286,7 @@ describePcsc('PC/SC transport against pcscd + vpcd', () => {
     expect(t.readerName).toBe(SLOT0);
     await t.close();
     await linkC.close();
-    await present(SLOT1, false);
+    await waitForCard(SLOT1, false);
   });
 
   it('closing the card socket mid-session: the next transmit rejects with CARD_REMOVED', async () => {
@@ -304,7 +297,7 @@ describePcsc('PC/SC transport against pcscd + vpcd', () => {
     expect(e.message).toMatch(/insert it/);
     await expectCode(t.transmit(ECHO), 'CARD_REMOVED');
     await t.close();
-    await present(SLOT0, false);
+    await waitForCard(SLOT0, false);
     await expectCode(openPcsc(), 'NO_CARD');
   });
 
@@ -321,7 +314,7 @@ describePcsc('PC/SC transport against pcscd + vpcd', () => {
     const name = await run('opensc-tool', ['-r', '0', '--name']);
     expect(name.out).toMatch(/SmartCard-HSM/);
     await link.close();
-    await present(SLOT0, false);
+    await waitForCard(SLOT0, false);
   });
 
   it('a card swapped in at once after another (same ATR): insertCard waits for the new one', async () => {
@@ -341,6 +334,6 @@ describePcsc('PC/SC transport against pcscd + vpcd', () => {
     expect(first.counts.apdus).toBe(0);
     await t.close();
     await two.close();
-    await present(SLOT0, false);
+    await waitForCard(SLOT0, false);
   });
 });

@@ -69,6 +69,16 @@ export async function waitAdopted(link: VpcdConnection, port: number, ms = 5000)
   }
 }
 
+/** Polls pcscd (no probing) until reader `name` shows a card (or none, `present=false`); bounded. */
+export async function waitForCard(name: string, present = true, ms = 4000): Promise<void> {
+  const end = Date.now() + ms;
+  while ((await listReaders({ probe: false })).find((r) => r.name === name)?.cardPresent !== present) {
+    if (Date.now() > end)
+      throw new Error(`timed out after ${ms} ms waiting for ${name} ${present ? 'present' : 'empty'}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
 /**
  * Inserts `card` into the vpcd slot at `port` and resolves once pcscd lists it: vpcd took this very
  * card (not a stale predecessor), and the reader shows a card present.
@@ -82,12 +92,7 @@ export async function insertCard(
   try {
     await link.connected;
     await waitAdopted(link, endpoint.port, ms);
-    const name = vpcdReaderName(endpoint.port);
-    const end = Date.now() + ms;
-    while (!(await listReaders({ probe: false })).find((r) => r.name === name)?.cardPresent) {
-      if (Date.now() > end) throw new Error(`${name} shows no card ${ms} ms after vpcd took ours`);
-      await new Promise((r) => setTimeout(r, 50));
-    }
+    await waitForCard(vpcdReaderName(endpoint.port), true, ms);
     return link;
   } catch (e) {
     await link.close();
