@@ -35,6 +35,7 @@ import { VirtualSmartCardHsm } from '../src/sim/index.js';
 import { connectToVpcd } from '../src/sim/vpcd.js';
 import { fromHex } from '../src/util/bytes.js';
 import { testCertificate } from '../test/helpers/fixtures.js';
+import { RelayCard } from '../test/helpers/relay-card.js';
 import { ensureBuilt } from './startup.bench.js';
 import { type BenchResult, median } from './types.js';
 
@@ -50,31 +51,18 @@ const SIGN_RUNS = 7;
 const ROUND_TRIPS = 300;
 
 /** The card behind vpcd: counts APDUs and times its own processing of each. */
-class MeteredCard {
+class MeteredCard extends RelayCard<VirtualSmartCardHsm> {
   apdus = 0;
   /** Time spent inside the card's process(), all APDUs. */
   ns = 0n;
-  constructor(readonly card: VirtualSmartCardHsm) {}
-  get atr() {
-    return this.card.atr;
-  }
-  process(apdu: Uint8Array): Uint8Array {
+  override process(apdu: Uint8Array): Uint8Array {
     this.apdus++;
     const t0 = process.hrtime.bigint();
     try {
-      return this.card.process(apdu);
+      return super.process(apdu);
     } finally {
       this.ns += process.hrtime.bigint() - t0;
     }
-  }
-  powerOn() {
-    this.card.powerOn();
-  }
-  powerOff() {
-    this.card.powerOff();
-  }
-  reset() {
-    this.card.reset();
   }
 }
 

@@ -24,6 +24,7 @@ import type { VpcdConnection } from '../src/sim/vpcd.js';
 import { ascii } from '../src/util/bytes.js';
 import { READER1, runTool, show } from './helpers/opensc.js';
 import { describePcsc, insertCard, vpcdEndpoint } from './helpers/pcsc-env.js';
+import { RelayCard } from './helpers/relay-card.js';
 
 const PIN = '648219';
 const SIGNATURES = 10_000;
@@ -35,30 +36,17 @@ setFlagsFromString('--expose-gc');
 const gc = runInNewContext('gc') as () => void;
 
 /** The virtual card with a log of every APDU it receives. */
-class LoggingCard {
+class LoggingCard extends RelayCard<VirtualSmartCardHsm> {
   readonly log: Uint8Array[] = [];
   logging = true;
   /** APDUs received, and SIGN commands among them (counted also when not logging). */
   received = 0;
   signs = 0;
-  constructor(readonly card: VirtualSmartCardHsm) {}
-  get atr() {
-    return this.card.atr;
-  }
-  process(apdu: Uint8Array) {
+  override process(apdu: Uint8Array): Uint8Array {
     this.received++;
     if (apdu[0] === 0x80 && apdu[1] === 0x68) this.signs++;
     if (this.logging) this.log.push(apdu.slice(0, 8));
-    return this.card.process(apdu);
-  }
-  powerOn() {
-    this.card.powerOn();
-  }
-  powerOff() {
-    this.card.powerOff();
-  }
-  reset() {
-    this.card.reset();
+    return super.process(apdu);
   }
 }
 

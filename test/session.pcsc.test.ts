@@ -9,28 +9,16 @@ import { SmartCardHsm } from '../src/sc-hsm/session.js';
 import { VirtualSmartCardHsm } from '../src/sim/index.js';
 import type { VpcdConnection } from '../src/sim/vpcd.js';
 import { describePcsc, insertCard, vpcdEndpoint } from './helpers/pcsc-env.js';
+import { RelayCard } from './helpers/relay-card.js';
 import { defineSessionSuite } from './helpers/session-suite.js';
 
 /**
  * One vpcd connection for the whole file; "a fresh device" swaps the virtual card behind it, as if
  * the token were replaced between two exchanges (each session starts with its own SELECT).
  */
-class CardSlot {
-  card = new VirtualSmartCardHsm();
-  get atr() {
-    return this.card.atr;
-  }
-  process(apdu: Uint8Array) {
-    return this.card.process(apdu);
-  }
-  powerOn() {
-    this.card.powerOn();
-  }
-  powerOff() {
-    this.card.powerOff();
-  }
-  reset() {
-    this.card.reset();
+class CardSlot extends RelayCard<VirtualSmartCardHsm> {
+  constructor() {
+    super(new VirtualSmartCardHsm());
   }
 }
 
