@@ -37,41 +37,17 @@ import { SmartCardHsm } from '../src/sc-hsm/session.js';
 import { VirtualSmartCardHsm } from '../src/sim/index.js';
 import { ascii, concat, fromHex } from '../src/util/bytes.js';
 import { readAll, readTlv, tlv } from '../src/util/tlv.js';
+import { mutatedSample } from './helpers/mutate.js';
 
 const RUNS = 10_000;
 const SHARE = fromHex('9b1964f9cbc623adbe4644244161d955a8729a691883b35643c9e6e9dc3f3c74');
-
-type Mutation = { kind: 'set' | 'insert' | 'delete' | 'truncate' | 'bigLength'; at: number; value: number };
-
-const mutation: fc.Arbitrary<Mutation> = fc.record({
-  kind: fc.constantFrom('set', 'insert', 'delete', 'truncate', 'bigLength'),
-  at: fc.nat(),
-  value: fc.integer({ min: 0, max: 255 }),
-});
-
-function mutate(base: Uint8Array, ms: Mutation[]): Uint8Array {
-  let b = Array.from(base);
-  for (const m of ms) {
-    if (b.length === 0) break;
-    const at = m.at % b.length;
-    if (m.kind === 'set') b[at] = m.value;
-    else if (m.kind === 'insert') b.splice(at, 0, m.value);
-    else if (m.kind === 'delete') b.splice(at, 1);
-    else if (m.kind === 'truncate') b = b.slice(0, at);
-    // a length field that announces far more than there is: 83 FF FF xx
-    else b.splice(at, 1, 0x83, 0xff, 0xff, m.value);
-  }
-  return Uint8Array.from(b);
-}
 
 function inputs(samples: Uint8Array[]): fc.Arbitrary<Uint8Array> {
   return fc.oneof(
     { weight: 1, arbitrary: fc.uint8Array({ maxLength: 300 }) },
     {
       weight: 3,
-      arbitrary: fc
-        .tuple(fc.constantFrom(...samples), fc.array(mutation, { minLength: 1, maxLength: 4 }))
-        .map(([s, ms]) => mutate(s, ms)),
+      arbitrary: mutatedSample(samples),
     },
   );
 }

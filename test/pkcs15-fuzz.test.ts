@@ -23,43 +23,13 @@ import {
 } from '../src/pkcs15/index.js';
 import { OID } from '../src/sc-hsm/constants.js';
 import { concat, fromHex } from '../src/util/bytes.js';
+import { mutatedSample } from './helpers/mutate.js';
 
 const RUNS = 2000;
 
-type Mutation =
-  | { kind: 'set'; at: number; value: number }
-  | { kind: 'insert'; at: number; value: number }
-  | { kind: 'delete'; at: number }
-  | { kind: 'truncate'; at: number };
-
-const mutation: fc.Arbitrary<Mutation> = fc.oneof(
-  fc.record({ kind: fc.constant('set' as const), at: fc.nat(), value: fc.integer({ min: 0, max: 255 }) }),
-  fc.record({ kind: fc.constant('insert' as const), at: fc.nat(), value: fc.integer({ min: 0, max: 255 }) }),
-  fc.record({ kind: fc.constant('delete' as const), at: fc.nat() }),
-  fc.record({ kind: fc.constant('truncate' as const), at: fc.nat() }),
-);
-
-function mutate(base: Uint8Array, ms: Mutation[]): Uint8Array {
-  let b = Array.from(base);
-  for (const m of ms) {
-    if (b.length === 0) break;
-    const at = m.at % b.length;
-    if (m.kind === 'set') b[at] = m.value;
-    else if (m.kind === 'insert') b.splice(at, 0, m.value);
-    else if (m.kind === 'delete') b.splice(at, 1);
-    else b = b.slice(0, at);
-  }
-  return Uint8Array.from(b);
-}
-
 /** Random bytes, and valid samples with 1–4 mutations (length bytes included). */
 function inputs(samples: Uint8Array[]): fc.Arbitrary<Uint8Array> {
-  return fc.oneof(
-    fc.uint8Array({ maxLength: 400 }),
-    fc
-      .tuple(fc.constantFrom(...samples), fc.array(mutation, { minLength: 1, maxLength: 4 }))
-      .map(([s, ms]) => mutate(s, ms)),
-  );
+  return fc.oneof(fc.uint8Array({ maxLength: 400 }), mutatedSample(samples));
 }
 
 /** The only allowed outcomes: a value or an ScHsmError. */
