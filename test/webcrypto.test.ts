@@ -21,10 +21,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { isScHsmError } from '../src/errors.js';
 import { ecdsaPlainToDer } from '../src/pkcs15/index.js';
-import { SmartCardHsm } from '../src/sc-hsm/session.js';
-import { VirtualSmartCardHsm } from '../src/sim/index.js';
+import type { SmartCardHsm } from '../src/sc-hsm/session.js';
 import { CURVES } from '../src/util/curves.js';
 import { HsmPrivateKey, type HsmPublicKey, ScHsmCrypto, webCurveName } from '../src/webcrypto/index.js';
+import { initializedHsm } from './helpers/fixtures.js';
 import { ok, openssl } from './helpers/opensc.js';
 
 type EcKeyGenParams = webcrypto.EcKeyGenParams;
@@ -37,14 +37,6 @@ const DATA = new TextEncoder().encode('The quick brown fox jumps over the lazy d
 let dir: string;
 let hsm: SmartCardHsm;
 let crypto: ScHsmCrypto;
-
-async function freshHsm(): Promise<SmartCardHsm> {
-  const card = new VirtualSmartCardHsm();
-  const h = await SmartCardHsm.open(card);
-  await h.initialize({ soPin: '3537363231383830', userPin: '648219' });
-  await h.verifyPin('648219');
-  return h;
-}
 
 /** Writes the SPKI as PEM and the signature, then asks openssl to verify (exit 0 + "Verified OK"). */
 async function opensslVerify(
@@ -77,7 +69,7 @@ function expectCode(e: unknown, code: string): void {
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'sc-hsm-ts-webcrypto-'));
-  hsm = await freshHsm();
+  hsm = await initializedHsm();
   crypto = new ScHsmCrypto(hsm);
 });
 

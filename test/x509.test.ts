@@ -35,17 +35,10 @@ import {
   selfSignCertificate,
   verifyDeviceAuthenticity,
 } from '../src/x509/index.js';
+import { initializedHsm } from './helpers/fixtures.js';
 import { ok, openssl } from './helpers/opensc.js';
 
 let dir: string;
-
-async function freshHsm(): Promise<SmartCardHsm> {
-  const card = new VirtualSmartCardHsm();
-  const h = await SmartCardHsm.open(card);
-  await h.initialize({ soPin: '3537363231383830', userPin: '648219' });
-  await h.verifyPin('648219');
-  return h;
-}
 
 function expectCode(e: unknown, code: string): void {
   expect(isScHsmError(e), String(e)).toBe(true);
@@ -66,7 +59,7 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 describe('CSR and self-signed certificates signed on the device', () => {
   let hsm: SmartCardHsm;
   beforeAll(async () => {
-    hsm = await freshHsm();
+    hsm = await initializedHsm();
   });
 
   const keys = [
@@ -138,7 +131,7 @@ describe('CSR and self-signed certificates signed on the device', () => {
 describe('storing a certificate beside its key (OpenSC layout)', () => {
   let hsm: SmartCardHsm;
   beforeAll(async () => {
-    hsm = await freshHsm();
+    hsm = await initializedHsm();
   });
 
   it('writes CExx, rewrites the PRKD with access flags 0x1D and the subject; reads back as PEM', async () => {
@@ -346,7 +339,7 @@ describe('commands: csr, cert self-sign / import / export, verify-device', () =>
   let hsm: SmartCardHsm;
   let keyRef: number;
   beforeAll(async () => {
-    hsm = await freshHsm();
+    hsm = await initializedHsm();
     keyRef = (await hsm.generateKeyPair({ type: 'ec', curve: 'secp384r1', label: 'cli-ca' })).keyRef;
   });
 

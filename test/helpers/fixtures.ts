@@ -1,6 +1,8 @@
 /** Small builders shared by tests and benchmarks. */
 import { generateKeyPairSync, sign } from 'node:crypto';
 import { FAULT_KINDS, type FaultPlan } from '../../src/apdu/fault.js';
+import { SmartCardHsm } from '../../src/sc-hsm/session.js';
+import { VirtualSmartCardHsm } from '../../src/sim/index.js';
 import { ascii, concat, fromHex } from '../../src/util/bytes.js';
 import { tlv } from '../../src/util/tlv.js';
 
@@ -38,3 +40,11 @@ export const FAULT_COMBOS: { kind: FaultPlan['kind']; delivered: boolean }[] = F
           { kind, delivered: true },
         ],
 );
+
+/** A fresh virtual card, initialized with the well-known test PINs, the user PIN verified. */
+export async function initializedHsm(): Promise<SmartCardHsm> {
+  const hsm = await SmartCardHsm.open(new VirtualSmartCardHsm());
+  await hsm.initialize({ soPin: '3537363231383830', userPin: '648219' });
+  await hsm.verifyPin('648219');
+  return hsm;
+}
