@@ -51,6 +51,27 @@ beforeAll(async () => {
   ).toBe(0);
 });
 
+/** A second virtual device at `path`, initialized without DKEK shares (so with another DKEK). */
+async function initWithoutDkek(path: string): Promise<void> {
+  const r = await cli(
+    [
+      'init',
+      '--sim',
+      path,
+      '--so-pin',
+      'env:SO_PIN',
+      '--pin',
+      'env:PIN',
+      '--label',
+      'O',
+      '--dkek-shares',
+      '0',
+      '--yes',
+    ],
+    { env: ENV },
+  );
+  expect(r.code, r.stderr).toBe(0);
+}
 describe('dkek', () => {
   it('status shows the KCV as 16 hex digits; the share file is 64 bytes, mode 0600; never overwritten', async () => {
     const f = await copyState(base, dir, 'st.json');
@@ -180,23 +201,7 @@ describe('wrap, unwrap, backup, restore', () => {
     expect(u.code, u.stdout).toBe(0);
     expect(u.json()).toMatchObject({ keyRef: 5, label: 'ec', type: 'ec' });
     const other = join(dir, 'other.json');
-    await cli(
-      [
-        'init',
-        '--sim',
-        other,
-        '--so-pin',
-        'env:SO_PIN',
-        '--pin',
-        'env:PIN',
-        '--label',
-        'O',
-        '--dkek-shares',
-        '0',
-        '--yes',
-      ],
-      { env: ENV },
-    );
+    await initWithoutDkek(other);
     const ob = await readFile(other);
     const mm = await cli(['unwrap', bin, '--sim', other, '--key-ref', '1', '--pin', PIN, '--json']);
     expect(mm.code).toBe(6);
@@ -220,23 +225,7 @@ describe('wrap, unwrap, backup, restore', () => {
 
     // a device with another DKEK: refused before anything is written
     const other = join(dir, 'other2.json');
-    await cli(
-      [
-        'init',
-        '--sim',
-        other,
-        '--so-pin',
-        'env:SO_PIN',
-        '--pin',
-        'env:PIN',
-        '--label',
-        'O',
-        '--dkek-shares',
-        '0',
-        '--yes',
-      ],
-      { env: ENV },
-    );
+    await initWithoutDkek(other);
     const ob = await readFile(other);
     const mm = await cli(['restore', bdir, '--sim', other, '--pin', PIN, '--json']);
     expect(mm.code).toBe(6);
