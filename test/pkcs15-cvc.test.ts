@@ -24,7 +24,7 @@ import { ascii, bytesEqual, concat, fromHex, toHex } from '../src/util/bytes.js'
 import { CURVES, curveByName, curveParams } from '../src/util/curves.js';
 import { readAll, readTlv } from '../src/util/tlv.js';
 
-const TRACES = fileURLToPath(new URL('../../shared/spec/opensc-traces', import.meta.url));
+const TRACES = fileURLToPath(new URL('../fixtures/opensc-traces', import.meta.url));
 
 interface Exchange {
   apdu: Uint8Array;

@@ -22,7 +22,7 @@ import {
 import { ascii, concat, fromHex, toHex } from '../src/util/bytes.js';
 import { readTlv } from '../src/util/tlv.js';
 
-const TRACES = fileURLToPath(new URL('../../shared/spec/opensc-traces', import.meta.url));
+const TRACES = fileURLToPath(new URL('../fixtures/opensc-traces', import.meta.url));
 
 /** The data of every UPDATE BINARY (`00 D7`) to `fid` in a trace, assembled at its offsets. */
 function writtenFile(trace: string, fid: number): Uint8Array {
