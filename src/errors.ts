@@ -27,6 +27,8 @@ export const ERROR_CODES = [
   'INVALID_PIN',
   'INVALID_ARGUMENT',
   'PIN_TRIES_LOW',
+  // the session itself
+  'SESSION_CLOSED',
   // decoding
   'MALFORMED_RESPONSE',
   'MALFORMED_DATA',
@@ -40,7 +42,17 @@ export const ERROR_CODES = [
   'DKEK_INCOMPLETE',
   'NO_DKEK',
   'KEY_REF_OCCUPIED',
+  /** A forced replace refused: the key there cannot be wrapped first, so a failure would lose it. */
+  'REPLACE_UNSAFE',
+  /** A forced replace failed and the key it was replacing could not be put back (KeyReplaceError). */
+  'KEY_LOST',
   'BACKUP_INVALID',
+  /** A DKEK share the host knows was already imported into this DKEK (it would cancel out). */
+  'DKEK_SHARE_REPEATED',
+  /** A DKEK anyone can compute: all zero, or equal to one of its shares (the others cancelled out). */
+  'DKEK_DEGENERATE',
+  /** A PKCS#15 key ID that another key on the device already has. */
+  'KEY_ID_IN_USE',
   // transport and PC/SC
   'TRANSPORT_ERROR',
   'PCSC_UNAVAILABLE',
@@ -69,14 +81,29 @@ export interface ScHsmErrorOptions {
   command?: string;
   /** PIN tries left, where the card said so (`63 Cx`). */
   triesLeft?: number;
+  /** Which PIN a PIN error is about: the user PIN or the SO-PIN (their remedies differ). */
+  pin?: PinKind;
+  /**
+   * The key reference an interrupted command may have left something at (a key generated without
+   * its description, or a key that is complete although the call failed).
+   */
+  keyRef?: number;
+  /** The next step that fits this very failure, where it is more specific than the code's. */
+  fix?: string;
   cause?: unknown;
 }
+
+/** The two PINs of the device: the user PIN (reference 81) and the SO-PIN (88). */
+export type PinKind = 'user-pin' | 'so-pin';
 
 export class ScHsmError extends Error {
   readonly code: ScHsmErrorCode;
   readonly sw?: number;
   readonly command?: string;
   readonly triesLeft?: number;
+  readonly pin?: PinKind;
+  readonly keyRef?: number;
+  readonly fix?: string;
 
   constructor(code: ScHsmErrorCode, message: string, options: ScHsmErrorOptions = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
@@ -85,6 +112,9 @@ export class ScHsmError extends Error {
     if (options.sw !== undefined) this.sw = options.sw;
     if (options.command !== undefined) this.command = options.command;
     if (options.triesLeft !== undefined) this.triesLeft = options.triesLeft;
+    if (options.pin !== undefined) this.pin = options.pin;
+    if (options.keyRef !== undefined) this.keyRef = options.keyRef;
+    if (options.fix !== undefined) this.fix = options.fix;
   }
 
   /** The status word as four hex digits, e.g. `63C2`, or undefined. */
@@ -97,6 +127,9 @@ export class ScHsmError extends Error {
     if (this.sw !== undefined) o.sw = this.swHex;
     if (this.command !== undefined) o.command = this.command;
     if (this.triesLeft !== undefined) o.triesLeft = this.triesLeft;
+    if (this.pin !== undefined) o.pin = this.pin;
+    if (this.keyRef !== undefined) o.keyRef = this.keyRef;
+    if (this.fix !== undefined) o.fix = this.fix;
     return o;
   }
 }

@@ -22,7 +22,6 @@ export type CliOnlyCode =
   | 'SECRET_REQUIRED'
   | 'CONFIRMATION_REQUIRED'
   | 'CONFIRMATION_DECLINED'
-  | 'DKEK_SHARE_REPEATED'
   | 'KEY_MISMATCH'
   | 'CHECKS_FAILED'
   | 'INTERNAL_ERROR';
@@ -79,8 +78,10 @@ const EXIT_BY_CODE: Partial<Record<CliErrorCode, number>> = {
   DKEK_INCOMPLETE: EXIT.DKEK,
   NO_DKEK: EXIT.DKEK,
   BACKUP_INVALID: EXIT.DKEK,
+  DKEK_DEGENERATE: EXIT.DKEK,
   PIN_TRIES_LOW: EXIT.REFUSED,
   KEY_REF_OCCUPIED: EXIT.REFUSED,
+  KEY_ID_IN_USE: EXIT.REFUSED,
   CONFIRMATION_REQUIRED: EXIT.REFUSED,
   CONFIRMATION_DECLINED: EXIT.REFUSED,
   FILE_EXISTS: EXIT.REFUSED,
@@ -109,6 +110,8 @@ export interface ErrorInfo {
   sw?: string;
   triesLeft?: number;
   command?: string;
+  /** The key reference an interrupted command may have left something at. */
+  keyRef?: number;
   fix?: string;
 }
 
@@ -122,12 +125,17 @@ const FIX: Partial<Record<CliErrorCode, string>> = {
   NOT_INITIALIZED: 'initialize the device first: sc-hsm-ts init --help',
   KEY_NOT_FOUND: '`sc-hsm-ts keys` lists the key references (first column)',
   PIN_TRIES_LOW: 'only if you are certain of the PIN: repeat with --last-try',
+  KEY_ID_IN_USE:
+    'choose another --id (`sc-hsm-ts keys` lists the IDs in use), or leave --id out for the ID derived from the public key',
   KEY_REF_OCCUPIED: 'choose a free --key-ref (see `sc-hsm-ts keys`) or replace the key with --force',
   KCV_MISMATCH:
     'import the same DKEK share(s) on this device (sc-hsm-ts dkek import); compare KCVs with `sc-hsm-ts status`',
   NO_DKEK:
     'the device must be initialized with --dkek-shares N and the shares imported (sc-hsm-ts init, dkek import)',
   DKEK_INCOMPLETE: 'import the outstanding share(s): sc-hsm-ts dkek import FILE.pbe',
+  DKEK_SHARE_REPEATED: 'import each custodian\u2019s share file once: import the other share file(s)',
+  DKEK_DEGENERATE:
+    're-initialize the device (sc-hsm-ts init … --dkek-shares N, this erases its keys), then import N distinct share files (sc-hsm-ts dkek create makes new ones)',
   WRONG_PASSWORD: 'check the password of the share file (or the custodians’ password shares)',
   INVALID_SHARE_FILE:
     'a DKEK share file is the 64-byte .pbe file made by `dkek create` or `sc-hsm-tool --create-dkek-share`',
@@ -135,7 +143,12 @@ const FIX: Partial<Record<CliErrorCode, string>> = {
   PCSC_UNAVAILABLE:
     'start pcscd (sudo systemctl start pcscd.socket) and install pcsclite; `sc-hsm-ts doctor` checks the setup',
   NO_READER: 'plug the Nitrokey HSM in; `sc-hsm-ts doctor` checks the setup',
-  NO_CARD: 'insert the SmartCard-HSM; `sc-hsm-ts readers` lists what is there',
+  NO_CARD:
+    'insert the SmartCard-HSM and run the command again; `sc-hsm-ts readers` shows whether the reader sees it',
+  CARD_REMOVED:
+    'insert the SmartCard-HSM and run the command again; `sc-hsm-ts readers` shows whether the reader sees it. ' +
+    'Before repeating a command that creates or changes something, check what the interrupted one did ' +
+    '(`sc-hsm-ts status`, `sc-hsm-ts keys`)',
   READER_BUSY: 'close the program that holds the card (pkcs11-tool, a browser, scdaemon) and retry',
   AMBIGUOUS_READER: 'choose the device with --reader NAME|INDEX (`sc-hsm-ts readers` lists them)',
   NOT_A_SMARTCARD_HSM: 'choose the right reader with --reader (`sc-hsm-ts readers`)',
@@ -162,6 +175,7 @@ export function errorInfo(e: unknown): ErrorInfo {
     if (e.sw !== undefined) o.sw = e.swHex!;
     if (e.triesLeft !== undefined) o.triesLeft = e.triesLeft;
     if (e.command !== undefined) o.command = e.command;
+    if (e.keyRef !== undefined) o.keyRef = e.keyRef;
     let fix = FIX[e.code];
     if (e.code === 'WRONG_PIN' && e.triesLeft !== undefined) {
       fix =
@@ -169,6 +183,8 @@ export function errorInfo(e: unknown): ErrorInfo {
           ? 'the PIN is now blocked: unblock it with the SO-PIN (sc-hsm-ts pin unblock)'
           : `${e.triesLeft} ${e.triesLeft === 1 ? 'try' : 'tries'} left before the PIN is blocked; check the PIN before trying again`;
     }
+    // a fix the library gave for this very failure (e.g. what an interrupted key generation left)
+    if (e.fix !== undefined) fix = e.fix;
     if (fix) o.fix = fix;
     return o;
   }

@@ -12,9 +12,10 @@ import { createHash, createPublicKey, type KeyObject } from 'node:crypto';
 import { swHex } from '../apdu/status.js';
 import { ApduChannel, type Transport } from '../apdu/transport.js';
 // the modules themselves, not the dkek barrel: a session that never wraps loads no share-file KDF
-import { inspectKeyBlob } from '../dkek/key-blob.js';
+import { isZeroDkekKcv, keyCheckValue } from '../dkek/dkek.js';
+import { decryptKeyBlob, inspectKeyBlob } from '../dkek/key-blob.js';
 import { decodeWrapFile, encodeWrapFile } from '../dkek/wrap-file.js';
-import { ScHsmError } from '../errors.js';
+import { isScHsmError, ScHsmError, type ScHsmErrorCode, type ScHsmErrorOptions } from '../errors.js';
 import {
   type CertificateDescription,
   type CvCertificate,
@@ -55,10 +56,10 @@ import {
   PIN_SO,
   PIN_USER,
   PREFIX,
-  RSA_SIZES,
   SO_PIN_TRIES,
 } from './constants.js';
 import { CardFiles } from './files.js';
+import { afterCreationSent, type CreationContext } from './interrupted.js';
 import {
   digestInfo,
   type HashName,
@@ -69,13 +70,20 @@ import {
   pkcs1DecryptionUnpad,
   pkcs1SignaturePad,
 } from './padding.js';
+import { namePinError, refuseUnsafeTry } from './pin-guard.js';
 import {
+  checkBytes,
+  checkFid,
   checkInt,
   checkKeyRef,
   checkLabel,
+  checkObject,
+  checkOneOf,
   checkRetryCounter,
+  checkRsaBits,
   parseSoPin,
   parseUserPin,
+  typeName,
 } from './validate.js';
 
 export interface AppletInfo {
@@ -103,6 +111,20 @@ export interface DkekStatus {
   outstanding: number;
   /** Key check value: first 8 bytes of SHA-256(DKEK) (spec §7.4). */
   kcv: Uint8Array;
+  /**
+   * Set when the complete DKEK is 32 zero bytes (KCV `66687AADF862BD77`, its shares cancelled
+   * out): anything wrapped under it can be unwrapped by anyone. WRAP KEY is refused then.
+   */
+  allZero?: true;
+}
+
+export interface ImportDkekShareOptions {
+  /**
+   * Key check values of the shares already imported into this DKEK by earlier sessions (e.g. a
+   * ceremony record the caller keeps — never the shares). A share with one of these KCVs is
+   * refused before it is sent. Shares imported through this session are remembered anyway.
+   */
+  importedShareKcvs?: readonly Uint8Array[];
 }
 
 export interface DeviceStatus {
@@ -285,19 +307,54 @@ export function spkiPoint(spki: Uint8Array): Uint8Array {
   return bits.value.subarray(1);
 }
 
+export interface SessionOptions {
+  /**
+   * The user PIN's retry counter as configured at initialization (1–10), for a caller that keeps
+   * it: the card does not report it. See {@link SmartCardHsm.userPinRetryCounter}.
+   */
+  userPinRetryCounter?: number;
+}
+
+/** The session's channel: after {@link SmartCardHsm.close} it refuses everything, whatever the transport. */
+class SessionChannel extends ApduChannel {
+  closed = false;
+
+  private refused(): ScHsmError {
+    return new ScHsmError(
+      'SESSION_CLOSED',
+      'this SmartCard-HSM session was closed; open a new one (SmartCardHsm.open). Nothing was sent.',
+    );
+  }
+
+  override send(cmd: Parameters<ApduChannel['send']>[0]): ReturnType<ApduChannel['send']> {
+    return this.closed ? Promise.reject(this.refused()) : super.send(cmd);
+  }
+
+  override exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    return this.closed ? Promise.reject(this.refused()) : super.exclusive(fn);
+  }
+}
+
 export class SmartCardHsm {
   readonly channel: ApduChannel;
   readonly files: CardFiles;
   private appletInfo: AppletInfo;
   private keyCache = new Map<number, KeyInfo>();
   private deviceChrCache?: string;
+  /** KCVs (never the shares) of the DKEK shares this session imported into the current DKEK. */
+  private importedShares?: { total: number; kcvs: Uint8Array[] };
+
+  /** Closed sessions refuse every call (SESSION_CLOSED); see {@link close}. */
+  private readonly sessionChannel: SessionChannel;
+  private userPinRetries?: number;
 
   private constructor(
     readonly transport: Transport,
-    channel: ApduChannel,
+    channel: SessionChannel,
     info: AppletInfo,
   ) {
     this.channel = channel;
+    this.sessionChannel = channel;
     this.appletInfo = info;
     this.files = new CardFiles(channel, transport.extendedLength !== false);
     // Another application reset the card (PC/SC): select the applet again, never re-send anything.
@@ -307,14 +364,43 @@ export class SmartCardHsm {
   }
 
   /** Selects the applet and returns a session (spec §1.3). */
-  static async open(transport: Transport): Promise<SmartCardHsm> {
-    const channel = new ApduChannel(transport);
+  static async open(transport: Transport, opts: SessionOptions = {}): Promise<SmartCardHsm> {
+    if (
+      transport === null ||
+      typeof transport !== 'object' ||
+      typeof transport.transmit !== 'function' ||
+      typeof transport.close !== 'function'
+    ) {
+      throw new ScHsmError(
+        'INVALID_ARGUMENT',
+        `the transport must be an object with transmit() and close(); got ${typeName(transport)}`,
+      );
+    }
+    checkObject(opts, 'the session options', { userPinRetryCounter: 'number' }, true);
+    if (opts.userPinRetryCounter !== undefined)
+      checkInt(opts.userPinRetryCounter, 1, 10, 'the user PIN retry counter (userPinRetryCounter)');
+    const channel = new SessionChannel(transport);
     const info = await SmartCardHsm.selectApplet(channel);
-    return new SmartCardHsm(transport, channel, info);
+    const hsm = new SmartCardHsm(transport, channel, info);
+    if (opts.userPinRetryCounter !== undefined) hsm.userPinRetries = opts.userPinRetryCounter;
+    return hsm;
+  }
+
+  /**
+   * The user PIN's retry counter as configured at initialization, where this session knows it:
+   * from {@link initialize}, or from `open(…, { userPinRetryCounter })` when the caller keeps it
+   * (the card reports only the tries left, `63 Cx`, never the configured maximum: spec §3.6, §9).
+   * With a counter of 1 every try is the last one, so "one try left" is the full counter and the
+   * PIN is sent without `force`. Forgotten as soon as the card shows more tries left than this.
+   */
+  get userPinRetryCounter(): number | undefined {
+    return this.userPinRetries;
   }
 
   /** SELECT of the applet as OpenSC sends it (`00 A4 04 00 0B <AID> 00`), with the FCP parsed. */
   static async selectApplet(channel: ApduChannel): Promise<AppletInfo> {
+    if (!(channel instanceof ApduChannel))
+      throw new ScHsmError('INVALID_ARGUMENT', `the channel must be an ApduChannel; got ${typeName(channel)}`);
     const r = await channel.exchange(
       { cla: CLA_ISO, ins: INS.SELECT, p1: 0x04, p2: 0x00, data: AID, ne: 256 },
       'SELECT',
@@ -327,6 +413,7 @@ export class SmartCardHsm {
 
   /** Reads firmware version and options from the FCP's tag 85 (spec §1.3). */
   static parseFcp(fcp: Uint8Array): AppletInfo {
+    checkBytes(fcp, 'the FCP');
     let t85: Uint8Array | undefined;
     try {
       const outer = readTlv(fcp);
@@ -358,7 +445,16 @@ export class SmartCardHsm {
     this.appletInfo = await SmartCardHsm.selectApplet(this.channel);
   }
 
+  /**
+   * Ends the session and closes its transport. Every later call of this session rejects with
+   * SESSION_CLOSED (nothing is sent); closing again does nothing.
+   */
   async close(): Promise<void> {
+    if (this.sessionChannel.closed) return;
+    this.sessionChannel.closed = true;
+    this.keyCache.clear();
+    this.deviceChrCache = undefined;
+    this.channel.onCardReset = undefined;
     await this.transport.close();
   }
 
@@ -366,6 +462,12 @@ export class SmartCardHsm {
 
   /** VERIFY without data: the PIN's state, costing no try (spec §3.6). */
   async pinStatus(ref: number = PIN_USER): Promise<PinStatus> {
+    if (ref !== PIN_USER && ref !== PIN_SO) {
+      throw new ScHsmError(
+        'INVALID_ARGUMENT',
+        `the PIN reference must be 0x81 (user PIN) or 0x88 (SO-PIN); got ${typeof ref === 'number' ? `0x${ref.toString(16)}` : typeName(ref)}`,
+      );
+    }
     const r = await this.channel.send({ cla: CLA_ISO, ins: INS.VERIFY, p1: 0, p2: ref });
     return pinStatusFromSw(r.sw);
   }
@@ -397,7 +499,9 @@ export class SmartCardHsm {
         `DKEK status of ${data.length} bytes (expected at least 10)`,
       );
     }
-    return { total: data[0]!, outstanding: data[1]!, kcv: data.slice(2, 10) };
+    const st: DkekStatus = { total: data[0]!, outstanding: data[1]!, kcv: data.slice(2, 10) };
+    if (st.outstanding === 0 && isZeroDkekKcv(st.kcv)) st.allZero = true;
+    return st;
   }
 
   /** Device CHR from EF 2F02 (cached). */
@@ -469,52 +573,38 @@ export class SmartCardHsm {
     return st;
   }
 
+  /** {@link refuseUnsafeTry} of pin-guard.ts with what this session knows of the retry counter. */
   private refuseUnsafeTry(ref: number, st: PinStatus, force: boolean | undefined, what: string): void {
-    if (st.state === 'blocked') {
-      throw new ScHsmError(
-        'PIN_BLOCKED',
-        ref === PIN_SO
-          ? 'the SO-PIN is blocked: the device can no longer be initialized or have its user PIN reset. Nothing was sent.'
-          : 'the user PIN is blocked: unblock it with the SO-PIN (pin unblock). Nothing was sent.',
-        { triesLeft: 0, command: what },
-      );
+    // a configured counter smaller than what the card shows was not this device's (re-initialized since)
+    if (ref === PIN_USER && st.triesLeft !== undefined && st.triesLeft > (this.userPinRetries ?? 15)) {
+      this.userPinRetries = undefined;
     }
-    if (st.state === 'not-initialized' && ref === PIN_USER) {
-      throw new ScHsmError(
-        'NOT_INITIALIZED',
-        'the device is not initialized: run initialize first. Nothing was sent.',
-        {
-          command: what,
-        },
-      );
-    }
-    if (st.triesLeft === 1 && !force) {
-      throw new ScHsmError(
-        'PIN_TRIES_LOW',
-        `${ref === PIN_SO ? 'the SO-PIN' : 'the user PIN'} has one try left; a wrong value would ${
-          ref === PIN_SO ? 'lock the device for good' : 'block it'
-        }. Nothing was sent; repeat with force to proceed.`,
-        { triesLeft: 1, command: what },
-      );
-    }
+    refuseUnsafeTry(ref, st, what, { force, userPinRetryCounter: this.userPinRetries });
   }
 
   /**
    * VERIFY the user PIN (spec §3.6). The tries left are queried first: a blocked PIN or a device
-   * with one try left is reported without sending the PIN (unless `force`).
+   * with one try left is reported without sending the PIN (unless `force`, or a retry counter of 1
+   * known to this session, see {@link userPinRetryCounter}). The PIN is 6–15 printable ASCII
+   * characters (see parseUserPin).
    */
   async verifyPin(pin: string, opts: { force?: boolean } = {}): Promise<void> {
+    checkObject(opts, 'the options', { force: 'boolean' });
     const bytes = parseUserPin(pin);
     try {
       await this.channel.exclusive(async () => {
         await this.checkTries(PIN_USER, opts.force, 'VERIFY');
-        await this.channel.exchange(
-          { cla: CLA_ISO, ins: INS.VERIFY, p1: 0, p2: PIN_USER, data: bytes },
-          'VERIFY',
-          {
-            overrides: VERIFY_OVERRIDES as never,
-          },
-        );
+        try {
+          await this.channel.exchange(
+            { cla: CLA_ISO, ins: INS.VERIFY, p1: 0, p2: PIN_USER, data: bytes },
+            'VERIFY',
+            {
+              overrides: VERIFY_OVERRIDES as never,
+            },
+          );
+        } catch (e) {
+          throw namePinError(e, PIN_USER);
+        }
       });
     } finally {
       wipe(bytes);
@@ -523,14 +613,30 @@ export class SmartCardHsm {
 
   /** CHANGE REFERENCE DATA for the user PIN: old ‖ new (spec §3.7). Also replaces a transport PIN. */
   async changePin(oldPin: string, newPin: string, opts: { force?: boolean } = {}): Promise<void> {
+    checkObject(opts, 'the options', { force: 'boolean' });
     const o = parseUserPin(oldPin, 'current user PIN');
-    await this.changeReferenceData(PIN_USER, o, parseUserPin(newPin, 'new user PIN'), opts.force);
+    let n: Uint8Array;
+    try {
+      n = parseUserPin(newPin, 'new user PIN');
+    } catch (e) {
+      wipe(o);
+      throw e;
+    }
+    await this.changeReferenceData(PIN_USER, o, n, opts.force);
   }
 
   /** CHANGE REFERENCE DATA for the SO-PIN: 8 ‖ 8 binary bytes (spec §3.7). */
   async changeSoPin(oldSoPin: string, newSoPin: string, opts: { force?: boolean } = {}): Promise<void> {
+    checkObject(opts, 'the options', { force: 'boolean' });
     const o = parseSoPin(oldSoPin, 'current SO-PIN');
-    await this.changeReferenceData(PIN_SO, o, parseSoPin(newSoPin, 'new SO-PIN'), opts.force);
+    let n: Uint8Array;
+    try {
+      n = parseSoPin(newSoPin, 'new SO-PIN');
+    } catch (e) {
+      wipe(o);
+      throw e;
+    }
+    await this.changeReferenceData(PIN_SO, o, n, opts.force);
   }
 
   /** Sends old ‖ new for `ref` after the tries check (a transport PIN is replaced without one). */
@@ -545,11 +651,15 @@ export class SmartCardHsm {
       await this.channel.exclusive(async () => {
         const st = await this.pinStatus(ref);
         if (st.state !== 'transport-pin') this.refuseUnsafeTry(ref, st, force, 'CHANGE REFERENCE DATA');
-        await this.channel.exchange(
-          { cla: CLA_ISO, ins: INS.CHANGE_REFERENCE_DATA, p1: 0, p2: ref, data },
-          'CHANGE REFERENCE DATA',
-          { overrides: VERIFY_OVERRIDES as never },
-        );
+        try {
+          await this.channel.exchange(
+            { cla: CLA_ISO, ins: INS.CHANGE_REFERENCE_DATA, p1: 0, p2: ref, data },
+            'CHANGE REFERENCE DATA',
+            { overrides: VERIFY_OVERRIDES as never },
+          );
+        } catch (e) {
+          throw namePinError(e, ref);
+        }
       });
     } finally {
       wipe(o);
@@ -561,33 +671,45 @@ export class SmartCardHsm {
   /**
    * RESET RETRY COUNTER with the SO-PIN (spec §3.8): P1=00 with a new user PIN, P1=01 to reset
    * the counter only. Needs option "RESET RETRY COUNTER" (set by default at initialization).
+   * The SO-PIN's tries are checked first: a blocked SO-PIN cannot be unblocked by anything.
    */
   async unblockPin(opts: { soPin: string; newPin?: string; force?: boolean }): Promise<void> {
+    checkObject(opts, 'the unblock options', { soPin: 'string', newPin: 'string', force: 'boolean' });
     const so = parseSoPin(opts.soPin);
-    const np = opts.newPin === undefined ? undefined : parseUserPin(opts.newPin, 'new user PIN');
+    let np: Uint8Array | undefined;
+    try {
+      np = opts.newPin === undefined ? undefined : parseUserPin(opts.newPin, 'new user PIN');
+    } catch (e) {
+      wipe(so);
+      throw e;
+    }
     const data = np ? concat(so, np) : so;
     try {
       await this.channel.exclusive(async () => {
         await this.checkTries(PIN_SO, opts.force, 'RESET RETRY COUNTER');
-        await this.channel.exchange(
-          {
-            cla: CLA_ISO,
-            ins: INS.RESET_RETRY_COUNTER,
-            p1: np ? 0x00 : 0x01,
-            p2: PIN_USER,
-            data,
-          },
-          'RESET RETRY COUNTER',
-          {
-            overrides: {
-              0x6986: [
-                'CONDITIONS_NOT_SATISFIED',
-                'this device was initialized without "reset retry counter" (option 0001): the user PIN cannot be unblocked with the SO-PIN',
-              ],
-              0x6a88: ['NOT_INITIALIZED', 'the device is not initialized'],
+        try {
+          await this.channel.exchange(
+            {
+              cla: CLA_ISO,
+              ins: INS.RESET_RETRY_COUNTER,
+              p1: np ? 0x00 : 0x01,
+              p2: PIN_USER,
+              data,
             },
-          },
-        );
+            'RESET RETRY COUNTER',
+            {
+              overrides: {
+                0x6986: [
+                  'CONDITIONS_NOT_SATISFIED',
+                  'this device was initialized without "reset retry counter" (option 0001): the user PIN cannot be unblocked with the SO-PIN',
+                ],
+                0x6a88: ['NOT_INITIALIZED', 'the device is not initialized'],
+              },
+            },
+          );
+        } catch (e) {
+          throw namePinError(e, PIN_SO);
+        }
       });
     } finally {
       wipe(so);
@@ -602,12 +724,21 @@ export class SmartCardHsm {
    * INITIALIZE DEVICE (spec §3.9), then the label into EF.TokenInfo as OpenSC writes it. Erases
    * every key, certificate and data object on the device. Everything is validated on the host
    * first; on an initialized device the SO-PIN's tries left are checked before it is sent.
+   * The session then knows the user PIN's retry counter ({@link userPinRetryCounter}).
    */
   async initialize(o: InitializeOptions): Promise<void> {
-    const so = parseSoPin(o.soPin);
-    const pin = parseUserPin(o.userPin);
-    const retry = o.retryCounter ?? 3;
-    checkRetryCounter(retry, pin.length);
+    checkObject(o, 'the initialize options', {
+      soPin: 'string',
+      userPin: 'string',
+      label: 'string',
+      retryCounter: 'number',
+      dkekShares: 'number',
+      resetRetryCounter: 'boolean',
+      transportPin: 'boolean',
+      publicKeyAuth: 'object',
+      keyDomains: 'number',
+      force: 'boolean',
+    });
     if (o.dkekShares !== undefined) checkInt(o.dkekShares, 0, 255, 'the number of DKEK shares');
     if (o.label !== undefined) checkLabel(o.label, 'token label');
     if (o.keyDomains !== undefined) checkInt(o.keyDomains, 1, 255, 'the number of key domains');
@@ -615,6 +746,12 @@ export class SmartCardHsm {
       checkInt(o.publicKeyAuth.total, 1, 90, 'the number of public keys for authentication');
       checkInt(o.publicKeyAuth.required, 1, o.publicKeyAuth.total, 'the number of required public keys');
     }
+    parseSoPin(o.soPin);
+    const retry = o.retryCounter ?? 3;
+    checkRetryCounter(retry, parseUserPin(o.userPin).length);
+    // only now the secrets' bytes: nothing above can throw past them unwiped
+    const so = parseSoPin(o.soPin);
+    const pin = parseUserPin(o.userPin);
     let options = 0;
     if (o.resetRetryCounter !== false) options |= OPTION.RESET_RETRY_COUNTER;
     if (o.transportPin) options |= OPTION.TRANSPORT_PIN;
@@ -636,28 +773,34 @@ export class SmartCardHsm {
       await this.channel.exclusive(async () => {
         const st = await this.pinStatus(PIN_SO);
         if (st.state !== 'not-initialized') await this.checkTries(PIN_SO, o.force, 'INITIALIZE DEVICE');
-        await this.channel.exchange(
-          { cla: CLA_PROPRIETARY, ins: INS.INITIALIZE, p1: 0, p2: 0, data },
-          'INITIALIZE DEVICE',
-          {
-            overrides: {
-              0x6982: ['WRONG_PIN', 'wrong SO-PIN (initialization code)'],
-              0x6985: ['WRONG_PIN', 'wrong SO-PIN (initialization code)'],
-              0x6986: ['WRONG_PIN', 'wrong SO-PIN (initialization code)'],
-              0x6983: ['PIN_BLOCKED', 'the SO-PIN is blocked: the device can no longer be initialized'],
-            },
-          },
-        );
-        this.keyCache.clear();
-        this.appletInfo = { ...this.appletInfo, options };
-        if (o.label !== undefined && !o.transportPin) {
+        try {
           await this.channel.exchange(
-            { cla: CLA_ISO, ins: INS.VERIFY, p1: 0, p2: PIN_USER, data: pin },
-            'VERIFY',
+            { cla: CLA_PROPRIETARY, ins: INS.INITIALIZE, p1: 0, p2: 0, data },
+            'INITIALIZE DEVICE',
             {
-              overrides: VERIFY_OVERRIDES as never,
+              overrides: {
+                0x6982: ['WRONG_PIN', 'wrong SO-PIN (initialization code)'],
+                0x6985: ['WRONG_PIN', 'wrong SO-PIN (initialization code)'],
+                0x6986: ['WRONG_PIN', 'wrong SO-PIN (initialization code)'],
+                0x6983: ['PIN_BLOCKED', 'the SO-PIN is blocked'],
+              },
             },
           );
+        } catch (e) {
+          throw namePinError(e, PIN_SO);
+        }
+        this.userPinRetries = retry;
+        this.keyCache.clear();
+        this.importedShares = undefined;
+        this.appletInfo = { ...this.appletInfo, options };
+        if (o.label !== undefined && !o.transportPin) {
+          await this.channel
+            .exchange({ cla: CLA_ISO, ins: INS.VERIFY, p1: 0, p2: PIN_USER, data: pin }, 'VERIFY', {
+              overrides: VERIFY_OVERRIDES as never,
+            })
+            .catch((e) => {
+              throw namePinError(e, PIN_USER);
+            });
           await this.files.write(
             EF.TOKEN_INFO,
             encodeTokenInfo({ version: 0, label: o.label, flags: 0x04 }),
@@ -676,29 +819,88 @@ export class SmartCardHsm {
 
   // ---------------------------------------------------------------- DKEK
 
-  /** IMPORT DKEK SHARE (spec §3.10): XORs a 32-byte share into the DKEK; returns the new status. */
-  async importDkekShare(share: Uint8Array): Promise<DkekStatus> {
+  /**
+   * IMPORT DKEK SHARE (spec §3.10): XORs a 32-byte share into the DKEK; returns the new status.
+   *
+   * The card XORs whatever it gets, so the host is the only guard against a DKEK anyone can
+   * compute. Before sending: a share of 32 zero bytes is refused (DKEK_DEGENERATE), and so is a
+   * share whose KCV matches one imported through this session or listed in
+   * `importedShareKcvs` (DKEK_SHARE_REPEATED: it would cancel out). After the last share the
+   * device's KCV is checked: a DKEK of 32 zero bytes, or (with two or more shares) one equal to a
+   * share the host knows, throws DKEK_DEGENERATE — the card then already holds that DKEK, and only
+   * a re-initialization replaces it. (Firmware that shows the KCV only after login answers zeros
+   * here; the check then happens at WRAP KEY, see {@link wrapKey}.)
+   */
+  async importDkekShare(share: Uint8Array, opts: ImportDkekShareOptions = {}): Promise<DkekStatus> {
+    checkObject(opts, 'the import options', { importedShareKcvs: 'object' });
     if (!(share instanceof Uint8Array) || share.length !== 32) {
       throw new ScHsmError('INVALID_ARGUMENT', `a DKEK share is 32 bytes; got ${share?.length ?? 0}`);
     }
-    const r = await this.channel.exchange(
-      { cla: CLA_PROPRIETARY, ins: INS.MANAGE_KEY_DOMAIN, p1: 0, p2: 0, data: share, ne: 256 },
-      'IMPORT DKEK SHARE',
-      {
-        overrides: {
-          0x6d00: [
-            'NO_DKEK',
-            'the device was not initialized for DKEK shares (initialize with dkekShares ≥ 1)',
-          ],
-          0x6a88: [
-            'NO_DKEK',
-            'the device was not initialized for DKEK shares (initialize with dkekShares ≥ 1)',
-          ],
-          0x6985: ['CONDITIONS_NOT_SATISFIED', 'all DKEK shares have already been imported'],
+    if (share.every((b) => b === 0)) {
+      throw new ScHsmError(
+        'DKEK_DEGENERATE',
+        'the DKEK share is 32 zero bytes: it would add nothing to the DKEK. Nothing was sent.',
+      );
+    }
+    const kcv = keyCheckValue(share);
+    const noDkek = 'the device was not initialized for DKEK shares (initialize with dkekShares ≥ 1)';
+    return this.channel.exclusive(async () => {
+      const before = await this.dkekStatus();
+      if (!before) throw new ScHsmError('NO_DKEK', `${noDkek}. Nothing was sent.`);
+      if (before.outstanding === 0) {
+        throw new ScHsmError(
+          'CONDITIONS_NOT_SATISFIED',
+          `all ${before.total} DKEK share(s) have already been imported. Nothing was sent.`,
+        );
+      }
+      // what this session imported counts while the device's count agrees (no re-initialization since)
+      const mine = this.importedShares;
+      const imported = before.total - before.outstanding;
+      if (!mine || mine.total !== before.total || mine.kcvs.length > imported) {
+        this.importedShares = { total: before.total, kcvs: [] };
+      }
+      const ceremony = this.importedShares!;
+      const known = [...ceremony.kcvs, ...(opts.importedShareKcvs ?? [])];
+      if (known.some((k) => bytesEqual(k, kcv))) {
+        throw new ScHsmError(
+          'DKEK_SHARE_REPEATED',
+          `this DKEK share (key check value ${toHex(kcv).toUpperCase()}) was already imported into this DKEK; importing it again would cancel it out. Nothing was sent.`,
+        );
+      }
+      const r = await this.channel.exchange(
+        { cla: CLA_PROPRIETARY, ins: INS.MANAGE_KEY_DOMAIN, p1: 0, p2: 0, data: share, ne: 256 },
+        'IMPORT DKEK SHARE',
+        {
+          overrides: {
+            0x6d00: ['NO_DKEK', noDkek],
+            0x6a88: ['NO_DKEK', noDkek],
+            0x6985: ['CONDITIONS_NOT_SATISFIED', 'all DKEK shares have already been imported'],
+          },
         },
-      },
-    );
-    return SmartCardHsm.parseDkekStatus(r.data);
+      );
+      const after = SmartCardHsm.parseDkekStatus(r.data);
+      ceremony.kcvs.push(kcv);
+      if (after.outstanding === 0) SmartCardHsm.refuseDegenerateDkek(after, [...known, kcv]);
+      return after;
+    });
+  }
+
+  /** After the last share: a DKEK anyone can compute is reported loudly (it is on the card already). */
+  private static refuseDegenerateDkek(st: DkekStatus, shareKcvs: Uint8Array[]): void {
+    const remedy =
+      'The device holds this DKEK now: do not generate or wrap keys on it; re-initialize it (this erases its keys) and import distinct shares.';
+    if (st.allZero) {
+      throw new ScHsmError(
+        'DKEK_DEGENERATE',
+        `the DKEK shares cancelled each other out: the DKEK is 32 zero bytes (key check value ${toHex(st.kcv).toUpperCase()}), so anything wrapped under it can be unwrapped by anyone. ${remedy}`,
+      );
+    }
+    if (st.total >= 2 && shareKcvs.some((k) => bytesEqual(k, st.kcv))) {
+      throw new ScHsmError(
+        'DKEK_DEGENERATE',
+        `the other DKEK shares cancelled each other out: the DKEK equals a single share (key check value ${toHex(st.kcv).toUpperCase()}), so one custodian alone knows it. ${remedy}`,
+      );
+    }
   }
 
   // ---------------------------------------------------------------- files and objects
@@ -708,15 +910,18 @@ export class SmartCardHsm {
   }
 
   async readFile(fid: number): Promise<Uint8Array> {
+    checkFid(fid);
     return this.files.read(fid);
   }
 
   async writeFile(fid: number, data: Uint8Array): Promise<void> {
-    checkInt(fid, 0x0001, 0xfffe, 'a file id');
+    checkFid(fid);
+    checkBytes(data, 'the file content', 0, 0xffff);
     await this.files.write(fid, data);
   }
 
   async deleteFile(fid: number): Promise<void> {
+    checkFid(fid);
     await this.files.delete(fid);
   }
 
@@ -758,15 +963,34 @@ export class SmartCardHsm {
     }
   }
 
+  /**
+   * KEY_ID_IN_USE when a key description (C4xx) on the device already carries `id`: two keys with
+   * one PKCS#15 ID (CKA_ID) confuse every PKCS#11 application (OpenSC refuses it as well).
+   */
+  private async checkFreeId(id: Uint8Array, fids: number[], except?: number): Promise<void> {
+    for (const fid of fids) {
+      if (fid >> 8 !== PREFIX.PRKD || (fid & 0xff) === except) continue;
+      let other: Uint8Array | undefined = this.keyCache.get(fid & 0xff)?.description?.id;
+      if (!other) {
+        try {
+          other = decodeKeyDescription(await this.files.read(fid)).id;
+        } catch (e) {
+          if (!(e instanceof ScHsmError && e.code === 'MALFORMED_DATA')) throw e;
+        }
+      }
+      if (other && bytesEqual(other, id)) {
+        throw new ScHsmError(
+          'KEY_ID_IN_USE',
+          `the key ID ${toHex(id)} is already the ID of key reference ${fid & 0xff}; two keys with one ID confuse PKCS#11 applications. Nothing was sent.`,
+        );
+      }
+    }
+  }
+
   /** The 7F49 template of a key generation request (spec §3.11). */
   private static requestPublicKey(spec: KeyPairSpec): { pk: CvcPublicKey; curve?: CurveInfo } {
     if (spec.type === 'rsa') {
-      if (!(RSA_SIZES as readonly number[]).includes(spec.bits)) {
-        throw new ScHsmError(
-          'INVALID_ARGUMENT',
-          `unsupported RSA key size ${spec.bits}; supported: ${RSA_SIZES.join(', ')}`,
-        );
-      }
+      checkRsaBits(spec.bits);
       const e = spec.publicExponent ?? 65537;
       if (!Number.isInteger(e) || e < 3 || e % 2 === 0 || e > 0xffffffff) {
         throw new ScHsmError(
@@ -792,6 +1016,24 @@ export class SmartCardHsm {
    * PIN must be verified.
    */
   async generateKeyPair(spec: KeyPairSpec): Promise<GeneratedKey> {
+    checkObject(spec, 'the key pair spec', {
+      type: 'string',
+      label: 'string',
+      id: 'bytes',
+      keyRef: 'number',
+      bits: 'number',
+      curve: 'string',
+      publicExponent: 'number',
+      algorithms: 'bytes',
+    });
+    checkOneOf(spec.type, ['rsa', 'ec'], 'the key pair type (spec.type)');
+    if (spec.type === 'ec' && typeof spec.curve !== 'string') {
+      throw new ScHsmError(
+        'INVALID_ARGUMENT',
+        `the curve (spec.curve) must be a name such as "prime256v1"; got ${typeName(spec.curve)}`,
+      );
+    }
+    if (spec.keyRef !== undefined) checkKeyRef(spec.keyRef, 'the key reference (spec.keyRef)');
     checkLabel(spec.label, 'key label');
     if (spec.id !== undefined && (spec.id.length < 1 || spec.id.length > 255)) {
       throw new ScHsmError('INVALID_ARGUMENT', 'a key ID must be 1 to 255 bytes');
@@ -804,53 +1046,67 @@ export class SmartCardHsm {
       const fids = await this.files.enumerate();
       const keyRef = spec.keyRef ?? (await this.freeKeyRef(fids));
       await this.checkFreeRef(keyRef, fids);
+      if (spec.id) await this.checkFreeId(spec.id, fids);
       const serial = ((await this.deviceChr()) ?? 'UTDUMMY00000').slice(0, -5);
       const body = readTlv(encodeCvcBody({ car: REQUEST_CAR, publicKey: pk, chr: `${serial}00001` })).value;
       const data = spec.algorithms ? concat(body, tlv(0x91, spec.algorithms)) : body;
-      const r = await this.channel.exchange(
-        {
-          cla: CLA_ISO,
-          ins: INS.GENERATE_ASYMMETRIC_KEY_PAIR,
-          p1: keyRef,
-          p2: 0,
-          data,
-          ne: 65536,
-          extended: true,
-        },
-        'GENERATE ASYMMETRIC KEY PAIR',
-        {
-          overrides: {
-            0x6982: ['SECURITY_STATUS', 'key generation needs the user PIN: verify it first'],
-            0x6a80: ['INCORRECT_DATA', 'the card rejected the key generation request'],
-            0x6985: [
-              'DKEK_INCOMPLETE',
-              'the device refuses new keys while DKEK shares are outstanding: import them first',
-            ],
-            0x6a89: ['KEY_REF_OCCUPIED', `key reference ${keyRef} is already in use`],
-            0x6a84: ['MEMORY_FULL', 'the device has no room for another key'],
-          },
-        },
-      );
-      const req = decodeCvRequest(r.data);
-      const publicKey = cvcPublicKeyToSpki(req.certificate.publicKey);
-      publicKeyObject(publicKey, 'key generation answer');
-      const id = spec.id ?? intrinsicKeyId(publicKey);
-      const description: KeyDescription = {
-        kind: spec.type,
+      // From here on the card may hold a new key whatever happens: a failure says so.
+      const creation: CreationContext = {
+        command: 'GENERATE ASYMMETRIC KEY PAIR',
+        keyRef,
         label: spec.label,
-        objectFlags: OBJECT_FLAGS.PRIVATE | OBJECT_FLAGS.MODIFIABLE,
-        authId: Uint8Array.of(1),
-        id,
-        usage:
-          spec.type === 'rsa'
-            ? KEY_USAGE.DECRYPT | KEY_USAGE.SIGN | KEY_USAGE.SIGN_RECOVER
-            : KEY_USAGE.SIGN | KEY_USAGE.SIGN_RECOVER | KEY_USAGE.DERIVE,
-        keyReference: keyRef,
-        bits: spec.type === 'rsa' ? spec.bits : curve!.bits,
+        stage: 'sent',
       };
-      await this.files.write((PREFIX.PRKD << 8) | keyRef, encodeKeyDescription(description));
-      this.keyCache.delete(keyRef);
-      return { keyRef, id, publicKey, request: r.data };
+      try {
+        const r = await this.channel.exchange(
+          {
+            cla: CLA_ISO,
+            ins: INS.GENERATE_ASYMMETRIC_KEY_PAIR,
+            p1: keyRef,
+            p2: 0,
+            data,
+            ne: 65536,
+            extended: true,
+          },
+          'GENERATE ASYMMETRIC KEY PAIR',
+          {
+            overrides: {
+              0x6982: ['SECURITY_STATUS', 'key generation needs the user PIN: verify it first'],
+              0x6a80: ['INCORRECT_DATA', 'the card rejected the key generation request'],
+              0x6985: [
+                'DKEK_INCOMPLETE',
+                'the device refuses new keys while DKEK shares are outstanding: import them first',
+              ],
+              0x6a89: ['KEY_REF_OCCUPIED', `key reference ${keyRef} is already in use`],
+              0x6a84: ['MEMORY_FULL', 'the device has no room for another key'],
+            },
+          },
+        );
+        creation.stage = 'created';
+        const req = decodeCvRequest(r.data);
+        const publicKey = cvcPublicKeyToSpki(req.certificate.publicKey);
+        publicKeyObject(publicKey, 'key generation answer');
+        const id = spec.id ?? intrinsicKeyId(publicKey);
+        const description: KeyDescription = {
+          kind: spec.type,
+          label: spec.label,
+          objectFlags: OBJECT_FLAGS.PRIVATE | OBJECT_FLAGS.MODIFIABLE,
+          authId: Uint8Array.of(1),
+          id,
+          usage:
+            spec.type === 'rsa'
+              ? KEY_USAGE.DECRYPT | KEY_USAGE.SIGN | KEY_USAGE.SIGN_RECOVER
+              : KEY_USAGE.SIGN | KEY_USAGE.SIGN_RECOVER | KEY_USAGE.DERIVE,
+          keyReference: keyRef,
+          bits: spec.type === 'rsa' ? spec.bits : curve!.bits,
+        };
+        await this.files.write((PREFIX.PRKD << 8) | keyRef, encodeKeyDescription(description));
+        this.keyCache.delete(keyRef);
+        return { keyRef, id, publicKey, request: r.data };
+      } catch (e) {
+        this.keyCache.delete(keyRef);
+        throw afterCreationSent(e, creation);
+      }
     });
   }
 
@@ -862,6 +1118,16 @@ export class SmartCardHsm {
     keyRef?: number;
     algorithms?: Uint8Array;
   }): Promise<{ keyRef: number; id: Uint8Array }> {
+    checkObject(spec, 'the AES key spec', {
+      bits: 'number',
+      label: 'string',
+      id: 'bytes',
+      keyRef: 'number',
+      algorithms: 'bytes',
+    });
+    if (spec.keyRef !== undefined) checkKeyRef(spec.keyRef, 'the key reference (spec.keyRef)');
+    if (spec.id !== undefined) checkBytes(spec.id, 'the key ID (spec.id)', 1, 255);
+    if (spec.algorithms !== undefined) checkBytes(spec.algorithms, 'the allowed-algorithm list', 1, 16);
     checkLabel(spec.label, 'key label');
     const p2 = AES_KEYGEN_ALGO[spec.bits];
     if (p2 === undefined)
@@ -873,36 +1139,50 @@ export class SmartCardHsm {
       const fids = await this.files.enumerate();
       const keyRef = spec.keyRef ?? (await this.freeKeyRef(fids));
       await this.checkFreeRef(keyRef, fids);
-      await this.channel.exchange(
-        { cla: CLA_ISO, ins: INS.GENERATE_SYMMETRIC_KEY, p1: keyRef, p2, data: tlv(0x91, algorithms) },
-        'GENERATE SYMMETRIC KEY',
-        {
-          overrides: {
-            0x6982: ['SECURITY_STATUS', 'key generation needs the user PIN: verify it first'],
-            0x6985: [
-              'DKEK_INCOMPLETE',
-              'the device refuses new keys while DKEK shares are outstanding: import them first',
-            ],
-            0x6a84: ['MEMORY_FULL', 'the device has no room for another key'],
+      await this.checkFreeId(spec.id ?? Uint8Array.of(keyRef), fids);
+      // From here on the card may hold a new key whatever happens: a failure says so.
+      const creation: CreationContext = {
+        command: 'GENERATE SYMMETRIC KEY',
+        keyRef,
+        label: spec.label,
+        stage: 'sent',
+      };
+      try {
+        await this.channel.exchange(
+          { cla: CLA_ISO, ins: INS.GENERATE_SYMMETRIC_KEY, p1: keyRef, p2, data: tlv(0x91, algorithms) },
+          'GENERATE SYMMETRIC KEY',
+          {
+            overrides: {
+              0x6982: ['SECURITY_STATUS', 'key generation needs the user PIN: verify it first'],
+              0x6985: [
+                'DKEK_INCOMPLETE',
+                'the device refuses new keys while DKEK shares are outstanding: import them first',
+              ],
+              0x6a84: ['MEMORY_FULL', 'the device has no room for another key'],
+            },
           },
-        },
-      );
-      const id = spec.id ?? Uint8Array.of(keyRef);
-      await this.files.write(
-        (PREFIX.PRKD << 8) | keyRef,
-        encodeKeyDescription({
-          kind: 'aes',
-          label: spec.label,
-          objectFlags: OBJECT_FLAGS.PRIVATE | OBJECT_FLAGS.MODIFIABLE,
-          authId: Uint8Array.of(1),
-          id,
-          usage: KEY_USAGE.ENCRYPT | KEY_USAGE.DECRYPT | KEY_USAGE.DERIVE,
-          keyReference: keyRef,
-          bits: spec.bits,
-        }),
-      );
-      this.keyCache.delete(keyRef);
-      return { keyRef, id };
+        );
+        creation.stage = 'created';
+        const id = spec.id ?? Uint8Array.of(keyRef);
+        await this.files.write(
+          (PREFIX.PRKD << 8) | keyRef,
+          encodeKeyDescription({
+            kind: 'aes',
+            label: spec.label,
+            objectFlags: OBJECT_FLAGS.PRIVATE | OBJECT_FLAGS.MODIFIABLE,
+            authId: Uint8Array.of(1),
+            id,
+            usage: KEY_USAGE.ENCRYPT | KEY_USAGE.DECRYPT | KEY_USAGE.DERIVE,
+            keyReference: keyRef,
+            bits: spec.bits,
+          }),
+        );
+        this.keyCache.delete(keyRef);
+        return { keyRef, id };
+      } catch (e) {
+        this.keyCache.delete(keyRef);
+        throw afterCreationSent(e, creation);
+      }
     });
   }
 
@@ -1069,6 +1349,9 @@ export class SmartCardHsm {
     opts: { format?: 'der' | 'raw' } = {},
   ): Promise<Uint8Array> {
     checkKeyRef(keyRef);
+    checkBytes(data, 'the data to sign');
+    checkObject(opts, 'the sign options', { format: 'string' });
+    if (opts.format !== undefined) checkOneOf(opts.format, ['der', 'raw'], 'the signature format');
     const [family, pad, hashSuffix] = parseMechanism(mechanism);
     const key = this.keyCache.get(keyRef) ?? (await this.keyInfo(keyRef));
     if (family === 'ECDSA') {
@@ -1114,6 +1397,12 @@ export class SmartCardHsm {
   /** DECIPHER with an RSA key (spec §3.14): raw on the card (21), padding removed on the host. */
   async decrypt(keyRef: number, mechanism: DecryptMechanism, cryptogram: Uint8Array): Promise<Uint8Array> {
     checkKeyRef(keyRef);
+    checkOneOf(
+      mechanism,
+      ['RSA-RAW', 'RSA-PKCS1', 'RSA-OAEP-SHA1', 'RSA-OAEP-SHA256'],
+      'the decryption mechanism',
+    );
+    checkBytes(cryptogram, 'the cryptogram');
     const key = await this.keyInfo(keyRef);
     if (key.type !== 'rsa')
       throw new ScHsmError('INVALID_ARGUMENT', `key ${keyRef} is ${key.type.toUpperCase()}, not RSA`);
@@ -1151,6 +1440,7 @@ export class SmartCardHsm {
    */
   async ecdh(keyRef: number, peer: Uint8Array): Promise<Uint8Array> {
     checkKeyRef(keyRef);
+    checkBytes(peer, "the peer's public key", 1);
     const key = await this.keyInfo(keyRef);
     if (key.type !== 'ec')
       throw new ScHsmError('INVALID_ARGUMENT', `key ${keyRef} is ${key.type.toUpperCase()}, not EC`);
@@ -1183,7 +1473,11 @@ export class SmartCardHsm {
 
   // ---------------------------------------------------------------- wrap / unwrap
 
-  /** WRAP KEY (spec §3.16): the key blob encrypted under the DKEK. */
+  /**
+   * WRAP KEY (spec §3.16): the key blob encrypted under the DKEK. A blob made under the DKEK of 32
+   * zero bytes (its KCV, the blob's first 8 bytes, is `66687AADF862BD77`) is wiped and refused
+   * with DKEK_DEGENERATE: it would protect the key from nobody.
+   */
   async wrapKey(keyRef: number): Promise<Uint8Array> {
     checkKeyRef(keyRef);
     const r = await this.channel.exchange(
@@ -1204,60 +1498,267 @@ export class SmartCardHsm {
         } as never,
       },
     );
+    if (r.data.length >= 8 && isZeroDkekKcv(r.data.subarray(0, 8))) {
+      const kcv = toHex(r.data.subarray(0, 8)).toUpperCase();
+      wipe(r.data);
+      throw new ScHsmError(
+        'DKEK_DEGENERATE',
+        `the device's DKEK is 32 zero bytes (key check value ${kcv}, its shares cancelled out): key ${keyRef} would be wrapped under a key anyone knows. The blob was discarded; re-initialize the device and import distinct DKEK shares.`,
+        { command: 'WRAP KEY' },
+      );
+    }
     return r.data;
   }
 
   /**
-   * UNWRAP KEY (spec §3.16). Before anything changes on the device, the blob's KCV is compared
-   * with the device's DKEK and the key reference is checked to be free (unless `force`, which
-   * deletes what is there only after those checks pass).
+   * UNWRAP KEY (spec §3.16) of a bare key blob onto `keyRef`. Checked before anything changes on
+   * the device: the blob's structure, its KCV against the device's DKEK (a KCV the device shows as
+   * zeros — firmware that reveals it only after login — is unknown, not a mismatch: the card then
+   * checks), with `opts.dkek` its MAC on the host, and that the reference is free. With `force` a
+   * key there is replaced so that a failure puts it back ({@link UnwrapOptions}); after the new key
+   * is in, the description and certificate of the replaced key are removed.
    */
-  async unwrapKey(keyRef: number, blob: Uint8Array, opts: { force?: boolean } = {}): Promise<void> {
+  async unwrapKey(keyRef: number, blob: Uint8Array, opts: UnwrapOptions = {}): Promise<void> {
     checkKeyRef(keyRef);
-    if (blob.length < 8 + 1 + 16)
-      throw new ScHsmError('INVALID_KEY_BLOB', `a key blob of ${blob.length} bytes is too short`);
-    await this.channel.exclusive(async () => {
-      const dkek = await this.dkekStatus();
-      if (!dkek)
-        throw new ScHsmError(
-          'NO_DKEK',
-          'the device has no DKEK: initialize it with DKEK shares and import them first',
-        );
-      if (dkek.outstanding > 0) {
-        throw new ScHsmError(
-          'DKEK_INCOMPLETE',
-          `the device's DKEK still misses ${dkek.outstanding} share(s): import them first`,
-        );
-      }
-      const kcv = blob.subarray(0, 8);
-      if (!bytesEqual(kcv, dkek.kcv)) {
-        throw new ScHsmError(
-          'KCV_MISMATCH',
-          `the wrapped key was made under a different DKEK (key check value ${toHex(kcv)}, this device ${toHex(dkek.kcv)}). Nothing was changed.`,
-        );
-      }
-      const fids = await this.files.enumerate();
-      const occupied = fids.includes((PREFIX.KEY << 8) | keyRef);
-      if (occupied && !opts.force) {
-        throw new ScHsmError(
-          'KEY_REF_OCCUPIED',
-          `key reference ${keyRef} is already in use; choose a free one or use force to replace it`,
-        );
-      }
-      if (occupied) await this.files.delete((PREFIX.KEY << 8) | keyRef);
-      if (this.transport.extendedLength === false) {
-        await this.files.write(EF.UNWRAP_TRANSFER, blob, { replace: false });
-        await this.unwrapCommand(keyRef);
-      } else {
-        await this.unwrapCommand(keyRef, blob);
-      }
-      this.keyCache.delete(keyRef);
-    });
+    if (!(blob instanceof Uint8Array) || blob.length < 8 + 1 + 16)
+      throw new ScHsmError('INVALID_KEY_BLOB', `a key blob of ${blob?.length ?? 0} bytes is too short`);
+    await this.channel.exclusive(() => this.unwrapInto(keyRef, blob, undefined, opts));
   }
 
-  private async unwrapCommand(keyRef: number, blob?: Uint8Array): Promise<void> {
+  /**
+   * The checks, the safe replace and the UNWRAP of unwrapKey and restoreKey. `files` (restoreKey):
+   * the description and certificate to write for the new key; a reference holding only some of
+   * them then counts as occupied too.
+   */
+  private async unwrapInto(
+    keyRef: number,
+    blob: Uint8Array,
+    files: { prkd?: Uint8Array; certificate?: Uint8Array } | undefined,
+    opts: UnwrapOptions,
+  ): Promise<void> {
+    const header = inspectKeyBlob(blob);
+    if (opts.dkek) checkBlobOnHost(blob, opts.dkek);
+    const dkek = await this.dkekStatus();
+    if (!dkek)
+      throw new ScHsmError(
+        'NO_DKEK',
+        'the device has no DKEK: initialize it with DKEK shares and import them first. Nothing was changed.',
+      );
+    if (dkek.outstanding > 0) {
+      throw new ScHsmError(
+        'DKEK_INCOMPLETE',
+        `the device's DKEK still misses ${dkek.outstanding} share(s): import them first. Nothing was changed.`,
+      );
+    }
+    const mismatch = (device: Uint8Array, what = 'the wrapped key was made under') =>
+      new ScHsmError(
+        'KCV_MISMATCH',
+        `${what} a different DKEK (key check value ${kcvHex(header.kcv)}, this device ${kcvHex(device)}). Nothing was changed.`,
+      );
+    // zeros from a complete DKEK: firmware that shows the KCV only after login (unknown, not a mismatch)
+    let deviceKcv = dkekKcvUnknown(dkek) ? undefined : dkek.kcv;
+    if (deviceKcv && !bytesEqual(header.kcv, deviceKcv)) throw mismatch(deviceKcv);
+    const cc = (PREFIX.KEY << 8) | keyRef;
+    const fids = await this.files.enumerate();
+    const occupied = fids.includes(cc);
+    if (!opts.force) {
+      const used = [
+        cc,
+        ...(files ? [(PREFIX.PRKD << 8) | keyRef, (PREFIX.EE_CERTIFICATE << 8) | keyRef] : []),
+      ];
+      const taken = used.find((f) => fids.includes(f));
+      if (taken !== undefined) {
+        throw new ScHsmError(
+          'KEY_REF_OCCUPIED',
+          `key reference ${keyRef} is in use (file ${taken.toString(16).toUpperCase()} exists); choose a free one or use force to replace it. Nothing was changed.`,
+          { keyRef },
+        );
+      }
+    }
+    // A forced replace keeps a way back: the old key wrapped (with its description and
+    // certificate) before anything is deleted. The card has no rename, so this is the only one.
+    let saved: Uint8Array | undefined;
+    if (occupied) {
+      try {
+        saved = await this.backupKey(keyRef);
+      } catch (e) {
+        if (!isScHsmError(e, 'ALGORITHM_NOT_ALLOWED')) throw e;
+        if (!opts.allowKeyLoss) {
+          throw new ScHsmError(
+            'REPLACE_UNSAFE',
+            `the key at key reference ${keyRef} may not be wrapped (its algorithm list lacks WRAP), so it could not be put back if the new key were refused: it is not replaced. Nothing was changed.`,
+            {
+              keyRef,
+              fix: 'choose a free key reference; or, if that key may be lost, delete it first (sc-hsm-ts delete-key) or allow the loss explicitly',
+            },
+          );
+        }
+      }
+      if (saved) {
+        // WRAP KEY used the device's own DKEK: its KCV, also where the status shows zeros
+        const oldKcv = decodeWrapFile(saved).blob.subarray(0, 8);
+        deviceKcv ??= oldKcv;
+        if (!bytesEqual(header.kcv, oldKcv)) throw mismatch(oldKcv);
+        const w = decodeWrapFile(saved);
+        const r: ReplacedKey = { keyRef, bin: saved };
+        if (w.label !== undefined) r.label = w.label;
+        if (w.id) r.id = w.id;
+        await opts.onReplaced?.(r);
+      }
+    }
+    let phase: ReplacePhase = 'delete-old';
+    try {
+      if (occupied) await this.files.delete(cc);
+      phase = 'unwrap-new';
+      await this.unwrapCommand(keyRef, blob);
+      phase = 'describe-new';
+      const c4 = (PREFIX.PRKD << 8) | keyRef;
+      const ce = (PREFIX.EE_CERTIFICATE << 8) | keyRef;
+      if (files) {
+        if (files.prkd) await this.files.write(c4, files.prkd);
+        else await this.files.deleteIfExists(c4);
+        if (files.certificate) await this.files.write(ce, files.certificate);
+        else await this.files.deleteIfExists(ce);
+      } else if (occupied) {
+        // they described the key that was replaced
+        await this.files.deleteIfExists(c4);
+        await this.files.deleteIfExists(ce);
+      }
+    } catch (e) {
+      if (!occupied) throw e;
+      throw await this.putBack(keyRef, saved, phase, e, opts.authenticate);
+    } finally {
+      this.keyCache.delete(keyRef);
+    }
+  }
+
+  /**
+   * After a forced replace failed at `phase`: puts the old key (`saved`, its `.bin` from
+   * backupKey) back at `keyRef` with its description and certificate, and returns the error to
+   * throw — `cause` saying the key was left or put back as it was, or a KeyReplaceError saying
+   * exactly what is lost. What the reference holds is read from the card (the answer to the last
+   * command may have been lost); a PIN the card forgot (reset) is verified again with
+   * `authenticate`, once.
+   */
+  private async putBack(
+    keyRef: number,
+    saved: Uint8Array | undefined,
+    phase: ReplacePhase,
+    cause: unknown,
+    authenticate: (() => Promise<void>) | undefined,
+  ): Promise<ScHsmError> {
+    const cc = (PREFIX.KEY << 8) | keyRef;
+    const c4 = (PREFIX.PRKD << 8) | keyRef;
+    const ce = (PREFIX.EE_CERTIFICATE << 8) | keyRef;
+    const old = saved ? decodeWrapFile(saved) : undefined;
+    // the key a present CCxx is: that of the last command which may have put one there
+    let last: 'delete-old' | 'unwrap-new' | 'delete-new' | 'unwrap-old' =
+      phase === 'delete-old' ? 'delete-old' : 'unwrap-new';
+    let holds: 'old' | 'new' | 'none' | 'unknown' = 'unknown';
+    let describedOld = phase !== 'describe-new';
+    let failure: unknown;
+    let reauthenticated = false;
+    for (;;) {
+      try {
+        const present = (await this.files.enumerate()).includes(cc);
+        holds = !present ? 'none' : last === 'delete-old' || last === 'unwrap-old' ? 'old' : 'new';
+        if (old && holds === 'new') {
+          last = 'delete-new';
+          await this.files.delete(cc);
+          holds = 'none';
+        }
+        if (old && holds === 'none') {
+          last = 'unwrap-old';
+          await this.unwrapCommand(keyRef, old.blob);
+          holds = 'old';
+        }
+        if (old && holds === 'old' && !describedOld) {
+          if (old.prkd) await this.files.write(c4, old.prkd);
+          else await this.files.deleteIfExists(c4);
+          if (old.certificate) await this.files.write(ce, old.certificate);
+          else await this.files.deleteIfExists(ce);
+          describedOld = true;
+        }
+        failure = undefined;
+        break;
+      } catch (e) {
+        failure = e;
+        if (holds === 'none' && last === 'delete-new') holds = 'unknown';
+        const forgotPin = isScHsmError(e, 'SECURITY_STATUS') || isScHsmError(e, 'CARD_RESET');
+        if (!old || !forgotPin || reauthenticated || !authenticate) break;
+        reauthenticated = true;
+        try {
+          await authenticate();
+        } catch (e2) {
+          failure = e2;
+          break;
+        }
+      }
+    }
+    this.keyCache.delete(keyRef);
+    const why = errorText(cause);
+    const name = `key ${keyRef}${old?.label !== undefined ? ` "${old.label}"` : ''}${old?.id ? ` (ID ${toHex(old.id)})` : ''}`;
+    if (holds === 'old' && describedOld) {
+      return annotate(
+        cause,
+        last === 'delete-old'
+          ? `The replaced ${name} was left as it was.`
+          : `The replaced ${name} was put back as it was (from the copy wrapped before it was deleted).`,
+        keyRef,
+      );
+    }
+    const opt: KeyReplaceErrorOptions = { keyRef, cause, now: 'unknown' };
+    if (saved) opt.oldKey = saved;
+    if (holds === 'old') {
+      opt.now = 'old-key-without-description';
+      return new KeyReplaceError(
+        isScHsmError(cause) ? cause.code : 'CARD_ERROR',
+        `replacing ${name} failed (${why}); the old key was put back, but its description and certificate could not be rewritten (${errorText(failure)})`,
+        {
+          ...opt,
+          fix: 'rewrite them from the old key’s wrapped copy: unwrap it with force onto the same key reference',
+        },
+      );
+    }
+    let rest: string;
+    if (holds === 'none') {
+      opt.now = 'empty';
+      // no orphans: a description or certificate without its key makes the reference look used
+      let cleared = true;
+      try {
+        await this.files.deleteIfExists(c4);
+        await this.files.deleteIfExists(ce);
+      } catch {
+        cleared = false;
+      }
+      rest = cleared
+        ? `key reference ${keyRef} is empty`
+        : `key reference ${keyRef} holds no key, but its description or certificate file could not be removed`;
+    } else if (holds === 'new') {
+      opt.now = 'new-key';
+      rest = `key reference ${keyRef} holds the new key, possibly without its description`;
+    } else rest = `what key reference ${keyRef} holds could not be read`;
+    const back = saved
+      ? `putting the old key back failed too (${errorText(failure)})`
+      : 'it could not be wrapped first (its algorithm list lacks WRAP) and the loss was allowed';
+    return new KeyReplaceError(
+      'KEY_LOST',
+      `replacing ${name} failed (${why}) and ${back}: the old key is no longer on the device; ${rest}`,
+      {
+        ...opt,
+        fix: saved
+          ? 'unwrap the old key’s wrapped copy (KeyReplaceError.oldKey) onto the same key reference with force, once the device works again'
+          : 'restore the old key from a backup, if there is one',
+      },
+    );
+  }
+
+  /** UNWRAP KEY with the blob in the APDU, or through EF 2F10 where extended length is not available. */
+  private async unwrapCommand(keyRef: number, blob: Uint8Array): Promise<void> {
     const cmd = { cla: CLA_PROPRIETARY, ins: INS.UNWRAP_KEY, p1: keyRef, p2: ALGO.UNWRAP } as const;
-    await this.channel.exchange(blob ? { ...cmd, data: blob, extended: true } : cmd, 'UNWRAP KEY', {
+    const extended = this.transport.extendedLength !== false;
+    if (!extended) await this.files.write(EF.UNWRAP_TRANSFER, blob, { replace: false });
+    await this.channel.exchange(extended ? { ...cmd, data: blob, extended: true } : cmd, 'UNWRAP KEY', {
       overrides: {
         0x6982: ['SECURITY_STATUS', 'the user PIN must be verified first'],
         0x6a80: [
@@ -1273,6 +1774,7 @@ export class SmartCardHsm {
 
   /** The `.bin` file of `sc-hsm-tool --wrap-key` for a key: blob, description and certificate (spec §8.2). */
   async backupKey(keyRef: number): Promise<Uint8Array> {
+    checkKeyRef(keyRef);
     return this.channel.exclusive(async () => {
       const blob = await this.wrapKey(keyRef);
       try {
@@ -1293,37 +1795,22 @@ export class SmartCardHsm {
 
   /**
    * Restores a `.bin` wrap file onto `keyRef`: UNWRAP KEY, then the key description (with its
-   * key reference set to `keyRef`) and the certificate (spec §8.2).
+   * key reference set to `keyRef`) and the certificate (spec §8.2). The checks and the safe forced
+   * replace are those of {@link unwrapKey}; without `force`, a reference holding a description or
+   * certificate counts as occupied too.
    */
-  async restoreKey(bin: Uint8Array, keyRef: number, opts: { force?: boolean } = {}): Promise<void> {
+  async restoreKey(bin: Uint8Array, keyRef: number, opts: UnwrapOptions = {}): Promise<void> {
     checkKeyRef(keyRef);
     const w = decodeWrapFile(bin);
-    await this.channel.exclusive(async () => {
-      if (!opts.force) {
-        const fids = await this.files.enumerate();
-        for (const prefix of [PREFIX.KEY, PREFIX.PRKD, PREFIX.EE_CERTIFICATE]) {
-          if (fids.includes((prefix << 8) | keyRef)) {
-            throw new ScHsmError(
-              'KEY_REF_OCCUPIED',
-              `key reference ${keyRef} is in use (file ${((prefix << 8) | keyRef).toString(16).toUpperCase()} exists); choose a free one or use force`,
-            );
-          }
-        }
-      }
-      await this.unwrapKey(keyRef, w.blob, opts);
-      if (w.prkd) {
-        let prkd = w.prkd;
-        if (w.keyDescription && w.keyDescription.keyReference !== keyRef) {
-          prkd = encodeKeyDescription({ ...w.keyDescription, keyReference: keyRef });
-        }
-        await this.files.write((PREFIX.PRKD << 8) | keyRef, prkd);
-      } else {
-        await this.files.deleteIfExists((PREFIX.PRKD << 8) | keyRef);
-      }
-      if (w.certificate) await this.files.write((PREFIX.EE_CERTIFICATE << 8) | keyRef, w.certificate);
-      else await this.files.deleteIfExists((PREFIX.EE_CERTIFICATE << 8) | keyRef);
-      this.keyCache.delete(keyRef);
-    });
+    const files: { prkd?: Uint8Array; certificate?: Uint8Array } = {};
+    if (w.prkd) {
+      files.prkd =
+        w.keyDescription && w.keyDescription.keyReference !== keyRef
+          ? encodeKeyDescription({ ...w.keyDescription, keyReference: keyRef })
+          : w.prkd;
+    }
+    if (w.certificate) files.certificate = w.certificate;
+    await this.channel.exclusive(() => this.unwrapInto(keyRef, w.blob, files, opts));
   }
 
   // ---------------------------------------------------------------- certificates and data objects
@@ -1331,6 +1818,7 @@ export class SmartCardHsm {
   /** Stores an X.509 certificate for a key in CExx (spec §6.4, §10.4). */
   async storeCertificate(keyRef: number, der: Uint8Array): Promise<void> {
     checkKeyRef(keyRef);
+    checkBytes(der, 'the certificate', 1);
     certificateSpki(der);
     await this.files.write((PREFIX.EE_CERTIFICATE << 8) | keyRef, der);
     this.keyCache.delete(keyRef);
@@ -1360,6 +1848,13 @@ export class SmartCardHsm {
     applicationName?: string;
     private?: boolean;
   }): Promise<{ number: number; fid: number }> {
+    checkObject(o, 'the data object', {
+      label: 'string',
+      data: 'bytes',
+      applicationName: 'string',
+      private: 'boolean',
+    });
+    checkBytes(o.data, 'the data object content', 0, 0xffff);
     checkLabel(o.label, 'data object label');
     return this.channel.exclusive(async () => {
       const n = await this.freeObjectNumber([PREFIX.DCOD, PREFIX.DATA_PUBLIC, PREFIX.DATA_PRIVATE]);
@@ -1417,6 +1912,9 @@ export class SmartCardHsm {
     der: Uint8Array,
     o: { label: string; id: Uint8Array },
   ): Promise<{ number: number }> {
+    checkBytes(der, 'the certificate', 1);
+    checkObject(o, 'the certificate description', { label: 'string', id: 'bytes' });
+    checkBytes(o.id, 'the certificate ID', 1, 255);
     checkLabel(o.label, 'certificate label');
     certificateSpki(der);
     return this.channel.exclusive(async () => {
@@ -1482,6 +1980,12 @@ export function certificateSpki(der: Uint8Array): Uint8Array {
 function parseMechanism(
   m: SignMechanism,
 ): ['ECDSA' | 'RSA', 'RAW' | 'PKCS1' | 'PSS' | undefined, HashName | undefined] {
+  if (typeof m !== 'string') {
+    throw new ScHsmError(
+      'INVALID_ARGUMENT',
+      `the signature mechanism must be a name such as "ECDSA-SHA256"; got ${typeName(m)}`,
+    );
+  }
   const parts = m.split('-');
   if (parts[0] === 'ECDSA') {
     const h = parts[1] ? HASH_OF_SUFFIX[parts[1]] : undefined;
@@ -1495,4 +1999,107 @@ function parseMechanism(
     return ['RSA', parts[1], h];
   }
   throw new ScHsmError('INVALID_ARGUMENT', `unknown signature mechanism "${m}"`);
+}
+
+// ---------------------------------------------------------------- unwrap and safe replace
+
+/** Options of unwrapKey and restoreKey. */
+export interface UnwrapOptions {
+  /**
+   * Replace a key at the key reference (otherwise KEY_REF_OCCUPIED). The old key is first wrapped
+   * with its description and certificate (WRAP KEY, like backupKey); if anything fails after it was
+   * deleted, that copy is unwrapped back and its files rewritten. Only if even that fails is a
+   * KeyReplaceError (KEY_LOST) thrown, carrying the copy. A key that may not be wrapped is not
+   * replaced (REPLACE_UNSAFE) unless `allowKeyLoss`.
+   */
+  force?: boolean;
+  /** With `force`: replace also a key that cannot be wrapped first; it is lost if the new key is then refused. */
+  allowKeyLoss?: boolean;
+  /**
+   * With `force`: called with the old key's wrapped copy before the old key is deleted, e.g. to
+   * write it to a file; a throw stops the replace with nothing changed.
+   */
+  onReplaced?: (old: ReplacedKey) => void | Promise<void>;
+  /**
+   * The device's DKEK (32 bytes, left to the caller): the blob's KCV, MAC and key are then checked
+   * on the host before anything is sent (KCV_MISMATCH, MAC_INVALID, INVALID_KEY_BLOB).
+   */
+  dkek?: Uint8Array;
+  /**
+   * Verifies the user PIN again: used only while an old key is being put back, when the card
+   * forgot the PIN (it was reset during the replace).
+   */
+  authenticate?: () => Promise<void>;
+}
+
+/** The key a forced replace removes: its `.bin` wrap file (blob under the device's DKEK, description, certificate). */
+export interface ReplacedKey {
+  keyRef: number;
+  bin: Uint8Array;
+  label?: string;
+  id?: Uint8Array;
+}
+
+/** Where a forced replace was when it failed. */
+type ReplacePhase = 'delete-old' | 'unwrap-new' | 'describe-new';
+
+export interface KeyReplaceErrorOptions extends ScHsmErrorOptions {
+  /** What the key reference holds now. */
+  now: KeyReplaceError['now'];
+  oldKey?: Uint8Array;
+}
+
+/**
+ * A forced replace that failed and could not undo everything: `KEY_LOST` when the old key is no
+ * longer on the device; otherwise (the old key is back but its description or certificate is not)
+ * the code of the failure. `oldKey` is the old key's `.bin`, wrapped before it was deleted:
+ * `restoreKey(oldKey, keyRef, { force: true })` puts it back.
+ */
+export class KeyReplaceError extends ScHsmError {
+  readonly oldKey?: Uint8Array;
+  readonly now: 'empty' | 'new-key' | 'old-key-without-description' | 'unknown';
+  constructor(code: ScHsmErrorCode, message: string, o: KeyReplaceErrorOptions) {
+    super(code, message, o);
+    this.now = o.now;
+    if (o.oldKey) this.oldKey = o.oldKey;
+  }
+}
+
+/**
+ * A complete DKEK whose status shows an all-zero KCV: firmware that reveals the KCV only after
+ * the user PIN was verified (pico-hsm). The KCV is unknown then, never a mismatch: verify the PIN
+ * and read it again. (No DKEK has an all-zero KCV: that of the all-zero DKEK is 66687AADF862BD77.)
+ */
+export function dkekKcvUnknown(d: DkekStatus): boolean {
+  return d.outstanding === 0 && d.kcv.every((b) => b === 0);
+}
+
+function kcvHex(kcv: Uint8Array): string {
+  return toHex(kcv).toUpperCase();
+}
+
+function errorText(e: unknown): string {
+  return ((e as Error)?.message ?? String(e)).replace(/\.\s*$/, '');
+}
+
+/** `e` with `note` added to its message (same code, status word and command). */
+function annotate(e: unknown, note: string, keyRef?: number): ScHsmError {
+  const o: ScHsmErrorOptions = { cause: e };
+  if (keyRef !== undefined) o.keyRef = keyRef;
+  if (!(e instanceof ScHsmError)) return new ScHsmError('CARD_ERROR', `${errorText(e)}. ${note}`, o);
+  if (e.sw !== undefined) o.sw = e.sw;
+  if (e.command !== undefined) o.command = e.command;
+  if (e.fix !== undefined) o.fix = e.fix;
+  return new ScHsmError(e.code, `${errorText(e)}. ${note}`, o);
+}
+
+/** The blob decrypted with the caller's DKEK (KCV, MAC, key), the key material wiped. */
+function checkBlobOnHost(blob: Uint8Array, dkek: Uint8Array): void {
+  try {
+    const d = decryptKeyBlob(blob, dkek);
+    if (d.pkcs8) wipe(d.pkcs8);
+    if (d.aesKey) wipe(d.aesKey);
+  } catch (e) {
+    throw isScHsmError(e) ? annotate(e, 'Checked on the host: nothing was sent') : e;
+  }
 }

@@ -1,3 +1,4 @@
+import { isScHsmError } from '../../../errors.js';
 import { toHex } from '../../../util/bytes.js';
 import type { Command } from '../../command.js';
 import { reqInt } from '../../context.js';
@@ -9,7 +10,15 @@ export const deleteKey: Command = {
   async run(ctx, v) {
     const keyRef = reqInt(v, 'key-ref', 1, 255);
     const hsm = await ctx.hsm();
-    const k = await hsm.keyInfo(keyRef);
+    // A key with neither description nor public key (what an interrupted AES keygen leaves) is
+    // listed by `keys` as type unknown; it can be deleted too.
+    const k = await hsm.keyInfo(keyRef).catch(async (e: unknown) => {
+      const listed = isScHsmError(e, 'KEY_NOT_FOUND')
+        ? (await hsm.listKeys()).find((x) => x.keyRef === keyRef)
+        : undefined;
+      if (!listed) throw e;
+      return listed;
+    });
     await ctx.login(hsm, v);
     await ctx.confirm(
       `deleting key ${keyRef} "${k.label ?? ''}" (ID ${toHex(k.id)}, ${keyTypeText(k)}): without a backup it is gone for good.`,

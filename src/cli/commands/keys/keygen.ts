@@ -1,10 +1,11 @@
+import { curveByName } from '../../../util/curves.js';
+import { RSA_SIZES } from '../../../sc-hsm/constants.js';
+import { checkLabel } from '../../../sc-hsm/validate.js';
 import type { Command } from '../../command.js';
 import { int, reqStr, str } from '../../context.js';
 import { CliError } from '../../exit-codes.js';
-import { parseHexArg, spkiFingerprint } from '../../format.js';
+import { parseHexArg, printable, spkiFingerprint } from '../../format.js';
 import { keygenSpec } from '../meta.js';
-
-const RSA_BITS = [1024, 1536, 2048, 3072, 4096];
 
 export type KeySpec =
   | { kind: 'rsa'; bits: number }
@@ -15,8 +16,9 @@ export function parseKeyType(s: string): KeySpec {
   const [kind, arg] = s.toLowerCase().split(':');
   if (kind === 'rsa') {
     const bits = Number(arg ?? '2048');
-    if (!RSA_BITS.includes(bits))
-      throw new CliError('USAGE_ERROR', `--type rsa:BITS takes ${RSA_BITS.join(', ')}`);
+    // the card's sizes, the same list key import is checked against
+    if (!(RSA_SIZES as readonly number[]).includes(bits))
+      throw new CliError('USAGE_ERROR', `--type rsa:BITS takes ${RSA_SIZES.join(', ')}`);
     return { kind: 'rsa', bits };
   }
   if (kind === 'ec') {
@@ -51,11 +53,15 @@ export const keygen: Command = {
   async run(ctx, v) {
     const spec = parseKeyType(reqStr(v, 'type', 'e.g. rsa:2048 or ec:prime256v1'));
     const label = reqStr(v, 'label');
+    checkLabel(label, 'key label');
     const idText = str(v, 'id');
     const id = idText === undefined ? undefined : parseHexArg(idText);
     if (idText !== undefined && !id)
       throw new CliError('USAGE_ERROR', '--id takes hex bytes, e.g. 01 or a1b2c3');
     const keyRef = int(v, 'key-ref', 1, 255);
+    // What the key is comes from the request, not from reading it back: once the key exists, a
+    // failure then (card pulled) would report a generated key as a failure, and a rerun makes a second.
+    const curve = spec.kind === 'ec' ? curveByName(spec.curve) : undefined;
     const hsm = await ctx.hsm();
     await ctx.login(hsm, v);
     const p = ctx.progress(`Generating ${spec.kind.toUpperCase()} key on the device…`);
@@ -89,9 +95,8 @@ export const keygen: Command = {
     } finally {
       p.done();
     }
-    const info = await hsm.keyInfo(result.keyRef);
     const o = ctx.out;
-    o.ok(`generated ${spec.kind.toUpperCase()} key "${label}"`);
+    o.ok(`generated ${spec.kind.toUpperCase()} key "${printable(label)}"`);
     o.kv('Key ref', `${result.keyRef} (use --key-ref ${result.keyRef})`);
     o.kv('ID', Buffer.from(result.id).toString('hex'));
     if (result.publicKey) o.kv('Public key SHA-256', spkiFingerprint(result.publicKey));
@@ -99,9 +104,9 @@ export const keygen: Command = {
       keyRef: result.keyRef,
       id: result.id,
       label,
-      type: info.type,
-      bits: info.bits,
-      curve: info.curve,
+      type: spec.kind,
+      bits: spec.kind === 'ec' ? curve!.bits : spec.bits,
+      curve: curve?.name,
       publicKey: result.publicKey,
       publicKeySha256: result.publicKey ? spkiFingerprint(result.publicKey) : undefined,
     };
