@@ -1,6 +1,6 @@
-import { curveByName } from '../../../util/curves.js';
 import { RSA_SIZES } from '../../../sc-hsm/constants.js';
 import { checkLabel } from '../../../sc-hsm/validate.js';
+import { curveByName } from '../../../util/curves.js';
 import type { Command } from '../../command.js';
 import { int, reqStr, str } from '../../context.js';
 import { CliError } from '../../exit-codes.js';
