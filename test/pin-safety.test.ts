@@ -227,6 +227,8 @@ const PRIVATE: Record<string, string> = {
   keyOpOverrides: 'sign',
   cardSign: 'sign',
   unwrapCommand: 'unwrapKey',
+  unwrapInto: 'unwrapKey',
+  putBack: 'restoreKey',
   freeObjectNumber: 'writeDataObject',
 };
 

@@ -81,6 +81,7 @@ const EXIT_BY_CODE: Partial<Record<CliErrorCode, number>> = {
   DKEK_DEGENERATE: EXIT.DKEK,
   PIN_TRIES_LOW: EXIT.REFUSED,
   KEY_REF_OCCUPIED: EXIT.REFUSED,
+  REPLACE_UNSAFE: EXIT.REFUSED,
   KEY_ID_IN_USE: EXIT.REFUSED,
   CONFIRMATION_REQUIRED: EXIT.REFUSED,
   CONFIRMATION_DECLINED: EXIT.REFUSED,
@@ -109,29 +110,80 @@ export interface ErrorInfo {
   message: string;
   sw?: string;
   triesLeft?: number;
+  /** Which PIN a PIN error is about: `user-pin` or `so-pin`. */
+  pin?: string;
   command?: string;
   /** The key reference an interrupted command may have left something at. */
   keyRef?: number;
   fix?: string;
 }
 
+/**
+ * What the fix line may offer: the options of the command that failed (its own and the global
+ * ones). A fix names only options that command takes (test/cli-fix-options.test.ts checks every
+ * fix text against the command registry).
+ */
+export interface FixContext {
+  has(option: string): boolean;
+}
+
+/** Without a command (or for callers that do not say): only what every command takes. */
+const ANY_COMMAND: FixContext = { has: () => false };
+
+/** Fix texts that depend on the PIN concerned or on the command's options. */
+export const FIX_FOR: Partial<Record<CliErrorCode, (e: ScHsmError | CliError, c: FixContext) => string | undefined>> = {
+  WRONG_PIN: (e) => {
+    const so = e instanceof ScHsmError && e.pin === 'so-pin';
+    const n = e instanceof ScHsmError ? e.triesLeft : undefined;
+    if (so) {
+      if (n === undefined || n > 0)
+        return `find the right SO-PIN before trying again${n === undefined ? '' : ` (${n === 1 ? '1 try' : `${n} tries`} left)`}: a blocked SO-PIN cannot be unblocked, and the device could then never be re-initialized nor its user PIN unblocked`;
+      return SO_PIN_BLOCKED_FIX;
+    }
+    if (n === 0) return USER_PIN_BLOCKED_FIX;
+    if (n === undefined)
+      return 'check the user PIN; when no tries are left it is blocked and only the SO-PIN can unblock it (sc-hsm-ts pin unblock)';
+    return `${n === 1 ? '1 try' : `${n} tries`} left before the user PIN is blocked; check the PIN before trying again${n === 1 ? ' (the last try needs --last-try)' : ''}`;
+  },
+  PIN_BLOCKED: (e) => (e instanceof ScHsmError && e.pin === 'so-pin' ? SO_PIN_BLOCKED_FIX : USER_PIN_BLOCKED_FIX),
+  PIN_TRIES_LOW: (e) =>
+    e instanceof ScHsmError && e.pin === 'so-pin'
+      ? 'only if you are certain of the SO-PIN: run the command again with --last-try (a wrong SO-PIN then blocks it for good)'
+      : 'only if you are certain of the user PIN: run the command again with --last-try (a wrong PIN then blocks it; the SO-PIN unblocks it)',
+  SECURITY_STATUS: (_e, c) =>
+    c.has('pin')
+      ? 'give the user PIN with --pin (env:NAME, file:PATH, or asked on a terminal)'
+      : 'this step needs the user PIN verified in the same session',
+  KEY_REF_OCCUPIED: (_e, c) =>
+    c.has('key-ref') && c.has('force')
+      ? 'choose a free --key-ref (see `sc-hsm-ts keys`) or replace the key with --force'
+      : c.has('key-ref')
+        ? 'choose a free --key-ref (see `sc-hsm-ts keys`), or delete the key there first (sc-hsm-ts delete-key --key-ref N)'
+        : c.has('force')
+          ? 'replace the keys there with --force, or free the key references first (`sc-hsm-ts keys`, sc-hsm-ts delete-key --key-ref N)'
+          : '`sc-hsm-ts keys` shows which key references are in use; sc-hsm-ts delete-key --key-ref N frees one',
+  FILE_EXISTS: (_e, c) =>
+    c.has('force')
+      ? 'choose another file name, or --force to replace it'
+      : 'choose another file name, or move the existing file away first',
+};
+
+const USER_PIN_BLOCKED_FIX =
+  'the user PIN is blocked: unblock it with the SO-PIN (sc-hsm-ts pin unblock --so-pin env:NAME --new-pin env:NAME)';
+const SO_PIN_BLOCKED_FIX =
+  'nothing can unblock the SO-PIN: keep using the keys with the user PIN and do not let it block too; back them up (sc-hsm-ts backup) and move to a new device';
+
 const FIX: Partial<Record<CliErrorCode, string>> = {
-  WRONG_PIN:
-    'check the PIN; when no tries are left it is blocked and only the SO-PIN can unblock it (sc-hsm-ts pin unblock)',
-  PIN_BLOCKED:
-    'user PIN: sc-hsm-ts pin unblock --so-pin … (needs the SO-PIN); a blocked SO-PIN cannot be recovered',
   TRANSPORT_PIN_ACTIVE: 'set your own PIN first: sc-hsm-ts pin change',
-  SECURITY_STATUS: 'give the user PIN with --pin (value, env:NAME or file:PATH)',
   NOT_INITIALIZED: 'initialize the device first: sc-hsm-ts init --help',
   KEY_NOT_FOUND: '`sc-hsm-ts keys` lists the key references (first column)',
-  PIN_TRIES_LOW: 'only if you are certain of the PIN: repeat with --last-try',
+  SESSION_CLOSED: 'open a new session (SmartCardHsm.open) for the next call',
   KEY_ID_IN_USE:
     'choose another --id (`sc-hsm-ts keys` lists the IDs in use), or leave --id out for the ID derived from the public key',
-  KEY_REF_OCCUPIED: 'choose a free --key-ref (see `sc-hsm-ts keys`) or replace the key with --force',
   KCV_MISMATCH:
     'import the same DKEK share(s) on this device (sc-hsm-ts dkek import); compare KCVs with `sc-hsm-ts status`',
   NO_DKEK:
-    'the device must be initialized with --dkek-shares N and the shares imported (sc-hsm-ts init, dkek import)',
+    'initialize the device with DKEK shares (sc-hsm-ts init --dkek-shares N, which erases it) and import them (sc-hsm-ts dkek import)',
   DKEK_INCOMPLETE: 'import the outstanding share(s): sc-hsm-ts dkek import FILE.pbe',
   DKEK_SHARE_REPEATED: 'import each custodian\u2019s share file once: import the other share file(s)',
   DKEK_DEGENERATE:
@@ -157,11 +209,10 @@ const FIX: Partial<Record<CliErrorCode, string>> = {
   MEMORY_FULL: 'delete keys no longer needed (sc-hsm-ts delete-key)',
   SECRET_REQUIRED: 'pass it as a value, env:NAME or file:PATH, or run on a terminal to be asked',
   CONFIRMATION_REQUIRED: 'run on a terminal to be asked, or pass --yes',
-  FILE_EXISTS: 'choose another file name, or --force to replace it',
   HOST_FILE_NOT_FOUND: 'check the path',
   ALGORITHM_NOT_ALLOWED: 'the key was generated without this algorithm; generate a new key that allows it',
   INVALID_SO_PIN: 'the SO-PIN is exactly 16 hex characters, e.g. 3537363231383830',
-  INVALID_PIN: 'the user PIN has 6 to 15 characters',
+  INVALID_PIN: 'the user PIN has 6 to 15 printable ASCII characters (letters, digits, ASCII symbols)',
 };
 
 export function exitCodeFor(e: unknown): number {
@@ -169,20 +220,16 @@ export function exitCodeFor(e: unknown): number {
   return EXIT.FAILED;
 }
 
-export function errorInfo(e: unknown): ErrorInfo {
+/** The error as the command reports it; `c` says which options the fix may name (see {@link FixContext}). */
+export function errorInfo(e: unknown, c: FixContext = ANY_COMMAND): ErrorInfo {
   if (e instanceof ScHsmError) {
     const o: ErrorInfo = { code: e.code, message: e.message };
     if (e.sw !== undefined) o.sw = e.swHex!;
     if (e.triesLeft !== undefined) o.triesLeft = e.triesLeft;
     if (e.command !== undefined) o.command = e.command;
     if (e.keyRef !== undefined) o.keyRef = e.keyRef;
-    let fix = FIX[e.code];
-    if (e.code === 'WRONG_PIN' && e.triesLeft !== undefined) {
-      fix =
-        e.triesLeft === 0
-          ? 'the PIN is now blocked: unblock it with the SO-PIN (sc-hsm-ts pin unblock)'
-          : `${e.triesLeft} ${e.triesLeft === 1 ? 'try' : 'tries'} left before the PIN is blocked; check the PIN before trying again`;
-    }
+    if (e.pin !== undefined) o.pin = e.pin;
+    let fix = FIX_FOR[e.code]?.(e, c) ?? FIX[e.code];
     // a fix the library gave for this very failure (e.g. what an interrupted key generation left)
     if (e.fix !== undefined) fix = e.fix;
     if (fix) o.fix = fix;
@@ -190,7 +237,7 @@ export function errorInfo(e: unknown): ErrorInfo {
   }
   if (e instanceof CliError) {
     const o: ErrorInfo = { code: e.code, message: e.message };
-    const fix = e.fix ?? FIX[e.code];
+    const fix = e.fix ?? FIX_FOR[e.code]?.(e, c) ?? FIX[e.code];
     if (fix) o.fix = fix;
     return o;
   }

@@ -18,6 +18,7 @@
  * themselves (the caller's `authenticate` hook does, once, when something is to be done).
  */
 import { createHash, createPrivateKey, createPublicKey, type KeyObject } from 'node:crypto';
+import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   combineShares,
@@ -27,17 +28,40 @@ import {
   inspectKeyBlob,
   keyCheckValue,
 } from '../dkek/index.js';
-import { ScHsmError } from '../errors.js';
+import { isScHsmError, ScHsmError } from '../errors.js';
 import { encodeKeyDescription, KEY_USAGE, OBJECT_FLAGS } from '../pkcs15/index.js';
 import { bytesEqual, fromHex, toHex, wipe } from '../util/bytes.js';
 import { curveByName } from '../util/curves.js';
-import { makeHostDirectory, readHostFile, refuseHostOverwrite, writeAtomic } from '../util/host-files.js';
-import { intrinsicKeyId, type KeyInfo, type SmartCardHsm } from './session.js';
-import { checkKeyRef, checkLabel } from './validate.js';
+import {
+  makeHostDirectory,
+  readHostFile,
+  refuseHostOverwrite,
+  removeStaleTemps,
+  writeAtomic,
+} from '../util/host-files.js';
+import {
+  type DeviceStatus,
+  dkekKcvUnknown,
+  intrinsicKeyId,
+  type KeyInfo,
+  KeyReplaceError,
+  type ReplacedKey,
+  type SmartCardHsm,
+  type UnwrapOptions,
+} from './session.js';
+import { checkKeyRef, checkLabel, checkRsaBits } from './validate.js';
 import { type WrapFileInfo, wrapFileInfo } from './wrap-info.js';
 
 /** The manifest's file name in a backup directory. */
 export const MANIFEST = 'manifest.json';
+/**
+ * The file in a backup directory that names the devices a restore of this backup was started on
+ * and not completed (docs/cli.md "Backup directory"); written where the directory is writable.
+ */
+export const RESTORE_PROGRESS = 'restore-progress.json';
+const RESTORE_PROGRESS_FORMAT = 'sc-hsm-ts/restore-progress';
+/** The name of a key's file in a backup directory: `key-NNN.bin`. */
+const KEY_FILE = /^key-(\d{3})\.bin$/;
 /** The manifest's `format` field. */
 export const MANIFEST_FORMAT = 'sc-hsm-ts/backup';
 
@@ -70,6 +94,21 @@ export interface Manifest {
   keys: ManifestKey[];
 }
 
+/**
+ * The device a command acts on, as people tell devices apart: the serial (the device CHR minus its
+ * last five characters, as OpenSC shows it) and the token label.
+ */
+export interface DeviceIdentity {
+  serial?: string;
+  label?: string;
+}
+
+/** A restore of a backup that was started on another device and not completed there. */
+export interface RestoreElsewhere extends DeviceIdentity {
+  /** ISO 8601 time the restore started there. */
+  started?: string;
+}
+
 /** Progress of a backup or restore: `done` of `total` keys. */
 export type BackupProgress = (done: number, total: number) => void;
 
@@ -96,6 +135,10 @@ export interface BackupKeyResult {
 
 export interface BackupResult {
   dir: string;
+  /** The device backed up (also in the manifest). */
+  device: DeviceIdentity;
+  /** Temp files of an earlier, killed backup that were removed from the directory. */
+  removedTemps: string[];
   manifest: Manifest;
   keys: BackupKeyResult[];
   verified: true;
@@ -141,12 +184,28 @@ export interface RestoreOptions {
    * written. Return false (or throw) to stop: nothing is written.
    */
   confirmReplace?: (conflicts: RestoreConflict[]) => boolean | undefined | Promise<boolean | undefined>;
-  /** Called once when there is something to write, before `confirmReplace`: verify the user PIN here. */
+  /**
+   * Called once when there is something to write, before `confirmReplace` — or first of all when
+   * the device shows its DKEK's key check value only after login: verify the user PIN here.
+   */
   authenticate?: () => Promise<void>;
+  /** With `force`: replace also keys that may not be wrapped first (lost if their replacement fails). */
+  allowKeyLoss?: boolean;
+  /** With `force`: receives each replaced key's wrapped copy before it is deleted (UnwrapOptions.onReplaced). */
+  onReplaced?: (old: ReplacedKey) => void | Promise<void>;
+  /**
+   * Called before anything is written when restores of this backup were started on other devices
+   * and not completed there (a card swapped during a restore): say so.
+   */
+  onInterrupted?: (elsewhere: RestoreElsewhere[], device: DeviceIdentity) => void;
 }
 
 export interface RestoreResult {
   dir: string;
+  /** The device restored onto. */
+  device: DeviceIdentity;
+  /** Restores of this backup started on other devices and not completed there (RESTORE_PROGRESS). */
+  interrupted: RestoreElsewhere[];
   /** The device's DKEK key check value (the manifest's). */
   kcv: Uint8Array;
   manifest: Manifest;
@@ -171,6 +230,35 @@ function kcvText(kcv: Uint8Array): string {
   return toHex(kcv).toUpperCase();
 }
 
+/** The serial and label of the device in `hsm` (no PIN needed). */
+export async function deviceIdentity(hsm: SmartCardHsm): Promise<DeviceIdentity> {
+  const chr = await hsm.deviceChr();
+  const label = await hsm.label();
+  const d: DeviceIdentity = {};
+  if (chr) d.serial = chr.length > 5 ? chr.slice(0, -5) : chr;
+  if (label !== undefined) d.label = label;
+  return d;
+}
+
+function identityOf(st: DeviceStatus): DeviceIdentity {
+  const d: DeviceIdentity = {};
+  if (st.serial) d.serial = st.serial;
+  if (st.label !== undefined) d.label = st.label;
+  return d;
+}
+
+/** Two devices are one when their serials agree; without serials, when their labels do. */
+export function sameDevice(a: DeviceIdentity, b: DeviceIdentity): boolean {
+  if (a.serial !== undefined || b.serial !== undefined) return a.serial === b.serial;
+  return a.label === b.label;
+}
+
+/** `serial DENK0100001 ("CA-1")` for messages; the label as JSON text, so no control character gets through. */
+export function deviceText(d: DeviceIdentity): string {
+  const label = d.label === undefined ? '' : ` (${JSON.stringify(d.label)})`;
+  return `${d.serial === undefined ? 'without serial' : `serial ${d.serial}`}${label}`;
+}
+
 /**
  * Backs up every key of the device into `dir`: one `key-NNN.bin` per key (mode 0600) and
  * `manifest.json`, each written atomically. Each blob is checked before it is written (structure,
@@ -190,45 +278,73 @@ export async function backupDevice(
   if (st.dkek.outstanding > 0)
     throw new ScHsmError('DKEK_INCOMPLETE', `the DKEK still misses ${st.dkek.outstanding} share(s)`);
   const kcv = st.dkek.kcv;
+  if (st.dkek.allZero)
+    throw new ScHsmError(
+      'DKEK_DEGENERATE',
+      `the device's DKEK is 32 zero bytes (key check value ${kcvText(kcv)}, its shares cancelled out): a backup under it would protect the keys from nobody. Nothing was written.`,
+    );
   const keys = await hsm.listKeys();
+  const device = identityOf(st);
+  // zeros from a complete DKEK: firmware that shows the KCV only after login (read it again then)
+  let known = dkekKcvUnknown(st.dkek) ? undefined : kcv;
+  // another device's files in the directory are refused before the PIN is sent
+  await checkBackupTarget(dir, device, keys, known);
   await o.authenticate?.();
-  await makeHostDirectory(dir);
+  if (!known) {
+    const again = await hsm.dkekStatus();
+    if (again && !dkekKcvUnknown(again)) {
+      known = again.kcv;
+      await checkBackupTarget(dir, device, keys, known);
+    }
+  }
+  const created = await createHostDirectory(dir);
+  // what a killed backup left: temp files of our own naming, never another program's
+  const removedTemps = removeBackupTemps(dir);
   const entries: ManifestKey[] = [];
-  for (const [i, k] of keys.entries()) {
-    const bin = await hsm.backupKey(k.keyRef);
-    const file = `key-${String(k.keyRef).padStart(3, '0')}.bin`;
-    // a damaged answer never reaches the directory: check before writing, and again after
-    checkWrapFile(bin, kcv, file);
-    await writeAtomic(join(dir, file), bin, 0o600);
-    const e: ManifestKey = {
-      keyRef: k.keyRef,
-      id: toHex(k.id),
-      type: k.type,
-      bits: k.bits,
-      file,
-      sha256: sha256Hex(bin),
-    };
-    if (k.label !== undefined) e.label = k.label;
-    if (k.curve) e.curve = k.curve;
-    if (k.publicKey) e.publicKeySha256 = sha256Hex(k.publicKey);
-    entries.push(e);
-    o.onProgress?.(i + 1, keys.length);
+  try {
+    for (const [i, k] of keys.entries()) {
+      const bin = await hsm.backupKey(k.keyRef);
+      const file = `key-${String(k.keyRef).padStart(3, '0')}.bin`;
+      // still unknown after login: the card wraps under its own DKEK, so the first blob tells
+      known ??= wrapKcv(bin, file);
+      // a damaged answer never reaches the directory: check before writing, and again after
+      checkWrapFile(bin, known, file);
+      await writeAtomic(join(dir, file), bin, 0o600);
+      const e: ManifestKey = {
+        keyRef: k.keyRef,
+        id: toHex(k.id),
+        type: k.type,
+        bits: k.bits,
+        file,
+        sha256: sha256Hex(bin),
+      };
+      if (k.label !== undefined) e.label = k.label;
+      if (k.curve) e.curve = k.curve;
+      if (k.publicKey) e.publicKeySha256 = sha256Hex(k.publicKey);
+      entries.push(e);
+      o.onProgress?.(i + 1, keys.length);
+    }
+  } catch (e) {
+    // a directory this backup created and left empty goes again (files written stay: a rerun resumes)
+    if (created && entries.length === 0) await removeEmptyDirectories(dir, created);
+    throw e;
   }
   const manifest: Manifest = {
     format: MANIFEST_FORMAT,
     version: 1,
     created: new Date().toISOString(),
-    device: { kcv: toHex(kcv) },
+    // an empty backup of a device that never showed its KCV: zeros, "unknown" to restoreDevice
+    device: { kcv: toHex(known ?? new Uint8Array(8)) },
     keys: entries,
   };
-  if (st.serial) manifest.device.serial = st.serial;
-  if (st.label !== undefined) manifest.device.label = st.label;
+  if (device.serial) manifest.device.serial = device.serial;
+  if (device.label !== undefined) manifest.device.label = device.label;
   // verify what is on disk before anything is reported as backed up
   for (const e of entries) {
     const bin = await readHostFile(join(dir, e.file), 'backup file');
     if (sha256Hex(bin) !== e.sha256)
       throw new ScHsmError('BACKUP_INVALID', `${e.file} reads back with another hash`);
-    checkWrapFile(bin, kcv, e.file);
+    checkWrapFile(bin, known!, e.file);
   }
   await writeAtomic(manifestPath, `${JSON.stringify(manifest, null, 2)}\n`, 0o644);
   const again = Buffer.from(await readHostFile(manifestPath, 'backup manifest')).toString('utf8');
@@ -242,6 +358,8 @@ export async function backupDevice(
     throw new ScHsmError('BACKUP_INVALID', 'the manifest reads back differently');
   return {
     dir,
+    device,
+    removedTemps,
     manifest,
     keys: entries.map((e) => ({
       keyRef: e.keyRef,
@@ -252,6 +370,125 @@ export async function backupDevice(
     })),
     verified: true,
   };
+}
+
+/** The KCV in a wrapped key's blob (BACKUP_INVALID when the file is damaged). */
+function wrapKcv(bin: Uint8Array, file: string): Uint8Array {
+  try {
+    return inspectKeyBlob(decodeWrapFile(bin).blob).kcv;
+  } catch (e) {
+    throw new ScHsmError('BACKUP_INVALID', `${file}: the wrapped key is damaged (${(e as Error).message})`, {
+      cause: e,
+    });
+  }
+}
+
+/**
+ * A backup directory may hold only this device's backup: a complete one (its manifest names the
+ * device) or the files of an interrupted run, each the wrapped copy of a key the device still has
+ * at that reference (same DKEK, same public key). Anything else would end up beside the new
+ * manifest, or be overwritten, so FILE_EXISTS names it. A file that does not decode is no one's
+ * backup and is overwritten.
+ */
+async function checkBackupTarget(
+  dir: string,
+  device: DeviceIdentity,
+  keys: KeyInfo[],
+  kcv: Uint8Array | undefined,
+): Promise<void> {
+  const { readdir } = await import('node:fs/promises');
+  let names: string[];
+  try {
+    names = await readdir(dir);
+  } catch {
+    return; // absent (created later) or not a directory (its creation fails with IO_ERROR)
+  }
+  const fix = (what: string) => `back this device up into a new or empty directory; keep ${dir}: ${what}`;
+  if (names.includes(MANIFEST)) {
+    let m: Manifest | undefined;
+    try {
+      m = await readManifest(dir);
+    } catch {
+      m = undefined; // judged by its key files below
+    }
+    const otherKcv = m && kcv && !/^0{16}$/.test(m.device.kcv) && m.device.kcv !== toHex(kcv);
+    if (m && (!sameDevice(m.device, device) || otherKcv)) {
+      throw new ScHsmError(
+        'FILE_EXISTS',
+        `${dir} holds the backup of another device (${deviceText(m.device)}, DKEK ${m.device.kcv.toUpperCase()}); this is device ${deviceText(device)}. Nothing was written.`,
+        { fix: fix('it is that device’s backup') },
+      );
+    }
+  }
+  const foreign: string[] = [];
+  for (const name of names.sort()) {
+    const ref = KEY_FILE.exec(name);
+    if (!ref) continue;
+    let info: WrapFileInfo;
+    try {
+      info = wrapFileInfo(await readHostFile(join(dir, name), 'backup file'));
+    } catch {
+      continue;
+    }
+    const k = keys.find((x) => x.keyRef === Number(ref[1]));
+    const why = !k
+      ? 'this device has no key at that reference'
+      : kcv && !bytesEqual(info.header.kcv, kcv)
+        ? 'wrapped under another DKEK'
+        : k.publicKey && info.publicKey && !bytesEqual(k.publicKey, info.publicKey)
+          ? 'another key than this device’s at that reference'
+          : undefined;
+    if (why) foreign.push(`${name} (${why})`);
+  }
+  if (foreign.length) {
+    throw new ScHsmError(
+      'FILE_EXISTS',
+      `${dir} holds wrapped keys that are not this device’s (${deviceText(device)}): ${foreign.join(', ')} — another device’s backup, or keys since deleted. Nothing was written.`,
+      { fix: fix('those files may be the only copy of their keys') },
+    );
+  }
+}
+
+/** Creates `dir` and its parents; returns the first directory it created (undefined: `dir` existed). */
+async function createHostDirectory(dir: string): Promise<string | undefined> {
+  const { mkdir } = await import('node:fs/promises');
+  try {
+    return await mkdir(dir, { recursive: true });
+  } catch {
+    await makeHostDirectory(dir); // its IO_ERROR names the directory
+    return undefined;
+  }
+}
+
+/** Removes `dir` and its parents up to `first` (the first one a backup created), while they are empty. */
+async function removeEmptyDirectories(dir: string, first: string): Promise<void> {
+  const { rmdir } = await import('node:fs/promises');
+  const { dirname, resolve } = await import('node:path');
+  const stop = resolve(first);
+  for (let d = resolve(dir); ; d = dirname(d)) {
+    try {
+      await rmdir(d);
+    } catch {
+      return; // not empty any more, or not ours to remove
+    }
+    if (d === stop || dirname(d) === d) return;
+  }
+}
+
+/** Removes the temp files a killed backup left in `dir` (writeAtomic's naming, for our file names only). */
+function removeBackupTemps(dir: string): string[] {
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch {
+    return [];
+  }
+  const targets = new Set<string>();
+  for (const n of names) {
+    const m = /^\.(key-\d{3}\.bin|manifest\.json)\.[0-9a-f]{12}\.tmp$/.exec(n);
+    if (m) targets.add(m[1]!);
+  }
+  return [...targets].flatMap((t) => removeStaleTemps(join(dir, t)));
 }
 
 /** The .bin decodes, its blob's structure is sound and it was made under the device's DKEK. */
@@ -268,7 +505,14 @@ function checkWrapFile(bin: Uint8Array, kcv: Uint8Array, file: string): void {
     throw new ScHsmError('BACKUP_INVALID', `${file} carries another key check value`);
 }
 
-/** Reads and checks `dir/manifest.json` (HOST_FILE_NOT_FOUND, BACKUP_INVALID). */
+/**
+ * Reads `dir/manifest.json` and validates all of it before anything uses it (HOST_FILE_NOT_FOUND,
+ * BACKUP_INVALID naming the entry and what is wrong): format and version; the device's KCV (16 hex
+ * digits), serial and label; per key a key reference 1..255 that no other entry has, an ID of hex
+ * bytes, a file that is a plain name inside the directory (no path separator, not `.`/`..`, no
+ * leading dot, no control character) and no other entry's, SHA-256 values of 64 lowercase hex
+ * digits; at most 255 keys.
+ */
 export async function readManifest(dir: string): Promise<Manifest> {
   const path = join(dir, MANIFEST);
   const text = Buffer.from(await readHostFile(path, 'backup manifest')).toString('utf8');
@@ -278,34 +522,72 @@ export async function readManifest(dir: string): Promise<Manifest> {
   } catch {
     throw new ScHsmError('BACKUP_INVALID', `${path} is not JSON`);
   }
+  const invalid = (what: string) =>
+    new ScHsmError('BACKUP_INVALID', `${path}: ${what}. Nothing was changed.`, {
+      fix: 'use the manifest.json written by `sc-hsm-ts backup` with its .bin files, unedited',
+    });
   if (
-    m?.format !== MANIFEST_FORMAT ||
+    typeof m !== 'object' ||
+    m === null ||
+    m.format !== MANIFEST_FORMAT ||
     m.version !== 1 ||
     !Array.isArray(m.keys) ||
-    typeof m.device?.kcv !== 'string'
+    typeof m.device !== 'object' ||
+    m.device === null
   ) {
     throw new ScHsmError(
       'BACKUP_INVALID',
       `${path} is not an sc-hsm-ts backup manifest (format ${MANIFEST_FORMAT}, version 1)`,
     );
   }
-  for (const k of m.keys) {
+  const d = m.device;
+  if (typeof d.kcv !== 'string' || !/^[0-9a-fA-F]{16}$/.test(d.kcv))
+    throw invalid('device.kcv must be 16 hex digits');
+  if (d.serial !== undefined && typeof d.serial !== 'string') throw invalid('device.serial must be text');
+  if (d.label !== undefined && typeof d.label !== 'string') throw invalid('device.label must be text');
+  if (m.created !== undefined && typeof m.created !== 'string') throw invalid('created must be text');
+  if (m.keys.length > 255) throw invalid(`it lists ${m.keys.length} keys; a device holds at most 255`);
+  const refs = new Map<number, number>();
+  const files = new Map<string, number>();
+  const hex64 = /^[0-9a-f]{64}$/;
+  for (const [i, k] of m.keys.entries()) {
+    const at = `keys[${i}]`;
+    if (typeof k !== 'object' || k === null || Array.isArray(k)) throw invalid(`${at} is not an object`);
+    if (!Number.isInteger(k.keyRef) || k.keyRef < 1 || k.keyRef > 255)
+      throw invalid(`${at}.keyRef must be a key reference from 1 to 255`);
+    const twice = refs.get(k.keyRef);
+    if (twice !== undefined)
+      throw invalid(`key reference ${k.keyRef} appears twice (keys[${twice}] and ${at})`);
+    refs.set(k.keyRef, i);
+    if (typeof k.id !== 'string' || !/^([0-9a-fA-F]{2}){1,255}$/.test(k.id))
+      throw invalid(`${at}.id must be 1 to 255 bytes of hex`);
+    if (k.label !== undefined && typeof k.label !== 'string') throw invalid(`${at}.label must be text`);
+    if (typeof k.type !== 'string') throw invalid(`${at}.type must be text`);
+    if (!Number.isInteger(k.bits) || k.bits < 0) throw invalid(`${at}.bits must be a whole number`);
+    if (k.curve !== undefined && typeof k.curve !== 'string') throw invalid(`${at}.curve must be text`);
+    if (typeof k.file !== 'string' || k.file === '')
+      throw invalid(`${at}.file must name the key's .bin file`);
     if (
-      !Number.isInteger(k?.keyRef) ||
-      k.keyRef < 1 ||
-      k.keyRef > 255 ||
-      typeof k.file !== 'string' ||
-      typeof k.sha256 !== 'string' ||
-      !/^[0-9a-f]{64}$/.test(k.sha256)
+      k.file === '.' ||
+      k.file === '..' ||
+      k.file.startsWith('.') ||
+      /[/\\]/.test(k.file) ||
+      /[\u0000-\u001f\u007f]/.test(k.file)
     ) {
-      throw new ScHsmError('BACKUP_INVALID', `${path}: a key entry is malformed`);
-    }
-    if (k.file.includes('/') || k.file.includes('\\') || k.file.startsWith('.')) {
-      throw new ScHsmError(
-        'BACKUP_INVALID',
-        `${path}: key file names must be plain names in the backup directory`,
+      throw invalid(
+        `${at}.file ${JSON.stringify(k.file)} is not a plain file name in the backup directory (no path separator, no leading dot, no control character)`,
       );
     }
+    const same = files.get(k.file);
+    if (same !== undefined) throw invalid(`keys[${same}] and ${at} name the same file ${k.file}`);
+    files.set(k.file, i);
+    if (typeof k.sha256 !== 'string' || !hex64.test(k.sha256))
+      throw invalid(`${at}.sha256 must be 64 lowercase hex digits`);
+    if (
+      k.publicKeySha256 !== undefined &&
+      (typeof k.publicKeySha256 !== 'string' || !hex64.test(k.publicKeySha256))
+    )
+      throw invalid(`${at}.publicKeySha256 must be 64 lowercase hex digits`);
   }
   return m;
 }
@@ -352,6 +634,16 @@ export async function restoreDevice(
 ): Promise<RestoreResult> {
   const b = typeof backup === 'string' ? await checkBackup(backup) : backup;
   const m = b.manifest;
+  // one step per key reference (readManifest refuses a manifest naming one twice)
+  const byRef = new Map<number, CheckedBackup['files'][number]>();
+  for (const f of b.files) byRef.set(f.entry.keyRef, f);
+  if (byRef.size !== b.files.length)
+    throw new ScHsmError('BACKUP_INVALID', 'the backup names a key reference twice. Nothing was changed.');
+  const device = await deviceIdentity(hsm);
+  // restores of this backup that were started on other devices and not completed there
+  const progress = await readRestoreProgress(b.dir);
+  const interrupted = progress.filter((p) => !sameDevice(p, device));
+  if (interrupted.length) o.onInterrupted?.(interrupted, device);
   const dkek = await hsm.dkekStatus();
   if (!dkek)
     throw new ScHsmError(
@@ -364,16 +656,24 @@ export async function restoreDevice(
       `this device still misses ${dkek.outstanding} DKEK share(s): nothing was changed`,
     );
   const backupKcv = fromHex(m.device.kcv);
-  if (!bytesEqual(dkek.kcv, backupKcv)) {
-    throw new ScHsmError(
-      'KCV_MISMATCH',
-      `the backup was made under DKEK ${kcvText(backupKcv)}, this device has ${kcvText(dkek.kcv)}: import the same DKEK share files. Nothing was changed.`,
-    );
+  // zeros: a backup of a device that never showed its KCV (and had no keys)
+  const backupKcvKnown = backupKcv.some((x) => x !== 0);
+  let authenticated = false;
+  let deviceKcv = dkekKcvUnknown(dkek) ? undefined : dkek.kcv;
+  if (!deviceKcv && o.authenticate) {
+    // firmware that shows the KCV only after login: log in first, then compare
+    await o.authenticate();
+    authenticated = true;
+    const again = await hsm.dkekStatus();
+    if (again && !dkekKcvUnknown(again)) deviceKcv = again.kcv;
   }
+  const mismatch = (device: Uint8Array) =>
+    new ScHsmError(
+      'KCV_MISMATCH',
+      `the backup was made under DKEK ${kcvText(backupKcv)}, this device has ${kcvText(device)}: import the same DKEK share files. Nothing was changed.`,
+    );
+  if (deviceKcv && backupKcvKnown && !bytesEqual(deviceKcv, backupKcv)) throw mismatch(deviceKcv);
   const present = new Map((await hsm.listKeys()).map((k) => [k.keyRef, k]));
-  // one step per key reference (a manifest naming a reference twice: the last entry wins)
-  const byRef = new Map<number, CheckedBackup['files'][number]>();
-  for (const f of b.files) byRef.set(f.entry.keyRef, f);
   const steps: RestoreStep[] = [];
   const conflicts: RestoreConflict[] = [];
   for (const [keyRef, f] of byRef) {
@@ -391,7 +691,7 @@ export async function restoreDevice(
           keyRef,
           present: step.present,
           backup: f.entry.label === undefined ? { id: f.entry.id } : { label: f.entry.label, id: f.entry.id },
-          text: `key ref ${keyRef} holds "${k.label ?? ''}" (ID ${toHex(k.id)}), the backup has "${f.entry.label ?? ''}"`,
+          text: `key ref ${keyRef} holds ${JSON.stringify(k.label ?? '')} (ID ${toHex(k.id)}), the backup has ${JSON.stringify(f.entry.label ?? '')}`,
         });
     }
     step.action = action;
@@ -405,19 +705,123 @@ export async function restoreDevice(
   }
   const todo = steps.filter((s) => s.action !== 'present');
   if (todo.length) {
-    await o.authenticate?.();
+    if (!authenticated) await o.authenticate?.();
+    // every key to be replaced must be one that can be put back (wrapped first), checked for all
+    // before the first is touched; its blob also tells the device's KCV where the status hides it
+    const unsafe: number[] = [];
+    for (const s of todo) {
+      if (s.action === 'restore') continue;
+      let copy: Uint8Array;
+      try {
+        copy = await hsm.backupKey(s.keyRef);
+      } catch (e) {
+        if (!isScHsmError(e, 'ALGORITHM_NOT_ALLOWED')) throw e;
+        if (!o.allowKeyLoss) unsafe.push(s.keyRef);
+        continue;
+      }
+      const kcv = inspectKeyBlob(decodeWrapFile(copy).blob).kcv;
+      deviceKcv ??= kcv;
+      if (backupKcvKnown && !bytesEqual(kcv, backupKcv)) throw mismatch(kcv);
+    }
+    if (unsafe.length) {
+      throw new ScHsmError(
+        'REPLACE_UNSAFE',
+        `the key(s) at key reference(s) ${unsafe.join(', ')} may not be wrapped (their algorithm list lacks WRAP), so they could not be put back if restoring over them failed: nothing is replaced. Nothing was changed.`,
+        {
+          fix: 'restore onto a device whose key references are free; or, if those keys may be lost, delete them first (sc-hsm-ts delete-key) or allow the loss explicitly',
+        },
+      );
+    }
     if (conflicts.length && o.confirmReplace && (await o.confirmReplace(conflicts)) === false)
       throw new ScHsmError('KEY_REF_OCCUPIED', 'replacing keys was not confirmed: nothing was changed');
+    await writeRestoreProgress(b.dir, [
+      ...progress.filter((p) => !sameDevice(p, device)),
+      { ...device, started: new Date().toISOString() },
+    ]);
   }
   let n = 0;
   for (const step of todo) {
     const f = byRef.get(step.keyRef)!;
-    await hsm.restoreKey(f.bin, step.keyRef, { force: step.action !== 'restore' });
+    const opts: UnwrapOptions = { force: step.action !== 'restore' };
+    if (o.allowKeyLoss) opts.allowKeyLoss = true;
+    if (o.onReplaced) opts.onReplaced = o.onReplaced;
+    if (o.authenticate) opts.authenticate = o.authenticate;
+    try {
+      await hsm.restoreKey(f.bin, step.keyRef, opts);
+    } catch (e) {
+      const done = todo.filter((t) => t.written).map((t) => t.keyRef);
+      const note = `${done.length ? `This run restored key ref(s) ${done.join(', ')}; ` : ''}restoring key ref ${step.keyRef} failed; run the restore again to complete it.`;
+      throw e instanceof KeyReplaceError || !isScHsmError(e) ? e : withNote(e, note);
+    }
     step.written = true;
     n++;
     o.onProgress?.(n, todo.length);
   }
-  return { dir: b.dir, kcv: dkek.kcv, manifest: m, keys: steps, written: n };
+  // complete on this device: it leaves the list of interrupted restores
+  if (progress.some((p) => sameDevice(p, device)) || todo.length)
+    await writeRestoreProgress(b.dir, interrupted);
+  return {
+    dir: b.dir,
+    device,
+    interrupted,
+    kcv: deviceKcv ?? backupKcv,
+    manifest: m,
+    keys: steps,
+    written: n,
+  };
+}
+
+/** `e` with `note` after its message (same code, status word, command and fix). */
+function withNote(e: ScHsmError, note: string): ScHsmError {
+  const o: ConstructorParameters<typeof ScHsmError>[2] = { cause: e };
+  if (e.sw !== undefined) o.sw = e.sw;
+  if (e.command !== undefined) o.command = e.command;
+  if (e.keyRef !== undefined) o.keyRef = e.keyRef;
+  if (e.fix !== undefined) o.fix = e.fix;
+  return new ScHsmError(e.code, `${e.message.replace(/\.\s*$/, '')}. ${note}`, o);
+}
+
+/** The devices RESTORE_PROGRESS names; nothing when it is absent or unreadable (it is only a note). */
+async function readRestoreProgress(dir: string): Promise<RestoreElsewhere[]> {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(Buffer.from(await readHostFile(join(dir, RESTORE_PROGRESS))).toString('utf8'));
+  } catch {
+    return [];
+  }
+  const r = raw as { format?: unknown; devices?: unknown };
+  if (r?.format !== RESTORE_PROGRESS_FORMAT || !Array.isArray(r.devices)) return [];
+  const out: RestoreElsewhere[] = [];
+  for (const d of r.devices as Record<string, unknown>[]) {
+    if (typeof d !== 'object' || d === null) continue;
+    const e: RestoreElsewhere = {};
+    if (typeof d.serial === 'string') e.serial = d.serial;
+    if (typeof d.label === 'string') e.label = d.label;
+    if (typeof d.started === 'string') e.started = d.started;
+    out.push(e);
+  }
+  return out;
+}
+
+/**
+ * Records the devices with an incomplete restore of this backup (the file goes when none is
+ * left). Best effort: a backup on read-only media is restored all the same, without the note.
+ */
+async function writeRestoreProgress(dir: string, devices: RestoreElsewhere[]): Promise<void> {
+  const path = join(dir, RESTORE_PROGRESS);
+  try {
+    if (devices.length === 0) {
+      const { unlink } = await import('node:fs/promises');
+      await unlink(path).catch((e: NodeJS.ErrnoException) => {
+        if (e.code !== 'ENOENT') throw e;
+      });
+      return;
+    }
+    const doc = { format: RESTORE_PROGRESS_FORMAT, version: 1, devices };
+    await writeAtomic(path, `${JSON.stringify(doc, null, 2)}\n`, 0o644);
+  } catch {
+    // read-only or full medium: the restore itself does not depend on the note
+  }
 }
 
 // ------------------------------------------------------------------------------- key import
@@ -451,6 +855,9 @@ export function readPrivateKey(key: Uint8Array | string | KeyObject, passphrase?
   const kind = k.asymmetricKeyType;
   if (kind !== 'rsa' && kind !== 'ec')
     throw new ScHsmError('INVALID_ARGUMENT', `only RSA and EC keys can be imported (got ${kind})`);
+  // the same limits as key generation: what the card supports
+  if (kind === 'rsa') checkRsaBits(k.asymmetricKeyDetails?.modulusLength ?? 0);
+  else curveByName(k.asymmetricKeyDetails?.namedCurve ?? 'unnamed');
   return k;
 }
 
@@ -479,6 +886,10 @@ export interface ImportKeyOptions {
   authenticate?: () => Promise<void>;
   /** Called with `force` when `keyRef` holds a key, before anything is written; false stops. */
   confirmReplace?: (present: KeyInfo) => boolean | undefined | Promise<boolean | undefined>;
+  /** With `force`: replace also a key that may not be wrapped first (UnwrapOptions.allowKeyLoss). */
+  allowKeyLoss?: boolean;
+  /** With `force`: receives the replaced key's wrapped copy before it is deleted (UnwrapOptions.onReplaced). */
+  onReplaced?: (old: ReplacedKey) => void | Promise<void>;
 }
 
 export interface ImportedKey {
@@ -522,21 +933,39 @@ export async function importPrivateKey(hsm: SmartCardHsm, o: ImportKeyOptions): 
       'DKEK_INCOMPLETE',
       `the DKEK still misses ${st.outstanding} share(s). Nothing was changed.`,
     );
-  const occupied = (await hsm.listKeys()).find((k) => k.keyRef === o.keyRef);
+  const present = await hsm.listKeys();
+  const occupied = present.find((k) => k.keyRef === o.keyRef);
   if (occupied && !o.force)
     throw new ScHsmError(
       'KEY_REF_OCCUPIED',
       `key reference ${o.keyRef} is in use ("${occupied.label ?? ''}"). Nothing was changed.`,
     );
+  const id = o.id ?? intrinsicKeyId(spki);
+  const sameId = present.find((k) => k.description && k.keyRef !== o.keyRef && bytesEqual(k.id, id));
+  if (sameId)
+    throw new ScHsmError(
+      'KEY_ID_IN_USE',
+      `the key ID ${toHex(id)} is already the ID of key reference ${sameId.keyRef}; two keys with one ID confuse PKCS#11 applications. Nothing was changed.`,
+    );
+  // firmware that shows the KCV only after login: log in first, then read it
+  let deviceKcv = dkekKcvUnknown(st) ? undefined : st.kcv;
+  let authenticated = false;
+  if (!deviceKcv && o.authenticate) {
+    await o.authenticate();
+    authenticated = true;
+    const again = await hsm.dkekStatus();
+    if (again && !dkekKcvUnknown(again)) deviceKcv = again.kcv;
+  }
   const dkek = await resolveDkek(o);
   const pkcs8 = new Uint8Array(key.export({ format: 'der', type: 'pkcs8' }));
   let blob: Uint8Array;
   try {
     const given = keyCheckValue(dkek);
-    if (!bytesEqual(given, st.kcv)) {
+    // still unknown: the card checks the blob (and a forced replace compares with the old key's)
+    if (deviceKcv && !bytesEqual(given, deviceKcv)) {
       throw new ScHsmError(
         'KCV_MISMATCH',
-        `the given DKEK has key check value ${kcvText(given)}, the device has ${kcvText(st.kcv)}. Nothing was changed.`,
+        `the given DKEK has key check value ${kcvText(given)}, the device has ${kcvText(deviceKcv)}. Nothing was changed.`,
       );
     }
     blob = encryptKeyBlob({ pkcs8 }, dkek);
@@ -544,7 +973,6 @@ export async function importPrivateKey(hsm: SmartCardHsm, o: ImportKeyOptions): 
     wipe(dkek);
     wipe(pkcs8);
   }
-  const id = o.id ?? intrinsicKeyId(spki);
   const prkd = encodeKeyDescription({
     kind,
     label: o.label,
@@ -558,13 +986,17 @@ export async function importPrivateKey(hsm: SmartCardHsm, o: ImportKeyOptions): 
     keyReference: o.keyRef,
     bits,
   });
-  await o.authenticate?.();
+  if (!authenticated) await o.authenticate?.();
   if (occupied && o.confirmReplace && (await o.confirmReplace(occupied)) === false)
     throw new ScHsmError(
       'KEY_REF_OCCUPIED',
       `replacing key ${o.keyRef} was not confirmed: nothing was changed`,
     );
-  await hsm.restoreKey(encodeWrapFile({ blob, prkd }), o.keyRef, { force: Boolean(occupied) });
+  const opts: UnwrapOptions = { force: Boolean(occupied) };
+  if (o.allowKeyLoss) opts.allowKeyLoss = true;
+  if (o.onReplaced) opts.onReplaced = o.onReplaced;
+  if (o.authenticate) opts.authenticate = o.authenticate;
+  await hsm.restoreKey(encodeWrapFile({ blob, prkd }), o.keyRef, opts);
   return {
     keyRef: o.keyRef,
     id,

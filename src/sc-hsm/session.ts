@@ -397,6 +397,11 @@ export class SmartCardHsm {
     return this.userPinRetries;
   }
 
+  set userPinRetryCounter(n: number | undefined) {
+    if (n !== undefined) checkInt(n, 1, 10, 'the user PIN retry counter (userPinRetryCounter)');
+    this.userPinRetries = n;
+  }
+
   /** SELECT of the applet as OpenSC sends it (`00 A4 04 00 0B <AID> 00`), with the FCP parsed. */
   static async selectApplet(channel: ApduChannel): Promise<AppletInfo> {
     if (!(channel instanceof ApduChannel))
@@ -1697,7 +1702,7 @@ export class SmartCardHsm {
     }
     this.keyCache.delete(keyRef);
     const why = errorText(cause);
-    const name = `key ${keyRef}${old?.label !== undefined ? ` "${old.label}"` : ''}${old?.id ? ` (ID ${toHex(old.id)})` : ''}`;
+    const name = `key ${keyRef}${old?.label !== undefined ? ` ${JSON.stringify(old.label)}` : ''}${old?.id ? ` (ID ${toHex(old.id)})` : ''}`;
     if (holds === 'old' && describedOld) {
       return annotate(
         cause,

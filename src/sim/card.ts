@@ -7,8 +7,10 @@
 import { randomBytes } from 'node:crypto';
 import { encodeResponse, type ParsedCommand, parseCommand } from '../apdu/command.js';
 import type { Transport } from '../apdu/transport.js';
+import { ScHsmError } from '../errors.js';
 import { AID, ATR_NITROKEY_HSM2, INS } from '../sc-hsm/constants.js';
 import { bytesEqual } from '../util/bytes.js';
+import { hostFileExists, removeStaleTemps } from '../util/host-files.js';
 import { type CardContext, freshVolatile, type Handler, type VolatileState } from './context.js';
 import { createDeviceIdentity, deviceChrFor } from './device.js';
 import { manageKeyDomain, unwrapKey, wrapKey } from './dkek.js';
@@ -16,7 +18,20 @@ import { appletFcp, deleteFile, enumerateObjects, readBinary, selectEf, updateBi
 import { initialize } from './init.js';
 import { cipher, decipher, generateKeyPair, generateSymmetricKey, sign } from './keys.js';
 import { changeReferenceData, resetRetryCounter, verify } from './pins.js';
-import { type CardState, deserializeState, readStateFile, saveStateFile, serializeState } from './state.js';
+import {
+  type CardState,
+  deserializeState,
+  readStateFile,
+  saveStateFile,
+  saveStateFileSync,
+  serializeState,
+} from './state.js';
+import {
+  canonicalStatePath,
+  lockStateFile,
+  type StateFileLock,
+  type StateLockOptions,
+} from './state-lock.js';
 import { fail, type Reply, SW, SwError } from './sw.js';
 
 /** Firmware version reported in FCP tag 85 by default ("SmartCard-HSM Version 3.5 on JCOP 3"). */
@@ -27,6 +42,36 @@ export interface VirtualCardOptions {
   deviceId?: string;
   /** Firmware version in FCP tag 85; default 3.5. */
   firmware?: [number, number];
+  /**
+   * Answer the DKEK status with an all-zero key check value until the user PIN is verified in the
+   * session, as pico-hsm does (see `KCV_BEFORE_LOGIN` in uncertain.ts). Kept in the state file.
+   */
+  kcvAfterLogin?: boolean;
+}
+
+/** How a card is bound to its state file ({@link VirtualSmartCardHsm.open}). */
+export interface OpenStateFileOptions extends Pick<StateLockOptions, 'waitMs' | 'command' | 'onWait'> {
+  /**
+   * Make a fresh, uninitialized card when the file does not exist (with these options when an
+   * object); it is written on its first change (or by `save`). Without it a missing file is
+   * HOST_FILE_NOT_FOUND: a typing error in a path must not become a blank device.
+   */
+  create?: boolean | VirtualCardOptions;
+  /**
+   * Called when the card stopped working with its file: a save failed (the card answered `6581`,
+   * memory failure, and answers so from then on) or the lock was lost.
+   */
+  onFailure?: (e: ScHsmError) => void;
+}
+
+/** `65 81` memory failure: what a card answers when its EEPROM write fails. */
+const SW_MEMORY_FAILURE = 0x6581;
+
+interface Binding {
+  lock: StateFileLock;
+  /** Set when a save failed or the lock was lost: every APDU is then answered `6581`, nothing is saved. */
+  failure?: ScHsmError;
+  onFailure?: (e: ScHsmError) => void;
 }
 
 /** SELECT `00 A4` (spec §1.3, §3.1): the applet by AID (P1=04) or an EF. */
@@ -101,6 +146,10 @@ export class VirtualSmartCardHsm implements Transport {
   private readonly state: CardState;
   private vol: VolatileState = freshVolatile();
   private dirty = false;
+  /** Set by {@link close}: the card is out of its reader for good (its state file may be another's now). */
+  private removed = false;
+  /** The state file this card is bound to ({@link VirtualSmartCardHsm.open}), until `close()`. */
+  private binding?: Binding;
 
   /** A fresh, uninitialized card with its own device key and certificate chain — or, internally, a restored one. */
   constructor(o: VirtualCardOptions = {}) {
@@ -127,6 +176,7 @@ export class VirtualSmartCardHsm implements Transport {
       files: new Map([[0x2f02, ef2f02]]),
       keys: new Map([[0, key]]),
     };
+    if (o.kcvAfterLogin) this.state.kcvAfterLogin = true;
   }
 
   /** The device CHR (`UTVH#######00000`); OpenSC shows it minus the last 5 characters as serial. */
@@ -136,6 +186,8 @@ export class VirtualSmartCardHsm implements Transport {
 
   /** Command APDU in, response APDU out; never throws (internal faults answer 6F00). */
   process(apdu: Uint8Array): Uint8Array {
+    const b = this.binding;
+    if (b?.failure) return encodeResponse({ data: new Uint8Array(0), sw: SW_MEMORY_FAILURE });
     let r: Reply;
     try {
       let cmd: ParsedCommand;
@@ -147,17 +199,40 @@ export class VirtualSmartCardHsm implements Transport {
       r = this.dispatch(cmd);
     } catch (e) {
       r = { sw: e instanceof SwError ? e.sw : SW.UNKNOWN };
-    } finally {
-      if (this.dirty) {
-        this.dirty = false;
-        try {
-          this.onChange?.();
-        } catch {
-          // a failing listener must not break the card
-        }
+    }
+    if (this.dirty) {
+      this.dirty = false;
+      // Bound to a file, the card saves before it answers, as real firmware writes its EEPROM before
+      // the status word: whatever the host learns (a counted PIN try, a new key) is already kept.
+      if (b && !this.persist(b)) r = { sw: SW_MEMORY_FAILURE };
+      try {
+        this.onChange?.();
+      } catch {
+        // a failing listener must not break the card
       }
     }
     return encodeResponse({ data: r.data ?? new Uint8Array(0), sw: r.sw ?? SW.OK });
+  }
+
+  /** Writes the state to the bound file; on failure the card stops (see {@link Binding.failure}). */
+  private persist(b: Binding): boolean {
+    try {
+      saveStateFileSync(b.lock.path, this.serialize());
+      return true;
+    } catch (e) {
+      this.failBinding(b, e as ScHsmError);
+      return false;
+    }
+  }
+
+  private failBinding(b: Binding, e: ScHsmError): void {
+    if (b.failure) return;
+    b.failure = e;
+    try {
+      b.onFailure?.(e);
+    } catch {
+      // a failing listener must not break the card
+    }
   }
 
   private dispatch(cmd: ParsedCommand): Reply {
@@ -199,7 +274,14 @@ export class VirtualSmartCardHsm implements Transport {
     };
   }
 
+  /** The Transport side of the card; after {@link close} it fails like a card pulled from its reader. */
   async transmit(apdu: Uint8Array): Promise<Uint8Array> {
+    if (this.removed) {
+      throw new ScHsmError(
+        'CARD_REMOVED',
+        'the virtual card was closed: like a removed card it answers nothing; open its state again for a new session',
+      );
+    }
     return this.process(apdu);
   }
 
@@ -217,8 +299,17 @@ export class VirtualSmartCardHsm implements Transport {
     this.vol = freshVolatile();
   }
 
+  /**
+   * Takes the card out of its reader: the volatile state is dropped, `transmit` fails with
+   * CARD_REMOVED from now on, and a card bound to its state file releases the file (nothing more
+   * is saved to it). `serialize` still gives the state.
+   */
   async close(): Promise<void> {
+    this.removed = true;
     this.vol = freshVolatile();
+    const b = this.binding;
+    this.binding = undefined;
+    await b?.lock.release();
   }
 
   /** JSON of the persistent state (format version inside). */
@@ -231,13 +322,79 @@ export class VirtualSmartCardHsm implements Transport {
     return VirtualSmartCardHsm.fromState(deserializeState(json));
   }
 
-  /** Saves atomically (temp file in the same directory, fsync, rename). */
+  /**
+   * Saves a snapshot atomically (temp file in the same directory, mode 0600, fsync, rename), under
+   * the file's lock: READER_BUSY when another process holds it. A card bound to `path` by
+   * {@link VirtualSmartCardHsm.open} needs no call: it saves itself before every answer.
+   */
   async save(path: string): Promise<void> {
-    await saveStateFile(path, this.serialize());
+    const b = this.binding;
+    if (b && canonicalStatePath(path) === b.lock.path) {
+      saveStateFileSync(b.lock.path, this.serialize());
+      return;
+    }
+    const lock = await lockStateFile(path);
+    try {
+      await saveStateFile(lock.path, this.serialize());
+    } finally {
+      await lock.release();
+    }
   }
 
+  /**
+   * A card from a snapshot of a state file, read under the file's lock (READER_BUSY when another
+   * process holds it). The card is not bound to the file: a `load`, change, `save` sequence of two
+   * processes can still lose one's changes — use {@link VirtualSmartCardHsm.open} for anything
+   * that changes the card.
+   */
   static async load(path: string): Promise<VirtualSmartCardHsm> {
-    return VirtualSmartCardHsm.fromState(await readStateFile(path));
+    const lock = await lockStateFile(path);
+    try {
+      return VirtualSmartCardHsm.fromState(await readStateFile(lock.path));
+    } finally {
+      await lock.release();
+    }
+  }
+
+  /**
+   * The virtual card kept in the state file `path`, as a device: this card holds the file's lock
+   * until `close()` (another process's `open`, `load` or `save` waits up to `waitMs`, then gets
+   * READER_BUSY naming this holder), and it saves the file before it answers every APDU that
+   * changed its state (PIN retry counters, keys, files, DKEK), so nothing the card confirmed can be
+   * lost by a kill or a pull. Temp files of the state file left by a killed process are removed.
+   * HOST_FILE_NOT_FOUND when the file (without `create`) or its directory does not exist.
+   */
+  static async open(path: string, o: OpenStateFileOptions = {}): Promise<VirtualSmartCardHsm> {
+    let card: VirtualSmartCardHsm | undefined;
+    const lock = await lockStateFile(path, {
+      ...(o.waitMs !== undefined && { waitMs: o.waitMs }),
+      ...(o.command !== undefined && { command: o.command }),
+      ...(o.onWait && { onWait: o.onWait }),
+      onCompromised: (e) => {
+        const b = card?.binding;
+        if (b)
+          card!.failBinding(
+            b,
+            new ScHsmError(
+              'IO_ERROR',
+              `the lock on the virtual card state ${path} was lost (${e.message}); nothing more is saved to it`,
+              { cause: e },
+            ),
+          );
+      },
+    });
+    try {
+      removeStaleTemps(lock.path);
+      if (await hostFileExists(lock.path))
+        card = VirtualSmartCardHsm.fromState(await readStateFile(lock.path));
+      else if (o.create) card = new VirtualSmartCardHsm(o.create === true ? {} : o.create);
+      else throw new ScHsmError('HOST_FILE_NOT_FOUND', `the virtual card state ${path} does not exist`);
+    } catch (e) {
+      await lock.release();
+      throw e;
+    }
+    card.binding = { lock, ...(o.onFailure && { onFailure: o.onFailure }) };
+    return card;
   }
 
   private static fromState(state: CardState): VirtualSmartCardHsm {

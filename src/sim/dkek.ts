@@ -13,6 +13,7 @@ import type { DkekState, StoredKey } from './state.js';
 import { fail, SW } from './sw.js';
 import {
   EXTRA_SHARE_SW,
+  KCV_BEFORE_LOGIN_IS_ZERO,
   KCV_WHILE_PENDING_IS_ZERO,
   KEY_OCCUPIED_SW,
   NO_DKEK_SW,
@@ -26,8 +27,11 @@ import {
 
 const SHARE_LEN = 32;
 
-function status(d: DkekState): Uint8Array {
-  const kcv = d.outstanding > 0 && KCV_WHILE_PENDING_IS_ZERO ? new Uint8Array(8) : keyCheckValue(d.value);
+function status(ctx: CardContext, d: DkekState): Uint8Array {
+  const hidden =
+    (d.outstanding > 0 && KCV_WHILE_PENDING_IS_ZERO) ||
+    (ctx.state.kcvAfterLogin === true && KCV_BEFORE_LOGIN_IS_ZERO && !ctx.vol.userVerified);
+  const kcv = hidden ? new Uint8Array(8) : keyCheckValue(d.value);
   return concat(Uint8Array.of(d.shares, d.outstanding), kcv);
 }
 
@@ -36,13 +40,13 @@ export const manageKeyDomain: Handler = (ctx, cmd) => {
   if (cmd.p1 !== 0x00 || cmd.p2 !== 0x00) fail(OTHER_KEY_DOMAIN_SW, 'only key domain 0');
   const d = ctx.state.dkek;
   if (!ctx.state.initialized || !d) fail(NO_DKEK_SW, 'no DKEK configured');
-  if (cmd.data.length === 0) return { data: status(d) };
+  if (cmd.data.length === 0) return { data: status(ctx, d) };
   if (cmd.data.length !== SHARE_LEN) fail(SW.WRONG_LENGTH, 'a DKEK share has 32 bytes');
   if (d.outstanding === 0) fail(EXTRA_SHARE_SW, 'no share outstanding');
   for (let i = 0; i < SHARE_LEN; i++) d.value[i]! ^= cmd.data[i]!;
   d.outstanding--;
   ctx.changed();
-  return { data: status(d) };
+  return { data: status(ctx, d) };
 };
 
 /** The complete DKEK, or the SW for "none" / "incomplete". */

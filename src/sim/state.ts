@@ -2,12 +2,13 @@
  * Persistent state of the virtual card: what a real SmartCard-HSM keeps in EEPROM (PINs and their
  * retry counters, option word, DKEK, keys, elementary files, device identity). Serialised as JSON
  * with a format version; every field is validated on load (INVALID_STATE_FILE). Saving is atomic:
- * temp file in the same directory, fsync, rename.
+ * temp file in the same directory (mode 0600 from its creation: it holds the PINs and the DKEK),
+ * fsync, rename. One process at a time holds a state file: src/sim/state-lock.ts.
  */
 import { ScHsmError } from '../errors.js';
 import { fromHex, toHex } from '../util/bytes.js';
 import { CURVES, type CurveName } from '../util/curves.js';
-import { writeAtomic } from '../util/host-files.js';
+import { writeAtomic, writeAtomicSync } from '../util/host-files.js';
 
 export type KeyKind = 'rsa' | 'ec' | 'aes';
 
@@ -59,6 +60,8 @@ export interface CardState {
   files: Map<number, Uint8Array>;
   /** Key objects by key reference (0 = device key). */
   keys: Map<number, StoredKey>;
+  /** DKEK status shows the KCV only after user PIN verification (VirtualCardOptions.kcvAfterLogin). */
+  kcvAfterLogin?: true;
 }
 
 export const STATE_FORMAT = 'sc-hsm-ts/virtual-smartcard-hsm';
@@ -110,6 +113,8 @@ export function serializeState(s: CardState): string {
         : null,
       files,
       keys,
+      // written only when set: state files of cards without the option stay as they were
+      ...(s.kcvAfterLogin ? { kcvAfterLogin: true } : {}),
     },
     null,
     2,
@@ -241,6 +246,7 @@ export function deserializeState(json: string): CardState {
     if (!/^\d{1,3}$/.test(k) || Number(k) > 255) bad(`keys: "${k}" is not a key reference 0..255`);
     s.keys.set(Number(k), parseKey(v, Number(k)));
   }
+  if (optional(o.kcvAfterLogin, (x) => bool(x, 'kcvAfterLogin'))) s.kcvAfterLogin = true;
   if (!s.keys.has(0) || s.keys.get(0)?.kind !== 'ec') bad('the device key (key 0, EC) is missing');
   if (!s.files.has(0x2f02)) bad('EF 2F02 (device certificates) is missing');
   return s;
@@ -250,6 +256,24 @@ export function deserializeState(json: string): CardState {
 export async function saveStateFile(path: string, text: string): Promise<void> {
   try {
     await writeAtomic(path, text, 0o600);
+  } catch (e) {
+    throw new ScHsmError(
+      'IO_ERROR',
+      `cannot save the virtual card state to ${path}: ${(e as Error).message}`,
+      {
+        cause: e,
+      },
+    );
+  }
+}
+
+/**
+ * {@link saveStateFile} without yielding: the card bound to its file saves with it before it answers
+ * the APDU that changed its state.
+ */
+export function saveStateFileSync(path: string, text: string): void {
+  try {
+    writeAtomicSync(path, text, 0o600);
   } catch (e) {
     throw new ScHsmError(
       'IO_ERROR',

@@ -161,3 +161,12 @@ export const DEVICE_KEY_USE_SW = SW.SECURITY_STATUS;
  * sc-hsm-tool prints "import pending" and ignores the field).
  */
 export const KCV_WHILE_PENDING_IS_ZERO = true;
+
+/**
+ * With the card option `kcvAfterLogin` (VirtualCardOptions, kept in the state file): the DKEK
+ * status answers an all-zero KCV, also for a complete DKEK, until the user PIN is verified in the
+ * session. pico-hsm does this because it keeps the DKEK encrypted under a PIN-derived key
+ * (spec §12); CardContact firmware shows the KCV without login, hence off by default. Hosts must
+ * read such a zero as "unknown until login", never as a mismatch.
+ */
+export const KCV_BEFORE_LOGIN_IS_ZERO = true;

@@ -21,7 +21,7 @@ const KEY_REF = {
 const SUBJECT = {
   type: 'string',
   arg: 'DN',
-  help: 'subject, e.g. "CN=Example Root CA, O=Example, C=DE"',
+  help: 'subject, e.g. "CN=Example Root CA, O=Example, C=DE" (RFC 4514: TYPE=value, \\, for a comma)',
 } as const;
 
 const HASH = {
@@ -36,6 +36,19 @@ const PSS = {
 } as const;
 
 const FORCE = { type: 'boolean', help: 'replace an existing output file' } as const;
+
+/** What a forced replace may do with the key it replaces (unwrap, restore). */
+const REPLACE_OPTIONS = {
+  'save-replaced': {
+    type: 'string',
+    arg: 'DIR',
+    help: 'with --force: keep each replaced key\u2019s wrapped copy (.bin, 0600) in DIR, written before it is deleted',
+  },
+  'i-understand-the-old-key-is-lost': {
+    type: 'boolean',
+    help: 'with --force: replace also a key that may not be wrapped first (it is lost if the new key is refused)',
+  },
+} as const;
 
 const DKEK_OPTIONS = {
   dkek: { type: 'string', multiple: true, arg: 'FILE.pbe', help: 'DKEK share file (all shares of the DKEK)' },
@@ -80,7 +93,7 @@ export const initSpec: CommandSpec = {
   options: {
     'so-pin': { type: 'string', arg: 'SECRET', help: `SO-PIN, 16 hex characters (${SECRET_HELP})` },
     pin: { type: 'string', arg: 'SECRET', help: `initial user PIN, 6-15 characters (${SECRET_HELP})` },
-    label: { type: 'string', arg: 'LABEL', help: 'token label (1-32 bytes)' },
+    label: { type: 'string', arg: 'LABEL', help: 'token label (1-32 bytes of UTF-8, no control characters)' },
     'dkek-shares': {
       type: 'string',
       arg: 'N',
@@ -128,8 +141,11 @@ export const dkekImportSpec: CommandSpec = {
   description: [
     'The password is given with --password, or rebuilt from custodians\u2019 password shares with',
     '--shares FILE (repeat for each share; the text blocks `dkek create --threshold` printed).',
-    'Before the slow key derivation the device is checked to be waiting for a share; importing the',
-    'same share twice (which would cancel it out) is refused where it can be detected.',
+    'Before the slow key derivation the device is checked to be waiting for a share. A share already',
+    'imported into this DKEK (which would cancel it out) is refused before anything is sent: each import',
+    'is recorded as two fingerprints (the file\u2019s SHA-256 and the share\u2019s KCV, never the share) beside',
+    'the --sim state file or in $XDG_STATE_HOME/sc-hsm-ts (~/.local/state/sc-hsm-ts). After the last share',
+    'a DKEK anyone could compute (all zero, or equal to one share) is reported (DKEK_DEGENERATE, exit 6).',
   ].join('\n'),
   options: {
     password: { type: 'string', arg: 'SECRET', help: `password of the share file (${SECRET_HELP})` },
@@ -198,8 +214,12 @@ export const keygenSpec: CommandSpec = {
       arg: 'TYPE',
       help: 'rsa:1024|1536|2048|3072|4096, ec:prime256v1|secp384r1|secp521r1|brainpoolP256r1|…, aes:128|192|256',
     },
-    label: { type: 'string', arg: 'LABEL', help: 'key label (1-32 bytes)' },
-    id: { type: 'string', arg: 'HEX', help: 'PKCS#15 ID (default: SHA-1 of the public key, as OpenSC)' },
+    label: { type: 'string', arg: 'LABEL', help: 'key label (1-32 bytes of UTF-8, no control characters)' },
+    id: {
+      type: 'string',
+      arg: 'HEX',
+      help: 'PKCS#15 ID (default: SHA-1 of the public key, as OpenSC); refused if another key has it',
+    },
     'key-ref': { type: 'string', arg: 'N', help: 'key reference 1-255 (default: the lowest free one)' },
     pin: { type: 'string', arg: 'SECRET', help: `user PIN (${SECRET_HELP})` },
   },
@@ -232,12 +252,16 @@ export const unwrapSpec: CommandSpec = {
   args: 'FILE.bin',
   positionals: [1, 1],
   summary: 'Import a key from a .bin wrap file onto the device (sc-hsm-tool --unwrap-key).',
-  description:
-    'Before anything is written the file\u2019s key check value is compared with the device\u2019s DKEK and the\n' +
-    'key reference is checked to be free; --force replaces a key there (after confirmation).',
+  description: [
+    'Before anything is written the file\u2019s key check value is compared with the device\u2019s DKEK and the',
+    'key reference is checked to be free; --force replaces a key there (after confirmation). A replaced',
+    'key is wrapped first and put back if the new one is refused; a key that may not be wrapped is',
+    'replaced only with --i-understand-the-old-key-is-lost. The output names the device (serial, label).',
+  ].join('\n'),
   options: {
     'key-ref': { type: 'string', arg: 'N', help: 'key reference to restore the key to' },
     force: { type: 'boolean', help: 'replace a key at that key reference' },
+    ...REPLACE_OPTIONS,
     pin: PIN,
   },
 };
@@ -251,9 +275,11 @@ export const backupSpec: CommandSpec = {
   description:
     'Files are written atomically; before success is reported every file is read back, its hash\n' +
     'compared and its key blob decoded and checked against the device\u2019s key check value.\n' +
+    'Run again after an interruption it resumes in the same directory; a directory holding another\n' +
+    'device\u2019s backup (or keys this device no longer has) is refused. The manifest names the device.\n' +
     'The backup is useless without the DKEK share files and their passwords: keep them apart.',
   options: {
-    force: { type: 'boolean', help: 'write into a directory that already holds a backup' },
+    force: { type: 'boolean', help: 'replace this device\u2019s earlier backup in that directory' },
     pin: PIN,
   },
   examples: ['sc-hsm-ts backup /media/backup/ca-hsm --pin env:PIN'],
@@ -268,11 +294,14 @@ export const restoreSpec: CommandSpec = {
     'Checked before anything is written: every file\u2019s SHA-256 against the manifest, every blob\u2019s key',
     'check value and the device\u2019s DKEK key check value against the manifest, and that each key',
     'reference is free. A key reference already holding the same key (same public key) is left as it',
-    'is, so an interrupted restore is completed by running it again. A reference holding another key',
-    'is refused unless --force (which replaces it after confirmation).',
+    'is, so an interrupted restore is completed by running it again (restore-progress.json in DIR',
+    'notes a restore started on another device). A reference holding another key is refused unless',
+    '--force (which replaces it after confirmation; each replaced key is wrapped first and put back',
+    'if restoring over it fails). The output names the device (serial, label).',
   ].join('\n'),
   options: {
     force: { type: 'boolean', help: 'replace different keys at the backup\u2019s key references' },
+    ...REPLACE_OPTIONS,
     pin: PIN,
   },
 };
@@ -289,8 +318,12 @@ export const importKeySpec: CommandSpec = {
   ].join('\n'),
   options: {
     'key-ref': { type: 'string', arg: 'N', help: 'free key reference 1-255' },
-    label: { type: 'string', arg: 'LABEL', help: 'key label (1-32 bytes)' },
-    id: { type: 'string', arg: 'HEX', help: 'PKCS#15 ID (default: SHA-1 of the public key, as OpenSC)' },
+    label: { type: 'string', arg: 'LABEL', help: 'key label (1-32 bytes of UTF-8, no control characters)' },
+    id: {
+      type: 'string',
+      arg: 'HEX',
+      help: 'PKCS#15 ID (default: SHA-1 of the public key, as OpenSC); refused if another key has it',
+    },
     dkek: {
       type: 'string',
       multiple: true,

@@ -1,10 +1,10 @@
 import { join } from 'node:path';
-import { backupDevice, MANIFEST } from '../../../sc-hsm/backup.js';
+import { backupDevice, deviceText, MANIFEST } from '../../../sc-hsm/backup.js';
 import { fromHex } from '../../../util/bytes.js';
 import type { Command } from '../../command.js';
 import { flag } from '../../context.js';
 import { refuseOverwrite } from '../../files.js';
-import { kcvText } from '../../format.js';
+import { kcvText, printable } from '../../format.js';
 import { backupSpec } from '../meta.js';
 
 export const backup: Command = {
@@ -31,10 +31,14 @@ export const backup: Command = {
     if (entries.length === 0) o.warn('the device holds no keys: the backup is empty');
     o.ok(`${entries.length} key(s) backed up to ${d} and verified`);
     o.kv('DKEK key check value', kcvText(fromHex(manifest.device.kcv)));
-    for (const e of entries) o.line(`  key ref ${e.keyRef}  ${e.file}  "${e.label ?? ''}"  ID ${e.id}`);
+    o.kv('Device', deviceText(r.device));
+    if (r.removedTemps.length)
+      o.note(`removed ${r.removedTemps.length} temp file(s) an interrupted backup left in ${d}`);
+    for (const e of entries)
+      o.line(`  key ref ${e.keyRef}  ${printable(e.file)}  "${printable(e.label)}"  ID ${printable(e.id)}`);
     o.line(
       'Restoring needs a device with the same DKEK (import the same share files), then: sc-hsm-ts restore DIR',
     );
-    return { dir: d, verified: r.verified, manifest };
+    return { dir: d, verified: r.verified, device: r.device, manifest };
   },
 };

@@ -1,7 +1,14 @@
-import { checkBackup, restoreDevice } from '../../../sc-hsm/backup.js';
+import {
+  checkBackup,
+  deviceIdentity,
+  deviceText,
+  type RestoreOptions,
+  restoreDevice,
+} from '../../../sc-hsm/backup.js';
 import type { Command } from '../../command.js';
-import { flag } from '../../context.js';
+import { printable } from '../../format.js';
 import { restoreSpec } from '../meta.js';
+import { replaceChoices, replacedKeySaver, replaceFailure } from './replaced.js';
 
 const DONE = {
   restore: 'restored',
@@ -14,26 +21,64 @@ export const restore: Command = {
   ...restoreSpec,
   async run(ctx, v, [dir]) {
     const d = dir!;
+    const choices = await replaceChoices(v);
     // the backup's files and hashes are checked before the device is opened
     const checked = await checkBackup(d);
     const hsm = await ctx.hsm();
+    const device = await deviceIdentity(hsm);
+    const o = ctx.out;
+    const saved = new Map<number, string>();
     let p: ReturnType<typeof ctx.progress> | undefined;
-    const r = await restoreDevice(hsm, checked, {
-      force: flag(v, 'force'),
+    const opts: RestoreOptions = {
+      force: choices.force,
+      allowKeyLoss: choices.allowKeyLoss,
       authenticate: () => ctx.login(hsm, v),
       confirmReplace: async (conflicts) => {
-        await ctx.confirm(`--force replaces: ${conflicts.map((c) => c.text).join('; ')}`);
+        await ctx.confirm(
+          `--force replaces on device ${deviceText(device)}: ${conflicts.map((c) => printable(c.text)).join('; ')} (each is wrapped first and put back if restoring over it fails${choices.saveDir ? `; the wrapped copies are kept in ${choices.saveDir}` : ''})`,
+        );
         return true;
+      },
+      onInterrupted: (elsewhere) => {
+        for (const e of elsewhere)
+          o.warn(
+            `a restore of ${d} onto device ${deviceText(e)}${e.started ? ` (started ${printable(e.started)})` : ''} was not completed there; this run restores onto device ${deviceText(device)}`,
+          );
       },
       onProgress: (done, total) => {
         p ??= ctx.progress(`Restoring ${total} key(s)`);
         p.update(done / total);
       },
-    });
+    };
+    const onReplaced = replacedKeySaver(choices, device, saved);
+    if (onReplaced) opts.onReplaced = onReplaced;
+    let r: Awaited<ReturnType<typeof restoreDevice>>;
+    try {
+      r = await restoreDevice(hsm, checked, opts);
+    } catch (e) {
+      throw await replaceFailure(e, { choices, device, saved, input: choices.saveDir ?? d });
+    }
     p?.done();
-    const o = ctx.out;
-    for (const s of r.keys) o.line(`  key ref ${s.keyRef}  "${s.entry.label ?? ''}"  ${DONE[s.action]}`);
+    // labels come from the manifest, a file: escaped (printable)
+    for (const s of r.keys) {
+      const copy = saved.get(s.keyRef);
+      o.line(
+        `  key ref ${s.keyRef}  "${printable(s.entry.label)}"  ${DONE[s.action]}${copy ? ` (the replaced key's wrapped copy: ${copy})` : ''}`,
+      );
+    }
     o.ok(`restore complete: ${r.written} written, ${r.keys.length - r.written} already present`);
-    return { dir: d, kcv: r.kcv, keys: r.keys.map((s) => ({ keyRef: s.keyRef, action: s.action })) };
+    o.kv('Device', deviceText(r.device));
+    return {
+      dir: d,
+      kcv: r.kcv,
+      device: r.device,
+      interrupted: r.interrupted,
+      keys: r.keys.map((s) => {
+        const copy = saved.get(s.keyRef);
+        return copy
+          ? { keyRef: s.keyRef, action: s.action, replacedSavedTo: copy }
+          : { keyRef: s.keyRef, action: s.action };
+      }),
+    };
   },
 };

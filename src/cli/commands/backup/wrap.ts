@@ -1,7 +1,8 @@
+import { deviceIdentity, deviceText } from '../../../sc-hsm/backup.js';
 import { wrapFileInfo } from '../../../sc-hsm/wrap-info.js';
 import type { Command } from '../../command.js';
 import { flag, reqInt, reqStr } from '../../context.js';
-import { refuseOverwrite, writeAtomic } from '../../files.js';
+import { refuseOverwrite, writeAtomic, writeAtomicExclusive } from '../../files.js';
 import { kcvText, sha256Hex } from '../../format.js';
 import { wrapSpec } from '../meta.js';
 
@@ -12,13 +13,25 @@ export const wrap: Command = {
     const out = reqStr(v, 'out', 'the .bin file to write');
     await refuseOverwrite(out, flag(v, 'force'), 'output file');
     const hsm = await ctx.hsm();
+    // named in the output: a scripted wrap after a card swap says which device it read
+    const device = await deviceIdentity(hsm);
     await hsm.keyInfo(keyRef);
     await ctx.login(hsm, v);
     const bin = await hsm.backupKey(keyRef);
     const info = wrapFileInfo(bin);
-    await writeAtomic(out, bin, 0o600);
+    // --force replaces; otherwise a file that appeared since the check above is kept
+    if (flag(v, 'force')) await writeAtomic(out, bin, 0o600);
+    else await writeAtomicExclusive(out, bin, 0o600, 'output file');
     ctx.out.ok(`key ${keyRef} wrapped into ${out}`);
     ctx.out.kv('DKEK key check value', kcvText(info.header.kcv));
-    return { keyRef, file: out, kcv: info.header.kcv, keyType: info.header.keyType, sha256: sha256Hex(bin) };
+    ctx.out.kv('Device', deviceText(device));
+    return {
+      keyRef,
+      file: out,
+      kcv: info.header.kcv,
+      keyType: info.header.keyType,
+      sha256: sha256Hex(bin),
+      device,
+    };
   },
 };
