@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { afterAll } from 'vitest';
 import { runCli } from '../src/cli/main.js';
+import { VirtualSmartCardHsm } from '../src/sim/index.js';
 
 export interface RunResult {
   code: number;
@@ -52,6 +53,17 @@ export async function tempDir(): Promise<string> {
   const d = await mkdtemp(join(tmpdir(), 'sc-hsm-ts-cli-'));
   tempDirs.push(d);
   return d;
+}
+
+/**
+ * A new, uninitialized virtual device in the state file `path` (only `init` and `sim serve` create
+ * a missing --sim FILE; a device out of its box is made here).
+ */
+export async function blankDevice(path: string): Promise<string> {
+  const card = await VirtualSmartCardHsm.open(path, { create: true });
+  await card.save(path);
+  await card.close();
+  return path;
 }
 
 export async function copyState(from: string, dir: string, name = 'hsm.json'): Promise<string> {

@@ -1,7 +1,17 @@
 import { readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { cli, copyState, ENV, fileText, PIN, SO_PIN, secretForms, tempDir } from './cli-helpers.js';
+import {
+  blankDevice,
+  cli,
+  copyState,
+  ENV,
+  fileText,
+  PIN,
+  SO_PIN,
+  secretForms,
+  tempDir,
+} from './cli-helpers.js';
 
 let dir: string;
 /** An initialized virtual card without DKEK and with an EC key at ref 1. */
@@ -54,8 +64,14 @@ describe('general', () => {
 });
 
 describe('status and pins', () => {
-  it('shows an uninitialized device and creates the state file', async () => {
+  it('shows an uninitialized device; a missing state file is an error, not a new device', async () => {
     const f = join(dir, 'new.json');
+    const missing = await cli(['status', '--sim', f, '--json']);
+    expect(missing.code).toBe(5);
+    expect(missing.json().error).toMatchObject({ code: 'HOST_FILE_NOT_FOUND' });
+    expect(missing.json().error.fix).toContain(`sc-hsm-ts init --sim ${f}`);
+    await expect(stat(f)).rejects.toMatchObject({ code: 'ENOENT' });
+    await blankDevice(f);
     const r = await cli(['status', '--sim', f, '--json']);
     expect(r.code).toBe(0);
     const j = r.json();
@@ -160,8 +176,7 @@ describe('status and pins', () => {
 
 describe('init', () => {
   it('validates the SO-PIN on the host: nothing sent, state unchanged, exit 2', async () => {
-    const f = join(dir, 'init-bad.json');
-    await cli(['status', '--sim', f]);
+    const f = await blankDevice(join(dir, 'init-bad.json'));
     const before = await readFile(f);
     for (const so of ['9f9f', '353736323138383G', '35373632313838301']) {
       const r = await cli([
@@ -214,7 +229,7 @@ describe('init', () => {
   });
 
   it('needs confirmation: without --yes and without a terminal it refuses (exit 7); "no" declines', async () => {
-    const f = join(dir, 'init-confirm.json');
+    const f = await blankDevice(join(dir, 'init-confirm.json'));
     const r = await cli([
       'init',
       '--sim',
@@ -474,7 +489,7 @@ describe('dump, apdu, trace', () => {
   });
 
   it('readers with --sim shows the virtual card and its state', async () => {
-    const r = await cli(['readers', '--sim', join(dir, 'rd.json'), '--json']);
+    const r = await cli(['readers', '--sim', await blankDevice(join(dir, 'rd.json')), '--json']);
     expect(r.code).toBe(0);
     expect(r.json().readers[0]).toMatchObject({ isSmartCardHsm: true, initialized: false });
   });

@@ -47,7 +47,8 @@ function unfault(card: VirtualSmartCardHsm): void {
 async function cli(argv: string[], card: VirtualSmartCardHsm): Promise<{ code: number; error?: string }> {
   const sim = join(root, 'sim.json');
   writeFileSync(sim, '{}');
-  const spy = vi.spyOn(VirtualSmartCardHsm, 'load').mockResolvedValue(card);
+  // the command opens its --sim FILE with VirtualSmartCardHsm.open: hand it the faulted card instead
+  const spy = vi.spyOn(VirtualSmartCardHsm, 'open').mockResolvedValue(card);
   const out = new PassThrough();
   const err = new PassThrough();
   const chunks: Buffer[] = [];

@@ -4,8 +4,9 @@
  * secret typed in the wrong place).
  */
 import { parseArgs } from 'node:util';
+import { unsafeTextPosition } from '../sc-hsm/validate.js';
 import type { Ctx, GlobalOptions, Values } from './context.js';
-import { CliError, EXIT_TABLE } from './exit-codes.js';
+import { CliError, EXIT_TABLE, type FixContext } from './exit-codes.js';
 
 export interface OptionSpec {
   type: 'string' | 'boolean';
@@ -52,14 +53,15 @@ export const GLOBAL_OPTIONS: Record<string, OptionSpec> = {
   sim: {
     type: 'string',
     arg: 'FILE',
-    help: 'use the virtual SmartCard-HSM whose state is in FILE (created if missing)',
+    help: 'use the virtual SmartCard-HSM whose state is in FILE (only init creates a missing FILE)',
   },
   json: { type: 'boolean', help: 'machine-readable output and errors (schema: docs/cli.md)' },
   trace: {
     type: 'string',
     arg: 'FILE',
-    help: 'write the APDU transcript to FILE (PINs and key shares masked)',
+    help: 'write the APDU transcript to FILE (secrets masked; - is stderr; never replaces a file)',
   },
+  'trace-overwrite': { type: 'boolean', help: 'let --trace replace an existing file' },
   yes: { type: 'boolean', short: 'y', help: 'confirm destructive steps without asking' },
   progress: { type: 'boolean', help: 'show progress on stderr also without a terminal' },
   'last-try': { type: 'boolean', help: 'allow sending a PIN/SO-PIN that has one try left' },
@@ -81,12 +83,42 @@ function parseError(e: unknown): CliError {
   if (code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION')
     return new CliError('USAGE_ERROR', `unknown option ${opt ?? ''}`.trim());
   if (code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE') {
+    // `--key-ref -1`: parseArgs will not take a value that starts with a dash
+    if (/ambiguous|starting with a dash/.test(msg)) {
+      return new CliError(
+        'USAGE_ERROR',
+        `option ${opt ?? ''} needs a value; a value that starts with '-' is written ${opt ?? '--option'}=VALUE`.trim(),
+        `write ${opt ?? '--option'}=VALUE`,
+      );
+    }
     return new CliError(
       'USAGE_ERROR',
       `option ${opt ?? ''} ${/requires|argument missing/.test(msg) ? 'needs a value' : 'takes no value'}`,
     );
   }
   return new CliError('USAGE_ERROR', 'the arguments could not be parsed');
+}
+
+/**
+ * No option value or argument may hold a control or text-direction character (UNSAFE_TEXT: ESC,
+ * BEL, newline, U+202E, …): labels and names typed here end up on the card or in output. The
+ * message names the option and the character's code, never the value (it could be a secret).
+ */
+function refuseUnsafeText(v: Values, positionals: string[]): void {
+  const check = (text: string, where: string) => {
+    const at = unsafeTextPosition(text);
+    if (at > 0) {
+      const c = [...text][at - 1]!.codePointAt(0)!;
+      throw new CliError(
+        'USAGE_ERROR',
+        `${where} contains a control or text-direction character (U+${c.toString(16).toUpperCase().padStart(4, '0')} at character ${at}); only printable text is accepted`,
+        'retype the value without it (a label is 1 to 32 bytes of printable UTF-8)',
+      );
+    }
+  };
+  for (const [name, value] of Object.entries(v))
+    for (const x of Array.isArray(value) ? value : [value]) if (typeof x === 'string') check(x, `--${name}`);
+  for (const [i, p] of positionals.entries()) check(p, `argument ${i + 1}`);
 }
 
 export function parseCommandArgs(cmd: CommandSpec, argv: string[]): Parsed {
@@ -104,6 +136,7 @@ export function parseCommandArgs(cmd: CommandSpec, argv: string[]): Parsed {
     throw parseError(e);
   }
   const v = parsed.values;
+  refuseUnsafeText(v, parsed.positionals);
   const help = v.help === true;
   const [min, max] = cmd.positionals ?? [0, 0];
   if (!help) {
@@ -126,6 +159,7 @@ export function parseCommandArgs(cmd: CommandSpec, argv: string[]): Parsed {
   if (typeof v.reader === 'string') g.reader = v.reader;
   if (typeof v.sim === 'string') g.sim = v.sim;
   if (typeof v.trace === 'string') g.trace = v.trace;
+  if (v['trace-overwrite'] === true) g.traceOverwrite = true;
   if (g.sim !== undefined && g.reader !== undefined) {
     throw new CliError('USAGE_ERROR', '--sim and --reader exclude each other');
   }
@@ -153,4 +187,9 @@ export function commandHelp(cmd: CommandSpec): string {
   if (cmd.examples?.length) lines.push('', 'Examples:', ...cmd.examples.map((e) => `  ${e}`));
   lines.push('', 'Exit codes:', ...exitCodeHelp());
   return `${lines.join('\n')}\n`;
+}
+
+/** What the fix line of an error of `cmd` may name: the command's own options and the global ones. */
+export function fixContext(cmd?: CommandSpec): FixContext {
+  return { has: (o) => o in GLOBAL_OPTIONS || (cmd?.options !== undefined && o in cmd.options) };
 }

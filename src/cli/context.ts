@@ -6,6 +6,7 @@
 import type { SmartCardHsm } from '../sc-hsm/session.js';
 import { CliError } from './exit-codes.js';
 import { type CliIo, Output } from './io.js';
+import { applyKnownRetryCounter } from './pin-retry.js';
 import { Prompter } from './prompt.js';
 import { resolveSecret, type SecretRequest } from './secrets.js';
 
@@ -14,6 +15,8 @@ export interface GlobalOptions {
   sim?: string;
   json: boolean;
   trace?: string;
+  /** `--trace-overwrite`: the trace may replace an existing regular file. */
+  traceOverwrite?: boolean;
   yes: boolean;
   progress: boolean;
   lastTry: boolean;
@@ -44,6 +47,8 @@ export class Ctx {
     readonly io: CliIo,
     readonly g: GlobalOptions,
     private readonly opener: DeviceOpener,
+    /** The command being run (`keygen`, `sim serve`), e.g. to name the holder of a --sim file. */
+    readonly command?: string,
   ) {
     this.out = new Output(io, g.json);
     this.prompter = new Prompter(io);
@@ -81,9 +86,13 @@ export class Ctx {
     return resolveSecret(this.io, this.prompter, typeof spec === 'string' ? spec : undefined, req);
   }
 
-  /** Verifies the user PIN (`--pin`); with one try left only with --last-try. */
+  /**
+   * Verifies the user PIN (`--pin`); with one try left only with --last-try (or when this computer
+   * initialized the device with a retry counter of 1, see pin-retry.ts).
+   */
   async login(hsm: SmartCardHsm, v: Values): Promise<void> {
     const pin = await this.secret(v.pin, { option: 'pin', prompt: 'User PIN' });
+    await applyKnownRetryCounter(this.io, hsm);
     await hsm.verifyPin(pin, { force: this.g.lastTry });
   }
 

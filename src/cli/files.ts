@@ -1,4 +1,7 @@
-/** Host files: read with a clear "not found", written atomically (temp file, fsync, rename). */
+/**
+ * Host files: read with a clear "not found", written atomically (temp file, fsync, then rename to
+ * replace or link to create exclusively).
+ */
 import { readFile } from 'node:fs/promises';
 import { CliError } from './exit-codes.js';
 
@@ -18,10 +21,12 @@ export async function readHostFile(path: string, what = 'file'): Promise<Uint8Ar
 
 /**
  * The library's host-file helpers: whether a file exists, FILE_EXISTS (exit 7) unless `force`,
- * atomic writes (temp file, fsync, rename; IO_ERROR on failure).
+ * atomic writes that replace (`writeAtomic`) or never replace (`writeAtomicExclusive`: FILE_EXISTS
+ * when the file appeared meanwhile); IO_ERROR on failure.
  */
 export {
   hostFileExists as exists,
   refuseHostOverwrite as refuseOverwrite,
   writeAtomic,
+  writeAtomicExclusive,
 } from '../util/host-files.js';

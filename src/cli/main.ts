@@ -5,9 +5,10 @@
  */
 import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { type Command, commandHelp, exitCodeHelp, parseCommandArgs } from './command.js';
+import { type Command, commandHelp, exitCodeHelp, fixContext, parseCommandArgs } from './command.js';
 import { Ctx, type DeviceOpener, type GlobalOptions } from './context.js';
 import { CliError, EXIT, errorInfo, exitCodeFor } from './exit-codes.js';
+import { printableLines } from './format.js';
 import { type CliIo, Output, processIo } from './io.js';
 import { COMMANDS, type CommandEntry } from './registry.js';
 
@@ -29,12 +30,14 @@ function topHelp(): string {
     'Commands:',
     ...COMMANDS.map((c) => `  ${`${c.name}${c.args ? ` ${c.args}` : ''}`.padEnd(w)}  ${c.summary}`),
     '',
-    'Global options: --reader NAME|INDEX, --sim FILE, --json, --trace FILE, --yes, --progress, --last-try, --help',
+    'Global options: --reader NAME|INDEX, --sim FILE, --json, --trace FILE|-, --trace-overwrite, --yes, --progress,',
+    '--last-try, --help',
     'Secrets (--pin, --so-pin, --new-pin, --new-so-pin, --password): VALUE, env:NAME or file:PATH;',
     'asked without echo on a terminal when omitted, an error (exit 2) without one.',
     '',
     'Exit codes:',
     ...exitCodeHelp(),
+    `  ${EXIT_CLOSED_PIPE}  standard output closed early (e.g. | head): the work was done and kept`,
     '',
   ].join('\n');
 }
@@ -86,7 +89,7 @@ export async function runCli(argv: string[], io: CliIo = processIo()): Promise<n
       io.stdout.write(commandHelp(cmd));
       return EXIT.OK;
     }
-    ctx = new Ctx(io, parsed.g, openDevice);
+    ctx = new Ctx(io, parsed.g, openDevice, cmd.name);
     const data = await (await load(cmd)).run(ctx, parsed.values, parsed.positionals);
     const errors = await ctx.finish();
     if (errors.length) throw errors[0];
@@ -94,15 +97,16 @@ export async function runCli(argv: string[], io: CliIo = processIo()): Promise<n
     return ctx.exitCode;
   } catch (e) {
     await ctx.finish();
-    const info = errorInfo(e);
+    const info = errorInfo(e, fixContext(cmd));
     const code = exitCodeFor(e);
     const out = new Output(io, ctx.g.json || wantsJson);
     if (out.json) out.writeJson({ error: info });
     else {
-      const lines = [`${out.paint('red', 'error:')} ${info.message}`];
+      // messages can carry labels and names from a card or a file: escaped, our own line breaks kept
+      const lines = [`${out.paint('red', 'error:')} ${printableLines(info.message)}`];
       if (info.sw) lines.push(`  status word: ${info.sw}${info.command ? ` (${info.command})` : ''}`);
       if (info.triesLeft !== undefined) lines.push(`  tries left: ${info.triesLeft}`);
-      if (info.fix) lines.push(`  fix: ${info.fix}`);
+      if (info.fix) lines.push(`  fix: ${printableLines(info.fix)}`);
       io.stderr.write(`${lines.join('\n')}\n`);
     }
     return code;
@@ -127,10 +131,33 @@ function isMain(): boolean {
   }
 }
 
+/**
+ * Exit code when standard output was closed before everything was printed (`sc-hsm-ts keys | head
+ * -1`): 128 + SIGPIPE, what a shell reports for a program a closed pipe stopped. The command's work
+ * is done and kept all the same: a virtual card saved before it answered, files are written before
+ * anything is printed about them.
+ */
+export const EXIT_CLOSED_PIPE = 141;
+
+/**
+ * A closed standard output or error (EPIPE: the reader of a pipe went away) is handled here, once:
+ * further output is dropped quietly, the command runs to its end, and `onStdoutClosed` is told so
+ * that the exit code can say it. Without this, Node.js raises the EPIPE as an uncaught exception
+ * with a stack trace in the middle of the command.
+ */
+function quietOnClosedOutput(onStdoutClosed: () => void): void {
+  process.stdout.on('error', onStdoutClosed);
+  process.stderr.on('error', () => undefined);
+}
+
 if (isMain()) {
+  let stdoutClosed = false;
+  quietOnClosedOutput(() => {
+    stdoutClosed = true;
+  });
   runCli(process.argv.slice(2)).then(
     (code) => {
-      process.exitCode = code;
+      process.exitCode = code === EXIT.OK && stdoutClosed ? EXIT_CLOSED_PIPE : code;
     },
     (e) => {
       process.stderr.write(`error: ${(e as Error).message}\n`);

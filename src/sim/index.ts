@@ -1,5 +1,10 @@
 /** The virtual SmartCard-HSM (spec §11): card, state file and device identity. */
-export { DEFAULT_FIRMWARE, type VirtualCardOptions, VirtualSmartCardHsm } from './card.js';
+export {
+  DEFAULT_FIRMWARE,
+  type OpenStateFileOptions,
+  type VirtualCardOptions,
+  VirtualSmartCardHsm,
+} from './card.js';
 export {
   VIRTUAL_ISSUER_CERTIFICATE,
   VIRTUAL_ISSUER_CHR,
@@ -7,5 +12,11 @@ export {
   VIRTUAL_ROOT_CHR,
 } from './device.js';
 export { STATE_FORMAT, STATE_VERSION } from './state.js';
+export {
+  DEFAULT_STATE_LOCK_WAIT_MS,
+  STATE_LOCK_STALE_MS,
+  type StateFileHolder,
+  type StateLockOptions,
+} from './state-lock.js';
 // the vpcd bridge that plugs a virtual card into pcscd (spec/pcsc-stack.md §2)
 export { connectToVpcd, type VpcdCard, type VpcdConnection, type VpcdOptions } from './vpcd.js';

@@ -83,6 +83,10 @@ export const demo: Command = {
       o.line(`Working directory: ${dir} (shown as $DEMO). Secrets come from the environment:`);
       o.line(`  export PIN=${PIN} SO_PIN=${SO_PIN} DKEK_PASSWORD=${DKEK_PASSWORD}`);
       say('A new device is uninitialized');
+      // the virtual device out of its box: a blank state file (only init and sim serve make one)
+      const blank = await VirtualSmartCardHsm.open(hsmA, { create: true });
+      await blank.save(hsmA);
+      await blank.close();
       await sh('status', ['status', '--sim', hsmA]);
       say('Create a DKEK share file (keep it and its password apart and safe)');
       await sh('dkek create', ['dkek', 'create', share, '--password', 'env:DKEK_PASSWORD', '--progress']);

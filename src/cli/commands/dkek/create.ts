@@ -5,7 +5,7 @@ import type { Command } from '../../command.js';
 import { int } from '../../context.js';
 import { formatCustodianShare } from '../../dkek-input.js';
 import { CliError } from '../../exit-codes.js';
-import { readHostFile, refuseOverwrite, writeAtomic } from '../../files.js';
+import { readHostFile, refuseOverwrite, writeAtomicExclusive } from '../../files.js';
 import { kcvText } from '../../format.js';
 import { dkekCreateSpec } from '../meta.js';
 
@@ -36,6 +36,7 @@ export const dkekCreate: Command = {
         '--password and --threshold/--total exclude each other (the password is generated)',
       );
     }
+    // early, before the slow derivation; the write at the end is exclusive all the same
     await refuseOverwrite(path, false, 'DKEK share file');
     let password: string | Uint8Array;
     if (threshold !== undefined) password = randomSharePassword();
@@ -61,7 +62,8 @@ export const dkekCreate: Command = {
       p.done();
       if (password instanceof Uint8Array) wipe(password);
     }
-    await writeAtomic(path, bytes, 0o600);
+    // never replaces: a share file that appeared meanwhile (another `dkek create`) is kept
+    await writeAtomicExclusive(path, bytes, 0o600, 'DKEK share file');
     if (!bytesEqual(await readHostFile(path), bytes))
       throw new CliError('IO_ERROR', `${path} reads back different bytes`);
     const kcv = keyCheckValue(share);
