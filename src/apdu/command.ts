@@ -39,6 +39,15 @@ export function encodeCommand(c: CommandApdu, allowExtended = true): Uint8Array 
       `command needs extended length (${nc} data bytes, Ne ${c.ne ?? 0}) but the reader only takes short APDUs`,
     );
   }
+  for (const f of ['cla', 'ins', 'p1', 'p2'] as const) {
+    // a value that does not fit its byte would be sent truncated: 0x12F02 as P1P2 reads 2F02
+    const b = c[f];
+    if (typeof b !== 'number' || !Number.isInteger(b) || b < 0 || b > 0xff)
+      throw new ScHsmError(
+        'INVALID_ARGUMENT',
+        `command header byte ${f.toUpperCase()} must be 0..255; got ${b}`,
+      );
+  }
   if (nc > 65535) throw new ScHsmError('INVALID_ARGUMENT', `command data too long (${nc} bytes, max 65535)`);
   if (c.ne !== undefined && (c.ne < 1 || c.ne > 65536))
     throw new ScHsmError('INVALID_ARGUMENT', `bad Ne ${c.ne}`);

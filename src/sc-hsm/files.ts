@@ -7,6 +7,7 @@ import { ScHsmError } from '../errors.js';
 import { concat, uintBE } from '../util/bytes.js';
 import { tlv } from '../util/tlv.js';
 import { CLA_ISO, CLA_PROPRIETARY, INS } from './constants.js';
+import { checkBytes, checkFid } from './validate.js';
 
 /** File id as four uppercase hex digits, e.g. `C401`. */
 export function fidHex(fid: number): string {
@@ -43,6 +44,7 @@ export class CardFiles {
    * With extended APDUs one exchange normally returns the whole file; otherwise it loops.
    */
   async read(fid: number, maxSize = 65535): Promise<Uint8Array> {
+    checkFid(fid);
     const parts: Uint8Array[] = [];
     let offset = 0;
     const ne = this.extended ? 65536 : 256;
@@ -90,6 +92,8 @@ export class CardFiles {
    * behind (OpenSC does the same for certificates).
    */
   async write(fid: number, data: Uint8Array, opts: { replace?: boolean } = {}): Promise<void> {
+    checkFid(fid);
+    checkBytes(data, 'the file content', 0, 0xffff);
     await this.channel.exclusive(async () => {
       if (opts.replace !== false) await this.deleteIfExists(fid);
       if (data.length === 0) {
@@ -122,6 +126,7 @@ export class CardFiles {
 
   /** DELETE FILE (spec §3.4). */
   async delete(fid: number): Promise<void> {
+    checkFid(fid);
     await this.channel.exchange(
       { cla: CLA_ISO, ins: INS.DELETE_FILE, p1: 0x02, p2: 0x00, data: uintBE(fid, 2) },
       'DELETE FILE',

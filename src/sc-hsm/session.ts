@@ -405,7 +405,10 @@ export class SmartCardHsm {
   /** SELECT of the applet as OpenSC sends it (`00 A4 04 00 0B <AID> 00`), with the FCP parsed. */
   static async selectApplet(channel: ApduChannel): Promise<AppletInfo> {
     if (!(channel instanceof ApduChannel))
-      throw new ScHsmError('INVALID_ARGUMENT', `the channel must be an ApduChannel; got ${typeName(channel)}`);
+      throw new ScHsmError(
+        'INVALID_ARGUMENT',
+        `the channel must be an ApduChannel; got ${typeName(channel)}`,
+      );
     const r = await channel.exchange(
       { cla: CLA_ISO, ins: INS.SELECT, p1: 0x04, p2: 0x00, data: AID, ne: 256 },
       'SELECT',
@@ -1525,6 +1528,13 @@ export class SmartCardHsm {
    */
   async unwrapKey(keyRef: number, blob: Uint8Array, opts: UnwrapOptions = {}): Promise<void> {
     checkKeyRef(keyRef);
+    checkObject(opts, 'the unwrap options', {
+      force: 'boolean',
+      allowKeyLoss: 'boolean',
+      onReplaced: 'function',
+      dkek: 'bytes',
+      authenticate: 'function',
+    });
     if (!(blob instanceof Uint8Array) || blob.length < 8 + 1 + 16)
       throw new ScHsmError('INVALID_KEY_BLOB', `a key blob of ${blob?.length ?? 0} bytes is too short`);
     await this.channel.exclusive(() => this.unwrapInto(keyRef, blob, undefined, opts));
@@ -1806,6 +1816,13 @@ export class SmartCardHsm {
    */
   async restoreKey(bin: Uint8Array, keyRef: number, opts: UnwrapOptions = {}): Promise<void> {
     checkKeyRef(keyRef);
+    checkObject(opts, 'the restore options', {
+      force: 'boolean',
+      allowKeyLoss: 'boolean',
+      onReplaced: 'function',
+      dkek: 'bytes',
+      authenticate: 'function',
+    });
     const w = decodeWrapFile(bin);
     const files: { prkd?: Uint8Array; certificate?: Uint8Array } = {};
     if (w.prkd) {
