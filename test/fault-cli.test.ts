@@ -265,7 +265,9 @@ describe('a cut WRAP KEY answer during the CLI backup (precise reproduction)', (
     const card = VirtualSmartCardHsm.deserialize(keysState);
     card.transmit = async (apdu) => {
       const a = card.process(apdu);
-      if (apdu[0] !== 0x80 || apdu[1] !== 0x72 || apdu[2] !== 1) return a;
+      // the second key: the first is written, so the directory stays (a failed backup that wrote
+      // nothing removes the directory it created)
+      if (apdu[0] !== 0x80 || apdu[1] !== 0x72 || apdu[2] !== 2) return a;
       const n = Math.floor((a.length - 2) / 2);
       return concat(a.subarray(0, n), a.subarray(a.length - 2));
     };

@@ -1752,13 +1752,20 @@ export class SmartCardHsm {
     } else if (holds === 'new') {
       opt.now = 'new-key';
       rest = `key reference ${keyRef} holds the new key, possibly without its description`;
-    } else rest = `what key reference ${keyRef} holds could not be read`;
+    } else
+      rest = `what key reference ${keyRef} holds could not be read (${errorText(failure)}): check with \`sc-hsm-ts keys\` once the device works again`;
     const back = saved
-      ? `putting the old key back failed too (${errorText(failure)})`
+      ? holds === 'unknown'
+        ? 'the old key could not be checked or put back'
+        : `putting the old key back failed too (${errorText(failure)})`
       : 'it could not be wrapped first (its algorithm list lacks WRAP) and the loss was allowed';
+    const lost =
+      holds === 'unknown' && last === 'delete-old'
+        ? 'the old key may still be on the device, or may have been deleted'
+        : 'the old key is no longer on the device';
     return new KeyReplaceError(
       'KEY_LOST',
-      `replacing ${name} failed (${why}) and ${back}: the old key is no longer on the device; ${rest}`,
+      `replacing ${name} failed (${why}) and ${back}: ${lost}; ${rest}`,
       {
         ...opt,
         fix: saved
