@@ -327,13 +327,13 @@ export class VirtualSmartCardHsm implements Transport {
    * the file's lock: READER_BUSY when another process holds it. A card bound to `path` by
    * {@link VirtualSmartCardHsm.open} needs no call: it saves itself before every answer.
    */
-  async save(path: string): Promise<void> {
+  async save(path: string, o: Pick<StateLockOptions, 'waitMs'> = {}): Promise<void> {
     const b = this.binding;
     if (b && canonicalStatePath(path) === b.lock.path) {
       saveStateFileSync(b.lock.path, this.serialize());
       return;
     }
-    const lock = await lockStateFile(path);
+    const lock = await lockStateFile(path, o);
     try {
       await saveStateFile(lock.path, this.serialize());
     } finally {
@@ -347,8 +347,8 @@ export class VirtualSmartCardHsm implements Transport {
    * processes can still lose one's changes — use {@link VirtualSmartCardHsm.open} for anything
    * that changes the card.
    */
-  static async load(path: string): Promise<VirtualSmartCardHsm> {
-    const lock = await lockStateFile(path);
+  static async load(path: string, o: Pick<StateLockOptions, 'waitMs'> = {}): Promise<VirtualSmartCardHsm> {
+    const lock = await lockStateFile(path, o);
     try {
       return VirtualSmartCardHsm.fromState(await readStateFile(lock.path));
     } finally {
