@@ -44,7 +44,11 @@ describe('DKEK, KCV and wrap keys (spec §7.3–7.5)', () => {
     const ab = combineShares([share1, share2]);
     expect(toHex(ab)).toBe(toHex(combineShares([share2, share1])));
     expect(ab[0]).toBe(share1[0]! ^ share2[0]!);
-    expect(toHex(combineShares([share1, share1]))).toBe('00'.repeat(32));
+    // the same share twice cancels out: refused, unless asked for (reading blobs made under it)
+    expect(() => combineShares([share1, share1])).toThrowError(
+      expect.objectContaining({ code: 'DKEK_SHARE_REPEATED' }),
+    );
+    expect(toHex(combineShares([share1, share1], { allowDegenerate: true }))).toBe('00'.repeat(32));
     for (const bad of [[], [new Uint8Array(31)]]) {
       expect(() => combineShares(bad)).toThrowError(expect.objectContaining({ code: 'INVALID_ARGUMENT' }));
     }

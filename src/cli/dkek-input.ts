@@ -11,7 +11,8 @@ import {
   type PasswordShare,
   parseShareHex,
 } from '../dkek/index.js';
-import { wipe } from '../util/bytes.js';
+import { isScHsmError } from '../errors.js';
+import { bytesEqual, wipe } from '../util/bytes.js';
 import type { Ctx } from './context.js';
 import { CliError } from './exit-codes.js';
 import { readHostFile } from './files.js';
@@ -66,9 +67,15 @@ export async function readCustodianShares(paths: string[]): Promise<PasswordShar
 export async function readDkekShare(
   ctx: Ctx,
   file: string,
-  o: { passwordSpec?: string | undefined; shareFiles?: string[]; confirmPrompt?: boolean },
+  o: {
+    passwordSpec?: string | undefined;
+    shareFiles?: string[];
+    confirmPrompt?: boolean;
+    /** The file's bytes, when the caller has read them already. */
+    bytes?: Uint8Array;
+  },
 ): Promise<Uint8Array> {
-  const bytes = await readHostFile(file, 'DKEK share file');
+  const bytes = o.bytes ?? (await readHostFile(file, 'DKEK share file'));
   let password: string | Uint8Array;
   if (o.shareFiles && o.shareFiles.length > 0) {
     if (o.passwordSpec !== undefined)
@@ -89,16 +96,43 @@ export async function readDkekShare(
   }
 }
 
-/** `--dkek FILE…` with `--password` given once per file in the same order (or asked): the combined DKEK. */
+/**
+ * `--dkek FILE…` with `--password` given once per file in the same order (or asked): the combined
+ * DKEK. A share given twice is refused (the same file before any password is asked), and so is a
+ * combination anyone could compute (all zero, or equal to one share): DKEK_SHARE_REPEATED,
+ * DKEK_DEGENERATE.
+ */
 export async function readDkek(ctx: Ctx, files: string[], passwordSpecs: string[]): Promise<Uint8Array> {
   if (files.length === 0)
     throw new CliError('USAGE_ERROR', '--dkek FILE.pbe is required (repeat it for each share)');
   if (passwordSpecs.length > files.length)
     throw new CliError('USAGE_ERROR', 'more --password options than --dkek files');
+  const fix = 'give each share file of the DKEK once with --dkek (sc-hsm-ts dkek inspect FILE shows its KCV)';
+  const contents: Uint8Array[] = [];
+  for (const f of files) contents.push(await readHostFile(f, 'DKEK share file'));
+  for (const [i, c] of contents.entries()) {
+    const j = contents.findIndex((d, k) => k < i && bytesEqual(d, c));
+    if (j >= 0)
+      throw new CliError(
+        'DKEK_SHARE_REPEATED',
+        `--dkek ${files[j]} and --dkek ${files[i]} are the same share file: a share given twice cancels out`,
+        fix,
+      );
+  }
   const shares: Uint8Array[] = [];
-  for (const [i, f] of files.entries())
-    shares.push(await readDkekShare(ctx, f, { passwordSpec: passwordSpecs[i] }));
-  const dkek = combineShares(shares);
-  for (const s of shares) wipe(s);
-  return dkek;
+  try {
+    for (const [i, f] of files.entries())
+      shares.push(await readDkekShare(ctx, f, { passwordSpec: passwordSpecs[i], bytes: contents[i]! }));
+    return combineShares(shares);
+  } catch (e) {
+    if (isScHsmError(e, 'DKEK_SHARE_REPEATED') || isScHsmError(e, 'DKEK_DEGENERATE'))
+      throw new CliError(
+        e.code,
+        `${e.message} (shares in the order given: ${files.map((f, i) => `${i + 1} = ${f}`).join(', ')})`,
+        fix,
+      );
+    throw e;
+  } finally {
+    for (const s of shares) wipe(s);
+  }
 }

@@ -131,7 +131,9 @@ export interface FixContext {
 const ANY_COMMAND: FixContext = { has: () => false };
 
 /** Fix texts that depend on the PIN concerned or on the command's options. */
-export const FIX_FOR: Partial<Record<CliErrorCode, (e: ScHsmError | CliError, c: FixContext) => string | undefined>> = {
+export const FIX_FOR: Partial<
+  Record<CliErrorCode, (e: ScHsmError | CliError, c: FixContext) => string | undefined>
+> = {
   WRONG_PIN: (e) => {
     const so = e instanceof ScHsmError && e.pin === 'so-pin';
     const n = e instanceof ScHsmError ? e.triesLeft : undefined;
@@ -145,7 +147,8 @@ export const FIX_FOR: Partial<Record<CliErrorCode, (e: ScHsmError | CliError, c:
       return 'check the user PIN; when no tries are left it is blocked and only the SO-PIN can unblock it (sc-hsm-ts pin unblock)';
     return `${n === 1 ? '1 try' : `${n} tries`} left before the user PIN is blocked; check the PIN before trying again${n === 1 ? ' (the last try needs --last-try)' : ''}`;
   },
-  PIN_BLOCKED: (e) => (e instanceof ScHsmError && e.pin === 'so-pin' ? SO_PIN_BLOCKED_FIX : USER_PIN_BLOCKED_FIX),
+  PIN_BLOCKED: (e) =>
+    e instanceof ScHsmError && e.pin === 'so-pin' ? SO_PIN_BLOCKED_FIX : USER_PIN_BLOCKED_FIX,
   PIN_TRIES_LOW: (e) =>
     e instanceof ScHsmError && e.pin === 'so-pin'
       ? 'only if you are certain of the SO-PIN: run the command again with --last-try (a wrong SO-PIN then blocks it for good)'
@@ -162,6 +165,10 @@ export const FIX_FOR: Partial<Record<CliErrorCode, (e: ScHsmError | CliError, c:
         : c.has('force')
           ? 'replace the keys there with --force, or free the key references first (`sc-hsm-ts keys`, sc-hsm-ts delete-key --key-ref N)'
           : '`sc-hsm-ts keys` shows which key references are in use; sc-hsm-ts delete-key --key-ref N frees one',
+  KEY_ID_IN_USE: (_e, c) =>
+    c.has('id')
+      ? 'choose another --id (`sc-hsm-ts keys` lists the IDs in use), or leave --id out for the ID derived from the public key'
+      : '`sc-hsm-ts keys` lists the IDs in use: give the key another ID',
   FILE_EXISTS: (_e, c) =>
     c.has('force')
       ? 'choose another file name, or --force to replace it'
@@ -173,13 +180,12 @@ const USER_PIN_BLOCKED_FIX =
 const SO_PIN_BLOCKED_FIX =
   'nothing can unblock the SO-PIN: keep using the keys with the user PIN and do not let it block too; back them up (sc-hsm-ts backup) and move to a new device';
 
-const FIX: Partial<Record<CliErrorCode, string>> = {
+/** Fix texts that are the same for every command (test/cli-fix-options.test.ts reads them). */
+export const FIX: Partial<Record<CliErrorCode, string>> = {
   TRANSPORT_PIN_ACTIVE: 'set your own PIN first: sc-hsm-ts pin change',
   NOT_INITIALIZED: 'initialize the device first: sc-hsm-ts init --help',
   KEY_NOT_FOUND: '`sc-hsm-ts keys` lists the key references (first column)',
   SESSION_CLOSED: 'open a new session (SmartCardHsm.open) for the next call',
-  KEY_ID_IN_USE:
-    'choose another --id (`sc-hsm-ts keys` lists the IDs in use), or leave --id out for the ID derived from the public key',
   KCV_MISMATCH:
     'import the same DKEK share(s) on this device (sc-hsm-ts dkek import); compare KCVs with `sc-hsm-ts status`',
   NO_DKEK:

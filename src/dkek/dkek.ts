@@ -4,7 +4,7 @@
  */
 import { createCipheriv, createHash } from 'node:crypto';
 import { ScHsmError } from '../errors.js';
-import { concat } from '../util/bytes.js';
+import { bytesEqual, concat } from '../util/bytes.js';
 
 const DKEK_LENGTH = 32;
 
@@ -16,10 +16,13 @@ function requireDkek(dkek: Uint8Array, what = 'a DKEK'): void {
 
 /**
  * Combines DKEK shares into the DKEK (spec §7.3): 32 zero bytes XORed with every share, in any
- * order, as the card does on IMPORT DKEK SHARE.
- * @throws ScHsmError INVALID_ARGUMENT when no share is given or one is not 32 bytes.
+ * order, as the card does on IMPORT DKEK SHARE. Unlike the card it refuses a DKEK anyone can
+ * compute (unless `allowDegenerate`, for reading blobs already made under one).
+ * @throws ScHsmError INVALID_ARGUMENT when no share is given or one is not 32 bytes;
+ *   DKEK_SHARE_REPEATED for a share given twice; DKEK_DEGENERATE for a share of zero bytes, or a
+ *   DKEK of zero bytes or equal to one of its shares.
  */
-export function combineShares(shares: Uint8Array[]): Uint8Array {
+export function combineShares(shares: Uint8Array[], opts: { allowDegenerate?: boolean } = {}): Uint8Array {
   if (!Array.isArray(shares) || shares.length === 0) {
     throw new ScHsmError('INVALID_ARGUMENT', 'at least one DKEK share is needed to form the DKEK');
   }
@@ -28,7 +31,45 @@ export function combineShares(shares: Uint8Array[]): Uint8Array {
     requireDkek(s, `DKEK share ${i + 1}`);
     for (let j = 0; j < DKEK_LENGTH; j++) dkek[j]! ^= s[j]!;
   });
+  if (!opts.allowDegenerate) {
+    try {
+      refuseDegenerateShares(shares, dkek);
+    } catch (e) {
+      dkek.fill(0);
+      throw e;
+    }
+  }
   return dkek;
+}
+
+/**
+ * The checks {@link combineShares} makes: no share of 32 zero bytes, no share twice (two equal
+ * shares cancel out), and a result that is neither all zero nor equal to one of the shares (the
+ * others cancelled out) — each such DKEK is known to fewer people than its shares suggest.
+ */
+function refuseDegenerateShares(shares: Uint8Array[], dkek: Uint8Array): void {
+  const zero = (b: Uint8Array) => b.every((x) => x === 0);
+  shares.forEach((s, i) => {
+    if (zero(s))
+      throw new ScHsmError(
+        'DKEK_DEGENERATE',
+        `DKEK share ${i + 1} is 32 zero bytes: it adds nothing to the DKEK`,
+      );
+    const j = shares.findIndex((t, k) => k < i && bytesEqual(t, s));
+    if (j >= 0)
+      throw new ScHsmError(
+        'DKEK_SHARE_REPEATED',
+        `DKEK shares ${j + 1} and ${i + 1} are the same share: combined they cancel out`,
+      );
+  });
+  if (zero(dkek))
+    throw new ScHsmError('DKEK_DEGENERATE', 'the DKEK shares cancel out: the combined DKEK is 32 zero bytes');
+  const k = shares.length > 1 ? shares.findIndex((s) => bytesEqual(s, dkek)) : -1;
+  if (k >= 0)
+    throw new ScHsmError(
+      'DKEK_DEGENERATE',
+      `the other DKEK shares cancel out: the combined DKEK equals share ${k + 1} alone`,
+    );
 }
 
 /**
@@ -38,6 +79,18 @@ export function combineShares(shares: Uint8Array[]): Uint8Array {
 export function keyCheckValue(dkek: Uint8Array): Uint8Array {
   requireDkek(dkek);
   return new Uint8Array(createHash('sha256').update(dkek).digest().subarray(0, 8));
+}
+
+/**
+ * Key check value of the DKEK of 32 zero bytes (`66687AADF862BD77`): what a device shows when its
+ * shares cancelled out (the same share imported twice). Anything wrapped under it can be
+ * unwrapped by anyone.
+ */
+export const ZERO_DKEK_KCV: Uint8Array = keyCheckValue(new Uint8Array(DKEK_LENGTH));
+
+/** True when `kcv` is {@link ZERO_DKEK_KCV}. */
+export function isZeroDkekKcv(kcv: Uint8Array): boolean {
+  return bytesEqual(kcv, ZERO_DKEK_KCV);
 }
 
 /**

@@ -2,7 +2,14 @@
  * DKEK codecs (spec §7, §8): share files and their KDF, password shares, the DKEK with its KCV and
  * wrapping keys, key blobs, wrap files. Pure code, no I/O.
  */
-export { aesCmac, combineShares, deriveWrapKeys, keyCheckValue } from './dkek.js';
+export {
+  aesCmac,
+  combineShares,
+  deriveWrapKeys,
+  isZeroDkekKcv,
+  keyCheckValue,
+  ZERO_DKEK_KCV,
+} from './dkek.js';
 export { SHARE_KDF_ITERATIONS } from './kdf.js';
 export {
   DEFAULT_AES_ALGORITHMS,

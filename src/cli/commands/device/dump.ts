@@ -6,12 +6,14 @@ import {
   accessText,
   kcvText,
   objectFlagsText,
+  printable,
   spkiFingerprint,
+  triesText,
   usageNames,
   usageText,
 } from '../../format.js';
 import { dumpSpec } from '../meta.js';
-import { optionLines } from './status.js';
+import { optionLines, warnZeroDkek } from './status.js';
 
 function certJson(der: Uint8Array): Record<string, unknown> {
   try {
@@ -140,11 +142,11 @@ export const dump: Command = {
     const { userPin: user, soPin: so, dkek } = dd;
     const out = ctx.out;
     out.heading('Device');
-    out.kv('Reader', d.reader, 16);
+    out.kv('Reader', printable(d.reader), 16);
     if (d.atr) out.kv('ATR', toHex(d.atr).toUpperCase(), 16);
     out.kv('Firmware', String(device.version), 16);
-    if (device.serial) out.kv('Serial', String(device.serial), 16);
-    if (device.label !== undefined) out.kv('Label', String(device.label), 16);
+    if (device.serial) out.kv('Serial', printable(String(device.serial)), 16);
+    if (device.label !== undefined) out.kv('Label', printable(String(device.label)), 16);
     out.kv('Options', optionLines(hsm.info.options).join('; ') || 'none', 16);
     out.line('');
     out.heading('PINs and DKEK');
@@ -152,12 +154,12 @@ export const dump: Command = {
     else {
       out.kv(
         'User PIN',
-        `${user?.state}${user?.triesLeft !== undefined ? `, ${user.triesLeft} tries left` : ''}`,
+        `${user?.state}${user?.triesLeft !== undefined ? `, ${triesText(user.triesLeft)}` : ''}`,
         16,
       );
       out.kv(
         'SO-PIN',
-        `${so?.state}${so?.triesLeft !== undefined ? `, ${so.triesLeft} tries left` : ''}`,
+        `${so?.state}${so?.triesLeft !== undefined ? `, ${triesText(so.triesLeft)}` : ''}`,
         16,
       );
       out.kv(
@@ -165,10 +167,13 @@ export const dump: Command = {
         dkek ? `${dkek.total} share(s), ${dkek.outstanding} outstanding, KCV ${kcvText(dkek.kcv)}` : 'none',
         16,
       );
+      if (dkek?.allZero) warnZeroDkek(ctx);
     }
     for (const k of result.keys as Record<string, unknown>[]) {
       out.line('');
-      out.line(`Private ${String(k.type ?? 'unknown').toUpperCase()} Key [${k.label ?? ''}]`);
+      out.line(
+        `Private ${String(k.type ?? 'unknown').toUpperCase()} Key [${printable(k.label as string | undefined)}]`,
+      );
       const row = (a: string, b: string) => out.line(`\t${a.padEnd(15)}: ${b}`);
       if (k.objectFlags !== undefined) row('Object Flags', objectFlagsText(k.objectFlags as number));
       if (k.usage !== undefined) row('Usage', usageText(k.usage as number));
@@ -179,7 +184,13 @@ export const dump: Command = {
       if (k.id) row('ID', toHex(k.id as Uint8Array));
       if (k.publicKeySha256) row('Public key SHA-256', String(k.publicKeySha256));
       const c = k.certificate as Record<string, unknown> | undefined;
-      if (c) row('Certificate', `${c.subject} (issuer ${c.issuer}, ${c.notBefore} .. ${c.notAfter})`);
+      if (c)
+        row(
+          'Certificate',
+          c.unreadable
+            ? 'unreadable'
+            : `${printable(c.subject as string)} (issuer ${printable(c.issuer as string)}, ${c.notBefore} .. ${c.notAfter})`,
+        );
     }
     const certificates = result.certificates as Record<string, unknown>[];
     if (certificates.length) {
@@ -187,7 +198,7 @@ export const dump: Command = {
       out.heading('Certificates');
       for (const c of certificates)
         out.line(
-          `  ${c.fid} [${c.label ?? ''}] ${c.subject ?? ''} issuer ${c.issuer ?? ''} ${c.notBefore ?? ''} .. ${c.notAfter ?? ''}`,
+          `  ${c.fid} [${printable(c.label as string | undefined)}] ${printable(c.subject as string | undefined)} issuer ${printable(c.issuer as string | undefined)} ${c.notBefore ?? ''} .. ${c.notAfter ?? ''}`,
         );
     }
     const dataObjects = result.dataObjects as Record<string, unknown>[];
@@ -196,7 +207,7 @@ export const dump: Command = {
       out.heading('Data objects');
       for (const o of dataObjects)
         out.line(
-          `  ${o.fid} ${o.label ? `[${o.label}] ` : ''}${o.private ? 'private' : 'public'}${o.size !== undefined ? `, ${o.size} bytes` : ''}${o.note ? `, ${o.note}` : ''}`,
+          `  ${o.fid} ${o.label ? `[${printable(o.label as string)}] ` : ''}${o.private ? 'private' : 'public'}${o.size !== undefined ? `, ${o.size} bytes` : ''}${o.note ? `, ${o.note}` : ''}`,
         );
     }
     const chain = result.deviceCertificates as Record<string, unknown>[];
@@ -205,7 +216,7 @@ export const dump: Command = {
       out.heading('Device certificate chain');
       for (const c of chain)
         out.line(
-          `  CHR ${c.chr}  CAR ${c.car ?? ''}${c.expirationDate ? `  valid until ${c.expirationDate}` : ''}`,
+          `  CHR ${printable(c.chr as string)}  CAR ${printable(c.car as string | undefined)}${c.expirationDate ? `  valid until ${c.expirationDate}` : ''}`,
         );
     }
     out.line('');

@@ -1,7 +1,7 @@
 import type { DeviceStatus } from '../../../sc-hsm/session.js';
 import type { Command } from '../../command.js';
 import type { Ctx } from '../../context.js';
-import { kcvText } from '../../format.js';
+import { kcvText, printable } from '../../format.js';
 import { statusSpec } from '../meta.js';
 
 const OPTION_TEXT: [number, string][] = [
@@ -26,7 +26,7 @@ export function printStatus(ctx: Ctx, st: DeviceStatus, reader?: string): void {
     o.line(
       o.paint('yellow', 'Device has not been initialized (uninitialized): run `sc-hsm-ts init --help`.'),
     );
-    if (st.serial) o.kv('Serial', st.serial);
+    if (st.serial) o.kv('Serial', printable(st.serial));
     return;
   }
   const opts = optionLines(st.options);
@@ -34,7 +34,9 @@ export function printStatus(ctx: Ctx, st: DeviceStatus, reader?: string): void {
   for (const l of opts) o.line(`  ${l}`);
   o.kv(
     'SO-PIN tries left',
-    st.soPin.blocked ? 'BLOCKED (device can no longer be re-initialized)' : (st.soPin.triesLeft ?? '?'),
+    st.soPin.blocked
+      ? 'BLOCKED for good (the device can no longer be re-initialized nor its user PIN unblocked)'
+      : (st.soPin.triesLeft ?? '?'),
   );
   const u = st.userPin;
   o.kv(
@@ -44,7 +46,7 @@ export function printStatus(ctx: Ctx, st: DeviceStatus, reader?: string): void {
       : u.transportPin
         ? 'transport PIN active (set your PIN: sc-hsm-ts pin change)'
         : u.verified && u.triesLeft === undefined
-          ? 'verified'
+          ? 'all (the PIN is verified in this session, so its counter is full)'
           : `${u.triesLeft ?? '?'}${u.verified ? ' (verified)' : ''}`,
   );
   if (st.dkek) {
@@ -53,12 +55,24 @@ export function printStatus(ctx: Ctx, st: DeviceStatus, reader?: string): void {
       o.line(`DKEK import pending, ${st.dkek.outstanding} share(s) still missing`);
     } else {
       o.kv('DKEK key check value', kcvText(st.dkek.kcv));
+      if (st.dkek.allZero) warnZeroDkek(ctx);
     }
   } else {
     o.kv('DKEK', 'none (keys cannot be backed up)');
   }
-  if (st.label !== undefined) o.kv('Label', st.label);
-  if (st.serial) o.kv('Serial', st.serial);
+  if (st.label !== undefined) o.kv('Label', printable(st.label));
+  if (st.serial) o.kv('Serial', printable(st.serial));
+}
+
+/**
+ * The loud line for a device whose DKEK is 32 zero bytes (its shares cancelled out): beside the KCV,
+ * or on stderr under --json (whose document carries `dkek.allZero: true`).
+ */
+export function warnZeroDkek(ctx: Ctx): void {
+  const text =
+    'the DKEK is 32 zero bytes (its shares cancelled out, e.g. one share imported twice): anything wrapped or backed up under it can be unwrapped by anyone. Re-initialize the device and import distinct shares.';
+  if (ctx.g.json) ctx.out.warn(text);
+  else ctx.out.line(ctx.out.paint('red', `WARNING: ${text}`));
 }
 
 export const status: Command = {

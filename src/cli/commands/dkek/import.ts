@@ -1,11 +1,30 @@
 import { keyCheckValue } from '../../../dkek/index.js';
-import { bytesEqual, wipe } from '../../../util/bytes.js';
+import { isScHsmError } from '../../../errors.js';
+import { wipe } from '../../../util/bytes.js';
 import type { Command } from '../../command.js';
 import { list, str } from '../../context.js';
+import {
+  type Ceremony,
+  fileFingerprint,
+  loadCeremony,
+  recordedKcvs,
+  recordedShare,
+  removeCeremony,
+  saveCeremony,
+} from '../../dkek-ceremony.js';
 import { readDkekShare } from '../../dkek-input.js';
 import { CliError } from '../../exit-codes.js';
-import { kcvText } from '../../format.js';
+import { readHostFile } from '../../files.js';
+import { kcvText, printable } from '../../format.js';
 import { dkekImportSpec } from '../meta.js';
+
+function repeated(c: Ceremony, earlier: { file: string }, how: string): CliError {
+  return new CliError(
+    'DKEK_SHARE_REPEATED',
+    `${how} ${printable(earlier.file)}, which was already imported into this device's DKEK; importing a share twice cancels it out (the DKEK would become 32 zero bytes or one custodian's share). Nothing was sent.`,
+    `import the other share file(s)${c.path ? `; if the device was re-initialized with another tool since, remove ${printable(c.path)}` : ''}`,
+  );
+}
 
 export const dkekImport: Command = {
   ...dkekImportSpec,
@@ -26,24 +45,47 @@ export const dkekImport: Command = {
         'to start over, re-initialize the device (this erases its keys)',
       );
     }
-    const share = await readDkekShare(ctx, file!, { passwordSpec: str(v, 'password'), shareFiles });
-    const imported = before.total - before.outstanding;
-    if (imported === 1 && bytesEqual(keyCheckValue(share), before.kcv)) {
-      wipe(share);
-      throw new CliError(
-        'DKEK_SHARE_REPEATED',
-        'this share was already imported (its key check value equals the device\u2019s); importing it twice would cancel it out. Nothing was imported.',
-        'import the other share file(s)',
+    const chr = await hsm.deviceChr();
+    const serial = chr ? (chr.length > 5 ? chr.slice(0, -5) : chr) : 'unknown';
+    const ceremony = await loadCeremony(ctx, serial, before);
+    if (!ceremony.path)
+      ctx.out.warn(
+        'no HOME or XDG_STATE_HOME: the shares imported by this command are not recorded, so a share imported twice is recognised only after the last one',
       );
-    }
+    else if (!ceremony.complete)
+      ctx.out.warn(
+        `${before.total - before.outstanding} share(s) were imported without a record on this host: a repeated share is recognised only after the last one`,
+      );
+    // the same file again is refused before its password is asked or its key derived
+    const bytes = await readHostFile(file!, 'DKEK share file');
+    const sameFile = recordedShare(ceremony, { fileSha256: fileFingerprint(bytes) });
+    if (sameFile) throw repeated(ceremony, sameFile, `${printable(file!)} holds the same share file as`);
+    const share = await readDkekShare(ctx, file!, {
+      passwordSpec: str(v, 'password'),
+      shareFiles,
+      bytes,
+    });
+    const kcv = keyCheckValue(share);
     let st: Awaited<ReturnType<typeof hsm.importDkekShare>>;
     try {
-      st = await hsm.importDkekShare(share);
+      const sameShare = recordedShare(ceremony, { kcv });
+      if (sameShare) throw repeated(ceremony, sameShare, `${printable(file!)} holds the same share as`);
+      st = await hsm.importDkekShare(share, { importedShareKcvs: recordedKcvs(ceremony) });
+    } catch (e) {
+      // after the last share the card holds the degenerate DKEK: the record has done its work
+      if (isScHsmError(e, 'DKEK_DEGENERATE')) {
+        const now = await hsm.dkekStatus().catch(() => undefined);
+        if (now?.outstanding === 0) await removeCeremony(ceremony);
+      }
+      throw e;
     } finally {
       wipe(share);
     }
+    // recorded before anything is printed: a later command must know this share
+    if (st.outstanding > 0) await saveCeremony(ceremony, { file: file!, bytes, kcv });
+    else await removeCeremony(ceremony);
     const o = ctx.out;
-    o.ok(`DKEK share imported from ${file}`);
+    o.ok(`DKEK share imported from ${printable(file!)}`);
     o.kv('DKEK shares', st.total);
     if (st.outstanding > 0) o.line(`DKEK import pending, ${st.outstanding} share(s) still missing`);
     else o.kv('DKEK key check value', kcvText(st.kcv));
