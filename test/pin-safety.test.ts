@@ -223,6 +223,7 @@ const PRIVATE: Record<string, string> = {
   changeReferenceData: 'changePin',
   freeKeyRef: 'generateKeyPair',
   checkFreeRef: 'generateKeyPair',
+  checkFreeId: 'generateKeyPair',
   keyInfoFromFiles: 'listKeys',
   keyOpOverrides: 'sign',
   cardSign: 'sign',

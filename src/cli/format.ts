@@ -1,7 +1,35 @@
 /** How values are printed for people: KCVs as sc-hsm-tool prints them, flags as pkcs15-tool does. */
 import { createHash, createPublicKey } from 'node:crypto';
 import type { KeyInfo } from '../sc-hsm/session.js';
+import { UNSAFE_TEXT } from '../sc-hsm/validate.js';
 import { toHex } from '../util/bytes.js';
+
+/**
+ * Text from a card or a file, made safe to print on a terminal: every character a terminal would
+ * act on instead of showing (UNSAFE_TEXT: C0/C1 controls and DEL, U+2028/U+2029, bidirectional
+ * formatting characters, unpaired surrogates) is written as an escape — `\x1b` below U+0100,
+ * `\u{202e}` above — so a hostile label cannot move the cursor, clear the screen, ring the bell,
+ * start a new line that looks like our output, or reorder what is shown. Everything else is left
+ * as it is. The one function for every card- or file-sourced string in human output (JSON output
+ * is escaped by JSON.stringify).
+ */
+export function printable(text: string | undefined): string {
+  if (text === undefined) return '';
+  let out = '';
+  for (const c of String(text)) {
+    if (!UNSAFE_TEXT.test(c)) out += c;
+    else {
+      const n = c.codePointAt(0)!;
+      out += n < 0x100 ? `\\x${n.toString(16).padStart(2, '0')}` : `\\u{${n.toString(16)}}`;
+    }
+  }
+  return out;
+}
+
+/** {@link printable} for a message of our own that may span lines: its line breaks are kept. */
+export function printableLines(text: string): string {
+  return text.split('\n').map(printable).join('\n');
+}
 
 /** 16 upper-case hex digits, as `sc-hsm-tool` prints "DKEK key check value". */
 export function kcvText(kcv: Uint8Array): string {
@@ -104,4 +132,40 @@ export function parseHexArg(s: string): Uint8Array | undefined {
   const clean = s.replace(/[\s:]/g, '');
   if (!/^([0-9a-fA-F]{2})+$/.test(clean)) return undefined;
   return Uint8Array.from(Buffer.from(clean, 'hex'));
+}
+
+/** `1 try left`, `3 tries left`. */
+export function triesText(n: number): string {
+  return `${n} ${n === 1 ? 'try' : 'tries'} left`;
+}
+
+/**
+ * A PIN's state as people read it (`pin status`, `status`, `dump`): tries left, blocked, or — when
+ * the PIN was verified in this session and the card reports no count — a full counter.
+ */
+export function pinStateText(
+  p: { triesLeft?: number; verified?: boolean; blocked: boolean; transportPin?: boolean },
+  pin: 'user-pin' | 'so-pin',
+  retryCounter?: number,
+): string {
+  if (p.blocked) {
+    return pin === 'so-pin'
+      ? 'BLOCKED for good: the device can no longer be re-initialized nor its user PIN unblocked'
+      : 'BLOCKED: unblock it with the SO-PIN (sc-hsm-ts pin unblock)';
+  }
+  if (p.transportPin) return 'transport PIN active: set your own PIN (sc-hsm-ts pin change)';
+  if (p.triesLeft === undefined) return p.verified ? 'verified in this session (counter full)' : 'unknown';
+  const count =
+    retryCounter !== undefined && retryCounter >= p.triesLeft
+      ? `${p.triesLeft} of ${retryCounter} tries left`
+      : triesText(p.triesLeft);
+  const last =
+    p.triesLeft === 1
+      ? pin === 'so-pin'
+        ? ': a wrong SO-PIN blocks it for good'
+        : retryCounter === 1
+          ? ' (retry counter 1: every wrong PIN blocks it)'
+          : ': the next wrong PIN blocks it'
+      : '';
+  return `${count}${last}${p.verified ? ' (verified)' : ''}`;
 }

@@ -5,6 +5,7 @@
  */
 import type { Readable, Writable } from 'node:stream';
 import { toHex } from '../util/bytes.js';
+import { printableLines } from './format.js';
 
 export interface CliIo {
   stdout: Writable;
@@ -57,13 +58,13 @@ export class Output {
     this.line(`${key.padEnd(width)}: ${value}`);
   }
 
-  /** Always on stderr, also under --json. */
+  /** Always on stderr, also under --json. Card- or file-sourced text in it is escaped (printable). */
   warn(s: string): void {
-    this.io.stderr.write(`${this.paint('yellow', 'warning:')} ${s}\n`);
+    this.io.stderr.write(`${this.paint('yellow', 'warning:')} ${printableLines(s)}\n`);
   }
 
   note(s: string): void {
-    this.io.stderr.write(`${s}\n`);
+    this.io.stderr.write(`${printableLines(s)}\n`);
   }
 
   ok(s: string): void {

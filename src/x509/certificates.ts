@@ -16,6 +16,7 @@ import { PREFIX } from '../sc-hsm/constants.js';
 import type { SmartCardHsm } from '../sc-hsm/session.js';
 import { ScHsmCrypto } from '../webcrypto/crypto.js';
 import type { HsmAlgorithmName } from '../webcrypto/keys.js';
+import { parseDistinguishedName } from './dn.js';
 import { x509 } from './lib.js';
 
 /** Access flags OpenSC writes into the PRKD once a certificate is stored (0x1D, spec §6.2). */
@@ -62,24 +63,23 @@ export interface Encoded {
   pem: string;
 }
 
+/**
+ * The subject as an X.509 Name, parsed strictly ({@link parseDistinguishedName}: an unknown
+ * attribute, a part without `=` or an empty value is INVALID_ARGUMENT, never an empty subject).
+ */
 function subjectName(subject: string): Name {
-  if (typeof subject !== 'string' || subject.trim() === '') {
-    throw new ScHsmError(
-      'INVALID_ARGUMENT',
-      'the subject must be a distinguished name such as "CN=Example CA, O=Example"',
-    );
-  }
-  try {
-    return new (x509().Name)(subject);
-  } catch (e) {
-    throw new ScHsmError(
-      'INVALID_ARGUMENT',
-      `the subject "${subject}" is not a distinguished name (RFC 4514, e.g. "CN=Example CA, O=Example")`,
-      {
-        cause: e,
-      },
-    );
-  }
+  const rdns = parseDistinguishedName(subject);
+  return new (x509().Name)(
+    rdns.map((rdn) => {
+      const o: Record<string, Record<string, string>[]> = {};
+      for (const a of rdn) {
+        const values = o[a.oid] ?? [];
+        values.push({ [a.encoding]: a.value });
+        o[a.oid] = values;
+      }
+      return o;
+    }) as never,
+  );
 }
 
 /** The key pair as WebCrypto keys with the algorithm the options ask for, plus the signature algorithm. */

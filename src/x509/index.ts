@@ -23,3 +23,4 @@ export {
   type TrustAnchor,
   verifyDeviceAuthenticity,
 } from './device-auth.js';
+export { type DnAttribute, type DnRdn, type DnValueEncoding, parseDistinguishedName } from './dn.js';

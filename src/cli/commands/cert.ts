@@ -3,6 +3,8 @@
  * device, a certificate stored beside its key as OpenSC stores it (CExx + PRKD with subject,
  * spec §6.2, §10.4), and the stored certificate exported as PEM. The work is done in src/x509/.
  */
+import { ScHsmError } from '../../errors.js';
+import { parseDistinguishedName } from '../../x509/dn.js';
 import {
   createCsr,
   exportCertificate,
@@ -14,7 +16,18 @@ import type { Command } from '../command.js';
 import { type Ctx, flag, reqInt, reqStr, str, type Values } from '../context.js';
 import { CliError } from '../exit-codes.js';
 import { readHostFile, refuseOverwrite, writeAtomic } from '../files.js';
+import { printable } from '../format.js';
 import { certExportSpec, certImportSpec, certSelfSignSpec, csrSpec } from './meta.js';
+
+/** --subject checked before the device is opened or a PIN sent: a usage error naming the bad part. */
+function parseSubject(subject: string): void {
+  try {
+    parseDistinguishedName(subject);
+  } catch (e) {
+    if (e instanceof ScHsmError) throw new CliError('USAGE_ERROR', `--subject: ${e.message}`);
+    throw e;
+  }
+}
 
 function signingOptions(v: Values): SigningOptions {
   const o: SigningOptions = {};
@@ -51,12 +64,16 @@ export const csr: Command = {
   async run(ctx, v) {
     const keyRef = reqInt(v, 'key-ref', 1, 255);
     const subject = reqStr(v, 'subject', 'e.g. "CN=Example CA"');
+    parseSubject(subject);
     const opts = signingOptions(v);
     const hsm = await ctx.hsm();
     await ctx.login(hsm, v);
     const r = await createCsr(hsm, { keyRef, subject, ...opts });
     const file = await output(ctx, v, r.pem, 'CSR file');
-    if (file) ctx.out.ok(`certificate request for key ${keyRef} (${r.request.subject}) written to ${file}`);
+    if (file)
+      ctx.out.ok(
+        `certificate request for key ${keyRef} (${printable(r.request.subject)}) written to ${file}`,
+      );
     return { keyRef, subject: r.request.subject, file, pem: r.pem };
   },
 };
@@ -66,6 +83,7 @@ export const certSelfSign: Command = {
   async run(ctx, v) {
     const keyRef = reqInt(v, 'key-ref', 1, 255);
     const subject = reqStr(v, 'subject', 'e.g. "CN=Example Root CA"');
+    parseSubject(subject);
     const days = reqInt(v, 'days', 1, 36500);
     const serialNumber = str(v, 'serial');
     const opts = signingOptions(v);
@@ -81,7 +99,9 @@ export const certSelfSign: Command = {
     });
     const file = await output(ctx, v, r.pem, 'certificate file');
     if (file)
-      ctx.out.ok(`self-signed certificate for key ${keyRef} (${r.certificate.subject}) written to ${file}`);
+      ctx.out.ok(
+        `self-signed certificate for key ${keyRef} (${printable(r.certificate.subject)}) written to ${file}`,
+      );
     const stored = flag(v, 'store');
     if (stored) {
       await importCertificate(hsm, keyRef, r.der);
@@ -109,7 +129,8 @@ export const certImport: Command = {
     const hsm = await ctx.hsm();
     await ctx.login(hsm, v);
     const r = await importCertificate(hsm, keyRef, data);
-    ctx.out.ok(`certificate ${r.subject} stored for key ${keyRef}`);
+    // the subject comes from the certificate file
+    ctx.out.ok(`certificate ${printable(r.subject)} stored for key ${keyRef}`);
     return { keyRef, subject: r.subject, serialNumber: r.certificate.serialNumber, stored: true };
   },
 };

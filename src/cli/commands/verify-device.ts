@@ -5,6 +5,7 @@
 import { verifyDeviceAuthenticity } from '../../x509/device-auth.js';
 import type { Command } from '../command.js';
 import { EXIT } from '../exit-codes.js';
+import { printable } from '../format.js';
 import { verifyDeviceSpec } from './meta.js';
 
 export const verifyDevice: Command = {
@@ -14,14 +15,14 @@ export const verifyDevice: Command = {
     const r = await verifyDeviceAuthenticity(d.hsm);
     const o = ctx.out;
     const colour = r.verdict === 'genuine' ? 'green' : r.verdict === 'virtual' ? 'yellow' : 'red';
-    o.kv('Reader', d.reader);
-    if (r.deviceChr) o.kv('Device', r.deviceChr);
+    o.kv('Reader', printable(d.reader));
+    if (r.deviceChr) o.kv('Device', printable(r.deviceChr));
     o.kv('Verdict', o.paint(colour, r.verdict.toUpperCase()));
     for (const c of r.chain)
       o.line(
-        `  ${c.valid ? '✔' : '✘'} ${c.chr}${c.car && c.car !== c.chr ? ` (issued by ${c.car})` : ' (root)'}`,
+        `  ${c.valid ? '✔' : '✘'} ${printable(c.chr)}${c.car && c.car !== c.chr ? ` (issued by ${printable(c.car)})` : ' (root)'}`,
       );
-    o.line(r.reason);
+    o.line(printable(r.reason));
     if (!(r.verdict === 'genuine' || (r.verdict === 'virtual' && d.virtual))) ctx.exitCode = EXIT.FAILED;
     return { reader: d.reader, ...r };
   },

@@ -8,7 +8,7 @@ import { flag, list, reqInt, reqStr, str } from '../../context.js';
 import { readDkek } from '../../dkek-input.js';
 import { CliError } from '../../exit-codes.js';
 import { readHostFile } from '../../files.js';
-import { parseHexArg } from '../../format.js';
+import { parseHexArg, printable } from '../../format.js';
 import { importKeySpec } from '../meta.js';
 
 export const importKey: Command = {
@@ -36,9 +36,9 @@ export const importKey: Command = {
       if (!isScHsmError(e, 'INVALID_ARGUMENT')) throw e;
       throw new CliError(
         'USAGE_ERROR',
-        /only RSA and EC/.test(e.message)
-          ? `${file}: ${e.message}`
-          : `${file} is not a readable private key (PEM or PKCS#8 DER; encrypted PEM needs --key-password)`,
+        /^not a readable/.test(e.message)
+          ? `${file} is not a readable private key (PEM or PKCS#8 DER; encrypted PEM needs --key-password)`
+          : `${file}: ${e.message}`,
       );
     }
     const hsm = await ctx.hsm();
@@ -52,11 +52,11 @@ export const importKey: Command = {
       dkek: () => readDkek(ctx, dkekFiles, list(v, 'password')),
       authenticate: () => ctx.login(hsm, v),
       confirmReplace: async (present) => {
-        await ctx.confirm(`--force replaces key ${keyRef} "${present.label ?? ''}".`);
+        await ctx.confirm(`--force replaces key ${keyRef} "${printable(present.label)}".`);
         return true;
       },
     });
-    ctx.out.ok(`${file} imported to key reference ${keyRef} ("${label}", ID ${toHex(r.id)})`);
+    ctx.out.ok(`${file} imported to key reference ${keyRef} ("${printable(label)}", ID ${toHex(r.id)})`);
     ctx.out.kv('Public key SHA-256', r.publicKeySha256);
     return {
       keyRef,

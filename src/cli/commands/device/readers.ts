@@ -3,6 +3,7 @@ import { SmartCardHsm } from '../../../sc-hsm/session.js';
 import type { Command } from '../../command.js';
 import type { Ctx } from '../../context.js';
 import { openSimCard } from '../../device.js';
+import { printable } from '../../format.js';
 import { table } from '../../io.js';
 import { readersSpec } from '../meta.js';
 
@@ -70,17 +71,17 @@ export const readers: Command = {
     else {
       const cells = rows.map((r) => [
         String(r.index),
-        r.name,
+        printable(r.name),
         !r.cardPresent
           ? 'no card'
           : !r.isSmartCardHsm
             ? 'other card'
             : r.initialized === undefined
-              ? `SmartCard-HSM (${r.error ?? 'state unknown'})`
+              ? `SmartCard-HSM (${printable(r.error ?? 'state unknown')})`
               : r.initialized
-                ? `SmartCard-HSM ${r.version}, initialized${r.label !== undefined ? `, label "${r.label}"` : ''}`
+                ? `SmartCard-HSM ${r.version}, initialized${r.label !== undefined ? `, label "${printable(r.label)}"` : ''}`
                 : `SmartCard-HSM ${r.version}, UNINITIALIZED`,
-        r.serial ?? '',
+        printable(r.serial),
       ]);
       for (const l of table(['#', 'Reader', 'Card', 'Serial'], cells)) o.line(l);
     }

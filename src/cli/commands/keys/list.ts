@@ -2,7 +2,7 @@ import type { KeyInfo } from '../../../sc-hsm/session.js';
 import { toHex } from '../../../util/bytes.js';
 import type { Command } from '../../command.js';
 import type { Ctx } from '../../context.js';
-import { keyJson, keyTypeText, usageNames } from '../../format.js';
+import { keyJson, keyTypeText, printable, usageNames } from '../../format.js';
 import { table } from '../../io.js';
 import { keysSpec } from '../meta.js';
 
@@ -19,7 +19,7 @@ export function printKeys(ctx: Ctx, keys: KeyInfo[]): void {
   const rows = keys.map((k) => [
     String(k.keyRef),
     toHex(k.id),
-    k.label ?? '',
+    printable(k.label),
     keyTypeText(k),
     usageNames(k.usage).join(','),
     k.hasCertificate ? 'yes' : 'no',

@@ -6,7 +6,7 @@ import type { Command } from '../../command.js';
 import { list } from '../../context.js';
 import { readDkek } from '../../dkek-input.js';
 import { readHostFile } from '../../files.js';
-import { kcvText, spkiFingerprint, usageText } from '../../format.js';
+import { kcvText, printable, spkiFingerprint, usageText } from '../../format.js';
 import { wrappedInspectSpec } from '../meta.js';
 
 export const wrappedInspect: Command = {
@@ -32,7 +32,7 @@ export const wrappedInspect: Command = {
     o.kv('Key type', h.keyType);
     o.kv('Algorithms', toHex(h.algorithms) || 'none listed');
     if (info.description) {
-      o.kv('Label', info.description.label ?? '');
+      o.kv('Label', printable(info.description.label));
       o.kv('ID', toHex(info.description.id));
       if (info.description.keyReference !== undefined)
         o.kv('Key ref (at wrap)', info.description.keyReference);
@@ -42,7 +42,7 @@ export const wrappedInspect: Command = {
     if (info.certificate) {
       try {
         const c = new X509Certificate(Buffer.from(info.certificate));
-        o.kv('Certificate subject', c.subject.replace(/\n/g, ', '));
+        o.kv('Certificate subject', printable(c.subject.replace(/\n/g, ', ')));
         out.certificateSubject = c.subject.replace(/\n/g, ', ');
       } catch {
         o.kv('Certificate', 'present (unreadable)');
