@@ -145,7 +145,7 @@ export function pcscError(e: unknown, reader?: string): ScHsmError {
     new ScHsmError(c, `${text}${where} [${raw}]`, { cause: e });
   switch (code) {
     case PCSC_CODES.REMOVED_CARD:
-      return make('CARD_REMOVED', 'the card was removed; insert it and open the device again');
+      return cardRemovedError(reader, e);
     case PCSC_CODES.RESET_CARD:
       return make(
         'CARD_RESET',
@@ -164,7 +164,7 @@ export function pcscError(e: unknown, reader?: string): ScHsmError {
           'PKCS#11 module loaded, or GnuPG `scdaemon`); close it (`gpgconf --kill scdaemon`) and retry',
       );
     case PCSC_CODES.NO_SMARTCARD:
-      return make('NO_CARD', 'no card in the reader; insert the SmartCard-HSM');
+      return make('NO_CARD', 'no card in the reader; insert the SmartCard-HSM and open the device again');
     case PCSC_CODES.UNKNOWN_READER:
     case PCSC_CODES.READER_UNAVAILABLE:
     case PCSC_CODES.NO_READERS_AVAILABLE:
@@ -185,6 +185,36 @@ export function pcscError(e: unknown, reader?: string): ScHsmError {
   }
 }
 
+/**
+ * The one way the library says that the card left the reader after it was opened, whatever told
+ * us (pcscd's "Card was removed", "No smart card inserted" or "Unknown reader" on a handle that
+ * worked before, an answer too short for a status word, a changed card event count). A command
+ * under way when it went may have been carried out or not: the card may have acted on it before
+ * the answer was lost.
+ */
+export function cardRemovedError(reader: string | undefined, cause?: unknown): ScHsmError {
+  const where = reader ? ` from reader '${reader}'` : '';
+  const raw = cause === undefined || cause instanceof ScHsmError ? '' : ` [${messageOf(cause)}]`;
+  return new ScHsmError(
+    'CARD_REMOVED',
+    `the card was removed${where} (or the reader unplugged); a command under way when it went may or ` +
+      `may not have been carried out by the card; insert it and open the device again${raw}`,
+    cause === undefined ? {} : { cause },
+  );
+}
+
+/**
+ * PC/SC codes that, on a handle which was connected before, mean the card (or the token that is
+ * both reader and card) is no longer there.
+ */
+const GONE_CODES: ReadonlySet<number> = new Set([
+  PCSC_CODES.REMOVED_CARD,
+  PCSC_CODES.NO_SMARTCARD,
+  PCSC_CODES.UNKNOWN_READER,
+  PCSC_CODES.READER_UNAVAILABLE,
+  PCSC_CODES.NO_READERS_AVAILABLE,
+]);
+
 // ---------------------------------------------------------------------------------------------
 // Context: one pcsclite instance and what it has told us about its readers
 
@@ -197,6 +227,14 @@ export interface ReaderState {
   /** Another application holds the card exclusively. */
   exclusive: boolean;
   atr?: Uint8Array;
+  /**
+   * pcscd's card event count for this reader (the high 16 bits of the event state: one per
+   * insertion and one per removal; a reset by another application does not count). 0 with a
+   * pcscd that does not count.
+   */
+  cardEvents: number;
+  /** Status events that reported no card, counted by this context (for a pcscd that does not count). */
+  absences: number;
 }
 
 interface ReaderEntry {
@@ -286,7 +324,14 @@ export class PcscContext {
   private adopt(reader: BindingReader): void {
     const entry: ReaderEntry = {
       reader,
-      state: { name: reader.name, known: false, cardPresent: false, exclusive: false },
+      state: {
+        name: reader.name,
+        known: false,
+        cardPresent: false,
+        exclusive: false,
+        cardEvents: 0,
+        absences: 0,
+      },
     };
     this.entries.set(reader.name, entry);
     this.touch();
@@ -308,6 +353,8 @@ export class PcscContext {
         cardPresent: present,
         exclusive: (s.state & reader.SCARD_STATE_EXCLUSIVE) !== 0,
         ...(present && s.atr && s.atr.length > 0 ? { atr: new Uint8Array(s.atr) } : {}),
+        cardEvents: s.state >>> 16,
+        absences: entry.state.absences + (present ? 0 : 1),
       };
       this.touch();
     });
@@ -420,10 +467,18 @@ export interface PcscConnectOptions {
 }
 
 /**
+ * How long a transport waits for pcscd's presence poll (every ~0.4 s with vpcd, spec/pcsc-stack.md
+ * §2) to tell whether the card is still there, after an exchange failed in a way a pull explains.
+ * Only a failed exchange pays it; one poll period and a half measured, doubled for a loaded host.
+ */
+const REMOVAL_CHECK_MS = 1500;
+
+/**
  * A connection to the card in one reader. SHARED by default so that OpenSC and other programs keep
  * access; `exclusive(fn)` holds the card EXCLUSIVE for an administrative sequence (spec §7 item 1).
  * Transmits are serialised; after `CARD_RESET` the next transmit reconnects; after `CARD_REMOVED`
- * the transport stays dead (a card put back may be another card: open the device again).
+ * the transport stays dead (a card put back may be another card: open the device again), and so
+ * does every later call.
  */
 export class PcscTransport implements Transport {
   readonly extendedLength = true;
@@ -433,6 +488,8 @@ export class PcscTransport implements Transport {
   /** Serialises this transport's calls (FIFO). */
   private readonly lock = new FifoLock();
   private removed: ScHsmError | undefined;
+  /** The reader's card event count and absences when this transport first connected. */
+  private baseline: { cardEvents: number; absences: number; atr?: Uint8Array } | undefined;
   private closed = false;
   private closing: Promise<void> | undefined;
   private readonly ownsContext: boolean;
@@ -460,6 +517,7 @@ export class PcscTransport implements Transport {
     }
     const t = new PcscTransport(context, reader, o);
     await t.lock.run(() => t.attach('shared'));
+    t.takeBaseline();
     return t;
   }
 
@@ -531,48 +589,120 @@ export class PcscTransport implements Transport {
   }
 
   /**
-   * A card pulled out while a command is under way fails that command with "Transaction failed"
-   * (0x80100016), not "Card was removed": with vpcd the driver's send() fails before pcscd's
-   * 400 ms presence poll has noticed (measured; spec §2 "Removal is detected … ≤ ~0.4 s").
-   * Waits up to one poll period and a half for the reader's status to say whether the card is gone.
+   * Remembers the reader's status of the card this transport connected to, once the reader has
+   * reported one (a transport connected before the first status event takes it at the first check).
    */
-  private async cardWentAway(): Promise<boolean> {
-    const before = this.context.readerState(this.reader.name)?.atr;
-    const deadline = Date.now() + 700;
+  private takeBaseline(): void {
+    const s = this.context.readerState(this.reader.name);
+    if (!s?.known || !s.cardPresent) return;
+    this.baseline = {
+      cardEvents: s.cardEvents,
+      absences: s.absences,
+      ...(s.atr ? { atr: s.atr } : {}),
+    };
+  }
+
+  /**
+   * True when the reader's latest status says that the card this transport connected to is gone:
+   * no card, no reader, another ATR, or a card event (removal, insertion) since the connection.
+   */
+  private cardChanged(): boolean {
+    const s = this.context.readerState(this.reader.name);
+    if (!s || (s.known && !s.cardPresent)) return true;
+    if (!this.baseline) this.takeBaseline();
+    const b = this.baseline;
+    if (!b) return false;
+    if (s.cardEvents !== b.cardEvents || s.absences !== b.absences) return true;
+    return b.atr !== undefined && s.atr !== undefined && !bytesEqual(b.atr, s.atr);
+  }
+
+  /**
+   * Waits up to `REMOVAL_CHECK_MS` for the reader's status to show that the card went. A card
+   * pulled during a command fails that command before pcscd's presence poll has noticed (measured
+   * with vpcd: "Transaction failed" 0x80100016, or success with an answer of 0 bytes), so the
+   * status events decide. False means the card is demonstrably still the same and present.
+   */
+  private async removalConfirmed(): Promise<boolean> {
+    const deadline = Date.now() + REMOVAL_CHECK_MS;
     for (;;) {
-      const s = this.context.readerState(this.reader.name);
-      if (!s?.cardPresent) return true;
-      if (before && s.atr && !bytesEqual(before, s.atr)) return true;
+      if (this.context.isClosed) return false;
+      if (this.cardChanged()) return true;
       if (Date.now() >= deadline) return false;
       await new Promise((r) => setTimeout(r, 25));
     }
   }
 
-  /** Sends one APDU (short or extended, up to a 65,538-byte answer). */
+  /** Marks the transport dead: this and every later call report the removal. */
+  private markRemoved(cause?: unknown): ScHsmError {
+    this.removed ??= cardRemovedError(this.reader.name, cause);
+    return this.removed;
+  }
+
+  /**
+   * Connects again after a disconnect (reset recovery, share-mode switch). The card was there
+   * when this transport was opened, so "no card" or "no reader" now means it was removed; a card
+   * event since then means the card in the reader may be another one. Either: CARD_REMOVED.
+   */
+  private async reattach(mode: ShareMode): Promise<void> {
+    try {
+      await this.attach(mode);
+    } catch (e) {
+      const raw = e instanceof ScHsmError && e.cause !== undefined ? e.cause : e;
+      if (GONE_CODES.has(pcscCodeOf(raw) ?? 0)) throw this.markRemoved(raw);
+      throw e;
+    }
+    if (this.cardChanged()) {
+      await this.detach().catch(() => undefined);
+      throw this.markRemoved();
+    }
+  }
+
+  /** The error for a failed SCardTransmit, after checking whether the card went away. */
+  private async transmitFailed(e: unknown): Promise<ScHsmError> {
+    const code = pcscCodeOf(e);
+    if (code !== undefined && GONE_CODES.has(code)) return this.markRemoved(e);
+    if (code === PCSC_CODES.NOT_TRANSACTED && (await this.removalConfirmed())) return this.markRemoved(e);
+    const err = pcscError(e, this.reader.name);
+    if (err.code === 'CARD_RESET') {
+      // The handle stays in the "reset" state until it reconnects; do that on the next transmit.
+      await this.detach().catch(() => undefined);
+    }
+    return err;
+  }
+
+  /** Refuses when the transport is closed or its card was removed. */
+  private checkUsable(): void {
+    if (this.closed)
+      throw new ScHsmError('TRANSPORT_ERROR', 'the PC/SC transport is closed; open the device again');
+    if (this.removed) throw this.removed;
+  }
+
+  /**
+   * Sends one APDU (short or extended, up to a 65,538-byte answer). An answer too short to carry
+   * a status word is what vpcd gives when the card goes during the exchange: it is a removal
+   * check first (CARD_REMOVED, and the transport dead), and MALFORMED_RESPONSE only when the card
+   * is demonstrably still there.
+   */
   transmit(apdu: Uint8Array): Promise<Uint8Array> {
     return this.lock.run(async () => {
-      if (this.closed)
-        throw new ScHsmError('TRANSPORT_ERROR', 'the PC/SC transport is closed; open the device again');
-      if (this.removed) throw this.removed;
-      if (this.mode === undefined) await this.attach(this.exclusiveDepth > 0 ? 'exclusive' : 'shared');
+      this.checkUsable();
+      if (this.mode === undefined) await this.reattach(this.exclusiveDepth > 0 ? 'exclusive' : 'shared');
+      let answer: Uint8Array;
       try {
-        return await this.rawTransmit(apdu);
+        answer = await this.rawTransmit(apdu);
       } catch (e) {
-        let err = pcscError(e, this.reader.name);
-        if (pcscCodeOf(e) === PCSC_CODES.NOT_TRANSACTED && (await this.cardWentAway())) {
-          err = new ScHsmError(
-            'CARD_REMOVED',
-            `the card was removed during the command; insert it and open the device again (reader '${this.reader.name}')`,
-            { cause: e },
-          );
-        }
-        if (err.code === 'CARD_REMOVED') this.removed = err;
-        if (err.code === 'CARD_RESET') {
-          // The handle stays in the "reset" state until it reconnects; do that on the next transmit.
-          await this.detach().catch(() => undefined);
-        }
-        throw err;
+        throw await this.transmitFailed(e);
       }
+      if (answer.length < 2) {
+        if (await this.removalConfirmed()) throw this.markRemoved();
+        throw new ScHsmError(
+          'MALFORMED_RESPONSE',
+          `the card in reader '${this.reader.name}' answered ${answer.length} byte(s), too short for a ` +
+            'status word, and is still in the reader; the command may or may not have been carried out; ' +
+            're-plug the device and open it again',
+        );
+      }
+      return answer;
     });
   }
 
@@ -593,11 +723,12 @@ export class PcscTransport implements Transport {
     this.exclusiveDepth++;
     try {
       await this.lock.run(async () => {
+        this.checkUsable();
         await this.detach().catch(() => undefined);
         try {
-          await this.attach('exclusive');
+          await this.reattach('exclusive');
         } catch (e) {
-          await this.attach('shared').catch(() => undefined);
+          if (!this.removed) await this.attach('shared').catch(() => undefined);
           throw e;
         }
       });
@@ -612,7 +743,7 @@ export class PcscTransport implements Transport {
       await this.lock.run(async () => {
         await this.detach().catch(() => undefined);
         // If this fails (card removed, pcscd gone) the next transmit reconnects and reports why.
-        await this.attach('shared').catch(() => undefined);
+        if (!this.removed && !this.closed) await this.reattach('shared').catch(() => undefined);
       });
     }
   }
@@ -624,10 +755,11 @@ export class PcscTransport implements Transport {
    */
   reset(): Promise<void> {
     return this.lock.run(async () => {
+      this.checkUsable();
       const mode = this.mode ?? (this.exclusiveDepth > 0 ? 'exclusive' : 'shared');
-      if (this.mode === undefined) await this.attach(mode);
+      if (this.mode === undefined) await this.reattach(mode);
       await this.detach(this.reader.SCARD_RESET_CARD);
-      await this.attach(mode);
+      await this.reattach(mode);
     });
   }
 
