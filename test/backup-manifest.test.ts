@@ -80,37 +80,54 @@ async function edited(edit: (m: Record<string, unknown> & { keys: Record<string,
   return dir;
 }
 
+/** An edit setting `field` of the manifest's key entry `i` to `value`. */
+function at(i: number, field: string, value: unknown) {
+  return (m: { keys: Record<string, unknown>[] }) => {
+    m.keys[i]![field] = value;
+  };
+}
+
 describe('the manifest is validated whole before anything is sent', () => {
   const CASES: [
     string,
     (m: { keys: Record<string, unknown>[] } & Record<string, unknown>) => void,
     RegExp,
   ][] = [
-    [
-      'two entries for one key reference',
-      (m) => void (m.keys[1]!.keyRef = 1),
-      /key reference 1 appears twice/,
-    ],
-    ['an empty file name', (m) => void (m.keys[0]!.file = ''), /keys\[0\]\.file must name/],
-    ['a path', (m) => void (m.keys[0]!.file = '../key-001.bin'), /not a plain file name/],
-    ['a sub-directory', (m) => void (m.keys[0]!.file = 'sub/key-001.bin'), /not a plain file name/],
-    ['a backslash', (m) => void (m.keys[0]!.file = 'sub\\key-001.bin'), /not a plain file name/],
-    ['..', (m) => void (m.keys[0]!.file = '..'), /not a plain file name/],
-    ['a hidden file', (m) => void (m.keys[0]!.file = '.key-001.bin'), /not a plain file name/],
-    ['a control character', (m) => void (m.keys[0]!.file = 'key\n001.bin'), /not a plain file name/],
-    ['two entries for one file', (m) => void (m.keys[1]!.file = m.keys[0]!.file), /name the same file/],
-    ['key reference 0', (m) => void (m.keys[0]!.keyRef = 0), /keyRef must be a key reference from 1 to 255/],
-    ['key reference 256', (m) => void (m.keys[0]!.keyRef = 256), /keyRef must be/],
-    ['a key reference as text', (m) => void (m.keys[0]!.keyRef = '1'), /keyRef must be/],
+    ['two entries for one key reference', at(1, 'keyRef', 1), /key reference 1 appears twice/],
+    ['an empty file name', at(0, 'file', ''), /keys\[0\]\.file must name/],
+    ['a path', at(0, 'file', '../key-001.bin'), /not a plain file name/],
+    ['a sub-directory', at(0, 'file', 'sub/key-001.bin'), /not a plain file name/],
+    ['a backslash', at(0, 'file', 'sub\\key-001.bin'), /not a plain file name/],
+    ['..', at(0, 'file', '..'), /not a plain file name/],
+    ['a hidden file', at(0, 'file', '.key-001.bin'), /not a plain file name/],
+    ['a control character', at(0, 'file', 'key\n001.bin'), /not a plain file name/],
+    ['two entries for one file', at(1, 'file', 'key-001.bin'), /name the same file/],
+    ['key reference 0', at(0, 'keyRef', 0), /keyRef must be a key reference from 1 to 255/],
+    ['key reference 256', at(0, 'keyRef', 256), /keyRef must be/],
+    ['a key reference as text', at(0, 'keyRef', '1'), /keyRef must be/],
     [
       'an upper-case hash',
-      (m) => void (m.keys[0]!.sha256 = String(m.keys[0]!.sha256).toUpperCase()),
+      (m) => {
+        m.keys[0]!.sha256 = String(m.keys[0]!.sha256).toUpperCase();
+      },
       /sha256 must be 64/,
     ],
-    ['a short hash', (m) => void (m.keys[0]!.sha256 = 'abcd'), /sha256 must be 64/],
-    ['an ID that is not hex', (m) => void (m.keys[0]!.id = 'zz'), /id must be/],
-    ['a short device KCV', (m) => void ((m.device as Record<string, unknown>).kcv = '2927'), /device\.kcv/],
-    ['an entry that is not an object', (m) => void (m.keys[0] = 7 as never), /keys\[0\] is not an object/],
+    ['a short hash', at(0, 'sha256', 'abcd'), /sha256 must be 64/],
+    ['an ID that is not hex', at(0, 'id', 'zz'), /id must be/],
+    [
+      'a short device KCV',
+      (m) => {
+        (m.device as Record<string, unknown>).kcv = '2927';
+      },
+      /device\.kcv/,
+    ],
+    [
+      'an entry that is not an object',
+      (m) => {
+        m.keys[0] = 7 as never;
+      },
+      /keys\[0\] is not an object/,
+    ],
     [
       'more than 255 keys',
       (m) => {
