@@ -7,6 +7,7 @@
  * `-` is standard error, a device or FIFO is written in place, an existing regular file is refused
  * (before anything is sent) unless `--trace-overwrite`, a new file is created exclusively.
  */
+import { fstatSync, statSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { openPcsc } from '../apdu/readers.js';
 import { RecordingTransport } from '../apdu/transcript.js';
@@ -100,6 +101,23 @@ async function simOpenError(e: unknown, path: string): Promise<unknown> {
   return e;
 }
 
+/** The command's stdout or stderr when `path` names the same file (device, pipe, socket) as fd 1 or 2. */
+function standardStreamAt(ctx: Ctx, path: string): NodeJS.WritableStream | undefined {
+  try {
+    const st = statSync(path);
+    for (const [fd, stream] of [
+      [2, ctx.io.stderr],
+      [1, ctx.io.stdout],
+    ] as const) {
+      const s = fstatSync(fd);
+      if (s.dev === st.dev && s.ino === st.ino) return stream;
+    }
+  } catch {
+    // not ours
+  }
+  return undefined;
+}
+
 /**
  * Checks `--trace PATH` before anything is sent and returns the writer used when the command ends.
  */
@@ -109,6 +127,9 @@ async function traceWriter(ctx: Ctx, path: string): Promise<(text: string) => Pr
   // /dev/stderr, /dev/fd/N, /proc/self/fd/N (links to whatever the stream is), devices, FIFOs:
   // appended to in place, never replaced
   if (kind === 'other' || /^\/(dev|proc)\//.test(resolve(path))) {
+    // our own standard output or error (which cannot be opened by name when it is a socket)
+    const std = standardStreamAt(ctx, path);
+    if (std) return async (text) => void std.write(text);
     return async (text) => {
       const { appendFile } = await import('node:fs/promises');
       await appendFile(path, text);

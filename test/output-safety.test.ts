@@ -1,0 +1,264 @@
+/**
+ * Outputs never destroy files and never lose work (issue #10 §4, §5): a closed standard output ends
+ * a command quietly with its work kept; `--trace` refuses an existing file, writes `-`, devices and
+ * FIFOs in place; files that must not replace another are created exclusively at the final step.
+ */
+import { execFileSync } from 'node:child_process';
+import {
+  closeSync,
+  createReadStream,
+  existsSync,
+  lstatSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
+import { join } from 'node:path';
+import { beforeAll, describe, expect, it, vi } from 'vitest';
+import { SmartCardHsm } from '../src/sc-hsm/session.js';
+import { writeAtomicExclusive } from '../src/util/host-files.js';
+import { cli, ENV, tempDir } from './cli-helpers.js';
+import { runCliProcess } from './helpers/cli-process.js';
+
+let dir: string;
+/** Initialized with one DKEK share (imported), an EC key at ref 1. */
+let base: string;
+
+beforeAll(async () => {
+  dir = await tempDir();
+  base = join(dir, 'base.json');
+  const share = join(dir, 'share.pbe');
+  const env = { ...ENV };
+  for (const args of [
+    ['dkek', 'create', share, '--password', 'env:PW'],
+    [
+      'init',
+      '--sim',
+      base,
+      '--so-pin',
+      'env:SO_PIN',
+      '--pin',
+      'env:PIN',
+      '--label',
+      'Out',
+      '--dkek-shares',
+      '1',
+      '--yes',
+    ],
+    ['dkek', 'import', share, '--sim', base, '--password', 'env:PW'],
+    ['keygen', '--sim', base, '--type', 'ec:prime256v1', '--label', 'k', '--pin', 'env:PIN'],
+  ]) {
+    const r = await cli(args, { env });
+    expect(r.code, `${args.join(' ')}: ${r.stderr}`).toBe(0);
+  }
+}, 120_000);
+
+function copyOfBase(name: string): string {
+  const f = join(dir, name);
+  writeFileSync(f, readFileSync(base), { mode: 0o600 });
+  return f;
+}
+
+function userPinTries(f: string): number {
+  return JSON.parse(readFileSync(f, 'utf8')).userPinTries;
+}
+
+/**
+ * A write end of a pipe whose reader is gone: every write to it fails with EPIPE, from the first
+ * byte on (a FIFO opened read-write, then for writing, then the read-write end closed).
+ */
+function closedPipe(name: string): number {
+  const p = join(dir, name);
+  execFileSync('mkfifo', [p]);
+  const rw = openSync(p, 'r+');
+  const w = openSync(p, 'w');
+  closeSync(rw);
+  return w;
+}
+
+describe('a closed standard output (| head)', () => {
+  it('keygen: quiet, exit 141, the key is kept', async () => {
+    const f = copyOfBase('epipe-keygen.json');
+    const fd = closedPipe('keygen.fifo');
+    const r = await runCliProcess(
+      ['keygen', '--sim', f, '--type', 'ec:prime256v1', '--label', 'piped', '--pin', 'env:PIN'],
+      { env: ENV, stdio: ['ignore', fd, 'pipe'] },
+    );
+    closeSync(fd);
+    expect(r.code, r.stderr).toBe(141);
+    expect(r.stderr).not.toMatch(/EPIPE|\n\s+at /);
+    const keys = await cli(['keys', '--sim', f, '--json']);
+    expect(
+      keys
+        .json()
+        .keys.map((k: { label: string }) => k.label)
+        .sort(),
+    ).toEqual(['k', 'piped']);
+  });
+
+  it('init: quiet, exit 141, the device is initialized', async () => {
+    const f = join(dir, 'epipe-init.json');
+    const fd = closedPipe('init.fifo');
+    const r = await runCliProcess(
+      ['init', '--sim', f, '--so-pin', 'env:SO_PIN', '--pin', 'env:PIN', '--label', 'P', '--yes'],
+      { env: ENV, stdio: ['ignore', fd, 'pipe'] },
+    );
+    closeSync(fd);
+    expect(r.code, r.stderr).toBe(141);
+    expect(r.stderr).not.toMatch(/EPIPE|\n\s+at /);
+    expect((await cli(['status', '--sim', f, '--json'])).json()).toMatchObject({
+      initialized: true,
+      label: 'P',
+    });
+  });
+
+  it('a failing command keeps its own exit code and message', async () => {
+    const fd = closedPipe('fail.fifo');
+    const r = await runCliProcess(['keys', '--sim', join(dir, 'nothing.json')], {
+      stdio: ['ignore', fd, 'pipe'],
+    });
+    closeSync(fd);
+    expect(r.code).toBe(5);
+    expect(r.stderr).toContain('does not exist');
+  });
+});
+
+describe('--trace', () => {
+  it('refuses an existing file before anything is sent: its bytes and mode are kept', async () => {
+    const f = copyOfBase('trace-refused.json');
+    const victim = join(dir, 'precious.pbe');
+    writeFileSync(victim, 'a share file', { mode: 0o600 });
+    const r = await cli(['pin', 'verify', '--sim', f, '--pin', '111111', '--trace', victim, '--json']);
+    expect(r.code).toBe(7);
+    expect(r.json().error.code).toBe('FILE_EXISTS');
+    expect(r.json().error.fix).toContain('--trace-overwrite');
+    expect(readFileSync(victim, 'utf8')).toBe('a share file');
+    expect(statSync(victim).mode & 0o777).toBe(0o600);
+    expect(userPinTries(f)).toBe(3);
+  });
+
+  it('--trace-overwrite replaces it, keeping its mode', async () => {
+    const f = copyOfBase('trace-over.json');
+    const t = join(dir, 'old.apdu');
+    writeFileSync(t, 'old', { mode: 0o640 });
+    const r = await cli(['keys', '--sim', f, '--trace', t, '--trace-overwrite']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(readFileSync(t, 'utf8')).toMatch(/^# sc-hsm-ts/);
+    expect(statSync(t).mode & 0o777).toBe(0o640);
+  });
+
+  it('a new file is created 0600, with the PIN masked', async () => {
+    const f = copyOfBase('trace-new.json');
+    const t = join(dir, 'new.apdu');
+    const r = await cli(['pin', 'verify', '--sim', f, '--pin', 'env:PIN', '--trace', t], { env: ENV });
+    expect(r.code, r.stderr).toBe(0);
+    expect(statSync(t).mode & 0o777).toBe(0o600);
+    expect(readFileSync(t, 'utf8')).toContain('=> 00200081');
+    expect(readFileSync(t, 'utf8')).not.toContain(Buffer.from(ENV.PIN).toString('hex'));
+  });
+
+  it('- is standard error (no file named -)', async () => {
+    const f = copyOfBase('trace-dash.json');
+    const r = await cli(['keys', '--sim', f, '--trace', '-']);
+    expect(r.code).toBe(0);
+    expect(r.stderr).toContain('# sc-hsm-ts virtual:');
+    expect(r.stderr).toContain('=> 00a4');
+    expect(existsSync(join(process.cwd(), '-'))).toBe(false);
+  });
+
+  it('a FIFO is written in place', async () => {
+    const f = copyOfBase('trace-fifo.json');
+    const fifo = join(dir, 'trace.fifo');
+    execFileSync('mkfifo', [fifo]);
+    let got = '';
+    const reader = createReadStream(fifo);
+    reader.on('data', (d) => {
+      got += d.toString();
+    });
+    const ended = new Promise<void>((r) => reader.on('end', () => r()));
+    const r = await cli(['keys', '--sim', f, '--trace', fifo]);
+    expect(r.code, r.stderr).toBe(0);
+    await ended;
+    expect(got).toContain('=> 00a4');
+    expect(lstatSync(fifo).isFIFO()).toBe(true);
+  });
+
+  it('a link to /proc/self/fd/2 (what /dev/stderr is) stays a link: the stream gets the transcript', async () => {
+    const f = copyOfBase('trace-link.json');
+    const link = join(dir, 'stderr-link');
+    symlinkSync('/proc/self/fd/2', link);
+    const r = await runCliProcess(['keys', '--sim', f, '--trace', link]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toContain('=> 00a4');
+    expect(lstatSync(link).isSymbolicLink()).toBe(true);
+  });
+});
+
+describe('files that must not replace another are created exclusively at the final step', () => {
+  it('writeAtomicExclusive: of concurrent writers exactly one wins; nothing replaced, no temp left', async () => {
+    const d = join(dir, 'excl');
+    const { mkdirSync } = await import('node:fs');
+    mkdirSync(d);
+    const p = join(d, 'out.bin');
+    const results = await Promise.allSettled(
+      [0, 1, 2, 3, 4].map((i) => writeAtomicExclusive(p, `writer ${i}`, 0o600, 'output file')),
+    );
+    const won = results.flatMap((r, i) => (r.status === 'fulfilled' ? [i] : []));
+    expect(won).toHaveLength(1);
+    for (const r of results)
+      if (r.status === 'rejected') expect(r.reason).toMatchObject({ code: 'FILE_EXISTS' });
+    expect(readFileSync(p, 'utf8')).toBe(`writer ${won[0]}`);
+    expect(statSync(p).mode & 0o777).toBe(0o600);
+    expect(readdirSync(d)).toEqual(['out.bin']);
+  });
+
+  it('wrap --out: a file that appeared while the card wrapped is kept, the command says so', async () => {
+    const f = copyOfBase('wrap-race.json');
+    const out = join(dir, 'raced.bin');
+    const real = SmartCardHsm.prototype.backupKey;
+    const spy = vi.spyOn(SmartCardHsm.prototype, 'backupKey').mockImplementation(async function (
+      this: SmartCardHsm,
+      ...args: Parameters<SmartCardHsm['backupKey']>
+    ) {
+      const bin = await real.apply(this, args);
+      writeFileSync(out, 'written meanwhile by another process');
+      return bin;
+    });
+    try {
+      const r = await cli(
+        ['wrap', '--sim', f, '--key-ref', '1', '--out', out, '--pin', 'env:PIN', '--json'],
+        {
+          env: ENV,
+        },
+      );
+      expect(r.code).toBe(7);
+      expect(r.json().error.code).toBe('FILE_EXISTS');
+    } finally {
+      spy.mockRestore();
+    }
+    expect(readFileSync(out, 'utf8')).toBe('written meanwhile by another process');
+  });
+
+  it('two concurrent `dkek create F`: one share file, the other command fails; the file is the winner’s', async () => {
+    const share = join(dir, 'race.pbe');
+    const pw = ['first-password', 'second-password'];
+    const runs = await Promise.all(
+      pw.map((p) =>
+        runCliProcess(['dkek', 'create', share, '--password', 'env:PW', '--json'], { env: { PW: p } }),
+      ),
+    );
+    const winners = runs.flatMap((r, i) => (r.code === 0 ? [i] : []));
+    expect(winners, runs.map((r) => r.stderr).join('\n')).toHaveLength(1);
+    const loser = runs[1 - winners[0]!]!;
+    expect(loser.code).toBe(7);
+    expect(loser.json().error.code).toBe('FILE_EXISTS');
+    const inspect = await cli(['dkek', 'inspect', share, '--password', 'env:PW', '--json'], {
+      env: { PW: pw[winners[0]!]! },
+    });
+    expect(inspect.code, inspect.stderr).toBe(0);
+    expect(inspect.json().kcv).toBe(runs[winners[0]!]!.json().kcv);
+  }, 180_000);
+});
