@@ -54,6 +54,7 @@ let unwrappable = ''; // key 1 generated with an algorithm list without WRAP
 let oldSlot: ReturnType<typeof slot1>;
 let newBin: Uint8Array; // another EC key under the same DKEK, with description and certificate
 let badBin: Uint8Array; // newBin with one byte of the encrypted key flipped: the card answers 6A80
+let newBackup = ''; // a backup directory holding the key of newBin at reference 1
 
 function flipped(bin: Uint8Array): Uint8Array {
   const w = decodeWrapFile(bin);
@@ -103,6 +104,8 @@ beforeAll(async () => {
   await h2.storeCertificate(k.keyRef, testCertificate(k.publicKey, 'new ec'));
   newBin = await h2.backupKey(k.keyRef);
   badBin = flipped(newBin);
+  newBackup = join(await tempDir(), 'new-backup');
+  await backupDevice(h2, newBackup, {});
 
   const u = VirtualSmartCardHsm.deserialize(ready);
   const h3 = await SmartCardHsm.open(u);
@@ -440,6 +443,12 @@ describe('fault injection at every APDU of a forced replace', () => {
           force: true,
           authenticate: () => hsm.verifyPin(PIN),
         }),
+    },
+    {
+      name: 'restoreDevice --force (restore DIR)',
+      run: async (hsm) => {
+        await restoreDevice(hsm, newBackup, { force: true, authenticate: () => hsm.verifyPin(PIN) });
+      },
     },
   ];
   const newKey = () => spkiOf(decryptKeyBlob(decodeWrapFile(newBin).blob, SHARE).pkcs8!);
