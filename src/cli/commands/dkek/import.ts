@@ -82,8 +82,16 @@ export const dkekImport: Command = {
       wipe(share);
     }
     // recorded before anything is printed: a later command must know this share
-    if (st.outstanding > 0) await saveCeremony(ceremony, { file: file!, bytes, kcv });
-    else await removeCeremony(ceremony);
+    if (st.outstanding > 0) {
+      try {
+        await saveCeremony(ceremony, { file: file!, bytes, kcv });
+      } catch (e) {
+        // the share is on the card: that is not undone by a host file that could not be written
+        ctx.out.warn(
+          `the share was imported, but the record of this import could not be written (${(e as Error).message}): a repeat of this share is recognised only after the last one`,
+        );
+      }
+    } else await removeCeremony(ceremony);
     const o = ctx.out;
     o.ok(`DKEK share imported from ${printable(file!)}`);
     o.kv('DKEK shares', st.total);
