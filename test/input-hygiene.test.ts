@@ -144,6 +144,10 @@ describe('labels from a hostile card or file are printed escaped', () => {
       const r = await cli([...argv, '--sim', sim]);
       expect(r.stdout + r.stderr, argv.join(' ')).not.toMatch(RAW_CONTROL);
     }
+    // re-initialization asks first, quoting the card's label: escaped (newline included)
+    const init = await cli(['init', '--sim', sim, '--so-pin', SO_PIN, '--pin', PIN, '--label', 'new']);
+    expect(init.code).toBe(7);
+    expect(init.stderr).toContain('(label "two\\x0alines")');
     expect((await cli(['keys', '--sim', sim])).stdout).toContain('ca\\x1b[2Jkey');
     expect((await cli(['status', '--sim', sim])).stdout).toContain('two\\x0alines');
     const j = await cli(['keys', '--sim', sim, '--json']);

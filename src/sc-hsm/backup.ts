@@ -648,7 +648,7 @@ export async function restoreDevice(
   if (!dkek)
     throw new ScHsmError(
       'NO_DKEK',
-      'this device has no DKEK: initialize it with --dkek-shares and import the shares first. Nothing was changed.',
+      'this device has no DKEK: initialize it with DKEK shares and import the shares first. Nothing was changed.',
     );
   if (dkek.outstanding > 0)
     throw new ScHsmError(
@@ -938,7 +938,7 @@ export async function importPrivateKey(hsm: SmartCardHsm, o: ImportKeyOptions): 
   if (occupied && !o.force)
     throw new ScHsmError(
       'KEY_REF_OCCUPIED',
-      `key reference ${o.keyRef} is in use ("${occupied.label ?? ''}"). Nothing was changed.`,
+      `key reference ${o.keyRef} is in use (${JSON.stringify(occupied.label ?? '')}). Nothing was changed.`,
     );
   const id = o.id ?? intrinsicKeyId(spki);
   const sameId = present.find((k) => k.description && k.keyRef !== o.keyRef && bytesEqual(k.id, id));

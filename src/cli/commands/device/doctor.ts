@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { listReaders } from '../../../apdu/readers.js';
 import type { Command } from '../../command.js';
 import { exists } from '../../files.js';
+import { printable } from '../../format.js';
 import { doctorSpec } from '../meta.js';
 
 export interface Check {
@@ -180,8 +181,9 @@ export const doctor: Command = {
       skip: 'skip',
     };
     for (const c of checks) {
-      o.line(`[${mark[c.status]}] ${c.name}: ${c.detail}`);
-      if (c.fix) o.line(`       fix: ${c.fix}`);
+      // details quote reader names, system files and tool output: escaped (printable)
+      o.line(`[${mark[c.status]}] ${c.name}: ${printable(c.detail)}`);
+      if (c.fix) o.line(`       fix: ${printable(c.fix)}`);
     }
     const failed = checks.filter((c) => c.status === 'fail').length;
     if (failed) ctx.exitCode = 1;

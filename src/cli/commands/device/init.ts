@@ -3,6 +3,8 @@ import { checkLabel, checkRetryCounter, parseSoPin, parseUserPin } from '../../.
 import type { Command } from '../../command.js';
 import { flag, int, reqStr } from '../../context.js';
 import { CliError } from '../../exit-codes.js';
+import { printable } from '../../format.js';
+import { recordRetryCounter, retryRecordPath } from '../../pin-retry.js';
 import { initSpec } from '../meta.js';
 import { printStatus } from './status.js';
 
@@ -28,7 +30,7 @@ export const init: Command = {
     parseSoPin(soPin);
     const pin = await ctx.secret(v.pin, {
       option: 'pin',
-      prompt: 'New user PIN (6-15 characters)',
+      prompt: 'New user PIN (6-15 ASCII characters)',
       confirm: true,
     });
     const pinBytes = parseUserPin(pin);
@@ -52,6 +54,15 @@ export const init: Command = {
         'no --dkek-shares: the device gets no DKEK, keys can NEVER be backed up or moved to a replacement device. Use --dkek-shares 1 (or more) for a CA.',
       );
     }
+    if (retry === 1) {
+      ctx.out.warn(
+        '--pin-retry 1: a single wrong user PIN blocks it (only the SO-PIN can unblock it). The card does not report this setting, so a command that sends the user PIN sees "1 try left" every time: on this computer init records the device so that no --last-try is needed; elsewhere every command needs --last-try.',
+      );
+    } else if (retry === 2) {
+      ctx.out.warn(
+        '--pin-retry 2: after one wrong user PIN the next one blocks it; commands then refuse to send the PIN without --last-try.',
+      );
+    }
     let keys = 0;
     if (before.initialized) {
       try {
@@ -62,14 +73,29 @@ export const init: Command = {
     }
     await ctx.confirm(
       before.initialized
-        ? `initializing ${d.reader} ERASES ALL ${keys >= 0 ? `${keys} KEY(S), ` : 'KEYS, '}certificates and data objects on it (label "${before.label ?? ''}").`
-        : `initializing ${d.reader}: this sets the SO-PIN for the life of the device (write it down; 15 wrong tries lock the device for good).`,
+        ? `initializing ${d.reader} ERASES ALL ${keys >= 0 ? `${keys} KEY(S), ` : 'KEYS, '}certificates and data objects on it (label "${printable(before.label)}").`
+        : `initializing ${d.reader}: this sets the SO-PIN for the life of the device (write it down: after 15 wrong tries the SO-PIN is blocked for good, and the device can never be re-initialized nor its user PIN unblocked).`,
     );
     const opts: Parameters<typeof d.hsm.initialize>[0] = { soPin, userPin: pin, label, force: ctx.g.lastTry };
     if (retry !== undefined) opts.retryCounter = retry;
     if (dkekShares !== undefined) opts.dkekShares = dkekShares;
     await d.hsm.initialize(opts);
     const st = await d.hsm.status();
+    let record: string | undefined;
+    try {
+      record = await recordRetryCounter(ctx.io, d.hsm, retry ?? 3);
+      if (retry === 1) {
+        if (record) ctx.out.note(`recorded the user PIN retry counter of 1 for this device in ${record}`);
+        else
+          ctx.out.warn(
+            'neither XDG_CONFIG_HOME nor HOME is set: nothing was recorded, commands will need --last-try',
+          );
+      }
+    } catch (e) {
+      ctx.out.warn(
+        `the user PIN retry counter of this device could not be recorded on this computer (${(e as Error).message}); remove or fix ${retryRecordPath(ctx.io.env)}`,
+      );
+    }
     ctx.out.ok(`initialized ${d.reader}`);
     if (generate) {
       ctx.out.line('');
