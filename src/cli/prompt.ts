@@ -29,7 +29,13 @@ export class Prompter {
         cb();
       },
     });
-    const rl = createInterface({ input: this.io.stdin, output: sink, terminal: this.terminal });
+    // no history: a secret typed at a prompt must not be one arrow key away for the next question
+    const rl = createInterface({
+      input: this.io.stdin,
+      output: sink,
+      terminal: this.terminal,
+      historySize: 0,
+    });
     rl.on('line', (line) => {
       const w = this.waiters.shift();
       if (w) w(line);

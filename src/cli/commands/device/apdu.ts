@@ -1,8 +1,12 @@
 import { maskedHex } from '../../../apdu/transcript.js';
+import { ScHsmError } from '../../../errors.js';
+import { PIN_SO } from '../../../sc-hsm/constants.js';
+import { pinTryOf, refuseUnsafeTry } from '../../../sc-hsm/pin-guard.js';
 import { toHex } from '../../../util/bytes.js';
 import type { Command } from '../../command.js';
 import { CliError } from '../../exit-codes.js';
 import { parseHexArg } from '../../format.js';
+import { applyKnownRetryCounter } from '../../pin-retry.js';
 import { apduSpec } from '../meta.js';
 
 export const apdu: Command = {
@@ -15,8 +19,32 @@ export const apdu: Command = {
       return b;
     });
     const hsm = await ctx.hsm();
+    if (cmds.some((c) => pinTryOf(c))) await applyKnownRetryCounter(ctx.io, hsm);
     const results: { command: string; sw: string; data: Uint8Array }[] = [];
-    for (const c of cmds) {
+    for (const [i, c] of cmds.entries()) {
+      // A raw VERIFY, CHANGE REFERENCE DATA, RESET RETRY COUNTER or INITIALIZE with data obeys the
+      // same guard as the verbs: the tries left are read first (free), one try left needs --last-try.
+      const tried = pinTryOf(c);
+      if (tried) {
+        let st: Awaited<ReturnType<typeof hsm.pinStatus>>;
+        try {
+          st = await hsm.pinStatus(tried.ref);
+        } catch (e) {
+          throw new ScHsmError(
+            'CARD_ERROR',
+            `APDU #${i + 1} (${tried.command}) can cost a PIN try, and the tries left could not be read first (${(e as Error).message}); it was not sent`,
+            { cause: e },
+          );
+        }
+        // a blocked PIN costs nothing more: the card answers for itself
+        if (st.state !== 'blocked' && !(tried.ref !== PIN_SO && st.state === 'transport-pin')) {
+          refuseUnsafeTry(tried.ref, st, `${tried.command} (APDU #${i + 1})`, {
+            force: ctx.g.lastTry,
+            userPinRetryCounter: hsm.userPinRetryCounter,
+            requireInitialized: false,
+          });
+        }
+      }
       let r = await hsm.channel.transport.transmit(c);
       let data = r.subarray(0, r.length - 2);
       let sw = (r[r.length - 2]! << 8) | r[r.length - 1]!;

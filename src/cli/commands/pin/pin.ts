@@ -2,25 +2,23 @@ import { parseSoPin, parseUserPin } from '../../../sc-hsm/validate.js';
 import type { Command } from '../../command.js';
 import { flag } from '../../context.js';
 import { CliError } from '../../exit-codes.js';
+import { pinStateText } from '../../format.js';
+import { applyKnownRetryCounter } from '../../pin-retry.js';
 import { pinChangeSpec, pinStatusSpec, pinUnblockSpec, pinVerifySpec, soPinChangeSpec } from '../meta.js';
+
+const NEW_PIN_PROMPT = 'New user PIN (6-15 ASCII characters)';
 
 export const pinStatus: Command = {
   ...pinStatusSpec,
   async run(ctx) {
-    const st = await (await ctx.hsm()).status();
+    const hsm = await ctx.hsm();
+    const st = await hsm.status();
     const o = ctx.out;
     if (!st.initialized) o.line('The device is not initialized: no PINs are set.');
     else {
-      const u = st.userPin;
-      o.kv(
-        'User PIN',
-        u.blocked
-          ? 'BLOCKED: sc-hsm-ts pin unblock'
-          : u.transportPin
-            ? 'transport PIN active: sc-hsm-ts pin change'
-            : `${u.triesLeft} tries left`,
-      );
-      o.kv('SO-PIN', st.soPin.blocked ? 'BLOCKED' : `${st.soPin.triesLeft} tries left`);
+      await applyKnownRetryCounter(ctx.io, hsm);
+      o.kv('User PIN', pinStateText(st.userPin, 'user-pin', hsm.userPinRetryCounter));
+      o.kv('SO-PIN', pinStateText(st.soPin, 'so-pin', 15));
     }
     return { initialized: st.initialized, userPin: st.userPin, soPin: st.soPin };
   },
@@ -41,13 +39,10 @@ export const pinChange: Command = {
   async run(ctx, v) {
     const old = await ctx.secret(v.pin, { option: 'pin', prompt: 'Current user PIN' });
     parseUserPin(old, 'current user PIN');
-    const next = await ctx.secret(v['new-pin'], {
-      option: 'new-pin',
-      prompt: 'New user PIN (6-15 characters)',
-      confirm: true,
-    });
+    const next = await ctx.secret(v['new-pin'], { option: 'new-pin', prompt: NEW_PIN_PROMPT, confirm: true });
     parseUserPin(next, 'new user PIN');
     const hsm = await ctx.hsm();
+    await applyKnownRetryCounter(ctx.io, hsm);
     await hsm.changePin(old, next, { force: ctx.g.lastTry });
     ctx.out.ok('the user PIN was changed');
     return { changed: true };
@@ -64,11 +59,7 @@ export const pinUnblock: Command = {
     parseSoPin(so);
     let newPin: string | undefined;
     if (!resetOnly) {
-      newPin = await ctx.secret(v['new-pin'], {
-        option: 'new-pin',
-        prompt: 'New user PIN (6-15 characters)',
-        confirm: true,
-      });
+      newPin = await ctx.secret(v['new-pin'], { option: 'new-pin', prompt: NEW_PIN_PROMPT, confirm: true });
       parseUserPin(newPin, 'new user PIN');
     }
     const hsm = await ctx.hsm();
@@ -83,7 +74,8 @@ export const pinUnblock: Command = {
         ? 'the user PIN retry counter was reset'
         : 'the user PIN was unblocked and set to the new PIN',
     );
-    ctx.out.kv('User PIN tries left', st.userPin.triesLeft ?? '?');
+    await applyKnownRetryCounter(ctx.io, hsm);
+    ctx.out.kv('User PIN', pinStateText(st.userPin, 'user-pin', hsm.userPinRetryCounter));
     return { unblocked: true, newPin: !resetOnly, userPin: st.userPin };
   },
 };
