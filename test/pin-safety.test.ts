@@ -18,7 +18,9 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { FAULT_KINDS, FaultInjectingTransport } from '../src/apdu/fault.js';
 import type { Transport } from '../src/apdu/transport.js';
 import { isScHsmError } from '../src/errors.js';
+import { pinTryOf } from '../src/sc-hsm/pin-guard.js';
 import { type KeyPairSpec, SmartCardHsm } from '../src/sc-hsm/session.js';
+import { parseUserPin } from '../src/sc-hsm/validate.js';
 import { VirtualSmartCardHsm } from '../src/sim/index.js';
 import { ascii, concat, fromHex, toHex } from '../src/util/bytes.js';
 
@@ -417,5 +419,103 @@ describe('PIN safety', () => {
       await expect(f()).rejects.toMatchObject({ code: 'PIN_BLOCKED' });
     }
     expect(watch.pinApdus).toEqual([]);
+  });
+});
+
+describe('PIN tries nobody meant to spend (library)', () => {
+  it('a retry counter of 1: "1 try left" is the full counter where the session knows it, the last try where not', async () => {
+    const card = VirtualSmartCardHsm.deserialize(states.ready);
+    const watch = new PinWatch(card);
+    const hsm = await SmartCardHsm.open(watch);
+    watch.begin('initialize', [SO_PIN, PIN]);
+    await hsm.initialize({ soPin: SO_PIN, userPin: PIN, retryCounter: 1 });
+    expect(hsm.userPinRetryCounter).toBe(1);
+    expect(tries(card)).toMatchObject({ userPinTries: 1, userPinMaxTries: 1 });
+    watch.begin('verifyPin', [PIN]);
+    await hsm.verifyPin(PIN);
+
+    // a new session does not know: the guard refuses, as it must for a counter of 3 after two wrong PINs
+    const other = await SmartCardHsm.open(watch);
+    await expect(other.verifyPin(PIN)).rejects.toMatchObject({ code: 'PIN_TRIES_LOW', pin: 'user-pin' });
+    const told = await SmartCardHsm.open(watch, { userPinRetryCounter: 1 });
+    watch.begin('verifyPin', [PIN]);
+    await told.verifyPin(PIN);
+    expect(watch.problems).toEqual([]);
+
+    // told 1, but the card shows 3 (re-initialized since): forgotten, and one try left is the last again
+    const again = VirtualSmartCardHsm.deserialize(states.ready);
+    const stale = await SmartCardHsm.open(again, { userPinRetryCounter: 1 });
+    for (const left of [2, 1]) {
+      await expect(stale.verifyPin('000000')).rejects.toMatchObject({ code: 'WRONG_PIN', triesLeft: left });
+    }
+    expect(stale.userPinRetryCounter).toBeUndefined();
+    await expect(stale.verifyPin(PIN)).rejects.toMatchObject({ code: 'PIN_TRIES_LOW' });
+    expect(tries(again).userPinTries).toBe(1);
+  });
+
+  it('the wrong SO-PIN that exhausts its counter says SO-PIN and what that means, not the user-PIN remedy', async () => {
+    const state = JSON.parse(states.ready) as { soPinTries: number };
+    state.soPinTries = 1;
+    const card = VirtualSmartCardHsm.deserialize(JSON.stringify(state));
+    const hsm = await SmartCardHsm.open(card);
+    const e = await hsm.unblockPin({ soPin: SO_PIN_2, force: true }).catch((x: unknown) => x);
+    expect(e).toMatchObject({ code: 'PIN_BLOCKED', pin: 'so-pin', triesLeft: 0 });
+    expect((e as Error).message).toMatch(/wrong SO-PIN, no tries left: the SO-PIN is now blocked for good/);
+    expect((e as Error).message).toMatch(
+      /can no longer be re-initialized and its user PIN can no longer be unblocked/,
+    );
+    expect((e as Error).message).not.toMatch(/user PIN is/);
+    const wrongUser = await hsm.verifyPin('000000').catch((x: unknown) => x);
+    expect(wrongUser).toMatchObject({ code: 'WRONG_PIN', pin: 'user-pin' });
+    expect((wrongUser as Error).message).toMatch(/wrong user PIN, 2 tries left/);
+    // and the refusal before it is sent
+    const st = JSON.parse(states.ready) as { soPinTries: number };
+    st.soPinTries = 1;
+    const h2 = await SmartCardHsm.open(VirtualSmartCardHsm.deserialize(JSON.stringify(st)));
+    const low = await h2.changeSoPin(SO_PIN, SO_PIN_2).catch((x: unknown) => x);
+    expect(low).toMatchObject({ code: 'PIN_TRIES_LOW', pin: 'so-pin' });
+    expect((low as Error).message).toMatch(/SO-PIN has one try left.*for good.*re-initialized/);
+    expect((low as Error).message).not.toMatch(/\bforce\b/);
+  });
+
+  it('a user PIN is 6-15 printable ASCII characters, counted and reported in characters', () => {
+    expect(parseUserPin('648219')).toEqual(ascii('648219'));
+    expect(parseUserPin('aB3$ x~')).toEqual(ascii('aB3$ x~'));
+    for (const bad of [
+      'ééé',
+      'é'.repeat(8),
+      'caf\u00e9123',
+      'cafe\u0301123',
+      '648219\n',
+      '\uFEFF648219',
+      ' 648219',
+      '648219 ',
+    ]) {
+      expect(() => parseUserPin(bad)).toThrow(expect.objectContaining({ code: 'INVALID_PIN' }));
+    }
+    expect(() => parseUserPin('é'.repeat(8))).toThrow(/printable ASCII/);
+    expect(() => parseUserPin('a'.repeat(16))).toThrow(/6 to 15 characters long; it has 16\b/);
+    expect(() => parseUserPin('12345')).toThrow(/it has 5\b/);
+  });
+
+  it('pinTryOf names the PIN of every raw APDU that can cost a try, and of nothing else', () => {
+    const so = SO_PIN;
+    const cases: [string, number | undefined][] = [
+      [`0020008106${toHex(ascii(PIN))}`, 0x81],
+      ['0020008100', undefined],
+      ['00200081', undefined],
+      [`0020008808${so}`, 0x88],
+      [`002400810C${toHex(ascii(PIN))}${toHex(ascii('123456'))}`, 0x81],
+      [`0024008810${so}${so}`, 0x88],
+      [`002C018108${so}`, 0x88],
+      [`002C00810E${so}${toHex(ascii(PIN))}`, 0x88],
+      [`002C028106${toHex(ascii(PIN))}`, undefined],
+      [`8050000019800200018106${toHex(ascii(PIN))}8208${so}910103`, 0x88],
+      ['80500000', undefined],
+      ['00A4040C0BE82B0601040181C31F0201', undefined],
+      // extended length form
+      [`00200081000006${toHex(ascii(PIN))}`, 0x81],
+    ];
+    for (const [hex, ref] of cases) expect(pinTryOf(fromHex(hex))?.ref, hex).toBe(ref);
   });
 });
