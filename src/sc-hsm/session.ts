@@ -1551,8 +1551,6 @@ export class SmartCardHsm {
     files: { prkd?: Uint8Array; certificate?: Uint8Array } | undefined,
     opts: UnwrapOptions,
   ): Promise<void> {
-    const header = inspectKeyBlob(blob);
-    if (opts.dkek) checkBlobOnHost(blob, opts.dkek);
     const dkek = await this.dkekStatus();
     if (!dkek)
       throw new ScHsmError(
@@ -1565,6 +1563,9 @@ export class SmartCardHsm {
         `the device's DKEK still misses ${dkek.outstanding} share(s): import them first. Nothing was changed.`,
       );
     }
+    // the blob's structure (and with the DKEK at hand its MAC) before anything changes
+    const header = inspectKeyBlob(blob);
+    if (opts.dkek) checkBlobOnHost(blob, opts.dkek);
     const mismatch = (device: Uint8Array, what = 'the wrapped key was made under') =>
       new ScHsmError(
         'KCV_MISMATCH',
