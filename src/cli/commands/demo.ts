@@ -33,7 +33,8 @@ export const demo: Command = {
     const o = ctx.out;
     const sink = new Writable({ write: (_c, _e, cb) => cb() });
     const stdout = ctx.g.json ? sink : ctx.io.stdout;
-    const env = { ...ctx.io.env, PIN, SO_PIN, DKEK_PASSWORD };
+    // secrets from the environment, as an operator should give them (a literal one gets a warning)
+    const env = { ...ctx.io.env, PIN, SO_PIN, DKEK_PASSWORD, WRONG_PIN: '111111' };
     const steps: { step: string; command: string; exitCode: number }[] = [];
     const hsmA = join(dir, 'hsm-a.json');
     const hsmB = join(dir, 'hsm-b.json');
@@ -186,10 +187,10 @@ export const demo: Command = {
         `signature made on the replacement verifies with the original public key: ${okB ? 'yes' : 'NO'}`,
       );
       say('Three wrong PINs (the tool refuses to burn the last try unless told)');
-      await sh('wrong PIN 1', ['pin', 'verify', '--sim', hsmB, '--pin', '111111'], 3);
-      await sh('wrong PIN 2', ['pin', 'verify', '--sim', hsmB, '--pin', '111111'], 3);
-      await sh('wrong PIN 3 refused', ['pin', 'verify', '--sim', hsmB, '--pin', '111111'], 7);
-      await sh('wrong PIN 3', ['pin', 'verify', '--sim', hsmB, '--pin', '111111', '--last-try'], 3);
+      await sh('wrong PIN 1', ['pin', 'verify', '--sim', hsmB, '--pin', 'env:WRONG_PIN'], 3);
+      await sh('wrong PIN 2', ['pin', 'verify', '--sim', hsmB, '--pin', 'env:WRONG_PIN'], 3);
+      await sh('wrong PIN 3 refused', ['pin', 'verify', '--sim', hsmB, '--pin', 'env:WRONG_PIN'], 7);
+      await sh('wrong PIN 3', ['pin', 'verify', '--sim', hsmB, '--pin', 'env:WRONG_PIN', '--last-try'], 3);
       say('Unblock the user PIN with the SO-PIN');
       await sh('unblock', [
         'pin',
