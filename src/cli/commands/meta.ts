@@ -81,9 +81,12 @@ export const initSpec: CommandSpec = {
   summary: 'Initialize (or re-initialize) the device: SO-PIN, user PIN, label, DKEK shares. ERASES ALL KEYS.',
   description: [
     'Everything is checked on this computer before anything is sent: the SO-PIN is exactly 16 hex',
-    'characters (a malformed SO-PIN would make the device unusable), the user PIN 6-15 characters, the',
-    'retry counter at most 3/5/10 for PINs of 6/7/8+ characters. On a device that is already initialized',
-    '--so-pin must be the current SO-PIN (it cannot be changed here: use so-pin change).',
+    'characters (a malformed SO-PIN would make the device unusable), the user PIN 6-15 printable ASCII',
+    'characters, the retry counter at most 3/5/10 for PINs of 6/7/8+ characters. With --pin-retry 1 every',
+    'wrong PIN blocks the user PIN; the card does not report the counter, so init records the device on',
+    'this computer (~/.config/sc-hsm-ts/pin-retry.json) and elsewhere commands need --last-try.',
+    'On a device that is already initialized --so-pin must be the current SO-PIN (it cannot be changed',
+    'here: use so-pin change).',
     '',
     '--dkek-shares N  N >= 1: the DKEK is made of N share files (dkek create / dkek import): keys can be',
     '                 backed up and restored onto a replacement device. 0: the card makes a random DKEK:',
@@ -92,14 +95,22 @@ export const initSpec: CommandSpec = {
   ].join('\n'),
   options: {
     'so-pin': { type: 'string', arg: 'SECRET', help: `SO-PIN, 16 hex characters (${SECRET_HELP})` },
-    pin: { type: 'string', arg: 'SECRET', help: `initial user PIN, 6-15 characters (${SECRET_HELP})` },
+    pin: {
+      type: 'string',
+      arg: 'SECRET',
+      help: `initial user PIN, 6-15 printable ASCII characters (${SECRET_HELP})`,
+    },
     label: { type: 'string', arg: 'LABEL', help: 'token label (1-32 bytes of UTF-8, no control characters)' },
     'dkek-shares': {
       type: 'string',
       arg: 'N',
       help: 'number of DKEK shares (0 = random DKEK, keys never leave the device)',
     },
-    'pin-retry': { type: 'string', arg: 'N', help: 'user PIN retry counter (default 3)' },
+    'pin-retry': {
+      type: 'string',
+      arg: 'N',
+      help: 'user PIN retry counter (default 3; at most 3/5/10 for a PIN of 6/7/8+ characters)',
+    },
     'generate-so-pin': {
       type: 'boolean',
       help: 'generate a random SO-PIN and print it once (first initialization only)',
@@ -390,7 +401,7 @@ export const pinChangeSpec: CommandSpec = {
   summary: 'Change the user PIN (also replaces a transport PIN).',
   options: {
     pin: { ...PIN, help: `current user PIN (${SECRET_HELP})` },
-    'new-pin': { ...PIN, help: `new user PIN, 6-15 characters (${SECRET_HELP})` },
+    'new-pin': { ...PIN, help: `new user PIN, 6-15 printable ASCII characters (${SECRET_HELP})` },
   },
 };
 
@@ -404,7 +415,7 @@ export const pinUnblockSpec: CommandSpec = {
     'without --last-try.',
   options: {
     'so-pin': SO_PIN,
-    'new-pin': { ...PIN, help: `new user PIN, 6-15 characters (${SECRET_HELP})` },
+    'new-pin': { ...PIN, help: `new user PIN, 6-15 printable ASCII characters (${SECRET_HELP})` },
     'reset-only': { type: 'boolean', help: 'only reset the retry counter, keep the current user PIN' },
   },
 };
@@ -539,7 +550,11 @@ export const apduSpec: CommandSpec = {
   args: 'HEX…',
   positionals: [1, 64],
   summary: 'Send raw command APDUs after selecting the applet; print each status word and data.',
-  description: '61xx answers are followed with GET RESPONSE. Use --trace to keep the transcript.',
+  description: [
+    '61xx answers are followed with GET RESPONSE. Use --trace to keep the transcript. An APDU that can',
+    'cost a PIN try (VERIFY, CHANGE REFERENCE DATA or RESET RETRY COUNTER with data, INITIALIZE) is',
+    'guarded like the pin commands: the tries left are read first and one try left needs --last-try.',
+  ].join('\n'),
   examples: ['sc-hsm-ts apdu 0020008100   # user PIN status, costs no try'],
 };
 
