@@ -21,13 +21,14 @@ import { beforeAll, describe, expect, it, vi } from 'vitest';
 import { SmartCardHsm } from '../src/sc-hsm/session.js';
 import { writeAtomicExclusive } from '../src/util/host-files.js';
 import { cli, ENV, tempDir } from './cli-helpers.js';
-import { runCliProcess } from './helpers/cli-process.js';
+import { buildCli, runCliProcess } from './helpers/cli-process.js';
 
 let dir: string;
 /** Initialized with one DKEK share (imported), an EC key at ref 1. */
 let base: string;
 
 beforeAll(async () => {
+  await buildCli();
   dir = await tempDir();
   base = join(dir, 'base.json');
   const share = join(dir, 'share.pbe');

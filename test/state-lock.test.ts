@@ -11,11 +11,11 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { VirtualSmartCardHsm } from '../src/sim/index.js';
 import { cli, ENV, tempDir } from './cli-helpers.js';
-import { finished, runCliProcess, startCli } from './helpers/cli-process.js';
+import { buildCli, finished, runCliProcess, startCli } from './helpers/cli-process.js';
 
 /**
- * Generous: twenty commands (each a Node.js process that compiles the sources with tsx) queue for
- * one file on a shared two-core machine. The outcome does not depend on it: no command may give up.
+ * Generous: twenty commands (each a Node.js process) queue for one file on a shared two-core
+ * machine. The outcome does not depend on it: no command may give up.
  */
 const WAIT = { SC_HSM_TS_LOCK_WAIT: '300' };
 
@@ -24,6 +24,7 @@ let dir: string;
 let base: string;
 
 beforeAll(async () => {
+  await buildCli();
   dir = await tempDir();
   base = join(dir, 'base.json');
   const r = await cli(
@@ -201,6 +202,15 @@ describe('a --sim FILE that does not exist', () => {
     expect(r.json().error.fix).toContain(`sc-hsm-ts init --sim ${f}`);
     expect(existsSync(f)).toBe(false);
     expect(readdirSync(dir).filter((n) => n.startsWith('typo'))).toEqual([]);
+  });
+
+  it('a directory or a device is no state file: refused before any lock appears beside it', async () => {
+    for (const p of [dir, '/dev/null']) {
+      const r = await cli(['keys', '--sim', p, '--json']);
+      expect(r.code).toBe(4);
+      expect(r.json().error.code).toBe('INVALID_STATE_FILE');
+      expect(existsSync(`${p}.lock`)).toBe(false);
+    }
   });
 
   it('in a directory that does not exist: the error comes first, nothing is printed', async () => {

@@ -91,6 +91,13 @@ async function simOpenError(e: unknown, path: string): Promise<unknown> {
       `check the path, or create the virtual device: sc-hsm-ts init --sim ${path} --so-pin … --pin … --label …`,
     );
   }
+  if (isScHsmError(e, 'INVALID_STATE_FILE')) {
+    return new CliError(
+      'INVALID_STATE_FILE',
+      e.message,
+      'check the path; a new virtual device is made by `sc-hsm-ts init --sim NEW-FILE …`',
+    );
+  }
   if (isScHsmError(e, 'READER_BUSY')) {
     return new CliError(
       'READER_BUSY',

@@ -60,12 +60,21 @@ function errnoOf(e: unknown): string {
 
 /**
  * The canonical path of a state file that may not exist yet: realpath of the file, or of its
- * directory plus the name. HOST_FILE_NOT_FOUND when the directory does not exist.
+ * directory plus the name. HOST_FILE_NOT_FOUND when the directory does not exist,
+ * INVALID_STATE_FILE when `path` is a directory or a device.
  */
 export function canonicalStatePath(path: string): string {
   try {
-    return realpathSync(path);
+    const real = realpathSync(path);
+    // a directory or a device is no state file (and FILE.lock must not appear beside /dev/null)
+    if (!statSync(real).isFile())
+      throw new ScHsmError(
+        'INVALID_STATE_FILE',
+        `${path} is not a virtual card state file (not a regular file)`,
+      );
+    return real;
   } catch (e) {
+    if (e instanceof ScHsmError) throw e;
     if (errnoOf(e) !== 'ENOENT') {
       throw new ScHsmError('IO_ERROR', `cannot resolve the virtual card state path ${path} (${errnoOf(e)})`, {
         cause: e,

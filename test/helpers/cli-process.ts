@@ -1,12 +1,46 @@
 /**
- * The command as a real process (`node --import tsx src/cli/main.ts …`), for what is about
- * processes: two commands on one state file, a killed holder, a closed pipe, a signal.
+ * The command as a real process, for what is about processes: two commands on one state file, a
+ * killed holder, a closed pipe, a signal. The sources are bundled once per test file (tsup, into
+ * node_modules/.cache so that the bundle finds the dependencies) — a process then starts in
+ * ~0.2 s instead of ~1 s under tsx, which matters when twenty of them queue for one file.
  */
 import { type ChildProcess, type StdioOptions, spawn } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { afterAll } from 'vitest';
 
 export const ROOT = resolve(import.meta.dirname, '..', '..');
-const MAIN = join(ROOT, 'src', 'cli', 'main.ts');
+let bundle: string | undefined;
+let bundleDir: string | undefined;
+
+// removed when the importing test file ends
+afterAll(() => {
+  if (bundleDir) rmSync(bundleDir, { recursive: true, force: true });
+  bundle = bundleDir = undefined;
+});
+
+/** Bundles src/cli/main.ts for {@link startCli}; call it in `beforeAll`. */
+export async function buildCli(): Promise<void> {
+  if (bundle) return;
+  const { build } = await import('tsup');
+  const cache = join(ROOT, 'node_modules', '.cache');
+  mkdirSync(cache, { recursive: true });
+  bundleDir = mkdtempSync(join(cache, 'sc-hsm-ts-test-cli-'));
+  await build({
+    entry: { cli: join(ROOT, 'src', 'cli', 'main.ts') },
+    outDir: bundleDir,
+    format: ['esm'],
+    platform: 'node',
+    target: 'node20',
+    external: ['pcsclite'],
+    splitting: false,
+    sourcemap: false,
+    dts: false,
+    config: false,
+    silent: true,
+  });
+  bundle = join(bundleDir, 'cli.js');
+}
 
 export interface ProcessResult {
   code: number | null;
@@ -22,7 +56,8 @@ export function startCli(
   args: string[],
   o: { env?: Record<string, string>; stdio?: StdioOptions } = {},
 ): ChildProcess {
-  return spawn(process.execPath, ['--import', 'tsx', MAIN, ...args], {
+  if (!bundle) throw new Error('call buildCli() first (in beforeAll)');
+  return spawn(process.execPath, [bundle, ...args], {
     cwd: ROOT,
     env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? '/root', ...o.env },
     stdio: o.stdio ?? ['ignore', 'pipe', 'pipe'],
