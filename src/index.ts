@@ -33,6 +33,7 @@ export * from './pkcs15/index.js';
 export * from './sc-hsm/backup.js';
 export * from './sc-hsm/constants.js';
 export * from './sc-hsm/dump.js';
+export { pinTryOf } from './sc-hsm/pin-guard.js';
 export * from './sc-hsm/session.js';
 export { maxRetryForPinLength, parseSoPin, parseUserPin } from './sc-hsm/validate.js';
 export * from './sc-hsm/wrap-info.js';
