@@ -253,10 +253,19 @@ export function sameDevice(a: DeviceIdentity, b: DeviceIdentity): boolean {
   return a.label === b.label;
 }
 
-/** `serial DENK0100001 ("CA-1")` for messages; the label as JSON text, so no control character gets through. */
+/**
+ * `serial DENK0100001 ("CA-1")` for messages. The label (and a serial that is not plain printable
+ * ASCII) as JSON text: a hostile card, manifest or note cannot put control characters through.
+ */
 export function deviceText(d: DeviceIdentity): string {
   const label = d.label === undefined ? '' : ` (${JSON.stringify(d.label)})`;
-  return `${d.serial === undefined ? 'without serial' : `serial ${d.serial}`}${label}`;
+  const serial =
+    d.serial === undefined
+      ? undefined
+      : /^[\x21-\x7e]+$/.test(d.serial)
+        ? d.serial
+        : JSON.stringify(d.serial);
+  return `${serial === undefined ? 'without serial' : `serial ${serial}`}${label}`;
 }
 
 /**

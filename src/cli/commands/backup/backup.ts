@@ -31,7 +31,7 @@ export const backup: Command = {
     if (entries.length === 0) o.warn('the device holds no keys: the backup is empty');
     o.ok(`${entries.length} key(s) backed up to ${d} and verified`);
     o.kv('DKEK key check value', kcvText(fromHex(manifest.device.kcv)));
-    o.kv('Device', deviceText(r.device));
+    o.kv('Device', printable(deviceText(r.device)));
     if (r.removedTemps.length)
       o.note(`removed ${r.removedTemps.length} temp file(s) an interrupted backup left in ${d}`);
     for (const e of entries)

@@ -67,7 +67,7 @@ export const restore: Command = {
       );
     }
     o.ok(`restore complete: ${r.written} written, ${r.keys.length - r.written} already present`);
-    o.kv('Device', deviceText(r.device));
+    o.kv('Device', printable(deviceText(r.device)));
     return {
       dir: d,
       kcv: r.kcv,

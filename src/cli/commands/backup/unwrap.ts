@@ -93,7 +93,7 @@ export const unwrap: Command = {
     }
     const k = await hsm.keyInfo(keyRef);
     ctx.out.ok(`key restored to key reference ${keyRef} ("${printable(k.label)}", ID ${toHex(k.id)})`);
-    ctx.out.kv('Device', deviceText(device));
+    ctx.out.kv('Device', printable(deviceText(device)));
     const replaced = present
       ? { id: present.id, label: present.label, savedTo: saved.get(keyRef) }
       : undefined;

@@ -3,7 +3,7 @@ import { wrapFileInfo } from '../../../sc-hsm/wrap-info.js';
 import type { Command } from '../../command.js';
 import { flag, reqInt, reqStr } from '../../context.js';
 import { refuseOverwrite, writeAtomic, writeAtomicExclusive } from '../../files.js';
-import { kcvText, sha256Hex } from '../../format.js';
+import { kcvText, printable, sha256Hex } from '../../format.js';
 import { wrapSpec } from '../meta.js';
 
 export const wrap: Command = {
@@ -24,7 +24,7 @@ export const wrap: Command = {
     else await writeAtomicExclusive(out, bin, 0o600, 'output file');
     ctx.out.ok(`key ${keyRef} wrapped into ${out}`);
     ctx.out.kv('DKEK key check value', kcvText(info.header.kcv));
-    ctx.out.kv('Device', deviceText(device));
+    ctx.out.kv('Device', printable(deviceText(device)));
     return {
       keyRef,
       file: out,

@@ -28,7 +28,7 @@ export const deleteKey: Command = {
     );
     await hsm.deleteKey(keyRef);
     ctx.out.ok(`key ${keyRef} deleted`);
-    ctx.out.kv('Device', deviceText(device));
+    ctx.out.kv('Device', printable(deviceText(device)));
     return { deleted: true, keyRef, id: k.id, label: k.label, device };
   },
 };
