@@ -1718,8 +1718,8 @@ export class SmartCardHsm {
       return annotate(
         cause,
         last === 'delete-old'
-          ? `The replaced ${name} was left as it was.`
-          : `The replaced ${name} was put back as it was (from the copy wrapped before it was deleted).`,
+          ? `The old ${name} was left as it was.`
+          : `The old ${name} was put back as it was (from the copy wrapped before it was deleted).`,
         keyRef,
       );
     }
