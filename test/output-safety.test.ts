@@ -141,6 +141,20 @@ describe('--trace', () => {
     expect(userPinTries(f)).toBe(3);
   });
 
+  it('never the --sim state file itself, not even forced (nor a forced wrap --out)', async () => {
+    const f = copyOfBase('trace-self.json');
+    const before = readFileSync(f);
+    const t = await cli(['keys', '--sim', f, '--trace', f, '--trace-overwrite', '--json']);
+    expect(t.code).toBe(2);
+    expect(t.json().error.message).toContain('state file of the virtual device');
+    const w = await cli(
+      ['wrap', '--sim', f, '--key-ref', '1', '--out', f, '--force', '--pin', 'env:PIN', '--json'],
+      { env: ENV },
+    );
+    expect(w.code).toBe(2);
+    expect(readFileSync(f)).toEqual(before);
+  });
+
   it('--trace-overwrite replaces it, keeping its mode', async () => {
     const f = copyOfBase('trace-over.json');
     const t = join(dir, 'old.apdu');
