@@ -510,10 +510,12 @@ export const certExportSpec: CommandSpec = {
 
 export const simServeSpec: CommandSpec = {
   name: 'sim serve',
-  summary: 'Put the virtual SmartCard-HSM into pcscd (vsmartcard vpcd driver); state saved on every change.',
+  summary:
+    'Put the virtual SmartCard-HSM into pcscd (vsmartcard vpcd driver); state saved before each answer that changed it.',
   description: [
     'Runs until SIGINT/SIGTERM. pcscd then shows a reader "Virtual PCD 00 00" with the virtual card,',
-    'usable by OpenSC (pkcs11-tool, sc-hsm-tool) and by this tool without --sim.',
+    'usable by OpenSC (pkcs11-tool, sc-hsm-tool) and by this tool without --sim. The state file is',
+    'held while it runs: other commands on it with --sim wait, then are told it is in use.',
   ].join('\n'),
   options: {
     state: { type: 'string', arg: 'FILE', help: 'state file of the virtual card (created if missing)' },
