@@ -297,6 +297,27 @@ describe('SO-PIN messages name the SO-PIN and what a blocked one means', () => {
     expect(text.stdout).toMatch(/SO-PIN +: BLOCKED for good/);
   });
 
+  it('init does not print "User PIN tries left: verified"', async () => {
+    const r = await cli(
+      [
+        'init',
+        '--sim',
+        join(dir, 'words.json'),
+        '--so-pin',
+        'env:SO_PIN',
+        '--pin',
+        'env:PIN',
+        '--label',
+        'W',
+        '--yes',
+      ],
+      { env: ENV },
+    );
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).not.toMatch(/tries left +: verified/);
+    expect(r.stdout).toMatch(/User PIN tries left +: all \(the PIN is verified in this session/);
+  });
+
   it('the user PIN with one try left: "1 try left", never "1 tries left"', async () => {
     const sim = await fresh();
     await setTries(sim, { userPinTries: 1 });
