@@ -93,8 +93,9 @@ export async function resolveSecret(
           `--${req.option} file:${path}: cannot read the file (${code ?? 'error'})`,
         );
       }
+      // a regular file only: /dev/stdin or a FIFO is not kept anywhere others could read it later
       const mode = await stat(path).then(
-        (s) => s.mode,
+        (s) => (s.isFile() ? s.mode : 0),
         () => 0,
       );
       if (mode & 0o044) {
