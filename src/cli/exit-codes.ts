@@ -213,7 +213,8 @@ export const FIX: Partial<Record<CliErrorCode, string>> = {
   INVALID_STATE_FILE:
     'the --sim FILE is not a virtual card state file; use another path to start a fresh one',
   MEMORY_FULL: 'delete keys no longer needed (sc-hsm-ts delete-key)',
-  SECRET_REQUIRED: 'pass it as a value, env:NAME or file:PATH, or run on a terminal to be asked',
+  SECRET_REQUIRED:
+    'pass it as env:NAME or file:PATH (a VALUE works too, but others can see it), or run on a terminal to be asked',
   CONFIRMATION_REQUIRED: 'run on a terminal to be asked, or pass --yes',
   HOST_FILE_NOT_FOUND: 'check the path',
   ALGORITHM_NOT_ALLOWED: 'the key was generated without this algorithm; generate a new key that allows it',
