@@ -295,6 +295,19 @@ describe('unwrap --force / restore --force (the command)', () => {
     expect(ok.json()).toMatchObject({ keyRef: 1, label: 'new ec', replaced: { label: 'no export' } });
   });
 
+  it('restore --force over a key that may not be wrapped: exit 7 before anything changes', async () => {
+    const dir = await tempDir();
+    const f = await stateFile(unwrappable, dir);
+    const before = await readFile(f, 'utf8');
+    const r = await cli(['restore', newBackup, '--sim', f, '--force', '--yes', '--pin', PIN, '--json']);
+    expect(r.code).toBe(7);
+    expect(r.json().error.code).toBe('REPLACE_UNSAFE');
+    expect(r.json().error.fix).toMatch(
+      /restore onto a device whose key references are free.*--i-understand-the-old-key-is-lost/,
+    );
+    expect(await readFile(f, 'utf8')).toBe(before);
+  });
+
   it('--save-replaced keeps the replaced key’s wrapped copy (0600); the options need --force', async () => {
     const dir = await tempDir();
     const f = await stateFile(withOld, dir);

@@ -737,7 +737,7 @@ export async function restoreDevice(
         'REPLACE_UNSAFE',
         `the key(s) at key reference(s) ${unsafe.join(', ')} may not be wrapped (their algorithm list lacks WRAP), so they could not be put back if restoring over them failed: nothing is replaced. Nothing was changed.`,
         {
-          fix: 'restore onto a device whose key references are free; or, if those keys may be lost, delete them first (sc-hsm-ts delete-key) or allow the loss explicitly',
+          fix: 'restore onto a device whose key references are free; or, only if those keys may be lost, delete them first (sc-hsm-ts delete-key)',
         },
       );
     }

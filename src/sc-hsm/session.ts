@@ -1605,7 +1605,7 @@ export class SmartCardHsm {
             `the key at key reference ${keyRef} may not be wrapped (its algorithm list lacks WRAP), so it could not be put back if the new key were refused: it is not replaced. Nothing was changed.`,
             {
               keyRef,
-              fix: 'choose a free key reference; or, if that key may be lost, delete it first (sc-hsm-ts delete-key) or allow the loss explicitly',
+              fix: 'choose a free key reference; or, only if that key may be lost, delete it first (sc-hsm-ts delete-key)',
             },
           );
         }

@@ -1,6 +1,6 @@
 import type { KeyObject } from 'node:crypto';
 import { isScHsmError } from '../../../errors.js';
-import { importPrivateKey, readPrivateKey } from '../../../sc-hsm/backup.js';
+import { deviceIdentity, importPrivateKey, readPrivateKey } from '../../../sc-hsm/backup.js';
 import { checkLabel } from '../../../sc-hsm/validate.js';
 import { toHex } from '../../../util/bytes.js';
 import type { Command } from '../../command.js';
@@ -10,6 +10,7 @@ import { CliError } from '../../exit-codes.js';
 import { readHostFile } from '../../files.js';
 import { parseHexArg, printable } from '../../format.js';
 import { importKeySpec } from '../meta.js';
+import { besideInput, replaceFailure } from './replaced.js';
 
 export const importKey: Command = {
   ...importKeySpec,
@@ -42,12 +43,15 @@ export const importKey: Command = {
       );
     }
     const hsm = await ctx.hsm();
+    const device = await deviceIdentity(hsm);
+    const force = flag(v, 'force');
+    // a failed forced replace puts the old key back; if even that fails, its copy goes beside FILE
     const r = await importPrivateKey(hsm, {
       key,
       keyRef,
       label,
       ...(givenId ? { id: givenId } : {}),
-      force: flag(v, 'force'),
+      force,
       // the shares' passwords are asked only once the device is known to accept the key
       dkek: () => readDkek(ctx, dkekFiles, list(v, 'password')),
       authenticate: () => ctx.login(hsm, v),
@@ -55,6 +59,13 @@ export const importKey: Command = {
         await ctx.confirm(`--force replaces key ${keyRef} "${printable(present.label)}".`);
         return true;
       },
+    }).catch(async (e: unknown) => {
+      throw await replaceFailure(e, {
+        choices: { force, allowKeyLoss: false },
+        device,
+        saved: new Map(),
+        input: besideInput(file!),
+      });
     });
     ctx.out.ok(`${file} imported to key reference ${keyRef} ("${printable(label)}", ID ${toHex(r.id)})`);
     ctx.out.kv('Public key SHA-256', r.publicKeySha256);

@@ -22,8 +22,11 @@ import { writeAtomicExclusive } from '../../files.js';
 
 export const ALLOW_LOSS = 'i-understand-the-old-key-is-lost';
 
-/** The next step after REPLACE_UNSAFE, naming this command's options. */
+/** The next step after REPLACE_UNSAFE in `unwrap`, naming its options. */
 export const UNSAFE_FIX = `choose a free key reference (\`sc-hsm-ts keys\` lists the used ones); or, only if the old key may be lost, repeat with --${ALLOW_LOSS}`;
+
+/** The next step after REPLACE_UNSAFE in `restore`. */
+export const UNSAFE_RESTORE_FIX = `restore onto a device whose key references are free; or, only if those keys may be lost, repeat with --${ALLOW_LOSS}`;
 
 export interface ReplaceChoices {
   force: boolean;
@@ -106,13 +109,20 @@ export function replacedKeySaver(
  */
 export async function replaceFailure(
   e: unknown,
-  o: { choices: ReplaceChoices; device: DeviceIdentity; saved: Map<number, string>; input: string },
+  o: {
+    choices: ReplaceChoices;
+    device: DeviceIdentity;
+    saved: Map<number, string>;
+    input: string;
+    /** The fix for REPLACE_UNSAFE, naming the command's options; absent: the library's. */
+    unsafeFix?: string;
+  },
 ): Promise<unknown> {
-  if (isScHsmError(e, 'REPLACE_UNSAFE')) {
+  if (isScHsmError(e, 'REPLACE_UNSAFE') && o.unsafeFix !== undefined) {
     return new ScHsmError('REPLACE_UNSAFE', e.message, {
       cause: e,
       ...(e.keyRef === undefined ? {} : { keyRef: e.keyRef }),
-      fix: UNSAFE_FIX,
+      fix: o.unsafeFix,
     });
   }
   if (!(e instanceof KeyReplaceError) || e.keyRef === undefined) return e;

@@ -8,7 +8,7 @@ import {
 import type { Command } from '../../command.js';
 import { printable } from '../../format.js';
 import { restoreSpec } from '../meta.js';
-import { replaceChoices, replacedKeySaver, replaceFailure } from './replaced.js';
+import { replaceChoices, replacedKeySaver, replaceFailure, UNSAFE_RESTORE_FIX } from './replaced.js';
 
 const DONE = {
   restore: 'restored',
@@ -56,7 +56,13 @@ export const restore: Command = {
     try {
       r = await restoreDevice(hsm, checked, opts);
     } catch (e) {
-      throw await replaceFailure(e, { choices, device, saved, input: choices.saveDir ?? d });
+      throw await replaceFailure(e, {
+        choices,
+        device,
+        saved,
+        input: choices.saveDir ?? d,
+        unsafeFix: UNSAFE_RESTORE_FIX,
+      });
     }
     p?.done();
     // labels come from the manifest, a file: escaped (printable)

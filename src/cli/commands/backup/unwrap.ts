@@ -53,7 +53,13 @@ export const unwrap: Command = {
     }
     const saved = new Map<number, string>();
     const failure = (e: unknown) =>
-      replaceFailure(e, { choices, device, saved, input: choices.saveDir ?? besideInput(file!) });
+      replaceFailure(e, {
+        choices,
+        device,
+        saved,
+        input: choices.saveDir ?? besideInput(file!),
+        unsafeFix: UNSAFE_FIX,
+      });
     if (present) {
       // can the old key be put back if the new one is refused? (WRAP KEY changes nothing)
       let wrappable = true;
