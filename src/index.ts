@@ -31,7 +31,7 @@ export * from './dkek/index.js';
 export * from './errors.js';
 export * from './pkcs15/index.js';
 export * from './sc-hsm/backup.js';
-export * from './sc-hsm/constants.js';
+export * from './protocol/constants.js';
 export * from './sc-hsm/dump.js';
 export { pinTryOf } from './sc-hsm/pin-guard.js';
 export * from './sc-hsm/session.js';

@@ -19,7 +19,7 @@ import {
   inspectKeyBlob,
   keyCheckValue,
 } from '../src/dkek/index.js';
-import { OID } from '../src/sc-hsm/constants.js';
+import { OID } from '../src/protocol/constants.js';
 import { concat, fromHex, toHex } from '../src/util/bytes.js';
 import { CURVES } from '../src/util/curves.js';
 import { readAll, readTlv, type Tlv } from '../src/util/tlv.js';

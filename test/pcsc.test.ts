@@ -9,7 +9,7 @@ import { encodeCommand, parseCommand } from '../src/apdu/command.js';
 import type { PcscTransport } from '../src/apdu/pcsc.js';
 import { isSmartCardHsmSelectResponse, listReaders, openPcsc, SELECT_APPLET } from '../src/apdu/readers.js';
 import { isScHsmError, type ScHsmErrorCode } from '../src/errors.js';
-import { AID, ATR_NITROKEY_HSM2 } from '../src/sc-hsm/constants.js';
+import { AID, ATR_NITROKEY_HSM2 } from '../src/protocol/constants.js';
 import type { VpcdCard, VpcdConnection } from '../src/sim/vpcd.js';
 import { bytesEqual, fromHex, toHex } from '../src/util/bytes.js';
 import { describePcsc, insertCard, vpcdEndpoint, waitForCard } from './helpers/pcsc-env.js';

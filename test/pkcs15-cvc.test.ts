@@ -19,7 +19,7 @@ import {
   spkiToCvcPublicKey,
   verifyCvcSignature,
 } from '../src/pkcs15/index.js';
-import { OID } from '../src/sc-hsm/constants.js';
+import { OID } from '../src/protocol/constants.js';
 import { ascii, bytesEqual, concat, fromHex, toHex } from '../src/util/bytes.js';
 import { CURVES, curveByName, curveParams } from '../src/util/curves.js';
 import { readAll, readTlv } from '../src/util/tlv.js';

@@ -21,7 +21,7 @@ import {
   encodeTokenInfo,
   spkiToCvcPublicKey,
 } from '../src/pkcs15/index.js';
-import { OID } from '../src/sc-hsm/constants.js';
+import { OID } from '../src/protocol/constants.js';
 import { concat, fromHex } from '../src/util/bytes.js';
 import { mutatedSample } from './helpers/mutate.js';
 

@@ -17,7 +17,7 @@ import { runCli } from '../src/cli/main.js';
 import { decodeWrapFile, decryptKeyBlob, encodeWrapFile } from '../src/dkek/index.js';
 import { isScHsmError, ScHsmError } from '../src/errors.js';
 import { backupDevice, restoreDevice } from '../src/sc-hsm/backup.js';
-import { ALGO } from '../src/sc-hsm/constants.js';
+import { ALGO } from '../src/protocol/constants.js';
 import { KeyReplaceError, SmartCardHsm } from '../src/sc-hsm/session.js';
 import { VirtualSmartCardHsm } from '../src/sim/index.js';
 import { fromHex, toHex } from '../src/util/bytes.js';

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { decodeCvc, decodeDeviceCertificates, verifyCvcSignature } from '../src/pkcs15/index.js';
-import { ATR_NITROKEY_HSM2 } from '../src/sc-hsm/constants.js';
+import { ATR_NITROKEY_HSM2 } from '../src/protocol/constants.js';
 import {
   VIRTUAL_ISSUER_CHR,
   VIRTUAL_ROOT_CERTIFICATE,

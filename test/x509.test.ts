@@ -21,7 +21,7 @@ import {
   spkiToCvcPublicKey,
   verifyCvcSignature,
 } from '../src/pkcs15/index.js';
-import { OID } from '../src/sc-hsm/constants.js';
+import { OID } from '../src/protocol/constants.js';
 import { SmartCardHsm } from '../src/sc-hsm/session.js';
 import { VIRTUAL_ROOT_CHR, VirtualSmartCardHsm } from '../src/sim/index.js';
 import { concat } from '../src/util/bytes.js';

@@ -4,7 +4,7 @@
  * carry tag 85 with at least 2 bytes.
  */
 import { ScHsmError } from '../errors.js';
-import { AID, KNOWN_ATRS } from '../sc-hsm/constants.js';
+import { AID, KNOWN_ATRS } from '../protocol/constants.js';
 import { bytesEqual, concat, toHex } from '../util/bytes.js';
 import { findTag, readTlv } from '../util/tlv.js';
 import { PcscContext, PcscTransport } from './pcsc.js';

@@ -16,7 +16,7 @@ import {
   timingSafeEqual,
 } from 'node:crypto';
 import { ScHsmError } from '../errors.js';
-import { OID } from '../sc-hsm/constants.js';
+import { OID } from '../protocol/constants.js';
 import {
   bigintFromBytes,
   bytesEqual,

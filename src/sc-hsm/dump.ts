@@ -17,7 +17,7 @@ import { decodeKeyDescription, type KeyDescription } from '../pkcs15/key-descrip
 import { decodeTokenInfo } from '../pkcs15/token-info.js';
 import { type CurveName, curveByOid } from '../util/curves.js';
 import { readAll, readTlv } from '../util/tlv.js';
-import { EF, PIN_SO, PIN_USER, PREFIX } from './constants.js';
+import { EF, PIN_SO, PIN_USER, PREFIX } from '../protocol/constants.js';
 import {
   type AppletInfo,
   certificateSpki,

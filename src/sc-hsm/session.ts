@@ -57,7 +57,7 @@ import {
   PIN_USER,
   PREFIX,
   SO_PIN_TRIES,
-} from './constants.js';
+} from '../protocol/constants.js';
 import { CardFiles } from './files.js';
 import { afterCreationSent, type CreationContext } from './interrupted.js';
 import {

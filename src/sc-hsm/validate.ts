@@ -4,7 +4,7 @@
  */
 import { ScHsmError } from '../errors.js';
 import { fromHex } from '../util/bytes.js';
-import { RSA_SIZES, USER_PIN_MAX, USER_PIN_MIN } from './constants.js';
+import { RSA_SIZES, USER_PIN_MAX, USER_PIN_MIN } from '../protocol/constants.js';
 
 /**
  * Checks an SO-PIN and returns its 8 binary bytes. It must be exactly 16 hexadecimal characters

@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { encodeResponse, type ParsedCommand, parseCommand } from '../apdu/command.js';
 import type { Transport } from '../apdu/transport.js';
 import { ScHsmError } from '../errors.js';
-import { AID, ATR_NITROKEY_HSM2, INS } from '../sc-hsm/constants.js';
+import { AID, ATR_NITROKEY_HSM2, INS } from '../protocol/constants.js';
 import { bytesEqual } from '../util/bytes.js';
 import { hostFileExists, removeStaleTemps } from '../util/host-files.js';
 import { type CardContext, freshVolatile, type Handler, type VolatileState } from './context.js';

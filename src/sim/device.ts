@@ -13,7 +13,7 @@
  */
 import { createPrivateKey, generateKeyPairSync, randomInt, sign } from 'node:crypto';
 import { encodeCvc, encodeCvcBody, spkiToCvcPublicKey } from '../pkcs15/index.js';
-import { OID } from '../sc-hsm/constants.js';
+import { OID } from '../protocol/constants.js';
 import { concat, fromHex } from '../util/bytes.js';
 import type { StoredKey } from './state.js';
 

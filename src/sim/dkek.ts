@@ -4,7 +4,7 @@
  */
 import { createPrivateKey } from 'node:crypto';
 import { decryptKeyBlob, encryptKeyBlob, type KeyMaterial, keyCheckValue } from '../dkek/index.js';
-import { ALGO, EF } from '../sc-hsm/constants.js';
+import { ALGO, EF } from '../protocol/constants.js';
 import { concat } from '../util/bytes.js';
 import { curveByName } from '../util/curves.js';
 import { type CardContext, ensureSpace, type Handler, keyObjectSize, requireUser } from './context.js';

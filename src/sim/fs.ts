@@ -4,7 +4,7 @@
  * `state.files`.
  */
 
-import { AID } from '../sc-hsm/constants.js';
+import { AID } from '../protocol/constants.js';
 import { concat, readUintBE, uintBE } from '../util/bytes.js';
 import { readTlv, tlv } from '../util/tlv.js';
 import { type CardContext, ensureSpace, type Handler, requireUser } from './context.js';

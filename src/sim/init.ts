@@ -1,6 +1,6 @@
 /** INITIALIZE DEVICE `80 50 00 00` (spec §3.9). */
 import { randomBytes } from 'node:crypto';
-import { INIT_TAG, OPTION, SO_PIN_TRIES } from '../sc-hsm/constants.js';
+import { INIT_TAG, OPTION, SO_PIN_TRIES } from '../protocol/constants.js';
 import { concat, readUintBE, uintBE } from '../util/bytes.js';
 import { readAll, type Tlv } from '../util/tlv.js';
 import { type CardContext, freeMemory, type Handler } from './context.js';

@@ -26,7 +26,7 @@ import {
   encodeCvcBody,
   spkiToCvcPublicKey,
 } from '../pkcs15/index.js';
-import { ALGO, OID, RSA_SIZES } from '../sc-hsm/constants.js';
+import { ALGO, OID, RSA_SIZES } from '../protocol/constants.js';
 import { ascii, bytesEqual, concat, readUintBE } from '../util/bytes.js';
 import { curveByPrime } from '../util/curves.js';
 import { readAll, type Tlv, tlv } from '../util/tlv.js';

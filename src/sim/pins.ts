@@ -3,7 +3,7 @@
  * The retry counters are persistent; the "verified" flags are volatile.
  */
 import { timingSafeEqual } from 'node:crypto';
-import { OPTION, PIN_BIO, PIN_PINPAD, PIN_SO, PIN_USER, SO_PIN_TRIES } from '../sc-hsm/constants.js';
+import { OPTION, PIN_BIO, PIN_PINPAD, PIN_SO, PIN_USER, SO_PIN_TRIES } from '../protocol/constants.js';
 import type { CardContext, Handler } from './context.js';
 import { fail, type Reply, SW, swTries } from './sw.js';
 import { BLOCKING_TRY_SW, VERIFY_SO_PIN_SUPPORTED } from './uncertain.js';

@@ -12,7 +12,7 @@ import { createPublicKey } from 'node:crypto';
 import type { Extension, Name, Pkcs10CertificateRequest, X509Certificate } from '@peculiar/x509';
 import { ScHsmError } from '../errors.js';
 import { decodeKeyDescription, encodeKeyDescription, KEY_ACCESS } from '../pkcs15/index.js';
-import { PREFIX } from '../sc-hsm/constants.js';
+import { PREFIX } from '../protocol/constants.js';
 import type { SmartCardHsm } from '../sc-hsm/session.js';
 import { ScHsmCrypto } from '../webcrypto/crypto.js';
 import type { HsmAlgorithmName } from '../webcrypto/keys.js';

@@ -1,6 +1,6 @@
 import { maskedHex } from '../../../apdu/transcript.js';
 import { ScHsmError } from '../../../errors.js';
-import { PIN_SO } from '../../../sc-hsm/constants.js';
+import { PIN_SO } from '../../../protocol/constants.js';
 import { pinTryOf, refuseUnsafeTry } from '../../../sc-hsm/pin-guard.js';
 import { toHex } from '../../../util/bytes.js';
 import type { Command } from '../../command.js';

@@ -1,4 +1,4 @@
-import { RSA_SIZES } from '../../../sc-hsm/constants.js';
+import { RSA_SIZES } from '../../../protocol/constants.js';
 import { checkLabel } from '../../../sc-hsm/validate.js';
 import { curveByName } from '../../../util/curves.js';
 import type { Command } from '../../command.js';

@@ -1,6 +1,7 @@
 /**
- * SmartCard-HSM vocabulary as named constants (spec/sc-hsm-protocol.md). Shared by the session
- * and the virtual card; no behaviour here.
+ * The ground floor: SmartCard-HSM facts as named constants (spec/sc-hsm-protocol.md), read by
+ * every layer — the transports' reader scan, the codecs, the virtual card and the session. Data
+ * only: no behaviour here, and nothing of ours is imported but the byte helpers.
  */
 import { fromHex } from '../util/bytes.js';
 
