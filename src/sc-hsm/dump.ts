@@ -15,9 +15,9 @@ import {
 } from '../pkcs15/descriptions.js';
 import { decodeKeyDescription, type KeyDescription } from '../pkcs15/key-description.js';
 import { decodeTokenInfo } from '../pkcs15/token-info.js';
+import { EF, PIN_SO, PIN_USER, PREFIX } from '../protocol/constants.js';
 import { type CurveName, curveByOid } from '../util/curves.js';
 import { readAll, readTlv } from '../util/tlv.js';
-import { EF, PIN_SO, PIN_USER, PREFIX } from '../protocol/constants.js';
 import {
   type AppletInfo,
   certificateSpki,

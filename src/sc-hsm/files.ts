@@ -4,9 +4,9 @@
  */
 import type { ApduChannel } from '../apdu/transport.js';
 import { ScHsmError } from '../errors.js';
+import { CLA_ISO, CLA_PROPRIETARY, INS } from '../protocol/constants.js';
 import { concat, uintBE } from '../util/bytes.js';
 import { tlv } from '../util/tlv.js';
-import { CLA_ISO, CLA_PROPRIETARY, INS } from '../protocol/constants.js';
 import { checkBytes, checkFid } from './validate.js';
 
 /** File id as four uppercase hex digits, e.g. `C401`. */

@@ -39,9 +39,6 @@ import {
   type KeyDescription,
   OBJECT_FLAGS,
 } from '../pkcs15/index.js';
-import { bytesEqual, concat, padStart, toHex, uintBE, wipe } from '../util/bytes.js';
-import { type CurveInfo, type CurveName, curveByName, curveParams } from '../util/curves.js';
-import { findTag, readAll, readTlv, tlv } from '../util/tlv.js';
 import {
   AES_KEYGEN_ALGO,
   AID,
@@ -58,6 +55,9 @@ import {
   PREFIX,
   SO_PIN_TRIES,
 } from '../protocol/constants.js';
+import { bytesEqual, concat, padStart, toHex, uintBE, wipe } from '../util/bytes.js';
+import { type CurveInfo, type CurveName, curveByName, curveParams } from '../util/curves.js';
+import { findTag, readAll, readTlv, tlv } from '../util/tlv.js';
 import { CardFiles } from './files.js';
 import { afterCreationSent, type CreationContext } from './interrupted.js';
 import {

@@ -3,8 +3,8 @@
  * the device (spec §9). Messages never contain the rejected secret, only what is wrong with it.
  */
 import { ScHsmError } from '../errors.js';
-import { fromHex } from '../util/bytes.js';
 import { RSA_SIZES, USER_PIN_MAX, USER_PIN_MIN } from '../protocol/constants.js';
+import { fromHex } from '../util/bytes.js';
 
 /**
  * Checks an SO-PIN and returns its 8 binary bytes. It must be exactly 16 hexadecimal characters
