@@ -15,15 +15,6 @@ export {
   pcscError,
   type ReaderState,
 } from './apdu/pcsc.js';
-export {
-  isSmartCardHsmSelectResponse,
-  type ListReadersOptions,
-  listReaders,
-  type OpenPcscOptions,
-  openPcsc,
-  type ReaderInfo,
-  SELECT_APPLET,
-} from './apdu/readers.js';
 export * from './apdu/status.js';
 export * from './apdu/transcript.js';
 export * from './apdu/transport.js';
@@ -33,6 +24,15 @@ export * from './pkcs15/index.js';
 export * from './protocol/constants.js';
 export * from './sc-hsm/backup.js';
 export * from './sc-hsm/dump.js';
+export {
+  isSmartCardHsmSelectResponse,
+  type ListReadersOptions,
+  listReaders,
+  type OpenPcscOptions,
+  openPcsc,
+  type ReaderInfo,
+  SELECT_APPLET,
+} from './sc-hsm/open-pcsc.js';
 export { pinTryOf } from './sc-hsm/pin-guard.js';
 export * from './sc-hsm/session.js';
 export { maxRetryForPinLength, parseSoPin, parseUserPin } from './sc-hsm/validate.js';

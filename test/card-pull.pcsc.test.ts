@@ -10,9 +10,9 @@
 import { PassThrough } from 'node:stream';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import type { PcscTransport } from '../src/apdu/pcsc.js';
-import { openPcsc } from '../src/apdu/readers.js';
 import { runCli } from '../src/cli/main.js';
 import { ScHsmError } from '../src/errors.js';
+import { openPcsc } from '../src/sc-hsm/open-pcsc.js';
 import { SmartCardHsm } from '../src/sc-hsm/session.js';
 import { VirtualSmartCardHsm } from '../src/sim/index.js';
 import type { VpcdConnection } from '../src/sim/vpcd.js';

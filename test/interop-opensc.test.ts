@@ -20,7 +20,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import type { PcscTransport } from '../src/apdu/pcsc.js';
-import { openPcsc } from '../src/apdu/readers.js';
 import {
   decodeWrapFile,
   decryptDkekShare,
@@ -30,6 +29,7 @@ import {
 } from '../src/dkek/index.js';
 import { isScHsmError } from '../src/errors.js';
 import { decodeKeyDescription } from '../src/pkcs15/index.js';
+import { openPcsc } from '../src/sc-hsm/open-pcsc.js';
 import { SmartCardHsm } from '../src/sc-hsm/session.js';
 import { VirtualSmartCardHsm } from '../src/sim/index.js';
 import { connectToVpcd, type VpcdConnection } from '../src/sim/vpcd.js';

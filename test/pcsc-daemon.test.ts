@@ -51,7 +51,7 @@ function script(name: string, body: string): string {
   const p = join(dir, name);
   writeFileSync(
     p,
-    `import { listReaders, openPcsc } from ${JSON.stringify(join(ROOT, 'src/apdu/readers.ts'))};\n` +
+    `import { listReaders, openPcsc } from ${JSON.stringify(join(ROOT, 'src/sc-hsm/open-pcsc.ts'))};\n` +
       `import { connectToVpcd } from ${JSON.stringify(join(ROOT, 'src/sim/vpcd.ts'))};\n` +
       'const err = (e) => ({ code: e?.code, message: String(e?.message ?? e) });\n' +
       'const sleep = (ms) => new Promise((r) => setTimeout(r, ms));\n' +

@@ -7,9 +7,14 @@ import { execFile } from 'node:child_process';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { encodeCommand, parseCommand } from '../src/apdu/command.js';
 import type { PcscTransport } from '../src/apdu/pcsc.js';
-import { isSmartCardHsmSelectResponse, listReaders, openPcsc, SELECT_APPLET } from '../src/apdu/readers.js';
 import { isScHsmError, type ScHsmErrorCode } from '../src/errors.js';
 import { AID, ATR_NITROKEY_HSM2 } from '../src/protocol/constants.js';
+import {
+  isSmartCardHsmSelectResponse,
+  listReaders,
+  openPcsc,
+  SELECT_APPLET,
+} from '../src/sc-hsm/open-pcsc.js';
 import type { VpcdCard, VpcdConnection } from '../src/sim/vpcd.js';
 import { bytesEqual, fromHex, toHex } from '../src/util/bytes.js';
 import { describePcsc, insertCard, vpcdEndpoint, waitForCard } from './helpers/pcsc-env.js';

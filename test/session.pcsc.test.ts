@@ -4,7 +4,7 @@
  */
 import { afterAll } from 'vitest';
 import type { PcscTransport } from '../src/apdu/pcsc.js';
-import { openPcsc } from '../src/apdu/readers.js';
+import { openPcsc } from '../src/sc-hsm/open-pcsc.js';
 import { SmartCardHsm } from '../src/sc-hsm/session.js';
 import { VirtualSmartCardHsm } from '../src/sim/index.js';
 import type { VpcdConnection } from '../src/sim/vpcd.js';

@@ -1,39 +1,15 @@
 /**
- * Finding the SmartCard-HSM among the PC/SC readers, the way OpenSC's sc-hsm driver matches a card
- * (spec/sc-hsm-protocol.md §1.4): the ATR table first, else a SELECT of the applet whose FCP must
- * carry tag 85 with at least 2 bytes.
+ * PC/SC readers, knowing nothing of any card application: a context whose first list of readers
+ * has arrived (spec/pcsc-stack.md §7), and a reader chosen by exact name, unique substring or
+ * index, numbered as pcscd lists them (the number `opensc-tool -r N` takes). Which reader holds a
+ * SmartCard-HSM, and which one to open when none is named, is decided above the transport, in
+ * src/sc-hsm/open-pcsc.ts.
  */
 import { ScHsmError } from '../errors.js';
-import { AID, KNOWN_ATRS } from '../protocol/constants.js';
-import { bytesEqual, concat, toHex } from '../util/bytes.js';
-import { findTag, readTlv } from '../util/tlv.js';
-import { PcscContext, PcscTransport } from './pcsc.js';
+import { PcscContext } from './pcsc.js';
 
-/** One reader as `listReaders()` reports it. */
-export interface ReaderInfo {
-  /** The reader's name as pcscd reports it, e.g. `Nitrokey Nitrokey HSM (DENK…) 00 00`. */
-  name: string;
-  /** Position in pcscd's list (the number `opensc-tool -r N` takes). */
-  index: number;
-  cardPresent: boolean;
-  /** ATR as upper-case hex, when a card is present. */
-  atr?: string;
-  isSmartCardHsm: boolean;
-  /** How the card was recognised: by its ATR, or by a SELECT of the applet. */
-  reason?: 'atr' | 'select';
-  /** The name in the ATR table (spec §1.1), when recognised by ATR. */
-  model?: string;
-  /** Why the SELECT probe could not run (e.g. READER_BUSY while another program holds the card). */
-  probeError?: string;
-}
-
-export interface ListReadersOptions {
-  /**
-   * Probe cards whose ATR is unknown with a SELECT of the applet (default true). The probe connects
-   * SHARED and disconnects with LEAVE_CARD; note that a SELECT of the applet logs out a PIN that
-   * another program verified (spec §1.3), which is why a known ATR is never probed.
-   */
-  probe?: boolean;
+/** How long to wait for pcscd's first list of readers and their first statuses. */
+export interface ReaderScanOptions {
   /**
    * Quiet window ending the initial burst of reader events, ms (default 60), used only with a
    * binding that does not show when its first reader list arrived (see PcscContext.settle).
@@ -43,62 +19,16 @@ export interface ListReadersOptions {
   timeoutMs?: number;
 }
 
-/** `00 A4 04 00 0B <AID> 00`, OpenSC's form: P2=00 asks for the FCP (spec §1.3). */
-export const SELECT_APPLET = concat(
-  Uint8Array.of(0x00, 0xa4, 0x04, 0x00, AID.length),
-  AID,
-  Uint8Array.of(0x00),
-);
-
-/** True when the answer to SELECT_APPLET is 9000 with an FCP (`62`) holding tag 85 of ≥ 2 bytes. */
-export function isSmartCardHsmSelectResponse(resp: Uint8Array): boolean {
-  if (resp.length < 2 || resp[resp.length - 2] !== 0x90 || resp[resp.length - 1] !== 0x00) return false;
-  const data = resp.subarray(0, resp.length - 2);
-  try {
-    const fcp = readTlv(data);
-    if (fcp.tag !== 0x62) return false;
-    const t85 = findTag(fcp.value, 0x85);
-    return t85 !== undefined && t85.value.length >= 2;
-  } catch {
-    return false;
-  }
-}
-
-function knownAtr(atr: Uint8Array | undefined): string | undefined {
-  if (!atr) return undefined;
-  return KNOWN_ATRS.find((k) => bytesEqual(k.atr, atr))?.name;
-}
-
-async function describe(ctx: PcscContext, probe: boolean): Promise<ReaderInfo[]> {
-  const out: ReaderInfo[] = [];
-  for (const [index, r] of ctx.readers().entries()) {
-    const info: ReaderInfo = { name: r.name, index, cardPresent: r.cardPresent, isSmartCardHsm: false };
-    if (r.cardPresent && r.atr) info.atr = toHex(r.atr).toUpperCase();
-    const model = knownAtr(r.atr);
-    if (model) {
-      info.isSmartCardHsm = true;
-      info.reason = 'atr';
-      info.model = model;
-    } else if (r.cardPresent && probe) {
-      let t: PcscTransport | undefined;
-      try {
-        t = await PcscTransport.connect(ctx, r.name, { ownsContext: false });
-        if (isSmartCardHsmSelectResponse(await t.transmit(SELECT_APPLET))) {
-          info.isSmartCardHsm = true;
-          info.reason = 'select';
-        }
-      } catch (e) {
-        info.probeError = e instanceof ScHsmError ? e.code : String(e);
-      } finally {
-        await t?.close();
-      }
-    }
-    out.push(info);
-  }
-  return out;
-}
-
-async function withContext<T>(fn: (ctx: PcscContext) => Promise<T>, o: ListReadersOptions): Promise<T> {
+/**
+ * Establishes a PC/SC context, waits for its first list of readers and runs `fn` with it. The
+ * context is closed when `establish`, the wait or `fn` fails; on success `fn` owns it (closes it,
+ * or hands it to a transport that does). Rejects with PCSC_UNAVAILABLE when pcscd is not running
+ * or `pcsclite` is not installed.
+ */
+export async function withPcscContext<T>(
+  fn: (ctx: PcscContext) => Promise<T>,
+  o: ReaderScanOptions = {},
+): Promise<T> {
   const ctx = await PcscContext.establish();
   try {
     await ctx.settle({
@@ -113,128 +43,32 @@ async function withContext<T>(fn: (ctx: PcscContext) => Promise<T>, o: ListReade
 }
 
 /**
- * Lists the PC/SC readers and tells which hold a SmartCard-HSM. Rejects with PCSC_UNAVAILABLE
- * when pcscd is not running or `pcsclite` is not installed.
+ * The reader a user named: an exact name, else a substring matching exactly one name
+ * (case-insensitive), or an index into `list` (pcscd's order). NO_READER when nothing matches,
+ * AMBIGUOUS_READER when a substring matches several; `show` renders readers for the message.
  */
-export async function listReaders(o: ListReadersOptions = {}): Promise<ReaderInfo[]> {
-  return withContext(async (ctx) => {
-    const list = await describe(ctx, o.probe ?? true);
-    await ctx.close();
-    return list;
-  }, o);
-}
-
-export interface OpenPcscOptions extends ListReadersOptions {
-  /** Exact reader name, a substring matching exactly one reader, or an index from `listReaders()`. */
-  reader?: string | number;
-  /**
-   * The caller is about to change or erase the device. Then the reader must be named: the only
-   * SmartCard-HSM present is never picked automatically (guide, lesson 7).
-   */
-  destructive?: boolean;
-}
-
-function describeList(list: ReaderInfo[]): string {
-  if (list.length === 0) return '(none)';
-  return list
-    .map(
-      (r) =>
-        `  ${r.index}: ${r.name}${r.cardPresent ? '' : ' (no card)'}` +
-        `${r.isSmartCardHsm ? ' [SmartCard-HSM]' : r.atr ? ` [ATR ${r.atr}]` : ''}`,
-    )
-    .join('\n');
-}
-
-function pick(list: ReaderInfo[], o: OpenPcscOptions): ReaderInfo {
-  const sel = o.reader;
-  const hint =
-    'choose one with --reader NAME|SUBSTRING|INDEX (`sc-hsm-ts readers` or `opensc-tool -l` lists them)';
-  if (list.length === 0) {
-    throw new ScHsmError(
-      'NO_READER',
-      'no PC/SC reader found; plug the Nitrokey HSM in (if it is plugged in: is libccid installed ' +
-        'and does `opensc-tool -l` list it?)',
-    );
-  }
+export function chooseReader<R extends { name: string }>(
+  list: readonly R[],
+  sel: string | number,
+  show: (readers: readonly R[]) => string,
+): R {
   if (typeof sel === 'number') {
     const r = list[sel];
     if (!Number.isInteger(sel) || !r) {
-      throw new ScHsmError('NO_READER', `no reader with index ${sel}; readers:\n${describeList(list)}`);
+      throw new ScHsmError('NO_READER', `no reader with index ${sel}; readers:\n${show(list)}`);
     }
     return r;
   }
-  if (typeof sel === 'string') {
-    const exact = list.find((r) => r.name === sel);
-    if (exact) return exact;
-    const needle = sel.toLowerCase();
-    const hits = list.filter((r) => r.name.toLowerCase().includes(needle));
-    if (hits.length === 1) return hits[0]!;
-    if (hits.length === 0) {
-      throw new ScHsmError('NO_READER', `no reader name contains '${sel}'; readers:\n${describeList(list)}`);
-    }
-    throw new ScHsmError(
-      'AMBIGUOUS_READER',
-      `'${sel}' matches ${hits.length} readers; give more of the name or an index:\n${describeList(hits)}`,
-    );
-  }
-  const hsms = list.filter((r) => r.isSmartCardHsm);
-  if (o.destructive) {
-    throw new ScHsmError(
-      'AMBIGUOUS_READER',
-      `this operation changes the device, so it is never picked automatically; ${hint}:\n${describeList(hsms.length > 0 ? hsms : list)}`,
-    );
-  }
-  if (hsms.length === 1) return hsms[0]!;
-  if (hsms.length > 1) {
-    throw new ScHsmError(
-      'AMBIGUOUS_READER',
-      `${hsms.length} SmartCard-HSMs are present; ${hint}:\n${describeList(hsms)}`,
-    );
-  }
-  if (!list.some((r) => r.cardPresent)) {
-    throw new ScHsmError(
-      'NO_CARD',
-      `no card in any reader; insert the SmartCard-HSM. Readers:\n${describeList(list)}`,
-    );
-  }
-  const busy = list.find((r) => r.probeError === 'READER_BUSY');
-  if (busy) {
-    throw new ScHsmError(
-      'READER_BUSY',
-      `the card in '${busy.name}' is held exclusively by another program (pkcs11-tool, a browser, scdaemon…); close it and retry`,
-    );
+  const exact = list.find((r) => r.name === sel);
+  if (exact) return exact;
+  const needle = sel.toLowerCase();
+  const hits = list.filter((r) => r.name.toLowerCase().includes(needle));
+  if (hits.length === 1) return hits[0]!;
+  if (hits.length === 0) {
+    throw new ScHsmError('NO_READER', `no reader name contains '${sel}'; readers:\n${show(list)}`);
   }
   throw new ScHsmError(
-    'NOT_A_SMARTCARD_HSM',
-    `no SmartCard-HSM found (no known ATR and no applet answering SELECT); readers:\n${describeList(list)}`,
+    'AMBIGUOUS_READER',
+    `'${sel}' matches ${hits.length} readers; give more of the name or an index:\n${show(hits)}`,
   );
-}
-
-/**
- * Opens the SmartCard-HSM: the reader chosen by `o.reader`, else the only SmartCard-HSM present.
- * Two or more and no choice → AMBIGUOUS_READER listing them; `destructive` always needs a choice.
- * A named reader must hold a SmartCard-HSM too. The returned transport is connected SHARED and
- * owns its PC/SC context (close it).
- */
-export async function openPcsc(o: OpenPcscOptions = {}): Promise<PcscTransport> {
-  return withContext(async (ctx) => {
-    const list = await describe(ctx, o.probe ?? true);
-    const chosen = pick(list, o);
-    if (!chosen.cardPresent) {
-      throw new ScHsmError('NO_CARD', `no card in reader '${chosen.name}'; insert the SmartCard-HSM`);
-    }
-    if (!chosen.isSmartCardHsm) {
-      if (chosen.probeError === 'READER_BUSY') {
-        throw new ScHsmError(
-          'READER_BUSY',
-          `the card in '${chosen.name}' is held exclusively by another program (pkcs11-tool, a browser, scdaemon…); close it and retry`,
-        );
-      }
-      throw new ScHsmError(
-        'NOT_A_SMARTCARD_HSM',
-        `the card in '${chosen.name}' (ATR ${chosen.atr ?? '?'}) is not a SmartCard-HSM: unknown ATR and no applet answering SELECT`,
-      );
-    }
-    return PcscTransport.connect(ctx, chosen.name);
-  }, o);
 }

@@ -9,10 +9,10 @@
  */
 import { fstatSync, statSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
-import { openPcsc } from '../apdu/readers.js';
 import { RecordingTransport } from '../apdu/transcript.js';
 import type { Transport } from '../apdu/transport.js';
 import { isScHsmError } from '../errors.js';
+import { openPcsc } from '../sc-hsm/open-pcsc.js';
 import { SmartCardHsm } from '../sc-hsm/session.js';
 import type { StateFileHolder, VirtualSmartCardHsm } from '../sim/index.js';
 import { hostPathKind, writeAtomicExclusive } from '../util/host-files.js';

@@ -5,7 +5,7 @@
  * fails the suite; elsewhere the suite is skipped with a loud note.
  */
 import { describe, it } from 'vitest';
-import { listReaders } from '../../src/apdu/readers.js';
+import { listReaders } from '../../src/sc-hsm/open-pcsc.js';
 import { connectToVpcd, type VpcdCard, type VpcdConnection } from '../../src/sim/vpcd.js';
 
 /** True inside `bash scripts/with-pcscd.sh …`. */

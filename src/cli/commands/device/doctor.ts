@@ -1,7 +1,7 @@
 import { execFile } from 'node:child_process';
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { listReaders } from '../../../apdu/readers.js';
+import { listReaders } from '../../../sc-hsm/open-pcsc.js';
 import type { Command } from '../../command.js';
 import { exists } from '../../files.js';
 import { printable } from '../../format.js';

@@ -1,4 +1,4 @@
-import { listReaders, openPcsc } from '../../../apdu/readers.js';
+import { listReaders, openPcsc } from '../../../sc-hsm/open-pcsc.js';
 import { SmartCardHsm } from '../../../sc-hsm/session.js';
 import type { Command } from '../../command.js';
 import type { Ctx } from '../../context.js';
