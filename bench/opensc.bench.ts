@@ -26,6 +26,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { testCertificate } from '../harness/certificate.js';
+import { RelayCard } from '../harness/relay-card.js';
 import type { PcscTransport } from '../src/apdu/pcsc.js';
 import { isScHsmError } from '../src/errors.js';
 import { gatherDump } from '../src/sc-hsm/dump.js';
@@ -34,8 +36,6 @@ import { SmartCardHsm } from '../src/sc-hsm/session.js';
 import { VirtualSmartCardHsm } from '../src/sim/index.js';
 import { connectToVpcd } from '../src/sim/vpcd.js';
 import { fromHex } from '../src/util/bytes.js';
-import { testCertificate } from '../test/helpers/fixtures.js';
-import { RelayCard } from '../test/helpers/relay-card.js';
 import { ensureBuilt } from './startup.bench.js';
 import { type BenchResult, median } from './types.js';
 

@@ -9,6 +9,7 @@ import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promise
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { testCertificate } from '../harness/certificate.js';
 import {
   backupDevice,
   importPrivateKey,
@@ -22,7 +23,6 @@ import {
   VirtualSmartCardHsm,
 } from '../src/index.js';
 import { fromHex } from '../src/util/bytes.js';
-import { testCertificate } from './helpers/fixtures.js';
 
 const SO_PIN = '3537363231383830';
 const PIN = '648219';

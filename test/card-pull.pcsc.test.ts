@@ -9,6 +9,7 @@
  */
 import { PassThrough } from 'node:stream';
 import { afterAll, beforeAll, expect, it } from 'vitest';
+import { RelayCard } from '../harness/relay-card.js';
 import type { PcscTransport } from '../src/apdu/pcsc.js';
 import { runCli } from '../src/cli/main.js';
 import { ScHsmError } from '../src/errors.js';
@@ -17,7 +18,6 @@ import { SmartCardHsm } from '../src/sc-hsm/session.js';
 import { VirtualSmartCardHsm } from '../src/sim/index.js';
 import type { VpcdConnection } from '../src/sim/vpcd.js';
 import { describePcsc, insertCard, vpcdEndpoint, vpcdReaderName, waitForCard } from './helpers/pcsc-env.js';
-import { RelayCard } from './helpers/relay-card.js';
 
 const PIN = '648219';
 const SO_PIN = '3537363231383830';

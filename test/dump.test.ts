@@ -1,10 +1,10 @@
 import { describe, expect, it } from 'vitest';
+import { testCertificate } from '../harness/certificate.js';
 import type { Transport } from '../src/apdu/transport.js';
 import { gatherDump } from '../src/sc-hsm/dump.js';
 import { SmartCardHsm } from '../src/sc-hsm/session.js';
 import { VirtualSmartCardHsm } from '../src/sim/index.js';
 import { ascii, toHex } from '../src/util/bytes.js';
-import { testCertificate } from './helpers/fixtures.js';
 
 const PIN = '648219';
 

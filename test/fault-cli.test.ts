@@ -3,13 +3,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { testCertificate } from '../harness/certificate.js';
 import { FaultInjectingTransport, type FaultPlan } from '../src/apdu/fault.js';
 import { runCli } from '../src/cli/main.js';
 import { decodeWrapFile, decryptKeyBlob } from '../src/dkek/index.js';
 import { SmartCardHsm } from '../src/sc-hsm/session.js';
 import { VirtualSmartCardHsm } from '../src/sim/index.js';
 import { bytesEqual, concat, fromHex } from '../src/util/bytes.js';
-import { FAULT_COMBOS, testCertificate } from './helpers/fixtures.js';
+import { FAULT_COMBOS } from './helpers/fixtures.js';
 
 const SO_PIN = '3537363231383830';
 const PIN = '648219';

@@ -11,13 +11,14 @@ import {
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { testCertificate } from '../harness/certificate.js';
 import { FaultInjectingTransport } from '../src/apdu/fault.js';
 import { decodeWrapFile, decryptKeyBlob } from '../src/dkek/index.js';
 import { isScHsmError, ScHsmError } from '../src/errors.js';
 import { SmartCardHsm } from '../src/sc-hsm/session.js';
 import { VirtualSmartCardHsm } from '../src/sim/index.js';
 import { bytesEqual, fromHex, toHex } from '../src/util/bytes.js';
-import { FAULT_COMBOS, testCertificate } from './helpers/fixtures.js';
+import { FAULT_COMBOS } from './helpers/fixtures.js';
 
 const SO_PIN = '3537363231383830';
 const PIN = '648219';

@@ -8,13 +8,13 @@
  */
 import { readFileSync } from 'node:fs';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { testCertificate } from '../harness/certificate.js';
 import { encodeCommand } from '../src/apdu/command.js';
 import type { Transport } from '../src/apdu/transport.js';
 import { ScHsmError } from '../src/errors.js';
 import { type KeyPairSpec, SmartCardHsm } from '../src/sc-hsm/session.js';
 import { VirtualSmartCardHsm } from '../src/sim/index.js';
 import { ascii, concat, fromHex } from '../src/util/bytes.js';
-import { testCertificate } from './helpers/fixtures.js';
 
 const SO_PIN = '3537363231383830';
 const PIN = '648219';

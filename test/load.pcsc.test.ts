@@ -15,6 +15,7 @@ import { createPublicKey, verify as nodeVerify } from 'node:crypto';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { afterAll, beforeAll, expect, it } from 'vitest';
+import { RelayCard } from '../harness/relay-card.js';
 import type { PcscTransport } from '../src/apdu/pcsc.js';
 import { isScHsmError } from '../src/errors.js';
 import { openPcsc } from '../src/sc-hsm/open-pcsc.js';
@@ -24,7 +25,6 @@ import type { VpcdConnection } from '../src/sim/vpcd.js';
 import { ascii } from '../src/util/bytes.js';
 import { READER1, runTool, show } from './helpers/opensc.js';
 import { describePcsc, insertCard, vpcdEndpoint } from './helpers/pcsc-env.js';
-import { RelayCard } from './helpers/relay-card.js';
 
 const PIN = '648219';
 const SIGNATURES = 10_000;

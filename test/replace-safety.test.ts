@@ -12,6 +12,7 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { beforeAll, describe, expect, it, vi } from 'vitest';
+import { testCertificate } from '../harness/certificate.js';
 import { FaultInjectingTransport, type FaultPlan } from '../src/apdu/fault.js';
 import { runCli } from '../src/cli/main.js';
 import { decodeWrapFile, decryptKeyBlob, encodeWrapFile } from '../src/dkek/index.js';
@@ -22,7 +23,7 @@ import { KeyReplaceError, SmartCardHsm } from '../src/sc-hsm/session.js';
 import { VirtualSmartCardHsm } from '../src/sim/index.js';
 import { fromHex, toHex } from '../src/util/bytes.js';
 import { cli, PIN, SO_PIN, tempDir } from './cli-helpers.js';
-import { FAULT_COMBOS, testCertificate } from './helpers/fixtures.js';
+import { FAULT_COMBOS } from './helpers/fixtures.js';
 
 const SHARE = fromHex('9b1964f9cbc623adbe4644244161d955a8729a691883b35643c9e6e9dc3f3c74');
 

@@ -3,13 +3,13 @@
  * (spec/pcsc-stack.md). Run inside scripts/with-pcscd.sh; under CI=true without it, this fails.
  */
 import { afterAll } from 'vitest';
+import { RelayCard } from '../harness/relay-card.js';
 import type { PcscTransport } from '../src/apdu/pcsc.js';
 import { openPcsc } from '../src/sc-hsm/open-pcsc.js';
 import { SmartCardHsm } from '../src/sc-hsm/session.js';
 import { VirtualSmartCardHsm } from '../src/sim/index.js';
 import type { VpcdConnection } from '../src/sim/vpcd.js';
 import { describePcsc, insertCard, vpcdEndpoint } from './helpers/pcsc-env.js';
-import { RelayCard } from './helpers/relay-card.js';
 import { defineSessionSuite } from './helpers/session-suite.js';
 
 /**

@@ -1,10 +1,10 @@
 /**
  * A card in front of another card, for vpcd: passes the ATR, every APDU and the power and reset
  * control bytes on to `card`. Tests and benchmarks extend it to count or time what the card sees,
- * or swap `card` to replace the token behind one vpcd connection. No vitest import: the benchmarks
- * use it too.
+ * or swap `card` to replace the token behind one vpcd connection. No vitest import: harness/ is
+ * what test/ and bench/ share.
  */
-import type { VpcdCard } from '../../src/sim/vpcd.js';
+import type { VpcdCard } from '../src/sim/vpcd.js';
 
 export class RelayCard<C extends VpcdCard = VpcdCard> implements VpcdCard {
   constructor(public card: C) {}
