@@ -1,7 +1,9 @@
 /**
  * sc-hsm-ts: a pure-TypeScript driver for the SmartCard-HSM (Nitrokey HSM 2).
- * Layers: apdu (ISO 7816) → sc-hsm (the session) with the pure codecs pkcs15 and dkek beside it;
- * sim is the virtual card. docs/contracts.md lists the module interfaces.
+ * The top floor of src/ (README, Design; test/layers.test.ts): errors, util, protocol → apdu
+ * (ISO 7816, PC/SC), the pure codecs pkcs15 and dkek → sc-hsm (the session, the reader choice),
+ * sim (the virtual card) → webcrypto, x509 → cli; this file re-exports the library and nothing in
+ * src/ imports it. docs/contracts.md lists the module interfaces.
  */
 
 export * from './apdu/command.js';
