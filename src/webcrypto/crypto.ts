@@ -16,25 +16,23 @@ import type { KeyInfo, SmartCardHsm } from '../sc-hsm/session.js';
 import { bytesEqual, fromHex, toHex } from '../util/bytes.js';
 import { curveByName } from '../util/curves.js';
 import { lazyBase } from './core.js';
+import { type ProviderOwner, rsaKeyAlgorithm } from './families.js';
 import {
   curveSize,
   type HsmAlgorithmName,
   HsmPrivateKey,
   HsmPublicKey,
   type KeyAlgorithmLike,
+  USAGES,
   webCurveName,
 } from './keys.js';
+import { NODE_ALGORITHMS, NodeProvider } from './node-provider.js';
 import {
   HsmEcdhProvider,
   HsmEcdsaProvider,
   HsmRsaOaepProvider,
   HsmRsaPssProvider,
   HsmRsaSsaProvider,
-  NODE_ALGORITHMS,
-  NodeProvider,
-  type ProviderOwner,
-  rsaKeyAlgorithm,
-  USAGES,
 } from './providers.js';
 
 // webcrypto-core's classes, loaded when the first ScHsmCrypto is constructed (src/webcrypto/core.ts)

@@ -6,6 +6,7 @@ export {
   ScHsmCrypto,
   ScHsmSubtleCrypto,
 } from './crypto.js';
+export type { HsmKeyGenExtras } from './families.js';
 export {
   curveFromWebName,
   type HsmAlgorithmName,
@@ -17,4 +18,4 @@ export {
   WEB_CURVE_NAMES,
   webCurveName,
 } from './keys.js';
-export { type HsmKeyGenExtras, NODE_ALGORITHMS } from './providers.js';
+export { NODE_ALGORITHMS } from './node-provider.js';

@@ -50,6 +50,21 @@ export type WebHashName = 'SHA-1' | 'SHA-256' | 'SHA-384' | 'SHA-512';
 /** The asymmetric algorithms a device key can be used with. */
 export type HsmAlgorithmName = 'ECDSA' | 'ECDH' | 'RSASSA-PKCS1-v1_5' | 'RSA-PSS' | 'RSA-OAEP';
 
+/** The WebCrypto usages each half of a key pair may have for an algorithm. */
+export interface KeyPairUsages {
+  readonly privateKey: readonly KeyUsage[];
+  readonly publicKey: readonly KeyUsage[];
+}
+
+/** The WebCrypto usages a device key pair gets for an algorithm (and the most an imported key may have). */
+export const USAGES: Record<HsmAlgorithmName, KeyPairUsages> = {
+  ECDSA: { privateKey: ['sign'], publicKey: ['verify'] },
+  ECDH: { privateKey: ['deriveBits', 'deriveKey'], publicKey: [] },
+  'RSASSA-PKCS1-v1_5': { privateKey: ['sign'], publicKey: ['verify'] },
+  'RSA-PSS': { privateKey: ['sign'], publicKey: ['verify'] },
+  'RSA-OAEP': { privateKey: ['decrypt', 'unwrapKey'], publicKey: ['encrypt', 'wrapKey'] },
+};
+
 /** Where a key sits on the device: reference (CCxx low byte), PKCS#15 ID and label, side by side. */
 export interface HsmKeyHandle {
   /** Key reference: the low byte of `CCxx`, P1 of SIGN / DECIPHER. */
@@ -219,6 +234,11 @@ export function nodeHash(hash: unknown): 'sha1' | 'sha256' | 'sha384' | 'sha512'
         `unsupported hash "${String(name)}"; use SHA-1, SHA-256, SHA-384 or SHA-512`,
       );
   }
+}
+
+/** node's `sha256` ↔ WebCrypto's `SHA-256`. */
+export function hashName(h: 'sha1' | 'sha256' | 'sha384' | 'sha512'): WebHashName {
+  return ({ sha1: 'SHA-1', sha256: 'SHA-256', sha384: 'SHA-384', sha512: 'SHA-512' } as const)[h];
 }
 
 /** Bytes of a digest. */
