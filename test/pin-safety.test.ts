@@ -5,7 +5,9 @@
  * (VERIFY 00 20 00 81/88 with data, CHANGE REFERENCE DATA 00 24, RESET RETRY COUNTER 00 2C,
  * INITIALIZE 80 50 with data on an initialized device) together with the session call that was
  * running. Every session method, enumerated from the prototype so that a new one cannot escape,
- * is driven fault-free and with a fault at every APDU. Asserted:
+ * is driven fault-free and with a fault at every APDU; every function of the area modules the
+ * session is composed of (pins.ts, keys.ts, …) is either such a method's delegate or named with a
+ * method that reaches it. Asserted:
  *   - a PIN-carrying APDU happens only inside a call that was given a PIN, and carries that PIN;
  *   - within one call no PIN-carrying APDU is ever sent twice (no automatic retry), also after a fault;
  *   - before each PIN-carrying APDU the tries left of that PIN were queried in the same call
@@ -18,9 +20,18 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { FAULT_KINDS, FaultInjectingTransport } from '../src/apdu/fault.js';
 import type { Transport } from '../src/apdu/transport.js';
 import { isScHsmError } from '../src/errors.js';
+import * as context from '../src/sc-hsm/context.js';
+import * as crypto from '../src/sc-hsm/crypto.js';
+import * as device from '../src/sc-hsm/device.js';
+import * as dkek from '../src/sc-hsm/dkek.js';
+import * as init from '../src/sc-hsm/init.js';
+import * as keys from '../src/sc-hsm/keys.js';
+import * as objects from '../src/sc-hsm/objects.js';
 import { pinTryOf } from '../src/sc-hsm/pin-guard.js';
+import * as pins from '../src/sc-hsm/pins.js';
 import { type KeyPairSpec, SmartCardHsm } from '../src/sc-hsm/session.js';
 import { parseUserPin } from '../src/sc-hsm/validate.js';
+import * as wrap from '../src/sc-hsm/wrap.js';
 import { VirtualSmartCardHsm } from '../src/sim/index.js';
 import { ascii, concat, fromHex, toHex } from '../src/util/bytes.js';
 
@@ -132,7 +143,7 @@ let blobEc: Uint8Array;
 let binEc: Uint8Array;
 const ecSpec: KeyPairSpec = { type: 'ec', curve: 'secp256r1', label: 'pin-safety' };
 
-/** How each public method is driven. Every own method of the prototype must appear here or in PRIVATE. */
+/** How each public method is driven. Every own method of the prototype must appear here. */
 const CALLS: Record<string, Driven> = {
   logout: { pins: [], from: 'ready', login: true, call: (h) => h.logout() },
   close: { pins: [], from: 'ready', call: (h) => h.close() },
@@ -218,22 +229,61 @@ const CALLS: Record<string, Driven> = {
   listCaCertificates: { pins: [], from: 'keys', call: (h) => h.listCaCertificates() },
 };
 
-/** Private helpers: reached only through the public methods above (each named with one that uses it). */
-const PRIVATE: Record<string, string> = {
-  checkTries: 'verifyPin',
-  refuseUnsafeTry: 'verifyPin',
-  changeReferenceData: 'changePin',
-  freeKeyRef: 'generateKeyPair',
-  checkFreeRef: 'generateKeyPair',
-  checkFreeId: 'generateKeyPair',
-  keyInfoFromFiles: 'listKeys',
-  keyOpOverrides: 'sign',
-  cardSign: 'sign',
-  unwrapCommand: 'unwrapKey',
-  unwrapInto: 'unwrapKey',
-  putBack: 'restoreKey',
-  freeObjectNumber: 'writeDataObject',
+/**
+ * The modules the session is composed of: each method of the prototype delegates to the function
+ * of the same name in one of them, so their functions are the session's code too.
+ */
+const AREAS: Record<string, Record<string, unknown>> = {
+  context,
+  device,
+  pins,
+  init,
+  dkek,
+  keys,
+  crypto,
+  wrap,
+  objects,
 };
+
+/**
+ * The area functions that are not the delegate of a public method: reached only through the
+ * public methods above (each named with one that uses it).
+ */
+const PRIVATE: Record<string, string> = {
+  'context.checkOpen': 'logout',
+  'context.sessionContext': 'logout',
+  'context.closeSession': 'close',
+  'device.selectApplet': 'logout',
+  'device.parseFcp': 'logout',
+  'pins.checkTries': 'verifyPin',
+  'pins.refuseUnsafeTry': 'verifyPin',
+  'pins.sendVerify': 'verifyPin',
+  'pins.changeReferenceData': 'changePin',
+  'dkek.dkekKcvUnknown': 'unwrapKey',
+  'keys.publicKeyObject': 'listKeys',
+  'keys.intrinsicKeyId': 'generateKeyPair',
+  'keys.spkiPoint': 'ecdh',
+  'keys.freeKeyRef': 'generateKeyPair',
+  'keys.checkFreeRef': 'generateKeyPair',
+  'keys.checkFreeId': 'generateKeyPair',
+  'keys.keyInfoFromFiles': 'listKeys',
+  'crypto.keyOpOverrides': 'sign',
+  'crypto.cardSign': 'sign',
+  'wrap.unwrapCommand': 'unwrapKey',
+  'wrap.unwrapInto': 'unwrapKey',
+  'wrap.putBack': 'restoreKey',
+  'objects.certificateSpki': 'storeCertificate',
+  'objects.freeObjectNumber': 'writeDataObject',
+};
+
+/** Every function the area modules export (classes left out), as `module.name`. */
+function areaFunctions(): string[] {
+  return Object.entries(AREAS).flatMap(([area, m]) =>
+    Object.entries(m)
+      .filter(([, v]) => typeof v === 'function' && !/^class\b/.test(Function.prototype.toString.call(v)))
+      .map(([name]) => `${area}.${name}`),
+  );
+}
 
 function prototypeMethods(): string[] {
   const proto = SmartCardHsm.prototype as unknown as Record<string, unknown>;
@@ -290,12 +340,15 @@ const tries = (card: VirtualSmartCardHsm) =>
   JSON.parse(card.serialize()) as { userPinTries: number; soPinTries: number; userPinMaxTries: number };
 
 describe('PIN safety', () => {
-  it('drives every method of the session prototype (a new method must be added here)', () => {
-    const missing = prototypeMethods().filter((n) => !(n in CALLS) && !(n in PRIVATE));
+  it('drives every method of the session prototype and reaches every area function (a new one must be added here)', () => {
+    const missing = prototypeMethods().filter((n) => !(n in CALLS));
     expect(missing).toEqual([]);
-    const stale = [...Object.keys(CALLS), ...Object.keys(PRIVATE)].filter(
-      (n) => !prototypeMethods().includes(n),
-    );
+    const helpers = areaFunctions().filter((q) => !(q.slice(q.indexOf('.') + 1) in CALLS));
+    expect(helpers.filter((q) => !(q in PRIVATE))).toEqual([]);
+    const stale = [
+      ...Object.keys(CALLS).filter((n) => !prototypeMethods().includes(n)),
+      ...Object.keys(PRIVATE).filter((q) => !helpers.includes(q)),
+    ];
     expect(stale).toEqual([]);
   });
 

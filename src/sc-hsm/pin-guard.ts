@@ -9,7 +9,7 @@ import { parseCommand } from '../apdu/command.js';
 import { swHex } from '../apdu/status.js';
 import { type PinKind, ScHsmError } from '../errors.js';
 import { INS, PIN_SO, PIN_USER } from '../protocol/constants.js';
-import type { PinStatus } from './session.js';
+import type { PinStatus } from './pins.js';
 
 /** What a blocked SO-PIN means (spec §9), in the words of every SO-PIN message. */
 export const SO_PIN_BLOCKED_MEANS =

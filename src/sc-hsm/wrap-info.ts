@@ -6,7 +6,7 @@ import {
   decodeKeyDescription,
   type KeyDescription,
 } from '../pkcs15/index.js';
-import { certificateSpki } from './session.js';
+import { certificateSpki } from './objects.js';
 
 export interface WrapFileInfo {
   wrap: WrapFile;

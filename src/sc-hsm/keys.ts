@@ -1,0 +1,521 @@
+/**
+ * Keys on the device: GENERATE ASYMMETRIC KEY PAIR (spec §3.11) and GENERATE SYMMETRIC KEY
+ * (spec §3.12) with the PKCS#15 description OpenSC writes into C4xx, the listing of keys from their
+ * files (key CCxx, description C4xx, CV request or certificate CExx), and their deletion.
+ *
+ * A key *reference* (1–255, the low byte of CCxx, P1 of every key command) and a PKCS#15 *ID*
+ * (CKA_ID, bytes) are different things: both are kept side by side in {@link KeyInfo}.
+ */
+import { createHash, createPublicKey, type KeyObject } from 'node:crypto';
+import type { SwOverrides } from '../apdu/status.js';
+import { ScHsmError } from '../errors.js';
+import {
+  type CvcPublicKey,
+  cvcPublicKeyToSpki,
+  decodeCvRequest,
+  decodeKeyDescription,
+  encodeCvcBody,
+  encodeKeyDescription,
+  KEY_USAGE,
+  type KeyDescription,
+  OBJECT_FLAGS,
+} from '../pkcs15/index.js';
+import { AES_KEYGEN_ALGO, ALGO, CLA_ISO, INS, OID, PREFIX } from '../protocol/constants.js';
+import { bytesEqual, concat, toHex, uintBE } from '../util/bytes.js';
+import { type CurveInfo, type CurveName, curveByName, curveParams } from '../util/curves.js';
+import { readAll, readTlv, tlv } from '../util/tlv.js';
+import type { SessionContext } from './context.js';
+import { deviceChr } from './device.js';
+import { afterCreationSent, type CreationContext } from './interrupted.js';
+import { certificateSpki } from './objects.js';
+import {
+  checkBytes,
+  checkKeyRef,
+  checkLabel,
+  checkObject,
+  checkOneOf,
+  checkRsaBits,
+  typeName,
+} from './validate.js';
+
+/**
+ * `unknown`: a key object CCxx with neither a readable description (C4xx) nor a public key
+ * (CExx), e.g. left by an interrupted restore or written by another tool.
+ */
+export type KeyType = 'rsa' | 'ec' | 'aes' | 'unknown';
+
+export interface KeyInfo {
+  /** Key reference: the low byte of the key's file CCxx, used by SIGN/WRAP (P1). */
+  keyRef: number;
+  /** PKCS#15 / PKCS#11 ID (CKA_ID), a different thing from the key reference. */
+  id: Uint8Array;
+  label?: string;
+  type: KeyType;
+  /** RSA modulus length, EC field size, or AES key length, in bits. */
+  bits: number;
+  curve?: CurveName;
+  /** PKCS#15 key usage flags (spec §6). */
+  usage: number;
+  /** PKCS#15 key access flags; undefined when the description carries none. */
+  access?: number;
+  /** True when CExx holds an X.509 certificate (not just the CV request of key generation). */
+  hasCertificate: boolean;
+  /** SubjectPublicKeyInfo DER, from the CV request or certificate in CExx. */
+  publicKey?: Uint8Array;
+  /** The decoded description, as stored in C4xx. */
+  description?: KeyDescription;
+}
+
+export type KeyPairSpec =
+  | {
+      type: 'rsa';
+      bits: number;
+      label: string;
+      id?: Uint8Array;
+      keyRef?: number;
+      publicExponent?: number;
+      algorithms?: Uint8Array;
+    }
+  | { type: 'ec'; curve: string; label: string; id?: Uint8Array; keyRef?: number; algorithms?: Uint8Array };
+
+export interface GeneratedKey {
+  keyRef: number;
+  id: Uint8Array;
+  /** SubjectPublicKeyInfo DER. */
+  publicKey: Uint8Array;
+  /** The authenticated CV request the card returned (also stored in CExx by the card). */
+  request: Uint8Array;
+}
+
+/** The inner CAR OpenSC puts into key generation requests (spec §3.11). */
+const REQUEST_CAR = 'UTCA00001';
+
+/** What both key generation commands answer when they refuse. */
+const KEYGEN_OVERRIDES: SwOverrides = {
+  0x6982: ['SECURITY_STATUS', 'key generation needs the user PIN: verify it first'],
+  0x6985: [
+    'DKEK_INCOMPLETE',
+    'the device refuses new keys while DKEK shares are outstanding: import them first',
+  ],
+  0x6a84: ['MEMORY_FULL', 'the device has no room for another key'],
+};
+
+/**
+ * Loads an SPKI with node:crypto, turning OpenSSL's refusal (e.g. a point off the curve, sent by a
+ * damaged or hostile card) into MALFORMED_RESPONSE.
+ */
+export function publicKeyObject(spki: Uint8Array, what = 'public key'): KeyObject {
+  try {
+    return createPublicKey({ key: Buffer.from(spki), format: 'der', type: 'spki' });
+  } catch (e) {
+    throw new ScHsmError('MALFORMED_RESPONSE', `the ${what} from the card is not a valid public key`, {
+      cause: e,
+    });
+  }
+}
+
+/** OpenSC's intrinsic ID: SHA-1 of the modulus (RSA) or of the X coordinate (EC) (spec §6.2). */
+export function intrinsicKeyId(spki: Uint8Array): Uint8Array {
+  const key = publicKeyObject(spki);
+  let material: Uint8Array;
+  if (key.asymmetricKeyType === 'rsa') {
+    material = Buffer.from(key.export({ format: 'jwk' }).n!, 'base64url');
+  } else {
+    // X from the raw point: works for every curve (JWK knows only the NIST ones)
+    const point = spkiPoint(spki);
+    material = point.subarray(1, 1 + (point.length - 1) / 2);
+  }
+  return new Uint8Array(createHash('sha1').update(material).digest());
+}
+
+/** The uncompressed point (`04‖X‖Y`) inside an EC SubjectPublicKeyInfo. */
+export function spkiPoint(spki: Uint8Array): Uint8Array {
+  const seq = readTlv(spki).value;
+  const [, bits] = readAll(seq);
+  if (bits?.tag !== 0x03 || bits.value.length < 2 || bits.value[1] !== 0x04) {
+    throw new ScHsmError('INVALID_ARGUMENT', 'not an EC public key with an uncompressed point');
+  }
+  return bits.value.subarray(1);
+}
+
+function safeCurve(name: string): CurveInfo | undefined {
+  try {
+    return curveByName(name);
+  } catch {
+    return undefined;
+  }
+}
+
+/** Lowest free key reference from 1 (0 is the device key). */
+export async function freeKeyRef(ctx: SessionContext, fids?: number[]): Promise<number> {
+  const list = fids ?? (await ctx.files.enumerate());
+  const used = new Set(list.filter((f) => f >> 8 === PREFIX.KEY).map((f) => f & 0xff));
+  for (let i = 1; i <= 255; i++) if (!used.has(i)) return i;
+  throw new ScHsmError('MEMORY_FULL', 'all 255 key references are in use');
+}
+
+/** KEY_REF_OCCUPIED when CCxx exists for `keyRef`. */
+export async function checkFreeRef(keyRef: number, fids: number[]): Promise<void> {
+  checkKeyRef(keyRef);
+  if (fids.includes((PREFIX.KEY << 8) | keyRef)) {
+    throw new ScHsmError(
+      'KEY_REF_OCCUPIED',
+      `key reference ${keyRef} is already in use; delete that key first or choose another`,
+    );
+  }
+}
+
+/**
+ * KEY_ID_IN_USE when a key description (C4xx) on the device already carries `id`: two keys with
+ * one PKCS#15 ID (CKA_ID) confuse every PKCS#11 application (OpenSC refuses it as well).
+ */
+export async function checkFreeId(
+  ctx: SessionContext,
+  id: Uint8Array,
+  fids: number[],
+  except?: number,
+): Promise<void> {
+  for (const fid of fids) {
+    if (fid >> 8 !== PREFIX.PRKD || (fid & 0xff) === except) continue;
+    let other: Uint8Array | undefined = ctx.keyCache.get(fid & 0xff)?.description?.id;
+    if (!other) {
+      try {
+        other = decodeKeyDescription(await ctx.files.read(fid)).id;
+      } catch (e) {
+        if (!(e instanceof ScHsmError && e.code === 'MALFORMED_DATA')) throw e;
+      }
+    }
+    if (other && bytesEqual(other, id)) {
+      throw new ScHsmError(
+        'KEY_ID_IN_USE',
+        `the key ID ${toHex(id)} is already the ID of key reference ${fid & 0xff}; two keys with one ID confuse PKCS#11 applications. Nothing was sent.`,
+      );
+    }
+  }
+}
+
+/** The 7F49 template of a key generation request (spec §3.11). */
+function requestPublicKey(spec: KeyPairSpec): { pk: CvcPublicKey; curve?: CurveInfo } {
+  if (spec.type === 'rsa') {
+    checkRsaBits(spec.bits);
+    const e = spec.publicExponent ?? 65537;
+    if (!Number.isInteger(e) || e < 3 || e % 2 === 0 || e > 0xffffffff) {
+      throw new ScHsmError(
+        'INVALID_ARGUMENT',
+        `the RSA public exponent must be an odd integer ≥ 3; got ${e}`,
+      );
+    }
+    let exp = uintBE(e, 4);
+    while (exp.length > 1 && exp[0] === 0) exp = exp.subarray(1);
+    return { pk: { oid: OID.TA_RSA_V15_SHA256, exponent: exp, keySize: spec.bits } };
+  }
+  const curve = curveByName(spec.curve);
+  const p = curveParams(curve);
+  return {
+    curve,
+    pk: { oid: OID.TA_ECDSA_SHA256, p: p.p, a: p.a, b: p.b, g: p.g, n: p.n, cofactor: p.h },
+  };
+}
+
+/**
+ * GENERATE ASYMMETRIC KEY PAIR (`00 46 <keyRef> 00`, extended, spec §3.11): the data is the body
+ * of a CV request (CAR, public key template 7F49, CHR) with an optional algorithm list (tag 91);
+ * the card answers the authenticated request. Then the description in C4xx.
+ */
+export async function generateKeyPair(ctx: SessionContext, spec: KeyPairSpec): Promise<GeneratedKey> {
+  checkObject(spec, 'the key pair spec', {
+    type: 'string',
+    label: 'string',
+    id: 'bytes',
+    keyRef: 'number',
+    bits: 'number',
+    curve: 'string',
+    publicExponent: 'number',
+    algorithms: 'bytes',
+  });
+  checkOneOf(spec.type, ['rsa', 'ec'], 'the key pair type (spec.type)');
+  if (spec.type === 'ec' && typeof spec.curve !== 'string') {
+    throw new ScHsmError(
+      'INVALID_ARGUMENT',
+      `the curve (spec.curve) must be a name such as "prime256v1"; got ${typeName(spec.curve)}`,
+    );
+  }
+  if (spec.keyRef !== undefined) checkKeyRef(spec.keyRef, 'the key reference (spec.keyRef)');
+  checkLabel(spec.label, 'key label');
+  if (spec.id !== undefined && (spec.id.length < 1 || spec.id.length > 255)) {
+    throw new ScHsmError('INVALID_ARGUMENT', 'a key ID must be 1 to 255 bytes');
+  }
+  const { pk, curve } = requestPublicKey(spec);
+  if (spec.algorithms && (spec.algorithms.length < 1 || spec.algorithms.length > 16)) {
+    throw new ScHsmError('INVALID_ARGUMENT', 'an allowed-algorithm list has 1 to 16 entries');
+  }
+  return ctx.channel.exclusive(async () => {
+    const fids = await ctx.files.enumerate();
+    const keyRef = spec.keyRef ?? (await freeKeyRef(ctx, fids));
+    await checkFreeRef(keyRef, fids);
+    if (spec.id) await checkFreeId(ctx, spec.id, fids);
+    const serial = ((await deviceChr(ctx)) ?? 'UTDUMMY00000').slice(0, -5);
+    const body = readTlv(encodeCvcBody({ car: REQUEST_CAR, publicKey: pk, chr: `${serial}00001` })).value;
+    const data = spec.algorithms ? concat(body, tlv(0x91, spec.algorithms)) : body;
+    // From here on the card may hold a new key whatever happens: a failure says so.
+    const creation: CreationContext = {
+      command: 'GENERATE ASYMMETRIC KEY PAIR',
+      keyRef,
+      label: spec.label,
+      stage: 'sent',
+    };
+    try {
+      const r = await ctx.channel.exchange(
+        {
+          cla: CLA_ISO,
+          ins: INS.GENERATE_ASYMMETRIC_KEY_PAIR,
+          p1: keyRef,
+          p2: 0,
+          data,
+          ne: 65536,
+          extended: true,
+        },
+        'GENERATE ASYMMETRIC KEY PAIR',
+        {
+          overrides: {
+            ...KEYGEN_OVERRIDES,
+            0x6a80: ['INCORRECT_DATA', 'the card rejected the key generation request'],
+            0x6a89: ['KEY_REF_OCCUPIED', `key reference ${keyRef} is already in use`],
+          },
+        },
+      );
+      creation.stage = 'created';
+      const req = decodeCvRequest(r.data);
+      const publicKey = cvcPublicKeyToSpki(req.certificate.publicKey);
+      publicKeyObject(publicKey, 'key generation answer');
+      const id = spec.id ?? intrinsicKeyId(publicKey);
+      const description: KeyDescription = {
+        kind: spec.type,
+        label: spec.label,
+        objectFlags: OBJECT_FLAGS.PRIVATE | OBJECT_FLAGS.MODIFIABLE,
+        authId: Uint8Array.of(1),
+        id,
+        usage:
+          spec.type === 'rsa'
+            ? KEY_USAGE.DECRYPT | KEY_USAGE.SIGN | KEY_USAGE.SIGN_RECOVER
+            : KEY_USAGE.SIGN | KEY_USAGE.SIGN_RECOVER | KEY_USAGE.DERIVE,
+        keyReference: keyRef,
+        bits: spec.type === 'rsa' ? spec.bits : curve!.bits,
+      };
+      await ctx.files.write((PREFIX.PRKD << 8) | keyRef, encodeKeyDescription(description));
+      ctx.keyCache.delete(keyRef);
+      return { keyRef, id, publicKey, request: r.data };
+    } catch (e) {
+      ctx.keyCache.delete(keyRef);
+      throw afterCreationSent(e, creation);
+    }
+  });
+}
+
+/**
+ * GENERATE SYMMETRIC KEY (`00 48 <keyRef> <algorithm: AES-128/192/256>`, data: the algorithm
+ * list in tag 91, spec §3.12), then the secret key description in C4xx.
+ */
+export async function generateAesKey(
+  ctx: SessionContext,
+  spec: { bits: 128 | 192 | 256; label: string; id?: Uint8Array; keyRef?: number; algorithms?: Uint8Array },
+): Promise<{ keyRef: number; id: Uint8Array }> {
+  checkObject(spec, 'the AES key spec', {
+    bits: 'number',
+    label: 'string',
+    id: 'bytes',
+    keyRef: 'number',
+    algorithms: 'bytes',
+  });
+  if (spec.keyRef !== undefined) checkKeyRef(spec.keyRef, 'the key reference (spec.keyRef)');
+  if (spec.id !== undefined) checkBytes(spec.id, 'the key ID (spec.id)', 1, 255);
+  if (spec.algorithms !== undefined) checkBytes(spec.algorithms, 'the allowed-algorithm list', 1, 16);
+  checkLabel(spec.label, 'key label');
+  const p2 = AES_KEYGEN_ALGO[spec.bits];
+  if (p2 === undefined)
+    throw new ScHsmError('INVALID_ARGUMENT', `unsupported AES key size ${spec.bits}; use 128, 192 or 256`);
+  const algorithms =
+    spec.algorithms ??
+    Uint8Array.of(ALGO.AES_CBC_ENCRYPT, ALGO.AES_CBC_DECRYPT, ALGO.AES_CMAC, ALGO.AES_DERIVE);
+  return ctx.channel.exclusive(async () => {
+    const fids = await ctx.files.enumerate();
+    const keyRef = spec.keyRef ?? (await freeKeyRef(ctx, fids));
+    await checkFreeRef(keyRef, fids);
+    await checkFreeId(ctx, spec.id ?? Uint8Array.of(keyRef), fids);
+    // From here on the card may hold a new key whatever happens: a failure says so.
+    const creation: CreationContext = {
+      command: 'GENERATE SYMMETRIC KEY',
+      keyRef,
+      label: spec.label,
+      stage: 'sent',
+    };
+    try {
+      await ctx.channel.exchange(
+        { cla: CLA_ISO, ins: INS.GENERATE_SYMMETRIC_KEY, p1: keyRef, p2, data: tlv(0x91, algorithms) },
+        'GENERATE SYMMETRIC KEY',
+        { overrides: KEYGEN_OVERRIDES },
+      );
+      creation.stage = 'created';
+      const id = spec.id ?? Uint8Array.of(keyRef);
+      await ctx.files.write(
+        (PREFIX.PRKD << 8) | keyRef,
+        encodeKeyDescription({
+          kind: 'aes',
+          label: spec.label,
+          objectFlags: OBJECT_FLAGS.PRIVATE | OBJECT_FLAGS.MODIFIABLE,
+          authId: Uint8Array.of(1),
+          id,
+          usage: KEY_USAGE.ENCRYPT | KEY_USAGE.DECRYPT | KEY_USAGE.DERIVE,
+          keyReference: keyRef,
+          bits: spec.bits,
+        }),
+      );
+      ctx.keyCache.delete(keyRef);
+      return { keyRef, id };
+    } catch (e) {
+      ctx.keyCache.delete(keyRef);
+      throw afterCreationSent(e, creation);
+    }
+  });
+}
+
+/**
+ * A key's information from its files: the description C4xx and the public key in CExx (a CV
+ * request, or an X.509 certificate); undefined when neither tells the key's type.
+ */
+export async function keyInfoFromFiles(
+  ctx: SessionContext,
+  keyRef: number,
+  fids: number[],
+): Promise<KeyInfo | undefined> {
+  const prkdFid = (PREFIX.PRKD << 8) | keyRef;
+  const ceFid = (PREFIX.EE_CERTIFICATE << 8) | keyRef;
+  let description: KeyDescription | undefined;
+  if (fids.includes(prkdFid)) {
+    try {
+      description = decodeKeyDescription(await ctx.files.read(prkdFid));
+    } catch (e) {
+      if (!(e instanceof ScHsmError && e.code === 'MALFORMED_DATA')) throw e;
+    }
+  }
+  let publicKey: Uint8Array | undefined;
+  let hasCertificate = false;
+  let curve: CurveName | undefined;
+  let bits = description?.bits ?? 0;
+  let type: KeyType | undefined = description?.kind;
+  if (fids.includes(ceFid)) {
+    const ce = await ctx.files.read(ceFid);
+    try {
+      if (ce[0] === 0x30) {
+        hasCertificate = true;
+        publicKey = certificateSpki(ce);
+      } else if (ce[0] === 0x67 || ce[0] === 0x7f) {
+        publicKey = cvcPublicKeyToSpki(decodeCvRequest(ce).certificate.publicKey);
+      }
+      if (publicKey) publicKeyObject(publicKey);
+    } catch {
+      // an unreadable CExx does not hide the key: it is listed without a public key
+      publicKey = undefined;
+    }
+  }
+  if (publicKey) {
+    const k = publicKeyObject(publicKey);
+    if (k.asymmetricKeyType === 'rsa') {
+      type = 'rsa';
+      bits = k.asymmetricKeyDetails?.modulusLength ?? bits;
+    } else if (k.asymmetricKeyType === 'ec') {
+      type = 'ec';
+      const named = k.asymmetricKeyDetails?.namedCurve;
+      const c = named ? safeCurve(named) : undefined;
+      if (c) {
+        curve = c.name;
+        bits = c.bits;
+      }
+    }
+  }
+  if (!type) return undefined;
+  const info: KeyInfo = {
+    keyRef,
+    id: description?.id ?? Uint8Array.of(keyRef),
+    type,
+    bits,
+    usage: description?.usage ?? 0,
+    hasCertificate,
+  };
+  if (description?.label !== undefined) info.label = description.label;
+  if (curve) info.curve = curve;
+  if (description?.access !== undefined) info.access = description.access;
+  if (publicKey) info.publicKey = publicKey;
+  if (description) info.description = description;
+  return info;
+}
+
+/** ENUMERATE OBJECTS, then each key's files; the device key (reference 0) is left out. */
+export async function listKeys(ctx: SessionContext): Promise<KeyInfo[]> {
+  return ctx.channel.exclusive(async () => {
+    const fids = await ctx.files.enumerate();
+    const refs = fids.filter((f) => f >> 8 === PREFIX.KEY && (f & 0xff) !== 0).map((f) => f & 0xff);
+    const out: KeyInfo[] = [];
+    for (const ref of refs.sort((a, b) => a - b)) {
+      const info = await keyInfoFromFiles(ctx, ref, fids);
+      if (info) {
+        ctx.keyCache.set(ref, info);
+        out.push(info);
+      } else {
+        // a key object without description or public key: its type cannot be known
+        out.push({
+          keyRef: ref,
+          id: Uint8Array.of(ref),
+          type: 'unknown',
+          bits: 0,
+          usage: 0,
+          hasCertificate: false,
+        });
+      }
+    }
+    return out;
+  });
+}
+
+/** One key's information, from the session's cache or from its files. */
+export async function keyInfo(ctx: SessionContext, keyRef: number): Promise<KeyInfo> {
+  checkKeyRef(keyRef);
+  const cached = ctx.keyCache.get(keyRef);
+  if (cached) return cached;
+  return ctx.channel.exclusive(async () => {
+    const fids = await ctx.files.enumerate();
+    if (!fids.includes((PREFIX.KEY << 8) | keyRef)) {
+      throw new ScHsmError('KEY_NOT_FOUND', `no key with key reference ${keyRef} on the device`);
+    }
+    const info = await keyInfoFromFiles(ctx, keyRef, fids);
+    if (!info) {
+      throw new ScHsmError(
+        'KEY_NOT_FOUND',
+        `key reference ${keyRef} has no readable description (C4) or public key (CE)`,
+      );
+    }
+    ctx.keyCache.set(keyRef, info);
+    return info;
+  });
+}
+
+/** DELETE FILE of CCxx, then of C4xx and CExx where they exist (spec §10.4). */
+export async function deleteKey(ctx: SessionContext, keyRef: number): Promise<void> {
+  checkKeyRef(keyRef);
+  await ctx.channel.exclusive(async () => {
+    try {
+      await ctx.files.delete((PREFIX.KEY << 8) | keyRef);
+    } catch (e) {
+      if (e instanceof ScHsmError && e.code === 'FILE_NOT_FOUND') {
+        throw new ScHsmError('KEY_NOT_FOUND', `no key with key reference ${keyRef} on the device`, {
+          sw: e.sw,
+          command: 'DELETE FILE',
+        });
+      }
+      throw e;
+    }
+    await ctx.files.deleteIfExists((PREFIX.PRKD << 8) | keyRef);
+    await ctx.files.deleteIfExists((PREFIX.EE_CERTIFICATE << 8) | keyRef);
+    ctx.keyCache.delete(keyRef);
+  });
+}
