@@ -6,12 +6,13 @@
 import { writeFileSync } from 'node:fs';
 import { RecordingTransport } from '../src/apdu/transcript.js';
 import { SmartCardHsm } from '../src/sc-hsm/session.js';
+import { secretMask } from '../src/sc-hsm/transcript-mask.js';
 import { VirtualSmartCardHsm } from '../src/sim/index.js';
 
 export const STEPS =
   'initialize → import DKEK share → verify PIN → generate EC P-256 and RSA-2048 → list keys';
 
-const rec = new RecordingTransport(new VirtualSmartCardHsm());
+const rec = new RecordingTransport(new VirtualSmartCardHsm(), undefined, secretMask);
 rec.comment(`sc-hsm-ts session against the virtual card: ${STEPS}`);
 rec.comment(
   'PINs, the SO-PIN and the DKEK share are masked (**); the replay accepts any value of the same length',

@@ -37,6 +37,7 @@ export {
 } from './sc-hsm/open-pcsc.js';
 export { pinTryOf } from './sc-hsm/pin-guard.js';
 export * from './sc-hsm/session.js';
+export * from './sc-hsm/transcript-mask.js';
 export { maxRetryForPinLength, parseSoPin, parseUserPin } from './sc-hsm/validate.js';
 export * from './sc-hsm/wrap-info.js';
 export * from './sim/index.js';

@@ -1,9 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import { encodeCommand, parseCommand, parseResponse } from '../src/apdu/command.js';
 import { errorForStatus } from '../src/apdu/status.js';
-import { maskedHex, RecordingTransport, ReplayTransport } from '../src/apdu/transcript.js';
+import { isoSecretMask, maskedHex, RecordingTransport, ReplayTransport } from '../src/apdu/transcript.js';
 import { ApduChannel, type Transport } from '../src/apdu/transport.js';
 import { ScHsmError } from '../src/errors.js';
+import { maskedCommandHex, secretMask } from '../src/sc-hsm/transcript-mask.js';
 import { fromHex, toHex } from '../src/util/bytes.js';
 import { readTlv, tlv } from '../src/util/tlv.js';
 
@@ -169,25 +170,37 @@ describe('ApduChannel', () => {
 });
 
 describe('transcripts', () => {
-  it('masks VERIFY, CHANGE REFERENCE DATA, RESET RETRY COUNTER, IMPORT DKEK SHARE data and INITIALIZE tags 81/82', () => {
-    expect(maskedHex(h('0020008106363438323139'))).toBe('0020008106************');
-    expect(maskedHex(h('00200081'))).toBe('00200081');
-    expect(maskedHex(h('002C0081020102'))).toBe('002c008102****');
-    expect(maskedHex(h('0024008802aabb'))).toBe('0024008802****');
-    expect(maskedHex(h('8052000002aabb00'))).toBe('8052000002****00');
-    expect(maskedHex(h('8052000000'))).toBe('8052000000');
+  it('the SmartCard-HSM mask: VERIFY, CHANGE REFERENCE DATA, RESET RETRY COUNTER, IMPORT DKEK SHARE data and INITIALIZE tags 81/82', () => {
+    expect(maskedCommandHex(h('0020008106363438323139'))).toBe('0020008106************');
+    expect(maskedCommandHex(h('00200081'))).toBe('00200081');
+    expect(maskedCommandHex(h('002C0081020102'))).toBe('002c008102****');
+    expect(maskedCommandHex(h('0024008802aabb'))).toBe('0024008802****');
+    expect(maskedCommandHex(h('8052000002aabb00'))).toBe('8052000002****00');
+    expect(maskedCommandHex(h('8052000000'))).toBe('8052000000');
     // the exact bytes of sc-hsm-tool --initialize (spec §3.9)
     const init = h(
       '80 50 00 00 1C 80 02 00 01 81 06 36 34 38 32 31 39 82 08 35 37 36 32 31 38 38 30 91 01 03 92 01 01',
     );
-    const m = maskedHex(init);
+    const m = maskedCommandHex(init);
     expect(m).toBe('805000001c800200018106************8208****************910103920101');
     // unreadable TLVs: everything after the header is masked
-    expect(maskedHex(h('805000000481063634'))).toBe('8050000004********');
+    expect(maskedCommandHex(h('805000000481063634'))).toBe('8050000004********');
     // an inconsistent Lc never reveals bytes past it
-    expect(maskedHex(h('00200081023132333435'))).toBe('0020008102**********');
+    expect(maskedCommandHex(h('00200081023132333435'))).toBe('0020008102**********');
     expect(m).not.toContain('363438323139');
     expect(m).not.toContain('3537363231383830');
+  });
+
+  it('the ISO mask of the APDU layer knows no application: PIN commands, and every proprietary data field whole', () => {
+    expect(maskedHex(h('0020008106363438323139'))).toBe('0020008106************');
+    expect(maskedHex(h('00a4000002c40100'))).toBe('00a4000002c40100');
+    // INITIALIZE: without the SmartCard-HSM's mask the whole field, not only tags 81/82
+    expect(maskedHex(h('805000000a800200018106363438323139'))).toBe(`805000000a${'**'.repeat(12)}`);
+    // GENERATE ASYMMETRIC KEY PAIR data is masked by the ISO default, readable with the card's mask
+    const gakp = h('8046010003aabbcc');
+    expect(maskedHex(gakp)).toBe('8046010003******');
+    expect(maskedHex(gakp, secretMask)).toBe('8046010003aabbcc');
+    expect(isoSecretMask(h('00200081'))).toEqual([false, false, false, false]);
   });
 
   it('records and replays; a divergence, a missing and a leftover APDU all fail', async () => {

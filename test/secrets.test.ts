@@ -14,6 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RecordingTransport } from '../src/apdu/transcript.js';
 import { runCli } from '../src/cli/main.js';
 import { SmartCardHsm } from '../src/sc-hsm/session.js';
+import { secretMask } from '../src/sc-hsm/transcript-mask.js';
 import { VirtualSmartCardHsm } from '../src/sim/index.js';
 import { ascii, fromHex, toHex } from '../src/util/bytes.js';
 
@@ -135,7 +136,7 @@ beforeAll(async () => {
   // the library through a RecordingTransport, with its transcript sink
   const sink: string[] = [];
   const card = VirtualSmartCardHsm.deserialize(readFileSync(sim, 'utf8'));
-  const rec = new RecordingTransport(card, (l) => sink.push(l));
+  const rec = new RecordingTransport(card, (l) => sink.push(l), secretMask);
   const hsm = await SmartCardHsm.open(rec);
   await hsm.verifyPin(PIN);
   await hsm.changePin(PIN, NEW_PIN);

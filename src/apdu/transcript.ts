@@ -5,57 +5,50 @@
  */
 import { ScHsmError } from '../errors.js';
 import { toHex } from '../util/bytes.js';
-import { readTlv } from '../util/tlv.js';
 import type { Transport } from './transport.js';
 
 /** Masked bytes print as `**`, and match any byte on replay. */
 export const MASK = '**';
 
+/** Which bytes of a command APDU carry a secret: a per-byte mask (true = secret). */
+export type SecretMask = (apdu: Uint8Array) => boolean[];
+
 /**
- * Which bytes of a SmartCard-HSM command carry a secret (spec §3.6–3.10): VERIFY, CHANGE
- * REFERENCE DATA and RESET RETRY COUNTER data; INITIALIZE tags 81 (user PIN) and 82 (SO-PIN);
- * IMPORT DKEK SHARE data. Returns a per-byte mask (true = secret).
+ * Where the data field of a command APDU lies: short Lc at 4, extended (00 hi lo) at 4..6. Only a
+ * well-formed Le (1 byte short, 2 bytes extended) after the data stays outside it; on a malformed
+ * APDU everything after the header counts as data, so an inconsistent Lc never reveals a byte.
  */
-export function secretMask(apdu: Uint8Array): boolean[] {
-  const mask = new Array<boolean>(apdu.length).fill(false);
-  if (apdu.length <= 5) return mask;
-  const ins = apdu[1]!;
-  const cla = apdu[0]! & 0xf0;
-  // data offset: short Lc at 4, extended (00 hi lo) at 4..6
+export function dataField(apdu: Uint8Array): { off: number; end: number } {
+  if (apdu.length <= 5) return { off: apdu.length, end: apdu.length };
   const ext = apdu[4] === 0 && apdu.length > 7;
   const off = ext ? 7 : 5;
   const lc = ext ? (apdu[5]! << 8) | apdu[6]! : apdu[4]!;
-  // Only a well-formed Le (1 byte short, 2 bytes extended) after the data stays visible; on a
-  // malformed APDU everything after the header counts as data.
   const trailing = apdu.length - (off + lc);
   const end = trailing === (ext ? 2 : 1) || trailing === 0 ? off + lc : apdu.length;
-  const all = () => {
-    for (let i = off; i < end; i++) mask[i] = true;
-  };
-  if (cla === 0x00 && (ins === 0x20 || ins === 0x24 || ins === 0x2c)) all();
-  else if (cla === 0x80 && ins === 0x52 && end > off) all();
-  else if (cla === 0x80 && ins === 0x50) {
-    // mask the values of tags 81, 82; if the TLVs cannot be read, mask everything
-    try {
-      let p = off;
-      while (p < end) {
-        const t = readTlv(apdu, p, end);
-        if (t.tag === 0x81 || t.tag === 0x82) {
-          const vs = t.end - t.value.length;
-          for (let i = vs; i < t.end; i++) mask[i] = true;
-        }
-        p = t.end;
-      }
-    } catch {
-      all();
-    }
-  }
-  return mask;
+  return { off, end };
 }
 
-/** Hex of an APDU with its secret bytes replaced by `**`. */
-export function maskedHex(apdu: Uint8Array): string {
-  const m = secretMask(apdu);
+/**
+ * The mask this layer can decide without knowing the application (ISO 7816-4): the data of
+ * VERIFY (`20`), CHANGE REFERENCE DATA (`24`) and RESET RETRY COUNTER (`2C`), and — since any
+ * proprietary command (class `8x`/`9x`) may carry a secret this layer cannot recognise — the whole
+ * data field of every proprietary command. An application narrows the latter with its own mask
+ * (the SmartCard-HSM's: `secretMask` in src/sc-hsm/transcript-mask.ts).
+ */
+export const isoSecretMask: SecretMask = (apdu) => {
+  const mask = new Array<boolean>(apdu.length).fill(false);
+  if (apdu.length <= 5) return mask;
+  const { off, end } = dataField(apdu);
+  const ins = apdu[1]!;
+  const iso = (apdu[0]! & 0x80) === 0;
+  if (!iso || ((apdu[0]! & 0xf0) === 0x00 && (ins === 0x20 || ins === 0x24 || ins === 0x2c)))
+    for (let i = off; i < end; i++) mask[i] = true;
+  return mask;
+};
+
+/** Hex of an APDU with its secret bytes (by `mask`) replaced by `**`. */
+export function maskedHex(apdu: Uint8Array, mask: SecretMask = isoSecretMask): string {
+  const m = mask(apdu);
   let s = '';
   for (let i = 0; i < apdu.length; i++) s += m[i] ? MASK : toHex(apdu.subarray(i, i + 1));
   return s;
@@ -63,12 +56,17 @@ export function maskedHex(apdu: Uint8Array): string {
 
 export type TranscriptSink = (line: string) => void;
 
-/** Wraps a transport and reports every exchange as transcript lines, secrets masked. */
+/**
+ * Wraps a transport and reports every exchange as transcript lines, secrets masked by `mask`
+ * (default {@link isoSecretMask}; for a SmartCard-HSM pass `secretMask`, which masks exactly its
+ * PINs, SO-PIN and key shares and leaves the rest of its proprietary commands readable).
+ */
 export class RecordingTransport implements Transport {
   readonly lines: string[] = [];
   constructor(
     readonly inner: Transport,
     private readonly sink?: TranscriptSink,
+    private readonly mask: SecretMask = isoSecretMask,
   ) {}
 
   get extendedLength(): boolean | undefined {
@@ -86,7 +84,7 @@ export class RecordingTransport implements Transport {
   }
 
   async transmit(apdu: Uint8Array): Promise<Uint8Array> {
-    this.emit(`=> ${maskedHex(apdu)}`);
+    this.emit(`=> ${maskedHex(apdu, this.mask)}`);
     try {
       const r = await this.inner.transmit(apdu);
       this.emit(`<= ${toHex(r)}`);
@@ -158,12 +156,18 @@ function matches(expected: string, actual: string): boolean {
   return true;
 }
 
-/** Plays a transcript back as the card. `**` bytes in commands match anything. */
+/**
+ * Plays a transcript back as the card. `**` bytes in commands match anything; an unexpected APDU
+ * is shown in errors masked by `mask` (default {@link isoSecretMask}).
+ */
 export class ReplayTransport implements Transport {
   private readonly steps: Step[];
   private index = 0;
 
-  constructor(transcript: string) {
+  constructor(
+    transcript: string,
+    private readonly mask: SecretMask = isoSecretMask,
+  ) {
     this.steps = parseTranscript(transcript);
   }
 
@@ -173,13 +177,13 @@ export class ReplayTransport implements Transport {
     if (!step) {
       throw new ScHsmError(
         'REPLAY_MISMATCH',
-        `unexpected APDU after the end of the transcript: ${maskedHex(apdu)}`,
+        `unexpected APDU after the end of the transcript: ${maskedHex(apdu, this.mask)}`,
       );
     }
     if (!matches(step.command, actual)) {
       throw new ScHsmError(
         'REPLAY_MISMATCH',
-        `APDU #${this.index + 1} differs from transcript line ${step.line}:\n  expected ${step.command}\n  actual   ${maskedHex(apdu)}`,
+        `APDU #${this.index + 1} differs from transcript line ${step.line}:\n  expected ${step.command}\n  actual   ${maskedHex(apdu, this.mask)}`,
       );
     }
     this.index++;

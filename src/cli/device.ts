@@ -14,6 +14,7 @@ import type { Transport } from '../apdu/transport.js';
 import { isScHsmError } from '../errors.js';
 import { openPcsc } from '../sc-hsm/open-pcsc.js';
 import { SmartCardHsm } from '../sc-hsm/session.js';
+import { secretMask } from '../sc-hsm/transcript-mask.js';
 import type { StateFileHolder, VirtualSmartCardHsm } from '../sim/index.js';
 import { hostPathKind, writeAtomicExclusive } from '../util/host-files.js';
 import type { Ctx, Device } from './context.js';
@@ -220,7 +221,7 @@ export async function openDevice(ctx: Ctx, o: { destructive?: boolean }): Promis
     atr = t.atr;
   }
   if (writeTrace) {
-    const rec = new RecordingTransport(transport);
+    const rec = new RecordingTransport(transport, undefined, secretMask);
     rec.comment(`sc-hsm-ts ${reader}`);
     ctx.onFinish(() => writeTrace(rec.text()));
     transport = rec;

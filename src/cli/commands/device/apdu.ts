@@ -1,7 +1,7 @@
-import { maskedHex } from '../../../apdu/transcript.js';
 import { ScHsmError } from '../../../errors.js';
 import { PIN_SO } from '../../../protocol/constants.js';
 import { pinTryOf, refuseUnsafeTry } from '../../../sc-hsm/pin-guard.js';
+import { maskedCommandHex } from '../../../sc-hsm/transcript-mask.js';
 import { toHex } from '../../../util/bytes.js';
 import type { Command } from '../../command.js';
 import { CliError } from '../../exit-codes.js';
@@ -54,8 +54,8 @@ export const apdu: Command = {
         sw = (r[r.length - 2]! << 8) | r[r.length - 1]!;
       }
       const swText = sw.toString(16).toUpperCase().padStart(4, '0');
-      results.push({ command: maskedHex(c), sw: swText, data: new Uint8Array(data) });
-      ctx.out.line(`=> ${maskedHex(c)}`);
+      results.push({ command: maskedCommandHex(c), sw: swText, data: new Uint8Array(data) });
+      ctx.out.line(`=> ${maskedCommandHex(c)}`);
       ctx.out.line(`<= SW ${swText}${data.length ? ` data ${toHex(data)}` : ''}`);
     }
     return { responses: results };
