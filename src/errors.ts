@@ -64,6 +64,10 @@ export const ERROR_CODES = [
   'AMBIGUOUS_READER',
   'NOT_A_SMARTCARD_HSM',
   'REPLAY_MISMATCH',
+  /** The card did not answer one APDU within the transport's `timeoutMs`; the transport is dead. */
+  'TIMEOUT',
+  /** The caller's AbortSignal fired: a long operation (share-file KDF, backup, restore) stopped. */
+  'ABORTED',
   // virtual card
   'INVALID_STATE_FILE',
   // file system (host)
@@ -96,7 +100,24 @@ export interface ScHsmErrorOptions {
 /** The two PINs of the device: the user PIN (reference 81) and the SO-PIN (88). */
 export type PinKind = 'user-pin' | 'so-pin';
 
+/**
+ * The brand every ScHsmError carries (on its prototype), registered with `Symbol.for` so that the
+ * ESM and the CommonJS build of this package, or two installed copies, recognise each other's
+ * errors: `isScHsmError` and `instanceof ScHsmError` check it instead of the prototype chain.
+ */
+export const SC_HSM_ERROR_BRAND: unique symbol = Symbol.for('sc-hsm-ts.ScHsmError') as never;
+
 export class ScHsmError extends Error {
+  /**
+   * `instanceof ScHsmError` is true for an error from any copy of the package (the brand); for a
+   * subclass (`instanceof KeyReplaceError`) the ordinary prototype check applies.
+   */
+  static override [Symbol.hasInstance](value: unknown): boolean {
+    // biome-ignore lint/complexity/noThisInStatic: `this` is the class instanceof was asked about
+    if (this !== ScHsmError) return Function.prototype[Symbol.hasInstance].call(this, value);
+    return hasBrand(value);
+  }
+
   readonly code: ScHsmErrorCode;
   readonly sw?: number;
   readonly command?: string;
@@ -134,6 +155,20 @@ export class ScHsmError extends Error {
   }
 }
 
+Object.defineProperty(ScHsmError.prototype, SC_HSM_ERROR_BRAND, { value: true });
+
+function hasBrand(value: unknown): boolean {
+  return (
+    (typeof value === 'object' || typeof value === 'function') &&
+    value !== null &&
+    (value as Record<symbol, unknown>)[SC_HSM_ERROR_BRAND] === true
+  );
+}
+
+/**
+ * True for an error of this library, from whichever copy of the package threw it (ESM or CommonJS
+ * build, two installed versions): the brand, not the prototype chain. With `code`, only that code.
+ */
 export function isScHsmError(e: unknown, code?: ScHsmErrorCode): e is ScHsmError {
-  return e instanceof ScHsmError && (code === undefined || e.code === code);
+  return hasBrand(e) && (code === undefined || (e as ScHsmError).code === code);
 }
