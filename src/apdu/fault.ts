@@ -7,6 +7,7 @@
  * in a typed `ScHsmError` and leaves the device in a state that `status()` describes truthfully.
  */
 import { ScHsmError } from '../errors.js';
+import { asyncDispose } from '../util/dispose.js';
 import type { Transport } from './transport.js';
 
 export type FaultKind =
@@ -105,6 +106,11 @@ export class FaultInjectingTransport implements Transport {
 
   async close(): Promise<void> {
     await this.inner.close();
+  }
+
+  /** `await using`: {@link close}. */
+  [asyncDispose](): Promise<void> {
+    return this.close();
   }
 
   exclusive<T>(fn: () => Promise<T>): Promise<T> {

@@ -11,6 +11,7 @@
  */
 import { ScHsmError, type ScHsmErrorCode } from '../errors.js';
 import { bytesEqual } from '../util/bytes.js';
+import { asyncDispose } from '../util/dispose.js';
 import { FifoLock } from '../util/lock.js';
 import type { Transport } from './transport.js';
 
@@ -454,6 +455,11 @@ export class PcscContext {
       });
     });
   }
+
+  /** `await using`: {@link close}. */
+  [asyncDispose](): Promise<void> {
+    return this.close();
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -779,5 +785,10 @@ export class PcscTransport implements Transport {
         .then(() => (this.ownsContext ? this.context.close() : undefined));
     }
     return this.closing;
+  }
+
+  /** `await using`: {@link close}. */
+  [asyncDispose](): Promise<void> {
+    return this.close();
   }
 }

@@ -5,6 +5,7 @@
  */
 import { ScHsmError } from '../errors.js';
 import { toHex } from '../util/bytes.js';
+import { asyncDispose } from '../util/dispose.js';
 import type { Transport } from './transport.js';
 
 /** Masked bytes print as `**`, and match any byte on replay. */
@@ -60,8 +61,14 @@ export type TranscriptSink = (line: string) => void;
  * Wraps a transport and reports every exchange as transcript lines, secrets masked by `mask`
  * (default {@link isoSecretMask}; for a SmartCard-HSM pass `secretMask`, which masks exactly its
  * PINs, SO-PIN and key shares and leaves the rest of its proprietary commands readable).
+ *
+ * Without a `sink` the lines are kept in `lines` (and `text()` returns them): right for one run,
+ * such as the command's `--trace FILE`. With a `sink` every line goes to the sink only and nothing
+ * is kept, so a recording transport in a long-running service does not grow without bound:
+ * `lines` stays empty and `text()` throws `INVALID_ARGUMENT`.
  */
 export class RecordingTransport implements Transport {
+  /** The transcript so far; always empty when a sink was given (the sink has every line). */
   readonly lines: string[] = [];
   constructor(
     readonly inner: Transport,
@@ -74,8 +81,8 @@ export class RecordingTransport implements Transport {
   }
 
   private emit(line: string): void {
-    this.lines.push(line);
-    this.sink?.(line);
+    if (this.sink) this.sink(line);
+    else this.lines.push(line);
   }
 
   /** Adds a `# comment` line (e.g. which step follows). */
@@ -103,8 +110,22 @@ export class RecordingTransport implements Transport {
     return this.inner.close();
   }
 
-  /** The transcript as text (one line each, trailing newline). */
+  /** `await using`: closes the inner transport. */
+  [asyncDispose](): Promise<void> {
+    return this.close();
+  }
+
+  /**
+   * The transcript as text (one line each, trailing newline). `INVALID_ARGUMENT` when a sink was
+   * given: such a transport keeps no line, the sink has them all.
+   */
   text(): string {
+    if (this.sink)
+      throw new ScHsmError(
+        'INVALID_ARGUMENT',
+        'this RecordingTransport keeps no transcript: every line went to its sink',
+        { fix: 'read the transcript from the sink, or record without a sink to keep the lines' },
+      );
     return this.lines.length ? `${this.lines.join('\n')}\n` : '';
   }
 }
@@ -208,5 +229,10 @@ export class ReplayTransport implements Transport {
 
   async close(): Promise<void> {
     this.assertDone();
+  }
+
+  /** `await using`: close(), which fails if APDUs of the transcript were never sent. */
+  [asyncDispose](): Promise<void> {
+    return this.close();
   }
 }

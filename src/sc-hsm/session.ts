@@ -16,6 +16,7 @@
 import type { ApduChannel, Transport } from '../apdu/transport.js';
 import type { CertificateDescription, CvCertificate, DataObjectDescription } from '../pkcs15/index.js';
 import { PIN_USER } from '../protocol/constants.js';
+import { asyncDispose } from '../util/dispose.js';
 import { checkOpen, closeSession, SessionChannel, type SessionContext, sessionContext } from './context.js';
 import type { DecryptMechanism, SignMechanism } from './crypto.js';
 import * as crypto from './crypto.js';
@@ -121,6 +122,11 @@ export class SmartCardHsm {
    */
   async close(): Promise<void> {
     return closeSession(this.ctx);
+  }
+
+  /** `await using hsm = await SmartCardHsm.open(t)`: {@link close} on leaving the block. */
+  [asyncDispose](): Promise<void> {
+    return this.close();
   }
 
   /** Number of APDUs this session's channel has exchanged. */

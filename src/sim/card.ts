@@ -10,6 +10,7 @@ import type { Transport } from '../apdu/transport.js';
 import { ScHsmError } from '../errors.js';
 import { AID, ATR_NITROKEY_HSM2, INS } from '../protocol/constants.js';
 import { bytesEqual } from '../util/bytes.js';
+import { asyncDispose } from '../util/dispose.js';
 import { hostFileExists, removeStaleTemps } from '../util/host-files.js';
 import { type CardContext, freshVolatile, type Handler, type VolatileState } from './context.js';
 import { createDeviceIdentity, deviceChrFor } from './device.js';
@@ -310,6 +311,11 @@ export class VirtualSmartCardHsm implements Transport {
     const b = this.binding;
     this.binding = undefined;
     await b?.lock.release();
+  }
+
+  /** `await using`: {@link close}. */
+  [asyncDispose](): Promise<void> {
+    return this.close();
   }
 
   /** JSON of the persistent state (format version inside). */
