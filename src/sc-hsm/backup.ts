@@ -355,7 +355,7 @@ export async function backupDevice(
       throw new ScHsmError('BACKUP_INVALID', `${e.file} reads back with another hash`);
     checkWrapFile(bin, known!, e.file);
   }
-  await writeAtomic(manifestPath, `${JSON.stringify(manifest, null, 2)}\n`, 0o644);
+  await writeAtomic(manifestPath, `${JSON.stringify(manifest, null, 2)}\n`, 0o600);
   const again = Buffer.from(await readHostFile(manifestPath, 'backup manifest')).toString('utf8');
   let readBack: unknown;
   try {
