@@ -7,7 +7,7 @@
  * keeps a record of fingerprints across processes; status, dump and backup flag the device.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -21,6 +21,7 @@ import {
 } from '../src/index.js';
 import { toHex } from '../src/util/bytes.js';
 import { cli, ENV, PIN, SO_PIN, tempDir } from './cli-helpers.js';
+import { buildCli, runCliProcess } from './helpers/cli-process.js';
 
 const A = Uint8Array.from(randomBytes(32));
 const B = Uint8Array.from(randomBytes(32));
@@ -234,15 +235,27 @@ describe('command: dkek import keeps a record of the ceremony', () => {
     expect(st.json().dkek).toMatchObject({ total: 2, outstanding: 1 });
   });
 
+  it('a record that cannot be written before sending: the share is not sent', async () => {
+    const sim = await initTwoShares('unrecordable.json');
+    // a directory in the record's place
+    await mkdir(`${sim}.dkek-import.json`);
+    const r = await cli(['dkek', 'import', share1, '--sim', sim, '--password', 'env:PW', '--json'], { env });
+    expect(r.code).toBe(1);
+    expect(r.json().error.code).toBe('IO_ERROR');
+    expect(r.json().error.message).toMatch(/could not be written .*EISDIR.*The share was not sent/);
+    expect(r.json().error.fix).toContain(`${sim}.dkek-import.json`);
+    expect((await cli(['status', '--sim', sim, '--json'])).json().dkek).toMatchObject({
+      total: 2,
+      outstanding: 2,
+    });
+  });
+
   it('without a record the last share is still checked: DKEK_DEGENERATE, then status, dump, backup and wrap flag the device', async () => {
     const sim = await initTwoShares('zero.json');
-    // the record cannot be written (here: a directory in its place): the import stands, with a warning
-    await mkdir(`${sim}.dkek-import.json`);
     const first = await cli(['dkek', 'import', share1, '--sim', sim, '--password', 'env:PW'], { env });
     expect(first.code, first.stderr).toBe(0);
-    expect(first.stderr).toMatch(
-      /the share was imported, but the record of this import could not be written/,
-    );
+    // the record is lost (another host, a deleted file): the repeat is only caught after the last share
+    await rm(`${sim}.dkek-import.json`);
     const last = await cli(['dkek', 'import', share1, '--sim', sim, '--password', 'env:PW'], { env });
     expect(last.code).toBe(6);
     expect(last.stderr).toMatch(/imported without a record/);
@@ -314,5 +327,107 @@ describe('command: dkek import keeps a record of the ceremony', () => {
     expect(copy.code).toBe(7);
     expect(copy.json().error.code).toBe('DKEK_SHARE_REPEATED');
     expect(copy.json().error.message).toContain('share-1-reencrypted.pbe');
+  });
+});
+
+/**
+ * A preloaded module that SIGKILLs the command right after its Nth rename onto a file named NAME
+ * (the atomic writes of the state file and of the import record end in a rename): a kill at an
+ * exact point of the command, not after a time.
+ */
+const KILL_HOOK = `
+import fs from 'node:fs';
+import { basename } from 'node:path';
+import { syncBuiltinESMExports } from 'node:module';
+const name = process.env.KILL_AFTER_RENAME_TO;
+const nth = Number(process.env.KILL_AFTER_RENAME_N ?? '1');
+let n = 0;
+const after = (to) => {
+  if (basename(String(to)) === name && ++n === nth) process.kill(process.pid, 'SIGKILL');
+};
+const rename = fs.promises.rename;
+fs.promises.rename = async (from, to) => {
+  await rename(from, to);
+  after(to);
+};
+const renameSync = fs.renameSync;
+fs.renameSync = (from, to) => {
+  renameSync(from, to);
+  after(to);
+};
+syncBuiltinESMExports();
+`;
+
+describe('command: a dkek import killed half-way', () => {
+  let dir: string;
+  let hook: string;
+  let share1: string;
+  const env = { ...ENV };
+
+  beforeAll(async () => {
+    await buildCli();
+    dir = await tempDir();
+    hook = join(dir, 'kill-hook.mjs');
+    await writeFile(hook, KILL_HOOK);
+    share1 = join(dir, 'share-1.pbe');
+    await writeFile(share1, await encryptDkekShare(A, ENV.PW), { mode: 0o600 });
+  });
+
+  async function initTwoShares(name: string): Promise<string> {
+    const sim = join(dir, name);
+    const args = ['init', '--sim', sim, '--so-pin', 'env:SO_PIN', '--pin', 'env:PIN', '--label', 'CA'];
+    const r = await cli([...args, '--dkek-shares', '2', '--yes'], { env });
+    expect(r.code, r.stderr).toBe(0);
+    return sim;
+  }
+
+  /** Runs `dkek import` killed at the first rename onto `at`; its lock is then aged as after the stale time. */
+  async function killedImport(sim: string, at: string) {
+    const r = await runCliProcess(['dkek', 'import', share1, '--sim', sim, '--password', 'env:PW'], {
+      env: { ...env, NODE_OPTIONS: `--import ${hook}`, KILL_AFTER_RENAME_TO: at },
+    });
+    const old = new Date(Date.now() - 120_000);
+    await utimes(`${sim}.lock`, old, old);
+    return r;
+  }
+
+  it('killed after the card took the share: a plain rerun refuses the same share, nothing is sent', async () => {
+    const sim = await initTwoShares('killed-after.json');
+    // the first save of the state file is the card taking the share
+    const killed = await killedImport(sim, 'killed-after.json');
+    expect(killed.signal).toBe('SIGKILL');
+    expect((await cli(['status', '--sim', sim, '--json'])).json().dkek).toMatchObject({ outstanding: 1 });
+    const record = JSON.parse(await readFile(`${sim}.dkek-import.json`, 'utf8'));
+    expect(record.pending).toMatchObject({ kcv: toHex(keyCheckValue(A)), outstanding: 2 });
+    expect(record.shares).toEqual([]);
+
+    const again = await cli(['dkek', 'import', share1, '--sim', sim, '--password', 'env:PW', '--json'], {
+      env,
+    });
+    expect(again.code).toBe(7);
+    expect(again.json().error.code).toBe('DKEK_SHARE_REPEATED');
+    expect(again.stderr).not.toMatch(/without a record/);
+    // still waiting for the second share, not the all-zero DKEK
+    expect((await cli(['status', '--sim', sim, '--json'])).json().dkek).toMatchObject({
+      total: 2,
+      outstanding: 1,
+    });
+  });
+
+  it('killed after the record was written but before the share was sent: the rerun imports it', async () => {
+    const sim = await initTwoShares('killed-before.json');
+    const killed = await killedImport(sim, 'killed-before.json.dkek-import.json');
+    expect(killed.signal).toBe('SIGKILL');
+    // the pending entry was on disk before anything was sent; the card never saw the share
+    const record = JSON.parse(await readFile(`${sim}.dkek-import.json`, 'utf8'));
+    expect(record.pending).toMatchObject({ outstanding: 2 });
+    expect((await cli(['status', '--sim', sim, '--json'])).json().dkek).toMatchObject({ outstanding: 2 });
+
+    const again = await cli(['dkek', 'import', share1, '--sim', sim, '--password', 'env:PW'], { env });
+    expect(again.code, again.stderr).toBe(0);
+    const after = JSON.parse(await readFile(`${sim}.dkek-import.json`, 'utf8'));
+    expect(after.pending).toBeUndefined();
+    expect(after.shares).toHaveLength(1);
+    expect((await cli(['status', '--sim', sim, '--json'])).json().dkek).toMatchObject({ outstanding: 1 });
   });
 });

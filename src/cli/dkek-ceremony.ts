@@ -11,6 +11,12 @@
  * `dkek-import-SERIAL.json`. A record counts only while it matches the device: same serial, same
  * number of shares, and as many shares recorded as the device says are imported (after a
  * re-initialization the device counts 0 and the record starts again). The last share removes it.
+ *
+ * A share is recorded twice: as `pending` (with the number of shares the device was still waiting
+ * for) before it is sent, and as imported after the card took it. A command killed in between
+ * leaves the pending entry; the next command reads the device's count: lower than recorded, the
+ * card took the share (it counts as imported, and the same share is refused); unchanged, it never
+ * landed (the entry is dropped). A share whose pending entry cannot be written is not sent.
  */
 import { createHash } from 'node:crypto';
 import { dirname, join, resolve } from 'node:path';
@@ -18,6 +24,7 @@ import type { DkekStatus } from '../sc-hsm/session.js';
 import { fromHex, toHex } from '../util/bytes.js';
 import { readHostFile, writeAtomic } from '../util/host-files.js';
 import type { Ctx } from './context.js';
+import { CliError } from './exit-codes.js';
 
 export const CEREMONY_FORMAT = 'sc-hsm-ts/dkek-import';
 
@@ -30,6 +37,12 @@ export interface CeremonyShare {
   kcv: string;
 }
 
+/** A share about to be sent: what the device was waiting for before it. */
+export interface PendingShare extends CeremonyShare {
+  /** Shares the device was still waiting for before this one was sent. */
+  outstanding: number;
+}
+
 export interface CeremonyRecord {
   format: typeof CEREMONY_FORMAT;
   version: 1;
@@ -37,7 +50,10 @@ export interface CeremonyRecord {
   serial: string;
   /** Number of shares the device's DKEK is made of. */
   total: number;
+  /** Shares the device took. */
   shares: CeremonyShare[];
+  /** A share written down before it was sent, not yet confirmed (see the module comment). */
+  pending?: PendingShare;
 }
 
 /** A record as loaded for a command: usable when it matches the device. */
@@ -70,6 +86,8 @@ function parseRecord(text: string): CeremonyRecord | undefined {
   }
   const r = o as Partial<CeremonyRecord> | undefined;
   const hex = (s: unknown, n: number) => typeof s === 'string' && new RegExp(`^[0-9a-f]{${n}}$`).test(s);
+  const share = (s: CeremonyShare | undefined) =>
+    s && typeof s.file === 'string' && hex(s.fileSha256, 64) && hex(s.kcv, 16);
   if (
     !r ||
     r.format !== CEREMONY_FORMAT ||
@@ -77,7 +95,8 @@ function parseRecord(text: string): CeremonyRecord | undefined {
     typeof r.serial !== 'string' ||
     !Number.isInteger(r.total) ||
     !Array.isArray(r.shares) ||
-    !r.shares.every((s) => s && typeof s.file === 'string' && hex(s.fileSha256, 64) && hex(s.kcv, 16))
+    !r.shares.every(share) ||
+    (r.pending !== undefined && !(share(r.pending) && Number.isInteger(r.pending.outstanding)))
   )
     return undefined;
   return r as CeremonyRecord;
@@ -106,6 +125,12 @@ export async function loadCeremony(ctx: Ctx, serial: string, dkek: DkekStatus): 
       stored = undefined;
     }
   }
+  // a share sent by a command that ended before it confirmed it: did the card take it?
+  if (stored?.pending && stored.serial === serial && stored.total === dkek.total) {
+    const { outstanding, ...share } = stored.pending;
+    delete stored.pending;
+    if (dkek.outstanding < outstanding) stored.shares.push(share);
+  }
   const matches =
     stored !== undefined &&
     stored.serial === serial &&
@@ -116,17 +141,70 @@ export async function loadCeremony(ctx: Ctx, serial: string, dkek: DkekStatus): 
   return c;
 }
 
-/** Records one more imported share (atomically, mode 0600; the directory is made 0700). */
-export async function saveCeremony(c: Ceremony, share: { file: string; bytes: Uint8Array; kcv: Uint8Array }) {
-  c.record.shares.push({
-    file: resolve(share.file),
-    fileSha256: fileFingerprint(share.bytes),
-    kcv: toHex(share.kcv),
-  });
-  if (!c.path) return;
+async function writeCeremony(c: Ceremony & { path: string }): Promise<void> {
   const { mkdir } = await import('node:fs/promises');
   await mkdir(dirname(c.path), { recursive: true, mode: 0o700 }).catch(() => undefined);
   await writeAtomic(c.path, `${JSON.stringify(c.record, null, 2)}\n`, 0o600);
+}
+
+/** IO_ERROR when the host has no place for the record (no HOME, no XDG_STATE_HOME): nothing may be sent. */
+export function refuseUnrecordable(c: Ceremony): asserts c is Ceremony & { path: string } {
+  if (!c.path) {
+    throw new CliError(
+      'IO_ERROR',
+      'no HOME or XDG_STATE_HOME: this import cannot be recorded before the share is sent, and without the record a share imported twice (which zeroes the DKEK) is not recognised. The share was not sent.',
+      'set XDG_STATE_HOME (or HOME) to a directory this user can write, then run the command again',
+    );
+  }
+}
+
+/**
+ * Writes the share down as pending (atomically, mode 0600; the directory is made 0700) BEFORE it
+ * is sent; `outstanding` is what the device is waiting for now. Throws IO_ERROR when the record
+ * cannot be written (or there is no place for it): the share must then not be sent.
+ */
+export async function savePending(
+  c: Ceremony,
+  share: { file: string; bytes: Uint8Array; kcv: Uint8Array },
+  outstanding: number,
+): Promise<void> {
+  refuseUnrecordable(c);
+  c.record.pending = {
+    file: resolve(share.file),
+    fileSha256: fileFingerprint(share.bytes),
+    kcv: toHex(share.kcv),
+    outstanding,
+  };
+  try {
+    await writeCeremony(c);
+  } catch (e) {
+    delete c.record.pending;
+    throw new CliError(
+      'IO_ERROR',
+      `the record of this DKEK import could not be written to ${c.path} (${errnoOf(e)}); without it a share imported twice (which zeroes the DKEK) is not recognised. The share was not sent.`,
+      `make ${dirname(c.path)} writable and ${c.path} a regular file this user can replace (or remove what is in its place), then run the command again`,
+    );
+  }
+}
+
+/**
+ * The card took the pending share: it is recorded as imported. Throws when the record cannot be
+ * rewritten; the pending entry then still tells the next command (from the device's count).
+ */
+export async function confirmPending(c: Ceremony): Promise<void> {
+  const p = c.record.pending;
+  if (!p) return;
+  const { outstanding: _, ...share } = p;
+  delete c.record.pending;
+  c.record.shares.push(share);
+  if (c.path) await writeCeremony(c as Ceremony & { path: string });
+}
+
+/** The pending share did not land: its entry goes (best effort; a later command drops it too). */
+export async function dropPending(c: Ceremony): Promise<void> {
+  if (!c.record.pending) return;
+  delete c.record.pending;
+  if (c.path) await writeCeremony(c as Ceremony & { path: string }).catch(() => undefined);
 }
 
 /** Removes the record (the DKEK is complete, or it has to be started again). */
@@ -134,6 +212,12 @@ export async function removeCeremony(c: Ceremony): Promise<void> {
   if (!c.path) return;
   const { unlink } = await import('node:fs/promises');
   await unlink(c.path).catch(() => undefined);
+}
+
+/** The system error code behind a host-file error (`EISDIR`, `EACCES`, …), or its message. */
+function errnoOf(e: unknown): string {
+  const cause = (e as { cause?: NodeJS.ErrnoException }).cause;
+  return cause?.code ?? (e as NodeJS.ErrnoException).code ?? (e as Error).message;
 }
 
 export function fileFingerprint(bytes: Uint8Array): string {

@@ -1,16 +1,18 @@
 import { keyCheckValue } from '../../../dkek/index.js';
-import { isScHsmError } from '../../../errors.js';
 import { wipe } from '../../../util/bytes.js';
 import type { Command } from '../../command.js';
 import { list, str } from '../../context.js';
 import {
   type Ceremony,
+  confirmPending,
+  dropPending,
   fileFingerprint,
   loadCeremony,
   recordedKcvs,
   recordedShare,
+  refuseUnrecordable,
   removeCeremony,
-  saveCeremony,
+  savePending,
 } from '../../dkek-ceremony.js';
 import { readDkekShare } from '../../dkek-input.js';
 import { CliError } from '../../exit-codes.js';
@@ -48,11 +50,9 @@ export const dkekImport: Command = {
     const chr = await hsm.deviceChr();
     const serial = chr ? (chr.length > 5 ? chr.slice(0, -5) : chr) : 'unknown';
     const ceremony = await loadCeremony(ctx, serial, before);
-    if (!ceremony.path)
-      ctx.out.warn(
-        'no HOME or XDG_STATE_HOME: the shares imported by this command are not recorded, so a share imported twice is recognised only after the last one',
-      );
-    else if (!ceremony.complete)
+    // no place for the record: refused before the password is asked, and nothing is sent
+    refuseUnrecordable(ceremony);
+    if (!ceremony.complete)
       ctx.out.warn(
         `${before.total - before.outstanding} share(s) were imported without a record on this host: a repeated share is recognised only after the last one`,
       );
@@ -67,15 +67,23 @@ export const dkekImport: Command = {
     });
     const kcv = keyCheckValue(share);
     let st: Awaited<ReturnType<typeof hsm.importDkekShare>>;
+    let pendingWritten = false;
     try {
       const sameShare = recordedShare(ceremony, { kcv });
       if (sameShare) throw repeated(ceremony, sameShare, `${printable(file!)} holds the same share as`);
+      // written down before it is sent: a command killed after the card took the share must not
+      // leave a host that would send it again (the two would cancel out); no record, no sending
+      await savePending(ceremony, { file: file!, bytes, kcv }, before.outstanding);
+      pendingWritten = true;
       st = await hsm.importDkekShare(share, { importedShareKcvs: recordedKcvs(ceremony) });
     } catch (e) {
-      // after the last share the card holds the degenerate DKEK: the record has done its work
-      if (isScHsmError(e, 'DKEK_DEGENERATE')) {
+      if (pendingWritten) {
         const now = await hsm.dkekStatus().catch(() => undefined);
+        // after the last share the card holds the degenerate DKEK: the record has done its work
         if (now?.outstanding === 0) await removeCeremony(ceremony);
+        // the card did not take it: the pending entry goes; when unsure it stays for the next command
+        else if (now && now.outstanding >= before.outstanding) await dropPending(ceremony);
+        else if (now) await confirmPending(ceremony).catch(() => undefined);
       }
       throw e;
     } finally {
@@ -84,11 +92,11 @@ export const dkekImport: Command = {
     // recorded before anything is printed: a later command must know this share
     if (st.outstanding > 0) {
       try {
-        await saveCeremony(ceremony, { file: file!, bytes, kcv });
+        await confirmPending(ceremony);
       } catch (e) {
-        // the share is on the card: that is not undone by a host file that could not be written
+        // the pending entry stays: the next command counts it as imported from the device's count
         ctx.out.warn(
-          `the share was imported, but the record of this import could not be written (${(e as Error).message}): a repeat of this share is recognised only after the last one`,
+          `the share was imported; its record still marks it as pending (${(e as Error).message}), which the next dkek import resolves from the device's count`,
         );
       }
     } else await removeCeremony(ceremony);
