@@ -102,6 +102,32 @@ describe('secrets from files and the command line', () => {
     expect(i.json().kcv).toBe(c.json().kcv);
   });
 
+  it('a new share-file password with a control character is refused; an existing one decrypts as it is', async () => {
+    for (const [how, args, env] of [
+      ['env', ['--password', 'env:PW'], { PW: 'correct\u001bhorse' }],
+      ['file', ['--password', `file:${await secretFile('pw-bel.txt', 'correct\u0007horse\n')}`], {}],
+    ] as const) {
+      const out = join(dir, `share-ctl-${how}.pbe`);
+      const r = await cli(['dkek', 'create', out, ...args, '--json'], { env });
+      expect(r.code, how).toBe(2);
+      expect(r.json().error.message).toMatch(
+        /new password given with --password contains a control .*U\+00(1B|07)/,
+      );
+      expect(r.stdout + r.stderr).not.toContain('horse');
+      await expect(stat(out)).rejects.toMatchObject({ code: 'ENOENT' });
+    }
+    // a share file made elsewhere with such a password is still opened with it
+    const { encryptDkekShare } = await import('../src/index.js');
+    const made = join(dir, 'share-made-elsewhere.pbe');
+    await writeFile(made, await encryptDkekShare(new Uint8Array(32).fill(7), 'old\u001bpass'), {
+      mode: 0o600,
+    });
+    const i = await cli(['dkek', 'inspect', made, '--password', 'env:PW', '--json'], {
+      env: { PW: 'old\u001bpass' },
+    });
+    expect(i.code, i.stderr).toBe(0);
+  });
+
   it('warns (one line, never the value) about a secret on the command line or in a file others can read', async () => {
     const sim = await fresh();
     const literal = await cli(['pin', 'verify', '--sim', sim, '--pin', PIN]);
@@ -250,6 +276,76 @@ describe('a user PIN retry counter of 1', () => {
       env: { ...ENV, ...cfg },
     });
     expect(refused.json().error.code).toBe('PIN_TRIES_LOW');
+  });
+
+  it('a record made stale by a re-initialization elsewhere is dropped when the card shows more tries; the last try then needs --last-try', async () => {
+    const sim = join(dir, 'retry1-stale.json');
+    const cfg = { XDG_CONFIG_HOME: join(dir, 'config-stale') };
+    const other = { XDG_CONFIG_HOME: join(dir, 'config-other') };
+    const init = (retry: string, env: Record<string, string>) =>
+      cli(
+        [
+          'init',
+          '--sim',
+          sim,
+          '--so-pin',
+          'env:SO_PIN',
+          '--pin',
+          'env:PIN',
+          '--label',
+          'R',
+          '--pin-retry',
+          retry,
+          '--yes',
+        ],
+        { env: { ...ENV, ...env } },
+      );
+    expect((await init('1', cfg)).code).toBe(0);
+    const record = join(cfg.XDG_CONFIG_HOME, 'sc-hsm-ts', 'pin-retry.json');
+    const devices = async () => Object.keys(JSON.parse(await readFile(record, 'utf8')).devices);
+    expect(await devices()).toHaveLength(1);
+    // re-initialized with 3 tries from another config directory: cfg's record is now stale
+    expect((await init('3', other)).code).toBe(0);
+    for (const left of [2, 1]) {
+      const w = await cli(['pin', 'verify', '--sim', sim, '--pin', WRONG, '--json'], { env: cfg });
+      expect(w.json().error).toMatchObject({ code: 'WRONG_PIN', triesLeft: left });
+      // the card showed more tries left than the record's 1: dropped for good, file rewritten
+      expect(await devices()).toEqual([]);
+      expect((await stat(record)).mode & 0o777).toBe(0o600);
+    }
+    const third = await cli(['pin', 'verify', '--sim', sim, '--pin', WRONG, '--json'], { env: cfg });
+    expect(third.code).toBe(7);
+    expect(third.json().error.code).toBe('PIN_TRIES_LOW');
+    expect((await tries(sim)).userPinTries).toBe(1);
+  });
+
+  it('pin status and status drop a stale record too', async () => {
+    const sim = join(dir, 'retry1-status.json');
+    const cfg = { XDG_CONFIG_HOME: join(dir, 'config-status') };
+    const args = [
+      'init',
+      '--sim',
+      sim,
+      '--so-pin',
+      'env:SO_PIN',
+      '--pin',
+      'env:PIN',
+      '--label',
+      'R',
+      '--yes',
+    ];
+    expect((await cli([...args, '--pin-retry', '1'], { env: { ...ENV, ...cfg } })).code).toBe(0);
+    // re-initialized with 3 tries without this config directory
+    expect((await cli(args, { env: ENV })).code).toBe(0);
+    const record = join(cfg.XDG_CONFIG_HOME, 'sc-hsm-ts', 'pin-retry.json');
+    const stale = await readFile(record, 'utf8');
+    expect(Object.keys(JSON.parse(stale).devices)).toHaveLength(1);
+    for (const cmd of [['status'], ['pin', 'status']]) {
+      await writeFile(record, stale, { mode: 0o600 });
+      const r = await cli([...cmd, '--sim', sim], { env: cfg });
+      expect(r.code, r.stderr).toBe(0);
+      expect(Object.keys(JSON.parse(await readFile(record, 'utf8')).devices), cmd.join(' ')).toEqual([]);
+    }
   });
 });
 

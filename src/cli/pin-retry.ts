@@ -7,14 +7,15 @@
  * to let the first through, `init` records the device here (its device certificate holder
  * reference, nothing secret) and the commands that send the user PIN tell the session
  * (`SmartCardHsm.userPinRetryCounter`). On another computer, or after a re-initialization by
- * another tool, the record is missing or stale: the guard then asks for --last-try, and the
- * session forgets a counter of 1 as soon as the card shows more tries left.
+ * another tool, the record is missing or stale: the guard then asks for --last-try, and as soon as
+ * the card shows more tries left than 1 the device's record is dropped from the file for good.
  *
  * File: `$XDG_CONFIG_HOME/sc-hsm-ts/pin-retry.json` (default `~/.config/…`), mode 0600; without
  * either variable nothing is recorded.
  */
 import { mkdir, readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
+import { PIN_USER } from '../protocol/constants.js';
 import type { SmartCardHsm } from '../sc-hsm/session.js';
 import { writeAtomic } from './files.js';
 import type { CliIo } from './io.js';
@@ -41,14 +42,43 @@ async function readRecord(path: string): Promise<RetryRecord | undefined> {
   }
 }
 
-/** Tells the session the user PIN's retry counter when this computer initialized the device with 1. */
-export async function applyKnownRetryCounter(io: CliIo, hsm: SmartCardHsm): Promise<void> {
-  if (hsm.userPinRetryCounter !== undefined) return;
+/**
+ * Tells the session the user PIN's retry counter when this computer initialized the device with 1,
+ * and only for the very state that record is about: the card shows exactly 1 try left. A card that
+ * shows more tries left than the recorded counter was re-initialized since (by another tool or
+ * with another config directory): the device's record is dropped for good, so that a later "1 try
+ * left" on it (after wrong PINs) is the last try again and needs --last-try. `userPinTriesLeft` is
+ * the count the caller has just read (undefined: read here, a VERIFY without data costs no try).
+ *
+ * What the host cannot see: a re-initialization with another counter followed by wrong PINs
+ * elsewhere, before this computer saw the card again. The record is a belief of this computer; the
+ * card offers no way to check it.
+ */
+export async function applyKnownRetryCounter(
+  io: CliIo,
+  hsm: SmartCardHsm,
+  userPinTriesLeft?: number,
+): Promise<void> {
   const path = retryRecordPath(io.env);
   const rec = path && (await readRecord(path));
-  if (!rec || Object.keys(rec.devices).length === 0) return;
+  if (!path || !rec || Object.keys(rec.devices).length === 0) return;
   const chr = await hsm.deviceChr();
-  if (chr !== undefined && rec.devices[chr] === 1) hsm.userPinRetryCounter = 1;
+  if (chr === undefined || !Object.hasOwn(rec.devices, chr)) return;
+  const max = rec.devices[chr];
+  const left = userPinTriesLeft ?? (await hsm.pinStatus(PIN_USER)).triesLeft;
+  if (max !== 1 || (left !== undefined && left > max)) {
+    hsm.userPinRetryCounter = undefined;
+    delete rec.devices[chr];
+    // dropped for good; a record that cannot be rewritten is at least not used by this command
+    await writeRecord(path, rec).catch(() => undefined);
+    return;
+  }
+  if (left === 1) hsm.userPinRetryCounter = 1;
+}
+
+async function writeRecord(path: string, rec: RetryRecord): Promise<void> {
+  await mkdir(dirname(path), { recursive: true, mode: 0o700 });
+  await writeAtomic(path, `${JSON.stringify(rec, null, 2)}\n`, 0o600);
 }
 
 /**
@@ -67,7 +97,6 @@ export async function recordRetryCounter(
   if (retry === 1) rec.devices[chr] = 1;
   else if (chr in rec.devices) delete rec.devices[chr];
   else return undefined;
-  await mkdir(dirname(path), { recursive: true, mode: 0o700 });
-  await writeAtomic(path, `${JSON.stringify(rec, null, 2)}\n`, 0o600);
+  await writeRecord(path, rec);
   return path;
 }

@@ -16,6 +16,7 @@
  * file that others may read gets a one-line warning on stderr; `env:NAME` does not.
  */
 import { readFile, stat } from 'node:fs/promises';
+import { unsafeTextPosition } from '../sc-hsm/validate.js';
 import { CliError } from './exit-codes.js';
 import type { CliIo } from './io.js';
 import type { Prompter } from './prompt.js';
@@ -141,8 +142,21 @@ export async function resolveSecret(
   return v;
 }
 
-/** A new password with white space at an end is refused: nobody would type it the same way again. */
+/**
+ * A new password with white space at an end, or with a control or text-direction character (ESC,
+ * BEL, U+202E, …; option values refuse them too), is refused: nobody would type it the same way
+ * again. Passwords of existing files are taken as they are (another tool may have made them).
+ */
 function refuseLosableNewPassword(v: string, kind: SecretKind, req: SecretRequest): void {
+  const at = kind === 'password' ? unsafeTextPosition(v) : 0;
+  if (at > 0) {
+    const c = [...v][at - 1]!.codePointAt(0)!;
+    throw new CliError(
+      'USAGE_ERROR',
+      `the new password given with --${req.option} contains a control or text-direction character (U+${c.toString(16).toUpperCase().padStart(4, '0')} at character ${at}), which cannot be typed again reliably; nothing was changed`,
+      `give --${req.option} a password of printable characters only`,
+    );
+  }
   if (kind === 'password' && v !== v.trim()) {
     throw new CliError(
       'USAGE_ERROR',

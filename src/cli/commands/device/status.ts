@@ -2,6 +2,7 @@ import type { DeviceStatus } from '../../../sc-hsm/session.js';
 import type { Command } from '../../command.js';
 import type { Ctx } from '../../context.js';
 import { kcvText, printable } from '../../format.js';
+import { applyKnownRetryCounter } from '../../pin-retry.js';
 import { statusSpec } from '../meta.js';
 
 const OPTION_TEXT: [number, string][] = [
@@ -80,6 +81,8 @@ export const status: Command = {
   async run(ctx) {
     const d = await ctx.open();
     const st = await d.hsm.status();
+    // a stale `--pin-retry 1` record of this device is dropped as soon as the card contradicts it
+    if (st.initialized) await applyKnownRetryCounter(ctx.io, d.hsm, st.userPin.triesLeft);
     printStatus(ctx, st, d.reader);
     return { reader: d.reader, ...st };
   },

@@ -16,7 +16,7 @@ export const pinStatus: Command = {
     const o = ctx.out;
     if (!st.initialized) o.line('The device is not initialized: no PINs are set.');
     else {
-      await applyKnownRetryCounter(ctx.io, hsm);
+      await applyKnownRetryCounter(ctx.io, hsm, st.userPin.triesLeft);
       o.kv('User PIN', pinStateText(st.userPin, 'user-pin', hsm.userPinRetryCounter));
       o.kv('SO-PIN', pinStateText(st.soPin, 'so-pin', 15));
     }
