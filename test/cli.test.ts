@@ -56,6 +56,92 @@ describe('general', () => {
     expect((await cli(['dkek'])).stderr).toContain('needs a subcommand');
   });
 
+  it('takes the global options before the command as after it; an unknown one there is named', async () => {
+    const f = await fresh('globals-first');
+    for (const argv of [
+      ['--sim', f, '--json', 'status'],
+      [`--sim=${f}`, '--json', 'status'],
+      ['--json', 'status', '--sim', f],
+      ['--json', '--sim', f, 'pin', 'status'],
+    ]) {
+      const r = await cli(argv);
+      expect(r.code, `${argv.join(' ')}: ${r.stderr}`).toBe(0);
+      expect(r.json(), argv.join(' ')).toHaveProperty('initialized', true);
+    }
+    const t = join(dir, 'globals-first.apdu');
+    const traced = await cli(['--trace', t, '-y', '--sim', f, 'keys']);
+    expect(traced.code, traced.stderr).toBe(0);
+    expect(await fileText(t)).toContain('=> 00a4');
+    // --help and --version keep working, also after a global option
+    expect((await cli(['--json', '--help'])).stdout).toContain('Usage: sc-hsm-ts COMMAND');
+    expect((await cli(['--sim', f, '--help', 'status'])).stdout).toContain('Usage: sc-hsm-ts status');
+    expect((await cli(['--version'])).stdout).toMatch(/^sc-hsm-ts \d/);
+    const unknown = await cli(['--bogus', 'status', '--json']);
+    expect(unknown.code).toBe(2);
+    expect(unknown.json().error.message).toBe('unknown option --bogus before the command');
+    // a command's own option before the command is not a global one
+    const own = await cli(['--pin', '987654', 'pin', 'verify', '--sim', f]);
+    expect(own.code).toBe(2);
+    expect(own.stderr).toContain('unknown option --pin before the command');
+    expect(own.stdout + own.stderr).not.toContain('987654');
+    const noValue = await cli(['--sim']);
+    expect(noValue.code).toBe(2);
+    expect(noValue.stderr).toMatch(/option --sim needs a value/);
+  });
+
+  it('refuses an option that takes one value given twice (repeatable ones repeat)', async () => {
+    const f = await fresh('twice');
+    const other = join(dir, 'twice-other.json');
+    for (const argv of [
+      ['status', '--sim', f, '--sim', other],
+      ['--sim', f, 'status', '--sim', other],
+      ['status', `--sim=${f}`, `--sim=${other}`],
+    ]) {
+      const r = await cli([...argv, '--json']);
+      expect(r.code, argv.join(' ')).toBe(2);
+      expect(r.json().error.message).toBe('option --sim was given more than once; it takes one value');
+      expect(r.json().error.fix).toBe('give --sim once');
+    }
+    const label = await cli(
+      [
+        'keygen',
+        '--sim',
+        f,
+        '--type',
+        'ec:prime256v1',
+        '--label',
+        'x',
+        '--label',
+        'y',
+        '--pin',
+        'env:PIN',
+        '--json',
+      ],
+      { env: ENV },
+    );
+    expect(label.code).toBe(2);
+    expect(label.json().error.message).toMatch(/option --label was given more than once/);
+    expect((await cli(['keys', '--sim', f, '--json'])).json().keys).toHaveLength(1);
+    // --dkek and --password repeat: one per share file (refused later for another reason, not this one)
+    const dkek = await cli(['wrapped', 'inspect', 'no.bin', '--dkek', 'a.pbe', '--dkek', 'b.pbe', '--json']);
+    expect(dkek.json().error.message).not.toMatch(/more than once/);
+  });
+
+  it('a control character in a path is refused with a fix about paths, in a label with one about labels', async () => {
+    const path = await cli(['status', '--sim', join(dir, 'a\u001bb.json'), '--json']);
+    expect(path.code).toBe(2);
+    expect(path.json().error.message).toMatch(
+      /^--sim contains a control or text-direction character \(U\+001B/,
+    );
+    expect(path.json().error.fix).toMatch(/path without control characters/);
+    expect(path.json().error.fix).not.toMatch(/label/);
+    const arg = await cli(['dkek', 'inspect', 'share\u0007.pbe', '--json']);
+    expect(arg.json().error.message).toMatch(/^argument 1 contains/);
+    expect(arg.json().error.fix).toMatch(/path without control characters/);
+    const label = await cli(['init', '--sim', join(dir, 'l.json'), '--label', 'a\u0007', '--json']);
+    expect(label.json().error.fix).toMatch(/a label is 1 to 32 bytes/);
+  });
+
   it('never repeats a misplaced positional (it may be a PIN)', async () => {
     const r = await cli(['pin', 'verify', '--sim', join(dir, 'x.json'), '987654']);
     expect(r.code).toBe(2);

@@ -19,9 +19,10 @@ import {
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it, vi } from 'vitest';
 import { SmartCardHsm } from '../src/sc-hsm/session.js';
+import { lockStateFile } from '../src/sim/state-lock.js';
 import { writeAtomicExclusive } from '../src/util/host-files.js';
 import { cli, ENV, tempDir } from './cli-helpers.js';
-import { buildCli, runCliProcess } from './helpers/cli-process.js';
+import { buildCli, finished, runCliProcess, startCli, stderrSays } from './helpers/cli-process.js';
 
 let dir: string;
 /** Initialized with one DKEK share (imported), an EC key at ref 1. */
@@ -153,6 +154,106 @@ describe('--trace', () => {
     );
     expect(w.code).toBe(2);
     expect(readFileSync(f)).toEqual(before);
+  });
+
+  it('never a file the command writes or reads: refused before anything is sent, also forced', async () => {
+    const f = copyOfBase('trace-same.json');
+    const out = join(dir, 'same.bin');
+    for (const extra of [[], ['--force', '--trace-overwrite']]) {
+      const w = await cli(
+        [
+          'wrap',
+          '--sim',
+          f,
+          '--key-ref',
+          '1',
+          '--out',
+          out,
+          '--trace',
+          out,
+          ...extra,
+          '--pin',
+          'env:PIN',
+          '--json',
+        ],
+        { env: ENV },
+      );
+      expect(w.code, extra.join(' ')).toBe(2);
+      expect(w.json().error.code).toBe('USAGE_ERROR');
+      expect(w.json().error.message).toMatch(
+        /--trace .*same\.bin is the same file as --out .*Nothing was sent/,
+      );
+      expect(w.json().error.fix).toMatch(/another file for --trace/);
+      expect(existsSync(out)).toBe(false);
+    }
+    // the same file by another name (./, a symbolic link)
+    const viaDot = await cli(
+      ['wrap', '--sim', f, '--key-ref', '1', '--out', out, '--trace', join(dir, '.', 'same.bin'), '--json'],
+      { env: ENV },
+    );
+    expect(viaDot.code).toBe(2);
+    const input = join(dir, 'in.bin');
+    writeFileSync(input, 'wrapped key', { mode: 0o600 });
+    const link = join(dir, 'in-link.bin');
+    symlinkSync(input, link);
+    const u = await cli(['unwrap', input, '--sim', f, '--trace', link, '--trace-overwrite', '--json']);
+    expect(u.code).toBe(2);
+    expect(u.json().error.message).toMatch(/is the same file as the argument/);
+    expect(readFileSync(input, 'utf8')).toBe('wrapped key');
+    // a file: secret
+    const pinFile = join(dir, 'pin.txt');
+    writeFileSync(pinFile, `${ENV.PIN}\n`, { mode: 0o600 });
+    const p = await cli([
+      'pin',
+      'verify',
+      '--sim',
+      f,
+      '--pin',
+      `file:${pinFile}`,
+      '--trace',
+      pinFile,
+      '--trace-overwrite',
+    ]);
+    expect(p.code).toBe(2);
+    expect(readFileSync(pinFile, 'utf8')).toBe(`${ENV.PIN}\n`);
+    // inside the directory a backup writes; the share file of dkek create
+    const b = await cli([
+      'backup',
+      join(dir, 'bk'),
+      '--sim',
+      f,
+      '--trace',
+      join(dir, 'bk', 'manifest.json'),
+      '--json',
+    ]);
+    expect(b.code).toBe(2);
+    expect(b.json().error.message).toMatch(/inside the directory .*bk that backup writes into/);
+    const share = join(dir, 'trace-share.pbe');
+    const c = await cli(['dkek', 'create', share, '--trace', share, '--password', 'env:PW', '--json'], {
+      env: ENV,
+    });
+    expect(c.code).toBe(2);
+    expect(existsSync(share)).toBe(false);
+    expect(userPinTries(f)).toBe(3);
+  });
+
+  it('a trace file that appears while the command runs is kept; the fix names --trace-overwrite, not --force', async () => {
+    const f = copyOfBase('trace-appears.json');
+    const t = join(dir, 'appears.apdu');
+    // this test holds the state file: the command checks its trace path, then waits for the card
+    const held = await lockStateFile(f);
+    const child = startCli(['keys', '--sim', f, '--trace', t, '--json']);
+    const done = finished(child);
+    await stderrSays(child, 'waiting for');
+    writeFileSync(t, 'someone else');
+    await held.release();
+    const r = await done;
+    expect(r.code).toBe(7);
+    const e = JSON.parse(r.stdout.slice(r.stdout.lastIndexOf('{\n  "error"'))).error;
+    expect(e.code).toBe('FILE_EXISTS');
+    expect(e.fix).toContain('--trace-overwrite');
+    expect(e.fix).not.toMatch(/--force/);
+    expect(readFileSync(t, 'utf8')).toBe('someone else');
   });
 
   it('--trace-overwrite replaces it, keeping its mode', async () => {

@@ -3,10 +3,19 @@
  * options; the global ones are added to each. Parse errors never repeat a value (it could be a
  * secret typed in the wrong place).
  */
+import { realpathSync, statSync } from 'node:fs';
+import { basename, dirname, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { unsafeTextPosition } from '../sc-hsm/validate.js';
 import type { Ctx, GlobalOptions, Values } from './context.js';
 import { CliError, EXIT_TABLE, type FixContext } from './exit-codes.js';
+
+/**
+ * What a path given on the command line is to the command: a file it reads or writes, or a
+ * directory it reads or writes files in. A --trace file must be none of them (it would replace the
+ * file, or be replaced by it), and a path's messages speak of paths.
+ */
+export type PathRole = 'input' | 'output' | 'input-dir' | 'output-dir';
 
 export interface OptionSpec {
   type: 'string' | 'boolean';
@@ -14,6 +23,8 @@ export interface OptionSpec {
   short?: string;
   /** Placeholder in the help, e.g. `N`. */
   arg?: string;
+  /** The value is a path (see {@link PathRole}). */
+  path?: PathRole;
   help: string;
 }
 
@@ -33,6 +44,8 @@ export interface CommandSpec {
   options?: Record<string, OptionSpec>;
   /** Minimum and maximum number of positional arguments (default none). */
   positionals?: [number, number];
+  /** The positional arguments are paths (see {@link PathRole}). */
+  argPath?: PathRole;
   /** Examples in `--help`. */
   examples?: string[];
 }
@@ -53,12 +66,14 @@ export const GLOBAL_OPTIONS: Record<string, OptionSpec> = {
   sim: {
     type: 'string',
     arg: 'FILE',
+    path: 'input',
     help: 'use the virtual SmartCard-HSM whose state is in FILE (only init creates a missing FILE)',
   },
   json: { type: 'boolean', help: 'machine-readable output and errors (schema: docs/cli.md)' },
   trace: {
     type: 'string',
     arg: 'FILE',
+    path: 'output',
     help: 'write the APDU transcript to FILE (secrets masked; - is stderr; never replaces a file)',
   },
   'trace-overwrite': { type: 'boolean', help: 'let --trace replace an existing file' },
@@ -99,26 +114,144 @@ function parseError(e: unknown): CliError {
   return new CliError('USAGE_ERROR', 'the arguments could not be parsed');
 }
 
+/** What the fix line says for a value with a control character, by what the value is. */
+function unsafeTextFix(spec: OptionSpec | undefined, isPath: boolean): string {
+  if (isPath)
+    return 'choose a path without control characters (rename the file or directory whose name has one)';
+  if (spec?.arg === 'LABEL')
+    return 'retype the label without it (a label is 1 to 32 bytes of printable UTF-8)';
+  if (spec?.arg === 'SECRET')
+    return 'retype the value without it; a secret is better given as env:NAME or file:PATH';
+  return 'retype the value without it';
+}
+
 /**
  * No option value or argument may hold a control or text-direction character (UNSAFE_TEXT: ESC,
  * BEL, newline, U+202E, …): labels and names typed here end up on the card or in output. The
- * message names the option and the character's code, never the value (it could be a secret).
+ * message names the option and the character's code, never the value (it could be a secret); the
+ * fix fits what the value is (a label, a path, a secret).
  */
-function refuseUnsafeText(v: Values, positionals: string[]): void {
-  const check = (text: string, where: string) => {
+function refuseUnsafeText(
+  specs: Record<string, OptionSpec>,
+  cmd: CommandSpec,
+  v: Values,
+  positionals: string[],
+): void {
+  const check = (text: string, where: string, fix: string) => {
     const at = unsafeTextPosition(text);
     if (at > 0) {
       const c = [...text][at - 1]!.codePointAt(0)!;
       throw new CliError(
         'USAGE_ERROR',
         `${where} contains a control or text-direction character (U+${c.toString(16).toUpperCase().padStart(4, '0')} at character ${at}); only printable text is accepted`,
-        'retype the value without it (a label is 1 to 32 bytes of printable UTF-8)',
+        fix,
       );
     }
   };
-  for (const [name, value] of Object.entries(v))
-    for (const x of Array.isArray(value) ? value : [value]) if (typeof x === 'string') check(x, `--${name}`);
-  for (const [i, p] of positionals.entries()) check(p, `argument ${i + 1}`);
+  for (const [name, value] of Object.entries(v)) {
+    const spec = specs[name];
+    for (const x of Array.isArray(value) ? value : [value]) {
+      if (typeof x !== 'string') continue;
+      const isPath = spec?.path !== undefined || (spec?.arg === 'SECRET' && x.startsWith('file:'));
+      check(x, `--${name}`, unsafeTextFix(spec, isPath));
+    }
+  }
+  for (const [i, p] of positionals.entries())
+    check(p, `argument ${i + 1}`, unsafeTextFix(undefined, cmd.argPath !== undefined));
+}
+
+/**
+ * An option that takes one value may be given once: `--sim a.json --sim b.json` would otherwise
+ * act on b.json, which the operator may not have meant (options marked `multiple` repeat).
+ */
+function refuseRepeatedOptions(
+  specs: Record<string, OptionSpec>,
+  tokens: ReadonlyArray<{ kind: string; name?: string }>,
+): void {
+  const seen = new Map<string, number>();
+  for (const t of tokens) {
+    if (t.kind !== 'option' || t.name === undefined) continue;
+    const spec = specs[t.name];
+    if (spec?.type !== 'string' || spec.multiple) continue;
+    const n = (seen.get(t.name) ?? 0) + 1;
+    seen.set(t.name, n);
+    if (n === 2) {
+      throw new CliError(
+        'USAGE_ERROR',
+        `option --${t.name} was given more than once; it takes one value`,
+        `give --${t.name} once`,
+      );
+    }
+  }
+}
+
+/** The canonical form of a path that may not exist yet: its realpath, or its directory's plus its name. */
+function canonicalPath(path: string): string {
+  const abs = resolve(path);
+  try {
+    return realpathSync(abs);
+  } catch {
+    try {
+      return resolve(realpathSync(dirname(abs)), basename(abs));
+    } catch {
+      return abs;
+    }
+  }
+}
+
+function sameFile(a: string, b: string): boolean {
+  if (canonicalPath(a) === canonicalPath(b)) return true;
+  try {
+    const x = statSync(a);
+    const y = statSync(b);
+    return x.dev === y.dev && x.ino === y.ino;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * USAGE_ERROR, before anything is sent, when `--trace FILE` is a file the command reads or writes
+ * (an --out file, a share file, a backup directory's files, a `file:` secret, the --sim state): the
+ * transcript written when the command ends would replace it, or fail after the work was done.
+ */
+function refuseTraceOnCommandFiles(
+  specs: Record<string, OptionSpec>,
+  cmd: CommandSpec,
+  v: Values,
+  positionals: string[],
+): void {
+  const trace = v.trace;
+  if (typeof trace !== 'string' || trace === '-') return;
+  const paths: { path: string; role: PathRole; where: string }[] = [];
+  for (const [name, value] of Object.entries(v)) {
+    const spec = specs[name];
+    if (!spec || name === 'trace') continue;
+    for (const x of Array.isArray(value) ? value : [value]) {
+      if (typeof x !== 'string') continue;
+      if (spec.path) paths.push({ path: x, role: spec.path, where: `--${name}` });
+      else if (spec.arg === 'SECRET' && x.startsWith('file:'))
+        paths.push({ path: x.slice(5), role: 'input', where: `--${name}` });
+    }
+  }
+  if (cmd.argPath) for (const p of positionals) paths.push({ path: p, role: cmd.argPath, where: cmd.name });
+  const traceDir = canonicalPath(dirname(resolve(trace)));
+  for (const p of paths) {
+    const clash = sameFile(trace, p.path) || (p.role === 'output-dir' && traceDir === canonicalPath(p.path));
+    if (clash) {
+      const what =
+        p.role === 'output-dir'
+          ? `is inside the directory ${p.path} that ${p.where} writes into`
+          : `is the same file as ${p.where === cmd.name ? `the argument ${p.path}` : `${p.where} ${p.path}`}`;
+      throw new CliError(
+        'USAGE_ERROR',
+        p.where === '--sim'
+          ? `--trace ${trace} is the state file of the virtual device (--sim): writing there would destroy the device. Nothing was sent.`
+          : `--trace ${trace} ${what}: the transcript would replace it, or fail after the work. Nothing was sent.`,
+        'name another file for --trace (or --trace - for standard error)',
+      );
+    }
+  }
 }
 
 export function parseCommandArgs(cmd: CommandSpec, argv: string[]): Parsed {
@@ -129,14 +262,15 @@ export function parseCommandArgs(cmd: CommandSpec, argv: string[]): Parsed {
     if (s.multiple) options[k].multiple = true;
     if (s.short) options[k].short = s.short;
   }
-  let parsed: { values: Values; positionals: string[] };
+  let parsed: { values: Values; positionals: string[]; tokens: { kind: string; name?: string }[] };
   try {
-    parsed = parseArgs({ args: argv, options, allowPositionals: true, strict: true }) as never;
+    parsed = parseArgs({ args: argv, options, allowPositionals: true, strict: true, tokens: true }) as never;
   } catch (e) {
     throw parseError(e);
   }
   const v = parsed.values;
-  refuseUnsafeText(v, parsed.positionals);
+  refuseRepeatedOptions(specs, parsed.tokens);
+  refuseUnsafeText(specs, cmd, v, parsed.positionals);
   const help = v.help === true;
   const [min, max] = cmd.positionals ?? [0, 0];
   if (!help) {
@@ -163,6 +297,7 @@ export function parseCommandArgs(cmd: CommandSpec, argv: string[]): Parsed {
   if (g.sim !== undefined && g.reader !== undefined) {
     throw new CliError('USAGE_ERROR', '--sim and --reader exclude each other');
   }
+  if (!help) refuseTraceOnCommandFiles(specs, cmd, v, parsed.positionals);
   return { g, values: v, positionals: parsed.positionals, help };
 }
 

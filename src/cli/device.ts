@@ -100,6 +100,13 @@ async function simOpenError(e: unknown, path: string): Promise<unknown> {
     );
   }
   if (isScHsmError(e, 'READER_BUSY')) {
+    // a holder that is no longer running: the library's fix names the lock's expiry
+    if (e.fix !== undefined)
+      return new CliError(
+        'READER_BUSY',
+        e.message,
+        `${e.fix} (${LOCK_WAIT_ENV}=SECONDS makes a command wait that long for the file)`,
+      );
     return new CliError(
       'READER_BUSY',
       e.message,
@@ -199,7 +206,21 @@ async function traceWriter(ctx: Ctx, path: string): Promise<(text: string) => Pr
       'check the path; create the directory first',
     );
   }
-  return (text) => writeAtomicExclusive(path, text, 0o600, 'trace file');
+  // --trace-overwrite allows replacing a file, also one that appears while the command runs
+  if (ctx.g.traceOverwrite) return (text) => writeAtomic(path, text, 0o600);
+  return async (text) => {
+    try {
+      await writeAtomicExclusive(path, text, 0o600, 'trace file');
+    } catch (e) {
+      // made meanwhile (by another program): the fix is the trace's own option, not the command's --force
+      if (!isScHsmError(e, 'FILE_EXISTS')) throw e;
+      throw new CliError(
+        'FILE_EXISTS',
+        `trace file ${path} appeared while the command ran; it was left unchanged and the transcript was not written`,
+        'name a new file for --trace, --trace - for standard error, or add --trace-overwrite to replace it',
+      );
+    }
+  };
 }
 
 export async function openDevice(ctx: Ctx, o: { destructive?: boolean }): Promise<Device> {

@@ -5,7 +5,14 @@
  */
 import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { type Command, commandHelp, exitCodeHelp, fixContext, parseCommandArgs } from './command.js';
+import {
+  type Command,
+  commandHelp,
+  exitCodeHelp,
+  fixContext,
+  GLOBAL_OPTIONS,
+  parseCommandArgs,
+} from './command.js';
 import { Ctx, type DeviceOpener, type GlobalOptions } from './context.js';
 import { CliError, EXIT, errorInfo, exitCodeFor } from './exit-codes.js';
 import { printableLines } from './format.js';
@@ -30,8 +37,8 @@ function topHelp(): string {
     'Commands:',
     ...COMMANDS.map((c) => `  ${`${c.name}${c.args ? ` ${c.args}` : ''}`.padEnd(w)}  ${c.summary}`),
     '',
-    'Global options: --reader NAME|INDEX, --sim FILE, --json, --trace FILE|-, --trace-overwrite, --yes, --progress,',
-    '--last-try, --help',
+    'Global options (before or after the command): --reader NAME|INDEX, --sim FILE, --json, --trace FILE|-,',
+    '--trace-overwrite, --yes, --progress, --last-try, --help. An option that takes a value is given once.',
     'Secrets (--pin, --so-pin, --new-pin, --new-so-pin, --password): VALUE, env:NAME or file:PATH;',
     'asked without echo on a terminal when omitted, an error (exit 2) without one.',
     '',
@@ -52,8 +59,84 @@ function findCommand(argv: string[]): { cmd?: CommandEntry; rest: string[] } {
   return { rest: argv };
 }
 
+/**
+ * The global options written before the command (`sc-hsm-ts --sim g.json --json status`), taken
+ * off the front of `argv` as they were written (`--sim FILE`, `--sim=FILE`, `-y`); they are parsed
+ * with the command's own options, so a repeat before and after the command is refused there.
+ * `--help`/`-h` and `--version` are noted. Anything else that looks like an option is a usage error
+ * naming it (never a value: it could be a secret typed in the wrong place).
+ */
+function leadingGlobals(argv: string[]): {
+  globals: string[];
+  rest: string[];
+  help: boolean;
+  version: boolean;
+} {
+  const globals: string[] = [];
+  let help = false;
+  let version = false;
+  let i = 0;
+  for (; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (!a.startsWith('-') || a === '-' || a === '--') break;
+    if (a === '--help' || a === '-h') {
+      help = true;
+      continue;
+    }
+    if (a === '--version') {
+      version = true;
+      continue;
+    }
+    const long = /^--([^=]+)(=[\s\S]*)?$/.exec(a);
+    const short = /^-([A-Za-z])$/.exec(a);
+    const name = long
+      ? long[1]!
+      : short
+        ? Object.keys(GLOBAL_OPTIONS).find((k) => GLOBAL_OPTIONS[k]!.short === short[1])
+        : undefined;
+    const spec = name !== undefined && name !== 'help' ? GLOBAL_OPTIONS[name] : undefined;
+    if (!spec) {
+      const shown = /^-{1,2}[A-Za-z][\w-]{0,40}/.exec(a)?.[0];
+      throw new CliError(
+        'USAGE_ERROR',
+        `unknown option ${shown ?? ''} before the command`.replace('  ', ' '),
+        'before the command only the global options are accepted (sc-hsm-ts --help lists them); a command\u2019s own options go after it',
+      );
+    }
+    globals.push(a);
+    if (spec.type === 'string' && !long?.[2]) {
+      const value = argv[i + 1];
+      if (value === undefined || (value.length > 1 && value.startsWith('-'))) {
+        throw new CliError(
+          'USAGE_ERROR',
+          `option --${name} needs a value${value === undefined ? '' : `; a value that starts with '-' is written --${name}=VALUE`}`,
+          `write --${name} VALUE (or --${name}=VALUE)`,
+        );
+      }
+      globals.push(value);
+      i++;
+    } else if (spec.type === 'boolean' && long?.[2]) {
+      throw new CliError('USAGE_ERROR', `option --${name} takes no value`);
+    }
+  }
+  return { globals, rest: argv.slice(i), help, version };
+}
+
 export async function runCli(argv: string[], io: CliIo = processIo()): Promise<number> {
   const wantsJson = argv.includes('--json');
+  let lead: ReturnType<typeof leadingGlobals>;
+  try {
+    lead = leadingGlobals(argv);
+  } catch (e) {
+    return report(io, new Ctx(io, fallbackOptions(wantsJson), openDevice), e, undefined, wantsJson);
+  }
+  const { globals } = lead;
+  argv = lead.rest;
+  if (lead.version) {
+    io.stdout.write(`sc-hsm-ts ${VERSION}\n`);
+    return EXIT.OK;
+  }
+  if (lead.help) argv = ['--help', ...argv];
   if (argv.length === 0) argv = ['demo'];
   if (argv[0] === '--help' || argv[0] === '-h' || argv[0] === 'help') {
     if (argv[1]) {
@@ -66,13 +149,12 @@ export async function runCli(argv: string[], io: CliIo = processIo()): Promise<n
     io.stdout.write(topHelp());
     return EXIT.OK;
   }
-  if (argv[0] === '--version' || argv[0] === 'version') {
+  if (argv[0] === 'version') {
     io.stdout.write(`sc-hsm-ts ${VERSION}\n`);
     return EXIT.OK;
   }
   const { cmd, rest } = findCommand(argv);
-  const fallback: GlobalOptions = { json: wantsJson, yes: false, progress: false, lastTry: false };
-  let ctx = new Ctx(io, fallback, openDevice);
+  let ctx = new Ctx(io, fallbackOptions(wantsJson), openDevice);
   try {
     if (!cmd) {
       const group = COMMANDS.filter((c) => c.name.startsWith(`${argv[0]} `)).map((c) => c.name);
@@ -84,7 +166,7 @@ export async function runCli(argv: string[], io: CliIo = processIo()): Promise<n
         'sc-hsm-ts --help lists the commands',
       );
     }
-    const parsed = parseCommandArgs(cmd, rest);
+    const parsed = parseCommandArgs(cmd, [...globals, ...rest]);
     if (parsed.help) {
       io.stdout.write(commandHelp(cmd));
       return EXIT.OK;
@@ -97,20 +179,29 @@ export async function runCli(argv: string[], io: CliIo = processIo()): Promise<n
     return ctx.exitCode;
   } catch (e) {
     await ctx.finish();
-    const info = errorInfo(e, fixContext(cmd));
-    const code = exitCodeFor(e);
-    const out = new Output(io, ctx.g.json || wantsJson);
-    if (out.json) out.writeJson({ error: info });
-    else {
-      // messages can carry labels and names from a card or a file: escaped, our own line breaks kept
-      const lines = [`${out.paint('red', 'error:')} ${printableLines(info.message)}`];
-      if (info.sw) lines.push(`  status word: ${info.sw}${info.command ? ` (${info.command})` : ''}`);
-      if (info.triesLeft !== undefined) lines.push(`  tries left: ${info.triesLeft}`);
-      if (info.fix) lines.push(`  fix: ${printableLines(info.fix)}`);
-      io.stderr.write(`${lines.join('\n')}\n`);
-    }
-    return code;
+    return report(io, ctx, e, cmd, wantsJson);
   }
+}
+
+function fallbackOptions(json: boolean): GlobalOptions {
+  return { json, yes: false, progress: false, lastTry: false };
+}
+
+/** Prints the error (as JSON with --json) and returns its exit code. */
+function report(io: CliIo, ctx: Ctx, e: unknown, cmd: CommandEntry | undefined, wantsJson: boolean): number {
+  const info = errorInfo(e, fixContext(cmd));
+  const code = exitCodeFor(e);
+  const out = new Output(io, ctx.g.json || wantsJson);
+  if (out.json) out.writeJson({ error: info });
+  else {
+    // messages can carry labels and names from a card or a file: escaped, our own line breaks kept
+    const lines = [`${out.paint('red', 'error:')} ${printableLines(info.message)}`];
+    if (info.sw) lines.push(`  status word: ${info.sw}${info.command ? ` (${info.command})` : ''}`);
+    if (info.triesLeft !== undefined) lines.push(`  tries left: ${info.triesLeft}`);
+    if (info.fix) lines.push(`  fix: ${printableLines(info.fix)}`);
+    io.stderr.write(`${lines.join('\n')}\n`);
+  }
+  return code;
 }
 
 /** A command's implementation; the demo runs the real commands, through {@link runCli}. */

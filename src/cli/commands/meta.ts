@@ -42,6 +42,7 @@ const REPLACE_OPTIONS = {
   'save-replaced': {
     type: 'string',
     arg: 'DIR',
+    path: 'output-dir',
     help: 'with --force: keep each replaced key\u2019s wrapped copy (.bin, 0600) in DIR, written before it is deleted',
   },
   'i-understand-the-old-key-is-lost': {
@@ -51,7 +52,13 @@ const REPLACE_OPTIONS = {
 } as const;
 
 const DKEK_OPTIONS = {
-  dkek: { type: 'string', multiple: true, arg: 'FILE.pbe', help: 'DKEK share file (all shares of the DKEK)' },
+  dkek: {
+    type: 'string',
+    multiple: true,
+    arg: 'FILE.pbe',
+    path: 'input',
+    help: 'DKEK share file (all shares of the DKEK)',
+  },
   password: {
     type: 'string',
     multiple: true,
@@ -123,6 +130,7 @@ export const dkekCreateSpec: CommandSpec = {
   name: 'dkek create',
   args: 'FILE.pbe',
   positionals: [1, 1],
+  argPath: 'output',
   summary:
     'Create a DKEK share file (32 random bytes, password-encrypted, sc-hsm-tool --create-dkek-share format).',
   description: [
@@ -148,6 +156,7 @@ export const dkekImportSpec: CommandSpec = {
   name: 'dkek import',
   args: 'FILE.pbe',
   positionals: [1, 1],
+  argPath: 'input',
   summary: 'Import a DKEK share into the device (sc-hsm-tool --import-dkek-share).',
   description: [
     'The password is given with --password, or rebuilt from custodians\u2019 password shares with',
@@ -164,6 +173,7 @@ export const dkekImportSpec: CommandSpec = {
       type: 'string',
       multiple: true,
       arg: 'FILE',
+      path: 'input',
       help: 'a custodian\u2019s password share (text file)',
     },
   },
@@ -174,6 +184,7 @@ export const dkekInspectSpec: CommandSpec = {
   name: 'dkek inspect',
   args: 'FILE.pbe',
   positionals: [1, 1],
+  argPath: 'input',
   summary: 'Check a DKEK share file offline: decrypt it and print its key check value (no device needed).',
   description:
     'For a DKEK of one share this is the KCV `status` shows; for several shares compare after importing all.',
@@ -183,6 +194,7 @@ export const dkekInspectSpec: CommandSpec = {
       type: 'string',
       multiple: true,
       arg: 'FILE',
+      path: 'input',
       help: 'a custodian\u2019s password share (text file)',
     },
   },
@@ -192,6 +204,7 @@ export const dkekResplitSpec: CommandSpec = {
   name: 'dkek resplit',
   args: 'FILE.pbe',
   positionals: [1, 1],
+  argPath: 'input',
   summary:
     'New custodian set: rebuild the password from old password shares and split it anew. The share file is untouched.',
   description:
@@ -202,6 +215,7 @@ export const dkekResplitSpec: CommandSpec = {
       type: 'string',
       multiple: true,
       arg: 'FILE',
+      path: 'input',
       help: 'an old custodian\u2019s password share (text file)',
     },
     threshold: { type: 'string', arg: 'T', help: 'new threshold (2..N)' },
@@ -251,7 +265,12 @@ export const wrapSpec: CommandSpec = {
   summary: 'Export one key encrypted under the DKEK into a .bin file (sc-hsm-tool --wrap-key format).',
   options: {
     'key-ref': { type: 'string', arg: 'N', help: 'key reference (first column of `sc-hsm-ts keys`)' },
-    out: { type: 'string', arg: 'FILE.bin', help: 'output file (must not exist unless --force)' },
+    out: {
+      type: 'string',
+      arg: 'FILE.bin',
+      path: 'output',
+      help: 'output file (must not exist unless --force)',
+    },
     force: { type: 'boolean', help: 'replace an existing output file' },
     pin: PIN,
   },
@@ -262,6 +281,7 @@ export const unwrapSpec: CommandSpec = {
   name: 'unwrap',
   args: 'FILE.bin',
   positionals: [1, 1],
+  argPath: 'input',
   summary: 'Import a key from a .bin wrap file onto the device (sc-hsm-tool --unwrap-key).',
   description: [
     'Before anything is written the file\u2019s key check value is compared with the device\u2019s DKEK and the',
@@ -281,6 +301,7 @@ export const backupSpec: CommandSpec = {
   name: 'backup',
   args: 'DIR',
   positionals: [1, 1],
+  argPath: 'output-dir',
   summary:
     'Back up every key: one .bin wrap file per key plus manifest.json (device KCV, per key ref, ID, label, type, SHA-256).',
   description:
@@ -300,6 +321,7 @@ export const restoreSpec: CommandSpec = {
   name: 'restore',
   args: 'DIR',
   positionals: [1, 1],
+  argPath: 'input-dir',
   summary: 'Restore a backup directory onto this (or a replacement) device.',
   description: [
     'Checked before anything is written: every file\u2019s SHA-256 against the manifest, every blob\u2019s key',
@@ -321,6 +343,7 @@ export const importKeySpec: CommandSpec = {
   name: 'import-key',
   args: 'FILE.pem',
   positionals: [1, 1],
+  argPath: 'input',
   summary: 'Put an existing RSA or EC private key (PEM/DER, PKCS#8 or traditional) onto the device.',
   description: [
     'The device only accepts keys wrapped under its DKEK, so the DKEK share files and their passwords',
@@ -339,6 +362,7 @@ export const importKeySpec: CommandSpec = {
       type: 'string',
       multiple: true,
       arg: 'FILE.pbe',
+      path: 'input',
       help: 'DKEK share file (all shares of the device)',
     },
     password: {
@@ -361,6 +385,7 @@ export const wrappedInspectSpec: CommandSpec = {
   name: 'wrapped inspect',
   args: 'FILE.bin',
   positionals: [1, 1],
+  argPath: 'input',
   summary:
     'Show what a .bin wrap file holds: KCV, key type, algorithms, label, ID, certificate; MAC checked with --dkek.',
   options: { ...DKEK_OPTIONS },
@@ -370,6 +395,7 @@ export const wrappedExportSpec: CommandSpec = {
   name: 'wrapped export',
   args: 'FILE.bin',
   positionals: [1, 1],
+  argPath: 'input',
   summary:
     'Disaster recovery: decrypt a wrapped key with the DKEK shares and write the PRIVATE KEY in clear (PEM, mode 0600).',
   description:
@@ -377,7 +403,7 @@ export const wrappedExportSpec: CommandSpec = {
     'protect the output file and destroy it when done. Needs --i-understand-this-exports-a-private-key.',
   options: {
     ...DKEK_OPTIONS,
-    out: { type: 'string', arg: 'KEY.pem', help: 'output file (must not exist)' },
+    out: { type: 'string', arg: 'KEY.pem', path: 'output', help: 'output file (must not exist)' },
     'i-understand-this-exports-a-private-key': {
       type: 'boolean',
       help: 'required: you know the key leaves the HSM',
@@ -448,7 +474,7 @@ export const csrSpec: CommandSpec = {
   options: {
     'key-ref': KEY_REF,
     subject: SUBJECT,
-    out: { type: 'string', arg: 'FILE', help: 'PEM output file' },
+    out: { type: 'string', arg: 'FILE', path: 'output', help: 'PEM output file' },
     hash: HASH,
     pss: PSS,
     force: FORCE,
@@ -469,7 +495,7 @@ export const certSelfSignSpec: CommandSpec = {
     'key-ref': KEY_REF,
     subject: SUBJECT,
     days: { type: 'string', arg: 'D', help: 'validity in days (1-36500)' },
-    out: { type: 'string', arg: 'FILE', help: 'PEM output file' },
+    out: { type: 'string', arg: 'FILE', path: 'output', help: 'PEM output file' },
     serial: { type: 'string', arg: 'HEX', help: 'serial number (default: 16 random bytes)' },
     'end-entity': { type: 'boolean', help: 'no CA basic constraints; key usage for signatures' },
     store: { type: 'boolean', help: 'also store the certificate on the device for the key' },
@@ -487,6 +513,7 @@ export const certImportSpec: CommandSpec = {
   name: 'cert import',
   args: 'FILE',
   positionals: [1, 1],
+  argPath: 'input',
   summary:
     'Store a certificate (PEM or DER) for a device key, as OpenSC does, so PKCS#11 applications find it.',
   description:
@@ -502,7 +529,7 @@ export const certExportSpec: CommandSpec = {
   summary: 'Print (or write with --out) the certificate stored for a device key, as PEM. Needs no PIN.',
   options: {
     'key-ref': KEY_REF,
-    out: { type: 'string', arg: 'FILE', help: 'PEM output file' },
+    out: { type: 'string', arg: 'FILE', path: 'output', help: 'PEM output file' },
     force: FORCE,
   },
   examples: ['sc-hsm-ts cert export --key-ref 1 > ca.pem'],
@@ -518,7 +545,12 @@ export const simServeSpec: CommandSpec = {
     'held while it runs: other commands on it with --sim wait, then are told it is in use.',
   ].join('\n'),
   options: {
-    state: { type: 'string', arg: 'FILE', help: 'state file of the virtual card (created if missing)' },
+    state: {
+      type: 'string',
+      arg: 'FILE',
+      path: 'input',
+      help: 'state file of the virtual card (created if missing)',
+    },
     vpcd: {
       type: 'string',
       arg: 'HOST:PORT',
