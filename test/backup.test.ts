@@ -122,6 +122,9 @@ describe('backupDevice', () => {
       if (process.platform !== 'win32')
         expect((await stat(join(backupDir, k.file))).mode & 0o777).toBe(0o600);
     }
+    // the manifest names the device and every key: as private as the key files
+    if (process.platform !== 'win32')
+      expect((await stat(join(backupDir, MANIFEST))).mode & 0o777).toBe(0o600);
   });
 
   it('refuses a directory that already holds a backup unless force', async () => {

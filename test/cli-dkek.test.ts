@@ -221,7 +221,15 @@ describe('wrap, unwrap, backup, restore', () => {
     expect(m.keys[0]).toMatchObject({ keyRef: 1, label: 'ec', type: 'ec', curve: 'prime256v1' });
     expect(m.keys[0].sha256).toMatch(/^[0-9a-f]{64}$/);
     expect((await readdir(bdir)).sort()).toEqual(['key-001.bin', 'key-002.bin', 'manifest.json']);
-    expect((await cli(['backup', bdir, '--sim', f, '--pin', PIN])).code).toBe(7);
+    // a rerun into the complete backup: the fix names a new or empty directory and what --force does
+    const rerun = await cli(['backup', bdir, '--sim', f, '--pin', PIN, '--json']);
+    expect(rerun.code).toBe(7);
+    expect(rerun.json().error.code).toBe('FILE_EXISTS');
+    expect(rerun.json().error.message).toMatch(/already holds a complete backup \(manifest\.json\)/);
+    expect(rerun.json().error.fix).toMatch(
+      /new or empty directory.*--force to write this device.s backup over/,
+    );
+    expect(rerun.json().error.fix).not.toMatch(/file name/);
 
     // a device with another DKEK: refused before anything is written
     const other = join(dir, 'other2.json');

@@ -5,7 +5,16 @@
  * the file; a killed holder's lock and temps go; `sim serve` saves before it answers and stops
  * quietly on SIGTERM.
  */
-import { existsSync, readdirSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  readdirSync,
+  readFileSync,
+  realpathSync,
+  rmSync,
+  statSync,
+  utimesSync,
+  writeFileSync,
+} from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -339,6 +348,10 @@ describe('sim serve', () => {
     const busy = await cli(['keys', '--sim', f, '--json'], { env: { SC_HSM_TS_LOCK_WAIT: '0' } });
     expect(busy.json().error.code).toBe('READER_BUSY');
     expect(busy.json().error.message).toContain('no longer running');
+    // the fix fits a dead holder: not "wait for that command to end", but the lock's expiry
+    expect(busy.json().error.fix).toMatch(/once the stale lock has expired \(in about \d+ s\)/);
+    expect(busy.json().error.fix).toContain(`rmdir ${realpathSync(f)}.lock`);
+    expect(busy.json().error.fix).not.toMatch(/wait for that command to end/);
     // as if the stale time had passed since the killed holder last refreshed its lock
     const old = new Date(Date.now() - 120_000);
     utimesSync(`${f}.lock`, old, old);

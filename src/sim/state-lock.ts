@@ -140,17 +140,26 @@ export function describeHolder(h: StateFileHolder | undefined): string {
 function lockedError(path: string, canonical: string, waitedMs: number): ScHsmError {
   const h = readStateFileHolder(canonical);
   let why = `the virtual card ${path} is in use by ${describeHolder(h)}`;
+  // a dead holder: waiting for "that command to end" is no advice, the lock's expiry is
+  let fix: string | undefined;
   if (h && !holderAlive(h)) {
     let expires = '';
+    let inS: number | undefined;
     try {
-      const at = new Date(statSync(`${canonical}.lock`).mtimeMs + STATE_LOCK_STALE_MS);
-      expires = ` at ${at.toISOString()}`;
+      const at = statSync(`${canonical}.lock`).mtimeMs + STATE_LOCK_STALE_MS;
+      expires = ` at ${new Date(at).toISOString()}`;
+      inS = Math.max(1, Math.ceil((at - Date.now()) / 1000));
     } catch {
       // released meanwhile
     }
     why += `, which is no longer running: its lock expires${expires} (${STATE_LOCK_STALE_MS / 1000} s after it stopped)`;
+    fix = `run the command again once the stale lock has expired${inS === undefined ? '' : ` (in about ${inS} s)`}; or, only when you are sure no process uses ${path}, remove its lock directory: rmdir ${canonical}.lock`;
   }
-  return new ScHsmError('READER_BUSY', `${why}; waited ${Math.round(waitedMs / 100) / 10} s`);
+  return new ScHsmError(
+    'READER_BUSY',
+    `${why}; waited ${Math.round(waitedMs / 100) / 10} s`,
+    fix ? { fix } : {},
+  );
 }
 
 /**

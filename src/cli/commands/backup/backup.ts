@@ -1,11 +1,22 @@
 import { join } from 'node:path';
+import { isScHsmError } from '../../../errors.js';
 import { backupDevice, deviceText, MANIFEST } from '../../../sc-hsm/backup.js';
 import { fromHex } from '../../../util/bytes.js';
 import type { Command } from '../../command.js';
 import { flag } from '../../context.js';
-import { refuseOverwrite } from '../../files.js';
+import { CliError } from '../../exit-codes.js';
+import { exists } from '../../files.js';
 import { kcvText, printable } from '../../format.js';
 import { backupSpec } from '../meta.js';
+
+/** A rerun into a directory that holds a complete backup: what --force really does there. */
+function completeBackupThere(dir: string): CliError {
+  return new CliError(
+    'FILE_EXISTS',
+    `${printable(dir)} already holds a complete backup (${MANIFEST}); it was left unchanged and nothing was written`,
+    `back up into a new or empty directory, or add --force to write this device\u2019s backup over the one in ${printable(dir)} (a backup of another device there is refused all the same)`,
+  );
+}
 
 export const backup: Command = {
   ...backupSpec,
@@ -13,17 +24,24 @@ export const backup: Command = {
     const d = dir!;
     const force = flag(v, 'force');
     // before the device is opened (backupDevice checks it again)
-    await refuseOverwrite(join(d, MANIFEST), force, 'backup manifest');
+    if (!force && (await exists(join(d, MANIFEST)))) throw completeBackupThere(d);
     const hsm = await ctx.hsm();
     let p: ReturnType<typeof ctx.progress> | undefined;
-    const r = await backupDevice(hsm, d, {
-      force,
-      authenticate: () => ctx.login(hsm, v),
-      onProgress: (done, total) => {
-        p ??= ctx.progress(`Wrapping ${total} key(s)`);
-        p.update(done / Math.max(1, total));
-      },
-    });
+    let r: Awaited<ReturnType<typeof backupDevice>>;
+    try {
+      r = await backupDevice(hsm, d, {
+        force,
+        authenticate: () => ctx.login(hsm, v),
+        onProgress: (done, total) => {
+          p ??= ctx.progress(`Wrapping ${total} key(s)`);
+          p.update(done / Math.max(1, total));
+        },
+      });
+    } catch (e) {
+      // the manifest appeared meanwhile; FILE_EXISTS with a fix of its own (another device's files) stays
+      if (isScHsmError(e, 'FILE_EXISTS') && e.fix === undefined && !force) throw completeBackupThere(d);
+      throw e;
+    }
     p?.done();
     const { manifest } = r;
     const entries = manifest.keys;
