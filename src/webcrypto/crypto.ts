@@ -34,6 +34,7 @@ import {
   HsmRsaPssProvider,
   HsmRsaSsaProvider,
 } from './providers.js';
+import { teachLoadedX509 } from './x509-curves.js';
 
 // webcrypto-core's classes, loaded when the first ScHsmCrypto is constructed (src/webcrypto/core.ts)
 const CoreCrypto = lazyBase((core) => core.Crypto);
@@ -49,6 +50,8 @@ export class ScHsmSubtleCrypto extends CoreSubtleCrypto {
     this.providers.set(new HsmRsaSsaProvider(owner));
     this.providers.set(new HsmRsaPssProvider(owner));
     this.providers.set(new HsmRsaOaepProvider(owner));
+    // a loaded @peculiar/x509 learns the card's curves now (src/webcrypto/x509-curves.ts)
+    teachLoadedX509();
   }
 }
 

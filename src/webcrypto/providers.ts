@@ -34,15 +34,20 @@ import {
   curveSize,
   type EcdhKeyDeriveParams,
   type EcdsaParams,
+  type EcKeyImportParams,
   HASH_BYTES,
   HsmPrivateKey,
   hashName,
+  type JsonWebKey,
+  type KeyFormat,
+  type KeyUsage,
   nodeHash,
   type RsaOaepParams,
   type RsaPssParams,
   SoftwareKey,
   webCurveName,
 } from './keys.js';
+import { teachX509Curve } from './x509-curves.js';
 
 // webcrypto-core's provider classes, loaded on first use (src/webcrypto/core.ts)
 const EcdsaProvider = lazyBase((core) => core.EcdsaProvider);
@@ -57,6 +62,7 @@ const RsaOaepProvider = lazyBase((core) => core.RsaOaepProvider);
 /** ECDSA on every curve of the card (NIST, brainpool, secp k1); signatures are WebCrypto's r‖s. */
 export class HsmEcdsaProvider extends hsmEcProvider(EcdsaProvider) {
   override async onSign(algorithm: EcdsaParams, key: CryptoKey, data: ArrayBuffer): Promise<ArrayBuffer> {
+    teachX509Curve((key.algorithm as { namedCurve?: string }).namedCurve);
     const hash = nodeHash(algorithm.hash);
     if (key instanceof HsmPrivateKey) {
       const digest = new Uint8Array(await webcrypto.subtle.digest(hashName(hash), data));
@@ -65,6 +71,18 @@ export class HsmEcdsaProvider extends hsmEcProvider(EcdsaProvider) {
     }
     const ko = (key as SoftwareKey).keyObject;
     return arrayBuffer(new Uint8Array(nodeSign(hash, bytes(data), { key: ko, dsaEncoding: 'ieee-p1363' })));
+  }
+
+  /** As every EC provider's; and @peculiar/x509 learns the curve before it verifies with the key. */
+  override async onImportKey(
+    format: KeyFormat,
+    keyData: ArrayBuffer | JsonWebKey,
+    algorithm: EcKeyImportParams,
+    extractable: boolean,
+    keyUsages: KeyUsage[],
+  ): Promise<CryptoKey> {
+    teachX509Curve(algorithm.namedCurve);
+    return super.onImportKey(format, keyData, algorithm, extractable, keyUsages);
   }
 
   override async onVerify(

@@ -7,8 +7,7 @@
  */
 import { createRequire } from 'node:module';
 import type * as X509 from '@peculiar/x509';
-import { CURVES } from '../util/curves.js';
-import { curveSize, webCurveName } from '../webcrypto/keys.js';
+import { teachLoadedX509 } from '../webcrypto/x509-curves.js';
 
 let lib: typeof X509 | undefined;
 
@@ -18,13 +17,8 @@ export function x509(): typeof X509 {
     const require = createRequire(import.meta.url);
     require('reflect-metadata');
     const loaded = require('@peculiar/x509') as typeof X509;
-    // @peculiar/x509 converts WebCrypto's r‖s to DER by the curve's size and knows only
-    // P-256/384/521 and K-256 (32 bytes otherwise): teach it every curve of the card.
-    for (const c of CURVES) {
-      const name = webCurveName(c.name);
-      if (!loaded.AsnEcSignatureFormatter.namedCurveSize.has(name))
-        loaded.AsnEcSignatureFormatter.namedCurveSize.set(name, curveSize(c));
-    }
+    // the card's curves: signature sizes and SPKI curve names (src/webcrypto/x509-curves.ts)
+    teachLoadedX509();
     lib = loaded;
   }
   return lib;
