@@ -164,7 +164,8 @@ export const dkekImportSpec: CommandSpec = {
     'Before the slow key derivation the device is checked to be waiting for a share. A share already',
     'imported into this DKEK (which would cancel it out) is refused before anything is sent: each import',
     'is recorded as two fingerprints (the file\u2019s SHA-256 and the share\u2019s KCV, never the share) beside',
-    'the --sim state file or in $XDG_STATE_HOME/sc-hsm-ts (~/.local/state/sc-hsm-ts). After the last share',
+    'the --sim state file or in $XDG_STATE_HOME/sc-hsm-ts (~/.local/state/sc-hsm-ts), written before the',
+    'share is sent (a record that cannot be written stops the import). After the last share',
     'a DKEK anyone could compute (all zero, or equal to one share) is reported (DKEK_DEGENERATE, exit 6).',
   ].join('\n'),
   options: {
