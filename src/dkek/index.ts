@@ -30,5 +30,12 @@ export {
   shareIdForScHsmTool,
   splitPassword,
 } from './password-shares.js';
-export { decryptDkekShare, encryptDkekShare, type ShareFileOptions } from './share-file.js';
+export {
+  createDkekShareFile,
+  type DkekShareFile,
+  decryptDkekShare,
+  encryptDkekShare,
+  randomSharePassword,
+  type ShareFileOptions,
+} from './share-file.js';
 export { decodeWrapFile, encodeWrapFile, type WrapFile } from './wrap-file.js';

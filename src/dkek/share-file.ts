@@ -6,6 +6,7 @@
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
 import { ScHsmError } from '../errors.js';
 import { ascii, bytesEqual, concat, wipe } from '../util/bytes.js';
+import { keyCheckValue } from './dkek.js';
 import { deriveShareKeyIv, SHARE_KDF_ITERATIONS } from './kdf.js';
 
 const MAGIC = ascii('Salted__');
@@ -16,6 +17,8 @@ const SHARE_LENGTH = 32;
 export interface ShareFileOptions {
   /** Called with the fraction of the key derivation done (0..1], about 100 times. */
   onProgress?: (fraction: number) => void;
+  /** Cancels the key derivation (checked about 100 times): ScHsmError ABORTED. */
+  signal?: AbortSignal;
 }
 
 function passwordBytes(password: string | Uint8Array): Uint8Array {
@@ -71,7 +74,7 @@ export async function decryptDkekShareWithIterations(
     );
   }
   const pw = passwordBytes(password);
-  const { key, iv } = await deriveShareKeyIv(pw, file.subarray(8, 16), iterations, o.onProgress);
+  const { key, iv } = await deriveShareKeyIv(pw, file.subarray(8, 16), iterations, o.onProgress, o.signal);
   wipe(pw);
   const decipher = createDecipheriv('aes-256-cbc', key, iv).setAutoPadding(false);
   const plain = new Uint8Array(concat(decipher.update(file.subarray(16)), decipher.final()));
@@ -107,11 +110,70 @@ export async function encryptDkekShareWithIterations(
     throw new ScHsmError('INVALID_ARGUMENT', 'the share-file salt must be 8 bytes');
   }
   const pw = passwordBytes(password);
-  const { key, iv } = await deriveShareKeyIv(pw, salt, iterations, o.onProgress);
+  const { key, iv } = await deriveShareKeyIv(pw, salt, iterations, o.onProgress, o.signal);
   wipe(pw);
   const cipher = createCipheriv('aes-256-cbc', key, iv);
   const body = concat(cipher.update(share), cipher.final());
   wipe(key);
   wipe(iv);
   return concat(MAGIC, salt, body);
+}
+
+/** A new DKEK share file: its bytes and the key check value of the share inside. */
+export interface DkekShareFile {
+  /** The 64-byte `.pbe` file (OpenSSL `Salted__` format) sc-hsm-tool and `dkek import` read. */
+  file: Uint8Array;
+  /**
+   * Key check value of the share (spec §7.4: first 8 bytes of SHA-256): the device's DKEK KCV
+   * when this is its only share, and what `importDkekShare` reports for it.
+   */
+  kcv: Uint8Array;
+}
+
+/**
+ * Creates a DKEK share file as `sc-hsm-tool --create-dkek-share` and `sc-hsm-ts dkek create` do
+ * (spec §7.1): 32 fresh random bytes as the share, encrypted under `password` with the
+ * 10,000,000-round KDF (seconds: follow it with `onProgress`, cancel it with `signal`). The share
+ * itself is wiped; the file and the KCV are returned, and nothing is written anywhere.
+ * @throws ScHsmError INVALID_ARGUMENT for a password that is neither a string nor bytes, or
+ *   shorter than 6 (sc-hsm-tool's minimum); ABORTED when `signal` fired.
+ */
+export function createDkekShareFile(
+  password: string | Uint8Array,
+  o: ShareFileOptions = {},
+): Promise<DkekShareFile> {
+  return createDkekShareFileWithIterations(password, SHARE_KDF_ITERATIONS, o);
+}
+
+/** `createDkekShareFile` with another MD5 count: for tests of the structure only (internal). */
+export async function createDkekShareFileWithIterations(
+  password: string | Uint8Array,
+  iterations: number,
+  o: ShareFileOptions = {},
+): Promise<DkekShareFile> {
+  const pw = passwordBytes(password);
+  const length = pw.length;
+  wipe(pw);
+  if (length < 6)
+    throw new ScHsmError('INVALID_ARGUMENT', 'the share-file password must have at least 6 characters');
+  const share = new Uint8Array(randomBytes(SHARE_LENGTH));
+  try {
+    const file = await encryptDkekShareWithIterations(share, password, iterations, o);
+    return { file, kcv: keyCheckValue(share) };
+  } finally {
+    wipe(share);
+  }
+}
+
+/**
+ * A random 8-byte share-file password as sc-hsm-tool makes it for a password split into
+ * custodian shares (`--pwd-shares-threshold`, spec §7.2): top bit of the first byte clear, and that
+ * byte non-zero so that sc-hsm-tool can rebuild the password from the shares.
+ */
+export function randomSharePassword(): Uint8Array {
+  for (;;) {
+    const pw = new Uint8Array(randomBytes(8));
+    pw[0]! &= 0x7f;
+    if (pw[0] !== 0) return pw;
+  }
 }

@@ -116,6 +116,8 @@ export interface BackupOptions {
   /** Write into a directory that already holds a backup (its manifest is replaced last). */
   force?: boolean;
   onProgress?: BackupProgress;
+  /** Checked before each key: ABORTED (the files written stay; run again to complete). */
+  signal?: AbortSignal;
   /**
    * Called once, after the device checks and before the first key is wrapped: verify the user
    * PIN here (WRAP KEY needs it).
@@ -179,6 +181,8 @@ export interface RestoreOptions {
   /** Replace other keys at the backup's key references (otherwise KEY_REF_OCCUPIED). */
   force?: boolean;
   onProgress?: BackupProgress;
+  /** Checked before each key: ABORTED (the keys restored stay; run again to complete). */
+  signal?: AbortSignal;
   /**
    * Called with `force` when keys are to be replaced, after every check and before anything is
    * written. Return false (or throw) to stop: nothing is written.
@@ -312,6 +316,11 @@ export async function backupDevice(
   const entries: ManifestKey[] = [];
   try {
     for (const [i, k] of keys.entries()) {
+      if (o.signal?.aborted)
+        throw new ScHsmError('ABORTED', `the backup was cancelled after ${i} of ${keys.length} keys`, {
+          cause: o.signal.reason,
+          fix: 'run the backup again: it completes the directory',
+        });
       const bin = await hsm.backupKey(k.keyRef);
       const file = `key-${String(k.keyRef).padStart(3, '0')}.bin`;
       // still unknown after login: the card wraps under its own DKEK, so the first blob tells
@@ -750,6 +759,11 @@ export async function restoreDevice(
   }
   let n = 0;
   for (const step of todo) {
+    if (o.signal?.aborted)
+      throw new ScHsmError('ABORTED', `the restore was cancelled after ${n} of ${todo.length} keys`, {
+        cause: o.signal.reason,
+        fix: 'run the restore again: it completes what is missing',
+      });
     const f = byRef.get(step.keyRef)!;
     const opts: UnwrapOptions = { force: step.action !== 'restore' };
     if (o.allowKeyLoss) opts.allowKeyLoss = true;

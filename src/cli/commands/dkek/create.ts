@@ -1,5 +1,4 @@
-import { randomBytes } from 'node:crypto';
-import { encryptDkekShare, keyCheckValue, splitPassword } from '../../../dkek/index.js';
+import { createDkekShareFile, randomSharePassword, splitPassword } from '../../../dkek/index.js';
 import { bytesEqual, wipe } from '../../../util/bytes.js';
 import type { Command } from '../../command.js';
 import { int } from '../../context.js';
@@ -8,15 +7,6 @@ import { CliError } from '../../exit-codes.js';
 import { readHostFile, refuseOverwrite, writeAtomicExclusive } from '../../files.js';
 import { kcvText } from '../../format.js';
 import { dkekCreateSpec } from '../meta.js';
-
-/** A random 8-byte password as sc-hsm-tool makes it (top bit clear); first byte non-zero so that sc-hsm-tool can rebuild it. */
-function randomSharePassword(): Uint8Array {
-  for (;;) {
-    const pw = new Uint8Array(randomBytes(8));
-    pw[0]! &= 0x7f;
-    if (pw[0] !== 0) return pw;
-  }
-}
 
 export const dkekCreate: Command = {
   ...dkekCreateSpec,
@@ -53,21 +43,20 @@ export const dkekCreate: Command = {
       threshold !== undefined && total !== undefined
         ? splitPassword(password as Uint8Array, threshold, total)
         : undefined;
-    const share = new Uint8Array(randomBytes(32));
     const p = ctx.progress('Deriving the file key (10,000,000 rounds)');
-    let bytes: Uint8Array;
+    let created: Awaited<ReturnType<typeof createDkekShareFile>>;
     try {
-      bytes = await encryptDkekShare(share, password, { onProgress: p.update });
+      const signal = ctx.io.signal;
+      created = await createDkekShareFile(password, { onProgress: p.update, ...(signal ? { signal } : {}) });
     } finally {
       p.done();
       if (password instanceof Uint8Array) wipe(password);
     }
+    const { file: bytes, kcv } = created;
     // never replaces: a share file that appeared meanwhile (another `dkek create`) is kept
     await writeAtomicExclusive(path, bytes, 0o600, 'DKEK share file');
     if (!bytesEqual(await readHostFile(path), bytes))
       throw new CliError('IO_ERROR', `${path} reads back different bytes`);
-    const kcv = keyCheckValue(share);
-    wipe(share);
     const o = ctx.out;
     o.ok(`DKEK share written to ${path} (mode 0600)`);
     o.kv('Share key check value', kcvText(kcv));
