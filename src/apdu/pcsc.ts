@@ -470,6 +470,13 @@ type ShareMode = 'shared' | 'exclusive';
 export interface PcscConnectOptions {
   /** Close the context when the transport is closed (default true: the transport owns it). */
   ownsContext?: boolean;
+  /**
+   * How long one APDU (one SCardTransmit) may take, in ms; default none. On expiry the transmit
+   * rejects with `TIMEOUT` and the transport is dead (every later call: the same error): the card
+   * may still be working on the command, so nothing more is sent on this connection. Generous
+   * values fit: an RSA-4096 key generation takes minutes on a real token.
+   */
+  timeoutMs?: number;
 }
 
 /**
@@ -499,6 +506,9 @@ export class PcscTransport implements Transport {
   private closed = false;
   private closing: Promise<void> | undefined;
   private readonly ownsContext: boolean;
+  private readonly timeoutMs: number | undefined;
+  /** Set when an APDU timed out: the native transmit may still be pending, the transport is dead. */
+  private timedOut: ScHsmError | undefined;
 
   private constructor(
     readonly context: PcscContext,
@@ -506,6 +516,11 @@ export class PcscTransport implements Transport {
     o: PcscConnectOptions,
   ) {
     this.ownsContext = o.ownsContext ?? true;
+    if (o.timeoutMs !== undefined) {
+      if (!Number.isFinite(o.timeoutMs) || o.timeoutMs <= 0)
+        throw new ScHsmError('INVALID_ARGUMENT', 'timeoutMs must be a positive number of milliseconds');
+      this.timeoutMs = o.timeoutMs;
+    }
   }
 
   /** Connects SHARED to the card in `readerName` of `context`. */
@@ -681,6 +696,37 @@ export class PcscTransport implements Transport {
     if (this.closed)
       throw new ScHsmError('TRANSPORT_ERROR', 'the PC/SC transport is closed; open the device again');
     if (this.removed) throw this.removed;
+    if (this.timedOut) throw this.timedOut;
+  }
+
+  /** `rawTransmit` bounded by `timeoutMs`: on expiry TIMEOUT, and the transport dead. */
+  private boundedTransmit(apdu: Uint8Array): Promise<Uint8Array> {
+    const pending = this.rawTransmit(apdu);
+    const ms = this.timeoutMs;
+    if (ms === undefined) return pending;
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.timedOut = new ScHsmError(
+          'TIMEOUT',
+          `the card in reader '${this.reader.name}' did not answer within ${ms} ms; the command may or ` +
+            'may not have been carried out, and this transport sends nothing more',
+          { fix: 're-plug the device and open it again (a longer timeoutMs if the card was just slow)' },
+        );
+        // the late answer (or error) of the abandoned exchange goes nowhere
+        pending.catch(() => undefined);
+        reject(this.timedOut);
+      }, ms);
+      pending.then(
+        (a) => {
+          clearTimeout(timer);
+          resolve(a);
+        },
+        (e) => {
+          clearTimeout(timer);
+          reject(e);
+        },
+      );
+    });
   }
 
   /**
@@ -695,8 +741,9 @@ export class PcscTransport implements Transport {
       if (this.mode === undefined) await this.reattach(this.exclusiveDepth > 0 ? 'exclusive' : 'shared');
       let answer: Uint8Array;
       try {
-        answer = await this.rawTransmit(apdu);
+        answer = await this.boundedTransmit(apdu);
       } catch (e) {
+        if (e === this.timedOut) throw e;
         throw await this.transmitFailed(e);
       }
       if (answer.length < 2) {
@@ -774,6 +821,15 @@ export class PcscTransport implements Transport {
    * throws and never rejects: a dead pcscd or a removed card only make the goodbye shorter.
    */
   close(): Promise<void> {
+    if (!this.closing && this.timedOut) {
+      // The timed-out SCardTransmit may never return, and SCardDisconnect (and closing the
+      // context) would wait for it: both run in the background, and close() resolves now.
+      this.closed = true;
+      this.closing = Promise.resolve();
+      void this.detach()
+        .catch(() => undefined)
+        .then(() => (this.ownsContext ? this.context.close() : undefined));
+    }
     if (!this.closing) {
       // Queued behind transmits already submitted, so those complete first.
       this.closing = this.lock

@@ -114,6 +114,11 @@ export interface OpenPcscOptions extends ListReadersOptions {
    * SmartCard-HSM present is never picked automatically (guide, lesson 7).
    */
   destructive?: boolean;
+  /**
+   * How long one APDU may take, ms (the transport's `timeoutMs`; `timeoutMs` here bounds the
+   * reader scan): on expiry TIMEOUT and the transport is dead. Default none.
+   */
+  apduTimeoutMs?: number;
 }
 
 function describeList(list: readonly ReaderInfo[]): string {
@@ -197,6 +202,10 @@ export async function openPcsc(o: OpenPcscOptions = {}): Promise<PcscTransport> 
         `the card in '${chosen.name}' (ATR ${chosen.atr ?? '?'}) is not a SmartCard-HSM: unknown ATR and no applet answering SELECT`,
       );
     }
-    return PcscTransport.connect(ctx, chosen.name);
+    return PcscTransport.connect(
+      ctx,
+      chosen.name,
+      o.apduTimeoutMs !== undefined ? { timeoutMs: o.apduTimeoutMs } : {},
+    );
   }, o);
 }
