@@ -15,8 +15,10 @@ export {
   PcscContext,
   PcscTransport,
   pcscError,
+  type ReaderEvent,
   type ReaderState,
 } from './apdu/pcsc.js';
+export { watchReaders } from './apdu/readers.js';
 export * from './apdu/status.js';
 export * from './apdu/transcript.js';
 export * from './apdu/transport.js';
@@ -34,6 +36,8 @@ export {
   openPcsc,
   type ReaderInfo,
   SELECT_APPLET,
+  type SmartCardHsmEvent,
+  watchSmartCardHsms,
 } from './sc-hsm/open-pcsc.js';
 export { pinTryOf } from './sc-hsm/pin-guard.js';
 export * from './sc-hsm/session.js';

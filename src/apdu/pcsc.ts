@@ -244,6 +244,19 @@ interface ReaderEntry {
 }
 
 /**
+ * A change among the readers, from pcscd's reader list and each reader's status events
+ * (SCardGetStatusChange): a reader appeared or went, a card was inserted or removed. A watcher's
+ * first events describe what is there when it starts (each reader, and each card present).
+ */
+export interface ReaderEvent {
+  type: 'reader-added' | 'reader-removed' | 'card-inserted' | 'card-removed';
+  /** The reader's name as pcscd reports it. */
+  reader: string;
+  /** The inserted card's ATR (`card-inserted`). */
+  atr?: Uint8Array;
+}
+
+/**
  * One PC/SC context. pcsclite reports readers only through events: a `'reader'` event per reader
  * when its list arrives, then a `'status'` event per reader from that reader's own monitoring
  * thread (spec §4 "list readers"). `settle()` waits for that initial burst.
@@ -261,6 +274,7 @@ export class PcscContext {
   private listed: boolean | undefined;
   /** The last `'error'` the binding emitted on the context or a reader (kept, never thrown). */
   lastError: ScHsmError | undefined;
+  private readonly listeners = new Set<(e: ReaderEvent) => void>();
 
   private constructor(private readonly binding: BindingContext) {
     // spec §4 "clean shutdown": close() emits 'error' ("Command cancelled") and pcscd dying emits
@@ -336,18 +350,22 @@ export class PcscContext {
     };
     this.entries.set(reader.name, entry);
     this.touch();
+    this.emit({ type: 'reader-added', reader: reader.name });
     reader.on('error', (e) => {
       if (!this.closed) this.lastError = pcscError(e, reader.name);
     });
     reader.on('end', () => {
       this.entries.delete(reader.name);
       this.touch();
+      if (entry.state.cardPresent) this.emit({ type: 'card-removed', reader: reader.name });
+      this.emit({ type: 'reader-removed', reader: reader.name });
     });
     // Records only. Never close() from here: the binding holds the reader's mutex while it runs
     // this listener and close() takes the same mutex (spec §4 "deadlocks in the NAN bindings").
     reader.on('status', (s) => {
       const present =
         (s.state & reader.SCARD_STATE_PRESENT) !== 0 && (s.state & reader.SCARD_STATE_MUTE) === 0;
+      const before = entry.state;
       entry.state = {
         name: reader.name,
         known: true,
@@ -358,6 +376,32 @@ export class PcscContext {
         absences: entry.state.absences + (present ? 0 : 1),
       };
       this.touch();
+      const now = entry.state;
+      // a card swapped between two polls: pcscd's event count moved by two, the card is present
+      const swapped = before.cardPresent && present && before.known && now.cardEvents !== before.cardEvents;
+      if (before.cardPresent && (!present || swapped))
+        this.emit({ type: 'card-removed', reader: reader.name });
+      if (present && (!before.cardPresent || swapped))
+        this.emit({ type: 'card-inserted', reader: reader.name, ...(now.atr ? { atr: now.atr } : {}) });
+    });
+  }
+
+  /**
+   * Calls `listener` with every {@link ReaderEvent} of this context from now on; returns the
+   * function that stops it. Listeners run on a later turn of the event loop, never inside the
+   * binding's status callback (which holds the reader's mutex), so they may close transports.
+   */
+  onReaderEvent(listener: (e: ReaderEvent) => void): () => void {
+    this.listeners.add(listener);
+    return () => {
+      this.listeners.delete(listener);
+    };
+  }
+
+  private emit(e: ReaderEvent): void {
+    if (this.closed || this.listeners.size === 0) return;
+    setImmediate(() => {
+      for (const l of [...this.listeners]) l(e);
     });
   }
 
@@ -509,6 +553,8 @@ export class PcscTransport implements Transport {
   private readonly timeoutMs: number | undefined;
   /** Set when an APDU timed out: the native transmit may still be pending, the transport is dead. */
   private timedOut: ScHsmError | undefined;
+  private removalSignal: { promise: Promise<ScHsmError>; resolve: (e: ScHsmError) => void } | undefined;
+  private stopWatching: (() => void) | undefined;
 
   private constructor(
     readonly context: PcscContext,
@@ -545,6 +591,29 @@ export class PcscTransport implements Transport {
   /** The reader's name as pcscd reports it. */
   get readerName(): string {
     return this.reader.name;
+  }
+
+  /**
+   * Resolves (never rejects) with the CARD_REMOVED error once the card of this transport is gone:
+   * pcscd reports it removed, or its reader went, or an exchange found it gone. Pending forever
+   * while the card stays; after close() nothing more is watched.
+   */
+  get cardRemoved(): Promise<ScHsmError> {
+    if (!this.removalSignal) {
+      let resolve: (e: ScHsmError) => void = () => undefined;
+      const promise = new Promise<ScHsmError>((r) => {
+        resolve = r;
+      });
+      this.removalSignal = { promise, resolve };
+      if (this.removed) resolve(this.removed);
+      else if (!this.closed)
+        this.stopWatching = this.context.onReaderEvent((e) => {
+          if (e.reader !== this.reader.name) return;
+          if (e.type === 'card-removed' || e.type === 'reader-removed')
+            this.removalSignal?.resolve(this.removed ?? cardRemovedError(this.reader.name));
+        });
+    }
+    return this.removalSignal.promise;
   }
 
   /** The card's ATR from the latest status event, if present. */
@@ -656,6 +725,7 @@ export class PcscTransport implements Transport {
   /** Marks the transport dead: this and every later call report the removal. */
   private markRemoved(cause?: unknown): ScHsmError {
     this.removed ??= cardRemovedError(this.reader.name, cause);
+    this.removalSignal?.resolve(this.removed);
     return this.removed;
   }
 
@@ -821,6 +891,7 @@ export class PcscTransport implements Transport {
    * throws and never rejects: a dead pcscd or a removed card only make the goodbye shorter.
    */
   close(): Promise<void> {
+    this.stopWatching?.();
     if (!this.closing && this.timedOut) {
       // The timed-out SCardTransmit may never return, and SCardDisconnect (and closing the
       // context) would wait for it: both run in the background, and close() resolves now.

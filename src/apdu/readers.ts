@@ -6,7 +6,7 @@
  * src/sc-hsm/open-pcsc.ts.
  */
 import { ScHsmError } from '../errors.js';
-import { PcscContext } from './pcsc.js';
+import { PcscContext, type ReaderEvent } from './pcsc.js';
 
 /** How long to wait for pcscd's first list of readers and their first statuses. */
 export interface ReaderScanOptions {
@@ -71,4 +71,47 @@ export function chooseReader<R extends { name: string }>(
     'AMBIGUOUS_READER',
     `'${sel}' matches ${hits.length} readers; give more of the name or an index:\n${show(hits)}`,
   );
+}
+
+/**
+ * Readers appearing and going, cards inserted and removed, as they happen: an async iterator over
+ * one PC/SC context's reader list and status events (SCardGetStatusChange through pcsclite). The
+ * first events describe what is there at the start (`reader-added` for each reader, then
+ * `card-inserted` for each card present). It runs until `signal` fires or the loop ends (`break`,
+ * `return()`), then closes its context. PCSC_UNAVAILABLE when pcscd is not running.
+ *
+ * ```ts
+ * for await (const e of watchReaders({ signal })) console.log(e.type, e.reader);
+ * ```
+ */
+export async function* watchReaders(
+  o: { signal?: AbortSignal } = {},
+): AsyncGenerator<ReaderEvent, void, undefined> {
+  if (o.signal?.aborted) return;
+  const ctx = await PcscContext.establish();
+  const queue: ReaderEvent[] = [];
+  let wake: (() => void) | undefined;
+  const off = ctx.onReaderEvent((e) => {
+    queue.push(e);
+    wake?.();
+  });
+  const onAbort = (): void => wake?.();
+  o.signal?.addEventListener('abort', onAbort, { once: true });
+  try {
+    while (!o.signal?.aborted) {
+      const e = queue.shift();
+      if (e) {
+        yield e;
+        continue;
+      }
+      await new Promise<void>((resolve) => {
+        wake = resolve;
+      });
+      wake = undefined;
+    }
+  } finally {
+    off();
+    o.signal?.removeEventListener('abort', onAbort);
+    await ctx.close();
+  }
 }

@@ -5,8 +5,8 @@
  * PC/SC context and a choice by name or index are the transport's (src/apdu/readers.ts); what
  * makes a card a SmartCard-HSM, and which one is opened when none is named, is decided here.
  */
-import { type PcscContext, PcscTransport } from '../apdu/pcsc.js';
-import { chooseReader, type ReaderScanOptions, withPcscContext } from '../apdu/readers.js';
+import { type PcscContext, PcscTransport, type ReaderEvent } from '../apdu/pcsc.js';
+import { chooseReader, type ReaderScanOptions, watchReaders, withPcscContext } from '../apdu/readers.js';
 import { ScHsmError } from '../errors.js';
 import { AID, KNOWN_ATRS } from '../protocol/constants.js';
 import { bytesEqual, concat, toHex } from '../util/bytes.js';
@@ -208,4 +208,43 @@ export async function openPcsc(o: OpenPcscOptions = {}): Promise<PcscTransport> 
       o.apduTimeoutMs !== undefined ? { timeoutMs: o.apduTimeoutMs } : {},
     );
   }, o);
+}
+
+/** A reader event with what the ATR table (spec §1.1) says of the card. */
+export interface SmartCardHsmEvent extends ReaderEvent {
+  /** `card-inserted`/`card-removed`: the card's ATR is a SmartCard-HSM's (no SELECT probe is sent). */
+  isSmartCardHsm?: boolean;
+  /** The model from the ATR table, for a SmartCard-HSM. */
+  model?: string;
+}
+
+/**
+ * SmartCard-HSMs inserted and removed, and readers coming and going ({@link watchReaders} with
+ * the ATR table applied): card events carry `isSmartCardHsm` and `model`, and a removal says
+ * whether the card that went was a SmartCard-HSM. Recognition is by ATR only, since a SELECT
+ * probe would log out a PIN another program verified (spec §1.3); a card of unknown ATR is
+ * reported with `isSmartCardHsm: false` (`listReaders()` probes it on request).
+ *
+ * ```ts
+ * for await (const e of watchSmartCardHsms({ signal }))
+ *   if (e.type === 'card-inserted' && e.isSmartCardHsm) serve(await openPcsc({ reader: e.reader }));
+ * ```
+ */
+export async function* watchSmartCardHsms(
+  o: { signal?: AbortSignal } = {},
+): AsyncGenerator<SmartCardHsmEvent, void, undefined> {
+  const hsmIn = new Map<string, string | undefined>();
+  for await (const e of watchReaders(o)) {
+    if (e.type === 'card-inserted') {
+      const known = e.atr ? KNOWN_ATRS.find((k) => bytesEqual(k.atr, e.atr!)) : undefined;
+      if (known) hsmIn.set(e.reader, known.name);
+      else hsmIn.delete(e.reader);
+      yield { ...e, isSmartCardHsm: known !== undefined, ...(known ? { model: known.name } : {}) };
+    } else if (e.type === 'card-removed') {
+      const was = hsmIn.has(e.reader);
+      const model = hsmIn.get(e.reader);
+      hsmIn.delete(e.reader);
+      yield { ...e, isSmartCardHsm: was, ...(model ? { model } : {}) };
+    } else yield e;
+  }
 }

@@ -14,6 +14,7 @@
  * objects) and files.ts. Each method passes its area the session's context (context.ts).
  */
 import type { ApduChannel, Transport } from '../apdu/transport.js';
+import type { ScHsmError } from '../errors.js';
 import type { CertificateDescription, CvCertificate, DataObjectDescription } from '../pkcs15/index.js';
 import { PIN_USER } from '../protocol/constants.js';
 import { asyncDispose } from '../util/dispose.js';
@@ -122,6 +123,17 @@ export class SmartCardHsm {
    */
   async close(): Promise<void> {
     return closeSession(this.ctx);
+  }
+
+  /**
+   * Resolves (never rejects) with a CARD_REMOVED error once the device is gone, where the
+   * transport can tell (the PC/SC transport's `cardRemoved`: pcscd reported the card removed or
+   * its reader unplugged); pending forever otherwise. A long-running service awaits it to drop
+   * the session and wait for the device again (`watchSmartCardHsms`).
+   */
+  get removed(): Promise<ScHsmError> {
+    const t = this.ctx.transport as { cardRemoved?: Promise<ScHsmError> };
+    return t.cardRemoved ?? new Promise<ScHsmError>(() => undefined);
   }
 
   /** `await using hsm = await SmartCardHsm.open(t)`: {@link close} on leaving the block. */
