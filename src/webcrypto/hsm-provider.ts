@@ -19,7 +19,7 @@
  * src/webcrypto/core.ts, so nothing here loads webcrypto-core.
  */
 import type { CryptoKey as CoreCryptoKey, EllipticProvider, ProviderCrypto } from 'webcrypto-core';
-import { ScHsmError } from '../errors.js';
+import { webCryptoError } from './errors.js';
 import { EC_KEYS, type HsmKeyGenExtras, type KeyFamily, type ProviderOwner, RSA_KEYS } from './families.js';
 import {
   type WebCryptoKey as CryptoKey,
@@ -67,25 +67,39 @@ function describe(key: CoreCryptoKey): string {
   return `the ${key.type} key`;
 }
 
+/**
+ * The getKeyPair arguments that give key reference `keyRef` as an `algorithm` key: RSA
+ * algorithms name their hash (the key's own, else SHA-256), since a PSS or OAEP key is bound to it.
+ */
+function getKeyPairCall(keyRef: number, algorithm: string, key: CoreCryptoKey): string {
+  if (!algorithm.toUpperCase().startsWith('RSA'))
+    return `{ keyRef: ${keyRef} }, { algorithm: '${algorithm}' }`;
+  const hash = (key.algorithm as { hash?: { name?: string } }).hash?.name ?? 'SHA-256';
+  return `{ keyRef: ${keyRef} }, { algorithm: { name: '${algorithm}', hash: '${hash}' } }`;
+}
+
 /** The key must be one of ours, of this algorithm, with this usage: else a clear INVALID_ARGUMENT. */
 function checkKey(provider: ProviderCrypto, key: CoreCryptoKey, usage?: KeyUsage): void {
   if (!(key instanceof SoftwareKey || key instanceof HsmPrivateKey)) {
-    throw new ScHsmError(
+    throw webCryptoError(
+      'InvalidAccessError',
       'INVALID_ARGUMENT',
       `${provider.name} needs a key from this provider (a device key from getKeyPair or a key imported with this subtle)`,
     );
   }
   if (key.algorithm.name.toUpperCase() !== provider.name.toUpperCase()) {
-    throw new ScHsmError(
+    throw webCryptoError(
+      'InvalidAccessError',
       'INVALID_ARGUMENT',
       `${describe(key)} is set up for ${key.algorithm.name}, not ${provider.name}` +
         (key instanceof HsmPrivateKey
-          ? `: get it with getKeyPair({ keyRef: ${key.keyRef}, algorithm: '${provider.name}' })`
+          ? `: get it with crypto.getKeyPair(${getKeyPairCall(key.keyRef, provider.name, key)})`
           : ''),
     );
   }
   if (usage && !key.usages.includes(usage)) {
-    throw new ScHsmError(
+    throw webCryptoError(
+      'InvalidAccessError',
       'INVALID_ARGUMENT',
       `${describe(key)} (${key.type}) does not allow "${usage}"; its usages: ${key.usages.join(', ') || 'none'}`,
     );
@@ -94,12 +108,14 @@ function checkKey(provider: ProviderCrypto, key: CoreCryptoKey, usage?: KeyUsage
 
 function refuseExport(key: CoreCryptoKey): void {
   if (key instanceof HsmPrivateKey) {
-    throw new ScHsmError(
+    throw webCryptoError(
+      'InvalidAccessError',
       'INVALID_ARGUMENT',
       `the private key of key reference ${key.keyRef} never leaves the SmartCard-HSM; export the public key, or back the key up under the DKEK (wrapKey)`,
     );
   }
-  if (!key.extractable) throw new ScHsmError('INVALID_ARGUMENT', 'the key is not extractable');
+  if (!key.extractable)
+    throw webCryptoError('InvalidAccessError', 'INVALID_ARGUMENT', 'the key is not extractable');
 }
 
 /**

@@ -24,6 +24,7 @@ import { ScHsmError } from '../errors.js';
 import { oaepUnpad } from '../sc-hsm/padding.js';
 import type { SignMechanism } from '../sc-hsm/session.js';
 import { lazyBase, loadCore } from './core.js';
+import { webCryptoError } from './errors.js';
 import { arrayBuffer, bytes } from './host-keys.js';
 import { hsmEcProvider, hsmRsaProvider } from './hsm-provider.js';
 import {
@@ -108,13 +109,15 @@ export class HsmEcdhProvider extends hsmEcProvider(EcdhProvider) {
   override checkAlgorithmParams(algorithm: EcdhKeyDeriveParams): void {
     const pub = (algorithm as { public?: unknown }).public;
     if (!(pub instanceof SoftwareKey) || pub.type !== 'public') {
-      throw new ScHsmError(
+      throw webCryptoError(
+        'InvalidAccessError',
         'INVALID_ARGUMENT',
         'ECDH needs the peer public key (imported with this subtle as ECDH) in algorithm.public',
       );
     }
     if (pub.algorithm.name !== 'ECDH') {
-      throw new ScHsmError(
+      throw webCryptoError(
+        'InvalidAccessError',
         'INVALID_ARGUMENT',
         `the peer key is a ${pub.algorithm.name} key, not an ECDH key`,
       );
@@ -144,7 +147,11 @@ export class HsmEcdhProvider extends hsmEcProvider(EcdhProvider) {
     } else {
       const own = (baseKey as SoftwareKey).keyObject;
       if (curveOfKeyObject(own).name !== peerCurve.name)
-        throw new ScHsmError('INVALID_ARGUMENT', 'the two ECDH keys are on different curves');
+        throw webCryptoError(
+          'InvalidAccessError',
+          'INVALID_ARGUMENT',
+          'the two ECDH keys are on different curves',
+        );
       secret = new Uint8Array(diffieHellman({ privateKey: own, publicKey: peer }));
     }
     if (length === null || length === undefined) return arrayBuffer(secret);
@@ -215,7 +222,8 @@ export class HsmRsaPssProvider extends hsmRsaProvider(RsaPssProvider) {
     const hash = keyHash(key);
     if (key instanceof HsmPrivateKey) {
       if (algorithm.saltLength !== HASH_BYTES[hash]) {
-        throw new ScHsmError(
+        throw webCryptoError(
+          'NotSupportedError',
           'INVALID_ARGUMENT',
           `the SmartCard-HSM signs RSA-PSS with salt length = hash length: use saltLength ${HASH_BYTES[hash]} with ${hashName(hash)}; got ${algorithm.saltLength}`,
         );

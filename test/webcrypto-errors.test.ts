@@ -1,0 +1,64 @@
+/**
+ * The WebCrypto provider's errors carry the Web Cryptography API's names (issue #11), so code
+ * that checks `e.name` as it would with a browser's or node-webcrypto-p11's subtle ports; they stay
+ * ScHsmErrors with their code. A key got for the wrong algorithm names the getKeyPair call that works.
+ */
+import { beforeAll, describe, expect, it } from 'vitest';
+import { isScHsmError } from '../src/errors.js';
+import type { SmartCardHsm } from '../src/sc-hsm/session.js';
+import { ScHsmCrypto } from '../src/webcrypto/index.js';
+import { initializedHsm } from './helpers/fixtures.js';
+
+const DATA = new TextEncoder().encode('data');
+let hsm: SmartCardHsm;
+let crypto: ScHsmCrypto;
+let rsaRef = 0;
+
+beforeAll(async () => {
+  hsm = await initializedHsm();
+  crypto = new ScHsmCrypto(hsm);
+  rsaRef = (await hsm.generateKeyPair({ type: 'rsa', bits: 1024, label: 'rsa' })).keyRef;
+});
+
+async function failure(p: Promise<unknown>): Promise<Error & { code?: string }> {
+  try {
+    await p;
+  } catch (e) {
+    return e as Error & { code?: string };
+  }
+  throw new Error('expected a rejection');
+}
+
+describe('WebCrypto error names', () => {
+  it('a key of another algorithm: InvalidAccessError, and the hint is a call that works', async () => {
+    const v15 = await crypto.getKeyPair({ keyRef: rsaRef });
+    const e = await failure(crypto.subtle.sign({ name: 'RSA-PSS', saltLength: 32 }, v15.privateKey, DATA));
+    expect(e.name).toBe('InvalidAccessError');
+    expect(isScHsmError(e, 'INVALID_ARGUMENT')).toBe(true);
+    const call = /getKeyPair\((.*)\)$/.exec(e.message)?.[1];
+    expect(call).toBe(`{ keyRef: ${rsaRef} }, { algorithm: { name: 'RSA-PSS', hash: 'SHA-256' } }`);
+    // the hint, evaluated, is what works
+    const args = new Function(`return [${call}]`)() as Parameters<ScHsmCrypto['getKeyPair']>;
+    const pss = await crypto.getKeyPair(...args);
+    const sig = await crypto.subtle.sign({ name: 'RSA-PSS', saltLength: 32 }, pss.privateKey, DATA);
+    expect(await crypto.subtle.verify({ name: 'RSA-PSS', saltLength: 32 }, pss.publicKey, sig, DATA)).toBe(
+      true,
+    );
+  });
+
+  it('a salt length the card cannot do: NotSupportedError', async () => {
+    const pss = await crypto.getKeyPair(
+      { keyRef: rsaRef },
+      { algorithm: { name: 'RSA-PSS', hash: 'SHA-256' } },
+    );
+    const e = await failure(crypto.subtle.sign({ name: 'RSA-PSS', saltLength: 20 }, pss.privateKey, DATA));
+    expect(e.name).toBe('NotSupportedError');
+    expect(e.code).toBe('INVALID_ARGUMENT');
+  });
+
+  it('exporting a device private key: InvalidAccessError', async () => {
+    const { privateKey } = await crypto.getKeyPair({ keyRef: rsaRef });
+    const e = await failure(crypto.subtle.exportKey('pkcs8', privateKey));
+    expect(e.name).toBe('InvalidAccessError');
+  });
+});
