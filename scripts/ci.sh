@@ -29,6 +29,8 @@ echo "== lint"
 npm run --silent lint
 echo "== build"
 npm run --silent build >/dev/null
+echo "== package (npm pack; consumers type-checked against the tarball; publint, attw)"
+bash scripts/check-package.sh
 
 mkdir -p .tmp
 rm -f .tmp/vitest.json

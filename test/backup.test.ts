@@ -20,8 +20,8 @@ import {
   restoreDevice,
   ScHsmError,
   SmartCardHsm,
-  VirtualSmartCardHsm,
 } from '../src/index.js';
+import { VirtualSmartCardHsm } from '../src/sim/index.js';
 import { fromHex } from '../src/util/bytes.js';
 
 const SO_PIN = '3537363231383830';

@@ -16,9 +16,9 @@ import {
   encryptDkekShare,
   keyCheckValue,
   SmartCardHsm,
-  VirtualSmartCardHsm,
   ZERO_DKEK_KCV,
 } from '../src/index.js';
+import { VirtualSmartCardHsm } from '../src/sim/index.js';
 import { toHex } from '../src/util/bytes.js';
 import { cli, ENV, PIN, SO_PIN, tempDir } from './cli-helpers.js';
 import { buildCli, runCliProcess } from './helpers/cli-process.js';

@@ -15,8 +15,8 @@ import {
   importPrivateKey,
   readPrivateKey,
   SmartCardHsm,
-  VirtualSmartCardHsm,
 } from '../src/index.js';
+import { VirtualSmartCardHsm } from '../src/sim/index.js';
 import { checkLabel } from '../src/sc-hsm/validate.js';
 import { fromHex } from '../src/util/bytes.js';
 import { parseDistinguishedName } from '../src/x509/dn.js';

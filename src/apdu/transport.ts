@@ -18,7 +18,7 @@ export interface Transport {
   transmit(apdu: Uint8Array): Promise<Uint8Array>;
   close(): Promise<void>;
   /** False when the reader cannot carry extended-length APDUs. Default: true. */
-  readonly extendedLength?: boolean;
+  readonly extendedLength?: boolean | undefined;
   /**
    * Runs `fn` while other applications are kept off the card (PC/SC: an exclusive connection).
    * Optional; the channel serialises this process's own sequences either way.

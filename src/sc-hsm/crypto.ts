@@ -79,6 +79,15 @@ export async function cardSign(
 }
 
 /**
+ * The result as `Uint8Array<ArrayBuffer>`, the `BufferSource` WebCrypto takes (TS 5.9 refuses a
+ * `Uint8Array<ArrayBufferLike>`): a response's data, a hash or a padded block is a fresh array
+ * over an ArrayBuffer, so this only checks it; anything else is copied.
+ */
+function fresh(b: Uint8Array): Uint8Array<ArrayBuffer> {
+  return b.buffer instanceof ArrayBuffer ? (b as Uint8Array<ArrayBuffer>) : new Uint8Array(b);
+}
+
+/**
  * A signature by `mechanism`: ECDSA over the (truncated) hash with algorithm 70; RSA PKCS#1 v1.5
  * padded on the host and signed raw (20); RSA-PSS padded by the card (40) from the bare hash.
  */
@@ -88,7 +97,7 @@ export async function sign(
   mechanism: SignMechanism,
   data: Uint8Array,
   opts: { format?: 'der' | 'raw' } = {},
-): Promise<Uint8Array> {
+): Promise<Uint8Array<ArrayBuffer>> {
   checkKeyRef(keyRef);
   checkBytes(data, 'the data to sign');
   checkObject(opts, 'the sign options', { format: 'string' });
@@ -103,9 +112,9 @@ export async function sign(
     if (hash.length > size) hash = hash.subarray(0, size);
     const der = await cardSign(ctx, keyRef, ALGO.ECDSA, hash);
     if (opts.format === 'raw') {
-      return ecdsaDerToPlain(der, size);
+      return fresh(ecdsaDerToPlain(der, size));
     }
-    return der;
+    return fresh(der);
   }
   if (key.type !== 'rsa')
     throw new ScHsmError('INVALID_ARGUMENT', `key ${keyRef} is ${key.type.toUpperCase()}, not RSA`);
@@ -113,11 +122,11 @@ export async function sign(
   if (pad === 'RAW') {
     if (data.length !== k)
       throw new ScHsmError('INVALID_ARGUMENT', `RSA-RAW needs exactly ${k} bytes; got ${data.length}`);
-    return cardSign(ctx, keyRef, ALGO.RSA_RAW, data);
+    return fresh(await cardSign(ctx, keyRef, ALGO.RSA_RAW, data));
   }
   if (pad === 'PKCS1') {
     const di = hashSuffix ? digestInfo(hashSuffix, hashOf(hashSuffix, data)) : data;
-    return padStart(await cardSign(ctx, keyRef, ALGO.RSA_RAW, pkcs1SignaturePad(di, k)), k);
+    return fresh(padStart(await cardSign(ctx, keyRef, ALGO.RSA_RAW, pkcs1SignaturePad(di, k)), k));
   }
   // PSS: the card pads (salt length = hash length); it takes the bare hash
   let hash: Uint8Array;
@@ -132,7 +141,7 @@ export async function sign(
       );
     }
   }
-  return padStart(await cardSign(ctx, keyRef, ALGO.RSA_PSS, hash), k);
+  return fresh(padStart(await cardSign(ctx, keyRef, ALGO.RSA_PSS, hash), k));
 }
 
 /** DECIPHER (`80 62 <keyRef> 21 <cryptogram>`, extended, spec §3.14), then the padding removed on the host. */
@@ -141,7 +150,7 @@ export async function decrypt(
   keyRef: number,
   mechanism: DecryptMechanism,
   cryptogram: Uint8Array,
-): Promise<Uint8Array> {
+): Promise<Uint8Array<ArrayBuffer>> {
   checkKeyRef(keyRef);
   checkOneOf(
     mechanism,
@@ -173,15 +182,19 @@ export async function decrypt(
     { overrides: keyOpOverrides(keyRef) as never },
   );
   const block = padStart(r.data, k);
-  if (mechanism === 'RSA-RAW') return block;
-  if (mechanism === 'RSA-PKCS1') return pkcs1DecryptionUnpad(block);
-  if (mechanism === 'RSA-OAEP-SHA1') return oaepUnpad(block, 'sha1');
-  if (mechanism === 'RSA-OAEP-SHA256') return oaepUnpad(block, 'sha256');
+  if (mechanism === 'RSA-RAW') return fresh(block);
+  if (mechanism === 'RSA-PKCS1') return fresh(pkcs1DecryptionUnpad(block));
+  if (mechanism === 'RSA-OAEP-SHA1') return fresh(oaepUnpad(block, 'sha1'));
+  if (mechanism === 'RSA-OAEP-SHA256') return fresh(oaepUnpad(block, 'sha256'));
   throw new ScHsmError('INVALID_ARGUMENT', `unknown decryption mechanism ${mechanism as string}`);
 }
 
 /** DECIPHER with algorithm 80 (`80 62 <keyRef> 80 04‖X‖Y`, extended, spec §3.14): the shared X. */
-export async function ecdh(ctx: SessionContext, keyRef: number, peer: Uint8Array): Promise<Uint8Array> {
+export async function ecdh(
+  ctx: SessionContext,
+  keyRef: number,
+  peer: Uint8Array,
+): Promise<Uint8Array<ArrayBuffer>> {
   checkKeyRef(keyRef);
   checkBytes(peer, "the peer's public key", 1);
   const key = await keyInfo(ctx, keyRef);
@@ -211,11 +224,11 @@ export async function ecdh(ctx: SessionContext, keyRef: number, peer: Uint8Array
   // The card answers 04‖X (pico) or 04‖X‖Y: take bytes 1..1+fieldLen either way (spec §3.14).
   if (r.data.length < 1 + size)
     throw new ScHsmError('MALFORMED_RESPONSE', 'ECDH answer shorter than the field length');
-  return r.data.slice(1, 1 + size);
+  return fresh(r.data.slice(1, 1 + size));
 }
 
 /** GET CHALLENGE (`00 84 00 00 Le`, spec §3.17), in calls of at most 1024 bytes (256 without extended length). */
-export async function getChallenge(ctx: SessionContext, length: number): Promise<Uint8Array> {
+export async function getChallenge(ctx: SessionContext, length: number): Promise<Uint8Array<ArrayBuffer>> {
   checkInt(length, 1, 65536, 'the challenge length');
   const parts: Uint8Array[] = [];
   for (let left = length; left > 0; ) {
@@ -229,7 +242,7 @@ export async function getChallenge(ctx: SessionContext, length: number): Promise
     parts.push(r.data);
     left -= n;
   }
-  return concat(...parts);
+  return fresh(concat(...parts));
 }
 
 function parseMechanism(

@@ -299,12 +299,12 @@ export class SmartCardHsm {
     mechanism: SignMechanism,
     data: Uint8Array,
     opts: { format?: 'der' | 'raw' } = {},
-  ): Promise<Uint8Array> {
+  ): Promise<Uint8Array<ArrayBuffer>> {
     return crypto.sign(this.ctx, keyRef, mechanism, data, opts);
   }
 
   /** DECIPHER with an RSA key (spec §3.14): raw on the card (21), padding removed on the host. */
-  async decrypt(keyRef: number, mechanism: DecryptMechanism, cryptogram: Uint8Array): Promise<Uint8Array> {
+  async decrypt(keyRef: number, mechanism: DecryptMechanism, cryptogram: Uint8Array): Promise<Uint8Array<ArrayBuffer>> {
     return crypto.decrypt(this.ctx, keyRef, mechanism, cryptogram);
   }
 
@@ -312,12 +312,12 @@ export class SmartCardHsm {
    * ECDH (DECIPHER algorithm 80, spec §3.14) with the peer's public key (SPKI DER or an
    * uncompressed point). Returns the shared secret: the X coordinate, field length bytes.
    */
-  async ecdh(keyRef: number, peer: Uint8Array): Promise<Uint8Array> {
+  async ecdh(keyRef: number, peer: Uint8Array): Promise<Uint8Array<ArrayBuffer>> {
     return crypto.ecdh(this.ctx, keyRef, peer);
   }
 
   /** GET CHALLENGE (spec §3.17), in calls of at most 1024 bytes. */
-  async getChallenge(length: number): Promise<Uint8Array> {
+  async getChallenge(length: number): Promise<Uint8Array<ArrayBuffer>> {
     return crypto.getChallenge(this.ctx, length);
   }
 

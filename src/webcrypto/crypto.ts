@@ -53,6 +53,74 @@ export class ScHsmSubtleCrypto extends CoreSubtleCrypto {
     // a loaded @peculiar/x509 learns the card's curves now (src/webcrypto/x509-curves.ts)
     teachLoadedX509();
   }
+
+  // The operations again with the DOM's parameter types (webcrypto-core declares `Algorithm`, which
+  // refuses `{ name: 'ECDSA', hash: 'SHA-256' }` as an object literal); the behaviour is the base's.
+
+  /** Signs with the key's provider: an HSM key signs on the card (SIGN, spec §3.13). */
+  override sign(
+    algorithm: webcrypto.AlgorithmIdentifier | webcrypto.RsaPssParams | webcrypto.EcdsaParams,
+    key: webcrypto.CryptoKey,
+    data: webcrypto.BufferSource,
+    ...args: unknown[]
+  ): Promise<ArrayBuffer> {
+    return super.sign(algorithm as never, key as never, data as never, ...args);
+  }
+
+  /** Verifies on the host (a public key never needs the card). */
+  override verify(
+    algorithm: webcrypto.AlgorithmIdentifier | webcrypto.RsaPssParams | webcrypto.EcdsaParams,
+    key: webcrypto.CryptoKey,
+    signature: webcrypto.BufferSource,
+    data: webcrypto.BufferSource,
+    ...args: unknown[]
+  ): Promise<boolean> {
+    return super.verify(algorithm as never, key as never, signature as never, data as never, ...args);
+  }
+
+  /** Encrypts on the host. */
+  override encrypt(
+    algorithm:
+      | webcrypto.AlgorithmIdentifier
+      | webcrypto.RsaOaepParams
+      | webcrypto.AesCtrParams
+      | webcrypto.AesCbcParams
+      | webcrypto.AesGcmParams,
+    key: webcrypto.CryptoKey,
+    data: webcrypto.BufferSource,
+    ...args: unknown[]
+  ): Promise<ArrayBuffer> {
+    return super.encrypt(algorithm as never, key as never, data as never, ...args);
+  }
+
+  /** Decrypts with the key's provider: an HSM RSA key deciphers on the card (DECIPHER, spec §3.14). */
+  override decrypt(
+    algorithm:
+      | webcrypto.AlgorithmIdentifier
+      | webcrypto.RsaOaepParams
+      | webcrypto.AesCtrParams
+      | webcrypto.AesCbcParams
+      | webcrypto.AesGcmParams,
+    key: webcrypto.CryptoKey,
+    data: webcrypto.BufferSource,
+    ...args: unknown[]
+  ): Promise<ArrayBuffer> {
+    return super.decrypt(algorithm as never, key as never, data as never, ...args);
+  }
+
+  /** Derives with the key's provider: an HSM EC key derives on the card (ECDH: DECIPHER algorithm 80, spec §3.14). */
+  override deriveBits(
+    algorithm:
+      | webcrypto.AlgorithmIdentifier
+      | webcrypto.EcdhKeyDeriveParams
+      | webcrypto.HkdfParams
+      | webcrypto.Pbkdf2Params,
+    baseKey: webcrypto.CryptoKey,
+    length: number,
+    ...args: unknown[]
+  ): Promise<ArrayBuffer> {
+    return super.deriveBits(algorithm as never, baseKey as never, length, ...args);
+  }
 }
 
 /** Which device key: by key reference, by PKCS#15 label, or by PKCS#15 ID (bytes or hex). */
