@@ -2,7 +2,7 @@
  * The real PC/SC transport: `pcsclite` (the NAN binding, loaded lazily because it is an optional
  * dependency) wrapped so that none of its traps reach the rest of the library.
  *
- * Every quirk absorbed here is measured in spec/pcsc-stack.md §4 and prescribed by §7:
+ * Every quirk absorbed here is measured in the PC/SC stack notes (§4) and prescribed by §7:
  * explicit share modes (the binding defaults to EXCLUSIVE and to UNPOWER on disconnect),
  * `'error'` listeners always attached (an unhandled one kills the process, and `close()` itself
  * emits one), no `close()` inside a `'status'` listener (it deadlocks on the reader's mutex),

@@ -34,7 +34,7 @@ export function dataField(apdu: Uint8Array): { off: number; end: number } {
  * VERIFY (`20`), CHANGE REFERENCE DATA (`24`) and RESET RETRY COUNTER (`2C`), and — since any
  * proprietary command (class `8x`/`9x`) may carry a secret this layer cannot recognise — the whole
  * data field of every proprietary command. An application narrows the latter with its own mask
- * (the SmartCard-HSM's: `secretMask` in src/sc-hsm/transcript-mask.ts).
+ * (the SmartCard-HSM's: `secretMask`, beside this class in `sc-hsm-ts/testing`).
  */
 export const isoSecretMask: SecretMask = (apdu) => {
   const mask = new Array<boolean>(apdu.length).fill(false);

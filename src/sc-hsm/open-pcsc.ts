@@ -1,8 +1,8 @@
 /**
  * Opening the SmartCard-HSM among the PC/SC readers, the way OpenSC's sc-hsm driver matches a card
- * (spec/sc-hsm-protocol.md §1.4): the ATR table first (spec §1.1), else a SELECT of the applet
+ * (spec §1.4): the ATR table first (spec §1.1), else a SELECT of the applet
  * whose FCP must carry tag 85 with at least 2 bytes (spec §1.3). The readers themselves, their
- * PC/SC context and a choice by name or index are the transport's (src/apdu/readers.ts); what
+ * PC/SC context and a choice by name or index are the transport's (the APDU layer's); what
  * makes a card a SmartCard-HSM, and which one is opened when none is named, is decided here.
  */
 import { type PcscContext, PcscTransport, type ReaderEvent } from '../apdu/pcsc.js';

@@ -37,7 +37,7 @@ export interface VpcdConnection {
    * connection and dropped any card it held before. Until then the reader may still show the
    * previous card (same ATR, dead socket) and a command sent to it fails with
    * SCARD_E_NOT_TRANSACTED; wait for this before using the reader. Never rejects; pair it with a
-   * timeout (a second card on an occupied slot waits silently, spec/pcsc-stack.md §2).
+   * timeout (a second card on an occupied slot waits silently, pcsc-stack notes §2).
    */
   readonly adopted: Promise<void>;
   /** Closes the socket for good (pcscd sees the card removed within ~0.4 s) and stops reconnecting. */
