@@ -24,7 +24,18 @@ export { COMMANDS };
 /** Opens the card (src/cli/device.ts, which loads the library) when a command first needs it. */
 const openDevice: DeviceOpener = async (ctx, o) => (await import('./device.js')).openDevice(ctx, o);
 
+/**
+ * The package version, as in package.json (test/cli-docs.test.ts holds the two equal: the CLI is
+ * bundled without reading package.json at run time).
+ */
 export const VERSION = '0.1.0';
+
+/** `sc-hsm-ts --version` / `-V`: `sc-hsm-ts 0.1.0`, with --json `{"name":"sc-hsm-ts","version":…}`. */
+function printVersion(io: CliIo, json: boolean): number {
+  if (json) new Output(io, true).writeJson({ name: 'sc-hsm-ts', version: VERSION });
+  else io.stdout.write(`sc-hsm-ts ${VERSION}\n`);
+  return EXIT.OK;
+}
 
 function topHelp(): string {
   const w = Math.max(...COMMANDS.map((c) => c.name.length + (c.args ? c.args.length + 1 : 0)));
@@ -32,13 +43,15 @@ function topHelp(): string {
     'Usage: sc-hsm-ts COMMAND [options]      (sc-hsm-ts COMMAND --help for its options)',
     '',
     'The operator\u2019s tool for the SmartCard-HSM / Nitrokey HSM 2: initialize, DKEK shares, keys,',
-    'backup and restore onto a replacement device, PINs. Without a command it runs `demo`.',
+    'backup and restore onto a replacement device, PINs. `sc-hsm-ts demo` runs the whole guide on',
+    'virtual devices. Without a command this usage is printed on stderr (exit 2).',
     '',
     'Commands:',
     ...COMMANDS.map((c) => `  ${`${c.name}${c.args ? ` ${c.args}` : ''}`.padEnd(w)}  ${c.summary}`),
     '',
     'Global options (before or after the command): --reader NAME|INDEX, --sim FILE, --json, --trace FILE|-,',
     '--trace-overwrite, --yes, --progress, --last-try, --help. An option that takes a value is given once.',
+    'Before the command only: --version, -V (the version; with --json {"name":"sc-hsm-ts","version":…}).',
     'Secrets (--pin, --so-pin, --new-pin, --new-so-pin, --password): VALUE, env:NAME or file:PATH;',
     'asked without echo on a terminal when omitted, an error (exit 2) without one.',
     '',
@@ -60,10 +73,77 @@ function findCommand(argv: string[]): { cmd?: CommandEntry; rest: string[] } {
 }
 
 /**
+ * Edit distance between two words (optimal string alignment: an insertion, a deletion, a
+ * substitution or a swap of two neighbouring letters each count 1).
+ */
+export function editDistance(a: string, b: string): number {
+  const d: number[][] = Array.from({ length: a.length + 1 }, (_, i) =>
+    Array.from({ length: b.length + 1 }, (_, j) => (i === 0 ? j : j === 0 ? i : 0)),
+  );
+  for (let i = 1; i <= a.length; i++) {
+    for (let j = 1; j <= b.length; j++) {
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+      let v = Math.min(d[i - 1]![j]! + 1, d[i]![j - 1]! + 1, d[i - 1]![j - 1]! + cost);
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1])
+        v = Math.min(v, d[i - 2]![j - 2]! + 1);
+      d[i]![j] = v;
+    }
+  }
+  return d[a.length]![b.length]!;
+}
+
+/** The closest of `names` to `word` (at most 2 edits, 1 for a word of up to 4 letters), if one is. */
+function closest(word: string, names: string[]): string | undefined {
+  const limit = word.length <= 4 ? 1 : 2;
+  let best: { name: string; d: number } | undefined;
+  for (const name of names) {
+    const d = editDistance(word.toLowerCase(), name);
+    if (d <= limit && (!best || d < best.d)) best = { name, d };
+  }
+  return best?.name;
+}
+
+/**
+ * The usage error for a command line naming no command: an unknown word, a group without (or with
+ * a mistyped) subcommand. A near miss is named ("did you mean 'pin verify'?", as git does); what
+ * was typed is repeated only when it looks like a command word (it could be a secret).
+ */
+function unknownCommand(argv: string[]): CliError {
+  const shown = (w: string | undefined) => (/^[\w-]{1,40}$/.test(w ?? '') ? w! : '…');
+  const first = argv[0] ?? '';
+  const group = COMMANDS.filter((c) => c.name.startsWith(`${first} `)).map((c) => c.name);
+  const fix = 'sc-hsm-ts --help lists the commands';
+  if (group.length) {
+    const sub = argv[1];
+    if (sub === undefined || sub.startsWith('-'))
+      return new CliError('USAGE_ERROR', `'${first}' needs a subcommand: ${group.join(', ')}`, fix);
+    const near = closest(`${first} ${sub}`, group);
+    return new CliError(
+      'USAGE_ERROR',
+      `unknown command '${first} ${shown(sub)}'${near ? `; did you mean '${near}'?` : `; '${first}' has ${group.join(', ')}`}`,
+      fix,
+    );
+  }
+  // one word against the one-word commands and the groups, two words against the two-word commands
+  const words = [...new Set(COMMANDS.map((c) => c.name.split(' ')[0]!))];
+  let near = closest(first, words);
+  if (near && COMMANDS.some((c) => c.name.startsWith(`${near} `))) {
+    const sub = argv[1];
+    const inGroup = COMMANDS.filter((c) => c.name.startsWith(`${near} `)).map((c) => c.name);
+    near = (sub !== undefined && closest(`${near} ${sub}`, inGroup)) || near;
+  }
+  return new CliError(
+    'USAGE_ERROR',
+    `unknown command '${shown(first)}'${near ? `; did you mean '${near}'?` : ''}`,
+    fix,
+  );
+}
+
+/**
  * The global options written before the command (`sc-hsm-ts --sim g.json --json status`), taken
  * off the front of `argv` as they were written (`--sim FILE`, `--sim=FILE`, `-y`); they are parsed
  * with the command's own options, so a repeat before and after the command is refused there.
- * `--help`/`-h` and `--version` are noted. Anything else that looks like an option is a usage error
+ * `--help`/`-h` and `--version`/`-V` are noted. Anything else that looks like an option is a usage error
  * naming it (never a value: it could be a secret typed in the wrong place).
  */
 function leadingGlobals(argv: string[]): {
@@ -83,7 +163,7 @@ function leadingGlobals(argv: string[]): {
       help = true;
       continue;
     }
-    if (a === '--version') {
+    if (a === '--version' || a === '-V') {
       version = true;
       continue;
     }
@@ -132,12 +212,17 @@ export async function runCli(argv: string[], io: CliIo = processIo()): Promise<n
   }
   const { globals } = lead;
   argv = lead.rest;
-  if (lead.version) {
-    io.stdout.write(`sc-hsm-ts ${VERSION}\n`);
-    return EXIT.OK;
-  }
+  if (lead.version) return printVersion(io, wantsJson);
   if (lead.help) argv = ['--help', ...argv];
-  if (argv.length === 0) argv = ['demo'];
+  if (argv.length === 0) {
+    // nothing was asked (as git): the usage, exit 2; the demo is `sc-hsm-ts demo`
+    if (!wantsJson) {
+      io.stderr.write(topHelp());
+      return EXIT.USAGE;
+    }
+    const e = new CliError('USAGE_ERROR', 'no command given', 'sc-hsm-ts --help lists the commands');
+    return report(io, new Ctx(io, fallbackOptions(true), openDevice), e, undefined, true);
+  }
   if (argv[0] === '--help' || argv[0] === '-h' || argv[0] === 'help') {
     if (argv[1]) {
       const { cmd } = findCommand(argv.slice(1));
@@ -149,23 +234,11 @@ export async function runCli(argv: string[], io: CliIo = processIo()): Promise<n
     io.stdout.write(topHelp());
     return EXIT.OK;
   }
-  if (argv[0] === 'version') {
-    io.stdout.write(`sc-hsm-ts ${VERSION}\n`);
-    return EXIT.OK;
-  }
+  if (argv[0] === 'version') return printVersion(io, wantsJson);
   const { cmd, rest } = findCommand(argv);
   let ctx = new Ctx(io, fallbackOptions(wantsJson), openDevice);
   try {
-    if (!cmd) {
-      const group = COMMANDS.filter((c) => c.name.startsWith(`${argv[0]} `)).map((c) => c.name);
-      throw new CliError(
-        'USAGE_ERROR',
-        group.length
-          ? `'${argv[0]}' needs a subcommand: ${group.join(', ')}`
-          : `unknown command '${/^[\w-]{1,40}$/.test(argv[0] ?? '') ? argv[0] : '…'}'`,
-        'sc-hsm-ts --help lists the commands',
-      );
-    }
+    if (!cmd) throw unknownCommand(argv);
     const parsed = parseCommandArgs(cmd, [...globals, ...rest]);
     if (parsed.help) {
       io.stdout.write(commandHelp(cmd));

@@ -228,7 +228,18 @@ export const keysSpec: CommandSpec = {
   name: 'keys',
   summary:
     'List every key: key reference, PKCS#15 ID and label side by side, type, size or curve, usage, certificate.',
-  description: 'This is the "Determine Key References" step of the guide. Needs no PIN.',
+  description: [
+    'This is the "Determine Key References" step of the guide. Needs no PIN: key descriptions and',
+    'certificates are public on the SmartCard-HSM. --pin (as for dump) verifies the user PIN before the',
+    'list is read; it adds nothing to the list, it checks the PIN (tries left read first, as everywhere).',
+  ].join('\n'),
+  options: {
+    pin: {
+      type: 'string',
+      arg: 'SECRET',
+      help: `user PIN, verified before the list is read; the list is the same (${SECRET_HELP})`,
+    },
+  },
 };
 
 export const keygenSpec: CommandSpec = {

@@ -31,8 +31,11 @@ export function printKeys(ctx: Ctx, keys: KeyInfo[]): void {
 
 export const keys: Command = {
   ...keysSpec,
-  async run(ctx) {
-    const list = await (await ctx.hsm()).listKeys();
+  async run(ctx, v) {
+    const hsm = await ctx.hsm();
+    // --pin: checked, as dump does; the key list itself is public on the SmartCard-HSM
+    if (v.pin !== undefined) await ctx.login(hsm, v);
+    const list = await hsm.listKeys();
     printKeys(ctx, list);
     return { keys: list.map(keyJson) };
   },
