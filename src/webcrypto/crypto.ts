@@ -34,6 +34,7 @@ import {
   HsmRsaPssProvider,
   HsmRsaSsaProvider,
 } from './providers.js';
+import { HsmKeyStorage } from './storage.js';
 import { teachLoadedX509 } from './x509-curves.js';
 
 // webcrypto-core's classes, loaded when the first ScHsmCrypto is constructed (src/webcrypto/core.ts)
@@ -153,11 +154,17 @@ const RSA_ALGORITHMS: readonly HsmAlgorithmName[] = ['RSASSA-PKCS1-v1_5', 'RSA-P
  */
 export class ScHsmCrypto extends CoreCrypto implements ProviderOwner {
   readonly subtle: ScHsmSubtleCrypto;
+  /**
+   * The device's key pairs as webcrypto-core's CryptoKeyStorage, as node-webcrypto-p11 has it
+   * (src/webcrypto/storage.ts): `keys()`, `getItem(index, algorithm?)`, `removeItem(index)`.
+   */
+  readonly keyStorage: HsmKeyStorage;
 
   /** @param hsm an open session; the user PIN must be verified before keys are used. */
   constructor(readonly hsm: SmartCardHsm) {
     super();
     this.subtle = new ScHsmSubtleCrypto(this);
+    this.keyStorage = new HsmKeyStorage(this);
   }
 
   /** Random bytes from the host's CSPRNG (WebCrypto's getRandomValues is synchronous; the card is not). */

@@ -6,6 +6,7 @@ export {
   ScHsmCrypto,
   ScHsmSubtleCrypto,
 } from './crypto.js';
+export type { WebCryptoErrorName } from './errors.js';
 export type { HsmKeyGenExtras } from './families.js';
 export {
   curveFromWebName,
@@ -19,3 +20,4 @@ export {
   webCurveName,
 } from './keys.js';
 export { NODE_ALGORITHMS } from './node-provider.js';
+export { HsmKeyStorage } from './storage.js';
