@@ -168,6 +168,7 @@ const METHODS: Record<string, { bad: Call[]; ok: Call }> = {
     ok: (h) => h.generateAesKey({ bits: 128, label: 'aes' }),
   },
   listKeys: { bad: [], ok: (h) => h.listKeys() },
+  listOrphanedKeyFiles: { bad: [], ok: (h) => h.listOrphanedKeyFiles() },
   keyInfo: {
     bad: [
       (h) => h.keyInfo(0),

@@ -186,6 +186,7 @@ const CALLS: Record<string, Driven> = {
   },
   listKeys: { pins: [], from: 'keys', call: (h) => h.listKeys() },
   keyInfo: { pins: [], from: 'keys', call: (h) => h.keyInfo(1) },
+  listOrphanedKeyFiles: { pins: [], from: 'keys', call: (h) => h.listOrphanedKeyFiles() },
   deleteKey: { pins: [], from: 'keys', login: true, call: (h) => h.deleteKey(1) },
   sign: { pins: [], from: 'keys', login: true, call: (h) => h.sign(1, 'ECDSA-SHA256', ascii('x')) },
   decrypt: {

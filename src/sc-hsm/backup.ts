@@ -50,7 +50,7 @@ import {
   type UnwrapOptions,
 } from './session.js';
 import { checkKeyRef, checkLabel, checkRsaBits } from './validate.js';
-import { type WrapFileInfo, wrapFileInfo } from './wrap-info.js';
+import { type WrapFileInfo, wrapFileDamage, wrapFileInfo } from './wrap-info.js';
 
 /** The manifest's file name in a backup directory. */
 export const MANIFEST = 'manifest.json';
@@ -612,8 +612,9 @@ export async function readManifest(dir: string): Promise<Manifest> {
 
 /**
  * Reads a backup directory and checks it on the host, without a device: the manifest, every
- * file's SHA-256 against it, and that every blob was made under the manifest's DKEK
- * (HOST_FILE_NOT_FOUND, BACKUP_INVALID, INVALID_WRAP_FILE).
+ * file's SHA-256 against it, every file whole (wrapFileDamage: its description and public key),
+ * and that every blob was made under the manifest's DKEK (HOST_FILE_NOT_FOUND, BACKUP_INVALID,
+ * INVALID_WRAP_FILE).
  */
 export async function checkBackup(dir: string): Promise<CheckedBackup> {
   const manifest = await readManifest(dir);
@@ -627,6 +628,12 @@ export async function checkBackup(dir: string): Promise<CheckedBackup> {
       );
     }
     const info = wrapFileInfo(bin);
+    // the parts its MAC does not cover (description, public key): a hash only says the file is as written
+    const damage = wrapFileDamage(info);
+    if (damage)
+      throw new ScHsmError('BACKUP_INVALID', `${entry.file} is damaged: ${damage}. Nothing was changed.`, {
+        fix: 'restore this key from another copy of the backup, or make a new backup from a device that still has it',
+      });
     if (toHex(info.header.kcv) !== manifest.device.kcv.toLowerCase()) {
       throw new ScHsmError(
         'BACKUP_INVALID',
@@ -721,6 +728,43 @@ export async function restoreDevice(
       `key references are occupied by other keys: ${conflicts.map((c) => c.text).join('; ')}. Nothing was changed.`,
     );
   }
+  // a description or certificate without its key (an interrupted replace or delete): nothing to
+  // lose, removed by a forced restore (unwrapInto), refused without force
+  const leftovers = new Map((await hsm.listOrphanedKeyFiles()).map((x) => [x.keyRef, x]));
+  const fidText = (f: number) => f.toString(16).toUpperCase();
+  const blocked = steps.filter((s) => s.action === 'restore' && leftovers.has(s.keyRef));
+  if (blocked.length && !o.force) {
+    throw new ScHsmError(
+      'KEY_REF_OCCUPIED',
+      `key reference(s) hold no key but the description or certificate of one (left by an interrupted replace or delete): ${blocked
+        .map((s) => `key ref ${s.keyRef} (${leftovers.get(s.keyRef)!.fids.map(fidText).join(', ')})`)
+        .join('; ')}; a forced restore removes them. Nothing was changed.`,
+    );
+  }
+  // no key ID twice (KEY_ID_IN_USE, as for key generation): each write of the plan checked
+  // against the device as the writes before it leave it
+  const ids = new Map<number, { id: Uint8Array; leftover: boolean }>();
+  for (const k of present.values()) if (k.description) ids.set(k.keyRef, { id: k.id, leftover: false });
+  for (const x of leftovers.values()) if (x.id) ids.set(x.keyRef, { id: x.id, leftover: true });
+  for (const s of steps) {
+    if (s.action === 'present') continue;
+    ids.delete(s.keyRef);
+    const id = byRef.get(s.keyRef)!.info.wrap.id;
+    if (!id) continue;
+    const other = [...ids].find(([, x]) => bytesEqual(x.id, id));
+    if (other) {
+      const [ref, x] = other;
+      throw new ScHsmError(
+        'KEY_ID_IN_USE',
+        `the backup's key for key ref ${s.keyRef} (${JSON.stringify(s.entry.label ?? '')}) has the ID ${toHex(id)}, which key ref ${ref} of this device already has${x.leftover ? ' (in the description left there without a key)' : ''}: two keys with one ID confuse PKCS#11 applications. Nothing was changed.`,
+        {
+          keyRef: ref,
+          fix: `check what key ref ${ref} holds (sc-hsm-ts keys): if it is the same key or no longer needed, delete it (sc-hsm-ts delete-key --key-ref ${ref}; back it up first if in doubt), then restore again`,
+        },
+      );
+    }
+    ids.set(s.keyRef, { id, leftover: false });
+  }
   const todo = steps.filter((s) => s.action !== 'present');
   if (todo.length) {
     if (!authenticated) await o.authenticate?.();
@@ -765,7 +809,7 @@ export async function restoreDevice(
         fix: 'run the restore again: it completes what is missing',
       });
     const f = byRef.get(step.keyRef)!;
-    const opts: UnwrapOptions = { force: step.action !== 'restore' };
+    const opts: UnwrapOptions = { force: step.action !== 'restore' || leftovers.has(step.keyRef) };
     if (o.allowKeyLoss) opts.allowKeyLoss = true;
     if (o.onReplaced) opts.onReplaced = o.onReplaced;
     if (o.authenticate) opts.authenticate = o.authenticate;
@@ -1015,7 +1059,8 @@ export async function importPrivateKey(hsm: SmartCardHsm, o: ImportKeyOptions): 
       'KEY_REF_OCCUPIED',
       `replacing key ${o.keyRef} was not confirmed: nothing was changed`,
     );
-  const opts: UnwrapOptions = { force: Boolean(occupied) };
+  // with force also a reference holding only leftover files of a key (removed: nothing to lose)
+  const opts: UnwrapOptions = { force: o.force === true };
   if (o.allowKeyLoss) opts.allowKeyLoss = true;
   if (o.onReplaced) opts.onReplaced = o.onReplaced;
   if (o.authenticate) opts.authenticate = o.authenticate;

@@ -53,6 +53,11 @@ export interface DumpKey {
   request?: Uint8Array;
   /** Why no public key could be taken from CExx. */
   publicKeyError?: string;
+  /**
+   * There is no key object CCxx: only its description and/or certificate are left (an interrupted
+   * replace or delete); `sc-hsm-ts delete-key` removes them.
+   */
+  noKey?: true;
 }
 
 export interface DumpCaCertificate {
@@ -232,9 +237,14 @@ export async function gatherDump(hsm: SmartCardHsm, o: GatherDumpOptions = {}): 
       .map((f) => f & 0xff)
       .sort((a, b) => a - b);
 
-  for (const ref of byPrefix(PREFIX.KEY)) {
+  // every key reference with a key (CCxx), or with only the description or certificate of one
+  const keyRefs = [
+    ...new Set([...byPrefix(PREFIX.KEY), ...byPrefix(PREFIX.PRKD), ...byPrefix(PREFIX.EE_CERTIFICATE)]),
+  ].sort((a, b) => a - b);
+  for (const ref of keyRefs) {
     if (ref === 0) continue; // the device key
     const k: DumpKey = { keyRef: ref, type: 'unknown' };
+    if (!fids.has((PREFIX.KEY << 8) | ref)) k.noKey = true;
     const prkd = (PREFIX.PRKD << 8) | ref;
     if (fids.has(prkd)) {
       const raw = await read(prkd);

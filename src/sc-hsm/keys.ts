@@ -167,7 +167,9 @@ export async function checkFreeRef(keyRef: number, fids: number[]): Promise<void
 
 /**
  * KEY_ID_IN_USE when a key description (C4xx) on the device already carries `id`: two keys with
- * one PKCS#15 ID (CKA_ID) confuse every PKCS#11 application (OpenSC refuses it as well).
+ * one PKCS#15 ID (CKA_ID) confuse every PKCS#11 application (OpenSC refuses it as well). The
+ * error's `keyRef` is the reference carrying it; `except`: a reference not counted (the key being
+ * replaced).
  */
 export async function checkFreeId(
   ctx: SessionContext,
@@ -189,6 +191,7 @@ export async function checkFreeId(
       throw new ScHsmError(
         'KEY_ID_IN_USE',
         `the key ID ${toHex(id)} is already the ID of key reference ${fid & 0xff}; two keys with one ID confuse PKCS#11 applications. Nothing was sent.`,
+        { keyRef: fid & 0xff },
       );
     }
   }
@@ -499,12 +502,76 @@ export async function keyInfo(ctx: SessionContext, keyRef: number): Promise<KeyI
   });
 }
 
-/** DELETE FILE of CCxx, then of C4xx and CExx where they exist (spec §10.4). */
+/**
+ * Files of a key reference whose key object CCxx is not there: its description C4xx and/or its
+ * certificate or CV request CExx, left by an interrupted replace or delete of an older version of
+ * this tool, or by another tool. They describe a key that no longer exists (PKCS#11 applications
+ * still list a key from C4xx) and make the reference look used; `deleteKey` removes them.
+ */
+export interface OrphanedKeyFiles {
+  keyRef: number;
+  /** The files present, e.g. `[0xC401, 0xCE01]`. */
+  fids: number[];
+  /** From the description, when it decodes. */
+  label?: string;
+  id?: Uint8Array;
+}
+
+/** The descriptions (C4xx) and certificates (CExx) of key references without a key object (CCxx). */
+export async function listOrphanedKeyFiles(
+  ctx: SessionContext,
+  fids?: number[],
+): Promise<OrphanedKeyFiles[]> {
+  return ctx.channel.exclusive(async () => {
+    const all = fids ?? (await ctx.files.enumerate());
+    const refs = new Set<number>();
+    for (const f of all) {
+      const ref = f & 0xff;
+      if ((f >> 8 === PREFIX.PRKD || f >> 8 === PREFIX.EE_CERTIFICATE) && ref !== 0)
+        if (!all.includes((PREFIX.KEY << 8) | ref)) refs.add(ref);
+    }
+    const out: OrphanedKeyFiles[] = [];
+    for (const keyRef of [...refs].sort((a, b) => a - b)) {
+      const c4 = (PREFIX.PRKD << 8) | keyRef;
+      const o: OrphanedKeyFiles = {
+        keyRef,
+        fids: [c4, (PREFIX.EE_CERTIFICATE << 8) | keyRef].filter((f) => all.includes(f)),
+      };
+      if (all.includes(c4)) {
+        try {
+          const d = decodeKeyDescription(await ctx.files.read(c4));
+          o.id = d.id;
+          if (d.label !== undefined) o.label = d.label;
+        } catch (e) {
+          if (!(e instanceof ScHsmError && e.code === 'MALFORMED_DATA')) throw e;
+        }
+      }
+      out.push(o);
+    }
+    return out;
+  });
+}
+
+/**
+ * Deletes the key at `keyRef`: DELETE FILE of CExx and C4xx where they exist, then of CCxx
+ * (spec §10.4). The description goes first: an interruption leaves the key without its
+ * description (listed as such, deleted by running this again), never a description of no key.
+ * A reference holding only such leftover files (see {@link OrphanedKeyFiles}) has them removed;
+ * KEY_NOT_FOUND when it holds nothing.
+ */
 export async function deleteKey(ctx: SessionContext, keyRef: number): Promise<void> {
   checkKeyRef(keyRef);
   await ctx.channel.exclusive(async () => {
+    const fids = await ctx.files.enumerate();
+    const cc = (PREFIX.KEY << 8) | keyRef;
+    const files = [(PREFIX.EE_CERTIFICATE << 8) | keyRef, (PREFIX.PRKD << 8) | keyRef].filter((f) =>
+      fids.includes(f),
+    );
+    if (!fids.includes(cc) && files.length === 0)
+      throw new ScHsmError('KEY_NOT_FOUND', `no key with key reference ${keyRef} on the device`);
     try {
-      await ctx.files.delete((PREFIX.KEY << 8) | keyRef);
+      for (const f of files) await ctx.files.deleteIfExists(f);
+      if (fids.includes(cc)) await ctx.files.delete(cc);
     } catch (e) {
       if (e instanceof ScHsmError && e.code === 'FILE_NOT_FOUND') {
         throw new ScHsmError('KEY_NOT_FOUND', `no key with key reference ${keyRef} on the device`, {
@@ -513,9 +580,8 @@ export async function deleteKey(ctx: SessionContext, keyRef: number): Promise<vo
         });
       }
       throw e;
+    } finally {
+      ctx.keyCache.delete(keyRef);
     }
-    await ctx.files.deleteIfExists((PREFIX.PRKD << 8) | keyRef);
-    await ctx.files.deleteIfExists((PREFIX.EE_CERTIFICATE << 8) | keyRef);
-    ctx.keyCache.delete(keyRef);
   });
 }

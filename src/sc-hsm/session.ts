@@ -28,7 +28,7 @@ import * as dkek from './dkek.js';
 import type { CardFiles } from './files.js';
 import type { InitializeOptions } from './init.js';
 import * as init from './init.js';
-import type { GeneratedKey, KeyInfo, KeyPairSpec } from './keys.js';
+import type { GeneratedKey, KeyInfo, KeyPairSpec, OrphanedKeyFiles } from './keys.js';
 import * as keys from './keys.js';
 import * as objects from './objects.js';
 import type { PinStatus } from './pins.js';
@@ -41,7 +41,7 @@ export type { DecryptMechanism, SignMechanism } from './crypto.js';
 export type { AppletInfo, DeviceStatus } from './device.js';
 export { type DkekStatus, dkekKcvUnknown, type ImportDkekShareOptions } from './dkek.js';
 export type { InitializeOptions } from './init.js';
-export type { GeneratedKey, KeyInfo, KeyPairSpec, KeyType } from './keys.js';
+export type { GeneratedKey, KeyInfo, KeyPairSpec, KeyType, OrphanedKeyFiles } from './keys.js';
 export { intrinsicKeyId, publicKeyObject, spkiPoint } from './keys.js';
 export { certificateSpki } from './objects.js';
 export type { PinState, PinStatus } from './pins.js';
@@ -285,7 +285,19 @@ export class SmartCardHsm {
     return keys.keyInfo(this.ctx, keyRef);
   }
 
-  /** Deletes a key and its description and certificate (spec §10.4). */
+  /**
+   * Descriptions (C4xx) and certificates (CExx) of key references that hold no key (CCxx): what an
+   * interrupted replace or delete can leave. `deleteKey` removes them; a forced unwrap or restore
+   * onto the reference does too.
+   */
+  async listOrphanedKeyFiles(): Promise<OrphanedKeyFiles[]> {
+    return keys.listOrphanedKeyFiles(this.ctx);
+  }
+
+  /**
+   * Deletes a key: its certificate and description first, then the key (spec §10.4); on a
+   * reference holding only a leftover description or certificate, those (KEY_NOT_FOUND: nothing).
+   */
   async deleteKey(keyRef: number): Promise<void> {
     return keys.deleteKey(this.ctx, keyRef);
   }
@@ -304,7 +316,11 @@ export class SmartCardHsm {
   }
 
   /** DECIPHER with an RSA key (spec §3.14): raw on the card (21), padding removed on the host. */
-  async decrypt(keyRef: number, mechanism: DecryptMechanism, cryptogram: Uint8Array): Promise<Uint8Array<ArrayBuffer>> {
+  async decrypt(
+    keyRef: number,
+    mechanism: DecryptMechanism,
+    cryptogram: Uint8Array,
+  ): Promise<Uint8Array<ArrayBuffer>> {
     return crypto.decrypt(this.ctx, keyRef, mechanism, cryptogram);
   }
 

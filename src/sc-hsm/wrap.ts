@@ -4,8 +4,13 @@
  * forced replace of a key at an occupied key reference.
  *
  * A forced replace keeps a way back: the old key is wrapped with its files before anything is
- * deleted (the card has no rename), and if anything fails after that, {@link putBack} unwraps the
- * copy again. Only when even that fails is a KeyReplaceError (KEY_LOST) thrown, carrying the copy.
+ * deleted (the card has no rename) and handed to `onReplaced` (the command writes it to a file),
+ * and if anything fails after that, {@link putBack} unwraps the copy again. Only when even that
+ * fails is a KeyReplaceError (KEY_LOST) thrown, carrying the copy. The card is written in an order
+ * that never leaves a key under another key's description: the old certificate and description
+ * first, then the old key; the new key, then its description and certificate. An interruption
+ * (a killed process, a pulled card) leaves the old key (possibly without its description), an
+ * empty reference, or the new key (possibly without its description); a forced rerun completes it.
  */
 // the modules themselves, not the dkek barrel: a session that never wraps loads no share-file KDF
 import { isZeroDkekKcv } from '../dkek/dkek.js';
@@ -18,7 +23,9 @@ import { bytesEqual, toHex, wipe } from '../util/bytes.js';
 import type { SessionContext } from './context.js';
 import { keyOpOverrides } from './crypto.js';
 import { dkekKcvUnknown, dkekStatus } from './dkek.js';
+import { checkFreeId } from './keys.js';
 import { checkKeyRef, checkObject } from './validate.js';
+import { wrapFileDamage, wrapFileInfo } from './wrap-info.js';
 
 /** Options of unwrapKey and restoreKey. */
 export interface UnwrapOptions {
@@ -33,8 +40,9 @@ export interface UnwrapOptions {
   /** With `force`: replace also a key that cannot be wrapped first; it is lost if the new key is then refused. */
   allowKeyLoss?: boolean;
   /**
-   * With `force`: called with the old key's wrapped copy before the old key is deleted, e.g. to
-   * write it to a file; a throw stops the replace with nothing changed.
+   * With `force`: called with the old key's wrapped copy before anything of the old key is
+   * deleted, e.g. to write it to a file (the only copy if the process dies during the replace:
+   * write it durably); a throw stops the replace with nothing changed.
    */
   onReplaced?: (old: ReplacedKey) => void | Promise<void>;
   /**
@@ -58,7 +66,13 @@ export interface ReplacedKey {
 }
 
 /** Where a forced replace was when it failed. */
-type ReplacePhase = 'delete-old' | 'unwrap-new' | 'describe-new';
+type ReplacePhase = 'delete-old-files' | 'delete-old' | 'unwrap-new' | 'describe-new';
+
+/** The description and certificate files of a key, as a wrap file carries them. */
+interface KeyFiles {
+  prkd?: Uint8Array;
+  certificate?: Uint8Array;
+}
 
 export interface KeyReplaceErrorOptions extends ScHsmErrorOptions {
   /** What the key reference holds now. */
@@ -168,8 +182,14 @@ export async function restoreKey(
 ): Promise<void> {
   checkKeyRef(keyRef);
   checkObject(opts, 'the restore options', UNWRAP_OPTION_TYPES);
-  const w = decodeWrapFile(bin);
-  const files: { prkd?: Uint8Array; certificate?: Uint8Array } = {};
+  // the whole file on the host before anything is sent: the parts the blob's MAC does not cover too
+  const info = wrapFileInfo(bin);
+  const damage = wrapFileDamage(info, opts.dkek ? checkBlobOnHost(info.wrap.blob, opts.dkek) : undefined);
+  if (damage)
+    throw new ScHsmError('INVALID_WRAP_FILE', `the wrap file is damaged: ${damage}. Nothing was sent.`);
+  const w = info.wrap;
+  const files: KeyFiles & { id?: Uint8Array } = {};
+  if (w.id) files.id = w.id;
   if (w.prkd) {
     files.prkd =
       w.keyDescription && w.keyDescription.keyReference !== keyRef
@@ -203,14 +223,15 @@ export async function unwrapCommand(ctx: SessionContext, keyRef: number, blob: U
  * The checks, the safe replace and the UNWRAP of unwrapKey and restoreKey. Checked before anything
  * changes: the DKEK is complete; the blob's structure, its KCV against the device's (a KCV shown
  * as zeros is unknown, not a mismatch), with `opts.dkek` its MAC on the host; the reference is
- * free unless `force`. `files` (restoreKey): the description and certificate to write for the new
- * key; a reference holding only some of them then counts as occupied too.
+ * free unless `force` (a description or certificate there without a key counts as used: with
+ * `force` they are removed, there is nothing to lose); `files.id` is no other key's ID
+ * (KEY_ID_IN_USE). `files` (restoreKey): the description and certificate to write for the new key.
  */
 export async function unwrapInto(
   ctx: SessionContext,
   keyRef: number,
   blob: Uint8Array,
-  files: { prkd?: Uint8Array; certificate?: Uint8Array } | undefined,
+  files: (KeyFiles & { id?: Uint8Array }) | undefined,
   opts: UnwrapOptions,
 ): Promise<void> {
   const dkek = await dkekStatus(ctx);
@@ -237,22 +258,37 @@ export async function unwrapInto(
   let deviceKcv = dkekKcvUnknown(dkek) ? undefined : dkek.kcv;
   if (deviceKcv && !bytesEqual(header.kcv, deviceKcv)) throw mismatch(deviceKcv);
   const cc = (PREFIX.KEY << 8) | keyRef;
+  const c4 = (PREFIX.PRKD << 8) | keyRef;
+  const ce = (PREFIX.EE_CERTIFICATE << 8) | keyRef;
   const fids = await ctx.files.enumerate();
   const occupied = fids.includes(cc);
-  if (!opts.force) {
-    const used = [cc, ...(files ? [(PREFIX.PRKD << 8) | keyRef, (PREFIX.EE_CERTIFICATE << 8) | keyRef] : [])];
-    const taken = used.find((f) => fids.includes(f));
-    if (taken !== undefined) {
-      throw new ScHsmError(
-        'KEY_REF_OCCUPIED',
-        `key reference ${keyRef} is in use (file ${taken.toString(16).toUpperCase()} exists); choose a free one or use force to replace it. Nothing was changed.`,
-        { keyRef },
-      );
+  // certificate first, then description: see deleteKey
+  const oldFileIds = [ce, c4].filter((f) => fids.includes(f));
+  if (!opts.force && (occupied || oldFileIds.length)) {
+    const fid = (f: number) => f.toString(16).toUpperCase();
+    throw new ScHsmError(
+      'KEY_REF_OCCUPIED',
+      occupied
+        ? `key reference ${keyRef} is in use (file ${fid(cc)} exists); choose a free one or use force to replace it. Nothing was changed.`
+        : `key reference ${keyRef} holds no key, but the description or certificate of one (file ${oldFileIds.map(fid).join(', ')}: left by an interrupted replace or delete); delete them (deleteKey) or use force, which removes them. Nothing was changed.`,
+      { keyRef },
+    );
+  }
+  if (files?.id) {
+    try {
+      await checkFreeId(ctx, files.id, fids, keyRef);
+    } catch (e) {
+      if (!isScHsmError(e, 'KEY_ID_IN_USE') || e.keyRef === undefined) throw e;
+      throw new ScHsmError('KEY_ID_IN_USE', e.message, {
+        keyRef: e.keyRef,
+        fix: `if that is the same key, replace it: restore onto key reference ${e.keyRef} with force; otherwise delete it first, if it is no longer needed`,
+      });
     }
   }
   // A forced replace keeps a way back: the old key wrapped (with its description and
   // certificate) before anything is deleted. The card has no rename, so this is the only one.
   let saved: Uint8Array | undefined;
+  const oldFiles: KeyFiles = {};
   if (occupied) {
     try {
       saved = await backupKey(ctx, keyRef);
@@ -271,37 +307,44 @@ export async function unwrapInto(
     }
     if (saved) {
       // WRAP KEY used the device's own DKEK: its KCV, also where the status shows zeros
-      const oldKcv = decodeWrapFile(saved).blob.subarray(0, 8);
+      const w = decodeWrapFile(saved);
+      const oldKcv = w.blob.subarray(0, 8);
       deviceKcv ??= oldKcv;
       if (!bytesEqual(header.kcv, oldKcv)) throw mismatch(oldKcv);
-      const w = decodeWrapFile(saved);
+      if (w.prkd) oldFiles.prkd = w.prkd;
+      if (w.certificate) oldFiles.certificate = w.certificate;
       const r: ReplacedKey = { keyRef, bin: saved };
       if (w.label !== undefined) r.label = w.label;
       if (w.id) r.id = w.id;
       await opts.onReplaced?.(r);
+    } else {
+      // no copy of the key (the loss was allowed): its files at least, to rewrite them on failure
+      const prkd = await ctx.files.readOptional(c4);
+      const cert = await ctx.files.readOptional(ce);
+      if (prkd?.length) oldFiles.prkd = prkd;
+      if (cert?.length) oldFiles.certificate = cert;
     }
   }
-  let phase: ReplacePhase = 'delete-old';
+  let phase: ReplacePhase = 'delete-old-files';
   try {
+    // the old key's certificate and description before the key: never a description of no key
+    for (const f of oldFileIds) await ctx.files.deleteIfExists(f);
+    phase = 'delete-old';
     if (occupied) await ctx.files.delete(cc);
     phase = 'unwrap-new';
     await unwrapCommand(ctx, keyRef, blob);
+    // the new key's description and certificate after the key: never a description of another key
     phase = 'describe-new';
-    const c4 = (PREFIX.PRKD << 8) | keyRef;
-    const ce = (PREFIX.EE_CERTIFICATE << 8) | keyRef;
-    if (files) {
-      if (files.prkd) await ctx.files.write(c4, files.prkd);
-      else await ctx.files.deleteIfExists(c4);
-      if (files.certificate) await ctx.files.write(ce, files.certificate);
-      else await ctx.files.deleteIfExists(ce);
-    } else if (occupied) {
-      // they described the key that was replaced
-      await ctx.files.deleteIfExists(c4);
-      await ctx.files.deleteIfExists(ce);
-    }
+    if (files?.prkd) await ctx.files.write(c4, files.prkd);
+    if (files?.certificate) await ctx.files.write(ce, files.certificate);
   } catch (e) {
-    if (!occupied) throw e;
-    throw await putBack(ctx, keyRef, saved, phase, e, opts.authenticate);
+    if (!occupied) {
+      // nothing was there to lose (at most leftover files, now removed)
+      throw phase === 'describe-new'
+        ? annotate(e, `Key reference ${keyRef} holds the new key, possibly without its description.`, keyRef)
+        : e;
+    }
+    throw await putBack(ctx, keyRef, saved, oldFiles, phase, e, opts.authenticate);
   } finally {
     ctx.keyCache.delete(keyRef);
   }
@@ -309,16 +352,18 @@ export async function unwrapInto(
 
 /**
  * After a forced replace failed at `phase`: puts the old key (`saved`, its `.bin` from
- * backupKey) back at `keyRef` with its description and certificate, and returns the error to
- * throw — `cause` saying the key was left or put back as it was, or a KeyReplaceError saying
- * exactly what is lost. What the reference holds is read from the card (the answer to the last
- * command may have been lost); a PIN the card forgot (reset) is verified again with
- * `authenticate`, once.
+ * backupKey) back at `keyRef` and rewrites its description and certificate (`oldFiles`), and
+ * returns the error to throw — `cause` saying the key was left or put back as it was, or a
+ * KeyReplaceError saying exactly what is lost. What the reference holds is read from the card (the
+ * answer to the last command may have been lost); a PIN the card forgot (reset) is verified again
+ * with `authenticate`, once. The same order as the replace: a key's files go before the key and
+ * come after it, so an interruption here never leaves a key under another key's description either.
  */
 export async function putBack(
   ctx: SessionContext,
   keyRef: number,
   saved: Uint8Array | undefined,
+  oldFiles: KeyFiles,
   phase: ReplacePhase,
   cause: unknown,
   authenticate: (() => Promise<void>) | undefined,
@@ -329,9 +374,10 @@ export async function putBack(
   const old = saved ? decodeWrapFile(saved) : undefined;
   // the key a present CCxx is: that of the last command which may have put one there
   let last: 'delete-old' | 'unwrap-new' | 'delete-new' | 'unwrap-old' =
-    phase === 'delete-old' ? 'delete-old' : 'unwrap-new';
+    phase === 'delete-old-files' || phase === 'delete-old' ? 'delete-old' : 'unwrap-new';
   let holds: 'old' | 'new' | 'none' | 'unknown' = 'unknown';
-  let describedOld = phase !== 'describe-new';
+  // the old files may be gone from the first DELETE on: rewritten whenever the old key is there
+  let describedOld = false;
   let failure: unknown;
   let reauthenticated = false;
   for (;;) {
@@ -340,18 +386,23 @@ export async function putBack(
       holds = !present ? 'none' : last === 'delete-old' || last === 'unwrap-old' ? 'old' : 'new';
       if (old && holds === 'new') {
         last = 'delete-new';
+        await ctx.files.deleteIfExists(ce);
+        await ctx.files.deleteIfExists(c4);
         await ctx.files.delete(cc);
         holds = 'none';
       }
       if (old && holds === 'none') {
         last = 'unwrap-old';
+        // leftovers of the new key's files, if any, go before the old key comes back
+        await ctx.files.deleteIfExists(ce);
+        await ctx.files.deleteIfExists(c4);
         await unwrapCommand(ctx, keyRef, old.blob);
         holds = 'old';
       }
-      if (old && holds === 'old' && !describedOld) {
-        if (old.prkd) await ctx.files.write(c4, old.prkd);
+      if (holds === 'old' && !describedOld) {
+        if (oldFiles.prkd) await ctx.files.write(c4, oldFiles.prkd);
         else await ctx.files.deleteIfExists(c4);
-        if (old.certificate) await ctx.files.write(ce, old.certificate);
+        if (oldFiles.certificate) await ctx.files.write(ce, oldFiles.certificate);
         else await ctx.files.deleteIfExists(ce);
         describedOld = true;
       }
@@ -361,7 +412,7 @@ export async function putBack(
       failure = e;
       if (holds === 'none' && last === 'delete-new') holds = 'unknown';
       const forgotPin = isScHsmError(e, 'SECURITY_STATUS') || isScHsmError(e, 'CARD_RESET');
-      if (!old || !forgotPin || reauthenticated || !authenticate) break;
+      if (!forgotPin || reauthenticated || !authenticate) break;
       reauthenticated = true;
       try {
         await authenticate();
@@ -378,7 +429,7 @@ export async function putBack(
     return annotate(
       cause,
       last === 'delete-old'
-        ? `The old ${name} was left as it was.`
+        ? `The old ${name} was left as it was (its description and certificate rewritten as they were).`
         : `The old ${name} was put back as it was (from the copy wrapped before it was deleted).`,
       keyRef,
     );
@@ -389,10 +440,12 @@ export async function putBack(
     opt.now = 'old-key-without-description';
     return new KeyReplaceError(
       isScHsmError(cause) ? cause.code : 'CARD_ERROR',
-      `replacing ${name} failed (${why}); the old key was put back, but its description and certificate could not be rewritten (${errorText(failure)})`,
+      `replacing ${name} failed (${why}); the old key ${last === 'delete-old' ? 'is still there' : 'was put back'}, but its description and certificate could not be rewritten (${errorText(failure)})`,
       {
         ...opt,
-        fix: 'rewrite them from the old key’s wrapped copy: unwrap it with force onto the same key reference',
+        fix: saved
+          ? 'rewrite them from the old key’s wrapped copy: unwrap it with force onto the same key reference'
+          : 'the key is usable by its key reference; describe it again (label, ID) with the tool that made it',
       },
     );
   }
@@ -402,8 +455,8 @@ export async function putBack(
     // no orphans: a description or certificate without its key makes the reference look used
     let cleared = true;
     try {
-      await ctx.files.deleteIfExists(c4);
       await ctx.files.deleteIfExists(ce);
+      await ctx.files.deleteIfExists(c4);
     } catch {
       cleared = false;
     }
@@ -451,12 +504,13 @@ function annotate(e: unknown, note: string, keyRef?: number): ScHsmError {
   return new ScHsmError(e.code, `${errorText(e)}. ${note}`, o);
 }
 
-/** The blob decrypted with the caller's DKEK (KCV, MAC, key), the key material wiped. */
-function checkBlobOnHost(blob: Uint8Array, dkek: Uint8Array): void {
+/** The blob decrypted with the caller's DKEK (KCV, MAC, key), the key material wiped; its public key. */
+function checkBlobOnHost(blob: Uint8Array, dkek: Uint8Array): Uint8Array | undefined {
   try {
     const d = decryptKeyBlob(blob, dkek);
     if (d.pkcs8) wipe(d.pkcs8);
     if (d.aesKey) wipe(d.aesKey);
+    return d.publicKey;
   } catch (e) {
     throw isScHsmError(e) ? annotate(e, 'Checked on the host: nothing was sent') : e;
   }
