@@ -197,6 +197,13 @@ describe('wrap, unwrap, backup, restore', () => {
     expect(occ.code).toBe(7);
     expect(occ.json().error.code).toBe('KEY_REF_OCCUPIED');
     expect(await readFile(f)).toEqual(before);
+    // the same key at another reference while key 1 has its ID: refused (one ID, one key)
+    const dup = await cli(['unwrap', bin, '--sim', f, '--key-ref', '5', '--pin', PIN, '--json']);
+    expect(dup.code).toBe(7);
+    expect(dup.json().error.code).toBe('KEY_ID_IN_USE');
+    expect(await readFile(f)).toEqual(before);
+    const del = await cli(['delete-key', '--sim', f, '--key-ref', '1', '--pin', PIN, '--yes', '--json']);
+    expect(del.code, del.stdout).toBe(0);
     const u = await cli(['unwrap', bin, '--sim', f, '--key-ref', '5', '--pin', PIN, '--json']);
     expect(u.code, u.stdout).toBe(0);
     expect(u.json()).toMatchObject({ keyRef: 5, label: 'ec', type: 'ec' });

@@ -43,7 +43,7 @@ const REPLACE_OPTIONS = {
     type: 'string',
     arg: 'DIR',
     path: 'output-dir',
-    help: 'with --force: keep each replaced key\u2019s wrapped copy (.bin, 0600) in DIR, written before it is deleted',
+    help: 'with --force: where each replaced key\u2019s wrapped copy (.bin, 0600) is written before the key is touched (default: beside the input)',
   },
   'i-understand-the-old-key-is-lost': {
     type: 'boolean',
@@ -296,10 +296,12 @@ export const unwrapSpec: CommandSpec = {
   argPath: 'input',
   summary: 'Import a key from a .bin wrap file onto the device (sc-hsm-tool --unwrap-key).',
   description: [
-    'Before anything is written the file\u2019s key check value is compared with the device\u2019s DKEK and the',
-    'key reference is checked to be free; --force replaces a key there (after confirmation). A replaced',
-    'key is wrapped first and put back if the new one is refused; a key that may not be wrapped is',
-    'replaced only with --i-understand-the-old-key-is-lost. The output names the device (serial, label).',
+    'Before anything is written the whole file is checked (description, public key), its key check',
+    'value compared with the device\u2019s DKEK, the key reference checked to be free and the key ID to be',
+    'no other key\u2019s; --force replaces a key there (after confirmation). A replaced key is wrapped',
+    'first, its copy written beside FILE (or into --save-replaced DIR) before anything is deleted, and',
+    'put back if the new one is refused; a key that may not be wrapped is replaced only with',
+    '--i-understand-the-old-key-is-lost. The output names the device (serial, label) and the copy.',
   ].join('\n'),
   options: {
     'key-ref': { type: 'string', arg: 'N', help: 'key reference to restore the key to' },
@@ -341,8 +343,10 @@ export const restoreSpec: CommandSpec = {
     'reference is free. A key reference already holding the same key (same public key) is left as it',
     'is, so an interrupted restore is completed by running it again (restore-progress.json in DIR',
     'notes a restore started on another device). A reference holding another key is refused unless',
-    '--force (which replaces it after confirmation; each replaced key is wrapped first and put back',
-    'if restoring over it fails). The output names the device (serial, label).',
+    '--force (which replaces it after confirmation; each replaced key is wrapped first, its copy',
+    'written into DIR (or --save-replaced DIR) before anything is deleted, and put back if restoring',
+    'over it fails). A damaged file or a key ID another key has is refused before anything is sent.',
+    'The output names the device (serial, label).',
   ].join('\n'),
   options: {
     force: { type: 'boolean', help: 'replace different keys at the backup\u2019s key references' },

@@ -10,7 +10,7 @@ import { CliError } from '../../exit-codes.js';
 import { readHostFile } from '../../files.js';
 import { parseHexArg, printable } from '../../format.js';
 import { importKeySpec } from '../meta.js';
-import { besideInput, replaceFailure } from './replaced.js';
+import { besideInput, replacedKeySaver, replaceFailure } from './replaced.js';
 
 export const importKey: Command = {
   ...importKeySpec,
@@ -45,7 +45,9 @@ export const importKey: Command = {
     const hsm = await ctx.hsm();
     const device = await deviceIdentity(hsm);
     const force = flag(v, 'force');
-    // a failed forced replace puts the old key back; if even that fails, its copy goes beside FILE
+    // a replaced key's wrapped copy goes beside FILE before the key is deleted; a failed forced
+    // replace puts the old key back
+    const saved = new Map<number, string>();
     const r = await importPrivateKey(hsm, {
       key,
       keyRef,
@@ -56,20 +58,30 @@ export const importKey: Command = {
       dkek: () => readDkek(ctx, dkekFiles, list(v, 'password')),
       authenticate: () => ctx.login(hsm, v),
       confirmReplace: async (present) => {
-        await ctx.confirm(`--force replaces key ${keyRef} "${printable(present.label)}".`);
+        await ctx.confirm(
+          `--force replaces key ${keyRef} "${printable(present.label)}": its wrapped copy is written into ${besideInput(file!)} before it is deleted.`,
+        );
         return true;
       },
+      onReplaced: replacedKeySaver(device, saved, {
+        dir: besideInput(file!),
+        fix: `copy ${file} into a writable directory and import it from there`,
+        say: (line) => ctx.out.note(line),
+      }),
     }).catch(async (e: unknown) => {
       throw await replaceFailure(e, {
         choices: { force, allowKeyLoss: false },
         device,
-        saved: new Map(),
+        saved,
         input: besideInput(file!),
       });
     });
     ctx.out.ok(`${file} imported to key reference ${keyRef} ("${printable(label)}", ID ${toHex(r.id)})`);
     ctx.out.kv('Public key SHA-256', r.publicKeySha256);
+    const copy = saved.get(keyRef);
+    if (copy) ctx.out.line(`  the replaced key's wrapped copy: ${copy}`);
     return {
+      ...(copy ? { replacedSavedTo: copy } : {}),
       keyRef,
       id: r.id,
       label,

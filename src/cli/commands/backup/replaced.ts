@@ -5,16 +5,19 @@
  * where its copy is.
  *
  * The session wraps every key before it replaces it and puts it back when the new one is refused
- * (UnwrapOptions). A copy reaches a host file only (a) before the key is deleted, in the directory
- * the operator named with `--save-replaced`, or (b) when even putting it back failed (KEY_LOST):
- * then into that directory, else beside the input (the wrap file's directory for `unwrap`, the
- * backup directory for `restore`). It is the `.bin` format of `wrap`, mode 0600: encrypted under
- * the device's DKEK like every backup file.
+ * (UnwrapOptions). That copy is always written to a host file before anything of the old key is
+ * deleted — the only way back if the process dies or the card is pulled in the middle — into the
+ * directory named with `--save-replaced`, else beside the input (the wrap file's directory for
+ * `unwrap`, the backup directory for `restore`, the key file's for `import-key`); the command says
+ * where before it deletes and again when done. It is the `.bin` format of `wrap`, mode 0600,
+ * fsynced: encrypted under the device's DKEK like every backup file. A copy that cannot be written
+ * stops the replace with nothing changed.
  */
 import { dirname, join } from 'node:path';
 import { isScHsmError, ScHsmError } from '../../../errors.js';
 import type { DeviceIdentity } from '../../../sc-hsm/backup.js';
 import { KeyReplaceError, type ReplacedKey } from '../../../sc-hsm/session.js';
+import { toHex } from '../../../util/bytes.js';
 import { hostPathKind } from '../../../util/host-files.js';
 import { flag, str, type Values } from '../../context.js';
 import { CliError } from '../../exit-codes.js';
@@ -86,19 +89,37 @@ export async function saveReplacedKey(
   }
 }
 
+/** Where replaced keys' copies go: `--save-replaced DIR`, else `beside` (the input's directory). */
+export function copyDir(c: Pick<ReplaceChoices, 'saveDir'>, beside: string): string {
+  return c.saveDir ?? beside;
+}
+
 /**
- * The hook for UnwrapOptions.onReplaced with `--save-replaced`, recording where each copy went.
- * Without the option: no hook (the copy stays in memory, for a put-back).
+ * The hook for UnwrapOptions.onReplaced: writes each replaced key's wrapped copy into `o.dir`
+ * before the key is touched, records where (`saved`) and says so on standard error. A copy that
+ * cannot be written stops the replace with nothing changed (IO_ERROR with `o.fix`).
  */
 export function replacedKeySaver(
-  c: ReplaceChoices,
   device: DeviceIdentity,
   saved: Map<number, string>,
-): ((old: ReplacedKey) => Promise<void>) | undefined {
-  const dir = c.saveDir;
-  if (dir === undefined) return undefined;
+  o: { dir: string; fix: string; say: (line: string) => void },
+): (old: ReplacedKey) => Promise<void> {
   return async (old) => {
-    saved.set(old.keyRef, await saveReplacedKey(dir, old, device));
+    let path: string;
+    try {
+      path = await saveReplacedKey(o.dir, old, device);
+    } catch (e) {
+      throw new CliError(
+        'IO_ERROR',
+        `the wrapped copy of key ${old.keyRef} could not be written to ${o.dir} (${(e as Error).message.replace(/\.\s*$/, '')}), so it is not replaced: nothing was changed`,
+        o.fix,
+      );
+    }
+    saved.set(old.keyRef, path);
+    const name = `key ${old.keyRef}${old.label !== undefined ? ` ${JSON.stringify(old.label)}` : ''}${old.id ? ` (ID ${toHex(old.id)})` : ''}`;
+    o.say(
+      `${name} is about to be replaced; its wrapped copy (under the device's DKEK, 0600) is ${path} (put it back with: sc-hsm-ts unwrap ${path} --key-ref ${old.keyRef} --force)`,
+    );
   };
 }
 

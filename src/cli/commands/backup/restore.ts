@@ -8,7 +8,7 @@ import {
 import type { Command } from '../../command.js';
 import { printable } from '../../format.js';
 import { restoreSpec } from '../meta.js';
-import { replaceChoices, replacedKeySaver, replaceFailure, UNSAFE_RESTORE_FIX } from './replaced.js';
+import { copyDir, replaceChoices, replacedKeySaver, replaceFailure, UNSAFE_RESTORE_FIX } from './replaced.js';
 
 const DONE = {
   restore: 'restored',
@@ -28,6 +28,8 @@ export const restore: Command = {
     const device = await deviceIdentity(hsm);
     const o = ctx.out;
     const saved = new Map<number, string>();
+    // the wrapped copies of replaced keys: --save-replaced DIR, else the backup directory
+    const copies = copyDir(choices, d);
     let p: ReturnType<typeof ctx.progress> | undefined;
     const opts: RestoreOptions = {
       force: choices.force,
@@ -35,7 +37,7 @@ export const restore: Command = {
       authenticate: () => ctx.login(hsm, v),
       confirmReplace: async (conflicts) => {
         await ctx.confirm(
-          `--force replaces on device ${deviceText(device)}: ${conflicts.map((c) => printable(c.text)).join('; ')} (each is wrapped first and put back if restoring over it fails${choices.saveDir ? `; the wrapped copies are kept in ${choices.saveDir}` : ''})`,
+          `--force replaces on device ${deviceText(device)}: ${conflicts.map((c) => printable(c.text)).join('; ')} (the wrapped copy of each is written into ${copies} before it is deleted, and it is put back if restoring over it fails)`,
         );
         return true;
       },
@@ -50,8 +52,11 @@ export const restore: Command = {
         p.update(done / total);
       },
     };
-    const onReplaced = replacedKeySaver(choices, device, saved);
-    if (onReplaced) opts.onReplaced = onReplaced;
+    opts.onReplaced = replacedKeySaver(device, saved, {
+      dir: copies,
+      fix: 'name a writable directory for the copies: --save-replaced DIR',
+      say: (line) => o.note(line),
+    });
     let r: Awaited<ReturnType<typeof restoreDevice>>;
     try {
       r = await restoreDevice(hsm, checked, opts);
@@ -60,7 +65,7 @@ export const restore: Command = {
         choices,
         device,
         saved,
-        input: choices.saveDir ?? d,
+        input: copies,
         unsafeFix: UNSAFE_RESTORE_FIX,
       });
     }

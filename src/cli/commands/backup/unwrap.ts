@@ -1,7 +1,7 @@
 import { isScHsmError } from '../../../errors.js';
 import { deviceIdentity, deviceText } from '../../../sc-hsm/backup.js';
 import { dkekKcvUnknown, type UnwrapOptions } from '../../../sc-hsm/session.js';
-import { wrapFileInfo } from '../../../sc-hsm/wrap-info.js';
+import { wrapFileDamage, wrapFileInfo } from '../../../sc-hsm/wrap-info.js';
 import { bytesEqual, toHex } from '../../../util/bytes.js';
 import type { Command } from '../../command.js';
 import { reqInt } from '../../context.js';
@@ -9,7 +9,14 @@ import { CliError } from '../../exit-codes.js';
 import { readHostFile } from '../../files.js';
 import { kcvText, printable } from '../../format.js';
 import { unwrapSpec } from '../meta.js';
-import { besideInput, replaceChoices, replacedKeySaver, replaceFailure, UNSAFE_FIX } from './replaced.js';
+import {
+  besideInput,
+  copyDir,
+  replaceChoices,
+  replacedKeySaver,
+  replaceFailure,
+  UNSAFE_FIX,
+} from './replaced.js';
 
 export const unwrap: Command = {
   ...unwrapSpec,
@@ -18,6 +25,15 @@ export const unwrap: Command = {
     const choices = await replaceChoices(v);
     const bin = await readHostFile(file!, 'wrap file');
     const info = wrapFileInfo(bin);
+    // the whole file before the device is opened: a damaged description or public key would end
+    // up on the device beside a key that is not its own
+    const damage = wrapFileDamage(info);
+    if (damage)
+      throw new CliError(
+        'INVALID_WRAP_FILE',
+        `${file} is damaged: ${damage}. Nothing was changed.`,
+        'wrap the key again from a device that has it (sc-hsm-ts wrap), or use another copy of the file',
+      );
     const hsm = await ctx.hsm();
     const device = await deviceIdentity(hsm);
     const dkek = await hsm.dkekStatus();
@@ -38,11 +54,35 @@ export const unwrap: Command = {
     // zeros from a complete DKEK: firmware that shows the KCV only after login (checked below)
     const kcvUnknown = dkekKcvUnknown(dkek);
     if (!kcvUnknown) checkKcv(dkek.kcv);
-    const present = (await hsm.listKeys()).find((k) => k.keyRef === keyRef);
+    const keys = await hsm.listKeys();
+    const leftovers = await hsm.listOrphanedKeyFiles();
+    const present = keys.find((k) => k.keyRef === keyRef);
     if (present && !choices.force) {
       throw new CliError(
         'KEY_REF_OCCUPIED',
         `key reference ${keyRef} holds key "${printable(present.label)}" (ID ${toHex(present.id)}): nothing was changed`,
+      );
+    }
+    const leftover = leftovers.find((x) => x.keyRef === keyRef);
+    const leftoverFiles = leftover?.fids.map((f) => f.toString(16).toUpperCase()).join(', ');
+    if (leftover && !choices.force) {
+      throw new CliError(
+        'KEY_REF_OCCUPIED',
+        `key reference ${keyRef} holds no key, but the description or certificate of one (${leftoverFiles}; left by an interrupted replace or delete): nothing was changed`,
+        `repeat with --force, which removes them; or remove them first: sc-hsm-ts delete-key --key-ref ${keyRef}`,
+      );
+    }
+    // one ID, one key (as keygen --id): unless the key with this ID is the one replaced
+    const id = info.wrap.id;
+    const sameId = id
+      ? (keys.find((k) => k.keyRef !== keyRef && k.description && bytesEqual(k.id, id)) ??
+        leftovers.find((x) => x.keyRef !== keyRef && x.id && bytesEqual(x.id, id)))
+      : undefined;
+    if (id && sameId) {
+      throw new CliError(
+        'KEY_ID_IN_USE',
+        `${file} holds a key with the ID ${toHex(id)}, which key reference ${sameId.keyRef} ("${printable(sameId.label)}") on this device already has: two keys with one ID confuse PKCS#11 applications. Nothing was changed.`,
+        `if key reference ${sameId.keyRef} holds that key, it is on the device already; to replace it: sc-hsm-ts unwrap ${file} --key-ref ${sameId.keyRef} --force. Otherwise free the ID first: sc-hsm-ts delete-key --key-ref ${sameId.keyRef} (back it up first if in doubt)`,
       );
     }
     await ctx.login(hsm, v);
@@ -52,12 +92,13 @@ export const unwrap: Command = {
       else ctx.out.note('the device does not show its DKEK key check value: the card checks the wrapped key');
     }
     const saved = new Map<number, string>();
+    const dir = copyDir(choices, besideInput(file!));
     const failure = (e: unknown) =>
       replaceFailure(e, {
         choices,
         device,
         saved,
-        input: choices.saveDir ?? besideInput(file!),
+        input: dir,
         unsafeFix: UNSAFE_FIX,
       });
     if (present) {
@@ -76,22 +117,28 @@ export const unwrap: Command = {
           );
         }
       }
-      const keep = choices.saveDir ? `; its wrapped copy is kept in ${choices.saveDir}` : '';
       await ctx.confirm(
         `--force replaces key ${keyRef} "${printable(present.label)}" (ID ${toHex(present.id)}) on device ${deviceText(device)}${
           wrappable
-            ? `: it is wrapped first and put back if the new key is refused${keep}`
+            ? `: its wrapped copy is written into ${dir} before it is deleted, and it is put back if the new key is refused`
             : ': it may not be wrapped, so if the new key is refused it is lost'
         }.`,
       );
     }
+    if (leftover)
+      ctx.out.note(
+        `key reference ${keyRef} holds no key but leftover files (${leftoverFiles}) of one: they are removed`,
+      );
     const opts: UnwrapOptions = {
       force: choices.force,
       allowKeyLoss: choices.allowKeyLoss,
       authenticate: () => ctx.login(hsm, v),
+      onReplaced: replacedKeySaver(device, saved, {
+        dir,
+        fix: 'name a writable directory for the copy: --save-replaced DIR',
+        say: (line) => ctx.out.note(line),
+      }),
     };
-    const onReplaced = replacedKeySaver(choices, device, saved);
-    if (onReplaced) opts.onReplaced = onReplaced;
     try {
       await hsm.restoreKey(bin, keyRef, opts);
     } catch (e) {
@@ -105,7 +152,11 @@ export const unwrap: Command = {
       : undefined;
     if (replaced)
       ctx.out.line(
-        `  replaced key "${printable(replaced.label)}" (ID ${toHex(replaced.id)})${replaced.savedTo ? `: its wrapped copy is ${replaced.savedTo}` : ''}`,
+        `  replaced key "${printable(replaced.label)}" (ID ${toHex(replaced.id)})${
+          replaced.savedTo
+            ? `: its wrapped copy is ${replaced.savedTo} (keep it until the new key is known to be right; sc-hsm-ts unwrap ${replaced.savedTo} --key-ref ${keyRef} --force puts it back)`
+            : ''
+        }`,
       );
     return {
       keyRef,

@@ -66,6 +66,7 @@ function dumpJson(
         });
   const keys = dd.keys.map((key) => {
     const k: Record<string, unknown> = { keyRef: key.keyRef };
+    if (key.noKey) k.noKey = true;
     if (key.descriptionError) k.descriptionError = key.descriptionError;
     const desc = key.description;
     if (desc) {
@@ -172,7 +173,9 @@ export const dump: Command = {
     for (const k of result.keys as Record<string, unknown>[]) {
       out.line('');
       out.line(
-        `Private ${String(k.type ?? 'unknown').toUpperCase()} Key [${printable(k.label as string | undefined)}]`,
+        k.noKey
+          ? `Incomplete: NO KEY at key ref ${k.keyRef}, only its leftover description/certificate [${printable(k.label as string | undefined)}] (remove with sc-hsm-ts delete-key --key-ref ${k.keyRef})`
+          : `Private ${String(k.type ?? 'unknown').toUpperCase()} Key [${printable(k.label as string | undefined)}]`,
       );
       const row = (a: string, b: string) => out.line(`\t${a.padEnd(15)}: ${b}`);
       if (k.objectFlags !== undefined) row('Object Flags', objectFlagsText(k.objectFlags as number));

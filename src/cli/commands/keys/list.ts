@@ -1,4 +1,4 @@
-import type { KeyInfo } from '../../../sc-hsm/session.js';
+import type { KeyInfo, OrphanedKeyFiles } from '../../../sc-hsm/session.js';
 import { toHex } from '../../../util/bytes.js';
 import type { Command } from '../../command.js';
 import type { Ctx } from '../../context.js';
@@ -11,21 +11,57 @@ export const KEY_REF_NOTE =
   'shown as "Key ref" by pkcs15-tool --dump). The ID column is the PKCS#15/PKCS#11 ID (CKA_ID), a different\n' +
   'thing: sc-hsm-tool --wrap-key/--unwrap-key -i and this tool\u2019s --key-ref both take the key reference.';
 
-export function printKeys(ctx: Ctx, keys: KeyInfo[]): void {
-  if (keys.length === 0) {
+/** `C401, CE01`. */
+export function fidList(fids: number[]): string {
+  return fids.map((f) => f.toString(16).toUpperCase().padStart(4, '0')).join(', ');
+}
+
+/** The keys, and the references holding only a leftover description or certificate (no key). */
+export function printKeys(ctx: Ctx, keys: KeyInfo[], leftovers: OrphanedKeyFiles[] = []): void {
+  if (keys.length === 0 && leftovers.length === 0) {
     ctx.out.line('No keys on the device.');
     return;
   }
-  const rows = keys.map((k) => [
-    String(k.keyRef),
-    toHex(k.id),
-    printable(k.label),
-    keyTypeText(k),
-    usageNames(k.usage).join(','),
-    k.hasCertificate ? 'yes' : 'no',
-  ]);
-  for (const l of table(['Key ref', 'ID', 'Label', 'Type', 'Usage', 'Certificate'], rows)) ctx.out.line(l);
+  const rows = [
+    ...keys.map((k) => ({
+      ref: k.keyRef,
+      cells: [
+        String(k.keyRef),
+        toHex(k.id),
+        printable(k.label),
+        keyTypeText(k),
+        usageNames(k.usage).join(','),
+        k.hasCertificate ? 'yes' : 'no',
+      ],
+    })),
+    ...leftovers.map((x) => ({
+      ref: x.keyRef,
+      cells: [
+        String(x.keyRef),
+        x.id ? toHex(x.id) : '',
+        printable(x.label),
+        `NO KEY (only ${fidList(x.fids)})`,
+        '',
+        '',
+      ],
+    })),
+  ].sort((a, b) => a.ref - b.ref);
+  for (const l of table(
+    ['Key ref', 'ID', 'Label', 'Type', 'Usage', 'Certificate'],
+    rows.map((r) => r.cells),
+  ))
+    ctx.out.line(l);
   ctx.out.line('');
+  if (leftovers.length) {
+    ctx.out.line(
+      `Incomplete: key reference(s) ${leftovers.map((x) => x.keyRef).join(', ')} hold no key, only the description or certificate of one`,
+    );
+    ctx.out.line(
+      '(left by an interrupted replace or delete). Remove them with sc-hsm-ts delete-key --key-ref N; a forced unwrap or restore',
+    );
+    ctx.out.line('onto the reference removes them too.');
+    ctx.out.line('');
+  }
   ctx.out.line(KEY_REF_NOTE);
 }
 
@@ -36,7 +72,17 @@ export const keys: Command = {
     // --pin: checked, as dump does; the key list itself is public on the SmartCard-HSM
     if (v.pin !== undefined) await ctx.login(hsm, v);
     const list = await hsm.listKeys();
-    printKeys(ctx, list);
-    return { keys: list.map(keyJson) };
+    const leftovers = await hsm.listOrphanedKeyFiles();
+    printKeys(ctx, list, leftovers);
+    return {
+      keys: list.map(keyJson),
+      // references without a key but with its description or certificate (docs/cli.md `keys`)
+      incomplete: leftovers.map((x) => ({
+        keyRef: x.keyRef,
+        files: x.fids.map((f) => f.toString(16).toUpperCase().padStart(4, '0')),
+        id: x.id,
+        label: x.label,
+      })),
+    };
   },
 };

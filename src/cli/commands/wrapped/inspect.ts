@@ -1,10 +1,11 @@
 import { X509Certificate } from 'node:crypto';
 import { decryptKeyBlob } from '../../../dkek/index.js';
-import { wrapFileInfo } from '../../../sc-hsm/wrap-info.js';
+import { wrapFileDamage, wrapFileInfo } from '../../../sc-hsm/wrap-info.js';
 import { toHex, wipe } from '../../../util/bytes.js';
 import type { Command } from '../../command.js';
 import { list } from '../../context.js';
 import { readDkek } from '../../dkek-input.js';
+import { CliError } from '../../exit-codes.js';
 import { readHostFile } from '../../files.js';
 import { kcvText, printable, spkiFingerprint, usageText } from '../../format.js';
 import { wrappedInspectSpec } from '../meta.js';
@@ -53,6 +54,7 @@ export const wrappedInspect: Command = {
       out.publicKeySha256 = spkiFingerprint(info.publicKey);
     }
     const files = list(v, 'dkek');
+    let decodedPublicKey: Uint8Array | undefined;
     if (files.length) {
       const dkek = await readDkek(ctx, files, list(v, 'password'));
       try {
@@ -62,13 +64,24 @@ export const wrappedInspect: Command = {
         out.macVerified = true;
         out.bits = dec.bits;
         out.curve = dec.curve;
-        if (dec.publicKey) out.publicKeySha256 = spkiFingerprint(dec.publicKey);
+        if (dec.publicKey) {
+          out.publicKeySha256 = spkiFingerprint(dec.publicKey);
+          decodedPublicKey = dec.publicKey;
+        }
         wipe(dec.pkcs8);
         wipe(dec.aesKey);
       } finally {
         wipe(dkek);
       }
     }
+    // the parts the blob's MAC does not cover: what unwrap and restore refuse
+    const damage = wrapFileDamage(info, decodedPublicKey);
+    if (damage)
+      throw new CliError(
+        'INVALID_WRAP_FILE',
+        `${file} is damaged: ${damage}; unwrap and restore refuse it`,
+        'wrap the key again from a device that has it (sc-hsm-ts wrap), or use another copy of the file',
+      );
     return out;
   },
 };
