@@ -298,19 +298,23 @@ describe('a forced replace killed after any change of the card', () => {
     expect(JSON.parse(rr.stdout).keys[0].replacedSavedTo).toBe(copies(b)[0]);
   });
 
-  it('a copy that cannot be written stops the replace before anything changes', async () => {
-    const dir = await tempDir();
-    const f = join(dir, 'new.bin');
-    writeFileSync(f, newBin);
-    const r = await run(
-      withOld,
-      ['unwrap', f, '--key-ref', '1', '--force', '--pin', 'env:PIN', '--save-replaced', '/proc'],
-      dir,
-    );
-    expect(r.code).not.toBe(0);
-    expect(JSON.parse(r.stdout).error.code).toBe('IO_ERROR');
-    expect(slot(r.state)).toEqual(oldSlot);
-  });
+  // /proc takes no new files, not even from root
+  it.skipIf(process.platform !== 'linux')(
+    'a copy that cannot be written stops the replace before anything changes',
+    async () => {
+      const dir = await tempDir();
+      const f = join(dir, 'new.bin');
+      writeFileSync(f, newBin);
+      const r = await run(
+        withOld,
+        ['unwrap', f, '--key-ref', '1', '--force', '--pin', 'env:PIN', '--save-replaced', '/proc'],
+        dir,
+      );
+      expect(r.code).not.toBe(0);
+      expect(JSON.parse(r.stdout).error.code).toBe('IO_ERROR');
+      expect(slot(r.state)).toEqual(oldSlot);
+    },
+  );
 
   it('delete-key killed after any change never leaves a description without its key', async () => {
     const dir = await tempDir();
