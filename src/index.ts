@@ -40,6 +40,7 @@ export {
   isZeroDkekKcv,
   type KeyBlobHeader,
   type KeyBlobType,
+  type KeyCheckValue,
   type KeyMaterial,
   keyCheckValue,
   type PasswordShare,

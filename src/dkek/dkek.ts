@@ -73,10 +73,19 @@ function refuseDegenerateShares(shares: Uint8Array[], dkek: Uint8Array): void {
 }
 
 /**
+ * A key check value (spec §7.4): the first 8 bytes of SHA-256 of a DKEK or of one DKEK share.
+ * The one type of every KCV in the library's API (DkekStatus.kcv, importDkekShare's result,
+ * createDkekShareFile's, key blob headers, restore results, importedShareKcvs): 8 bytes, never
+ * hex. Hex appears only where a KCV is written for people or files: the command's output
+ * (upper-case hex) and the backup manifest's JSON (`device.kcv`).
+ */
+export type KeyCheckValue = Uint8Array;
+
+/**
  * Key check value of a DKEK (spec §7.4): the first 8 bytes of SHA-256(DKEK). What `sc-hsm-tool`
  * prints as "DKEK key check value" and what every key blob starts with.
  */
-export function keyCheckValue(dkek: Uint8Array): Uint8Array {
+export function keyCheckValue(dkek: Uint8Array): KeyCheckValue {
   requireDkek(dkek);
   return new Uint8Array(createHash('sha256').update(dkek).digest().subarray(0, 8));
 }
@@ -86,10 +95,10 @@ export function keyCheckValue(dkek: Uint8Array): Uint8Array {
  * shares cancelled out (the same share imported twice). Anything wrapped under it can be
  * unwrapped by anyone.
  */
-export const ZERO_DKEK_KCV: Uint8Array = keyCheckValue(new Uint8Array(DKEK_LENGTH));
+export const ZERO_DKEK_KCV: KeyCheckValue = keyCheckValue(new Uint8Array(DKEK_LENGTH));
 
 /** True when `kcv` is {@link ZERO_DKEK_KCV}. */
-export function isZeroDkekKcv(kcv: Uint8Array): boolean {
+export function isZeroDkekKcv(kcv: KeyCheckValue): boolean {
   return bytesEqual(kcv, ZERO_DKEK_KCV);
 }
 

@@ -7,6 +7,7 @@ export {
   combineShares,
   deriveWrapKeys,
   isZeroDkekKcv,
+  type KeyCheckValue,
   keyCheckValue,
   ZERO_DKEK_KCV,
 } from './dkek.js';

@@ -27,7 +27,7 @@ import {
   wipe,
 } from '../util/bytes.js';
 import { type CurveInfo, type CurveName, curveByPrime, curveParams } from '../util/curves.js';
-import { aesCmac, deriveWrapKeys, keyCheckValue } from './dkek.js';
+import { aesCmac, deriveWrapKeys, type KeyCheckValue, keyCheckValue } from './dkek.js';
 import {
   ecKeyFromNumbers,
   ecNumbersFromKey,
@@ -54,7 +54,8 @@ export const DEFAULT_AES_ALGORITHMS = Uint8Array.of(0x10, 0x11, 0x18, 0x99);
 
 /** What `inspectKeyBlob` reads from the clear header of a blob (spec §8.1). */
 export interface KeyBlobHeader {
-  kcv: Uint8Array;
+  /** The KCV of the DKEK the blob is wrapped under. */
+  kcv: KeyCheckValue;
   keyType: KeyBlobType;
   /** OID DER content, e.g. `OID.TA_ECDSA_SHA256`. */
   defaultAlgorithm: Uint8Array;

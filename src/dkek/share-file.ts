@@ -6,7 +6,7 @@
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
 import { ScHsmError } from '../errors.js';
 import { ascii, bytesEqual, concat, wipe } from '../util/bytes.js';
-import { keyCheckValue } from './dkek.js';
+import { type KeyCheckValue, keyCheckValue } from './dkek.js';
 import { deriveShareKeyIv, SHARE_KDF_ITERATIONS } from './kdf.js';
 
 const MAGIC = ascii('Salted__');
@@ -127,7 +127,7 @@ export interface DkekShareFile {
    * Key check value of the share (spec §7.4: first 8 bytes of SHA-256): the device's DKEK KCV
    * when this is its only share, and what `importDkekShare` reports for it.
    */
-  kcv: Uint8Array;
+  kcv: KeyCheckValue;
 }
 
 /**
