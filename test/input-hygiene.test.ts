@@ -16,8 +16,8 @@ import {
   readPrivateKey,
   SmartCardHsm,
 } from '../src/index.js';
-import { VirtualSmartCardHsm } from '../src/sim/index.js';
 import { checkLabel } from '../src/sc-hsm/validate.js';
+import { VirtualSmartCardHsm } from '../src/sim/index.js';
 import { fromHex } from '../src/util/bytes.js';
 import { parseDistinguishedName } from '../src/x509/dn.js';
 import { cli, PIN, SO_PIN, tempDir } from './cli-helpers.js';
