@@ -69,4 +69,11 @@ export {
 } from './sc-hsm/open-pcsc.js';
 export * from './sc-hsm/session.js';
 export * from './sc-hsm/wrap-info.js';
-export { CURVES, type CurveInfo, type CurveName, curveByName } from './util/curves.js';
+export {
+  CURVES,
+  type CurveAlias,
+  type CurveInfo,
+  type CurveName,
+  type CurveNameOrAlias,
+  curveByName,
+} from './util/curves.js';

@@ -6,7 +6,7 @@
 import { ScHsmError } from '../errors.js';
 import { ecdsaDerToPlain } from '../pkcs15/index.js';
 import { ALGO, CLA_ISO, CLA_PROPRIETARY, INS } from '../protocol/constants.js';
-import { concat, padStart } from '../util/bytes.js';
+import { concat, fresh, padStart } from '../util/bytes.js';
 import type { SessionContext } from './context.js';
 import { keyInfo, spkiPoint } from './keys.js';
 import {
@@ -76,15 +76,6 @@ export async function cardSign(
     { overrides: keyOpOverrides(keyRef) as never },
   );
   return r.data;
-}
-
-/**
- * The result as `Uint8Array<ArrayBuffer>`, the `BufferSource` WebCrypto takes (TS 5.9 refuses a
- * `Uint8Array<ArrayBufferLike>`): a response's data, a hash or a padded block is a fresh array
- * over an ArrayBuffer, so this only checks it; anything else is copied.
- */
-function fresh(b: Uint8Array): Uint8Array<ArrayBuffer> {
-  return b.buffer instanceof ArrayBuffer ? (b as Uint8Array<ArrayBuffer>) : new Uint8Array(b);
 }
 
 /**

@@ -21,8 +21,14 @@ import {
   OBJECT_FLAGS,
 } from '../pkcs15/index.js';
 import { AES_KEYGEN_ALGO, ALGO, CLA_ISO, INS, OID, PREFIX } from '../protocol/constants.js';
-import { bytesEqual, concat, toHex, uintBE } from '../util/bytes.js';
-import { type CurveInfo, type CurveName, curveByName, curveParams } from '../util/curves.js';
+import { bytesEqual, concat, fresh, toHex, uintBE } from '../util/bytes.js';
+import {
+  type CurveInfo,
+  type CurveName,
+  type CurveNameOrAlias,
+  curveByName,
+  curveParams,
+} from '../util/curves.js';
 import { readAll, readTlv, tlv } from '../util/tlv.js';
 import type { SessionContext } from './context.js';
 import { deviceChr } from './device.js';
@@ -60,8 +66,11 @@ export interface KeyInfo {
   access?: number;
   /** True when CExx holds an X.509 certificate (not just the CV request of key generation). */
   hasCertificate: boolean;
-  /** SubjectPublicKeyInfo DER, from the CV request or certificate in CExx. */
-  publicKey?: Uint8Array;
+  /**
+   * SubjectPublicKeyInfo DER, from the CV request or certificate in CExx; over an ArrayBuffer of
+   * its own, so it is a `BufferSource` for `subtle.importKey('spki', …)`.
+   */
+  publicKey?: Uint8Array<ArrayBuffer>;
   /** The decoded description, as stored in C4xx. */
   description?: KeyDescription;
 }
@@ -76,13 +85,21 @@ export type KeyPairSpec =
       publicExponent?: number;
       algorithms?: Uint8Array;
     }
-  | { type: 'ec'; curve: string; label: string; id?: Uint8Array; keyRef?: number; algorithms?: Uint8Array };
+  | {
+      type: 'ec';
+      /** The card's curve name or an alias (`prime256v1`, `P-256`, `brainpoolP384r1`, …; case-insensitive at run time). */
+      curve: CurveNameOrAlias;
+      label: string;
+      id?: Uint8Array;
+      keyRef?: number;
+      algorithms?: Uint8Array;
+    };
 
 export interface GeneratedKey {
   keyRef: number;
   id: Uint8Array;
-  /** SubjectPublicKeyInfo DER. */
-  publicKey: Uint8Array;
+  /** SubjectPublicKeyInfo DER (over an ArrayBuffer of its own: a `BufferSource`). */
+  publicKey: Uint8Array<ArrayBuffer>;
   /** The authenticated CV request the card returned (also stored in CExx by the card). */
   request: Uint8Array;
 }
@@ -307,7 +324,7 @@ export async function generateKeyPair(ctx: SessionContext, spec: KeyPairSpec): P
       };
       await ctx.files.write((PREFIX.PRKD << 8) | keyRef, encodeKeyDescription(description));
       ctx.keyCache.delete(keyRef);
-      return { keyRef, id, publicKey, request: r.data };
+      return { keyRef, id, publicKey: fresh(publicKey), request: r.data };
     } catch (e) {
       ctx.keyCache.delete(keyRef);
       throw afterCreationSent(e, creation);
@@ -448,7 +465,7 @@ export async function keyInfoFromFiles(
   if (description?.label !== undefined) info.label = description.label;
   if (curve) info.curve = curve;
   if (description?.access !== undefined) info.access = description.access;
-  if (publicKey) info.publicKey = publicKey;
+  if (publicKey) info.publicKey = fresh(publicKey);
   if (description) info.description = description;
   return info;
 }

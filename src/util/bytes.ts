@@ -94,3 +94,13 @@ export function wipe(bytes: Uint8Array | undefined): void {
 export function ascii(s: string): Uint8Array {
   return new TextEncoder().encode(s);
 }
+
+/**
+ * The bytes as `Uint8Array<ArrayBuffer>`, the `BufferSource` WebCrypto takes (TS 5.9 refuses a
+ * `Uint8Array<ArrayBufferLike>`): an array over an ArrayBuffer of its own (a response's data, a
+ * hash, a padded block, a slice) is returned as it is, anything else (over a SharedArrayBuffer)
+ * is copied.
+ */
+export function fresh(b: Uint8Array): Uint8Array<ArrayBuffer> {
+  return b.buffer instanceof ArrayBuffer ? (b as Uint8Array<ArrayBuffer>) : new Uint8Array(b);
+}

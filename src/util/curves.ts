@@ -23,11 +23,27 @@ export type CurveName =
   | 'secp192k1'
   | 'secp256k1';
 
+/** The other names {@link curveByName} accepts for the card's curves (the NIST curves' SEC, FIPS and SSH names). */
+export type CurveAlias =
+  | 'secp192r1'
+  | 'P-192'
+  | 'nistp192'
+  | 'secp256r1'
+  | 'P-256'
+  | 'nistp256'
+  | 'P-384'
+  | 'nistp384'
+  | 'P-521'
+  | 'nistp521';
+
+/** A curve as a caller names it: the card's name or an alias, so that a typo is a compile error. */
+export type CurveNameOrAlias = CurveName | CurveAlias;
+
 export interface CurveInfo {
   /** OpenSSL's name, which is also what node:crypto calls it. */
   name: CurveName;
   /** Other names users type: `secp256r1`, `P-256`, … */
-  aliases: string[];
+  aliases: CurveAlias[];
   /** Dotted OID. */
   oid: string;
   /** DER content of the OID (no `06 len`). */
@@ -53,7 +69,7 @@ export interface CurveParams {
 
 const C = (
   name: CurveName,
-  aliases: string[],
+  aliases: CurveAlias[],
   oid: string,
   hex: string,
   bits: number,

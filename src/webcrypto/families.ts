@@ -10,7 +10,7 @@ import { createPublicKey, type KeyObject } from 'node:crypto';
 import type { CryptoKey as CoreCryptoKey } from 'webcrypto-core';
 import { ScHsmError } from '../errors.js';
 import type { KeyPairSpec, SmartCardHsm } from '../sc-hsm/session.js';
-import type { CurveInfo } from '../util/curves.js';
+import type { CurveInfo, CurveName } from '../util/curves.js';
 import { arrayBuffer, bytes, exportSoftware, nodeKey } from './host-keys.js';
 import {
   type CryptoKeyPair,
@@ -78,7 +78,7 @@ export interface KeyFamily<G, I, K = CryptoKeyPair> {
 }
 
 /** The key type part of GENERATE ASYMMETRIC KEY PAIR's spec; label, ID and reference are added. */
-type CardKeyType = { type: 'ec'; curve: string } | { type: 'rsa'; bits: number; publicExponent: number };
+type CardKeyType = { type: 'ec'; curve: CurveName } | { type: 'rsa'; bits: number; publicExponent: number };
 
 /** What differs between the key-pair families. */
 interface KeyPairKind<G, I> {

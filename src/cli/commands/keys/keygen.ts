@@ -86,7 +86,7 @@ export const keygen: Command = {
       else
         result = await hsm.generateKeyPair({
           type: 'ec',
-          curve: spec.curve,
+          curve: curve!.name,
           label,
           ...(id ? { id } : {}),
           ...(keyRef ? { keyRef } : {}),
