@@ -59,7 +59,8 @@ export interface SelfSignOptions extends SigningOptions {
 
 /** A DER object with its PEM form. */
 export interface Encoded {
-  der: Uint8Array;
+  /** A fresh array over its own ArrayBuffer: a `BufferSource` as it is. */
+  der: Uint8Array<ArrayBuffer>;
   pem: string;
 }
 
@@ -198,9 +199,9 @@ export async function selfSignCertificate(
   return { ...encoded(certificate.rawData, 'CERTIFICATE'), certificate };
 }
 
-/** PEM (`-----BEGIN CERTIFICATE-----`) or DER → DER; MALFORMED_DATA for anything else. */
-export function certificateDer(derOrPem: Uint8Array | string): Uint8Array {
-  let der: Uint8Array;
+/** PEM (`-----BEGIN CERTIFICATE-----`) or DER → DER (a fresh array); MALFORMED_DATA for anything else. */
+export function certificateDer(derOrPem: Uint8Array | string): Uint8Array<ArrayBuffer> {
+  let der: Uint8Array<ArrayBuffer>;
   if (typeof derOrPem === 'string' || (derOrPem.length > 0 && derOrPem[0] === 0x2d) /* '-' */) {
     const text = typeof derOrPem === 'string' ? derOrPem : new TextDecoder().decode(derOrPem);
     const m = /-----BEGIN CERTIFICATE-----([\s\S]*?)-----END CERTIFICATE-----/.exec(text);
@@ -208,7 +209,7 @@ export function certificateDer(derOrPem: Uint8Array | string): Uint8Array {
       throw new ScHsmError('MALFORMED_DATA', 'no PEM certificate (-----BEGIN CERTIFICATE-----) in the input');
     der = new Uint8Array(Buffer.from(m[1]!.replace(/\s+/g, ''), 'base64'));
   } else {
-    der = derOrPem;
+    der = derOrPem.slice();
   }
   try {
     new (x509().X509Certificate)(der);
@@ -228,7 +229,7 @@ export async function importCertificate(
   hsm: SmartCardHsm,
   keyRef: number,
   derOrPem: Uint8Array | string,
-): Promise<{ der: Uint8Array; subject: string; certificate: X509Certificate }> {
+): Promise<{ der: Uint8Array<ArrayBuffer>; subject: string; certificate: X509Certificate }> {
   const der = certificateDer(derOrPem);
   const certificate = new (x509().X509Certificate)(der);
   const info = await hsm.keyInfo(keyRef);
