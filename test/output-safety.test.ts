@@ -358,6 +358,59 @@ describe('files that must not replace another are created exclusively at the fin
     expect(readFileSync(out, 'utf8')).toBe('written meanwhile by another process');
   });
 
+  it('cert self-sign --out: a file that appeared while the card signed is kept', async () => {
+    const f = copyOfBase('cert-race.json');
+    const out = join(dir, 'raced.pem');
+    const real = SmartCardHsm.prototype.sign;
+    const spy = vi.spyOn(SmartCardHsm.prototype, 'sign').mockImplementation(async function (
+      this: SmartCardHsm,
+      ...args: Parameters<SmartCardHsm['sign']>
+    ) {
+      const sig = await real.apply(this, args);
+      writeFileSync(out, 'written meanwhile by another process');
+      return sig;
+    });
+    try {
+      const r = await cli(
+        ['cert', 'self-sign', '--sim', f, '--key-ref', '1', '--subject', 'CN=race', '--days', '30'].concat([
+          '--out',
+          out,
+          '--pin',
+          'env:PIN',
+          '--json',
+        ]),
+        { env: ENV },
+      );
+      expect(spy).toHaveBeenCalled();
+      expect(r.code, r.stdout).toBe(7);
+      expect(r.json().error.code).toBe('FILE_EXISTS');
+    } finally {
+      spy.mockRestore();
+    }
+    expect(readFileSync(out, 'utf8')).toBe('written meanwhile by another process');
+  });
+
+  it('two concurrent `wrapped export … --out F`: one PEM file, the other command fails (created exclusively after the share KDF)', async () => {
+    const f = copyOfBase('export-race.json');
+    const bin = join(dir, 'export-race.bin');
+    const w = await cli(['wrap', '--sim', f, '--key-ref', '1', '--out', bin, '--pin', 'env:PIN'], {
+      env: ENV,
+    });
+    expect(w.code, w.stderr).toBe(0);
+    const out = join(dir, 'export-race.pem');
+    const args = ['wrapped', 'export', bin, '--dkek', join(dir, 'share.pbe'), '--password', 'env:PW'].concat([
+      '--out',
+      out,
+      '--i-understand-this-exports-a-private-key',
+      '--json',
+    ]);
+    const runs = await Promise.all([0, 1].map(() => runCliProcess(args, { env: { PW: ENV.PW! } })));
+    const codes = runs.map((r) => r.code).sort();
+    expect(codes, runs.map((r) => r.stderr).join('\n')).toEqual([0, 7]);
+    expect(runs.find((r) => r.code === 7)!.json().error.code).toBe('FILE_EXISTS');
+    expect(readFileSync(out, 'utf8')).toMatch(/^-----BEGIN PRIVATE KEY-----/);
+  }, 180_000);
+
   it('two concurrent `dkek create F`: one share file, the other command fails; the file is the winner’s', async () => {
     const share = join(dir, 'race.pbe');
     const pw = ['first-password', 'second-password'];

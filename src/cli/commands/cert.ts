@@ -15,7 +15,7 @@ import {
 import type { Command } from '../command.js';
 import { type Ctx, flag, reqInt, reqStr, str, type Values } from '../context.js';
 import { CliError } from '../exit-codes.js';
-import { readHostFile, refuseOverwrite, writeAtomic } from '../files.js';
+import { readHostFile, refuseOverwrite, writeAtomic, writeAtomicExclusive } from '../files.js';
 import { printable } from '../format.js';
 import { certExportSpec, certImportSpec, certSelfSignSpec, csrSpec } from './meta.js';
 
@@ -47,7 +47,10 @@ function signingOptions(v: Values): SigningOptions {
   return o;
 }
 
-/** Writes `text` to `--out` atomically (refusing to replace a file without --force) or to stdout. */
+/**
+ * Writes `text` to `--out` atomically or to stdout. Without --force the file is created
+ * exclusively at the last step, so a file that appeared meanwhile (another run) is kept.
+ */
 async function output(ctx: Ctx, v: Values, text: string, what: string): Promise<string | undefined> {
   const out = str(v, 'out');
   if (out === undefined) {
@@ -55,7 +58,8 @@ async function output(ctx: Ctx, v: Values, text: string, what: string): Promise<
     return undefined;
   }
   await refuseOverwrite(out, flag(v, 'force'), what);
-  await writeAtomic(out, text);
+  if (flag(v, 'force')) await writeAtomic(out, text);
+  else await writeAtomicExclusive(out, text, 0o644, what);
   return out;
 }
 

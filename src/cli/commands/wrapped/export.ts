@@ -6,7 +6,7 @@ import type { Command } from '../../command.js';
 import { flag, list, reqStr } from '../../context.js';
 import { readDkek } from '../../dkek-input.js';
 import { CliError } from '../../exit-codes.js';
-import { readHostFile, refuseOverwrite, writeAtomic } from '../../files.js';
+import { readHostFile, refuseOverwrite, writeAtomicExclusive } from '../../files.js';
 import { wrappedExportSpec } from '../meta.js';
 
 export const wrappedExport: Command = {
@@ -38,7 +38,8 @@ export const wrappedExport: Command = {
       content = `${toHex(dec.aesKey)}\n`;
       wipe(dec.aesKey);
     } else throw new CliError('INVALID_KEY_BLOB', 'the blob holds no key material');
-    await writeAtomic(out, content, 0o600);
+    // created exclusively at the last step: a file that appeared meanwhile is never replaced
+    await writeAtomicExclusive(out, content, 0o600, 'output file');
     ctx.out.warn(
       `the private key is now in clear in ${out} (mode 0600): protect it and destroy it when done`,
     );
