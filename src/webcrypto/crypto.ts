@@ -11,10 +11,12 @@
  * ```
  */
 import { webcrypto } from 'node:crypto';
+import type { CryptoStorages } from 'webcrypto-core';
 import { ScHsmError } from '../errors.js';
 import type { KeyInfo, SmartCardHsm } from '../sc-hsm/session.js';
 import { bytesEqual, fromHex, toHex } from '../util/bytes.js';
 import { curveByName } from '../util/curves.js';
+import { HsmCertificateStorage } from './cert-storage.js';
 import { lazyBase } from './core.js';
 import { type ProviderOwner, rsaKeyAlgorithm } from './families.js';
 import {
@@ -152,19 +154,26 @@ const RSA_ALGORITHMS: readonly HsmAlgorithmName[] = ['RSASSA-PKCS1-v1_5', 'RSA-P
  * ({@link ScHsmCrypto.getKeyPair}) or generated there (`subtle.generateKey`); they sign,
  * decrypt and derive on the card and are never extractable.
  */
-export class ScHsmCrypto extends CoreCrypto implements ProviderOwner {
+export class ScHsmCrypto extends CoreCrypto implements ProviderOwner, CryptoStorages {
   readonly subtle: ScHsmSubtleCrypto;
   /**
    * The device's key pairs as webcrypto-core's CryptoKeyStorage, as node-webcrypto-p11 has it
    * (src/webcrypto/storage.ts): `keys()`, `getItem(index, algorithm?)`, `removeItem(index)`.
    */
   readonly keyStorage: HsmKeyStorage;
+  /**
+   * The device's X.509 certificates as webcrypto-core's CryptoCertificateStorage, as
+   * node-webcrypto-p11 has it (src/webcrypto/cert-storage.ts): `importCert` then `setItem` stores
+   * a certificate beside its key; `keys()`, `getItem(index)`, `exportCert('raw' | 'pem', cert)`.
+   */
+  readonly certStorage: HsmCertificateStorage;
 
   /** @param hsm an open session; the user PIN must be verified before keys are used. */
   constructor(readonly hsm: SmartCardHsm) {
     super();
     this.subtle = new ScHsmSubtleCrypto(this);
     this.keyStorage = new HsmKeyStorage(this);
+    this.certStorage = new HsmCertificateStorage(this);
   }
 
   /** Random bytes from the host's CSPRNG (WebCrypto's getRandomValues is synchronous; the card is not). */

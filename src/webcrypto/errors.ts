@@ -2,13 +2,19 @@
  * Errors of the WebCrypto provider under the names the Web Cryptography API gives them (W3C
  * WebCrypto §"Exceptions": InvalidAccessError for a key that does not fit the call,
  * NotSupportedError for a parameter the device cannot do, OperationError for an operation that
- * failed), so that code written for a browser's or node-webcrypto-p11's `subtle` that checks
+ * failed, DataError for input that is not what it claims, NotFoundError for a storage item the
+ * device does not hold), so that code written for a browser's or node-webcrypto-p11's `subtle` that checks
  * `e.name` ports unchanged. They stay ScHsmErrors: `code`, `fix` and `isScHsmError` as everywhere.
  */
 import { ScHsmError, type ScHsmErrorCode, type ScHsmErrorOptions } from '../errors.js';
 
 /** The DOMException names the provider uses. */
-export type WebCryptoErrorName = 'InvalidAccessError' | 'NotSupportedError' | 'OperationError' | 'DataError';
+export type WebCryptoErrorName =
+  | 'InvalidAccessError'
+  | 'NotSupportedError'
+  | 'OperationError'
+  | 'DataError'
+  | 'NotFoundError';
 
 /** An ScHsmError whose `name` is the WebCrypto (DOMException) name `name`. */
 export function webCryptoError(

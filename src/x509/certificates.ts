@@ -11,17 +11,15 @@
 import { createPublicKey } from 'node:crypto';
 import type { Extension, Name, Pkcs10CertificateRequest, X509Certificate } from '@peculiar/x509';
 import { ScHsmError } from '../errors.js';
-import { decodeKeyDescription, encodeKeyDescription, KEY_ACCESS } from '../pkcs15/index.js';
-import { PREFIX } from '../protocol/constants.js';
 import type { SmartCardHsm } from '../sc-hsm/session.js';
+import { storeKeyCertificate } from '../webcrypto/cert-storage.js';
 import { ScHsmCrypto } from '../webcrypto/crypto.js';
 import type { HsmAlgorithmName } from '../webcrypto/keys.js';
 import { parseDistinguishedName } from './dn.js';
 import { x509 } from './lib.js';
 
 /** Access flags OpenSC writes into the PRKD once a certificate is stored (0x1D, spec §6.2). */
-export const STORED_CERT_ACCESS =
-  KEY_ACCESS.SENSITIVE | KEY_ACCESS.ALWAYS_SENSITIVE | KEY_ACCESS.NEVER_EXTRACTABLE | KEY_ACCESS.LOCAL;
+export { STORED_CERT_ACCESS } from '../webcrypto/cert-storage.js';
 
 /** Hash of the signature; for RSA keys also the padding. */
 export interface SigningOptions {
@@ -256,19 +254,7 @@ export async function importCertificate(
       `the certificate for "${certificate.subject}" does not belong to key reference ${keyRef}: its public key differs`,
     );
   }
-  const prkdFid = (PREFIX.PRKD << 8) | keyRef;
-  await hsm.channel.exclusive(async () => {
-    const description = decodeKeyDescription(await hsm.readFile(prkdFid));
-    await hsm.storeCertificate(keyRef, der);
-    await hsm.writeFile(
-      prkdFid,
-      encodeKeyDescription({
-        ...description,
-        access: description.access ?? STORED_CERT_ACCESS,
-        subjectName: new Uint8Array(certificate.subjectName.toArrayBuffer()),
-      }),
-    );
-  });
+  await storeKeyCertificate(hsm, keyRef, der);
   return { der, subject: certificate.subject, certificate };
 }
 
