@@ -20,11 +20,33 @@ export async function host(data: Uint8Array<ArrayBuffer>): Promise<boolean> {
   const csr = await createCsr(hsm, { keyRef: 1, subject: 'CN=Example' });
   const cert = await selfSignCertificate(hsm, { keyRef: 1, subject: 'CN=Example Root CA', days: 365 });
   const device = await verifyDeviceAuthenticity(hsm);
+  // a key's SPKI (KeyInfo.publicKey) is a BufferSource for the platform's WebCrypto as it is
+  const spki = (await hsm.keyInfo(1)).publicKey;
+  if (spki)
+    await globalThis.crypto.subtle.importKey('spki', spki, { name: 'ECDSA', namedCurve: 'P-256' }, true, [
+      'verify',
+    ]);
+  await globalThis.crypto.subtle.digest('SHA-256', cert.der);
+  // certificates on the card the node-webcrypto-p11 way: importCert, setItem, keys, getItem, exportCert
+  const parsed = await crypto.certStorage.importCert(
+    'pem',
+    cert.pem,
+    { name: 'ECDSA', namedCurve: 'P-256' },
+    ['verify'],
+  );
+  const index = await crypto.certStorage.setItem(parsed);
+  const stored = await crypto.certStorage.getItem(index);
+  const der: ArrayBuffer = await crypto.certStorage.exportCert('raw', stored);
+  const pem: string = await crypto.certStorage.exportCert('pem', stored);
+  const indexes: string[] = await crypto.certStorage.keys();
   return (
     ok &&
     digest.byteLength === 32 &&
     csr.pem.length > 0 &&
     cert.certificate.subject.length > 0 &&
-    device !== undefined
+    device !== undefined &&
+    der.byteLength > 0 &&
+    pem.length > 0 &&
+    indexes.includes(index)
   );
 }
