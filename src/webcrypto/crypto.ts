@@ -44,6 +44,14 @@ const CoreCrypto = lazyBase((core) => core.Crypto);
 const CoreSubtleCrypto = lazyBase((core) => core.SubtleCrypto);
 
 /** `subtle` of {@link ScHsmCrypto}: the HSM providers plus node's WebCrypto for everything else. */
+/** The algorithm parameters of encrypt and decrypt, as the DOM lib names them. */
+type CipherAlgorithm =
+  | webcrypto.AlgorithmIdentifier
+  | webcrypto.RsaOaepParams
+  | webcrypto.AesCtrParams
+  | webcrypto.AesCbcParams
+  | webcrypto.AesGcmParams;
+
 export class ScHsmSubtleCrypto extends CoreSubtleCrypto {
   constructor(owner: ProviderOwner) {
     super();
@@ -83,12 +91,7 @@ export class ScHsmSubtleCrypto extends CoreSubtleCrypto {
 
   /** Encrypts on the host. */
   override encrypt(
-    algorithm:
-      | webcrypto.AlgorithmIdentifier
-      | webcrypto.RsaOaepParams
-      | webcrypto.AesCtrParams
-      | webcrypto.AesCbcParams
-      | webcrypto.AesGcmParams,
+    algorithm: CipherAlgorithm,
     key: webcrypto.CryptoKey,
     data: webcrypto.BufferSource,
     ...args: unknown[]
@@ -98,12 +101,7 @@ export class ScHsmSubtleCrypto extends CoreSubtleCrypto {
 
   /** Decrypts with the key's provider: an HSM RSA key deciphers on the card (DECIPHER, spec §3.14). */
   override decrypt(
-    algorithm:
-      | webcrypto.AlgorithmIdentifier
-      | webcrypto.RsaOaepParams
-      | webcrypto.AesCtrParams
-      | webcrypto.AesCbcParams
-      | webcrypto.AesGcmParams,
+    algorithm: CipherAlgorithm,
     key: webcrypto.CryptoKey,
     data: webcrypto.BufferSource,
     ...args: unknown[]
