@@ -411,6 +411,32 @@ describe('files that must not replace another are created exclusively at the fin
     expect(readFileSync(out, 'utf8')).toMatch(/^-----BEGIN PRIVATE KEY-----/);
   }, 180_000);
 
+  it('--out, a created file or a backup directory that is the --sim state file or its companions is refused before anything is sent, also with --force', async () => {
+    const f = copyOfBase('out-on-state.json');
+    const before = readFileSync(f);
+    const link = join(dir, 'out-on-state-link.json');
+    symlinkSync(f, link);
+    const cert = ['--key-ref', '1', '--pin', 'env:PIN', '--force', '--json'];
+    const attempts: string[][] = [
+      ['csr', '--sim', f, '--subject', 'CN=x', ...cert, '--out', f],
+      ['cert', 'self-sign', '--sim', f, '--subject', 'CN=x', '--days', '2', ...cert, '--out', f],
+      ['cert', 'export', '--sim', f, '--key-ref', '1', '--force', '--json', '--out', link],
+      ['--sim', f, 'csr', '--subject', 'CN=x', ...cert, '--out', `${dir}/./out-on-state.json`],
+      ['csr', '--sim', f, '--subject', 'CN=x', ...cert, '--out', `${f}.lock.holder`],
+      ['csr', '--sim', f, '--subject', 'CN=x', ...cert, '--out', `${f}.dkek-import.json`],
+      ['wrap', '--sim', f, '--key-ref', '1', '--pin', 'env:PIN', '--force', '--json', '--out', f],
+      ['backup', `${f}.lock`, '--sim', f, '--pin', 'env:PIN', '--json'],
+    ];
+    for (const argv of attempts) {
+      const r = await cli(argv, { env: ENV });
+      expect(r.code, `${argv.join(' ')}: ${r.stdout}`).toBe(2);
+      expect(r.json().error.code).toBe('USAGE_ERROR');
+      expect(r.json().error.message).toMatch(/state file|beside its state file/);
+    }
+    expect(readFileSync(f).equals(before)).toBe(true);
+    expect(userPinTries(f)).toBe(3);
+  });
+
   it('two concurrent `dkek create F`: one share file, the other command fails; the file is the winner’s', async () => {
     const share = join(dir, 'race.pbe');
     const pw = ['first-password', 'second-password'];

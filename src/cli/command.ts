@@ -4,7 +4,7 @@
  * secret typed in the wrong place).
  */
 import { realpathSync, statSync } from 'node:fs';
-import { basename, dirname, resolve } from 'node:path';
+import { basename, dirname, resolve, sep } from 'node:path';
 import { parseArgs } from 'node:util';
 import { unsafeTextPosition } from '../sc-hsm/validate.js';
 import type { Ctx, GlobalOptions, Values } from './context.js';
@@ -254,6 +254,59 @@ function refuseTraceOnCommandFiles(
   }
 }
 
+/**
+ * What lives beside a virtual device's state file FILE: its lock (`FILE.lock`, `FILE.lock.holder`,
+ * src/sim/state-lock.ts), its temps (`.FILE.*.tmp`, src/util/host-files.ts) and the DKEK import
+ * record (`FILE.dkek-import.json`, src/cli/dkek-ceremony.ts). Named here, not imported, so that
+ * parsing a command loads no simulator code.
+ */
+function isSimStateCompanion(path: string, sim: string): boolean {
+  const p = canonicalPath(path);
+  const s = canonicalPath(sim);
+  if (p === `${s}.lock` || p.startsWith(`${s}.lock${sep}`) || p === `${s}.lock.holder`) return true;
+  if (p === `${s}.dkek-import.json`) return true;
+  return dirname(p) === dirname(s) && basename(p).startsWith(`.${basename(s)}.`) && p.endsWith('.tmp');
+}
+
+/**
+ * USAGE_ERROR, before anything is sent, when an output of the command (`--out`, a created file
+ * argument, `--save-replaced`, a backup directory) is the --sim state file or one of its
+ * companions: with --force it would replace the virtual device (its keys) or its lock, otherwise
+ * it would fail only after the work.
+ */
+function refuseOutputsOnSimState(
+  specs: Record<string, OptionSpec>,
+  cmd: CommandSpec,
+  v: Values,
+  positionals: string[],
+): void {
+  const sim = v.sim;
+  if (typeof sim !== 'string' || sim === '') return;
+  const outputs: { path: string; where: string }[] = [];
+  for (const [name, value] of Object.entries(v)) {
+    const role = specs[name]?.path;
+    if (name === 'sim' || name === 'trace' || (role !== 'output' && role !== 'output-dir')) continue;
+    for (const x of Array.isArray(value) ? value : [value]) {
+      if (typeof x === 'string' && x !== '') outputs.push({ path: x, where: `--${name}` });
+    }
+  }
+  if (cmd.argPath === 'output' || cmd.argPath === 'output-dir')
+    for (const p of positionals) outputs.push({ path: p, where: cmd.name });
+  for (const o of outputs) {
+    const state = sameFile(o.path, sim);
+    if (state || isSimStateCompanion(o.path, sim)) {
+      const what = o.where === cmd.name ? `${cmd.name} ${o.path}` : `${o.where} ${o.path}`;
+      throw new CliError(
+        'USAGE_ERROR',
+        state
+          ? `${what} is the state file of the virtual device (--sim): writing there would destroy the device. Nothing was sent.`
+          : `${what} is a file the virtual device keeps beside its state file ${sim} (its lock, temp or DKEK import record). Nothing was sent.`,
+        `name another file for ${o.where === cmd.name ? 'the output' : o.where}`,
+      );
+    }
+  }
+}
+
 export function parseCommandArgs(cmd: CommandSpec, argv: string[]): Parsed {
   const specs = { ...GLOBAL_OPTIONS, ...(cmd.options ?? {}) };
   const options: Record<string, { type: 'string' | 'boolean'; multiple?: boolean; short?: string }> = {};
@@ -297,7 +350,10 @@ export function parseCommandArgs(cmd: CommandSpec, argv: string[]): Parsed {
   if (g.sim !== undefined && g.reader !== undefined) {
     throw new CliError('USAGE_ERROR', '--sim and --reader exclude each other');
   }
-  if (!help) refuseTraceOnCommandFiles(specs, cmd, v, parsed.positionals);
+  if (!help) {
+    refuseTraceOnCommandFiles(specs, cmd, v, parsed.positionals);
+    refuseOutputsOnSimState(specs, cmd, v, parsed.positionals);
+  }
   return { g, values: v, positionals: parsed.positionals, help };
 }
 
