@@ -20,6 +20,9 @@ export default defineConfig([
     dts: true,
     // Sourcemaps are not published (README, Design: "The package").
     sourcemap: false,
+    // Classes keep their names in bundles (esbuild would otherwise rename a clashing ScHsmError to
+    // _ScHsmError): what `e.constructor.name`, util.inspect and stack traces show
+    keepNames: true,
     clean: true,
     target: 'node20',
     external: ['pcsclite'],
@@ -36,6 +39,7 @@ export default defineConfig([
     entry: { cli: 'src/cli/main.ts' },
     format: ['esm'],
     sourcemap: false,
+    keepNames: true,
     target: 'node20',
     external: ['pcsclite'],
     banner: { js: '#!/usr/bin/env node' },

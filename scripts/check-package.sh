@@ -47,6 +47,17 @@ done)
   card.close().then(() => card.transmit(Uint8Array.of(0, 0xa4, 4, 0)))
     .then(() => process.exit(1), (e) => process.exit(e instanceof ScHsmError ? 0 : 1));")
 
+# classes keep their names in the bundles (tsup keepNames): e.constructor.name, stack traces
+(cd "$work/esm" && node --input-type=commonjs -e "
+  const names = [require('sc-hsm-ts').ScHsmError.name, require('sc-hsm-ts').SmartCardHsm.name,
+    require('sc-hsm-ts/sim').VirtualSmartCardHsm.name, require('sc-hsm-ts/testing').RecordingTransport.name];
+  if (names.join() !== 'ScHsmError,SmartCardHsm,VirtualSmartCardHsm,RecordingTransport') {
+    console.error('!! bundled class names: ' + names.join());
+    process.exit(1);
+  }" && node --input-type=module -e "
+  const { ScHsmError } = await import('sc-hsm-ts');
+  if (new ScHsmError('IO_ERROR', 'x').constructor.name !== 'ScHsmError') process.exit(1);")
+
 echo "== publint"
 npx --no-install publint run --strict "$tarball"
 echo "== arethetypeswrong"

@@ -203,6 +203,23 @@ describe('transcripts', () => {
     expect(isoSecretMask(h('00200081'))).toEqual([false, false, false, false]);
   });
 
+  it('recording and replay transports refuse a wrong argument shape with INVALID_ARGUMENT, not a TypeError at the first APDU', () => {
+    const card = scripted(() => '9000');
+    const sinkObject = { sink: () => undefined } as unknown as (line: string) => void;
+    expect(() => new RecordingTransport(card, sinkObject)).toThrow(
+      expect.objectContaining({ code: 'INVALID_ARGUMENT', message: expect.stringMatching(/^sink /) }),
+    );
+    expect(() => new RecordingTransport({} as never)).toThrow(
+      expect.objectContaining({ code: 'INVALID_ARGUMENT' }),
+    );
+    expect(() => new ReplayTransport(42 as never)).toThrow(
+      expect.objectContaining({ code: 'INVALID_ARGUMENT' }),
+    );
+    expect(() => new RecordingTransport(card, undefined, 'mask' as never)).toThrow(
+      expect.objectContaining({ code: 'INVALID_ARGUMENT' }),
+    );
+  });
+
   it('records and replays; a divergence, a missing and a leftover APDU all fail', async () => {
     const card = scripted((a) => (a[1] === 0x20 ? '9000' : '6a82'));
     const rec = new RecordingTransport(card);

@@ -55,6 +55,11 @@ export function maskedHex(apdu: Uint8Array, mask: SecretMask = isoSecretMask): s
   return s;
 }
 
+/** INVALID_ARGUMENT naming the constructor argument, instead of a TypeError at the first APDU. */
+function argument(ok: boolean, name: string, expected: string): void {
+  if (!ok) throw new ScHsmError('INVALID_ARGUMENT', `${name} must be ${expected}`);
+}
+
 export type TranscriptSink = (line: string) => void;
 
 /**
@@ -74,7 +79,15 @@ export class RecordingTransport implements Transport {
     readonly inner: Transport,
     private readonly sink?: TranscriptSink,
     private readonly mask: SecretMask = isoSecretMask,
-  ) {}
+  ) {
+    argument(typeof inner?.transmit === 'function', 'inner', 'a Transport');
+    argument(
+      sink === undefined || typeof sink === 'function',
+      'sink',
+      'a function (line) => void, or undefined',
+    );
+    argument(typeof mask === 'function', 'mask', 'a SecretMask function');
+  }
 
   get extendedLength(): boolean | undefined {
     return this.inner.extendedLength;
@@ -189,6 +202,8 @@ export class ReplayTransport implements Transport {
     transcript: string,
     private readonly mask: SecretMask = isoSecretMask,
   ) {
+    argument(typeof transcript === 'string', 'transcript', 'the transcript text');
+    argument(typeof mask === 'function', 'mask', 'a SecretMask function');
     this.steps = parseTranscript(transcript);
   }
 
