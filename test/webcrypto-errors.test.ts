@@ -46,6 +46,24 @@ describe('WebCrypto error names', () => {
     );
   });
 
+  it('an EC key used for an RSA algorithm: no getKeyPair hint that cannot work, the key family instead', async () => {
+    const ec = await hsm.generateKeyPair({ type: 'ec', curve: 'brainpoolP384r1', label: 'ec' });
+    const pair = await crypto.getKeyPair({ keyRef: ec.keyRef });
+    const e = await failure(crypto.subtle.sign({ name: 'RSASSA-PKCS1-v1_5' }, pair.privateKey, DATA));
+    expect(e.name).toBe('InvalidAccessError');
+    expect(e.message).toMatch(/it is an EC key \(use ECDSA or ECDH\)$/);
+    expect(e.message).not.toContain('getKeyPair');
+  });
+
+  it('a device key given to an algorithm that runs on the host: InvalidAccessError', async () => {
+    const { publicKey } = await crypto.getKeyPair({ keyRef: rsaRef });
+    const e = await failure(
+      crypto.subtle.encrypt({ name: 'AES-GCM', iv: new Uint8Array(12) }, publicKey, DATA),
+    );
+    expect(e.name).toBe('InvalidAccessError');
+    expect(e.code).toBe('INVALID_ARGUMENT');
+  });
+
   it('a salt length the card cannot do: NotSupportedError', async () => {
     const pss = await crypto.getKeyPair(
       { keyRef: rsaRef },

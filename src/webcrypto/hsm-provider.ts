@@ -78,6 +78,11 @@ function getKeyPairCall(keyRef: number, algorithm: string, key: CoreCryptoKey): 
   return `{ keyRef: ${keyRef} }, { algorithm: { name: '${algorithm}', hash: '${hash}' } }`;
 }
 
+/** EC for ECDSA and ECDH keys, RSA for the RSA algorithms. */
+function keyFamily(algorithm: string): 'EC' | 'RSA' {
+  return algorithm.toUpperCase().startsWith('RSA') ? 'RSA' : 'EC';
+}
+
 /** The key must be one of ours, of this algorithm, with this usage: else a clear INVALID_ARGUMENT. */
 function checkKey(provider: ProviderCrypto, key: CoreCryptoKey, usage?: KeyUsage): void {
   if (!(key instanceof SoftwareKey || key instanceof HsmPrivateKey)) {
@@ -88,13 +93,18 @@ function checkKey(provider: ProviderCrypto, key: CoreCryptoKey, usage?: KeyUsage
     );
   }
   if (key.algorithm.name.toUpperCase() !== provider.name.toUpperCase()) {
+    const family = keyFamily(key.algorithm.name);
+    // a getKeyPair hint only where it works: an EC key never serves an RSA algorithm, nor the reverse
+    const hint =
+      family !== keyFamily(provider.name)
+        ? `: it is an ${family} key (${family === 'EC' ? 'use ECDSA or ECDH' : 'use RSASSA-PKCS1-v1_5, RSA-PSS or RSA-OAEP'})`
+        : key instanceof HsmPrivateKey
+          ? `: get it with crypto.getKeyPair(${getKeyPairCall(key.keyRef, provider.name, key)})`
+          : '';
     throw webCryptoError(
       'InvalidAccessError',
       'INVALID_ARGUMENT',
-      `${describe(key)} is set up for ${key.algorithm.name}, not ${provider.name}` +
-        (key instanceof HsmPrivateKey
-          ? `: get it with crypto.getKeyPair(${getKeyPairCall(key.keyRef, provider.name, key)})`
-          : ''),
+      `${describe(key)} is set up for ${key.algorithm.name}, not ${provider.name}${hint}`,
     );
   }
   if (usage && !key.usages.includes(usage)) {

@@ -7,6 +7,7 @@
 import { webcrypto } from 'node:crypto';
 import { ScHsmError } from '../errors.js';
 import { lazyBase } from './core.js';
+import { webCryptoError } from './errors.js';
 import {
   type Algorithm,
   type WebCryptoKey as CryptoKey,
@@ -39,7 +40,11 @@ export const NODE_ALGORITHMS = [
 
 function native(key: unknown): webcrypto.CryptoKey {
   if (key instanceof NativeKey) return key.native;
-  throw new ScHsmError('INVALID_ARGUMENT', 'this algorithm needs a key created or imported with this subtle');
+  throw webCryptoError(
+    'InvalidAccessError',
+    'INVALID_ARGUMENT',
+    'this algorithm runs on the host and needs a key generated or imported for it with this subtle; a device key (getKeyPair) serves only its own algorithm',
+  );
 }
 
 /** The algorithm dictionary with wrapped keys (e.g. X25519's `public`) replaced by node's. */
