@@ -24,8 +24,13 @@ fi
 entries=(sc-hsm-ts sc-hsm-ts/sim sc-hsm-ts/webcrypto sc-hsm-ts/x509 sc-hsm-ts/testing)
 for dir in test/consumers/*/; do
   name=$(basename "$dir")
+  [ "$name" = common ] && continue
   echo "== consumer $name"
   cp -r "$dir" "$work/$name"
+  # one source for all: the core program, and the host-side (DOM) part for the -dom projects
+  mkdir -p "$work/$name/src"
+  cp test/consumers/common/core.ts "$work/$name/src/main.ts"
+  case "$name" in *-dom) cp test/consumers/common/dom.ts "$work/$name/src/host.ts" ;; esac
   # offline: a lock of the tarball and of this repository's versions, all in the cache `npm ci`
   # filled; no install scripts (pcsclite's native build is not needed to type-check or load)
   node scripts/consumer-lock.mjs "$ROOT" "$work/$name" "$tarball"

@@ -1,4 +1,5 @@
-// The core and the virtual card from CommonJS: these imports compile to require() (type: commonjs).
+// The core and the virtual card, as a program that drives a device uses them (README, Library);
+// the same source is checked as ESM (import) and as CommonJS (require) by the consumer projects.
 import {
   backupDevice,
   decodeKeyDescription,

@@ -1,4 +1,5 @@
-// Host-side work over a session: WebCrypto keys on the HSM, CSRs and certificates (lib: DOM).
+// Host-side work over a session: WebCrypto keys on the HSM, CSRs and certificates (lib: DOM);
+// checked as ESM and as CommonJS by the -dom consumer projects.
 import { SmartCardHsm } from 'sc-hsm-ts';
 import { VirtualSmartCardHsm } from 'sc-hsm-ts/sim';
 import { ScHsmCrypto } from 'sc-hsm-ts/webcrypto';
