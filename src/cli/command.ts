@@ -211,18 +211,15 @@ function sameFile(a: string, b: string): boolean {
 }
 
 /**
- * USAGE_ERROR, before anything is sent, when `--trace FILE` is a file the command reads or writes
- * (an --out file, a share file, a backup directory's files, a `file:` secret, the --sim state): the
- * transcript written when the command ends would replace it, or fail after the work was done.
+ * Every path the command will read or write, other than --trace: options marked with a path role,
+ * `file:` secrets (read), and the arguments of a command with `argPath`.
  */
-function refuseTraceOnCommandFiles(
+function commandPaths(
   specs: Record<string, OptionSpec>,
   cmd: CommandSpec,
   v: Values,
   positionals: string[],
-): void {
-  const trace = v.trace;
-  if (typeof trace !== 'string' || trace === '-') return;
+): { path: string; role: PathRole; where: string }[] {
   const paths: { path: string; role: PathRole; where: string }[] = [];
   for (const [name, value] of Object.entries(v)) {
     const spec = specs[name];
@@ -235,6 +232,23 @@ function refuseTraceOnCommandFiles(
     }
   }
   if (cmd.argPath) for (const p of positionals) paths.push({ path: p, role: cmd.argPath, where: cmd.name });
+  return paths;
+}
+
+/**
+ * USAGE_ERROR, before anything is sent, when `--trace FILE` is a file the command reads or writes
+ * (an --out file, a share file, a backup directory's files, a `file:` secret, the --sim state): the
+ * transcript written when the command ends would replace it, or fail after the work was done.
+ */
+function refuseTraceOnCommandFiles(
+  specs: Record<string, OptionSpec>,
+  cmd: CommandSpec,
+  v: Values,
+  positionals: string[],
+): void {
+  const trace = v.trace;
+  if (typeof trace !== 'string' || trace === '-') return;
+  const paths = commandPaths(specs, cmd, v, positionals);
   const traceDir = canonicalPath(dirname(resolve(trace)));
   for (const p of paths) {
     const clash = sameFile(trace, p.path) || (p.role === 'output-dir' && traceDir === canonicalPath(p.path));
@@ -282,16 +296,9 @@ function refuseOutputsOnSimState(
 ): void {
   const sim = v.sim;
   if (typeof sim !== 'string' || sim === '') return;
-  const outputs: { path: string; where: string }[] = [];
-  for (const [name, value] of Object.entries(v)) {
-    const role = specs[name]?.path;
-    if (name === 'sim' || name === 'trace' || (role !== 'output' && role !== 'output-dir')) continue;
-    for (const x of Array.isArray(value) ? value : [value]) {
-      if (typeof x === 'string' && x !== '') outputs.push({ path: x, where: `--${name}` });
-    }
-  }
-  if (cmd.argPath === 'output' || cmd.argPath === 'output-dir')
-    for (const p of positionals) outputs.push({ path: p, where: cmd.name });
+  const outputs = commandPaths(specs, cmd, v, positionals).filter(
+    (p) => p.path !== '' && (p.role === 'output' || p.role === 'output-dir'),
+  );
   for (const o of outputs) {
     const state = sameFile(o.path, sim);
     if (state || isSimStateCompanion(o.path, sim)) {

@@ -116,29 +116,6 @@ async function simOpenError(e: unknown, path: string): Promise<unknown> {
   return e;
 }
 
-/**
- * USAGE_ERROR when `path` is the --sim state file itself: an output written there (a forced
- * `wrap --out`, a `--trace --trace-overwrite`) would replace the virtual device and its keys.
- */
-export function refuseSimStateAsOutput(ctx: Ctx, path: string, option: string): void {
-  if (ctx.g.sim === undefined) return;
-  let same = false;
-  try {
-    const a = statSync(path);
-    const b = statSync(ctx.g.sim);
-    same = a.dev === b.dev && a.ino === b.ino;
-  } catch {
-    // one of them does not exist: nothing to destroy
-  }
-  if (same) {
-    throw new CliError(
-      'USAGE_ERROR',
-      `${option} ${path} is the state file of the virtual device (--sim): writing there would destroy the device`,
-      `name another file for ${option}`,
-    );
-  }
-}
-
 /** The command's stdout or stderr when `path` names the same file (device, pipe, socket) as fd 1 or 2. */
 function standardStreamAt(ctx: Ctx, path: string): NodeJS.WritableStream | undefined {
   try {
@@ -161,7 +138,7 @@ function standardStreamAt(ctx: Ctx, path: string): NodeJS.WritableStream | undef
  */
 async function traceWriter(ctx: Ctx, path: string): Promise<(text: string) => Promise<void>> {
   if (path === '-') return async (text) => void ctx.io.stderr.write(text);
-  refuseSimStateAsOutput(ctx, path, '--trace');
+  // the --sim state file and the command's own files were refused when the options were parsed
   const kind = await hostPathKind(path);
   // /dev/stderr, /dev/fd/N, /proc/self/fd/N (links to whatever the stream is), devices, FIFOs:
   // appended to in place, never replaced

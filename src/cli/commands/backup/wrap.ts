@@ -2,7 +2,6 @@ import { deviceIdentity, deviceText } from '../../../sc-hsm/backup.js';
 import { wrapFileInfo } from '../../../sc-hsm/wrap-info.js';
 import type { Command } from '../../command.js';
 import { flag, reqInt, reqStr } from '../../context.js';
-import { refuseSimStateAsOutput } from '../../device.js';
 import { refuseOverwrite, writeAtomic, writeAtomicExclusive } from '../../files.js';
 import { kcvText, printable, sha256Hex } from '../../format.js';
 import { wrapSpec } from '../meta.js';
@@ -12,7 +11,6 @@ export const wrap: Command = {
   async run(ctx, v) {
     const keyRef = reqInt(v, 'key-ref', 1, 255);
     const out = reqStr(v, 'out', 'the .bin file to write');
-    refuseSimStateAsOutput(ctx, out, '--out');
     await refuseOverwrite(out, flag(v, 'force'), 'output file');
     const hsm = await ctx.hsm();
     // named in the output: a scripted wrap after a card swap says which device it read
