@@ -22,6 +22,7 @@ import { SmartCardHsm } from '../src/sc-hsm/session.js';
 import { VirtualSmartCardHsm } from '../src/sim/index.js';
 import { fromHex } from '../src/util/bytes.js';
 import { cli, PIN, SO_PIN, tempDir } from './cli-helpers.js';
+import { rejection } from './helpers/fixtures.js';
 
 const SHARE = fromHex('9b1964f9cbc623adbe4644244161d955a8729a691883b35643c9e6e9dc3f3c74');
 
@@ -39,16 +40,6 @@ async function device(id: string, label: string, n: number): Promise<string> {
 async function open(state: string): Promise<{ card: VirtualSmartCardHsm; hsm: SmartCardHsm }> {
   const card = VirtualSmartCardHsm.deserialize(state);
   return { card, hsm: await SmartCardHsm.open(card) };
-}
-
-async function rejection(p: Promise<unknown>): Promise<ScHsmError> {
-  try {
-    await p;
-  } catch (e) {
-    if (e instanceof ScHsmError) return e;
-    throw e;
-  }
-  throw new Error('expected a rejection');
 }
 
 let devA = ''; // serial UTVH1111111, 3 keys

@@ -23,6 +23,7 @@ import {
 } from '../src/index.js';
 import { VirtualSmartCardHsm } from '../src/sim/index.js';
 import { fromHex } from '../src/util/bytes.js';
+import { rejection } from './helpers/fixtures.js';
 
 const SO_PIN = '3537363231383830';
 const PIN = '648219';
@@ -53,16 +54,6 @@ async function publicKeys(hsm: SmartCardHsm): Promise<Map<number, string>> {
   return new Map(
     (await hsm.listKeys()).map((k) => [k.keyRef, Buffer.from(k.publicKey ?? []).toString('hex')]),
   );
-}
-
-async function rejection(p: Promise<unknown>): Promise<ScHsmError> {
-  try {
-    await p;
-  } catch (e) {
-    if (e instanceof ScHsmError) return e;
-    throw e;
-  }
-  throw new Error('expected a rejection');
 }
 
 beforeAll(async () => {

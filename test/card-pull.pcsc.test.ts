@@ -12,11 +12,12 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import { RelayCard } from '../harness/relay-card.js';
 import type { PcscTransport } from '../src/apdu/pcsc.js';
 import { runCli } from '../src/cli/main.js';
-import { ScHsmError } from '../src/errors.js';
+import type { ScHsmError } from '../src/errors.js';
 import { openPcsc } from '../src/sc-hsm/open-pcsc.js';
 import { SmartCardHsm } from '../src/sc-hsm/session.js';
 import { VirtualSmartCardHsm } from '../src/sim/index.js';
 import type { VpcdConnection } from '../src/sim/vpcd.js';
+import { rejection } from './helpers/fixtures.js';
 import { describePcsc, insertCard, vpcdEndpoint, vpcdReaderName, waitForCard } from './helpers/pcsc-env.js';
 
 const PIN = '648219';
@@ -90,15 +91,6 @@ async function eject(t: PcscTransport | undefined, link: VpcdConnection): Promis
   await waitForCard(READER, false);
 }
 
-async function failure(p: Promise<unknown>): Promise<ScHsmError> {
-  const e = await p.then(
-    () => undefined,
-    (x: unknown) => x,
-  );
-  if (!(e instanceof ScHsmError)) throw new Error(`expected an ScHsmError, got ${String(e)}`, { cause: e });
-  return e;
-}
-
 /**
  * Opens a session on a fresh copy of `state` with the PIN verified, arms the pull, runs `op`.
  * Returns its error and that of the call after it (the transport must stay dead).
@@ -115,9 +107,9 @@ async function pulledRun(
     const hsm = await SmartCardHsm.open(t);
     await hsm.verifyPin(PIN);
     slot.arm(plan);
-    const error = await failure(op(hsm));
+    const error = await rejection(op(hsm));
     expect(slot.pulled, 'the card was pulled').toBe(true);
-    const next = await failure(hsm.pinStatus());
+    const next = await rejection(hsm.pinStatus());
     return { error, next, slot };
   } finally {
     await eject(t, link);
@@ -233,8 +225,8 @@ describePcsc('a card pulled in the middle of an operation, through pcscd', () =>
       await hsm.verifyPin(PIN);
       await link.close();
       await waitForCard(READER, false);
-      expectRemoved(await failure(hsm.listKeys()), 'listKeys after the pull');
-      expectRemoved(await failure(hsm.pinStatus()), 'pinStatus after the pull');
+      expectRemoved(await rejection(hsm.listKeys()), 'listKeys after the pull');
+      expectRemoved(await rejection(hsm.pinStatus()), 'pinStatus after the pull');
     } finally {
       await eject(t, link);
     }
@@ -261,7 +253,7 @@ describePcsc('a card pulled in the middle of an operation, through pcscd', () =>
           reached++;
           return origProcess(a);
         };
-        expectRemoved(await failure(hsm.listKeys()), 'listKeys on the swapped card');
+        expectRemoved(await rejection(hsm.listKeys()), 'listKeys on the swapped card');
         expect(reached, 'APDUs that reached the other card').toBe(0);
       } finally {
         await other.link.close();
@@ -278,7 +270,7 @@ describePcsc('a card pulled in the middle of an operation, through pcscd', () =>
     try {
       const hsm = await SmartCardHsm.open(t);
       slot.garbleNext = true;
-      const e = await failure(hsm.pinStatus());
+      const e = await rejection(hsm.pinStatus());
       expect(e.code, e.message).toBe('MALFORMED_RESPONSE');
       expect(e.message).toMatch(/still in the reader/);
       expect((await hsm.pinStatus()).triesLeft).toBe(3);

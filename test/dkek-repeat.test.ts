@@ -22,6 +22,7 @@ import { VirtualSmartCardHsm } from '../src/sim/index.js';
 import { toHex } from '../src/util/bytes.js';
 import { cli, ENV, PIN, SO_PIN, tempDir } from './cli-helpers.js';
 import { buildCli, runCliProcess } from './helpers/cli-process.js';
+import { rejection } from './helpers/fixtures.js';
 
 const A = Uint8Array.from(randomBytes(32));
 const B = Uint8Array.from(randomBytes(32));
@@ -32,15 +33,6 @@ async function device(shares: number): Promise<{ card: VirtualSmartCardHsm; hsm:
   const hsm = await SmartCardHsm.open(card);
   await hsm.initialize({ soPin: SO_PIN, userPin: PIN, dkekShares: shares });
   return { card, hsm };
-}
-
-async function rejection(p: Promise<unknown>): Promise<{ code?: string; message: string }> {
-  try {
-    await p;
-  } catch (e) {
-    return e as { code?: string; message: string };
-  }
-  throw new Error('expected a rejection');
 }
 
 describe('the all-zero DKEK', () => {

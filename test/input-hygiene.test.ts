@@ -21,6 +21,7 @@ import { VirtualSmartCardHsm } from '../src/sim/index.js';
 import { fromHex } from '../src/util/bytes.js';
 import { parseDistinguishedName } from '../src/x509/dn.js';
 import { cli, PIN, SO_PIN, tempDir } from './cli-helpers.js';
+import { rejection } from './helpers/fixtures.js';
 
 const SHARE = fromHex('9b1964f9cbc623adbe4644244161d955a8729a691883b35643c9e6e9dc3f3c74');
 /** ESC [2J (clear screen), BEL, newline, RIGHT-TO-LEFT OVERRIDE, a C1 control (CSI). */
@@ -34,15 +35,6 @@ async function ready(): Promise<{ card: VirtualSmartCardHsm; hsm: SmartCardHsm }
   await hsm.importDkekShare(SHARE);
   await hsm.verifyPin(PIN);
   return { card, hsm };
-}
-
-async function rejection(p: Promise<unknown>): Promise<{ code?: string; message: string }> {
-  try {
-    await p;
-  } catch (e) {
-    return e as { code?: string; message: string };
-  }
-  throw new Error('expected a rejection');
 }
 
 describe('labels: printable text only, 1 to 32 bytes of UTF-8', () => {

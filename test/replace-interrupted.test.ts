@@ -26,7 +26,6 @@ import { testCertificate } from '../harness/certificate.js';
 import type { Transport } from '../src/apdu/transport.js';
 import { runCli } from '../src/cli/main.js';
 import { decodeWrapFile, decryptKeyBlob, encodeWrapFile } from '../src/dkek/index.js';
-import { ScHsmError } from '../src/errors.js';
 import { decodeCvRequest } from '../src/pkcs15/index.js';
 import { backupDevice, restoreDevice } from '../src/sc-hsm/backup.js';
 import { SmartCardHsm } from '../src/sc-hsm/session.js';
@@ -34,6 +33,7 @@ import { wrapFileDamage, wrapFileInfo } from '../src/sc-hsm/wrap-info.js';
 import { VirtualSmartCardHsm } from '../src/sim/index.js';
 import { fromHex, toHex } from '../src/util/bytes.js';
 import { PIN, SO_PIN, tempDir } from './cli-helpers.js';
+import { rejection } from './helpers/fixtures.js';
 
 const SHARE = fromHex('9b1964f9cbc623adbe4644244161d955a8729a691883b35643c9e6e9dc3f3c74');
 
@@ -78,16 +78,6 @@ async function open(state: string): Promise<{ card: VirtualSmartCardHsm; hsm: Sm
   const hsm = await SmartCardHsm.open(card);
   await hsm.verifyPin(PIN);
   return { card, hsm };
-}
-
-async function rejection(p: Promise<unknown>): Promise<ScHsmError> {
-  try {
-    await p;
-  } catch (e) {
-    if (e instanceof ScHsmError) return e;
-    throw e;
-  }
-  throw new Error('expected a rejection');
 }
 
 beforeAll(async () => {

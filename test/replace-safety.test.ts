@@ -23,7 +23,7 @@ import { KeyReplaceError, SmartCardHsm } from '../src/sc-hsm/session.js';
 import { VirtualSmartCardHsm } from '../src/sim/index.js';
 import { fromHex, toHex } from '../src/util/bytes.js';
 import { cli, PIN, SO_PIN, tempDir } from './cli-helpers.js';
-import { FAULT_COMBOS } from './helpers/fixtures.js';
+import { FAULT_COMBOS, rejection } from './helpers/fixtures.js';
 
 const SHARE = fromHex('9b1964f9cbc623adbe4644244161d955a8729a691883b35643c9e6e9dc3f3c74');
 
@@ -73,16 +73,6 @@ async function open(state: string): Promise<{ card: VirtualSmartCardHsm; hsm: Sm
   const hsm = await SmartCardHsm.open(card);
   await hsm.verifyPin(PIN);
   return { card, hsm };
-}
-
-async function rejection(p: Promise<unknown>): Promise<ScHsmError> {
-  try {
-    await p;
-  } catch (e) {
-    if (e instanceof ScHsmError) return e;
-    throw e;
-  }
-  throw new Error('expected a rejection');
 }
 
 beforeAll(async () => {

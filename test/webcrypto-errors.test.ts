@@ -7,7 +7,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { isScHsmError } from '../src/errors.js';
 import type { SmartCardHsm } from '../src/sc-hsm/session.js';
 import { ScHsmCrypto } from '../src/webcrypto/index.js';
-import { initializedHsm } from './helpers/fixtures.js';
+import { initializedHsm, rejection } from './helpers/fixtures.js';
 
 const DATA = new TextEncoder().encode('data');
 let hsm: SmartCardHsm;
@@ -20,19 +20,10 @@ beforeAll(async () => {
   rsaRef = (await hsm.generateKeyPair({ type: 'rsa', bits: 1024, label: 'rsa' })).keyRef;
 });
 
-async function failure(p: Promise<unknown>): Promise<Error & { code?: string }> {
-  try {
-    await p;
-  } catch (e) {
-    return e as Error & { code?: string };
-  }
-  throw new Error('expected a rejection');
-}
-
 describe('WebCrypto error names', () => {
   it('a key of another algorithm: InvalidAccessError, and the hint is a call that works', async () => {
     const v15 = await crypto.getKeyPair({ keyRef: rsaRef });
-    const e = await failure(crypto.subtle.sign({ name: 'RSA-PSS', saltLength: 32 }, v15.privateKey, DATA));
+    const e = await rejection(crypto.subtle.sign({ name: 'RSA-PSS', saltLength: 32 }, v15.privateKey, DATA));
     expect(e.name).toBe('InvalidAccessError');
     expect(isScHsmError(e, 'INVALID_ARGUMENT')).toBe(true);
     const call = /getKeyPair\((.*)\)$/.exec(e.message)?.[1];
@@ -49,7 +40,7 @@ describe('WebCrypto error names', () => {
   it('an EC key used for an RSA algorithm: no getKeyPair hint that cannot work, the key family instead', async () => {
     const ec = await hsm.generateKeyPair({ type: 'ec', curve: 'brainpoolP384r1', label: 'ec' });
     const pair = await crypto.getKeyPair({ keyRef: ec.keyRef });
-    const e = await failure(crypto.subtle.sign({ name: 'RSASSA-PKCS1-v1_5' }, pair.privateKey, DATA));
+    const e = await rejection(crypto.subtle.sign({ name: 'RSASSA-PKCS1-v1_5' }, pair.privateKey, DATA));
     expect(e.name).toBe('InvalidAccessError');
     expect(e.message).toMatch(/it is an EC key \(use ECDSA or ECDH\)$/);
     expect(e.message).not.toContain('getKeyPair');
@@ -57,7 +48,7 @@ describe('WebCrypto error names', () => {
 
   it('a device key given to an algorithm that runs on the host: InvalidAccessError', async () => {
     const { publicKey } = await crypto.getKeyPair({ keyRef: rsaRef });
-    const e = await failure(
+    const e = await rejection(
       crypto.subtle.encrypt({ name: 'AES-GCM', iv: new Uint8Array(12) }, publicKey, DATA),
     );
     expect(e.name).toBe('InvalidAccessError');
@@ -69,14 +60,14 @@ describe('WebCrypto error names', () => {
       { keyRef: rsaRef },
       { algorithm: { name: 'RSA-PSS', hash: 'SHA-256' } },
     );
-    const e = await failure(crypto.subtle.sign({ name: 'RSA-PSS', saltLength: 20 }, pss.privateKey, DATA));
+    const e = await rejection(crypto.subtle.sign({ name: 'RSA-PSS', saltLength: 20 }, pss.privateKey, DATA));
     expect(e.name).toBe('NotSupportedError');
     expect(e.code).toBe('INVALID_ARGUMENT');
   });
 
   it('exporting a device private key: InvalidAccessError', async () => {
     const { privateKey } = await crypto.getKeyPair({ keyRef: rsaRef });
-    const e = await failure(crypto.subtle.exportKey('pkcs8', privateKey));
+    const e = await rejection(crypto.subtle.exportKey('pkcs8', privateKey));
     expect(e.name).toBe('InvalidAccessError');
   });
 });

@@ -1,5 +1,6 @@
 /** Small builders shared by tests (the benchmarks' share is in harness/). */
 import { FAULT_KINDS, type FaultPlan } from '../../src/apdu/fault.js';
+import { ScHsmError } from '../../src/errors.js';
 import { SmartCardHsm } from '../../src/sc-hsm/session.js';
 import { VirtualSmartCardHsm } from '../../src/sim/index.js';
 
@@ -20,4 +21,15 @@ export async function initializedHsm(): Promise<SmartCardHsm> {
   await hsm.initialize({ soPin: '3537363231383830', userPin: '648219' });
   await hsm.verifyPin('648219');
   return hsm;
+}
+
+/** The ScHsmError `p` rejects with; fails the test when it resolves or rejects with anything else. */
+export async function rejection(p: Promise<unknown>): Promise<ScHsmError> {
+  try {
+    await p;
+  } catch (e) {
+    if (e instanceof ScHsmError) return e;
+    throw e;
+  }
+  throw new Error('expected a rejection');
 }
