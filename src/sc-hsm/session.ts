@@ -18,6 +18,8 @@ import type { ScHsmError } from '../errors.js';
 import type { CertificateDescription, CvCertificate, DataObjectDescription } from '../pkcs15/index.js';
 import { PIN_USER } from '../protocol/constants.js';
 import { asyncDispose } from '../util/dispose.js';
+import type { AesCbcOptions } from './aes.js';
+import * as aes from './aes.js';
 import { checkOpen, closeSession, SessionChannel, type SessionContext, sessionContext } from './context.js';
 import type { DecryptMechanism, SignMechanism } from './crypto.js';
 import * as crypto from './crypto.js';
@@ -37,6 +39,7 @@ import { checkBytes, checkFid, checkInt } from './validate.js';
 import type { UnwrapOptions } from './wrap.js';
 import * as wrap from './wrap.js';
 
+export type { AesCbcOptions } from './aes.js';
 export type { DecryptMechanism, SignMechanism } from './crypto.js';
 export type { AppletInfo, DeviceStatus } from './device.js';
 export { type DkekStatus, dkekKcvUnknown, type ImportDkekShareOptions } from './dkek.js';
@@ -330,6 +333,44 @@ export class SmartCardHsm {
    */
   async ecdh(keyRef: number, peer: Uint8Array): Promise<Uint8Array<ArrayBuffer>> {
     return crypto.ecdh(this.ctx, keyRef, peer);
+  }
+
+  /**
+   * AES-CBC encryption with an AES key (CIPHER algorithm 10, spec §3.15): the caller's IV and
+   * PKCS#7 padding (unless `padding: 'none'`) applied on the host around the card's zero-IV CBC;
+   * long data in several APDUs (aes.ts). Standard AES-CBC output.
+   */
+  async aesEncrypt(keyRef: number, data: Uint8Array, opts: AesCbcOptions): Promise<Uint8Array<ArrayBuffer>> {
+    return aes.aesEncrypt(this.ctx, keyRef, data, opts);
+  }
+
+  /**
+   * AES-CBC decryption with an AES key (CIPHER algorithm 11, spec §3.15), IV and PKCS#7 on the
+   * host; a bad padding is INCORRECT_DATA with one fixed message (no padding oracle).
+   */
+  async aesDecrypt(
+    keyRef: number,
+    ciphertext: Uint8Array,
+    opts: AesCbcOptions,
+  ): Promise<Uint8Array<ArrayBuffer>> {
+    return aes.aesDecrypt(this.ctx, keyRef, ciphertext, opts);
+  }
+
+  /** AES-CMAC by the card (CIPHER algorithm 18, spec §3.15): 16 bytes; the message fits one APDU. */
+  async aesCmac(keyRef: number, data: Uint8Array): Promise<Uint8Array<ArrayBuffer>> {
+    return aes.aesCmac(this.ctx, keyRef, data);
+  }
+
+  /**
+   * Key derivation from an AES key (CIPHER algorithm 99, spec §3.15), 1–32 bytes. The firmware's
+   * KDF is UNCERTAIN (spec §13 item 12; the virtual card runs HKDF-SHA-256): see aes.ts.
+   */
+  async aesDerive(
+    keyRef: number,
+    data: Uint8Array,
+    opts: { length?: number } = {},
+  ): Promise<Uint8Array<ArrayBuffer>> {
+    return aes.aesDerive(this.ctx, keyRef, data, opts);
   }
 
   /** GET CHALLENGE (spec §3.17), in calls of at most 1024 bytes. */

@@ -37,6 +37,7 @@ import { fail, SW } from './sw.js';
 import {
   AES_DERIVE_KDF,
   DEVICE_KEY_USE_SW,
+  CIPHER_MAX_DATA,
   ECDH_RETURNS_Y,
   KEY_NOT_FOUND_SW,
   KEY_OCCUPIED_SW,
@@ -262,6 +263,7 @@ export const cipher: Handler = (ctx, cmd) => {
   checkAlgorithm(k, cmd.p2);
   checkCounter(k);
   const key = k.secret!;
+  if (cmd.data.length > CIPHER_MAX_DATA) fail(SW.WRONG_LENGTH, 'more data than the APDU buffer holds');
   const cbc = `aes-${key.length * 8}-cbc`;
   let out: Uint8Array;
   switch (cmd.p2) {

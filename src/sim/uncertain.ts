@@ -158,6 +158,15 @@ export const DEVICE_KEY_USE_SW = SW.SECURITY_STATUS;
 
 /**
  * DKEK status while shares are outstanding: the KCV field is 8 zero bytes (there is no DKEK yet;
+/**
+ * CIPHER `80 78` (spec §3.15) with more data than fits the APDU buffer of JCOP 3 (1232 bytes per
+ * APDU, spec §2, minus the 9 bytes of an extended header and Le): 6700. The card keeps no CBC or
+ * CMAC state between commands, so hosts split CBC data themselves (sc-hsm-ts: 1024 bytes per APDU).
+ * Data that is no whole number of blocks for 10/11 is 6A80 (sc-hsm-embedded's "invalid data"),
+ * an AES algorithm on an RSA/EC key, or an unknown algorithm, 6A81.
+ */
+export const CIPHER_MAX_DATA = 1223;
+
  * sc-hsm-tool prints "import pending" and ignores the field).
  */
 export const KCV_WHILE_PENDING_IS_ZERO = true;

@@ -3,9 +3,17 @@
  * against the virtual card (test/session.test.ts) and through pcscd → vpcd → the same virtual card
  * (test/session.pcsc.test.ts).
  */
-import { constants, createECDH, createPublicKey, publicEncrypt, randomBytes, verify } from 'node:crypto';
+import {
+  constants,
+  createCipheriv,
+  createECDH,
+  createPublicKey,
+  publicEncrypt,
+  randomBytes,
+  verify,
+} from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { keyCheckValue } from '../../src/dkek/index.js';
+import { aesCmac, keyCheckValue } from '../../src/dkek/index.js';
 import { ScHsmError } from '../../src/errors.js';
 import type { SmartCardHsm } from '../../src/sc-hsm/session.js';
 import type { VirtualSmartCardHsm } from '../../src/sim/index.js';
@@ -358,6 +366,35 @@ export function defineSessionSuite(name: string, harness: () => Harness): void {
       const a = await hsm.generateAesKey({ bits: 256, label: 'aes' });
       const keys = await hsm.listKeys();
       expect(keys.find((k) => k.keyRef === a.keyRef)).toMatchObject({ type: 'aes', bits: 256, label: 'aes' });
+    });
+
+    it('AES-CBC with a caller IV and PKCS#7, CMAC and derivation with an AES key: standard results (node:crypto)', async () => {
+      const d = await ready(await h().fresh());
+      const { hsm } = d;
+      const a = await hsm.generateAesKey({ bits: 256, label: 'aes-cbc' });
+      const secret = Buffer.from(JSON.parse(d.card.serialize()).keys[String(a.keyRef)].secret, 'hex');
+      const iv = new Uint8Array(randomBytes(16));
+      // 2500 bytes: three APDUs, the chain carried across them
+      for (const len of [0, 15, 16, 2500]) {
+        const plain = new Uint8Array(randomBytes(len));
+        const ct = await hsm.aesEncrypt(a.keyRef, plain, { iv });
+        const c = createCipheriv('aes-256-cbc', secret, iv);
+        expect(toHex(ct)).toBe(toHex(Buffer.concat([c.update(plain), c.final()])));
+        expect(toHex(await hsm.aesDecrypt(a.keyRef, ct, { iv }))).toBe(toHex(plain));
+      }
+      const msg = new Uint8Array(randomBytes(40));
+      expect(toHex(await hsm.aesCmac(a.keyRef, msg))).toBe(toHex(aesCmac(secret, msg)));
+      const k1 = await hsm.aesDerive(a.keyRef, Uint8Array.of(1, 2, 3));
+      expect(k1).toHaveLength(32);
+      expect(toHex(await hsm.aesDerive(a.keyRef, Uint8Array.of(1, 2, 3)))).toBe(toHex(k1));
+      const ec = await hsm.generateKeyPair({ type: 'ec', curve: 'P-256', label: 'not-aes' });
+      await hsm.keyInfo(ec.keyRef); // known to the session: refused without a CIPHER
+      await rejectsWithoutApdu(d, () => hsm.aesEncrypt(ec.keyRef, msg, { iv }), 'INVALID_ARGUMENT');
+      await rejectsWithoutApdu(
+        d,
+        () => hsm.aesEncrypt(a.keyRef, msg, { iv: iv.subarray(0, 8) }),
+        'INVALID_ARGUMENT',
+      );
     });
 
     it('deletes keys: gone from the list, a second delete is KEY_NOT_FOUND', async () => {
