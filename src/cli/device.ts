@@ -136,7 +136,7 @@ function standardStreamAt(ctx: Ctx, path: string): NodeJS.WritableStream | undef
 /**
  * Checks `--trace PATH` before anything is sent and returns the writer used when the command ends.
  */
-async function traceWriter(ctx: Ctx, path: string): Promise<(text: string) => Promise<void>> {
+export async function traceWriter(ctx: Ctx, path: string): Promise<(text: string) => Promise<void>> {
   if (path === '-') return async (text) => void ctx.io.stderr.write(text);
   // the --sim state file and the command's own files were refused when the options were parsed
   const kind = await hostPathKind(path);

@@ -263,6 +263,86 @@ export const keygenSpec: CommandSpec = {
   examples: ['sc-hsm-ts keygen --type rsa:2048 --label ca-key --pin env:PIN'],
 };
 
+const AES_KEY_REF = {
+  type: 'string',
+  arg: 'N',
+  help: 'key reference of the AES key (see `sc-hsm-ts keys`; made with `keygen --type aes:256`)',
+} as const;
+
+const AES_CBC_DESCRIPTION = [
+  'AES-CBC with PKCS#7 padding: the card encrypts (CIPHER, 1 KB per command), the IV and the padding',
+  'are applied on this computer, so the result is standard AES-CBC (openssl enc -aes-256-cbc -K … -iv …).',
+  'Without --iv, encrypt takes a random IV and writes it as the first 16 bytes of --out, and decrypt',
+  'reads it from the first 16 bytes of --in; with --iv the file holds the ciphertext only. --out is',
+  'created exclusively (mode 0600; --force replaces it) and written only when the whole input is done.',
+  'Input: 16 MiB at most.',
+].join('\n');
+
+export const aesEncryptSpec: CommandSpec = {
+  name: 'aes encrypt',
+  summary: 'Encrypt a file with an AES key of the device (AES-CBC, PKCS#7; random IV prepended unless --iv).',
+  description: AES_CBC_DESCRIPTION,
+  options: {
+    'key-ref': AES_KEY_REF,
+    in: { type: 'string', arg: 'FILE', path: 'input', help: 'the file to encrypt' },
+    out: {
+      type: 'string',
+      arg: 'FILE',
+      path: 'output',
+      help: 'the encrypted file (must not exist unless --force)',
+    },
+    iv: {
+      type: 'string',
+      arg: 'HEX',
+      help: '16-byte IV as 32 hex digits (default: random, written before the ciphertext)',
+    },
+    force: FORCE,
+    pin: PIN,
+  },
+  examples: ['sc-hsm-ts aes encrypt --key-ref 3 --in secret.txt --out secret.enc --pin env:PIN'],
+};
+
+export const aesDecryptSpec: CommandSpec = {
+  name: 'aes decrypt',
+  summary: 'Decrypt a file with an AES key of the device (AES-CBC, PKCS#7; IV from the file unless --iv).',
+  description: AES_CBC_DESCRIPTION,
+  options: {
+    'key-ref': AES_KEY_REF,
+    in: { type: 'string', arg: 'FILE', path: 'input', help: 'the encrypted file' },
+    out: {
+      type: 'string',
+      arg: 'FILE',
+      path: 'output',
+      help: 'the decrypted file, mode 0600 (must not exist unless --force)',
+    },
+    iv: {
+      type: 'string',
+      arg: 'HEX',
+      help: '16-byte IV as 32 hex digits (default: the first 16 bytes of --in)',
+    },
+    force: FORCE,
+    pin: PIN,
+  },
+  examples: ['sc-hsm-ts aes decrypt --key-ref 3 --in secret.enc --out secret.txt --pin env:PIN'],
+};
+
+export const aesCmacSpec: CommandSpec = {
+  name: 'aes cmac',
+  summary:
+    'AES-CMAC of a file (at most 1024 bytes) computed by an AES key of the device; prints 32 hex digits.',
+  options: {
+    'key-ref': AES_KEY_REF,
+    in: {
+      type: 'string',
+      arg: 'FILE',
+      path: 'input',
+      help: 'the message (at most 1024 bytes: one card command)',
+    },
+    pin: PIN,
+  },
+  examples: ['sc-hsm-ts aes cmac --key-ref 3 --in message.bin --pin env:PIN'],
+};
+
 export const deleteKeySpec: CommandSpec = {
   name: 'delete-key',
   summary: 'Delete a key, its description and its certificate (asks for confirmation).',
@@ -559,6 +639,7 @@ export const simServeSpec: CommandSpec = {
     'Runs until SIGINT/SIGTERM. pcscd then shows a reader "Virtual PCD 00 00" with the virtual card,',
     'usable by OpenSC (pkcs11-tool, sc-hsm-tool) and by this tool without --sim. The state file is',
     'held while it runs: other commands on it with --sim wait, then are told it is in use.',
+    '--trace FILE writes the card-side transcript (secrets masked) when it stops.',
   ].join('\n'),
   options: {
     state: {
