@@ -11,6 +11,9 @@
  */
 import type { Command, CommandSpec } from './command.js';
 import {
+  aesCmacSpec,
+  aesDecryptSpec,
+  aesEncryptSpec,
   apduSpec,
   backupSpec,
   certExportSpec,
@@ -65,6 +68,9 @@ export const COMMANDS: CommandEntry[] = [
   { ...keysSpec, load: async () => (await core()).keys },
   { ...keygenSpec, load: async () => (await core()).keygen },
   { ...deleteKeySpec, load: async () => (await core()).deleteKey },
+  { ...aesEncryptSpec, load: async () => (await core()).aesEncrypt },
+  { ...aesDecryptSpec, load: async () => (await core()).aesDecrypt },
+  { ...aesCmacSpec, load: async () => (await core()).aesCmac },
   { ...wrapSpec, load: async () => (await core()).wrap },
   { ...unwrapSpec, load: async () => (await core()).unwrap },
   { ...backupSpec, load: async () => (await core()).backup },
