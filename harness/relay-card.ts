@@ -23,4 +23,7 @@ export class RelayCard<C extends VpcdCard = VpcdCard> implements VpcdCard {
   reset(): void {
     this.card.reset();
   }
+  answerReady(): Promise<void> | undefined {
+    return this.card.answerReady?.();
+  }
 }

@@ -20,6 +20,11 @@ export interface Transport {
   /** False when the reader cannot carry extended-length APDUs. Default: true. */
   readonly extendedLength?: boolean | undefined;
   /**
+   * The largest command APDU the card takes, where it is known to be below 64 KiB (the virtual
+   * card under a timing profile: 1462 bytes for JCOP 2.4.1r3). File writes are split to stay under it.
+   */
+  readonly maxApdu?: number | undefined;
+  /**
    * Runs `fn` while other applications are kept off the card (PC/SC: an exclusive connection).
    * Optional; the channel serialises this process's own sequences either way.
    */

@@ -20,6 +20,16 @@ const SW_EOF = 0x6282;
 /** Bytes of file data per UPDATE BINARY: stays below the smallest card limit of spec §2 (1232) with headers. */
 const WRITE_CHUNK = 1024;
 
+/**
+ * Bytes of file data per UPDATE BINARY under a card's largest command APDU (Transport.maxApdu):
+ * at most WRITE_CHUNK, and `maxApdu` less the header (4), an extended Lc (3), the offset `54 02 xx xx`
+ * (4) and the data tag `53 82 xx xx` (4).
+ */
+export function writeChunk(maxApdu: number | undefined): number {
+  if (maxApdu === undefined) return WRITE_CHUNK;
+  return Math.max(1, Math.min(WRITE_CHUNK, maxApdu - 15));
+}
+
 export class CardFiles {
   constructor(
     private readonly channel: ApduChannel,
@@ -100,8 +110,9 @@ export class CardFiles {
         await this.update(fid, 0, data);
         return;
       }
-      for (let off = 0; off < data.length; off += WRITE_CHUNK) {
-        await this.update(fid, off, data.subarray(off, off + WRITE_CHUNK));
+      const chunk = writeChunk(this.channel.transport.maxApdu);
+      for (let off = 0; off < data.length; off += chunk) {
+        await this.update(fid, off, data.subarray(off, off + chunk));
       }
     });
   }

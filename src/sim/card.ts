@@ -4,7 +4,6 @@
  * (power, reset, persistence); the command handlers live in fs.ts, pins.ts, init.ts, keys.ts and
  * dkek.ts.
  */
-import { randomBytes } from 'node:crypto';
 import { encodeResponse, type ParsedCommand, parseCommand } from '../apdu/command.js';
 import type { Transport } from '../apdu/transport.js';
 import { ScHsmError } from '../errors.js';
@@ -12,13 +11,24 @@ import { AID, ATR_NITROKEY_HSM2, INS } from '../protocol/constants.js';
 import { bytesEqual } from '../util/bytes.js';
 import { asyncDispose } from '../util/dispose.js';
 import { hostFileExists, removeStaleTemps } from '../util/host-files.js';
+import { FifoLock } from '../util/lock.js';
 import { type CardContext, freshVolatile, type Handler, type VolatileState } from './context.js';
+import { deriveEcKey } from './derive.js';
 import { createDeviceIdentity, deviceChrFor } from './device.js';
 import { manageKeyDomain, unwrapKey, wrapKey } from './dkek.js';
 import { appletFcp, deleteFile, enumerateObjects, readBinary, selectEf, updateBinary } from './fs.js';
 import { initialize } from './init.js';
 import { cipher, decipher, generateKeyPair, generateSymmetricKey, sign } from './keys.js';
 import { changeReferenceData, resetRetryCounter, verify } from './pins.js';
+import { externalAuthenticate, getChallenge, mse, pka, verifyCertificate } from './pka.js';
+import { capacityTotal, capacityUnits, exchangeMs, ModelTimer, type TimingProfile } from './profile.js';
+import {
+  endSecureMessaging,
+  generalAuthenticate,
+  mseSetAtChipAuthentication,
+  secureCommand,
+  sessionPin,
+} from './secure-messaging.js';
 import {
   type CardState,
   deserializeState,
@@ -34,6 +44,7 @@ import {
   type StateLockOptions,
 } from './state-lock.js';
 import { fail, type Reply, SW, SwError } from './sw.js';
+import { CAPACITY_FULL_SW, TOO_LONG_APDU_SW } from './uncertain.js';
 
 /** Firmware version reported in FCP tag 85 by default ("SmartCard-HSM Version 3.5 on JCOP 3"). */
 export const DEFAULT_FIRMWARE: [number, number] = [3, 5];
@@ -48,6 +59,12 @@ export interface VirtualCardOptions {
    * session, as pico-hsm does (see `KCV_BEFORE_LOGIN` in uncertain.ts). Kept in the state file.
    */
   kcvAfterLogin?: boolean;
+  /**
+   * A timing profile (src/sim/profile.ts): every answer then takes the modelled time of the real
+   * device (real waiting, one APDU at a time), and the device's limits apply (largest APDU, key
+   * capacity). Not kept in the state file; {@link VirtualSmartCardHsm.profile} sets it on any card.
+   */
+  profile?: TimingProfile;
 }
 
 /** How a card is bound to its state file ({@link VirtualSmartCardHsm.open}). */
@@ -91,23 +108,6 @@ const select: Handler = (ctx, cmd) => {
   return { data: cmd.p2 === 0x0c ? new Uint8Array(0) : appletFcp(ctx.state.options, ctx.state.firmware) };
 };
 
-/** GET CHALLENGE `00 84 00 00 Le` (spec §3.17). */
-const getChallenge: Handler = (_ctx, cmd) => {
-  if (cmd.p1 !== 0 || cmd.p2 !== 0) fail(SW.WRONG_P1P2);
-  if (cmd.ne === undefined || cmd.data.length > 0) fail(SW.WRONG_LENGTH);
-  return { data: new Uint8Array(randomBytes(cmd.ne)) };
-};
-
-/** PKA status `80 54 00 00` (spec §3.18): `N missing M authenticated` when configured, else 6D00. */
-const pka: Handler = (ctx, cmd) => {
-  const p = ctx.state.pka;
-  if (!p || !ctx.state.initialized) fail(SW.INS_NOT_SUPPORTED);
-  if (cmd.p1 !== 0 || cmd.p2 !== 0) fail(SW.WRONG_P1P2);
-  // Registration of public keys is not implemented: the card then behaves as for an unknown INS.
-  if (cmd.data.length > 0) fail(SW.INS_NOT_SUPPORTED);
-  return { data: Uint8Array.of(p.total, p.total, p.required, 0) };
-};
-
 /** Proprietary (CLA 80) handlers by INS. */
 const PROPRIETARY: Record<number, Handler> = {
   [INS.INITIALIZE]: initialize,
@@ -117,8 +117,10 @@ const PROPRIETARY: Record<number, Handler> = {
   [INS.SIGN]: sign,
   [INS.DECIPHER]: decipher,
   [INS.CIPHER]: cipher,
+  [INS.DERIVE_EC_KEY]: deriveEcKey,
   [INS.WRAP_KEY]: wrapKey,
   [INS.UNWRAP_KEY]: unwrapKey,
+  [INS.SESSION_PIN]: sessionPin,
 };
 
 /** ISO (CLA 00) handlers by INS. */
@@ -133,6 +135,10 @@ const ISO: Record<number, Handler> = {
   [INS.GENERATE_ASYMMETRIC_KEY_PAIR]: generateKeyPair,
   [INS.GENERATE_SYMMETRIC_KEY]: generateSymmetricKey,
   [INS.GET_CHALLENGE]: getChallenge,
+  [INS.GENERAL_AUTHENTICATE]: generalAuthenticate,
+  [INS.MSE]: mse,
+  [INS.PSO]: verifyCertificate,
+  [INS.EXTERNAL_AUTHENTICATE]: externalAuthenticate,
 };
 
 /** Carries the state into the constructor during deserialize/load. */
@@ -151,6 +157,9 @@ export class VirtualSmartCardHsm implements Transport {
   private removed = false;
   /** The state file this card is bound to ({@link VirtualSmartCardHsm.open}), until `close()`. */
   private binding?: Binding;
+  private timing?: { profile: TimingProfile; timer: ModelTimer; lock: FifoLock; lastMs: number };
+  /** Sum of the modelled times of every APDU answered under a profile (ms): the card's side of a benchmark. */
+  modelledMs = 0;
 
   /** A fresh, uninitialized card with its own device key and certificate chain — or, internally, a restored one. */
   constructor(o: VirtualCardOptions = {}) {
@@ -178,6 +187,29 @@ export class VirtualSmartCardHsm implements Transport {
       keys: new Map([[0, key]]),
     };
     if (o.kcvAfterLogin) this.state.kcvAfterLogin = true;
+    if (o.profile) this.profile = o.profile;
+  }
+
+  /** The timing profile in force (undefined: answers at once, no device limits beyond memory). */
+  get profile(): TimingProfile | undefined {
+    return this.timing?.profile;
+  }
+
+  set profile(p: TimingProfile | undefined) {
+    this.timing = p ? { profile: p, timer: new ModelTimer(), lock: new FifoLock(), lastMs: 0 } : undefined;
+  }
+
+  /**
+   * When the answer to the APDU last given to {@link process} may leave the card under the
+   * profile (its modelled time, waited for real); undefined without a profile. The vpcd bridge
+   * sends the answer then, so that pcscd and every other client wait for it as for a real card.
+   */
+  answerReady(): Promise<void> | undefined {
+    const t = this.timing;
+    if (!t || t.lastMs <= 0) return undefined;
+    const ms = t.lastMs;
+    t.lastMs = 0;
+    return t.timer.wait(ms);
   }
 
   /** The device CHR (`UTVH#######00000`); OpenSC shows it minus the last 5 characters as serial. */
@@ -190,14 +222,16 @@ export class VirtualSmartCardHsm implements Transport {
     const b = this.binding;
     if (b?.failure) return encodeResponse({ data: new Uint8Array(0), sw: SW_MEMORY_FAILURE });
     let r: Reply;
+    let cmd: ParsedCommand | undefined;
     try {
-      let cmd: ParsedCommand;
       try {
         cmd = parseCommand(apdu);
       } catch {
-        return encodeResponse({ data: new Uint8Array(0), sw: SW.WRONG_LENGTH });
+        return this.timed(apdu, encodeResponse({ data: new Uint8Array(0), sw: SW.WRONG_LENGTH }), undefined);
       }
-      r = this.dispatch(cmd);
+      const limits = this.timing?.profile.limits;
+      if (limits && apdu.length > limits.maxApdu) fail(TOO_LONG_APDU_SW, 'APDU longer than the buffer');
+      r = limits ? this.withinCapacity(cmd) : this.dispatch(cmd);
     } catch (e) {
       r = { sw: e instanceof SwError ? e.sw : SW.UNKNOWN };
     }
@@ -212,7 +246,47 @@ export class VirtualSmartCardHsm implements Transport {
         // a failing listener must not break the card
       }
     }
-    return encodeResponse({ data: r.data ?? new Uint8Array(0), sw: r.sw ?? SW.OK });
+    return this.timed(apdu, encodeResponse({ data: r.data ?? new Uint8Array(0), sw: r.sw ?? SW.OK }), cmd);
+  }
+
+  /** Notes the modelled time of an exchange (profile only) for {@link answerReady}. */
+  private timed(apdu: Uint8Array, response: Uint8Array, cmd: ParsedCommand | undefined): Uint8Array {
+    const t = this.timing;
+    if (t) {
+      const key =
+        cmd && (cmd.cla === 0x80 || cmd.ins === INS.GENERATE_ASYMMETRIC_KEY_PAIR)
+          ? this.state.keys.get(cmd.p1)
+          : undefined;
+      t.lastMs = exchangeMs(t.profile, apdu, response, cmd, key);
+      this.modelledMs += t.lastMs;
+    }
+    return response;
+  }
+
+  /**
+   * A command under a profile's key capacity: a key that GAKP, GENERATE SYMMETRIC KEY or UNWRAP
+   * created beyond it is taken back and the command answered 6A84, as the firmware answers when
+   * its memory is full (see `CAPACITY_FULL_SW` in uncertain.ts).
+   */
+  private withinCapacity(cmd: ParsedCommand): Reply {
+    const creates =
+      cmd.ins === INS.GENERATE_ASYMMETRIC_KEY_PAIR ||
+      cmd.ins === INS.GENERATE_SYMMETRIC_KEY ||
+      (cmd.cla === 0x80 && cmd.ins === INS.UNWRAP_KEY);
+    if (!creates) return this.dispatch(cmd);
+    // what the command may change: the key and the files GAKP writes beside it (its CV request)
+    const keys = new Map(this.state.keys);
+    const files = new Map(this.state.files);
+    const r = this.dispatch(cmd);
+    const p = this.timing?.profile;
+    const after = this.state.keys.get(cmd.p1);
+    if (!p || !after || after === keys.get(cmd.p1)) return r;
+    let used = 0;
+    for (const [ref, k] of this.state.keys) if (ref !== 0) used += capacityUnits(p, k);
+    if (used <= capacityTotal(p)) return r;
+    this.state.keys = keys;
+    this.state.files = files;
+    return { sw: CAPACITY_FULL_SW };
   }
 
   /** Writes the state to the bound file; on failure the card stops (see {@link Binding.failure}). */
@@ -243,12 +317,30 @@ export class VirtualSmartCardHsm implements Transport {
       if (!pending) fail(SW.CONDITIONS, 'no response pending');
       return this.chunk(pending, cmd.ne ?? 256);
     }
+    // secure messaging (spec §3.19, secure-messaging.ts): a protected command is checked, routed
+    // and answered protected; a plain one ends SM
+    if (cmd.cla === 0x0c || cmd.cla === 0x8c)
+      return this.finish(
+        secureCommand(this.ctx(), cmd, (c) => this.route(c)),
+        cmd,
+      );
+    if (this.vol.sm) endSecureMessaging(this.ctx());
+    return this.finish(this.route(cmd), cmd);
+  }
+
+  /** The handler's answer to a plain command (before 61xx chunking). */
+  private route(cmd: ParsedCommand): Reply {
     if (cmd.cla !== 0x00 && cmd.cla !== 0x80) fail(SW.CLA_NOT_SUPPORTED);
-    if (cmd.ins === INS.SELECT && cmd.cla === 0x00) return this.finish(select(this.ctx(), cmd), cmd);
+    if (cmd.ins === INS.SELECT && cmd.cla === 0x00) return select(this.ctx(), cmd);
     if (!this.vol.selected) fail(SW.INS_NOT_SUPPORTED, 'applet not selected');
-    const handler = cmd.cla === 0x80 ? PROPRIETARY[cmd.ins] : ISO[cmd.ins];
+    const chipAuthentication = cmd.ins === INS.MSE && cmd.cla === 0x00 && cmd.p1 === 0x41;
+    const handler = chipAuthentication
+      ? mseSetAtChipAuthentication
+      : cmd.cla === 0x80
+        ? PROPRIETARY[cmd.ins]
+        : ISO[cmd.ins];
     if (!handler) fail(SW.INS_NOT_SUPPORTED);
-    return this.finish(handler(this.ctx(), cmd), cmd);
+    return handler(this.ctx(), cmd);
   }
 
   /** Answers longer than Ne are split with 61xx / GET RESPONSE (ISO 7816-4). */
@@ -283,7 +375,19 @@ export class VirtualSmartCardHsm implements Transport {
         'the virtual card was closed: like a removed card it answers nothing; open its state again for a new session',
       );
     }
-    return this.process(apdu);
+    const t = this.timing;
+    if (!t) return this.process(apdu);
+    // one APDU at a time, each answered after its modelled time, as a real card through its reader
+    return t.lock.run(async () => {
+      const r = this.process(apdu);
+      await this.answerReady();
+      return r;
+    });
+  }
+
+  /** The largest command APDU the profile's device takes (undefined: no limit but the 64 KiB of extended length). */
+  get maxApdu(): number | undefined {
+    return this.timing?.profile.limits.maxApdu;
   }
 
   /** Power on: volatile state cleared, the applet is not selected (spec §1.3). */

@@ -17,6 +17,12 @@ export interface VpcdCard {
   powerOn(): void;
   powerOff(): void;
   reset(): void;
+  /**
+   * Optional: resolves when the answer to the APDU last given to `process` may be sent (a timing
+   * profile's modelled time, `VirtualSmartCardHsm.answerReady`); undefined answers at once. Until
+   * then pcscd waits for the card, and so does every other client of the reader.
+   */
+  answerReady?(): Promise<void> | undefined;
 }
 
 export interface VpcdOptions {
@@ -115,6 +121,8 @@ class Connection extends EventEmitter implements VpcdConnection {
     sock.setNoDelay(true);
     let buf: Buffer = Buffer.alloc(0);
     let sawAtrRequest = false;
+    /** Answers held back for the card's modelled time go out in order, after this. */
+    let outbox: Promise<void> | undefined;
     let opened = false;
     let watchdog: NodeJS.Timeout | undefined;
 
@@ -151,7 +159,18 @@ class Connection extends EventEmitter implements VpcdConnection {
           this.settleAdopted();
         }
         const answer = this.handle(msg);
-        if (answer) sock.write(frame(answer));
+        const ready = len > 1 ? this.card.answerReady?.() : undefined;
+        if (!ready && !outbox) {
+          if (answer) sock.write(frame(answer));
+          continue;
+        }
+        const sent: Promise<void> = (outbox ?? Promise.resolve())
+          .then(() => ready)
+          .then(() => {
+            if (answer && !sock.destroyed) sock.write(frame(answer));
+            if (outbox === sent) outbox = undefined;
+          });
+        outbox = sent;
       }
     });
 
