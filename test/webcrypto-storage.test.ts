@@ -58,7 +58,9 @@ describe('keyStorage', () => {
       name: 'NotSupportedError',
     });
     await expect(crypto.keyStorage.clear()).rejects.toMatchObject({ name: 'NotSupportedError' });
-    await expect(crypto.keyStorage.getItem('secret-00')).rejects.toMatchObject({ name: 'DataError' });
+    await expect(crypto.keyStorage.getItem('shared-00')).rejects.toMatchObject({ name: 'DataError' });
+    // secret-<ID> names an AES key (webcrypto-aes.test.ts); none has ID 00
+    await expect(crypto.keyStorage.getItem('secret-00')).rejects.toMatchObject({ code: 'KEY_NOT_FOUND' });
   });
 
   it('removeItem deletes the key pair from the device', async () => {

@@ -16,9 +16,11 @@ import { ScHsmError } from '../errors.js';
 import type { KeyInfo, SmartCardHsm } from '../sc-hsm/session.js';
 import { bytesEqual, fromHex, toHex } from '../util/bytes.js';
 import { curveByName } from '../util/curves.js';
+import { HsmAesCbcProvider, HsmSecretKey } from './aes.js';
 import { HsmCertificateStorage } from './cert-storage.js';
 import { lazyBase } from './core.js';
 import { type ProviderOwner, rsaKeyAlgorithm } from './families.js';
+import { arrayBuffer, bytes } from './host-keys.js';
 import {
   curveSize,
   type HsmAlgorithmName,
@@ -61,6 +63,8 @@ export class ScHsmSubtleCrypto extends CoreSubtleCrypto {
     this.providers.set(new HsmRsaSsaProvider(owner));
     this.providers.set(new HsmRsaPssProvider(owner));
     this.providers.set(new HsmRsaOaepProvider(owner));
+    // replaces node's AES-CBC: device AES keys encrypt on the card, host keys still in node
+    this.providers.set(new HsmAesCbcProvider());
     // a loaded @peculiar/x509 learns the card's curves now (src/webcrypto/x509-curves.ts)
     teachLoadedX509();
   }
@@ -89,7 +93,7 @@ export class ScHsmSubtleCrypto extends CoreSubtleCrypto {
     return super.verify(algorithm as never, key as never, signature as never, data as never, ...args);
   }
 
-  /** Encrypts on the host. */
+  /** Encrypts with the key's provider: a device AES key on the card (CIPHER, spec §3.15), else on the host. */
   override encrypt(
     algorithm: CipherAlgorithm,
     key: webcrypto.CryptoKey,
@@ -200,6 +204,39 @@ export class ScHsmCrypto extends CoreCrypto implements ProviderOwner, CryptoStor
    */
   async getKeyPair(query: KeyQuery, options: KeyPairOptions = {}): Promise<HsmKeyPair> {
     return this.pairOf(await this.findKey(query), options);
+  }
+
+  /**
+   * A device AES key (GENERATE SYMMETRIC KEY, spec §3.12) as an `AES-CBC` WebCrypto key, found by
+   * key reference, label or ID: `subtle.encrypt({ name: 'AES-CBC', iv }, key, data)` runs on the
+   * card (CIPHER 10/11, spec §3.15) with PKCS#7 and the IV applied on the host. INVALID_ARGUMENT
+   * when the key is not an AES key; KEY_NOT_FOUND when there is none.
+   */
+  async getSecretKey(query: KeyQuery): Promise<HsmSecretKey> {
+    const info = await this.findKey(query);
+    if (info.type !== 'aes') {
+      throw new ScHsmError(
+        'INVALID_ARGUMENT',
+        `key reference ${info.keyRef} is ${info.type === 'unknown' ? 'a key of unknown type' : `an ${info.type.toUpperCase()} key`}, not AES: use getKeyPair for RSA and EC keys`,
+      );
+    }
+    return HsmSecretKey.fromHandle(
+      this.hsm,
+      { keyRef: info.keyRef, id: info.id, ...(info.label !== undefined ? { label: info.label } : {}) },
+      info.bits,
+    );
+  }
+
+  /**
+   * AES-CMAC (NIST SP 800-38B, 16 bytes) by a device AES key (CIPHER algorithm 18, spec §3.15):
+   * WebCrypto has no CMAC algorithm, so this is the call. At most 1024 bytes (one card command).
+   */
+  async cmac(key: HsmSecretKey, data: webcrypto.BufferSource): Promise<ArrayBuffer> {
+    if (!(key instanceof HsmSecretKey)) {
+      throw new ScHsmError('INVALID_ARGUMENT', 'cmac needs a device AES key (crypto.getSecretKey)');
+    }
+    const mac = await this.hsm.aesCmac(key.keyRef, bytes(data as ArrayBuffer));
+    return arrayBuffer(mac);
   }
 
   /** The session's KeyInfo for a query (see {@link ScHsmCrypto.getKeyPair}). */

@@ -13,10 +13,9 @@
  * }
  * ```
  *
- * A device AES-CBC provider would be an AES family (GENERATE SYMMETRIC KEY, spec §3.12, with
- * `K` a single key) and `class … extends hsmProvider(AesCbcProvider, AES_KEYS)` with `onEncrypt`
- * and `onDecrypt`. webcrypto-core's classes are passed in as the lazy stand-ins of
- * src/webcrypto/core.ts, so nothing here loads webcrypto-core.
+ * Device AES keys are not key pairs and have no host half: their `AES-CBC` provider extends the
+ * node one instead (src/webcrypto/aes.ts). webcrypto-core's classes are passed in as the lazy
+ * stand-ins of src/webcrypto/core.ts, so nothing here loads webcrypto-core.
  */
 import type { CryptoKey as CoreCryptoKey, EllipticProvider, ProviderCrypto } from 'webcrypto-core';
 import { webCryptoError } from './errors.js';

@@ -1,4 +1,5 @@
 /** WebCrypto over the SmartCard-HSM: `ScHsmCrypto` and its keys (guide/style.md, the node-webcrypto-p11 model). */
+export { HsmAesCbcProvider, HsmSecretKey } from './aes.js';
 export { HsmCertificateStorage, HsmX509Certificate } from './cert-storage.js';
 export {
   type HsmKeyPair,
