@@ -708,7 +708,8 @@ export async function restoreDevice(
     if (k) {
       if (k.publicKey && f.info.publicKey)
         action = bytesEqual(k.publicKey, f.info.publicKey) ? 'present' : 'replace';
-      else if (!k.publicKey && (!k.description || bytesEqual(k.id, fromHex(f.entry.id)))) action = 'complete';
+      else if (!k.publicKey && (!k.description || sameKeyFiles(k, f.info, fromHex(f.entry.id))))
+        action = 'complete';
       else action = 'replace';
       step.present = k.label === undefined ? { id: k.id } : { label: k.label, id: k.id };
       if (action === 'replace')
@@ -836,6 +837,21 @@ export async function restoreDevice(
     keys: steps,
     written: n,
   };
+}
+
+/**
+ * Whether a key without public key on the device is the backup's key whose restore was interrupted
+ * (its files to be completed) rather than another key. With a public key in the backup (RSA, EC)
+ * the same ID says so. An AES key has no public key anywhere, and its default ID (the key
+ * reference) is the same on every device: only a description like the backup's (type, size,
+ * label, ID) counts; another AES key there is a conflict, replaced only with `force`.
+ */
+function sameKeyFiles(k: KeyInfo, info: WrapFileInfo, id: Uint8Array): boolean {
+  if (info.publicKey) return bytesEqual(k.id, id);
+  const d = info.description;
+  return (
+    d !== undefined && k.type === d.kind && k.bits === d.bits && k.label === d.label && bytesEqual(k.id, d.id)
+  );
 }
 
 /** `e` with `note` after its message (same code, status word, command and fix). */

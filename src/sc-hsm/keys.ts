@@ -356,7 +356,7 @@ export async function generateAesKey(
     throw new ScHsmError('INVALID_ARGUMENT', `unsupported AES key size ${spec.bits}; use 128, 192 or 256`);
   const algorithms =
     spec.algorithms ??
-    Uint8Array.of(ALGO.AES_CBC_ENCRYPT, ALGO.AES_CBC_DECRYPT, ALGO.AES_CMAC, ALGO.AES_DERIVE);
+    Uint8Array.of(ALGO.AES_CBC_ENCRYPT, ALGO.AES_CBC_DECRYPT, ALGO.AES_CMAC, ALGO.AES_DERIVE, ALGO.WRAP);
   return ctx.channel.exclusive(async () => {
     const fids = await ctx.files.enumerate();
     const keyRef = spec.keyRef ?? (await freeKeyRef(ctx, fids));
