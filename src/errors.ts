@@ -29,6 +29,21 @@ export const ERROR_CODES = [
   'PIN_TRIES_LOW',
   // the session itself
   'SESSION_CLOSED',
+  /** Secure messaging failed (a wrong or missing MAC, a replayed answer, the card ended SM); the channel is gone. */
+  'SECURE_MESSAGING',
+  /** The device certificate chain (EF 2F02) does not verify to a trusted root: no secure channel with it. */
+  'DEVICE_NOT_AUTHENTIC',
+  // public key authentication (spec §3.18)
+  /** The device was initialized without public key authentication (`80 54` answers 6D00). */
+  'PKA_NOT_CONFIGURED',
+  /** A custodian's device certificate chain does not end at a key the target device knows. */
+  'PKA_CHAIN_UNTRUSTED',
+  /** The device refused a custodian's answer: wrong key, wrong or stale challenge. */
+  'PKA_AUTH_FAILED',
+  /** This public key is registered on the device already, or every slot is taken. */
+  'PKA_KEY_REGISTERED',
+  /** Not a file of `sc-hsm-tool --export-for-pub-key-auth`, nor a challenge/response file of ours. */
+  'INVALID_PKA_FILE',
   // decoding
   'MALFORMED_RESPONSE',
   'MALFORMED_DATA',
@@ -53,6 +68,20 @@ export const ERROR_CODES = [
   'DKEK_DEGENERATE',
   /** A PKCS#15 key ID that another key on the device already has. */
   'KEY_ID_IN_USE',
+  /** Key domains (spec §3.10): a number beyond the device's domains (6A86). */
+  'KEY_DOMAIN_OUT_OF_RANGE',
+  /** A key domain that was never created or was deleted (6A88). */
+  'KEY_DOMAIN_UNUSED',
+  /** Creating a key domain that exists. */
+  'KEY_DOMAIN_EXISTS',
+  /** Deleting a key domain that still holds keys (6A89). */
+  'KEY_DOMAIN_NOT_EMPTY',
+  /** An XKEK (key agreement) key domain: not managed by sc-hsm-ts. */
+  'XKEK_NOT_SUPPORTED',
+  /** The key's use counter (GAKP tag 90) reached 0: the card refuses every private-key operation with it (6984). */
+  'USE_COUNTER_EXHAUSTED',
+  /** EC derivation (`80 76`): the card's derived key does not have the public key the host computed. */
+  'DERIVED_KEY_MISMATCH',
   // transport and PC/SC
   'TRANSPORT_ERROR',
   'PCSC_UNAVAILABLE',

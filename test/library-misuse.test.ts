@@ -155,6 +155,9 @@ const METHODS: Record<string, { bad: Call[]; ok: Call }> = {
       (h) => h.generateKeyPair({ ...ec, keyRef: 256 }),
       (h) => h.generateKeyPair(any({ type: 'rsa', bits: 2048, label: 5 })),
       (h) => h.generateKeyPair(any({ ...ec, id: 'ab' })),
+      (h) => h.generateKeyPair({ ...ec, useCounter: 0 }),
+      (h) => h.generateKeyPair(any({ ...ec, useCounter: '5' })),
+      (h) => h.generateKeyPair(any({ ...ec, algorithms: [0x73] })),
     ],
     ok: (h) => h.generateKeyPair(ec),
   },
@@ -205,6 +208,17 @@ const METHODS: Record<string, { bad: Call[]; ok: Call }> = {
   ecdh: {
     bad: [(h) => h.ecdh(1, any(undefined)), (h) => h.ecdh(1, new Uint8Array(0))],
     ok: (h) => h.ecdh(1, concat(Uint8Array.of(4), new Uint8Array(64))),
+  },
+  deriveEcKey: {
+    bad: [
+      (h) => h.deriveEcKey(1, 7, any(undefined), { label: 'd' }),
+      (h) => h.deriveEcKey(1, 7, any('01'), { label: 'd' }),
+      (h) => h.deriveEcKey(1, 7, Uint8Array.of(1), any(undefined)),
+      (h) => h.deriveEcKey(1, 7, Uint8Array.of(1), any({ label: 5 })),
+      (h) => h.deriveEcKey(any('1'), 7, Uint8Array.of(1), { label: 'd' }),
+      (h) => h.deriveEcKey(1, 1, Uint8Array.of(1), { label: 'd' }),
+    ],
+    ok: (h) => h.deriveEcKey(1, 7, Uint8Array.of(1), { label: 'derived' }),
   },
   wrapKey: { bad: [(h) => h.wrapKey(0), (h) => h.wrapKey(any(null))], ok: (h) => h.wrapKey(1) },
   unwrapKey: {

@@ -63,8 +63,15 @@ const EXIT_BY_CODE: Partial<Record<CliErrorCode, number>> = {
   READER_BUSY: EXIT.DEVICE,
   AMBIGUOUS_READER: EXIT.DEVICE,
   NOT_A_SMARTCARD_HSM: EXIT.DEVICE,
+  SECURE_MESSAGING: EXIT.DEVICE,
+  DEVICE_NOT_AUTHENTIC: EXIT.DEVICE,
   NOT_INITIALIZED: EXIT.DEVICE,
   INVALID_STATE_FILE: EXIT.DEVICE,
+  PKA_NOT_CONFIGURED: EXIT.DEVICE,
+  PKA_AUTH_FAILED: EXIT.PIN,
+  PKA_CHAIN_UNTRUSTED: EXIT.REFUSED,
+  PKA_KEY_REGISTERED: EXIT.REFUSED,
+  INVALID_PKA_FILE: EXIT.USAGE,
   KEY_NOT_FOUND: EXIT.NOT_FOUND,
   FILE_NOT_FOUND: EXIT.NOT_FOUND,
   DATA_NOT_FOUND: EXIT.NOT_FOUND,
@@ -83,6 +90,12 @@ const EXIT_BY_CODE: Partial<Record<CliErrorCode, number>> = {
   KEY_REF_OCCUPIED: EXIT.REFUSED,
   REPLACE_UNSAFE: EXIT.REFUSED,
   KEY_ID_IN_USE: EXIT.REFUSED,
+  KEY_DOMAIN_OUT_OF_RANGE: EXIT.DKEK,
+  KEY_DOMAIN_UNUSED: EXIT.DKEK,
+  XKEK_NOT_SUPPORTED: EXIT.DKEK,
+  KEY_DOMAIN_EXISTS: EXIT.REFUSED,
+  KEY_DOMAIN_NOT_EMPTY: EXIT.REFUSED,
+  USE_COUNTER_EXHAUSTED: EXIT.REFUSED,
   CONFIRMATION_REQUIRED: EXIT.REFUSED,
   CONFIRMATION_DECLINED: EXIT.REFUSED,
   FILE_EXISTS: EXIT.REFUSED,
@@ -184,8 +197,21 @@ const SO_PIN_BLOCKED_FIX =
 export const FIX: Partial<Record<CliErrorCode, string>> = {
   TRANSPORT_PIN_ACTIVE: 'set your own PIN first: sc-hsm-ts pin change',
   NOT_INITIALIZED: 'initialize the device first: sc-hsm-ts init --help',
+  PKA_NOT_CONFIGURED:
+    'public key authentication is set at initialization: sc-hsm-ts init --pka N --required M (this erases the device)',
+  PKA_AUTH_FAILED:
+    'start again: sc-hsm-ts pka authenticate writes a new challenge; each custodian answers it with sc-hsm-ts pka respond',
+  PKA_CHAIN_UNTRUSTED:
+    'the file was exported from a device whose chain this device cannot verify; only keys of genuine devices under the same root register',
+  PKA_KEY_REGISTERED: '`sc-hsm-ts pka status` lists the registered keys',
+  INVALID_PKA_FILE:
+    'give the file written by sc-hsm-ts pka export / sc-hsm-tool --export-for-pub-key-auth, or by pka authenticate / pka respond',
   KEY_NOT_FOUND: '`sc-hsm-ts keys` lists the key references (first column)',
   SESSION_CLOSED: 'open a new session (SmartCardHsm.open) for the next call',
+  SECURE_MESSAGING:
+    'run the command again (the PIN must be verified again); if it fails again, the link to the card is being altered: use another reader or USB port',
+  DEVICE_NOT_AUTHENTIC:
+    '`sc-hsm-ts verify-device` shows the device chain; a device that does not verify gets no secure channel (--secure)',
   KCV_MISMATCH:
     'import the same DKEK share(s) on this device (sc-hsm-ts dkek import); compare KCVs with `sc-hsm-ts status`',
   NO_DKEK:
@@ -218,6 +244,8 @@ export const FIX: Partial<Record<CliErrorCode, string>> = {
   CONFIRMATION_REQUIRED: 'run on a terminal to be asked, or pass --yes',
   HOST_FILE_NOT_FOUND: 'check the path',
   ALGORITHM_NOT_ALLOWED: 'the key was generated without this algorithm; generate a new key that allows it',
+  USE_COUNTER_EXHAUSTED:
+    'the key may not be used any more (key use counter exhausted): generate a new key (sc-hsm-ts keygen --use-counter N)',
   INVALID_SO_PIN: 'the SO-PIN is exactly 16 hex characters, e.g. 3537363231383830',
   INVALID_PIN: 'the user PIN has 6 to 15 printable ASCII characters (letters, digits, ASCII symbols)',
 };

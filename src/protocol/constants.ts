@@ -50,6 +50,8 @@ export const INS = {
   PSO: 0x2a,
   EXTERNAL_AUTHENTICATE: 0x82,
   GENERAL_AUTHENTICATE: 0x86,
+  /** Session PIN `80 5A 01 81` (spec §3.20), only inside secure messaging. */
+  SESSION_PIN: 0x5a,
 } as const;
 
 export const CLA_ISO = 0x00;
@@ -136,7 +138,60 @@ export const ALGO = {
   AES_CBC_DECRYPT: 0x11,
   AES_CMAC: 0x18,
   AES_DERIVE: 0x99,
+  /** DERIVE EC KEY `80 76`: the first data byte, and the algorithm-list entry that permits it (spec §3.15). */
+  EC_DERIVE: 0x98,
 } as const;
+
+/**
+ * Names of the algorithm bytes a key's algorithm list (GAKP/GSK tag 91, spec §3.11–3.12) may hold:
+ * exactly the P2 values of SIGN (§3.13), DECIPHER (§3.14), CIPHER (§3.15), WRAP/UNWRAP (§3.16)
+ * and the first byte of DERIVE EC KEY (§3.15). `keygen --algorithms` takes these names; `keys`
+ * and `dump` print them. Names are upper case; a byte without a name is shown as `0xNN`.
+ */
+export const ALGORITHM_NAMES: Readonly<Record<string, number>> = {
+  'RSA-RAW': ALGO.RSA_RAW,
+  'RSA-DECRYPT-RAW': ALGO.RSA_DECRYPT_RAW,
+  'RSA-DECRYPT-PKCS1': ALGO.RSA_DECRYPT_PKCS1,
+  'RSA-DECRYPT-OAEP': ALGO.RSA_DECRYPT_OAEP,
+  'RSA-PKCS1': ALGO.RSA_PKCS1_DIGESTINFO,
+  'RSA-PKCS1-SHA1': ALGO.RSA_PKCS1_SHA1,
+  'RSA-PKCS1-SHA224': ALGO.RSA_PKCS1_SHA224,
+  'RSA-PKCS1-SHA256': ALGO.RSA_PKCS1_SHA256,
+  'RSA-PKCS1-SHA384': ALGO.RSA_PKCS1_SHA384,
+  'RSA-PKCS1-SHA512': ALGO.RSA_PKCS1_SHA512,
+  'RSA-PSS': ALGO.RSA_PSS,
+  'RSA-PSS-SHA1': ALGO.RSA_PSS_SHA1,
+  'RSA-PSS-SHA224': ALGO.RSA_PSS_SHA224,
+  'RSA-PSS-SHA256': ALGO.RSA_PSS_SHA256,
+  'RSA-PSS-SHA384': ALGO.RSA_PSS_SHA384,
+  'RSA-PSS-SHA512': ALGO.RSA_PSS_SHA512,
+  ECDSA: ALGO.ECDSA,
+  'ECDSA-SHA1': ALGO.ECDSA_SHA1,
+  'ECDSA-SHA224': ALGO.ECDSA_SHA224,
+  'ECDSA-SHA256': ALGO.ECDSA_SHA256,
+  'ECDSA-SHA384': ALGO.ECDSA_SHA384,
+  'ECDSA-SHA512': ALGO.ECDSA_SHA512,
+  ECDH: ALGO.ECDH,
+  WRAP: ALGO.WRAP,
+  UNWRAP: ALGO.UNWRAP,
+  DERIVE: ALGO.EC_DERIVE,
+  'AES-CBC-ENCRYPT': ALGO.AES_CBC_ENCRYPT,
+  'AES-CBC-DECRYPT': ALGO.AES_CBC_DECRYPT,
+  'AES-CMAC': ALGO.AES_CMAC,
+  'AES-DERIVE': ALGO.AES_DERIVE,
+};
+
+/** Key metadata tags of GENERATE ASYMMETRIC KEY PAIR / GENERATE SYMMETRIC KEY (spec §3.11–3.12). */
+export const KEYGEN_TAG = {
+  USE_COUNTER: 0x90,
+  ALGORITHMS: 0x91,
+  KEY_DOMAIN: 0x92,
+} as const;
+
+/** Largest key-use counter (tag 90 is 4 bytes big-endian, spec §3.11). */
+export const USE_COUNTER_MAX = 0xffffffff;
+/** Most entries of an algorithm list (tag 91, spec §3.11). */
+export const ALGORITHMS_MAX = 16;
 
 /** GENERATE SYMMETRIC KEY P2 by AES key size in bits (spec §3.12). */
 export const AES_KEYGEN_ALGO: Record<number, number> = { 128: 0xb0, 192: 0xb1, 256: 0xb2 };
@@ -147,6 +202,8 @@ export const OID = {
   TA_ECDSA_SHA256: fromHex('04007F00070202020203'),
   AES: fromHex('6086480165030401'),
   CHAT_SC_HSM: fromHex('2B0601040181C31F030101'),
+  /** id-CA-ECDH-AES-CBC-CMAC-128 (0.4.0.127.0.7.2.2.3.2.2): chip authentication, spec §3.19. */
+  CA_ECDH_AES_CBC_CMAC_128: fromHex('04007F00070202030202'),
 } as const;
 
 /** RSA key sizes the card generates (spec §3.11). */

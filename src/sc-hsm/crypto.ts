@@ -8,7 +8,7 @@ import { ecdsaDerToPlain } from '../pkcs15/index.js';
 import { ALGO, CLA_ISO, CLA_PROPRIETARY, INS } from '../protocol/constants.js';
 import { concat, fresh, padStart } from '../util/bytes.js';
 import type { SessionContext } from './context.js';
-import { keyInfo, spkiPoint } from './keys.js';
+import { type KeyInfo, keyInfo, spkiPoint } from './keys.js';
 import {
   digestInfo,
   type HashName,
@@ -59,8 +59,34 @@ export function keyOpOverrides(keyRef: number) {
     0x6a88: ['KEY_NOT_FOUND', `no key with key reference ${keyRef}`],
     0x6a82: ['KEY_NOT_FOUND', `no key with key reference ${keyRef}`],
     0x6a81: ['ALGORITHM_NOT_ALLOWED', `key ${keyRef} does not allow this algorithm`],
-    0x6984: ['CONDITIONS_NOT_SATISFIED', `the use counter of key ${keyRef} is exhausted`],
+    0x6984: ['USE_COUNTER_EXHAUSTED', `key ${keyRef}: key use counter exhausted`],
   } as const;
+}
+
+const HASH_OFFSET: Record<HashName, number> = { sha1: 1, sha224: 2, sha256: 3, sha384: 4, sha512: 5 };
+
+/**
+ * The card-hashing algorithm (`71`–`75`, `31`–`35`, `41`–`45`, spec §3.13) to sign with when the
+ * key's algorithm list (tag 91, as the card reports it) lacks the host-hash algorithm `hostAlgo`
+ * but allows hashing by the card: the message then travels whole, in one APDU (≤ 1024 bytes here).
+ * Undefined when the host-hash form is allowed, the list is unknown, or no hash is named.
+ */
+function cardHashing(
+  key: KeyInfo,
+  hostAlgo: number,
+  hashSuffix: HashName | undefined,
+  data: Uint8Array,
+  base = hostAlgo,
+): number | undefined {
+  if (!key.algorithms || !hashSuffix || key.algorithms.includes(hostAlgo)) return undefined;
+  const algo = base + HASH_OFFSET[hashSuffix];
+  if (!key.algorithms.includes(algo)) return undefined;
+  if (data.length > 1024)
+    throw new ScHsmError(
+      'INVALID_ARGUMENT',
+      `key ${key.keyRef} allows only signing with the hash computed by the card (algorithm list), which takes the message in one APDU: at most 1024 bytes; got ${data.length}`,
+    );
+  return algo;
 }
 
 /** SIGN (`80 68 <keyRef> <algorithm> <data>`, extended, spec §3.13): the card's answer as it is. */
@@ -98,10 +124,11 @@ export async function sign(
   if (family === 'ECDSA') {
     if (key.type !== 'ec')
       throw new ScHsmError('INVALID_ARGUMENT', `key ${keyRef} is ${key.type.toUpperCase()}, not EC`);
-    let hash = hashSuffix ? hashOf(hashSuffix, data) : data;
     const size = Math.ceil(key.bits / 8);
-    if (hash.length > size) hash = hash.subarray(0, size);
-    const der = await cardSign(ctx, keyRef, ALGO.ECDSA, hash);
+    const byCard = cardHashing(key, ALGO.ECDSA, hashSuffix, data);
+    let hash = byCard !== undefined || !hashSuffix ? data : hashOf(hashSuffix, data);
+    if (byCard === undefined && hash.length > size) hash = hash.subarray(0, size);
+    const der = await cardSign(ctx, keyRef, byCard ?? ALGO.ECDSA, hash);
     if (opts.format === 'raw') {
       return fresh(ecdsaDerToPlain(der, size));
     }
@@ -116,10 +143,14 @@ export async function sign(
     return fresh(await cardSign(ctx, keyRef, ALGO.RSA_RAW, data));
   }
   if (pad === 'PKCS1') {
+    const byCard = cardHashing(key, ALGO.RSA_RAW, hashSuffix, data, ALGO.RSA_PKCS1_DIGESTINFO);
+    if (byCard !== undefined) return fresh(padStart(await cardSign(ctx, keyRef, byCard, data), k));
     const di = hashSuffix ? digestInfo(hashSuffix, hashOf(hashSuffix, data)) : data;
     return fresh(padStart(await cardSign(ctx, keyRef, ALGO.RSA_RAW, pkcs1SignaturePad(di, k)), k));
   }
   // PSS: the card pads (salt length = hash length); it takes the bare hash
+  const byCard = cardHashing(key, ALGO.RSA_PSS, hashSuffix, data);
+  if (byCard !== undefined) return fresh(padStart(await cardSign(ctx, keyRef, byCard, data), k));
   let hash: Uint8Array;
   if (hashSuffix) hash = hashOf(hashSuffix, data);
   else {

@@ -32,10 +32,18 @@ import {
 import { readAll, readTlv, tlv } from '../util/tlv.js';
 import type { SessionContext } from './context.js';
 import { deviceChr } from './device.js';
+import { checkKeyDomainReady, keyDomainTlv, MAX_KEY_DOMAIN } from './domains.js';
 import { afterCreationSent, type CreationContext } from './interrupted.js';
+import {
+  checkAlgorithmList,
+  checkUseCounter,
+  readKeyRestrictions,
+  restrictionTlvs,
+} from './key-restrictions.js';
 import { certificateSpki } from './objects.js';
 import {
   checkBytes,
+  checkInt,
   checkKeyRef,
   checkLabel,
   checkObject,
@@ -73,6 +81,16 @@ export interface KeyInfo {
   publicKey?: Uint8Array<ArrayBuffer>;
   /** The decoded description, as stored in C4xx. */
   description?: KeyDescription;
+  /**
+   * Allowed algorithms (tag 91 at generation, kept in the key blob), as the card reports them in
+   * the key's FCP (key-restrictions.ts); undefined when the key has none or the card does not say.
+   * `algorithmNames()` turns them into names.
+   */
+  algorithms?: Uint8Array;
+  /** Private-key operations left (tag 90), as the card reports them; undefined when unlimited or not reported. */
+  useCounter?: number;
+  /** Key domain (tag 92, spec §3.10) as the key's FCP reports it; undefined when the card does not say. */
+  domain?: number;
 }
 
 export type KeyPairSpec =
@@ -83,7 +101,12 @@ export type KeyPairSpec =
       id?: Uint8Array;
       keyRef?: number;
       publicExponent?: number;
+      /** Allowed algorithms (tag 91): bytes, or build them from names with `algorithmBytes`. */
       algorithms?: Uint8Array;
+      /** Key-use counter (tag 90), 1..2³²−1: private-key operations before the card refuses the key. */
+      useCounter?: number;
+      /** Key domain (tag 92, spec §3.10): the key is wrapped under that domain's DKEK; default 0. */
+      domain?: number;
     }
   | {
       type: 'ec';
@@ -92,7 +115,12 @@ export type KeyPairSpec =
       label: string;
       id?: Uint8Array;
       keyRef?: number;
+      /** Allowed algorithms (tag 91): bytes, or build them from names with `algorithmBytes`. */
       algorithms?: Uint8Array;
+      /** Key-use counter (tag 90), 1..2³²−1: private-key operations before the card refuses the key. */
+      useCounter?: number;
+      /** Key domain (tag 92, spec §3.10): the key is wrapped under that domain's DKEK; default 0. */
+      domain?: number;
     };
 
 export interface GeneratedKey {
@@ -105,7 +133,7 @@ export interface GeneratedKey {
 }
 
 /** The inner CAR OpenSC puts into key generation requests (spec §3.11). */
-const REQUEST_CAR = 'UTCA00001';
+export const REQUEST_CAR = 'UTCA00001';
 
 /** What both key generation commands answer when they refuse. */
 const KEYGEN_OVERRIDES: SwOverrides = {
@@ -252,8 +280,11 @@ export async function generateKeyPair(ctx: SessionContext, spec: KeyPairSpec): P
     curve: 'string',
     publicExponent: 'number',
     algorithms: 'bytes',
+    useCounter: 'number',
+    domain: 'number',
   });
   checkOneOf(spec.type, ['rsa', 'ec'], 'the key pair type (spec.type)');
+  if (spec.domain !== undefined) checkInt(spec.domain, 0, MAX_KEY_DOMAIN, 'the key domain (spec.domain)');
   if (spec.type === 'ec' && typeof spec.curve !== 'string') {
     throw new ScHsmError(
       'INVALID_ARGUMENT',
@@ -266,17 +297,18 @@ export async function generateKeyPair(ctx: SessionContext, spec: KeyPairSpec): P
     throw new ScHsmError('INVALID_ARGUMENT', 'a key ID must be 1 to 255 bytes');
   }
   const { pk, curve } = requestPublicKey(spec);
-  if (spec.algorithms && (spec.algorithms.length < 1 || spec.algorithms.length > 16)) {
-    throw new ScHsmError('INVALID_ARGUMENT', 'an allowed-algorithm list has 1 to 16 entries');
-  }
+  if (spec.algorithms !== undefined) checkAlgorithmList(spec.algorithms);
+  if (spec.useCounter !== undefined)
+    checkUseCounter(spec.useCounter, 'the key use counter (spec.useCounter)');
   return ctx.channel.exclusive(async () => {
     const fids = await ctx.files.enumerate();
     const keyRef = spec.keyRef ?? (await freeKeyRef(ctx, fids));
     await checkFreeRef(keyRef, fids);
     if (spec.id) await checkFreeId(ctx, spec.id, fids);
+    if (spec.domain !== undefined) await checkKeyDomainReady(ctx, spec.domain);
     const serial = ((await deviceChr(ctx)) ?? 'UTDUMMY00000').slice(0, -5);
     const body = readTlv(encodeCvcBody({ car: REQUEST_CAR, publicKey: pk, chr: `${serial}00001` })).value;
-    const data = spec.algorithms ? concat(body, tlv(0x91, spec.algorithms)) : body;
+    const data = concat(body, ...restrictionTlvs(spec), ...keyDomainTlv(spec.domain));
     // From here on the card may hold a new key whatever happens: a failure says so.
     const creation: CreationContext = {
       command: 'GENERATE ASYMMETRIC KEY PAIR',
@@ -338,7 +370,15 @@ export async function generateKeyPair(ctx: SessionContext, spec: KeyPairSpec): P
  */
 export async function generateAesKey(
   ctx: SessionContext,
-  spec: { bits: 128 | 192 | 256; label: string; id?: Uint8Array; keyRef?: number; algorithms?: Uint8Array },
+  spec: {
+    bits: 128 | 192 | 256;
+    label: string;
+    id?: Uint8Array;
+    keyRef?: number;
+    algorithms?: Uint8Array;
+    /** Key domain (tag 92, spec §3.10, §3.12); default 0. */
+    domain?: number;
+  },
 ): Promise<{ keyRef: number; id: Uint8Array }> {
   checkObject(spec, 'the AES key spec', {
     bits: 'number',
@@ -346,7 +386,9 @@ export async function generateAesKey(
     id: 'bytes',
     keyRef: 'number',
     algorithms: 'bytes',
+    domain: 'number',
   });
+  if (spec.domain !== undefined) checkInt(spec.domain, 0, MAX_KEY_DOMAIN, 'the key domain (spec.domain)');
   if (spec.keyRef !== undefined) checkKeyRef(spec.keyRef, 'the key reference (spec.keyRef)');
   if (spec.id !== undefined) checkBytes(spec.id, 'the key ID (spec.id)', 1, 255);
   if (spec.algorithms !== undefined) checkBytes(spec.algorithms, 'the allowed-algorithm list', 1, 16);
@@ -354,6 +396,8 @@ export async function generateAesKey(
   const p2 = AES_KEYGEN_ALGO[spec.bits];
   if (p2 === undefined)
     throw new ScHsmError('INVALID_ARGUMENT', `unsupported AES key size ${spec.bits}; use 128, 192 or 256`);
+  // sc-hsm-embedded's list 10 11 18 99 plus 92: a key with a list may be wrapped only when it names
+  // WRAP (spec §3.16), and an AES key nobody can back up would be lost with its device
   const algorithms =
     spec.algorithms ??
     Uint8Array.of(ALGO.AES_CBC_ENCRYPT, ALGO.AES_CBC_DECRYPT, ALGO.AES_CMAC, ALGO.AES_DERIVE, ALGO.WRAP);
@@ -362,6 +406,7 @@ export async function generateAesKey(
     const keyRef = spec.keyRef ?? (await freeKeyRef(ctx, fids));
     await checkFreeRef(keyRef, fids);
     await checkFreeId(ctx, spec.id ?? Uint8Array.of(keyRef), fids);
+    if (spec.domain !== undefined) await checkKeyDomainReady(ctx, spec.domain);
     // From here on the card may hold a new key whatever happens: a failure says so.
     const creation: CreationContext = {
       command: 'GENERATE SYMMETRIC KEY',
@@ -371,7 +416,7 @@ export async function generateAesKey(
     };
     try {
       await ctx.channel.exchange(
-        { cla: CLA_ISO, ins: INS.GENERATE_SYMMETRIC_KEY, p1: keyRef, p2, data: tlv(0x91, algorithms) },
+        { cla: CLA_ISO, ins: INS.GENERATE_SYMMETRIC_KEY, p1: keyRef, p2, data: concat(tlv(0x91, algorithms), ...keyDomainTlv(spec.domain)) },
         'GENERATE SYMMETRIC KEY',
         { overrides: KEYGEN_OVERRIDES },
       );
@@ -467,6 +512,10 @@ export async function keyInfoFromFiles(
   if (description?.access !== undefined) info.access = description.access;
   if (publicKey) info.publicKey = fresh(publicKey);
   if (description) info.description = description;
+  const r = await readKeyRestrictions(ctx, keyRef);
+  if (r.algorithms) info.algorithms = r.algorithms;
+  if (r.useCounter !== undefined) info.useCounter = r.useCounter;
+  if (r.domain !== undefined) info.domain = r.domain;
   return info;
 }
 
@@ -501,6 +550,12 @@ export async function listKeys(ctx: SessionContext): Promise<KeyInfo[]> {
 export async function keyInfo(ctx: SessionContext, keyRef: number): Promise<KeyInfo> {
   checkKeyRef(keyRef);
   const cached = ctx.keyCache.get(keyRef);
+  // a use counter changes with every private-key operation: read afresh (one SELECT)
+  if (cached?.useCounter !== undefined) {
+    const r = await ctx.channel.exclusive(() => readKeyRestrictions(ctx, keyRef));
+    if (r.useCounter !== undefined) cached.useCounter = r.useCounter;
+    return cached;
+  }
   if (cached) return cached;
   return ctx.channel.exclusive(async () => {
     const fids = await ctx.files.enumerate();

@@ -23,10 +23,14 @@ import * as aes from './aes.js';
 import { checkOpen, closeSession, SessionChannel, type SessionContext, sessionContext } from './context.js';
 import type { DecryptMechanism, SignMechanism } from './crypto.js';
 import * as crypto from './crypto.js';
+import type { DerivedKey, DeriveEcKeyOptions } from './derive.js';
+import * as derive from './derive.js';
 import type { AppletInfo, DeviceStatus } from './device.js';
 import * as device from './device.js';
-import type { DkekStatus, ImportDkekShareOptions } from './dkek.js';
+import type { DkekStatus, ImportDkekShareOptions, KeyDomainStatus } from './dkek.js';
 import * as dkek from './dkek.js';
+import type { DeleteKeyDomainOptions, KeyDomains } from './domains.js';
+import * as domains from './domains.js';
 import type { CardFiles } from './files.js';
 import type { InitializeOptions } from './init.js';
 import * as init from './init.js';
@@ -35,19 +39,38 @@ import * as keys from './keys.js';
 import * as objects from './objects.js';
 import type { PinStatus } from './pins.js';
 import * as pins from './pins.js';
+import type { PkaChallenge, PkaResponse, PkaSlot, PkaStatus } from './pka.js';
+import * as pka from './pka.js';
+import type { SecureChannelOptions } from './secure-channel.js';
+import * as secure from './secure-channel.js';
 import { checkBytes, checkFid, checkInt } from './validate.js';
 import type { UnwrapOptions } from './wrap.js';
 import * as wrap from './wrap.js';
 
 export type { AesCbcOptions } from './aes.js';
 export type { DecryptMechanism, SignMechanism } from './crypto.js';
+export type { DerivedKey, DeriveEcKeyOptions } from './derive.js';
 export type { AppletInfo, DeviceStatus } from './device.js';
-export { type DkekStatus, dkekKcvUnknown, type ImportDkekShareOptions } from './dkek.js';
+export {
+  type DkekStatus,
+  dkekKcvUnknown,
+  type ImportDkekShareOptions,
+  type KeyDomainStatus,
+} from './dkek.js';
+export type { DeleteKeyDomainOptions, KeyDomains } from './domains.js';
 export type { InitializeOptions } from './init.js';
+export {
+  algorithmBytes,
+  algorithmNameList,
+  algorithmNames,
+  type KeyRestrictions,
+} from './key-restrictions.js';
 export type { GeneratedKey, KeyInfo, KeyPairSpec, KeyType, OrphanedKeyFiles } from './keys.js';
 export { intrinsicKeyId, publicKeyObject, spkiPoint } from './keys.js';
 export { certificateSpki } from './objects.js';
 export type { PinState, PinStatus } from './pins.js';
+export type { PkaChallenge, PkaResponse, PkaSlot, PkaStatus } from './pka.js';
+export type { DeviceChainVerdict, SecureChannelOptions } from './secure-channel.js';
 export type { KeyReplaceErrorOptions, ReplacedKey, UnwrapOptions } from './wrap.js';
 export { KeyReplaceError } from './wrap.js';
 
@@ -189,9 +212,76 @@ export class SmartCardHsm {
     return pins.verifyPin(this.ctx, pin, opts);
   }
 
+  /**
+   * Chip authentication with the device key and secure messaging for the rest of the session
+   * (GENERAL AUTHENTICATE, spec §3.19): EF 2F02 is judged by `opts.verifyChain` first (e.g.
+   * `deviceChainVerifier()` of `sc-hsm-ts/x509`). Afterwards every APDU is protected and every
+   * answer checked; a fault ends the channel (SECURE_MESSAGING) and nothing is re-sent.
+   */
+  async openSecureChannel(opts: SecureChannelOptions): Promise<void> {
+    return secure.openSecureChannel(this.ctx, opts);
+  }
+
+  /** True while this session's secure channel is open (see {@link openSecureChannel}). */
+  get secureChannel(): boolean {
+    return this.ctx.channel.sm?.active === true;
+  }
+
+  /**
+   * A session PIN (`80 5A 01 81`, spec §3.20), inside the secure channel after the PIN was verified:
+   * a later secure session may verify with it instead of the PIN ({@link verifySessionPin}) while
+   * the card keeps it (option `0004`: until the card is reset). A secret: keep it like the PIN.
+   */
+  async getSessionPin(): Promise<Uint8Array<ArrayBuffer>> {
+    return secure.getSessionPin(this.ctx);
+  }
+
+  /** VERIFY with a session PIN inside the secure channel (spec §3.20), after the tries check. */
+  async verifySessionPin(sessionPin: Uint8Array, opts: { force?: boolean } = {}): Promise<void> {
+    return secure.verifySessionPin(this.ctx, sessionPin, opts);
+  }
+
   /** CHANGE REFERENCE DATA for the user PIN: old ‖ new (spec §3.7). Also replaces a transport PIN. */
   async changePin(oldPin: string, newPin: string, opts: { force?: boolean } = {}): Promise<void> {
     return pins.changePin(this.ctx, oldPin, newPin, opts);
+  }
+
+  /** Public key authentication status `80 54 00 00` (spec §3.18); undefined without PKA. */
+  async pkaStatus(): Promise<PkaStatus | undefined> {
+    return pka.pkaStatus(this.ctx);
+  }
+
+  /** The PKA registration slots `80 54 02 idx`: CHR and authenticated state of each (spec §3.18). */
+  async pkaSlots(): Promise<PkaSlot[]> {
+    return pka.pkaSlots(this.ctx);
+  }
+
+  /**
+   * Registers a custodian's key from an `sc-hsm-tool --export-for-pub-key-auth` file (old or new
+   * format) after the card verified its device chain (MSE SET DST, PSO VERIFY CERTIFICATE; §3.18).
+   */
+  async pkaRegister(file: Uint8Array): Promise<{ status: PkaStatus; chr: string }> {
+    return pka.pkaRegister(this.ctx, file);
+  }
+
+  /** Key `keyRef` of this device as a PKA registration file in sc-hsm-tool's format (spec §3.18). */
+  async pkaExport(keyRef: number): Promise<Uint8Array<ArrayBuffer>> {
+    return pka.pkaExport(this.ctx, keyRef);
+  }
+
+  /** GET CHALLENGE for the custodians, with this device's CHR (spec §3.17, §3.18). */
+  async pkaChallenge(): Promise<PkaChallenge> {
+    return pka.pkaChallenge(this.ctx);
+  }
+
+  /** A custodian's answer to another device's challenge, signed here with key `keyRef` (spec §3.18). */
+  async pkaRespond(keyRef: number, challenge: PkaChallenge): Promise<PkaResponse> {
+    return pka.pkaRespond(this.ctx, keyRef, challenge);
+  }
+
+  /** MSE SET AT + EXTERNAL AUTHENTICATE for each answer to this session's challenge (spec §3.18). */
+  async pkaAuthenticate(responses: PkaResponse[]): Promise<PkaStatus> {
+    return pka.pkaAuthenticate(this.ctx, responses);
   }
 
   /** CHANGE REFERENCE DATA for the SO-PIN: 8 ‖ 8 binary bytes (spec §3.7). */
@@ -230,8 +320,41 @@ export class SmartCardHsm {
    * a re-initialization replaces it. (Firmware that shows the KCV only after login answers zeros
    * here; the check then happens at WRAP KEY, see {@link wrapKey}.)
    */
-  async importDkekShare(share: Uint8Array, opts: ImportDkekShareOptions = {}): Promise<DkekStatus> {
+  async importDkekShare(share: Uint8Array, opts: ImportDkekShareOptions = {}): Promise<KeyDomainStatus> {
     return dkek.importDkekShare(this.ctx, share, opts);
+  }
+
+  /**
+   * MANAGE KEY DOMAIN status of one key domain (`80 52 00 <domain>`, spec §3.10): its DKEK's
+   * shares, outstanding count and KCV; undefined when the domain is unused; KEY_DOMAIN_OUT_OF_RANGE
+   * beyond the device's domains. Costs no PIN try.
+   */
+  async keyDomainStatus(domain: number): Promise<KeyDomainStatus | undefined> {
+    return domains.keyDomainStatus(this.ctx, domain);
+  }
+
+  /** Every key domain slot of the device and the status of those in use (spec §3.10). */
+  async listKeyDomains(): Promise<KeyDomains> {
+    return domains.listKeyDomains(this.ctx);
+  }
+
+  /**
+   * MANAGE KEY DOMAIN `80 52 01 <domain>` (spec §3.10): creates a DKEK domain expecting `shares`
+   * shares (1–255), to be imported with `importDkekShare(share, { domain })`. Needs the user PIN.
+   * A domain beyond the device's (KEY_DOMAIN_OUT_OF_RANGE) or one that exists (KEY_DOMAIN_EXISTS)
+   * is refused before anything that changes the device is sent.
+   */
+  async createKeyDomain(domain: number, shares: number): Promise<KeyDomainStatus> {
+    return domains.createKeyDomain(this.ctx, domain, shares);
+  }
+
+  /**
+   * MANAGE KEY DOMAIN `80 52 03 <domain>` (delete the domain: refused with KEY_DOMAIN_NOT_EMPTY
+   * while keys belong to it) or, with `dkekOnly`, `80 52 04 <domain>` (delete its DKEK: the shares
+   * must be imported again; the keys stay). Needs the user PIN (spec §3.10).
+   */
+  async deleteKeyDomain(domain: number, opts: DeleteKeyDomainOptions = {}): Promise<KeyDomainStatus | undefined> {
+    return domains.deleteKeyDomain(this.ctx, domain, opts);
   }
 
   /** ENUMERATE OBJECTS: the id of every key and file on the device (spec §3.5). */
@@ -276,6 +399,21 @@ export class SmartCardHsm {
     algorithms?: Uint8Array;
   }): Promise<{ keyRef: number; id: Uint8Array }> {
     return keys.generateAesKey(this.ctx, spec);
+  }
+
+  /**
+   * DERIVE EC KEY (`80 76`, spec §3.15): a new EC key at `dstKeyRef` with d' = d + tweak mod n
+   * from the key at `srcKeyRef`. The host computes Q' = Q + tweak·G, checks the card's key with a
+   * signature over a CV request of Q', and stores that request (CExx) and the description (C4xx).
+   * Needs the user PIN. See derive.ts for what is refused before anything is sent.
+   */
+  async deriveEcKey(
+    srcKeyRef: number,
+    dstKeyRef: number,
+    tweak: Uint8Array,
+    opts: DeriveEcKeyOptions,
+  ): Promise<DerivedKey> {
+    return derive.deriveEcKey(this.ctx, srcKeyRef, dstKeyRef, tweak, opts);
   }
 
   /** Every key on the device (key id 0, the device key, excluded), with label, reference and ID side by side. */

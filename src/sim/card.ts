@@ -104,6 +104,7 @@ const select: Handler = (ctx, cmd) => {
   ctx.vol.selected = true;
   ctx.vol.userVerified = false;
   ctx.vol.soVerified = false;
+  ctx.vol.pka = undefined;
   ctx.vol.currentEf = undefined;
   return { data: cmd.p2 === 0x0c ? new Uint8Array(0) : appletFcp(ctx.state.options, ctx.state.firmware) };
 };

@@ -4,15 +4,17 @@
  * `state.files`.
  */
 
-import { AID } from '../protocol/constants.js';
+import { AID, KEYGEN_TAG } from '../protocol/constants.js';
 import { concat, readUintBE, uintBE } from '../util/bytes.js';
 import { readTlv, tlv } from '../util/tlv.js';
 import { type CardContext, ensureSpace, type Handler, requireUser } from './context.js';
+import type { StoredKey } from './state.js';
 import { fail, SW } from './sw.js';
 import {
   EF_SIZE_TAG,
   ENUMERATED_PREFIXES,
   HAS_EF_DIR,
+  KEY_FCP_RESTRICTIONS_TAG,
   KEY_READ_SW,
   KEY_SELECT_SIZE,
   OBJECT_OVERHEAD,
@@ -41,6 +43,21 @@ export function efFcp(fid: number, size: number): Uint8Array {
     tlv(0x83, uintBE(fid, 2)),
     tlv(0x8a, Uint8Array.of(0x05)),
   );
+}
+
+/**
+ * FCP of a key object CCxx: an EF FCP of size 0 with the key's restrictions in a proprietary
+ * template `A5 { 90 04 uses-left, 91 nn algorithms }` (see KEY_FCP_RESTRICTIONS_TAG in uncertain.ts).
+ */
+export function keyFcp(fid: number, k: StoredKey): Uint8Array {
+  const base = efFcp(fid, KEY_SELECT_SIZE);
+  const meta: Uint8Array[] = [];
+  if (k.useCounter !== undefined) meta.push(tlv(KEYGEN_TAG.USE_COUNTER, uintBE(k.useCounter, 4)));
+  if (k.algorithms) meta.push(tlv(KEYGEN_TAG.ALGORITHMS, k.algorithms));
+  // the key domain (tag 92) of a key on a card with key domains: uncertain.ts KEY_FCP_DOMAIN
+  if (k.domain !== undefined) meta.push(tlv(0x92, Uint8Array.of(k.domain)));
+  if (meta.length === 0) return base;
+  return tlv(0x62, readTlv(base, 0).value, tlv(KEY_FCP_RESTRICTIONS_TAG, concat(...meta)));
 }
 
 function exists(ctx: CardContext, fid: number): boolean {
@@ -79,8 +96,10 @@ export const selectEf: Handler = (ctx, cmd) => {
   }
   if (!exists(ctx, fid)) fail(SW.NOT_FOUND);
   ctx.vol.currentEf = fid;
-  const size = fid >> 8 === KEY_PREFIX ? KEY_SELECT_SIZE : ctx.state.files.get(fid)!.length;
-  return { data: wantFcp ? efFcp(fid, size) : new Uint8Array(0) };
+  if (fid >> 8 === KEY_PREFIX) {
+    return { data: wantFcp ? keyFcp(fid, ctx.state.keys.get(fid & 0xff)!) : new Uint8Array(0) };
+  }
+  return { data: wantFcp ? efFcp(fid, ctx.state.files.get(fid)!.length) : new Uint8Array(0) };
 };
 
 /** Reads the offset TLV `54 len off` (1..4 bytes) at the start of the data; absent = 0. */

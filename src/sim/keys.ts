@@ -31,13 +31,14 @@ import { ascii, bytesEqual, concat, readUintBE } from '../util/bytes.js';
 import { curveByPrime } from '../util/curves.js';
 import { readAll, type Tlv, tlv } from '../util/tlv.js';
 import { type CardContext, ensureSpace, type Handler, keyObjectSize, requireUser } from './context.js';
+import { bindKeyDomain, checkKeyDomain, domainDkek } from './domains.js';
 import { ecdhPoint, ecdsaSignHash, ecPrivateScalar } from './ec.js';
 import type { StoredKey } from './state.js';
 import { fail, SW } from './sw.js';
 import {
   AES_DERIVE_KDF,
-  DEVICE_KEY_USE_SW,
   CIPHER_MAX_DATA,
+  DEVICE_KEY_USE_SW,
   ECDH_RETURNS_Y,
   KEY_NOT_FOUND_SW,
   KEY_OCCUPIED_SW,
@@ -262,8 +263,8 @@ export const cipher: Handler = (ctx, cmd) => {
   if (k.kind !== 'aes') fail(SW.FUNC_NOT_SUPPORTED, 'not an AES key');
   checkAlgorithm(k, cmd.p2);
   checkCounter(k);
-  const key = k.secret!;
   if (cmd.data.length > CIPHER_MAX_DATA) fail(SW.WRONG_LENGTH, 'more data than the APDU buffer holds');
+  const key = k.secret!;
   const cbc = `aes-${key.length * 8}-cbc`;
   let out: Uint8Array;
   switch (cmd.p2) {
@@ -302,24 +303,28 @@ function keyMetadata(tlvs: Tlv[]): Pick<StoredKey, 'algorithms' | 'useCounter' |
     if (t.tag === 0x90) {
       if (t.value.length < 1 || t.value.length > 4) fail(SW.WRONG_DATA, 'use counter must be 1..4 bytes');
       meta.useCounter = readUintBE(t.value);
+      if (meta.useCounter === 0) fail(SW.WRONG_DATA, 'a use counter starts at 1 or more');
     } else if (t.tag === 0x91) {
       if (t.value.length > 16) fail(SW.WRONG_DATA, 'at most 16 algorithms');
       meta.algorithms = t.value.slice();
     } else if (t.tag === 0x92) {
       if (t.value.length !== 1) fail(SW.WRONG_DATA, 'key domain must be 1 byte');
-      if (t.value[0] !== 0) fail(SW.REF_NOT_FOUND, 'only key domain 0 exists');
-      meta.domain = 0;
+      meta.domain = t.value[0]!;
     }
   }
   return meta;
 }
 
-/** Common preconditions of creating key `CC<id>`: PIN, id 1..255 free, DKEK import not pending. */
-export function checkNewKey(ctx: CardContext, id: number): void {
+/**
+ * Common preconditions of creating key `CC<id>` in key domain `domain` (tag 92, spec §3.10): PIN,
+ * id 1..255 free, the domain exists (domains.ts) and its DKEK import is not pending.
+ */
+export function checkNewKey(ctx: CardContext, id: number, domain = 0): void {
   requireUser(ctx);
   if (id < 1 || id > 255) fail(SW.WRONG_P1P2, 'key id must be 1..255');
-  if (ctx.state.dkek && ctx.state.dkek.outstanding > 0)
-    fail(KEYGEN_WHILE_DKEK_PENDING_SW, 'DKEK import pending');
+  checkKeyDomain(ctx.state, domain);
+  const dkek = domainDkek(ctx.state, domain);
+  if (dkek && dkek.outstanding > 0) fail(KEYGEN_WHILE_DKEK_PENDING_SW, 'DKEK import pending');
   if (ctx.state.keys.has(id)) fail(KEY_OCCUPIED_SW, `key ${id} exists`);
 }
 
@@ -337,8 +342,10 @@ const AES_BITS: Record<number, number> = { 176: 128, 177: 192, 178: 256 };
 export const generateSymmetricKey: Handler = (ctx, cmd) => {
   const bits = AES_BITS[cmd.p2];
   if (!bits) fail(SW.WRONG_P1P2, 'unsupported AES key size');
-  checkNewKey(ctx, cmd.p1);
+  requireUser(ctx);
   const meta = keyMetadata(parseTlvs(cmd.data));
+  checkNewKey(ctx, cmd.p1, meta.domain);
+  bindKeyDomain(ctx.state, meta);
   const key: StoredKey = { kind: 'aes', bits, secret: new Uint8Array(randomBytes(bits / 8)), ...meta };
   ensureSpace(ctx.state, keyObjectSize(key));
   ctx.state.keys.set(cmd.p1, key);
@@ -388,8 +395,9 @@ export function deviceSign(ctx: CardContext, data: Uint8Array): Uint8Array {
 
 /** GENERATE ASYMMETRIC KEY PAIR `00 46 keyId 00` (spec §3.11): answers and stores (CE<id>) the authenticated CV request. */
 export const generateKeyPair: Handler = (ctx, cmd) => {
-  checkNewKey(ctx, cmd.p1);
+  requireUser(ctx);
   const tlvs = parseTlvs(cmd.data);
+  checkNewKey(ctx, cmd.p1, keyMetadata(tlvs).domain);
   const get = (tag: number) => tlvs.find((t) => t.tag === tag)?.value;
   const pkTemplate = get(0x7f49);
   const chrBytes = get(0x5f20);
@@ -402,6 +410,7 @@ export const generateKeyPair: Handler = (ctx, cmd) => {
   const ta = taSignature(oid);
   if (!ta) fail(SW.WRONG_DATA, 'unsupported public key algorithm');
   const meta = keyMetadata(tlvs);
+  bindKeyDomain(ctx.state, meta);
 
   let key: StoredKey;
   let spki: Uint8Array;

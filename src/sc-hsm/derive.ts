@@ -1,0 +1,211 @@
+/**
+ * DERIVE EC KEY (`80 76 <src> <dst>`, data `98 ‖ tweak`, spec §3.15): the card makes the EC key
+ * `CC<dst>` with d' = d + tweak mod n from `CC<src>` and answers nothing. The host computes the
+ * expected public key Q' = Q + tweak·G itself, checks the card's key against it (the new key signs
+ * a self-signed CV request of Q' with ECDSA-SHA-256, `80 68 <dst> 73`, verified on the host), then
+ * stores that request in `CE<dst>` and the PKCS#15 description in `C4<dst>`, as for a generated key.
+ */
+import { verify as nodeVerify } from 'node:crypto';
+import { ScHsmError } from '../errors.js';
+import {
+  cvcPublicKeyToSpki,
+  ecdsaDerToPlain,
+  encodeCvc,
+  encodeCvcBody,
+  encodeKeyDescription,
+  KEY_USAGE,
+  OBJECT_FLAGS,
+} from '../pkcs15/index.js';
+import { ALGO, CLA_PROPRIETARY, INS, OID, PREFIX } from '../protocol/constants.js';
+import { bigintFromBytes, bigintToBytes, concat, fresh, toHex } from '../util/bytes.js';
+import { curveByName, curveParams } from '../util/curves.js';
+import { decodePoint, domain, encodePoint, pointAdd, pointMul } from '../util/ec-point.js';
+import type { SessionContext } from './context.js';
+import { cardSign, keyOpOverrides } from './crypto.js';
+import { deviceChr } from './device.js';
+import { afterCreationSent, type CreationContext } from './interrupted.js';
+import {
+  checkFreeId,
+  checkFreeRef,
+  intrinsicKeyId,
+  keyInfoFromFiles,
+  REQUEST_CAR,
+  spkiPoint,
+} from './keys.js';
+import { checkBytes, checkKeyRef, checkLabel, checkObject } from './validate.js';
+
+export interface DeriveEcKeyOptions {
+  /** Label of the new key (its PKCS#15 description). */
+  label: string;
+  /** PKCS#15 ID of the new key (default: SHA-1 of its X coordinate, as OpenSC). */
+  id?: Uint8Array;
+}
+
+export interface DerivedKey {
+  keyRef: number;
+  id: Uint8Array;
+  /** SubjectPublicKeyInfo DER of Q' (computed on the host, confirmed by the card's signature). */
+  publicKey: Uint8Array<ArrayBuffer>;
+}
+
+/** What the card may answer DERIVE EC KEY with (spec §3.21 and DERIVE_* in src/sim/uncertain.ts). */
+function deriveOverrides(src: number, dst: number) {
+  return {
+    ...keyOpOverrides(src),
+    0x6a81: ['ALGORITHM_NOT_ALLOWED', `key ${src} may not be derived from (its algorithm list lacks DERIVE)`],
+    0x6a89: ['KEY_REF_OCCUPIED', `key reference ${dst} is already in use`],
+    0x6a80: ['INCORRECT_DATA', 'the card refused the tweak'],
+    0x6985: [
+      'DKEK_INCOMPLETE',
+      'the device refuses new keys while DKEK shares are outstanding: import them first',
+    ],
+    0x6a84: ['MEMORY_FULL', 'the device has no room for another key'],
+  } as const;
+}
+
+/**
+ * DERIVE EC KEY `80 76` (spec §3.15): `CC<dstKeyRef>` = `CC<srcKeyRef>` + tweak (mod the curve
+ * order), checked against the public key the host computes. The tweak is big-endian, 1 to
+ * field-length bytes, not zero and below the order n. Refused before anything is sent: a source
+ * that is not an EC key or has no public key in CExx, an occupied destination, a source whose
+ * reported algorithm list lacks DERIVE or whose use counter is 0, a tweak that makes the key zero.
+ * The source's use counter (if any) counts one use.
+ */
+export async function deriveEcKey(
+  ctx: SessionContext,
+  srcKeyRef: number,
+  dstKeyRef: number,
+  tweak: Uint8Array,
+  opts: DeriveEcKeyOptions,
+): Promise<DerivedKey> {
+  checkKeyRef(srcKeyRef, 'the source key reference');
+  checkKeyRef(dstKeyRef, 'the destination key reference');
+  if (srcKeyRef === dstKeyRef)
+    throw new ScHsmError(
+      'INVALID_ARGUMENT',
+      'the derived key needs a key reference of its own (not the source)',
+    );
+  checkBytes(tweak, 'the tweak', 1, 66);
+  checkObject(opts, 'the derive options', { label: 'string', id: 'bytes' });
+  checkLabel(opts.label, 'key label');
+  if (opts.id !== undefined) checkBytes(opts.id, 'the key ID', 1, 255);
+  return ctx.channel.exclusive(async () => {
+    const fids = await ctx.files.enumerate();
+    if (!fids.includes((PREFIX.KEY << 8) | srcKeyRef))
+      throw new ScHsmError('KEY_NOT_FOUND', `no key with key reference ${srcKeyRef} on the device`);
+    await checkFreeRef(dstKeyRef, fids);
+    const src = await keyInfoFromFiles(ctx, srcKeyRef, fids);
+    if (src?.type !== 'ec')
+      throw new ScHsmError(
+        'INVALID_ARGUMENT',
+        `key ${srcKeyRef} is ${src ? src.type.toUpperCase() : 'of unknown type'}: only EC keys can be derived from`,
+      );
+    if (!src.publicKey || !src.curve)
+      throw new ScHsmError(
+        'INVALID_ARGUMENT',
+        `key ${srcKeyRef} has no public key on the device (CE${toHex(Uint8Array.of(srcKeyRef)).toUpperCase()}): the derived public key cannot be checked`,
+      );
+    if (src.algorithms && !src.algorithms.includes(ALGO.EC_DERIVE))
+      throw new ScHsmError(
+        'ALGORITHM_NOT_ALLOWED',
+        `key ${srcKeyRef} may not be derived from: its algorithm list lacks DERIVE. Nothing was sent.`,
+      );
+    if (src.useCounter === 0)
+      throw new ScHsmError(
+        'USE_COUNTER_EXHAUSTED',
+        `key ${srcKeyRef}: key use counter exhausted. Nothing was sent.`,
+      );
+    const curve = curveByName(src.curve);
+    const d = domain(curve.name);
+    if (tweak.length > d.size)
+      throw new ScHsmError('INVALID_ARGUMENT', `the tweak has at most ${d.size} bytes for ${curve.name}`);
+    const t = bigintFromBytes(tweak);
+    if (t === 0n)
+      throw new ScHsmError('INVALID_ARGUMENT', 'the tweak must not be zero (the key would be a copy)');
+    if (t >= d.n)
+      throw new ScHsmError('INVALID_ARGUMENT', `the tweak must be below the order n of ${curve.name}`);
+    const Q = decodePoint(d, spkiPoint(src.publicKey));
+    if (!Q)
+      throw new ScHsmError(
+        'MALFORMED_DATA',
+        `the public key of key ${srcKeyRef} is not a point of ${curve.name}`,
+      );
+    const Qd = pointAdd(d, Q, pointMul(d, t, d.g));
+    if (!Qd)
+      throw new ScHsmError(
+        'INVALID_ARGUMENT',
+        'this tweak is minus the private key: the derived key would be zero',
+      );
+    const point = encodePoint(d, Qd);
+    const p = curveParams(curve);
+    const cvcKey = { oid: OID.TA_ECDSA_SHA256, p: p.p, a: p.a, b: p.b, g: p.g, n: p.n, point, cofactor: p.h };
+    const spki = cvcPublicKeyToSpki(cvcKey);
+    const id = opts.id ?? intrinsicKeyId(spki);
+    await checkFreeId(ctx, id, fids);
+    const serial = ((await deviceChr(ctx)) ?? 'UTDUMMY00000').slice(0, -5);
+    const body = encodeCvcBody({
+      car: REQUEST_CAR,
+      publicKey: cvcKey,
+      chr: `${serial}${String(dstKeyRef).padStart(5, '0')}`,
+    });
+    const nLen = Math.ceil(d.n.toString(2).length / 8);
+    const creation: CreationContext = {
+      command: 'DERIVE EC KEY',
+      keyRef: dstKeyRef,
+      label: opts.label,
+      stage: 'sent',
+    };
+    try {
+      await ctx.channel.exchange(
+        {
+          cla: CLA_PROPRIETARY,
+          ins: INS.DERIVE_EC_KEY,
+          p1: srcKeyRef,
+          p2: dstKeyRef,
+          data: concat(Uint8Array.of(ALGO.EC_DERIVE), bigintToBytes(t, nLen)),
+        },
+        'DERIVE EC KEY',
+        { overrides: deriveOverrides(srcKeyRef, dstKeyRef) as never },
+      );
+      creation.stage = 'created';
+      const der = await cardSign(ctx, dstKeyRef, ALGO.ECDSA_SHA256, body);
+      const ok = nodeVerify(
+        'sha256',
+        body,
+        { key: Buffer.from(spki), format: 'der', type: 'spki', dsaEncoding: 'der' },
+        der,
+      );
+      if (!ok)
+        throw new ScHsmError(
+          'DERIVED_KEY_MISMATCH',
+          `the key the card derived at key reference ${dstKeyRef} does not have the public key computed on the host (Q + tweak·G); it is left without description`,
+          { keyRef: dstKeyRef, fix: `delete it: sc-hsm-ts delete-key --key-ref ${dstKeyRef}` },
+        );
+      await ctx.files.write(
+        (PREFIX.EE_CERTIFICATE << 8) | dstKeyRef,
+        encodeCvc(body, ecdsaDerToPlain(der, d.size)),
+      );
+      await ctx.files.write(
+        (PREFIX.PRKD << 8) | dstKeyRef,
+        encodeKeyDescription({
+          kind: 'ec',
+          label: opts.label,
+          objectFlags: OBJECT_FLAGS.PRIVATE | OBJECT_FLAGS.MODIFIABLE,
+          authId: Uint8Array.of(1),
+          id,
+          usage: KEY_USAGE.SIGN | KEY_USAGE.SIGN_RECOVER | KEY_USAGE.DERIVE,
+          keyReference: dstKeyRef,
+          bits: curve.bits,
+        }),
+      );
+      ctx.keyCache.delete(dstKeyRef);
+      ctx.keyCache.delete(srcKeyRef);
+      return { keyRef: dstKeyRef, id, publicKey: fresh(spki) };
+    } catch (e) {
+      ctx.keyCache.delete(dstKeyRef);
+      ctx.keyCache.delete(srcKeyRef);
+      if (e instanceof ScHsmError && e.code === 'DERIVED_KEY_MISMATCH') throw e;
+      throw afterCreationSent(e, creation);
+    }
+  });
+}
