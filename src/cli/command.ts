@@ -69,6 +69,11 @@ export const GLOBAL_OPTIONS: Record<string, OptionSpec> = {
     path: 'input',
     help: 'use the virtual SmartCard-HSM whose state is in FILE (only init creates a missing FILE)',
   },
+  profile: {
+    type: 'string',
+    arg: 'NAME|FILE',
+    help: 'with --sim or sim serve: the virtual card answers as slowly as the modelled device (nitrokey-hsm2, or a JSON profile)',
+  },
   json: { type: 'boolean', help: 'machine-readable output and errors (schema: docs/cli.md)' },
   trace: {
     type: 'string',
@@ -80,6 +85,10 @@ export const GLOBAL_OPTIONS: Record<string, OptionSpec> = {
   yes: { type: 'boolean', short: 'y', help: 'confirm destructive steps without asking' },
   progress: { type: 'boolean', help: 'show progress on stderr also without a terminal' },
   'last-try': { type: 'boolean', help: 'allow sending a PIN/SO-PIN that has one try left' },
+  secure: {
+    type: 'boolean',
+    help: 'secure messaging: verify the device chain, authenticate the device key, then protect every APDU',
+  },
   help: { type: 'boolean', short: 'h', help: 'show this help' },
 };
 
@@ -350,12 +359,23 @@ export function parseCommandArgs(cmd: CommandSpec, argv: string[]): Parsed {
     progress: v.progress === true,
     lastTry: v['last-try'] === true,
   };
+  if (v.secure === true) g.secure = true;
   if (typeof v.reader === 'string') g.reader = v.reader;
   if (typeof v.sim === 'string') g.sim = v.sim;
   if (typeof v.trace === 'string') g.trace = v.trace;
   if (v['trace-overwrite'] === true) g.traceOverwrite = true;
   if (g.sim !== undefined && g.reader !== undefined) {
     throw new CliError('USAGE_ERROR', '--sim and --reader exclude each other');
+  }
+  if (typeof v.profile === 'string') {
+    // a latency model of the virtual card: nothing to do on a real device
+    if (g.sim === undefined && !cmd.name.startsWith('sim '))
+      throw new CliError(
+        'USAGE_ERROR',
+        '--profile models the virtual card: give it with --sim FILE or to sim serve',
+        'add --sim FILE, or leave --profile out for a real device',
+      );
+    g.profile = v.profile;
   }
   if (!help) {
     refuseTraceOnCommandFiles(specs, cmd, v, parsed.positionals);

@@ -13,6 +13,8 @@ import { resolveSecret, type SecretRequest } from './secrets.js';
 export interface GlobalOptions {
   reader?: string;
   sim?: string;
+  /** `--profile NAME|FILE`: the virtual card's timing profile (src/sim/profile.ts). */
+  profile?: string;
   json: boolean;
   trace?: string;
   /** `--trace-overwrite`: the trace may replace an existing regular file. */
@@ -20,6 +22,8 @@ export interface GlobalOptions {
   yes: boolean;
   progress: boolean;
   lastTry: boolean;
+  /** `--secure`: chip authentication and secure messaging right after the applet is selected. */
+  secure?: boolean;
 }
 
 export type Values = Record<string, string | boolean | string[] | undefined>;

@@ -62,6 +62,11 @@ export async function openSimCard(
 ): Promise<VirtualSmartCardHsm> {
   // loaded only for --sim: a command on a real card does not load the simulator
   const { VirtualSmartCardHsm } = await import('../sim/index.js');
+  // a bad --profile is refused before the state file is touched
+  const profile =
+    ctx.g.profile === undefined
+      ? undefined
+      : await (await import('../sim/profile.js')).loadProfile(ctx.g.profile);
   let card: VirtualSmartCardHsm;
   try {
     card = await VirtualSmartCardHsm.open(path, {
@@ -78,6 +83,7 @@ export async function openSimCard(
     throw await simOpenError(e, path);
   }
   ctx.onFinish(() => card.close());
+  if (profile) card.profile = profile;
   return card;
 }
 
@@ -227,6 +233,11 @@ export async function openDevice(ctx: Ctx, o: { destructive?: boolean }): Promis
   const inner = transport;
   ctx.onFinish(() => inner.close());
   const hsm = await SmartCardHsm.open(transport);
+  if (ctx.g.secure) {
+    // --secure: the chain must end at the SmartCard-HSM root; the virtual test root only for --sim
+    const { deviceChainVerifier } = await import('../x509/secure-channel.js');
+    await hsm.openSecureChannel({ verifyChain: deviceChainVerifier({ acceptVirtual: virtual }) });
+  }
   const d: Device = { hsm, reader, virtual };
   if (atr) d.atr = atr;
   return d;

@@ -11,6 +11,16 @@ export {
   VIRTUAL_ROOT_CERTIFICATE,
   VIRTUAL_ROOT_CHR,
 } from './device.js';
+// timing profiles: a latency model of the real device (src/sim/profile.ts, docs/cli.md "Timing profiles")
+export {
+  BUILTIN_PROFILES,
+  loadProfile,
+  NITROKEY_HSM2,
+  NITROKEY_HSM2_SOURCES,
+  parseProfile,
+  type TimingProfile,
+  validateProfile,
+} from './profile.js';
 export { STATE_FORMAT, STATE_VERSION } from './state.js';
 export {
   DEFAULT_STATE_LOCK_WAIT_MS,

@@ -35,6 +35,10 @@ export function tracedCard(card: VpcdCard, line: (text: string) => void): VpcdCa
       line('# reset');
       card.reset();
     },
+    // a timing profile's waiting (--profile) stays with the traced card
+    answerReady() {
+      return card.answerReady?.();
+    },
   };
 }
 
@@ -87,6 +91,10 @@ export const simServe: Command = {
       });
     });
     ctx.out.note(`virtual SmartCard-HSM (state ${state}) for vpcd at ${target}; Ctrl-C stops`);
+    if (card.profile)
+      ctx.out.note(
+        `timing profile ${card.profile.name}: every answer takes the modelled time of the real device`,
+      );
     await new Promise<void>((resolve) => {
       const stop = () => {
         stopping = true;
