@@ -33,4 +33,5 @@ export {
 export { ecdsaDerToPlain, ecdsaPlainToDer } from './ecdsa.js';
 export { KEY_ACCESS, KEY_USAGE, OBJECT_FLAGS, TOKEN_FLAGS } from './flags.js';
 export { decodeKeyDescription, encodeKeyDescription, type KeyDescription } from './key-description.js';
+export { decodePkaFile, encodePkaFile, PKA_FILE_OID, type PkaFile } from './pka-file.js';
 export { decodeTokenInfo, encodeTokenInfo, type TokenInfo } from './token-info.js';

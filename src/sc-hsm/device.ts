@@ -16,6 +16,7 @@ import { findTag, readTlv } from '../util/tlv.js';
 import type { SessionContext } from './context.js';
 import { type DkekStatus, dkekStatus } from './dkek.js';
 import { pinStatus } from './pins.js';
+import { type PkaStatus, pkaStatus } from './pka.js';
 import { checkBytes, typeName } from './validate.js';
 
 export interface AppletInfo {
@@ -38,7 +39,11 @@ export interface DeviceStatus {
   /** Device certificate holder reference (CHR) from EF 2F02. */
   deviceChr?: string;
   userPin: { triesLeft?: number; verified: boolean; blocked: boolean; transportPin: boolean };
+  /** The transport PIN is active: VERIFY answers 6984 until `pin change` (option 0002, spec §3.6). */
+  transportPin: boolean;
   soPin: { triesLeft?: number; blocked: boolean };
+  /** Public key authentication (spec §3.18), on a device initialized with it. */
+  pka?: PkaStatus;
   /** Absent when the device has no DKEK configured. */
   dkek?: DkekStatus;
 }
@@ -126,6 +131,7 @@ export async function status(ctx: SessionContext): Promise<DeviceStatus> {
         blocked: user.state === 'blocked',
         transportPin: user.state === 'transport-pin',
       },
+      transportPin: user.state === 'transport-pin',
       soPin: { blocked: so.state === 'blocked' },
     };
     if (user.triesLeft !== undefined) st.userPin.triesLeft = user.triesLeft;
@@ -142,6 +148,8 @@ export async function status(ctx: SessionContext): Promise<DeviceStatus> {
       if (dkek) st.dkek = dkek;
       const text = await label(ctx);
       if (text !== undefined) st.label = text;
+      const p = await pkaStatus(ctx);
+      if (p) st.pka = p;
     }
     return st;
   });

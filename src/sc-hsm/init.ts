@@ -3,6 +3,7 @@
  * authentication and key domains in one TLV list; then the token label in EF.TokenInfo as OpenSC
  * writes it. Erases everything on the device.
  */
+import { ScHsmError } from '../errors.js';
 import { encodeTokenInfo } from '../pkcs15/index.js';
 import { CLA_PROPRIETARY, EF, INIT_TAG, INS, OPTION, PIN_SO } from '../protocol/constants.js';
 import { concat, uintBE, wipe } from '../util/bytes.js';
@@ -34,10 +35,18 @@ export interface InitializeOptions {
   resetRetryCounter?: boolean;
   /** Transport-PIN mode: the user PIN must be changed before first use. */
   transportPin?: boolean;
-  /** Public key authentication: N keys registered, M required (spec §3.18). */
+  /**
+   * Public key authentication: N keys registered, M required (spec §3.18); they replace the user
+   * PIN unless `combinedAuth` (option 0010) asks for both. The token label is then not written
+   * (EF.TokenInfo needs the authenticated user), as with a transport PIN.
+   */
   publicKeyAuth?: { total: number; required: number };
+  /** Option 0010: the user PIN AND public key authentication (needs `publicKeyAuth`). */
+  combinedAuth?: boolean;
   /** Number of key domains (firmware 3.x). */
   keyDomains?: number;
+  /** Option 0004: the session PIN (spec §3.20), given inside a secure channel and kept until reset. */
+  sessionPin?: boolean;
   /** Proceed although the SO-PIN has one try left (a wrong SO-PIN then locks the device for good). */
   force?: boolean;
 }
@@ -57,7 +66,9 @@ export async function initialize(ctx: SessionContext, o: InitializeOptions): Pro
     resetRetryCounter: 'boolean',
     transportPin: 'boolean',
     publicKeyAuth: 'object',
+    combinedAuth: 'boolean',
     keyDomains: 'number',
+    sessionPin: 'boolean',
     force: 'boolean',
   });
   if (o.dkekShares !== undefined) checkInt(o.dkekShares, 0, 255, 'the number of DKEK shares');
@@ -67,6 +78,8 @@ export async function initialize(ctx: SessionContext, o: InitializeOptions): Pro
     checkInt(o.publicKeyAuth.total, 1, 90, 'the number of public keys for authentication');
     checkInt(o.publicKeyAuth.required, 1, o.publicKeyAuth.total, 'the number of required public keys');
   }
+  if (o.combinedAuth && !o.publicKeyAuth)
+    throw new ScHsmError('INVALID_ARGUMENT', 'combinedAuth (PIN and public keys) needs publicKeyAuth');
   parseSoPin(o.soPin);
   const retry = o.retryCounter ?? 3;
   checkRetryCounter(retry, parseUserPin(o.userPin).length);
@@ -76,6 +89,8 @@ export async function initialize(ctx: SessionContext, o: InitializeOptions): Pro
   let options = 0;
   if (o.resetRetryCounter !== false) options |= OPTION.RESET_RETRY_COUNTER;
   if (o.transportPin) options |= OPTION.TRANSPORT_PIN;
+  if (o.combinedAuth) options |= OPTION.COMBINED_AUTH;
+  if (o.sessionPin) options |= OPTION.SESSION_PIN;
   const parts = [
     tlv(INIT_TAG.OPTIONS, uintBE(options, 2)),
     tlv(INIT_TAG.USER_PIN, pin),
@@ -112,7 +127,7 @@ export async function initialize(ctx: SessionContext, o: InitializeOptions): Pro
       ctx.keyCache.clear();
       ctx.importedShares = undefined;
       ctx.info = { ...ctx.info, options };
-      if (o.label !== undefined && !o.transportPin) {
+      if (o.label !== undefined && !o.transportPin && !o.publicKeyAuth) {
         // the PIN just set: no tries check (the counter is full)
         await sendVerify(ctx, pin);
         await ctx.files.write(EF.TOKEN_INFO, encodeTokenInfo({ version: 0, label: o.label, flags: 0x04 }), {

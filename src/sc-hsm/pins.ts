@@ -13,7 +13,17 @@ import type { SessionContext } from './context.js';
 import { refuseUnsafeTry as guard, namePinError } from './pin-guard.js';
 import { checkObject, parseSoPin, parseUserPin, typeName } from './validate.js';
 
-export type PinState = 'verified' | 'not-verified' | 'blocked' | 'transport-pin' | 'not-initialized';
+/**
+ * `public-key-auth`: the device authenticates with n-of-m public keys instead of the PIN (PKA
+ * without option 0010) and they are not authenticated yet in this session (spec §3.18).
+ */
+export type PinState =
+  | 'verified'
+  | 'not-verified'
+  | 'blocked'
+  | 'transport-pin'
+  | 'not-initialized'
+  | 'public-key-auth';
 
 export interface PinStatus {
   state: PinState;
@@ -26,6 +36,10 @@ const VERIFY_OVERRIDES = {
   0x6a88: ['NOT_INITIALIZED', 'the device is not initialized (no PIN set)'],
   0x6984: ['TRANSPORT_PIN_ACTIVE', 'the transport PIN is still active: change the PIN first (pin change)'],
   0x6a80: ['INVALID_PIN', 'the card rejected the PIN length'],
+  0x6400: [
+    'CONDITIONS_NOT_SATISFIED',
+    'this device authenticates with public keys (n-of-m custodians) instead of the user PIN: sc-hsm-ts pka authenticate',
+  ],
 } as const;
 
 function pinStatusFromSw(code: number): PinStatus {
@@ -36,6 +50,8 @@ function pinStatusFromSw(code: number): PinStatus {
   }
   if (code === 0x6983) return { state: 'blocked', triesLeft: 0 };
   if (code === 0x6984) return { state: 'transport-pin' };
+  // PKA replaces the PIN (src/sim/uncertain.ts PKA_PIN_REPLACED_SW)
+  if (code === 0x6400) return { state: 'public-key-auth' };
   if (code === 0x6a88) return { state: 'not-initialized' };
   throw new ScHsmError('CARD_ERROR', `VERIFY (status query): unexpected SW ${swHex(code)}`, {
     sw: code,

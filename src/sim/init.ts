@@ -76,10 +76,12 @@ export const initialize: Handler = (ctx, cmd) => {
   s.userPinMaxTries = tries;
   s.userPinTries = tries;
   s.transportPin = (s.options & OPTION.TRANSPORT_PIN) !== 0;
-  if (pka) s.pka = { total: pka[0]!, required: pka[1]! };
+  if (pka) s.pka = { total: pka[0]!, required: pka[1]!, keys: [] };
   else delete s.pka;
   if (domains) s.keyDomains = domains[0]!;
   else delete s.keyDomains;
+  // domains other than 0 start unused (spec §3.10: created with MANAGE KEY DOMAIN P1=01)
+  delete s.domains;
   if (!shares) delete s.dkek;
   else if (shares[0] === 0)
     s.dkek = { shares: RANDOM_DKEK_SHARE_COUNT, outstanding: 0, value: new Uint8Array(randomBytes(32)) };

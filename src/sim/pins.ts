@@ -5,6 +5,7 @@
 import { timingSafeEqual } from 'node:crypto';
 import { OPTION, PIN_BIO, PIN_PINPAD, PIN_SO, PIN_USER, SO_PIN_TRIES } from '../protocol/constants.js';
 import type { CardContext, Handler } from './context.js';
+import { pkaReplacesPin, verifyReplacedPin } from './pka.js';
 import { fail, type Reply, SW, swTries } from './sw.js';
 import { BLOCKING_TRY_SW, VERIFY_SO_PIN_SUPPORTED } from './uncertain.js';
 
@@ -65,6 +66,7 @@ function verifyUser(ctx: CardContext, data: Uint8Array): Reply {
   if (!s.initialized || !s.userPin) fail(SW.REF_NOT_FOUND, 'not initialized');
   if (s.userPinTries === 0) fail(SW.BLOCKED);
   if (s.transportPin) fail(SW.NOT_USABLE, 'transport PIN active');
+  if (pkaReplacesPin(ctx)) return verifyReplacedPin(ctx);
   if (data.length === 0) return { sw: ctx.vol.userVerified ? SW.OK : swTries(s.userPinTries) };
   if (data.length < USER_PIN_MIN_LEN || data.length > USER_PIN_MAX_LEN) fail(SW.WRONG_DATA, 'PIN length');
   checkUserPin(ctx, data);

@@ -52,10 +52,13 @@ export interface CardState {
   transportPin: boolean;
   soPin?: Uint8Array;
   soPinTries: number;
-  /** Public key authentication N-of-M (INITIALIZE tag 93). */
-  pka?: { total: number; required: number };
+  /** Public key authentication N-of-M (INITIALIZE tag 93); keys = the content of each registered `67` request. */
+  pka?: { total: number; required: number; keys: Uint8Array[] };
   keyDomains?: number;
+  /** DKEK of key domain 0 (INITIALIZE tag 92, or created with MANAGE KEY DOMAIN). */
   dkek?: DkekState;
+  /** DKEKs of key domains 1..keyDomains−1 that exist (spec §3.10); absent = unused. */
+  domains?: Map<number, DkekState>;
   /** Elementary files by FID (2F02, 2F03, C4xx, CExx, …); never key objects. */
   files: Map<number, Uint8Array>;
   /** Key objects by key reference (0 = device key). */
@@ -106,13 +109,23 @@ export function serializeState(s: CardState): string {
       transportPin: s.transportPin,
       soPin: hexOrNull(s.soPin),
       soPinTries: s.soPinTries,
-      pka: s.pka ?? null,
+      pka: s.pka ? { total: s.pka.total, required: s.pka.required, keys: s.pka.keys.map(toHex) } : null,
       keyDomains: s.keyDomains ?? null,
       dkek: s.dkek
         ? { shares: s.dkek.shares, outstanding: s.dkek.outstanding, value: toHex(s.dkek.value) }
         : null,
       files,
       keys,
+      // written only when a domain other than 0 exists: older state files stay as they were
+      ...(s.domains?.size
+        ? {
+            domains: Object.fromEntries(
+              [...s.domains]
+                .sort((a, b) => a[0] - b[0])
+                .map(([d, v]) => [String(d), { shares: v.shares, outstanding: v.outstanding, value: toHex(v.value) }]),
+            ),
+          }
+        : {}),
       // written only when set: state files of cards without the option stay as they were
       ...(s.kcvAfterLogin ? { kcvAfterLogin: true } : {}),
     },
@@ -221,21 +234,34 @@ export function deserializeState(json: string): CardState {
   const pka = optional(o.pka, (x) => {
     const p = obj(x, 'pka');
     const total = int(p.total, 'pka.total', 1, 90);
-    return { total, required: int(p.required, 'pka.required', 1, total) };
+    const keys = p.keys === undefined ? [] : p.keys;
+    if (!Array.isArray(keys) || keys.length > total) bad(`pka.keys must be a list of at most ${total} hex strings`);
+    return {
+      total,
+      required: int(p.required, 'pka.required', 1, total),
+      keys: keys.map((k, i) => hex(k, `pka.keys[${i}]`, 16, 4096)),
+    };
   });
   if (pka) s.pka = pka;
   const kd = optional(o.keyDomains, (x) => int(x, 'keyDomains', 0, 255));
   if (kd !== undefined) s.keyDomains = kd;
-  const dkek = optional(o.dkek, (x) => {
-    const d = obj(x, 'dkek');
-    const shares = int(d.shares, 'dkek.shares', 0, 255);
+  const dkekOf = (x: unknown, what: string): DkekState => {
+    const d = obj(x, what);
+    const shares = int(d.shares, `${what}.shares`, 0, 255);
     return {
       shares,
-      outstanding: int(d.outstanding, 'dkek.outstanding', 0, shares),
-      value: hex(d.value, 'dkek.value', 32, 32),
+      outstanding: int(d.outstanding, `${what}.outstanding`, 0, shares),
+      value: hex(d.value, `${what}.value`, 32, 32),
     };
-  });
+  };
+  const dkek = optional(o.dkek, (x) => dkekOf(x, 'dkek'));
   if (dkek) s.dkek = dkek;
+  for (const [k, v] of Object.entries(optional(o.domains, (x) => obj(x, 'domains')) ?? {})) {
+    const slots = Math.max(1, s.keyDomains ?? 1);
+    if (!/^\d{1,3}$/.test(k) || Number(k) < 1 || Number(k) >= slots)
+      bad(`domains: "${k}" is not a key domain 1..${slots - 1}`);
+    (s.domains ??= new Map()).set(Number(k), dkekOf(v, `domains.${k}`));
+  }
   for (const [k, v] of Object.entries(obj(o.files, 'files'))) {
     if (!/^[0-9A-Fa-f]{4}$/.test(k)) bad(`files: "${k}" is not a 4-digit hex FID`);
     const fid = Number.parseInt(k, 16);
