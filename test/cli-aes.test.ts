@@ -57,6 +57,11 @@ describe('keygen --type aes and keys', () => {
       keys.filter((x: { type: string }) => x.type === 'aes').map((x: { bits: number }) => x.bits),
     ).toEqual([256, 128, 192]);
     expect((await cli(['keys', '--sim', s])).stdout).toMatch(/AES 192/);
+    const d = await cli(['dump', '--sim', s]);
+    expect(d.code, d.stderr).toBe(0);
+    expect(d.stdout).toContain('Secret AES Key [vault]');
+    expect(d.stdout).toMatch(/Secret AES Key \[vault\][^]*?Key length +: 192/);
+    expect(d.stdout).toContain('Private EC Key [ec:prime256v1]');
   });
 });
 

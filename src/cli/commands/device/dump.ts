@@ -175,13 +175,16 @@ export const dump: Command = {
       out.line(
         k.noKey
           ? `Incomplete: NO KEY at key ref ${k.keyRef}, only its leftover description/certificate [${printable(k.label as string | undefined)}] (remove with sc-hsm-ts delete-key --key-ref ${k.keyRef})`
-          : `Private ${String(k.type ?? 'unknown').toUpperCase()} Key [${printable(k.label as string | undefined)}]`,
+          : `${k.type === 'aes' ? 'Secret' : 'Private'} ${String(k.type ?? 'unknown').toUpperCase()} Key [${printable(k.label as string | undefined)}]`,
       );
       const row = (a: string, b: string) => out.line(`\t${a.padEnd(15)}: ${b}`);
       if (k.objectFlags !== undefined) row('Object Flags', objectFlagsText(k.objectFlags as number));
       if (k.usage !== undefined) row('Usage', usageText(k.usage as number));
       if (k.access !== undefined) row('Access Flags', accessText(k.access as number));
-      row(k.type === 'rsa' ? 'ModLength' : 'FieldLength', String(k.bits ?? '?'));
+      row(
+        k.type === 'rsa' ? 'ModLength' : k.type === 'aes' ? 'Key length' : 'FieldLength',
+        String(k.bits ?? '?'),
+      );
       row('Key ref', `${k.keyRef} (0x${(k.keyRef as number).toString(16).padStart(2, '0')})`);
       if (k.authId) row('Auth ID', toHex(k.authId as Uint8Array));
       if (k.id) row('ID', toHex(k.id as Uint8Array));
