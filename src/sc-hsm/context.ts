@@ -9,6 +9,7 @@ import { ScHsmError } from '../errors.js';
 import { type AppletInfo, selectApplet } from './device.js';
 import { CardFiles } from './files.js';
 import type { KeyInfo } from './keys.js';
+import type { SecureMessaging } from './secure-messaging.js';
 import { checkInt, checkObject, typeName } from './validate.js';
 
 export interface SessionContext {
@@ -22,8 +23,8 @@ export interface SessionContext {
   readonly keyCache: Map<number, KeyInfo>;
   /** Device CHR from EF 2F02, once read. */
   deviceChr?: string | undefined;
-  /** KCVs (never the shares) of the DKEK shares this session imported into the current DKEK. */
-  importedShares?: { total: number; kcvs: Uint8Array[] } | undefined;
+  /** KCVs (never the shares) of the DKEK shares this session imported into each domain's current DKEK. */
+  importedShares?: Map<number, { total: number; kcvs: Uint8Array[] }> | undefined;
   /** The user PIN's configured retry counter, where known (see SmartCardHsm.userPinRetryCounter). */
   userPinRetries?: number | undefined;
 }
@@ -31,6 +32,11 @@ export interface SessionContext {
 /** The session's channel: after the session's close() it refuses everything, whatever the transport. */
 export class SessionChannel extends ApduChannel {
   closed = false;
+  /**
+   * The secure channel (secure-channel.ts), once opened: every command is then protected and every
+   * answer checked; it never goes back to plain APDUs.
+   */
+  sm?: SecureMessaging | undefined;
 
   private refused(): ScHsmError {
     return new ScHsmError(
@@ -40,7 +46,22 @@ export class SessionChannel extends ApduChannel {
   }
 
   override send(cmd: Parameters<ApduChannel['send']>[0]): ReturnType<ApduChannel['send']> {
-    return this.closed ? Promise.reject(this.refused()) : super.send(cmd);
+    if (this.closed) return Promise.reject(this.refused());
+    const sm = this.sm;
+    if (!sm) return super.send(cmd);
+    // wrap, exchange and unwrap hold the channel together: the SSC must see them in order
+    return super.exclusive(async () => {
+      const wrapped = sm.wrap(cmd);
+      let r: Awaited<ReturnType<ApduChannel['send']>>;
+      try {
+        r = await super.send(wrapped);
+      } catch (e) {
+        // the card's answer (and with it the SSC) is unknown now: the channel cannot go on
+        sm.end(`the exchange failed: ${(e as Error).message}`);
+        throw e;
+      }
+      return sm.unwrap(r, `INS ${cmd.ins.toString(16).toUpperCase().padStart(2, '0')}`);
+    });
   }
 
   override exclusive<T>(fn: () => Promise<T>): Promise<T> {

@@ -34,6 +34,7 @@ import * as domains from './domains.js';
 import type { CardFiles } from './files.js';
 import type { InitializeOptions } from './init.js';
 import * as init from './init.js';
+import { type KeyRestrictions, readKeyRestrictions } from './key-restrictions.js';
 import type { GeneratedKey, KeyInfo, KeyPairSpec, OrphanedKeyFiles } from './keys.js';
 import * as keys from './keys.js';
 import * as objects from './objects.js';
@@ -399,6 +400,15 @@ export class SmartCardHsm {
     algorithms?: Uint8Array;
   }): Promise<{ keyRef: number; id: Uint8Array }> {
     return keys.generateAesKey(this.ctx, spec);
+  }
+
+  /**
+   * The restrictions the card reports for a key (SELECT of CCxx, its FCP; spec §3.11): the
+   * algorithm list (tag 91) and the uses left (tag 90). A field is absent when the key has none or
+   * the card does not report it (key-restrictions.ts).
+   */
+  async keyRestrictions(keyRef: number): Promise<KeyRestrictions> {
+    return this.channel.exclusive(() => readKeyRestrictions(this.ctx, keyRef));
   }
 
   /**

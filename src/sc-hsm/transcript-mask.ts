@@ -17,8 +17,10 @@ export const secretMask: SecretMask = (apdu) => {
     for (let i = off; i < end; i++) mask[i] = true;
   };
   const ins = apdu[1]!;
-  // MANAGE KEY DOMAIN (`52`) with data: P1 00 imports a DKEK share; the whole field is masked
-  if (ins === INS.MANAGE_KEY_DOMAIN) all();
+  // MANAGE KEY DOMAIN (`52`) with data: P1 00 imports a DKEK share; the whole field is masked.
+  // Inside secure messaging (CLA 8C, spec §3.19) INITIALIZE's TLVs are encrypted: masked whole too.
+  const secured = (apdu[0]! & 0x0c) === 0x0c;
+  if (ins === INS.MANAGE_KEY_DOMAIN || (secured && ins === INS.INITIALIZE)) all();
   else if (ins === INS.INITIALIZE) {
     // the values of tags 81 and 82; when the TLVs cannot be read, everything
     try {

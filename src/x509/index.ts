@@ -24,3 +24,4 @@ export {
   verifyDeviceAuthenticity,
 } from './device-auth.js';
 export { type DnAttribute, type DnRdn, type DnValueEncoding, parseDistinguishedName } from './dn.js';
+export { type DeviceChainVerifierOptions, deviceChainVerifier } from './secure-channel.js';
