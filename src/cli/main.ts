@@ -281,6 +281,7 @@ function report(io: CliIo, ctx: Ctx, e: unknown, cmd: CommandEntry | undefined, 
 async function load(entry: CommandEntry): Promise<Command> {
   const cmd = await entry.load();
   if (cmd.name === 'demo') (await import('./commands/demo.js')).setDemoRunner(runCli);
+  if (cmd.name === 'sim run') (await import('./commands/sim/run.js')).setSimRunRunner(runCli);
   return cmd;
 }
 

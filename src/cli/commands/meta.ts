@@ -122,8 +122,26 @@ export const initSpec: CommandSpec = {
       type: 'boolean',
       help: 'generate a random SO-PIN and print it once (first initialization only)',
     },
+    'transport-pin': {
+      type: 'boolean',
+      help: 'transport-PIN mode (option 0002): --pin is a transport PIN the owner replaces with pin change before any use (no --label)',
+    },
+    pka: {
+      type: 'string',
+      arg: 'N',
+      help: 'public key authentication: N custodians\u2019 public keys (1-90) replace the user PIN (no --label)',
+    },
+    required: { type: 'string', arg: 'M', help: 'with --pka: how many of the N custodians must authenticate (1..N)' },
+    'pka-and-pin': {
+      type: 'boolean',
+      help: 'with --pka: the user PIN AND M custodians are needed (option 0010)',
+    },
   },
-  examples: ['sc-hsm-ts init --reader 0 --so-pin env:SO_PIN --pin env:PIN --label CA-1 --dkek-shares 1'],
+  examples: [
+    'sc-hsm-ts init --reader 0 --so-pin env:SO_PIN --pin env:PIN --label CA-1 --dkek-shares 1',
+    'sc-hsm-ts init --reader 0 --so-pin env:SO_PIN --pin env:TRANSPORT_PIN --transport-pin',
+    'sc-hsm-ts init --reader 0 --so-pin env:SO_PIN --pin env:PIN --pka 3 --required 2 --dkek-shares 1',
+  ],
 };
 
 export const dkekCreateSpec: CommandSpec = {
@@ -552,6 +570,97 @@ export const soPinChangeSpec: CommandSpec = {
   },
 };
 
+export const pkaStatusSpec: CommandSpec = {
+  name: 'pka status',
+  summary:
+    'Public key authentication: N, missing, M, authenticated, and each registered key (sc-hsm-tool --public-key-auth-status).',
+  description: 'Costs no PIN try and needs no PIN. The authenticated count is this session\u2019s: 0 in a new command.',
+  examples: ['sc-hsm-ts pka status', 'sc-hsm-ts pka status --json'],
+};
+
+export const pkaRegisterSpec: CommandSpec = {
+  name: 'pka register',
+  args: 'FILE',
+  positionals: [1, 1],
+  argPath: 'input',
+  summary: 'Register a custodian\u2019s public key from an sc-hsm-tool --export-for-pub-key-auth / pka export file.',
+  description: [
+    'The file (old or new format) is checked on this computer first: whole, not registered yet, a slot free.',
+    'Then the device verifies the custodian\u2019s device chain (MSE SET DST, PSO VERIFY CERTIFICATE) as',
+    'OpenSC does, and registers the key; a chain that does not end at the device\u2019s root is refused.',
+    'A registered key cannot be removed (only re-initialization clears them).',
+  ].join('\n'),
+  examples: ['sc-hsm-ts pka register alice.pka'],
+};
+
+export const pkaExportSpec: CommandSpec = {
+  name: 'pka export',
+  summary:
+    'Write key KEYREF of this device as a public key authentication file in sc-hsm-tool\u2019s format (to register elsewhere).',
+  description:
+    'The file is 30 { EF CE<ref> (the key\u2019s request, signed by this device), EF 2F02 }, byte for byte what\n' +
+    'sc-hsm-tool --export-for-pub-key-auth writes. It holds no secret. Only a key generated on a\n' +
+    'SmartCard-HSM (whose request the device signed) can be exported.',
+  options: {
+    'key-ref': { type: 'string', arg: 'N', help: 'key reference 1-255 (`sc-hsm-ts keys`)' },
+    out: { type: 'string', arg: 'FILE', path: 'output', help: 'file to create (never replaced)' },
+  },
+  examples: ['sc-hsm-ts pka export --key-ref 1 --out alice.pka'],
+};
+
+export const pkaRespondSpec: CommandSpec = {
+  name: 'pka respond',
+  args: 'CHALLENGE',
+  positionals: [1, 1],
+  argPath: 'input',
+  summary:
+    'Custodian side: answer a target device\u2019s challenge file with your own token\u2019s key KEYREF (SIGN over SHA-256(device CHR ‖ challenge)).',
+  description: [
+    'Run it on the custodian\u2019s machine with the custodian\u2019s SmartCard-HSM (or on the same host with the',
+    'other reader). It prints the target device named in the challenge: confirm it with the operator by',
+    'another channel before you answer. The answer is good for that device and that challenge only.',
+  ].join('\n'),
+  options: {
+    'key-ref': { type: 'string', arg: 'N', help: 'the key you registered on the target (`sc-hsm-ts keys`)' },
+    out: { type: 'string', arg: 'FILE', path: 'output', help: 'response file to create (never replaced)' },
+    pin: { ...PIN, help: `your token\u2019s user PIN (${SECRET_HELP})` },
+  },
+  examples: ['sc-hsm-ts --reader 1 pka respond challenge.json --key-ref 1 --out alice.response.json'],
+};
+
+export const pkaAuthenticateSpec: CommandSpec = {
+  name: 'pka authenticate',
+  args: '[-- COMMAND…]',
+  positionals: [0, 4096],
+  summary:
+    'Target side: write a challenge, take the custodians\u2019 responses, authenticate, then run COMMAND in the same session.',
+  description: [
+    'The device\u2019s authentication lives in its session, which ends with this process. So one command holds',
+    'it: it writes the challenge to --challenge-out, waits until every --response file exists (up to --wait',
+    'seconds; custodians run pka respond meanwhile), checks them against the challenge, sends them (MSE SET',
+    'AT, EXTERNAL AUTHENTICATE) and then runs COMMAND (any sc-hsm-ts command with its options, no global',
+    'options) on the same device in the same session. Without COMMAND it only proves the answers.',
+  ].join('\n'),
+  options: {
+    'challenge-out': {
+      type: 'string',
+      arg: 'FILE',
+      path: 'output',
+      help: 'challenge file to create for the custodians (never replaced)',
+    },
+    response: {
+      type: 'string',
+      arg: 'FILE',
+      multiple: true,
+      help: 'a custodian\u2019s response file (repeat for each); waited for',
+    },
+    wait: { type: 'string', arg: 'SECONDS', help: 'how long to wait for the responses (default 600)' },
+  },
+  examples: [
+    'sc-hsm-ts pka authenticate --challenge-out c.json --response a.json --response b.json -- keygen --type ec:prime256v1 --label ca',
+  ],
+};
+
 export const verifyDeviceSpec: CommandSpec = {
   name: 'verify-device',
   summary:
@@ -655,6 +764,62 @@ export const simServeSpec: CommandSpec = {
     },
   },
   examples: ['sc-hsm-ts sim serve --state ca-test.json'],
+};
+
+export const simRunSpec: CommandSpec = {
+  name: 'sim run',
+  args: '-- COMMAND…',
+  positionals: [1, 4096],
+  summary:
+    'Run COMMAND with virtual SmartCard-HSMs in pcscd (a private pcscd as root), then tear everything down; exits with COMMAND\u2019s code.',
+  description: [
+    'As root: a private pcscd in its own mount, network and PID namespaces with the quickack route (~0.2 ms',
+    'per APDU; COMMAND runs inside, without network). Otherwise the system\u2019s pcscd (~44 ms per APDU,',
+    'shared). COMMAND gets PCSCLITE_CSOCK_NAME, SC_HSM_READER (the first card\u2019s reader), SC_HSM_READER_0/1,',
+    'SC_HSM_READERS (one a line) and SC_HSM_PKCS11_MODULE (OpenSC\u2019s module, when installed). SIGTERM/SIGHUP',
+    'are passed on to COMMAND; whatever it does, the cards are closed (saved) and pcscd stopped. Exit status:',
+    'COMMAND\u2019s, 128+n when a signal n ended it. Without root, vpcd or pcscd it says so before starting.',
+  ].join('\n'),
+  options: {
+    state: {
+      type: 'string',
+      arg: 'FILE',
+      path: 'input',
+      multiple: true,
+      help: 'an existing virtual card state file, one per card in slot order (held and saved while it runs)',
+    },
+    cards: {
+      type: 'string',
+      arg: 'N',
+      help: 'number of cards, 1 or 2 (vpcd\u2019s slots); beyond the --state files, fresh ones',
+    },
+    init: {
+      type: 'boolean',
+      help: 'initialize the fresh cards (--so-pin, --pin, --label, --dkek-share) before COMMAND starts',
+    },
+    'so-pin': {
+      type: 'string',
+      arg: 'SECRET',
+      help: `with --init: SO-PIN, 16 hex characters (${SECRET_HELP})`,
+    },
+    pin: {
+      type: 'string',
+      arg: 'SECRET',
+      help: `with --init: user PIN, 6-15 ASCII characters (${SECRET_HELP})`,
+    },
+    label: { type: 'string', arg: 'LABEL', help: 'with --init: token label' },
+    'dkek-share': {
+      type: 'string',
+      arg: 'FILE',
+      path: 'input',
+      help: 'with --init: a DKEK share file (dkek create) imported into every fresh card (else a random DKEK)',
+    },
+    password: { type: 'string', arg: 'SECRET', help: `with --dkek-share: its password (${SECRET_HELP})` },
+  },
+  examples: [
+    'sc-hsm-ts sim run --init --so-pin env:SO_PIN --pin env:PIN --label CI -- npm test',
+    'sc-hsm-ts sim run --state ca.json -- pkcs11-tool --module "$SC_HSM_PKCS11_MODULE" -L',
+  ],
 };
 
 export const doctorSpec: CommandSpec = {

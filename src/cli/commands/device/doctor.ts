@@ -6,6 +6,7 @@ import type { Command } from '../../command.js';
 import { exists } from '../../files.js';
 import { printable } from '../../format.js';
 import { doctorSpec } from '../meta.js';
+import { checkSimHost } from '../sim/host.js';
 
 export interface Check {
   name: string;
@@ -166,6 +167,13 @@ export async function runChecks(): Promise<Check[]> {
       status: 'skip',
       detail: 'vsmartcard vpcd not installed (only needed for `sim serve`)',
     });
+  const sim = await checkSimHost();
+  checks.push({
+    name: 'sim run',
+    status: sim.problems.length ? 'warn' : 'ok',
+    detail: sim.problems.length ? sim.problems.map((p) => p.what).join('; ') : sim.gives,
+    ...(sim.problems.length ? { fix: sim.problems.map((p) => p.fix).join('; ') } : {}),
+  });
   return checks;
 }
 

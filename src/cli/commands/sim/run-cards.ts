@@ -1,0 +1,245 @@
+/**
+ * The part of `sim run` that holds the virtual cards and COMMAND: each card opened from its
+ * state file (held, saved before every answer that changed it) and plugged into vpcd slot i,
+ * COMMAND started once pcscd has every card, stop requests passed on to COMMAND, and everything
+ * closed whatever COMMAND does. Used inside the private namespaces and, without root, beside
+ * the system's pcscd. `runInNamespace` is the inside of the namespaces: a tmpfs on /run/pcscd,
+ * loopback with the quickack route, pcscd (spec/pcsc-stack.md §1, §5, §6; scripts/with-pcscd.sh).
+ */
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { openSync } from 'node:fs';
+import { readFile, stat } from 'node:fs/promises';
+import { constants } from 'node:os';
+import type { VirtualSmartCardHsm } from '../../../sim/index.js';
+import { connectToVpcd, type VpcdCard, type VpcdConnection } from '../../../sim/vpcd.js';
+import { CliError } from '../../exit-codes.js';
+import { PCSCD_SOCKET, VPCD_PORT } from './host.js';
+
+/** Environment variable naming the inner run's plan file (set only by `sim run` for its own child). */
+export const INNER_ENV = 'SC_HSM_TS_SIM_RUN_INNER';
+
+/** What the inner run gets from the outer one (a 0600 file in the run's 0700 directory). */
+export interface InnerPlan {
+  states: string[];
+  /** Directory of the run (fresh cards' states, pcscd's log), removed by the outer run. */
+  dir: string;
+  /** Environment for COMMAND, beyond the inherited one. */
+  env: Record<string, string>;
+}
+
+/** How long pcscd may take to adopt a card (its presence poll is ~0.4 s; spec §6). */
+const ADOPT_MS = 10_000;
+/** How long COMMAND has after a stop request before it is killed. */
+const KILL_AFTER_MS = 10_000;
+
+/** COMMAND's end as a shell reports it: its code, or 128 + the signal's number. */
+export function exitStatus(code: number | null, signal: NodeJS.Signals | null): number {
+  if (code !== null) return code;
+  const n = signal ? constants.signals[signal] : undefined;
+  return 128 + (n ?? 0);
+}
+
+/** Resolves when pcscd has powered the card on and read its ATR after that (the card is in). */
+function watched(card: VpcdCard): { card: VpcdCard; ready: Promise<void> } {
+  let powered = false;
+  let settle!: () => void;
+  const ready = new Promise<void>((r) => {
+    settle = r;
+  });
+  return {
+    ready,
+    card: {
+      get atr() {
+        if (powered) settle();
+        return card.atr;
+      },
+      process: (apdu) => card.process(apdu),
+      powerOn() {
+        powered = true;
+        card.powerOn();
+      },
+      powerOff: () => card.powerOff(),
+      reset: () => card.reset(),
+    },
+  };
+}
+
+export interface CardsAndCommand {
+  states: string[];
+  /** vpcd's address: 127.0.0.2 inside the namespaces (quickack route), else 127.0.0.1. */
+  host: string;
+  command: string[];
+  env: NodeJS.ProcessEnv;
+  note: (s: string) => void;
+  /** Called with the function that passes a stop request (a signal) on to COMMAND. */
+  onStop: (stop: (signal: NodeJS.Signals) => void) => void;
+}
+
+/**
+ * Plugs the cards in, runs COMMAND to its end, unplugs and closes the cards; COMMAND's exit
+ * status (see {@link exitStatus}). A card pcscd does not take, COMMAND that cannot start: errors
+ * after the cards were closed.
+ */
+export async function cardsAndCommand(o: CardsAndCommand): Promise<number> {
+  const { VirtualSmartCardHsm } = await import('../../../sim/index.js');
+  const cards: VirtualSmartCardHsm[] = [];
+  const links: VpcdConnection[] = [];
+  let child: ChildProcess | undefined;
+  let stopped: NodeJS.Signals | undefined;
+  o.onStop((sig) => {
+    stopped ??= sig;
+    if (child && child.exitCode === null && child.signalCode === null) {
+      child.kill(sig);
+      setTimeout(() => child?.kill('SIGKILL'), KILL_AFTER_MS).unref();
+    }
+  });
+  try {
+    for (const [i, state] of o.states.entries()) {
+      const card = await VirtualSmartCardHsm.open(state, { command: 'sc-hsm-ts sim run', waitMs: 0 });
+      cards.push(card);
+      const w = watched(card);
+      const link = connectToVpcd(w.card, { host: o.host, port: VPCD_PORT + i });
+      links.push(link);
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        w.ready,
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(
+            () =>
+              reject(
+                new CliError(
+                  'PCSC_UNAVAILABLE',
+                  `pcscd did not take virtual card ${i} on vpcd port ${VPCD_PORT + i} within ${ADOPT_MS / 1000} s`,
+                  'another virtual card probably holds that vpcd slot (sim serve, another sim run without root): stop it, or run sim run as root for a private pcscd',
+                ),
+              ),
+            ADOPT_MS,
+          );
+        }),
+      ]).finally(() => clearTimeout(timer));
+    }
+    if (stopped) return 128 + (constants.signals[stopped] ?? 0);
+    const [file, ...args] = o.command;
+    const c = spawn(file!, args, { stdio: 'inherit', env: o.env });
+    child = c;
+    return await new Promise<number>((resolve, reject) => {
+      c.once('error', (e: NodeJS.ErrnoException) =>
+        reject(
+          new CliError(
+            e.code === 'ENOENT' ? 'HOST_FILE_NOT_FOUND' : 'USAGE_ERROR',
+            `cannot start COMMAND '${file}': ${e.code ?? e.message}`,
+            'name a program on PATH (or its path) after --',
+          ),
+        ),
+      );
+      c.once('exit', (code, signal) => resolve(exitStatus(code, signal)));
+    });
+  } finally {
+    for (const l of links) await l.close().catch(() => undefined);
+    for (const c of cards) await c.close().catch(() => undefined);
+  }
+}
+
+function must(cmd: string, args: string[], what: string): void {
+  const r = spawnSync(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'], encoding: 'utf8' });
+  if (r.status !== 0)
+    throw new CliError(
+      'PCSC_UNAVAILABLE',
+      `cannot ${what}: ${(r.stderr || r.error?.message || `exit ${r.status}`).trim()}`,
+      'sim run needs root and the host tools (sc-hsm-ts doctor checks them)',
+    );
+}
+
+/**
+ * Inside `unshare --mount --net --pid --fork --mount-proc` (this process is the namespace's
+ * PID 1: when it ends, every process left in it ends): a private /run/pcscd, loopback with the
+ * quickack route for 127.0.0.2, pcscd in the foreground (never --auto-exit), the cards and
+ * COMMAND, then pcscd stopped. Stop requests come from the outer `sim run` over fd 3, one signal
+ * name a line; its end (the outer run killed) stops COMMAND too.
+ */
+export async function runInNamespace(
+  planPath: string,
+  command: string[],
+  note: (s: string) => void,
+): Promise<number> {
+  const plan = JSON.parse(await readFile(planPath, 'utf8')) as InnerPlan;
+  const { Socket } = await import('node:net');
+  const ctl = new Socket({ fd: 3, readable: true, writable: false });
+  let stop: (sig: NodeJS.Signals) => void = () => undefined;
+  let pending: NodeJS.Signals | undefined;
+  const request = (sig: NodeJS.Signals) => {
+    pending ??= sig;
+    stop(sig);
+  };
+  ctl.setEncoding('utf8');
+  ctl.on('data', (d: string) => {
+    for (const s of d.split('\n')) if (/^SIG[A-Z]+$/.test(s)) request(s as NodeJS.Signals);
+  });
+  ctl.on('error', () => undefined);
+  ctl.on('close', () => request('SIGTERM'));
+  // a terminal's Ctrl-C reaches COMMAND itself; as PID 1 this process must not die of it
+  const onSignal = (sig: NodeJS.Signals) => request(sig);
+  for (const s of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(s, onSignal);
+  let pcscd: ChildProcess | undefined;
+  try {
+    must('mount', ['-t', 'tmpfs', '-o', 'mode=0755', 'tmpfs', '/run/pcscd'], 'mount a tmpfs on /run/pcscd');
+    must('ip', ['link', 'set', 'lo', 'up'], 'bring up lo in the private network namespace');
+    // spec §5: the card side ACKs at once, so vpcd's Nagle-held payload leaves at once (44 ms → 0.2 ms)
+    must(
+      'ip',
+      ['route', 'add', 'local', '127.0.0.2/32', 'dev', 'lo', 'table', 'local', 'quickack', '1'],
+      'add the quickack route',
+    );
+    const log = `${plan.dir}/pcscd.log`;
+    const fd = openSync(log, 'a', 0o600);
+    pcscd = spawn('pcscd', ['--foreground'], { stdio: ['ignore', fd, fd] });
+    const p = pcscd;
+    let ended = false;
+    p.once('exit', () => {
+      ended = true;
+    });
+    for (let i = 0; i < 100 && !ended; i++) {
+      if ((await stat(PCSCD_SOCKET).catch(() => undefined))?.isSocket()) break;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    if (ended || !(await stat(PCSCD_SOCKET).catch(() => undefined))) {
+      const text = await readFile(log, 'utf8').catch(() => '');
+      throw new CliError(
+        'PCSC_UNAVAILABLE',
+        `the private pcscd did not start within 5 s; its log:\n${text.trim()}`,
+        'sc-hsm-ts doctor checks the host',
+      );
+    }
+    note(
+      `private pcscd ready (pid ${p.pid} in the namespace); plugging in ${plan.states.length} virtual card(s)`,
+    );
+    return await cardsAndCommand({
+      states: plan.states,
+      host: '127.0.0.2',
+      command,
+      env: { ...stripInner(process.env), ...plan.env },
+      note,
+      onStop: (fn) => {
+        stop = fn;
+        if (pending) fn(pending);
+      },
+    });
+  } finally {
+    for (const s of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.off(s, onSignal);
+    ctl.destroy();
+    if (pcscd && pcscd.exitCode === null && pcscd.signalCode === null) {
+      const p = pcscd;
+      await new Promise<void>((r) => {
+        p.once('exit', () => r());
+        p.kill('SIGTERM');
+      });
+    }
+  }
+}
+
+/** The environment without the inner run's marker (COMMAND may run `sim run` itself). */
+export function stripInner(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  const e = { ...env };
+  delete e[INNER_ENV];
+  return e;
+}

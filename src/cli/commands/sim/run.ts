@@ -1,0 +1,326 @@
+import { spawn } from 'node:child_process';
+import { mkdir, mkdtemp, realpath, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { PassThrough } from 'node:stream';
+import { checkLabel, parseSoPin, parseUserPin } from '../../../sc-hsm/validate.js';
+import { hostPathKind } from '../../../util/host-files.js';
+import type { Command } from '../../command.js';
+import { flag, int, list, str } from '../../context.js';
+import { openSimCard } from '../../device.js';
+import { CliError } from '../../exit-codes.js';
+import type { CliIo } from '../../io.js';
+import { simRunSpec } from '../meta.js';
+import { checkSimHost, findPkcs11Module, PCSCD_SOCKET, VPCD_SLOTS, vpcdReaderName } from './host.js';
+import {
+  cardsAndCommand,
+  exitStatus,
+  INNER_ENV,
+  type InnerPlan,
+  runInNamespace,
+  stripInner,
+} from './run-cards.js';
+
+type Runner = (argv: string[], io: CliIo) => Promise<number>;
+let runner: Runner | undefined;
+/** main.ts hands `sim run` its own entry point: `--init` runs the real `init` and `dkek import`. */
+export function setSimRunRunner(r: Runner): void {
+  runner = r;
+}
+
+/** Options that only mean something with --init. */
+const INIT_ONLY = ['so-pin', 'pin', 'label', 'dkek-share', 'password'] as const;
+
+/** Names of the in-process environment entries that carry the --init secrets to `init`/`dkek import`. */
+const SECRET_VARS = {
+  so: 'SC_HSM_TS_SIM_RUN_SO_PIN',
+  pin: 'SC_HSM_TS_SIM_RUN_PIN',
+  pw: 'SC_HSM_TS_SIM_RUN_PASSWORD',
+};
+
+/** The --init values, resolved (secrets once: env:, file:, prompt or a value) and checked. */
+interface InitValues {
+  label: string;
+  soPin: string;
+  pin: string;
+  share?: string;
+  password?: string;
+}
+
+/**
+ * Resolves and checks every --init value before anything starts (no temporary card, no pcscd):
+ * the SO-PIN's and PIN's formats and the label as `init` checks them, the share file readable.
+ */
+async function initValues(
+  ctx: Parameters<Command['run']>[0],
+  v: Parameters<Command['run']>[1],
+): Promise<InitValues> {
+  const label = str(v, 'label');
+  if (label === undefined)
+    throw new CliError('USAGE_ERROR', 'sim run --init needs --label', 'add --label LABEL (the token label)');
+  checkLabel(label, 'token label');
+  const share = str(v, 'dkek-share');
+  if (share !== undefined && (await hostPathKind(share)) !== 'file')
+    throw new CliError(
+      'HOST_FILE_NOT_FOUND',
+      `--dkek-share ${share} is not a readable file`,
+      'check the path (a share file is made by dkek create)',
+    );
+  const soPin = await ctx.secret(v['so-pin'], { option: 'so-pin', prompt: 'SO-PIN (16 hex characters)' });
+  parseSoPin(soPin);
+  const pin = await ctx.secret(v.pin, { option: 'pin', prompt: 'User PIN (6-15 ASCII characters)' });
+  parseUserPin(pin);
+  const out: InitValues = { label, soPin, pin };
+  if (share !== undefined) {
+    out.share = share;
+    out.password = await ctx.secret(v.password, {
+      option: 'password',
+      prompt: 'Password of the DKEK share file',
+    });
+  }
+  return out;
+}
+
+/**
+ * Fresh cards made as `--init` says, by the real `init --sim` and `dkek import --sim` run in this
+ * process (every check of theirs applies). The secrets are handed over in an environment object
+ * of this process only: no child process ever sees them.
+ */
+async function initCards(
+  ctx: Parameters<Command['run']>[0],
+  iv: InitValues,
+  paths: string[],
+): Promise<number> {
+  if (!runner) throw new CliError('INTERNAL_ERROR', 'sim run: runner not set');
+  // their output goes to our standard error: COMMAND's standard output stays its own
+  const err = new PassThrough();
+  err.on('data', (d) => ctx.io.stderr.write(d));
+  const io: CliIo = {
+    ...ctx.io,
+    stdout: err,
+    env: {
+      ...ctx.io.env,
+      [SECRET_VARS.so]: iv.soPin,
+      [SECRET_VARS.pin]: iv.pin,
+      ...(iv.password !== undefined && { [SECRET_VARS.pw]: iv.password }),
+    },
+  };
+  for (const p of paths) {
+    const argv = ['init', '--sim', p, '--so-pin', `env:${SECRET_VARS.so}`, '--pin', `env:${SECRET_VARS.pin}`];
+    argv.push('--label', iv.label, '--dkek-shares', iv.share !== undefined ? '1' : '0', '--yes');
+    let rc = await runner(argv, io);
+    if (rc === 0 && iv.share !== undefined)
+      rc = await runner(['dkek', 'import', iv.share, '--sim', p, '--password', `env:${SECRET_VARS.pw}`], io);
+    if (rc !== 0) return rc;
+  }
+  return 0;
+}
+
+/**
+ * `sim run [--state FILE …] [--cards N] [--init …] -- COMMAND…`: virtual SmartCard-HSMs in pcscd
+ * for the life of COMMAND (spec/pcsc-stack.md §6). As root: `unshare` runs this command again
+ * inside private mount, network and PID namespaces (runInNamespace: its own pcscd with the
+ * quickack route), passing only a plan file and COMMAND; stop requests go over a pipe (fd 3),
+ * whose end, when this process is killed, stops COMMAND and the namespace. Without root: the
+ * cards go into the system's pcscd. Exit status: COMMAND's (128 + n after signal n).
+ */
+export const simRun: Command = {
+  ...simRunSpec,
+  async run(ctx, v, positionals) {
+    const innerPlan = ctx.io.env[INNER_ENV];
+    if (innerPlan) {
+      ctx.exitCode = await runInNamespace(innerPlan, positionals, (s) => ctx.out.note(s));
+      return { exitCode: ctx.exitCode };
+    }
+    if (ctx.g.sim !== undefined || ctx.g.reader !== undefined || ctx.g.trace !== undefined)
+      throw new CliError(
+        'USAGE_ERROR',
+        'sim run takes no --sim, --reader or --trace: its cards are given with --state/--cards',
+        'give the cards with --state FILE (repeatable) or --cards N; for a card-side transcript use sim serve --trace',
+      );
+    const states = list(v, 'state');
+    const cards = int(v, 'cards', 1, VPCD_SLOTS) ?? Math.max(states.length, 1);
+    if (states.length > VPCD_SLOTS)
+      throw new CliError('USAGE_ERROR', `vpcd has ${VPCD_SLOTS} slots: at most ${VPCD_SLOTS} --state files`);
+    if (states.length > cards)
+      throw new CliError(
+        'USAGE_ERROR',
+        `--cards ${cards} but ${states.length} --state files`,
+        'give --cards at least the number of --state files (the others are fresh cards)',
+      );
+    const init = flag(v, 'init');
+    const fresh = cards - states.length;
+    if (!init) {
+      const given = INIT_ONLY.filter((o) => v[o] !== undefined);
+      if (given.length)
+        throw new CliError(
+          'USAGE_ERROR',
+          `${given.map((o) => `--${o}`).join(', ')} initialize fresh cards: they need --init`,
+          'add --init (the fresh cards are initialized with them), or leave them out',
+        );
+    } else if (fresh === 0)
+      throw new CliError(
+        'USAGE_ERROR',
+        '--init initializes the fresh cards, and every card comes from a --state file',
+        'add --cards N for more cards than --state files, or leave --init out (init --sim FILE initializes a state file)',
+      );
+    if (v.password !== undefined && v['dkek-share'] === undefined)
+      throw new CliError(
+        'USAGE_ERROR',
+        '--password is the password of --dkek-share FILE',
+        'add --dkek-share FILE',
+      );
+    const seen = new Set<string>();
+    for (const s of states) {
+      const real = await realpath(s).catch(() => resolve(s));
+      if (seen.has(real))
+        throw new CliError('USAGE_ERROR', `--state ${s} is given twice: one card per state file`);
+      seen.add(real);
+    }
+    if (positionals.length === 0) throw new CliError('USAGE_ERROR', 'sim run needs a COMMAND after --');
+    // every --init value is checked before anything starts
+    const iv = init ? await initValues(ctx, v) : undefined;
+
+    // what the host allows, said before anything starts
+    const host = await checkSimHost(ctx.io.env);
+    if (host.problems.length)
+      throw new CliError(
+        'PCSC_UNAVAILABLE',
+        `sim run cannot put virtual cards into pcscd here (${host.mode === 'private' ? 'as root' : 'without root'}):\n${host.problems.map((p) => `  - ${p.what}: ${p.fix}`).join('\n')}`,
+        host.problems.map((p) => p.fix).join('; '),
+      );
+    ctx.out.note(`sim run: ${host.gives}`);
+    // each state file is opened (and so checked: exists, readable, not held) before anything starts
+    for (const s of states) await (await openSimCard(ctx, s)).close();
+
+    const dir = await mkdtemp(join(tmpdir(), 'sc-hsm-ts-sim-run-'));
+    ctx.onFinish(() => rm(dir, { recursive: true, force: true }));
+    const freshPaths = Array.from({ length: fresh }, (_, i) => join(dir, `card-${states.length + i}.json`));
+    if (iv) {
+      const rc = await initCards(ctx, iv, freshPaths);
+      if (rc !== 0) {
+        ctx.out.warn('sim run: --init failed (above); nothing was started');
+        ctx.exitCode = rc;
+        return { exitCode: rc, started: false };
+      }
+    } else {
+      const { VirtualSmartCardHsm } = await import('../../../sim/index.js');
+      for (const p of freshPaths) {
+        const c = await VirtualSmartCardHsm.open(p, { create: true });
+        await c.save(p);
+        await c.close();
+      }
+    }
+    const all = [...states.map((s) => resolve(s)), ...freshPaths];
+    const readers = all.map((_, i) => vpcdReaderName(i));
+    const module = await findPkcs11Module(ctx.io.env);
+    const env: Record<string, string> = {
+      PCSCLITE_CSOCK_NAME: PCSCD_SOCKET,
+      SC_HSM_READERS: readers.join('\n'),
+      SC_HSM_READER: readers[0]!,
+      SC_HSM_SIM_RUN: host.mode,
+      ...Object.fromEntries(readers.map((r, i) => [`SC_HSM_READER_${i}`, r])),
+      ...(module !== undefined && { SC_HSM_PKCS11_MODULE: module }),
+    };
+    ctx.out.note(
+      `sim run: ${readers.map((r, i) => `${r} = ${i < states.length ? states[i] : 'fresh card'}`).join(', ')}`,
+    );
+    let rc: number;
+    if (host.mode === 'private') rc = await runPrivate(ctx.io, dir, all, env, positionals);
+    else {
+      const signals = ['SIGTERM', 'SIGHUP'] as const;
+      let stop: ((s: NodeJS.Signals) => void) | undefined;
+      const onSignal = (s: NodeJS.Signals) => stop?.(s);
+      // Ctrl-C reaches COMMAND from the terminal itself: sim run waits for it
+      const ignore = () => undefined;
+      process.on('SIGINT', ignore);
+      for (const s of signals) process.on(s, onSignal);
+      try {
+        rc = await cardsAndCommand({
+          states: all,
+          host: '127.0.0.1',
+          command: positionals,
+          env: { ...stripInner(ctx.io.env), ...env },
+          note: (s) => ctx.out.note(s),
+          onStop: (fn) => {
+            stop = fn;
+          },
+        });
+      } finally {
+        process.off('SIGINT', ignore);
+        for (const s of signals) process.off(s, onSignal);
+      }
+    }
+    ctx.exitCode = rc;
+    return { exitCode: rc, mode: host.mode, readers, ...(module !== undefined && { pkcs11Module: module }) };
+  },
+};
+
+/**
+ * Runs this command again under `unshare` (the inner run, see runInNamespace) and waits for it.
+ * SIGTERM and SIGHUP are passed on over fd 3; SIGINT reaches everything from the terminal.
+ */
+async function runPrivate(
+  io: CliIo,
+  dir: string,
+  states: string[],
+  env: Record<string, string>,
+  command: string[],
+): Promise<number> {
+  const planPath = join(dir, 'plan.json');
+  const plan: InnerPlan = { states, dir, env };
+  await writeFile(planPath, JSON.stringify(plan), { mode: 0o600, flag: 'wx' });
+  // the mount point of the private tmpfs (spec §6); pcscd makes it on the host anyway
+  await mkdir('/run/pcscd', { recursive: true });
+  const self = process.argv[1];
+  if (!self)
+    throw new CliError('INTERNAL_ERROR', 'sim run: cannot tell which program to run inside the namespaces');
+  const child = spawn(
+    'unshare',
+    [
+      '--mount',
+      '--net',
+      '--pid',
+      '--fork',
+      '--mount-proc',
+      '--kill-child',
+      '--',
+      process.execPath,
+      ...process.execArgv,
+      self,
+      'sim',
+      'run',
+      '--',
+      ...command,
+    ],
+    {
+      stdio: ['inherit', 'inherit', 'inherit', 'pipe'],
+      env: { ...stripInner(io.env), [INNER_ENV]: planPath },
+    },
+  );
+  const ctl = child.stdio[3] as NodeJS.WritableStream & { on: (e: string, f: () => void) => void };
+  ctl.on('error', () => undefined);
+  const onSignal = (s: NodeJS.Signals) => ctl.write(`${s}\n`);
+  const ignore = () => undefined;
+  process.on('SIGINT', ignore);
+  process.on('SIGTERM', onSignal);
+  process.on('SIGHUP', onSignal);
+  try {
+    return await new Promise<number>((resolvePromise, reject) => {
+      child.once('error', (e) =>
+        reject(
+          new CliError(
+            'PCSC_UNAVAILABLE',
+            `cannot start unshare: ${e.message}`,
+            'apt-get install util-linux',
+          ),
+        ),
+      );
+      child.once('exit', (code, signal) => resolvePromise(exitStatus(code, signal)));
+    });
+  } finally {
+    process.off('SIGINT', ignore);
+    process.off('SIGTERM', onSignal);
+    process.off('SIGHUP', onSignal);
+  }
+}

@@ -1,0 +1,216 @@
+/**
+ * `sim run` as a downstream CI job uses it: a real process (the bundled command), as root, with its
+ * own private pcscd in namespaces (nested inside scripts/with-pcscd.sh's, which changes nothing
+ * for it). Exit codes, teardown by pid after COMMAND or `sim run` itself is killed, two runs at
+ * once, --init, and no secret in any child's command line or environment.
+ */
+import type { ChildProcess } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { beforeAll, expect, it } from 'vitest';
+import { PIN, SO_PIN, tempDir } from './cli-helpers.js';
+import { buildCli, finished, startCli } from './helpers/cli-process.js';
+import { describePcsc } from './helpers/pcsc-env.js';
+
+/** Host pids of every process below `root` (from /proc/PID/stat's ppid). */
+function descendants(root: number): number[] {
+  const parent = new Map<number, number>();
+  for (const d of readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      const stat = readFileSync(`/proc/${d}/stat`, 'utf8');
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      parent.set(Number(d), ppid);
+    } catch {
+      // gone meanwhile
+    }
+  }
+  const out: number[] = [];
+  const walk = (p: number) => {
+    for (const [c, pp] of parent) {
+      if (pp !== p) continue;
+      out.push(c);
+      walk(c);
+    }
+  };
+  walk(root);
+  return out;
+}
+
+function comm(pid: number): string {
+  try {
+    return readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
+  } catch {
+    return '';
+  }
+}
+
+function alive(pid: number): boolean {
+  try {
+    return !/^State:\s+Z/m.test(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  } catch {
+    return false;
+  }
+}
+
+async function until(what: string, ok: () => boolean, ms = 15_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!ok()) {
+    if (Date.now() > end) throw new Error(`not within ${ms} ms: ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** The private pcscd of a running `sim run` (a descendant named pcscd), once it is there. */
+async function pcscdOf(child: ChildProcess): Promise<number> {
+  let found = 0;
+  await until('the private pcscd started', () => {
+    found = descendants(child.pid!).find((p) => comm(p) === 'pcscd') ?? 0;
+    return found !== 0;
+  });
+  return found;
+}
+
+/** A COMMAND that says it runs (a file) and waits for the test to let it go (another file). */
+function waiting(dir: string, tag: string, then = 'exit 0'): string[] {
+  const started = join(dir, `${tag}.started`);
+  const go = join(dir, `${tag}.go`);
+  return [
+    'sh',
+    '-c',
+    `opensc-tool -l > ${started}.tmp; mv ${started}.tmp ${started}; while [ ! -e ${go} ]; do sleep 0.05; done; ${then}`,
+  ];
+}
+
+describePcsc('sim run (private pcscd as root)', () => {
+  beforeAll(buildCli, 120_000);
+
+  it('exits with COMMAND’s code and hands it the reader, the socket and the PKCS#11 module', async () => {
+    const r = await finished(
+      startCli([
+        'sim',
+        'run',
+        '--',
+        'sh',
+        '-c',
+        'echo "R=$SC_HSM_READER|S=$PCSCLITE_CSOCK_NAME|M=$SC_HSM_PKCS11_MODULE|X=$SC_HSM_SIM_RUN"; opensc-tool -l; exit 3',
+      ]),
+    );
+    expect(r.code, r.stderr).toBe(3);
+    expect(r.stdout).toContain(
+      'R=Virtual PCD 00 00|S=/run/pcscd/pcscd.comm|M=/usr/lib/x86_64-linux-gnu/opensc-pkcs11.so|X=private',
+    );
+    expect(r.stdout).toMatch(/0 +Yes +Virtual PCD 00 00/);
+    expect(r.stderr).toContain('private pcscd');
+  });
+
+  it('exits 128+n when a signal ended COMMAND (143 for SIGTERM)', async () => {
+    const r = await finished(startCli(['sim', 'run', '--', 'sh', '-c', 'kill -TERM $$']));
+    expect(r.code, r.stderr).toBe(143);
+  });
+
+  it('COMMAND killed from outside: sim run exits 137 and its pcscd is gone', async () => {
+    const dir = await tempDir();
+    const child = startCli(['sim', 'run', '--', ...waiting(dir, 'k')]);
+    const result = finished(child);
+    const pcscd = await pcscdOf(child);
+    await until('COMMAND started', () => existsSync(join(dir, 'k.started')));
+    const sh = descendants(child.pid!).find((p) => comm(p) === 'sh');
+    expect(sh).toBeDefined();
+    process.kill(sh!, 'SIGKILL');
+    const r = await result;
+    expect(r.code, r.stderr).toBe(137);
+    expect(alive(pcscd)).toBe(false);
+  });
+
+  for (const sig of ['SIGTERM', 'SIGKILL'] as const) {
+    it(`sim run itself killed (${sig}): COMMAND and pcscd end, none left over`, async () => {
+      const dir = await tempDir();
+      const child = startCli(['sim', 'run', '--', ...waiting(dir, sig)]);
+      const result = finished(child);
+      const pcscd = await pcscdOf(child);
+      await until('COMMAND started', () => existsSync(join(dir, `${sig}.started`)));
+      const all = descendants(child.pid!);
+      child.kill(sig);
+      const r = await result;
+      if (sig === 'SIGTERM') expect(r.code, r.stderr).toBe(143);
+      else expect(r.signal).toBe('SIGKILL');
+      await until('every process of the run gone', () => !alive(pcscd) && all.every((p) => !alive(p)));
+    });
+  }
+
+  it('two runs at once are isolated: each sees only its own cards', async () => {
+    const dir = await tempDir();
+    const a = startCli(['sim', 'run', '--cards', '2', '--', ...waiting(dir, 'a')]);
+    const b = startCli(['sim', 'run', '--', ...waiting(dir, 'b')]);
+    const ra = finished(a);
+    const rb = finished(b);
+    await until(
+      'both COMMANDs running',
+      () => existsSync(join(dir, 'a.started')) && existsSync(join(dir, 'b.started')),
+      30_000,
+    );
+    await writeFile(join(dir, 'a.go'), '');
+    await writeFile(join(dir, 'b.go'), '');
+    expect((await ra).code).toBe(0);
+    expect((await rb).code).toBe(0);
+    const la = readFileSync(join(dir, 'a.started'), 'utf8');
+    const lb = readFileSync(join(dir, 'b.started'), 'utf8');
+    expect(la).toMatch(/0 +Yes +Virtual PCD 00 00/);
+    expect(la).toMatch(/1 +Yes +Virtual PCD 00 01/);
+    expect(lb).toMatch(/0 +Yes +Virtual PCD 00 00/);
+    expect(lb).toMatch(/1 +No +Virtual PCD 00 01/);
+  });
+
+  it('--init: COMMAND finds an initialized device; no secret in any child’s command line or environment', async () => {
+    const dir = await tempDir();
+    const child = startCli(
+      [
+        'sim',
+        'run',
+        '--init',
+        '--so-pin',
+        SO_PIN,
+        '--pin',
+        'env:RUN_PIN',
+        '--label',
+        'CI-HSM',
+        '--',
+        ...waiting(dir, 'i', 'pkcs11-tool --module "$SC_HSM_PKCS11_MODULE" -L'),
+      ],
+      { env: { RUN_PIN: PIN } },
+    );
+    const result = finished(child);
+    await until('COMMAND started', () => existsSync(join(dir, 'i.started')), 30_000);
+    const kids = descendants(child.pid!);
+    expect(kids.length).toBeGreaterThanOrEqual(3);
+    for (const p of kids) {
+      let cmdline = '';
+      let environ = '';
+      try {
+        cmdline = readFileSync(`/proc/${p}/cmdline`, 'utf8');
+        environ = readFileSync(`/proc/${p}/environ`, 'utf8');
+      } catch {
+        continue;
+      }
+      expect(cmdline, `pid ${p} (${comm(p)})`).not.toContain(SO_PIN);
+      expect(cmdline).not.toContain(PIN);
+      expect(environ, `pid ${p} (${comm(p)})`).not.toContain(SO_PIN);
+      // RUN_PIN is the user's own variable, passed on as every variable is; no copy of ours
+      expect(environ.split('\0').filter((e) => e.includes(PIN))).toEqual([`RUN_PIN=${PIN}`]);
+    }
+    await writeFile(join(dir, 'i.go'), '');
+    const r = await result;
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toContain('CI-HSM');
+    expect(r.stderr).not.toContain(SO_PIN);
+  });
+
+  it('says what it lacks before anything starts (PATH without pcscd): the Debian package, exit 4', async () => {
+    const r = await finished(startCli(['sim', 'run', '--', 'true'], { env: { PATH: '/nonexistent' } }));
+    expect(r.code).toBe(4);
+    expect(r.stderr).toContain("'pcscd' is not on PATH: apt-get install pcscd");
+    expect(r.stderr).toContain('apt-get install iproute2');
+  });
+});

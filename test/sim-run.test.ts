@@ -1,0 +1,134 @@
+/**
+ * `sim run` before anything starts: its options, the --init values (checked before a card or a
+ * pcscd exists: a stand-in `unshare` on PATH records whether it was ever run) and what the host
+ * lacks (checkSimHost, the Debian package names). The runs themselves: test/sim-run.pcsc.test.ts.
+ */
+import { existsSync } from 'node:fs';
+import { chmod, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { checkSimHost, PCSCD_SOCKET } from '../src/cli/commands/sim/host.js';
+import { blankDevice, cli, PIN, SO_PIN, tempDir } from './cli-helpers.js';
+
+/** A PATH whose pcscd, unshare, mount and ip only leave a mark that they ran. */
+async function fakeTools(): Promise<{ path: string; ran: () => boolean }> {
+  const dir = await tempDir();
+  const mark = join(dir, 'ran');
+  for (const t of ['pcscd', 'unshare', 'mount', 'ip']) {
+    await writeFile(join(dir, t), `#!/bin/sh\ntouch ${mark}\nexit 1\n`);
+    await chmod(join(dir, t), 0o755);
+  }
+  return { path: `${dir}:/usr/bin:/bin`, ran: () => existsSync(mark) };
+}
+
+describe('sim run: options refused before anything starts (exit 2)', () => {
+  const cases: [string, string[], RegExp][] = [
+    ['three cards', ['--cards', '3'], /--cards/],
+    [
+      'more --state files than --cards',
+      ['--cards', '1', '--state', 'a.json', '--state', 'b.json'],
+      /--cards 1 but 2/,
+    ],
+    ['--so-pin without --init', ['--so-pin', 'env:X'], /need --init/],
+    ['--label without --init', ['--label', 'L'], /need --init/],
+    [
+      '--password without --dkek-share',
+      ['--init', '--password', 'env:X', '--label', 'L'],
+      /--password is the password of --dkek-share/,
+    ],
+    ['--sim', ['--sim', 'x.json'], /no --sim, --reader or --trace/],
+    ['--trace', ['--trace', '-'], /no --sim, --reader or --trace/],
+  ];
+  for (const [name, args, msg] of cases) {
+    it(name, async () => {
+      const t = await fakeTools();
+      const r = await cli(['sim', 'run', ...args, '--', 'true'], { env: { PATH: t.path } });
+      expect(r.code, r.stderr).toBe(2);
+      expect(r.stderr).toMatch(msg);
+      expect(t.ran()).toBe(false);
+    });
+  }
+
+  it('no COMMAND', async () => {
+    expect((await cli(['sim', 'run'])).code).toBe(2);
+  });
+
+  it('the same state file twice (also through another path)', async () => {
+    const dir = await tempDir();
+    const s = await blankDevice(join(dir, 'a.json'));
+    const r = await cli(['sim', 'run', '--state', s, '--state', join(dir, '.', 'a.json'), '--', 'true']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain('given twice');
+  });
+
+  it('--init with every card from a --state file', async () => {
+    const dir = await tempDir();
+    const s = await blankDevice(join(dir, 'a.json'));
+    const r = await cli(['sim', 'run', '--state', s, '--init', '--label', 'L', '--', 'true']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain('--init initializes the fresh cards');
+  });
+});
+
+describe('sim run --init: every value checked before a card or pcscd exists', () => {
+  const bad: [string, string[], RegExp, number][] = [
+    ['a malformed SO-PIN', ['--so-pin', '1234', '--pin', PIN, '--label', 'L'], /SO-PIN/, 2],
+    ['a user PIN too short', ['--so-pin', SO_PIN, '--pin', '12', '--label', 'L'], /PIN/, 2],
+    ['no label', ['--so-pin', SO_PIN, '--pin', PIN], /needs --label/, 2],
+    [
+      'a label with a control character',
+      ['--so-pin', SO_PIN, '--pin', PIN, '--label', 'a\u0007b'],
+      /control/,
+      2,
+    ],
+    ['a missing SO-PIN variable', ['--so-pin', 'env:NOPE', '--pin', PIN, '--label', 'L'], /NOPE/, 2],
+    [
+      'a missing share file',
+      [
+        '--so-pin',
+        SO_PIN,
+        '--pin',
+        PIN,
+        '--label',
+        'L',
+        '--dkek-share',
+        '/nonexistent/s.pbe',
+        '--password',
+        'x',
+      ],
+      /dkek-share/,
+      5,
+    ],
+  ];
+  for (const [name, args, msg, code] of bad) {
+    it(name, async () => {
+      const t = await fakeTools();
+      const r = await cli(['sim', 'run', '--init', ...args, '--', 'true'], { env: { PATH: t.path } });
+      expect(r.code, r.stderr).toBe(code);
+      expect(r.stderr).toMatch(msg);
+      expect(t.ran()).toBe(false);
+      expect(r.stderr).not.toContain(PIN);
+    });
+  }
+});
+
+describe('checkSimHost: what sim run lacks, with the Debian packages', () => {
+  it('as root without the tools on PATH', async () => {
+    const h = await checkSimHost({ PATH: '/nonexistent' }, 0);
+    expect(h.mode).toBe('private');
+    const text = h.problems.map((p) => `${p.what}: ${p.fix}`).join('\n');
+    expect(text).toContain("'pcscd' is not on PATH: apt-get install pcscd");
+    expect(text).toContain("'unshare' is not on PATH: apt-get install util-linux");
+    expect(text).toContain("'ip' is not on PATH: apt-get install iproute2");
+    expect(h.gives).toMatch(/quickack/);
+  });
+
+  it('without root: the system pcscd, its latency and sharing said', async () => {
+    const h = await checkSimHost({ PATH: process.env.PATH }, 1000);
+    expect(h.mode).toBe('system');
+    expect(h.gives).toMatch(/44 ms/);
+    expect(h.gives).toMatch(/shared/);
+    const noSocket = !existsSync(PCSCD_SOCKET);
+    expect(h.problems.some((p) => /no system pcscd is running/.test(p.what))).toBe(noSocket);
+  });
+});
