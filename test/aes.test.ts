@@ -5,12 +5,13 @@
  */
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
+import { FaultInjectingTransport } from '../src/apdu/fault.js';
 import type { Transport } from '../src/apdu/transport.js';
 import { pkcs7Unpad } from '../src/sc-hsm/aes.js';
 import { SmartCardHsm } from '../src/sc-hsm/session.js';
 import { VirtualSmartCardHsm } from '../src/sim/index.js';
 import { concat, toHex } from '../src/util/bytes.js';
-import { rejection } from './helpers/fixtures.js';
+import { FAULT_COMBOS, rejection } from './helpers/fixtures.js';
 import { ext, ok, readyCard, tx } from './sim-helpers.js';
 
 const PIN = '648219';
@@ -270,6 +271,42 @@ describe('AES: what a hostile caller tries', () => {
     expect((await rejection(hsm.aesCmac(keyRef + 1, new Uint8Array(3)))).code).toBe('KEY_NOT_FOUND');
     await hsm.logout();
     expect((await rejection(hsm.aesCmac(keyRef, new Uint8Array(3)))).code).toBe('SECURITY_STATUS');
+  });
+});
+
+describe('AES: a fault at any APDU of a chained operation', () => {
+  it('rejects with a typed error, never a wrong or partial result, and leaves the card as it was', async () => {
+    const card = new VirtualSmartCardHsm();
+    const ft = new FaultInjectingTransport(card);
+    let hsm = await SmartCardHsm.open(ft);
+    await hsm.initialize({ soPin: '3537363231383830', userPin: PIN });
+    await hsm.verifyPin(PIN);
+    const { keyRef } = await hsm.generateAesKey({ bits: 256, label: 'k' });
+    const iv = new Uint8Array(16).fill(1);
+    const plain = new Uint8Array(randomBytes(2500)); // 3 APDUs each way
+    const ct = await hsm.aesEncrypt(keyRef, plain, { iv });
+    const state = card.serialize();
+    for (const op of ['encrypt', 'decrypt'] as const) {
+      for (const combo of FAULT_COMBOS) {
+        for (let at = 1; at <= 3; at++) {
+          await hsm.keyInfo(keyRef); // cached: the operation's APDUs are the CIPHERs only
+          ft.arm({ at, ...combo });
+          const p =
+            op === 'encrypt' ? hsm.aesEncrypt(keyRef, plain, { iv }) : hsm.aesDecrypt(keyRef, ct, { iv });
+          const e = await rejection(p);
+          expect(e.code, `${op} ${combo.kind} ${combo.delivered} @${at}`).toMatch(
+            /^(CARD_REMOVED|CARD_RESET|TRANSPORT_ERROR|MALFORMED_RESPONSE)$/,
+          );
+          expect(card.serialize()).toBe(state);
+          ft.arm(undefined);
+          if (combo.kind === 'card-removed' || combo.kind === 'card-reset') {
+            hsm = await SmartCardHsm.open(ft);
+            await hsm.verifyPin(PIN);
+          }
+        }
+      }
+    }
+    expect(toHex(await hsm.aesDecrypt(keyRef, ct, { iv }))).toBe(toHex(plain));
   });
 });
 
