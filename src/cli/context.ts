@@ -46,6 +46,11 @@ export class Ctx {
   private device?: Promise<Device>;
   /** Set by commands whose outcome is not all-or-nothing (doctor). */
   exitCode = 0;
+  /**
+   * Set by `pka authenticate` when public key authentication alone authenticated the user in this
+   * session (spec §3.18): a following step then sends and asks for no PIN.
+   */
+  pinNotNeeded = false;
 
   constructor(
     readonly io: CliIo,
@@ -95,6 +100,7 @@ export class Ctx {
    * initialized the device with a retry counter of 1, see pin-retry.ts).
    */
   async login(hsm: SmartCardHsm, v: Values): Promise<void> {
+    if (this.pinNotNeeded) return;
     const pin = await this.secret(v.pin, { option: 'pin', prompt: 'User PIN' });
     await applyKnownRetryCounter(this.io, hsm);
     await hsm.verifyPin(pin, { force: this.g.lastTry });

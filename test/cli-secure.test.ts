@@ -1,0 +1,116 @@
+/** `--secure` (docs/cli.md, Secure messaging): chip authentication before anything secret is sent. */
+import { readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { cli, copyState, ENV, PIN, SO_PIN, secretForms, tempDir } from './cli-helpers.js';
+
+let base: string;
+beforeAll(async () => {
+  const dir = await tempDir();
+  base = join(dir, 'base.json');
+  const r = await cli(
+    [
+      'init',
+      '--secure',
+      '--sim',
+      base,
+      '--so-pin',
+      'env:SO_PIN',
+      '--pin',
+      'env:PIN',
+      '--label',
+      'S',
+      '--yes',
+    ],
+    { env: ENV },
+  );
+  expect(r.code, r.stderr).toBe(0);
+});
+
+function noSecrets(text: string): void {
+  for (const s of [PIN, SO_PIN]) for (const f of secretForms(s)) expect(text).not.toContain(f);
+}
+
+describe('--secure', () => {
+  it('status --secure --json, before or after the command', async () => {
+    const f = await copyState(base, await tempDir());
+    const a = await cli(['status', '--secure', '--sim', f, '--json']);
+    expect(a.code, a.stderr).toBe(0);
+    expect(a.json().label).toBe('S');
+    const b = await cli(['--secure', '--sim', f, 'status', '--json']);
+    expect(b.code, b.stderr).toBe(0);
+    expect(b.json()).toEqual(a.json());
+  });
+
+  it('pin verify and keygen --secure: every APDU after chip authentication protected, no secret in trace or output', async () => {
+    const dir = await tempDir();
+    const f = await copyState(base, dir);
+    const trace = join(dir, 'trace.txt');
+    const r = await cli(
+      [
+        'keygen',
+        '--secure',
+        '--sim',
+        f,
+        '--pin',
+        'env:PIN',
+        '--type',
+        'ec:secp256r1',
+        '--label',
+        'k',
+        '--json',
+        '--trace',
+        trace,
+      ],
+      { env: ENV },
+    );
+    expect(r.code, r.stderr).toBe(0);
+    const t = await readFile(trace, 'utf8');
+    const lines = t.split('\n').filter((l) => l.startsWith('=> '));
+    const ga = lines.findIndex((l) => l.startsWith('=> 00860000'));
+    expect(ga).toBeGreaterThan(0);
+    expect(lines.slice(ga + 1).length).toBeGreaterThan(3);
+    for (const l of lines.slice(ga + 1)) expect(l.slice(3, 5)).toMatch(/^(0c|8c)$/);
+    noSecrets(t + r.stdout + r.stderr);
+    const v = await cli(['pin', 'verify', '--secure', '--sim', f, '--pin', 'env:PIN', '--json'], {
+      env: ENV,
+    });
+    expect(v.code, v.stderr).toBe(0);
+    noSecrets(v.stdout + v.stderr);
+  });
+
+  it('a device chain that does not verify: exit 4 DEVICE_NOT_AUTHENTIC, the PIN never sent', async () => {
+    const dir = await tempDir();
+    const f = await copyState(base, dir);
+    const other = join(dir, 'other.json');
+    const made = await cli(
+      ['init', '--sim', other, '--so-pin', 'env:SO_PIN', '--pin', 'env:PIN', '--label', 'O', '--yes'],
+      {
+        env: ENV,
+      },
+    );
+    expect(made.code, made.stderr).toBe(0);
+    // this device presents another device's certificate: the chain verifies, the key is not here
+    const state = JSON.parse(await readFile(f, 'utf8'));
+    state.files['2F02'] = JSON.parse(await readFile(other, 'utf8')).files['2F02'];
+    await writeFile(f, JSON.stringify(state));
+    const trace = join(dir, 't.txt');
+    const r = await cli([
+      'pin',
+      'verify',
+      '--secure',
+      '--sim',
+      f,
+      '--pin',
+      '111111',
+      '--json',
+      '--trace',
+      trace,
+    ]);
+    expect(r.code).toBe(4);
+    expect(JSON.parse(r.stdout || r.stderr).error?.code ?? r.stderr).toContain('DEVICE_NOT_AUTHENTIC');
+    expect(await readFile(trace, 'utf8')).not.toMatch(/=> 0[0c]200081[0-9a-f]{2}/);
+    const st = await cli(['pin', 'status', '--sim', f, '--json']);
+    expect(st.json().userPin).toMatchObject({ verified: false, triesLeft: 3 });
+  });
+});
