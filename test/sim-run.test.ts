@@ -49,6 +49,16 @@ describe('sim run: options refused before anything starts (exit 2)', () => {
     });
   }
 
+  it('a --profile that does not load (before pcscd or a card exists)', async () => {
+    const t = await fakeTools();
+    const r = await cli(['sim', 'run', '--profile', '/nonexistent/p.json', '--', 'true'], {
+      env: { PATH: t.path },
+    });
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toContain('timing profile');
+    expect(t.ran()).toBe(false);
+  });
+
   it('no COMMAND', async () => {
     expect((await cli(['sim', 'run'])).code).toBe(2);
   });

@@ -25,6 +25,8 @@ export interface InnerPlan {
   dir: string;
   /** Environment for COMMAND, beyond the inherited one. */
   env: Record<string, string>;
+  /** `--profile NAME|FILE` (checked by the outer run), for every card. */
+  profile?: string;
 }
 
 /** How long pcscd may take to adopt a card (its presence poll is ~0.4 s; spec §6). */
@@ -71,6 +73,8 @@ export interface CardsAndCommand {
   command: string[];
   env: NodeJS.ProcessEnv;
   note: (s: string) => void;
+  /** `--profile NAME|FILE`: every card answers as slowly as the modelled device. */
+  profile?: string | undefined;
   /** Called with the function that passes a stop request (a signal) on to COMMAND. */
   onStop: (stop: (signal: NodeJS.Signals) => void) => void;
 }
@@ -81,7 +85,8 @@ export interface CardsAndCommand {
  * after the cards were closed.
  */
 export async function cardsAndCommand(o: CardsAndCommand): Promise<number> {
-  const { VirtualSmartCardHsm } = await import('../../../sim/index.js');
+  const { VirtualSmartCardHsm, loadProfile } = await import('../../../sim/index.js');
+  const profile = o.profile === undefined ? undefined : await loadProfile(o.profile);
   const cards: VirtualSmartCardHsm[] = [];
   const links: VpcdConnection[] = [];
   let child: ChildProcess | undefined;
@@ -97,6 +102,7 @@ export async function cardsAndCommand(o: CardsAndCommand): Promise<number> {
     for (const [i, state] of o.states.entries()) {
       const card = await VirtualSmartCardHsm.open(state, { command: 'sc-hsm-ts sim run', waitMs: 0 });
       cards.push(card);
+      if (profile) card.profile = profile;
       const w = watched(card);
       const link = connectToVpcd(w.card, { host: o.host, port: VPCD_PORT + i });
       links.push(link);
@@ -217,6 +223,7 @@ export async function runInNamespace(
       states: plan.states,
       host: '127.0.0.2',
       command,
+      profile: plan.profile,
       env: { ...stripInner(process.env), ...plan.env },
       note,
       onStop: (fn) => {

@@ -190,6 +190,16 @@ export const simRun: Command = {
         host.problems.map((p) => p.fix).join('; '),
       );
     ctx.out.note(`sim run: ${host.gives}`);
+    // a bad --profile is refused before anything starts; the inner run gets its absolute path
+    let profile: string | undefined;
+    if (ctx.g.profile !== undefined) {
+      const { BUILTIN_PROFILES, loadProfile } = await import('../../../sim/index.js');
+      const p = await loadProfile(ctx.g.profile);
+      profile = ctx.g.profile in BUILTIN_PROFILES ? ctx.g.profile : resolve(ctx.g.profile);
+      ctx.out.note(
+        `sim run: timing profile ${p.name}: every answer takes the modelled time of the real device`,
+      );
+    }
     // each state file is opened (and so checked: exists, readable, not held) before anything starts
     for (const s of states) await (await openSimCard(ctx, s)).close();
 
@@ -226,7 +236,12 @@ export const simRun: Command = {
       `sim run: ${readers.map((r, i) => `${r} = ${i < states.length ? states[i] : 'fresh card'}`).join(', ')}`,
     );
     let rc: number;
-    if (host.mode === 'private') rc = await runPrivate(ctx.io, dir, all, env, positionals);
+    if (host.mode === 'private')
+      rc = await runPrivate(
+        ctx.io,
+        { states: all, dir, env, ...(profile !== undefined && { profile }) },
+        positionals,
+      );
     else {
       const signals = ['SIGTERM', 'SIGHUP'] as const;
       let stop: ((s: NodeJS.Signals) => void) | undefined;
@@ -240,6 +255,7 @@ export const simRun: Command = {
           states: all,
           host: '127.0.0.1',
           command: positionals,
+          profile,
           env: { ...stripInner(ctx.io.env), ...env },
           note: (s) => ctx.out.note(s),
           onStop: (fn) => {
@@ -260,15 +276,8 @@ export const simRun: Command = {
  * Runs this command again under `unshare` (the inner run, see runInNamespace) and waits for it.
  * SIGTERM and SIGHUP are passed on over fd 3; SIGINT reaches everything from the terminal.
  */
-async function runPrivate(
-  io: CliIo,
-  dir: string,
-  states: string[],
-  env: Record<string, string>,
-  command: string[],
-): Promise<number> {
-  const planPath = join(dir, 'plan.json');
-  const plan: InnerPlan = { states, dir, env };
+async function runPrivate(io: CliIo, plan: InnerPlan, command: string[]): Promise<number> {
+  const planPath = join(plan.dir, 'plan.json');
   await writeFile(planPath, JSON.stringify(plan), { mode: 0o600, flag: 'wx' });
   // the mount point of the private tmpfs (spec §6); pcscd makes it on the host anyway
   await mkdir('/run/pcscd', { recursive: true });
