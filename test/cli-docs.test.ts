@@ -29,6 +29,11 @@ const FOREIGN = new Set([
   'login-type',
   'init-pin',
   'change-pin',
+  'export-for-pub-key-auth',
+  'public-key-auth',
+  'required-pub-keys',
+  'register-public-key',
+  'public-key-auth-status',
   'write-object',
   'engine',
 ]);

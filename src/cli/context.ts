@@ -24,6 +24,8 @@ export interface GlobalOptions {
   lastTry: boolean;
   /** `--secure`: chip authentication and secure messaging right after the applet is selected. */
   secure?: boolean;
+  /** `--session-pin SECRET`: ctx.login verifies it (inside SM) instead of `--pin`. */
+  sessionPin?: string;
 }
 
 export type Values = Record<string, string | boolean | string[] | undefined>;

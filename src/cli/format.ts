@@ -1,6 +1,7 @@
 /** How values are printed for people: KCVs as sc-hsm-tool prints them, flags as pkcs15-tool does. */
 import { createHash, createPublicKey } from 'node:crypto';
 import type { KeyInfo } from '../sc-hsm/session.js';
+import { algorithmNames } from '../sc-hsm/key-restrictions.js';
 import { UNSAFE_TEXT } from '../sc-hsm/validate.js';
 import { toHex } from '../util/bytes.js';
 
@@ -119,12 +120,24 @@ export function keyJson(k: KeyInfo): Record<string, unknown> {
     usageNames: usageNames(k.usage),
     access: k.access,
     hasCertificate: k.hasCertificate,
+    // restrictions fixed at generation (null: none, or the card does not report them)
+    algorithms: k.algorithms ? algorithmNames(k.algorithms) : null,
+    useCounter: k.useCounter ?? null,
   };
   if (k.publicKey) {
     o.publicKey = k.publicKey;
     o.publicKeySha256 = spkiFingerprint(k.publicKey);
   }
   return o;
+}
+
+/** `algorithms ECDSA-SHA256, WRAP; 5 uses left` — a key's restrictions as `keys` and `dump` print them; undefined when none. */
+export function restrictionsText(k: { algorithms?: Uint8Array; useCounter?: number }): string | undefined {
+  const parts: string[] = [];
+  if (k.algorithms) parts.push(`algorithms ${algorithmNames(k.algorithms).join(', ') || '(none)'}`);
+  if (k.useCounter !== undefined)
+    parts.push(k.useCounter === 0 ? 'use counter exhausted (0 uses left)' : `${k.useCounter} ${k.useCounter === 1 ? 'use' : 'uses'} left`);
+  return parts.length ? parts.join('; ') : undefined;
 }
 
 /** Parses `--id HEX`. */
@@ -153,7 +166,7 @@ export function pinStateText(
       ? 'BLOCKED for good: the device can no longer be re-initialized nor its user PIN unblocked'
       : 'BLOCKED: unblock it with the SO-PIN (sc-hsm-ts pin unblock)';
   }
-  if (p.transportPin) return 'transport PIN active: set your own PIN (sc-hsm-ts pin change)';
+  if (p.transportPin) return 'transport PIN active \u2014 set your own PIN with `pin change`';
   if (p.triesLeft === undefined) return p.verified ? 'verified in this session (counter full)' : 'unknown';
   const count =
     retryCounter !== undefined && retryCounter >= p.triesLeft

@@ -4,10 +4,11 @@
  * parsing of a command line read only the metadata; a command's module, and with it the library
  * and its dependencies, is imported only to run it (cold start: bench/startup.bench.ts).
  *
- * The commands that need only the library core live together in commands/core.ts, so running one
- * loads a handful of ES modules instead of a couple of dozen small chunks (Node's ESM loader pays
- * per module: `dump` through pcscd went from about 25 to 17 modules and 30–40 ms faster). Commands
- * with heavy dependencies of their own (the simulator, X.509) keep their own module.
+ * Each `load` imports the command's own module. The command is one CommonJS bundle (dist/cli.cjs,
+ * tsup.config.ts) in which a module costs its parse only until it is imported: then it and what it
+ * imports are initialized, and nothing else: `dump` does not initialize the backup code, `status`
+ * not the PKCS#15 parser, no command but `doctor` loads node:child_process. commands/core.ts
+ * gathers commands that are loaded together (one import initializes them all).
  */
 import type { Command, CommandSpec } from './command.js';
 import {
@@ -35,6 +36,7 @@ import {
   pinChangeSpec,
   pinStatusSpec,
   pinUnblockSpec,
+  pinSessionSpec,
   pinVerifySpec,
   pkaAuthenticateSpec,
   pkaExportSpec,
@@ -60,44 +62,49 @@ export interface CommandEntry extends CommandSpec {
   load(): Promise<Command>;
 }
 
-/** The core commands' module (see above). */
+/**
+ * commands/core.ts, for a command exported there: `load: async () => (await core()).name`
+ * (it initializes every command of core.ts; its own module is cheaper, see above).
+ */
+// biome-ignore lint/correctness/noUnusedVariables: the way to load a command exported by core.ts
 const core = () => import('./commands/core.js');
 
 export const COMMANDS: CommandEntry[] = [
-  { ...readersSpec, load: async () => (await core()).readers },
-  { ...statusSpec, load: async () => (await core()).status },
-  { ...initSpec, load: async () => (await core()).init },
-  { ...dkekCreateSpec, load: async () => (await core()).dkekCreate },
-  { ...dkekImportSpec, load: async () => (await core()).dkekImport },
-  { ...dkekInspectSpec, load: async () => (await core()).dkekInspect },
-  { ...dkekResplitSpec, load: async () => (await core()).dkekResplit },
-  { ...keysSpec, load: async () => (await core()).keys },
-  { ...keygenSpec, load: async () => (await core()).keygen },
-  { ...deleteKeySpec, load: async () => (await core()).deleteKey },
-  { ...aesEncryptSpec, load: async () => (await core()).aesEncrypt },
-  { ...aesDecryptSpec, load: async () => (await core()).aesDecrypt },
-  { ...aesCmacSpec, load: async () => (await core()).aesCmac },
-  { ...wrapSpec, load: async () => (await core()).wrap },
-  { ...unwrapSpec, load: async () => (await core()).unwrap },
-  { ...backupSpec, load: async () => (await core()).backup },
-  { ...restoreSpec, load: async () => (await core()).restore },
-  { ...importKeySpec, load: async () => (await core()).importKey },
+  { ...readersSpec, load: async () => (await import('./commands/device/readers.js')).readers },
+  { ...statusSpec, load: async () => (await import('./commands/device/status.js')).status },
+  { ...initSpec, load: async () => (await import('./commands/device/init.js')).init },
+  { ...dkekCreateSpec, load: async () => (await import('./commands/dkek/create.js')).dkekCreate },
+  { ...dkekImportSpec, load: async () => (await import('./commands/dkek/import.js')).dkekImport },
+  { ...dkekInspectSpec, load: async () => (await import('./commands/dkek/inspect.js')).dkekInspect },
+  { ...dkekResplitSpec, load: async () => (await import('./commands/dkek/resplit.js')).dkekResplit },
+  { ...keysSpec, load: async () => (await import('./commands/keys/list.js')).keys },
+  { ...keygenSpec, load: async () => (await import('./commands/keys/keygen.js')).keygen },
+  { ...deleteKeySpec, load: async () => (await import('./commands/keys/delete.js')).deleteKey },
+  { ...aesEncryptSpec, load: async () => (await import('./commands/keys/aes.js')).aesEncrypt },
+  { ...aesDecryptSpec, load: async () => (await import('./commands/keys/aes.js')).aesDecrypt },
+  { ...aesCmacSpec, load: async () => (await import('./commands/keys/aes.js')).aesCmac },
+  { ...wrapSpec, load: async () => (await import('./commands/backup/wrap.js')).wrap },
+  { ...unwrapSpec, load: async () => (await import('./commands/backup/unwrap.js')).unwrap },
+  { ...backupSpec, load: async () => (await import('./commands/backup/backup.js')).backup },
+  { ...restoreSpec, load: async () => (await import('./commands/backup/restore.js')).restore },
+  { ...importKeySpec, load: async () => (await import('./commands/backup/import-key.js')).importKey },
   {
     ...wrappedInspectSpec,
-    load: async () => (await core()).wrappedInspect,
+    load: async () => (await import('./commands/wrapped/inspect.js')).wrappedInspect,
   },
-  { ...wrappedExportSpec, load: async () => (await core()).wrappedExport },
-  { ...pinVerifySpec, load: async () => (await core()).pinVerify },
-  { ...pinChangeSpec, load: async () => (await core()).pinChange },
-  { ...pinUnblockSpec, load: async () => (await core()).pinUnblock },
-  { ...pinStatusSpec, load: async () => (await core()).pinStatus },
-  { ...soPinChangeSpec, load: async () => (await core()).soPinChange },
-  { ...pkaStatusSpec, load: async () => (await core()).pkaStatus },
-  { ...pkaRegisterSpec, load: async () => (await core()).pkaRegister },
-  { ...pkaExportSpec, load: async () => (await core()).pkaExport },
-  { ...pkaRespondSpec, load: async () => (await core()).pkaRespond },
-  { ...pkaAuthenticateSpec, load: async () => (await core()).pkaAuthenticate },
-  { ...dumpSpec, load: async () => (await core()).dump },
+  { ...wrappedExportSpec, load: async () => (await import('./commands/wrapped/export.js')).wrappedExport },
+  { ...pinVerifySpec, load: async () => (await import('./commands/pin/pin.js')).pinVerify },
+  { ...pinSessionSpec, load: async () => (await import('./commands/pin/pin.js')).pinSession },
+  { ...pinChangeSpec, load: async () => (await import('./commands/pin/pin.js')).pinChange },
+  { ...pinUnblockSpec, load: async () => (await import('./commands/pin/pin.js')).pinUnblock },
+  { ...pinStatusSpec, load: async () => (await import('./commands/pin/pin.js')).pinStatus },
+  { ...soPinChangeSpec, load: async () => (await import('./commands/pin/pin.js')).soPinChange },
+  { ...pkaStatusSpec, load: async () => (await import('./commands/pka/pka.js')).pkaStatus },
+  { ...pkaRegisterSpec, load: async () => (await import('./commands/pka/pka.js')).pkaRegister },
+  { ...pkaExportSpec, load: async () => (await import('./commands/pka/pka.js')).pkaExport },
+  { ...pkaRespondSpec, load: async () => (await import('./commands/pka/pka.js')).pkaRespond },
+  { ...pkaAuthenticateSpec, load: async () => (await import('./commands/pka/pka.js')).pkaAuthenticate },
+  { ...dumpSpec, load: async () => (await import('./commands/device/dump.js')).dump },
   { ...verifyDeviceSpec, load: async () => (await import('./commands/verify-device.js')).verifyDevice },
   { ...csrSpec, load: async () => (await import('./commands/cert.js')).csr },
   { ...certSelfSignSpec, load: async () => (await import('./commands/cert.js')).certSelfSign },
@@ -105,7 +112,7 @@ export const COMMANDS: CommandEntry[] = [
   { ...certExportSpec, load: async () => (await import('./commands/cert.js')).certExport },
   { ...simServeSpec, load: async () => (await import('./commands/sim/serve.js')).simServe },
   { ...simRunSpec, load: async () => (await import('./commands/sim/run.js')).simRun },
-  { ...doctorSpec, load: async () => (await core()).doctor },
+  { ...doctorSpec, load: async () => (await import('./commands/device/doctor.js')).doctor },
   { ...demoSpec, load: async () => (await import('./commands/demo.js')).demo },
-  { ...apduSpec, load: async () => (await core()).apdu },
+  { ...apduSpec, load: async () => (await import('./commands/device/apdu.js')).apdu },
 ];

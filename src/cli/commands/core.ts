@@ -20,5 +20,6 @@ export { deleteKey } from './keys/delete.js';
 export { keygen } from './keys/keygen.js';
 export { keys } from './keys/list.js';
 export { pinChange, pinStatus, pinUnblock, pinVerify, soPinChange } from './pin/pin.js';
+export { pkaAuthenticate, pkaExport, pkaRegister, pkaRespond, pkaStatus } from './pka/pka.js';
 export { wrappedExport } from './wrapped/export.js';
 export { wrappedInspect } from './wrapped/inspect.js';

@@ -131,10 +131,18 @@ export const initSpec: CommandSpec = {
       arg: 'N',
       help: 'public key authentication: N custodians\u2019 public keys (1-90) replace the user PIN (no --label)',
     },
-    required: { type: 'string', arg: 'M', help: 'with --pka: how many of the N custodians must authenticate (1..N)' },
+    required: {
+      type: 'string',
+      arg: 'M',
+      help: 'with --pka: how many of the N custodians must authenticate (1..N)',
+    },
     'pka-and-pin': {
       type: 'boolean',
       help: 'with --pka: the user PIN AND M custodians are needed (option 0010)',
+    },
+    'session-pin': {
+      type: 'boolean',
+      help: 'enable the session PIN (option 0004): pin session gives one inside secure messaging, kept until reset',
     },
   },
   examples: [
@@ -536,6 +544,22 @@ export const pinVerifySpec: CommandSpec = {
   options: { pin: PIN },
 };
 
+export const pinSessionSpec: CommandSpec = {
+  name: 'pin session',
+  summary: 'Get a session PIN (needs --secure and a device initialized with --session-pin) and write it to a new file.',
+  description: [
+    'Inside secure messaging, after the user PIN is verified, the card gives a session PIN (spec 3.20):',
+    'later commands with --secure --session-pin file:FILE log in with it instead of the PIN until the card',
+    'is reset (unplugged, or reset by a reader or another application). The file is created (mode 0600,',
+    'never replaced) with the session PIN in hex; it is a secret like the PIN. Without --secure nothing is sent.',
+  ].join('\n'),
+  options: {
+    pin: PIN,
+    out: { type: 'string', arg: 'FILE', path: 'output', help: 'file to create for the session PIN (never replaced)' },
+  },
+  examples: ['sc-hsm-ts pin session --secure --pin env:PIN --out ~/.hsm-session-pin'],
+};
+
 export const pinChangeSpec: CommandSpec = {
   name: 'pin change',
   summary: 'Change the user PIN (also replaces a transport PIN).',
@@ -791,7 +815,7 @@ export const simRunSpec: CommandSpec = {
     cards: {
       type: 'string',
       arg: 'N',
-      help: 'number of cards, 1 or 2 (vpcd\u2019s slots); beyond the --state files, fresh ones',
+      help: 'number of cards, 0 to 2 (vpcd\u2019s slots; 0: pcscd only, a test plugs its own in); beyond the --state files, fresh ones',
     },
     init: {
       type: 'boolean',

@@ -1,5 +1,6 @@
 import { X509Certificate } from 'node:crypto';
 import { type DumpData, gatherDump } from '../../../sc-hsm/dump.js';
+import { algorithmNames } from '../../../sc-hsm/key-restrictions.js';
 import { toHex } from '../../../util/bytes.js';
 import type { Command } from '../../command.js';
 import {
@@ -13,7 +14,7 @@ import {
   usageText,
 } from '../../format.js';
 import { dumpSpec } from '../meta.js';
-import { optionLines, warnZeroDkek } from './status.js';
+import { optionLines, TRANSPORT_PIN_TEXT, warnZeroDkek } from './status.js';
 
 function certJson(der: Uint8Array): Record<string, unknown> {
   try {
@@ -86,6 +87,10 @@ function dumpJson(
     if (key.certificate) k.certificate = certJson(key.certificate);
     if (key.publicKey) k.publicKeySha256 = spkiFingerprint(key.publicKey);
     if (key.publicKeyError) k.publicKeyError = key.publicKeyError;
+    if (!key.noKey) {
+      k.algorithms = key.algorithms ? algorithmNames(key.algorithms) : null;
+      k.useCounter = key.useCounter ?? null;
+    }
     return k;
   });
   const certificates = dd.caCertificates.map((ca) => {
@@ -155,7 +160,9 @@ export const dump: Command = {
     else {
       out.kv(
         'User PIN',
-        `${user?.state}${user?.triesLeft !== undefined ? `, ${triesText(user.triesLeft)}` : ''}`,
+        user?.state === 'transport-pin'
+          ? TRANSPORT_PIN_TEXT
+          : `${user?.state}${user?.triesLeft !== undefined ? `, ${triesText(user.triesLeft)}` : ''}`,
         16,
       );
       out.kv(
@@ -189,6 +196,8 @@ export const dump: Command = {
       if (k.authId) row('Auth ID', toHex(k.authId as Uint8Array));
       if (k.id) row('ID', toHex(k.id as Uint8Array));
       if (k.publicKeySha256) row('Public key SHA-256', String(k.publicKeySha256));
+      if (k.algorithms) row('Algorithms', (k.algorithms as string[]).join(', '));
+      if (k.useCounter !== null && k.useCounter !== undefined) row('Uses left', String(k.useCounter));
       const c = k.certificate as Record<string, unknown> | undefined;
       if (c)
         row(

@@ -11,8 +11,32 @@ import { printStatus } from './status.js';
 export const init: Command = {
   ...initSpec,
   async run(ctx, v) {
-    const label = reqStr(v, 'label', 'the token label');
-    checkLabel(label, 'token label');
+    const transportPin = flag(v, 'transport-pin');
+    const pkaTotal = int(v, 'pka', 1, 90);
+    const pkaRequired = int(v, 'required', 1, 90);
+    const pkaAndPin = flag(v, 'pka-and-pin');
+    if (pkaTotal === undefined && (pkaRequired !== undefined || pkaAndPin))
+      throw new CliError(
+        'USAGE_ERROR',
+        `--${pkaRequired !== undefined ? 'required' : 'pka-and-pin'} needs --pka N`,
+      );
+    if (pkaTotal !== undefined && pkaRequired === undefined)
+      throw new CliError('USAGE_ERROR', '--pka N needs --required M (how many custodians must authenticate)');
+    if (pkaTotal !== undefined && pkaRequired! > pkaTotal)
+      throw new CliError(
+        'USAGE_ERROR',
+        `--required ${pkaRequired} exceeds --pka ${pkaTotal}: M must be at most N`,
+      );
+    // EF.TokenInfo can only be written by an authenticated user, which neither mode has after init
+    const noLabel = transportPin || pkaTotal !== undefined;
+    if (noLabel && v.label !== undefined)
+      throw new CliError(
+        'USAGE_ERROR',
+        `--label cannot be set with --${transportPin ? 'transport-pin' : 'pka'}: the label file can only be written by an authenticated user, which the device has no one for after this init`,
+        'leave --label out',
+      );
+    const label = noLabel ? undefined : reqStr(v, 'label', 'the token label');
+    if (label !== undefined) checkLabel(label, 'token label');
     const dkekShares = int(v, 'dkek-shares', 0, 255);
     const retry = int(v, 'pin-retry', 1, 10);
     const generate = flag(v, 'generate-so-pin');
@@ -76,7 +100,12 @@ export const init: Command = {
         ? `initializing ${d.reader} ERASES ALL ${keys >= 0 ? `${keys} KEY(S), ` : 'KEYS, '}certificates and data objects on it (label "${printable(before.label)}").`
         : `initializing ${d.reader}: this sets the SO-PIN for the life of the device (write it down: after 15 wrong tries the SO-PIN is blocked for good, and the device can never be re-initialized nor its user PIN unblocked).`,
     );
-    const opts: Parameters<typeof d.hsm.initialize>[0] = { soPin, userPin: pin, label, force: ctx.g.lastTry };
+    const opts: Parameters<typeof d.hsm.initialize>[0] = { soPin, userPin: pin, force: ctx.g.lastTry };
+    if (label !== undefined) opts.label = label;
+    if (transportPin) opts.transportPin = true;
+    if (pkaTotal !== undefined) opts.publicKeyAuth = { total: pkaTotal, required: pkaRequired! };
+    if (pkaAndPin) opts.combinedAuth = true;
+    if (flag(v, 'session-pin')) opts.sessionPin = true;
     if (retry !== undefined) opts.retryCounter = retry;
     if (dkekShares !== undefined) opts.dkekShares = dkekShares;
     await d.hsm.initialize(opts);
@@ -104,6 +133,18 @@ export const init: Command = {
       ctx.out.line('');
     }
     printStatus(ctx, st);
+    if (transportPin) {
+      ctx.out.line('');
+      ctx.out.line(
+        'Next: the owner sets their own PIN: sc-hsm-ts pin change --pin TRANSPORT-PIN --new-pin NEW',
+      );
+    }
+    if (st.pka) {
+      ctx.out.line('');
+      ctx.out.line(
+        `Next: register ${st.pka.total} custodian key(s): sc-hsm-ts pka register FILE (from sc-hsm-ts pka export / sc-hsm-tool --export-for-pub-key-auth)`,
+      );
+    }
     if (st.dkek && st.dkek.outstanding > 0) {
       ctx.out.line('');
       ctx.out.line(

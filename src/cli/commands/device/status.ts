@@ -14,6 +14,9 @@ const OPTION_TEXT: [number, string][] = [
   [0x0020, 'Reset retry counter resets only the counter'],
 ];
 
+/** What `status` and `dump` say while the transport PIN is active (option 0002, spec §3.6). */
+export const TRANSPORT_PIN_TEXT = 'transport PIN active \u2014 set your own PIN with `pin change`';
+
 export function optionLines(options: number): string[] {
   return OPTION_TEXT.filter(([b]) => options & b).map(([, t]) => t);
 }
@@ -45,11 +48,19 @@ export function printStatus(ctx: Ctx, st: DeviceStatus, reader?: string): void {
     u.blocked
       ? 'BLOCKED (unblock with the SO-PIN: sc-hsm-ts pin unblock)'
       : u.transportPin
-        ? 'transport PIN active (set your PIN: sc-hsm-ts pin change)'
-        : u.verified && u.triesLeft === undefined
-          ? 'all (the PIN is verified in this session, so its counter is full)'
-          : `${u.triesLeft ?? '?'}${u.verified ? ' (verified)' : ''}`,
+        ? TRANSPORT_PIN_TEXT
+        : st.pka && !u.verified && u.triesLeft === undefined
+          ? 'not used: the custodians\u2019 public keys replace it (sc-hsm-ts pka authenticate)'
+          : u.verified && u.triesLeft === undefined
+            ? 'all (the PIN is verified in this session, so its counter is full)'
+            : `${u.triesLeft ?? '?'}${u.verified ? ' (verified)' : ''}`,
   );
+  if (st.pka) {
+    o.kv(
+      'Public key auth',
+      `${st.pka.required} of ${st.pka.total} keys required, ${st.pka.missing} not registered, ${st.pka.authenticated} authenticated (sc-hsm-ts pka status)`,
+    );
+  }
   if (st.dkek) {
     o.kv('DKEK shares', st.dkek.total);
     if (st.dkek.outstanding > 0) {

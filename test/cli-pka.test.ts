@@ -1,0 +1,289 @@
+/**
+ * The command's transport PIN (init --transport-pin, status, pin change in one session) and public
+ * key authentication (init --pka, pka export/register/status, pka authenticate with custodians'
+ * pka respond and a following step in the same session), on virtual devices in-process.
+ */
+import { readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { describe, expect, it } from 'vitest';
+import { exists } from '../src/cli/files.js';
+import { cli, PIN, SO_PIN, tempDir } from './cli-helpers.js';
+
+const env = { PIN, SO_PIN, NEW_PIN: '123456' };
+
+async function init(f: string, ...extra: string[]) {
+  return cli(['init', '--sim', f, '--so-pin', 'env:SO_PIN', '--pin', 'env:PIN', '--yes', ...extra], { env });
+}
+
+/** A custodian device with an EC key 1 and its export file. */
+async function custodian(dir: string, name: string): Promise<{ sim: string; file: string }> {
+  const sim = join(dir, `${name}.json`);
+  expect((await init(sim, '--label', name)).code).toBe(0);
+  const k = await cli(
+    ['keygen', '--sim', sim, '--type', 'ec:prime256v1', '--label', 'pka', '--pin', 'env:PIN'],
+    { env },
+  );
+  expect(k.code, k.stderr).toBe(0);
+  const file = join(dir, `${name}.pka`);
+  const e = await cli(['pka', 'export', '--sim', sim, '--key-ref', '1', '--out', file]);
+  expect(e.code, e.stderr).toBe(0);
+  return { sim, file };
+}
+
+async function waitFor(path: string): Promise<void> {
+  for (let i = 0; i < 400 && !(await exists(path)); i++) await sleep(25);
+}
+
+describe('transport PIN (option 0002)', () => {
+  it('init --transport-pin; status says so; VERIFY refused; pin change replaces it in one session', async () => {
+    const dir = await tempDir();
+    const f = join(dir, 't.json');
+    const bad = await init(f, '--transport-pin', '--label', 'x');
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain('--label cannot be set with --transport-pin');
+    const r = await init(f, '--transport-pin');
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toContain('Transport-PIN mode enabled');
+    const st = await cli(['status', '--sim', f]);
+    expect(st.stdout).toContain('transport PIN active — set your own PIN with `pin change`');
+    const dump = await cli(['dump', '--sim', f]);
+    expect(dump.stdout).toContain('transport PIN active — set your own PIN with `pin change`');
+    const j = (await cli(['status', '--sim', f, '--json'])).json();
+    expect(j.transportPin).toBe(true);
+    const v = await cli(['pin', 'verify', '--sim', f, '--pin', 'env:PIN'], { env });
+    expect(v.code).toBe(3);
+    expect(v.stderr).toContain('transport PIN');
+    // the change: one SELECT, the free status query (6984), CHANGE REFERENCE DATA — no reset, no second SELECT
+    const trace = join(dir, 'change.apdu');
+    const c = await cli(
+      ['pin', 'change', '--sim', f, '--pin', 'env:PIN', '--new-pin', 'env:NEW_PIN', '--trace', trace],
+      {
+        env,
+      },
+    );
+    expect(c.code, c.stderr).toBe(0);
+    const cmds = (await readFile(trace, 'utf8'))
+      .split('\n')
+      .filter((l) => l.startsWith('=>') || l.startsWith('<='))
+      .map((l) => l.slice(3, 11));
+    expect(cmds).toEqual(['00a40400', expect.any(String), '00200081', '6984', '00240081', '9000']);
+    expect((await readFile(trace, 'utf8')).includes('313233343536')).toBe(false);
+    const after = (await cli(['status', '--sim', f, '--json'])).json();
+    expect(after.transportPin).toBe(false);
+    expect((await cli(['pin', 'verify', '--sim', f, '--pin', 'env:NEW_PIN'], { env })).code).toBe(0);
+  });
+});
+
+describe('public key authentication (init --pka, pka …)', () => {
+  it('validates --pka/--required on the host before anything is sent', async () => {
+    const dir = await tempDir();
+    const f = join(dir, 'v.json');
+    for (const [args, text] of [
+      [['--pka', '2', '--required', '3'], 'exceeds'],
+      [['--required', '1'], 'needs --pka'],
+      [['--pka-and-pin'], 'needs --pka'],
+      [['--pka', '2'], 'needs --required'],
+      [['--pka', '0', '--required', '1'], '--pka must be'],
+      [['--pka', '91', '--required', '1'], '--pka must be'],
+      [['--pka', '2', '--required', '1', '--label', 'x'], '--label cannot be set'],
+    ] as [string[], string][]) {
+      const r = await init(f, ...args);
+      expect(r.code, args.join(' ')).toBe(2);
+      expect(r.stderr).toContain(text);
+      expect(await exists(f)).toBe(false);
+    }
+  });
+
+  it('2-of-2: register, status, remote answers, then the following step runs in the same session', async () => {
+    const dir = await tempDir();
+    const a = await custodian(dir, 'alice');
+    const b = await custodian(dir, 'bob');
+    const t = join(dir, 'target.json');
+    const i = await init(t, '--pka', '2', '--required', '2');
+    expect(i.code, i.stderr).toBe(0);
+    expect(i.stdout).toContain('pka register');
+    expect((await cli(['pka', 'register', '--sim', t, a.file])).code).toBe(0);
+    // the same file twice: refused on the host
+    const twice = await cli(['pka', 'register', '--sim', t, a.file]);
+    expect(twice.code).toBe(7);
+    expect(twice.stderr).toContain('registered on this device already');
+    expect((await cli(['pka', 'register', '--sim', t, b.file])).code).toBe(0);
+    const st = (await cli(['pka', 'status', '--sim', t, '--json'])).json();
+    expect(st).toMatchObject({ total: 2, missing: 0, required: 2, authenticated: 0 });
+    expect(st.keys).toHaveLength(2);
+    const sj = (await cli(['status', '--sim', t, '--json'])).json();
+    expect(sj.pka).toEqual({ total: 2, missing: 0, required: 2, authenticated: 0 });
+    // no key generation without the custodians
+    const denied = await cli(
+      ['keygen', '--sim', t, '--type', 'ec:prime256v1', '--label', 'x', '--pin', 'env:PIN'],
+      {
+        env,
+      },
+    );
+    expect(denied.code).not.toBe(0);
+
+    const challenge = join(dir, 'challenge.json');
+    const ra = join(dir, 'alice.response.json');
+    const rb = join(dir, 'bob.response.json');
+    const auth = cli([
+      'pka',
+      'authenticate',
+      '--sim',
+      t,
+      '--json',
+      '--challenge-out',
+      challenge,
+      '--response',
+      ra,
+      '--response',
+      rb,
+      '--wait',
+      '30',
+      '--',
+      'keygen',
+      '--type',
+      'ec:prime256v1',
+      '--label',
+      'after-pka',
+    ]);
+    await waitFor(challenge);
+    const c = JSON.parse(await readFile(challenge, 'utf8'));
+    expect(c.format).toBe('sc-hsm-ts/pka-challenge');
+    for (const [who, out] of [
+      [a, ra],
+      [b, rb],
+    ] as const) {
+      const r = await cli(
+        ['pka', 'respond', '--sim', who.sim, challenge, '--key-ref', '1', '--out', out, '--pin', 'env:PIN'],
+        {
+          env,
+        },
+      );
+      expect(r.code, r.stderr).toBe(0);
+    }
+    const done = await auth;
+    expect(done.code, done.stderr).toBe(0);
+    const dj = done.json();
+    expect(dj).toMatchObject({ authenticated: 2, required: 2, step: 'keygen' });
+    const keys = (await cli(['keys', '--sim', t, '--json'])).json();
+    expect(JSON.stringify(keys)).toContain('after-pka');
+  });
+
+  it('refuses a stale response (an older challenge) on the host, and an existing response file up front', async () => {
+    const dir = await tempDir();
+    const a = await custodian(dir, 'carol');
+    const t = join(dir, 'target.json');
+    expect((await init(t, '--pka', '1', '--required', '1')).code).toBe(0);
+    expect((await cli(['pka', 'register', '--sim', t, a.file])).code).toBe(0);
+    const c1 = join(dir, 'c1.json');
+    const r1 = join(dir, 'r1.json');
+    // a first round whose answer arrives too late
+    const first = await cli([
+      'pka',
+      'authenticate',
+      '--sim',
+      t,
+      '--challenge-out',
+      c1,
+      '--response',
+      r1,
+      '--wait',
+      '0',
+    ]);
+    expect(first.code).toBe(2);
+    expect(first.stderr).toContain('no answer in 0 s');
+    expect(
+      (
+        await cli(['pka', 'respond', '--sim', a.sim, c1, '--key-ref', '1', '--out', r1, '--pin', 'env:PIN'], {
+          env,
+        })
+      ).code,
+    ).toBe(0);
+    const pre = await cli([
+      'pka',
+      'authenticate',
+      '--sim',
+      t,
+      '--challenge-out',
+      join(dir, 'c2.json'),
+      '--response',
+      r1,
+    ]);
+    expect(pre.code).toBe(7);
+    expect(pre.stderr).toContain('exists already');
+    // the stale answer renamed to the name the new round waits for
+    const r2 = join(dir, 'r2.json');
+    const c3 = join(dir, 'c3.json');
+    const auth = cli([
+      'pka',
+      'authenticate',
+      '--sim',
+      t,
+      '--challenge-out',
+      c3,
+      '--response',
+      r2,
+      '--wait',
+      '30',
+    ]);
+    await waitFor(c3);
+    await writeFile(r2, await readFile(r1));
+    const r = await auth;
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain('answers another challenge');
+    // a response file with a forged signature reaches the card and is refused there
+    const c4 = join(dir, 'c4.json');
+    const r4 = join(dir, 'r4.json');
+    const auth4 = cli([
+      'pka',
+      'authenticate',
+      '--sim',
+      t,
+      '--challenge-out',
+      c4,
+      '--response',
+      r4,
+      '--wait',
+      '30',
+    ]);
+    await waitFor(c4);
+    const r4src = join(dir, 'r4.src.json');
+    expect(
+      (
+        await cli(
+          ['pka', 'respond', '--sim', a.sim, c4, '--key-ref', '1', '--out', r4src, '--pin', 'env:PIN'],
+          { env },
+        )
+      ).code,
+    ).toBe(0);
+    const doc = JSON.parse(await readFile(r4src, 'utf8'));
+    doc.signature = doc.signature.replace(/..$/, (x: string) => (x === '00' ? '01' : '00'));
+    await writeFile(r4, JSON.stringify(doc));
+    const out4 = await auth4;
+    expect(out4.code).toBe(3);
+    expect(out4.stderr).toContain('refused');
+  });
+
+  it('pka status on a device without PKA, and pka respond with a damaged challenge file', async () => {
+    const dir = await tempDir();
+    const f = join(dir, 'plain.json');
+    expect((await init(f, '--label', 'plain')).code).toBe(0);
+    const r = await cli(['pka', 'status', '--sim', f]);
+    expect(r.code).toBe(4);
+    expect(r.stderr).toContain('without public key authentication');
+    const bad = join(dir, 'bad.json');
+    await writeFile(
+      bad,
+      '{"format":"sc-hsm-ts/pka-challenge","version":1,"deviceChr":"X\\u0007","challenge":"00"}',
+    );
+    const x = await cli(
+      ['pka', 'respond', '--sim', f, bad, '--key-ref', '1', '--out', join(dir, 'o.json'), '--pin', 'env:PIN'],
+      {
+        env,
+      },
+    );
+    expect(x.code).toBe(2);
+    expect(await exists(join(dir, 'o.json'))).toBe(false);
+  });
+});
