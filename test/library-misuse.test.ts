@@ -209,6 +209,44 @@ const METHODS: Record<string, { bad: Call[]; ok: Call }> = {
     bad: [(h) => h.ecdh(1, any(undefined)), (h) => h.ecdh(1, new Uint8Array(0))],
     ok: (h) => h.ecdh(1, concat(Uint8Array.of(4), new Uint8Array(64))),
   },
+  aesEncrypt: {
+    bad: [
+      (h) => h.aesEncrypt(3, data, any(undefined)),
+      (h) => h.aesEncrypt(3, data, { iv: new Uint8Array(15) }),
+      (h) => h.aesEncrypt(3, data, { iv: any('00'.repeat(16)) }),
+      (h) => h.aesEncrypt(3, data, { iv: new Uint8Array(16), padding: any('zero') }),
+      (h) => h.aesEncrypt(3, data, { iv: new Uint8Array(16), padding: 'none' }),
+      (h) => h.aesEncrypt(3, any('data'), { iv: new Uint8Array(16) }),
+      (h) => h.aesEncrypt(0, data, { iv: new Uint8Array(16) }),
+    ],
+    ok: (h) => h.aesEncrypt(3, data, { iv: new Uint8Array(16) }),
+  },
+  aesDecrypt: {
+    bad: [
+      (h) => h.aesDecrypt(3, new Uint8Array(16), any(null)),
+      (h) => h.aesDecrypt(3, new Uint8Array(17), { iv: new Uint8Array(16) }),
+      (h) => h.aesDecrypt(3, new Uint8Array(0), { iv: new Uint8Array(16) }),
+      (h) => h.aesDecrypt(any('3'), new Uint8Array(16), { iv: new Uint8Array(16) }),
+    ],
+    ok: (h) => h.aesDecrypt(3, new Uint8Array(16), { iv: new Uint8Array(16) }),
+  },
+  aesCmac: {
+    bad: [
+      (h) => h.aesCmac(3, any(undefined)),
+      (h) => h.aesCmac(3, new Uint8Array(1025)),
+      (h) => h.aesCmac(256, data),
+    ],
+    ok: (h) => h.aesCmac(3, data),
+  },
+  aesDerive: {
+    bad: [
+      (h) => h.aesDerive(3, new Uint8Array(0)),
+      (h) => h.aesDerive(3, data, { length: 33 }),
+      (h) => h.aesDerive(3, data, any({ length: '16' })),
+      (h) => h.aesDerive(3, data, any(null)),
+    ],
+    ok: (h) => h.aesDerive(3, data),
+  },
   deriveEcKey: {
     bad: [
       (h) => h.deriveEcKey(1, 7, any(undefined), { label: 'd' }),
