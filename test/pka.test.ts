@@ -6,6 +6,7 @@
  */
 import { createPrivateKey, generateKeyPairSync, sign } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
+import { RecordingTransport } from '../src/apdu/transcript.js';
 import {
   decodeCvc,
   decodePkaFile,
@@ -206,5 +207,44 @@ describe('public key authentication (n-of-m)', () => {
     const ef = await a.hsm.files.read(0x2f02);
     expect(a.file).toEqual(tlv(0x30, ce, ef));
     expect(decodeCvc(decodePkaFile(a.file).device.raw).chr).toBe(await a.hsm.deviceChr());
+  });
+});
+
+describe('transport PIN (option 0002) in the library', () => {
+  it('VERIFY is refused with 69 84 until changePin, which does the first change in one session on the wire', async () => {
+    const card = new VirtualSmartCardHsm();
+    const init = await SmartCardHsm.open(card);
+    await init.initialize({ soPin: SO, userPin: PIN, transportPin: true, label: 'ignored' });
+    expect(init.info.options & 0x0002).toBe(0x0002);
+    const st = await init.status();
+    expect(st.transportPin).toBe(true);
+    expect(st.userPin.transportPin).toBe(true);
+    expect(st.label).toBeUndefined();
+    const e = await rejection(init.verifyPin(PIN));
+    expect(e.code).toBe('TRANSPORT_PIN_ACTIVE');
+    expect(e.sw).toBe(0x6984);
+    // a new session (a new SELECT), recorded: SELECT, the free query (6984), CHANGE REFERENCE DATA
+    const rec = new RecordingTransport(card);
+    const hsm = await SmartCardHsm.open(rec);
+    await hsm.changePin(PIN, '123456');
+    const wire = rec.lines.filter((l) => l.startsWith('=>') || l.startsWith('<='));
+    expect(wire.map((l) => l.slice(0, 11))).toEqual([
+      '=> 00a40400',
+      expect.stringMatching(/^<= /),
+      '=> 00200081',
+      '<= 6984',
+      '=> 00240081',
+      '<= 9000',
+    ]);
+    expect(wire.join('\n')).not.toContain('313233343536');
+    // the change logged the user in; no reset, no second SELECT was needed
+    await hsm.generateKeyPair({ type: 'ec', curve: 'secp256r1', label: 'after-transport' });
+    expect((await hsm.status()).transportPin).toBe(false);
+    // a wrong transport PIN costs a try, and the mode stays
+    const card2 = new VirtualSmartCardHsm();
+    const h2 = await SmartCardHsm.open(card2);
+    await h2.initialize({ soPin: SO, userPin: PIN, transportPin: true });
+    expect((await rejection(h2.changePin('000000', '123456'))).code).toBe('WRONG_PIN');
+    expect((await h2.status()).transportPin).toBe(true);
   });
 });
