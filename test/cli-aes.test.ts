@@ -364,6 +364,23 @@ describe('aes: what a hostile user tries', () => {
     const c = await run(['aes', 'cmac', '--sim', s, '--key-ref', '2', '--in', long]);
     expect(c.code).toBe(2);
     expect(c.stderr).toMatch(/at most 1024/);
+    // an endless device is read only up to the limit
+    const zero = await run([
+      'aes',
+      'encrypt',
+      '--sim',
+      s,
+      '--key-ref',
+      '2',
+      '--in',
+      '/dev/zero',
+      '--out',
+      join(dir, `${n}-z`),
+    ]);
+    expect(zero.code).toBe(2);
+    expect(zero.stderr).toMatch(/more than that/);
+    expect((await run(['aes', 'cmac', '--sim', s, '--key-ref', '2', '--in', '/dev/zero'])).code).toBe(2);
+    expect((await run(['aes', 'cmac', '--sim', s, '--key-ref', '2', '--in', dir])).code).toBe(2);
     const ok = await run([
       'aes',
       'cmac',

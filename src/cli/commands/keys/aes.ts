@@ -8,9 +8,9 @@
  * the same; with `--iv` the file is the bare ciphertext.
  */
 import { randomBytes } from 'node:crypto';
-import { stat } from 'node:fs/promises';
+import { open, stat } from 'node:fs/promises';
 import { ScHsmError } from '../../../errors.js';
-import { toHex, wipe } from '../../../util/bytes.js';
+import { concat, toHex, wipe } from '../../../util/bytes.js';
 import type { Command } from '../../command.js';
 import { type Ctx, flag, reqInt, reqStr, str, type Values } from '../../context.js';
 import { CliError } from '../../exit-codes.js';
@@ -38,28 +38,47 @@ function parseIv(v: Values): Uint8Array | undefined {
   return iv;
 }
 
-/** The input file, refused before it is read when larger than `max`. */
+/**
+ * The input file, at most `max` bytes: a regular file larger than that is refused from its size
+ * before it is read; anything else (a pipe, `/dev/stdin`, a device such as `/dev/zero`) is read
+ * only up to one byte more than `max`.
+ */
 async function readInput(path: string, max: number): Promise<Uint8Array> {
-  let size: number | undefined;
-  let isFile = true;
-  try {
-    const s = await stat(path);
-    size = s.size;
-    isFile = s.isFile();
-  } catch {
-    // readHostFile reports a missing or unreadable file
-  }
-  if (size !== undefined && isFile && size > max) {
-    throw new CliError(
+  const tooLong = (size: string) =>
+    new CliError(
       'USAGE_ERROR',
       `--in ${path} has ${size} bytes; at most ${max} are taken`,
       max === CMAC_MAX ? 'authenticate a shorter message (e.g. its SHA-256)' : 'split the file',
     );
+  let s: Awaited<ReturnType<typeof stat>> | undefined;
+  try {
+    s = await stat(path);
+  } catch {
+    // readHostFile reports a missing or unreadable file
   }
-  const data = await readHostFile(path, 'input file');
-  if (data.length > max)
-    throw new CliError('USAGE_ERROR', `--in ${path} has more than ${max} bytes`, 'split the file');
-  return data;
+  if (!s || s.isDirectory()) return readHostFile(path, 'input file'); // its own error
+  if (s.isFile() && s.size > max) throw tooLong(String(s.size));
+  let h: Awaited<ReturnType<typeof open>>;
+  try {
+    h = await open(path, 'r');
+  } catch {
+    return readHostFile(path, 'input file');
+  }
+  try {
+    const parts: Uint8Array[] = [];
+    let total = 0;
+    for (;;) {
+      const buf = new Uint8Array(Math.min(1 << 20, max + 1 - total));
+      const { bytesRead } = await h.read(buf, 0, buf.length, null);
+      if (bytesRead === 0) break;
+      parts.push(buf.subarray(0, bytesRead));
+      total += bytesRead;
+      if (total > max) throw tooLong('more than that');
+    }
+    return concat(...parts);
+  } finally {
+    await h.close();
+  }
 }
 
 /** --out: not the --in file, and not there unless --force (checked again when it is written). */
