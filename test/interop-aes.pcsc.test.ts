@@ -1,0 +1,44 @@
+/**
+ * OpenSC 0.23 on a virtual card that holds an AES key (secret key description `A8`, spec §6.3)
+ * beside an EC key: OpenSC has no AES for this card, but `pkcs15-tool --dump` must still work and
+ * list the EC key, and pkcs11-tool must still sign with it. Through pcscd and vpcd.
+ */
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { SmartCardHsm } from '../src/sc-hsm/session.js';
+import { VirtualSmartCardHsm } from '../src/sim/index.js';
+import type { VpcdConnection } from '../src/sim/vpcd.js';
+import { argv, ok, pkcs15Tool, show, waitForReader } from './helpers/opensc.js';
+import { describePcsc, insertCard, vpcdEndpoint, vpcdReaderName, waitForCard } from './helpers/pcsc-env.js';
+
+const PIN = '648219';
+const { host, port } = vpcdEndpoint();
+
+describePcsc('OpenSC with an AES key on the card', () => {
+  let link: VpcdConnection | undefined;
+
+  beforeAll(async () => {
+    const card = new VirtualSmartCardHsm();
+    const hsm = await SmartCardHsm.open(card);
+    await hsm.initialize({ soPin: '3537363231383830', userPin: PIN, label: 'AES-HSM' });
+    await hsm.verifyPin(PIN);
+    await hsm.generateAesKey({ bits: 256, label: 'vault-aes' });
+    await hsm.generateKeyPair({ type: 'ec', curve: 'P-256', label: 'signer-ec' });
+    card.reset();
+    link = await insertCard(card, { host, port });
+    await waitForReader(port - 35963, true);
+  });
+
+  afterAll(async () => {
+    await link?.close();
+    await waitForCard(vpcdReaderName(port), false);
+  });
+
+  it('pkcs15-tool --dump succeeds and lists the EC key; the AES key does not break it', async () => {
+    const r = ok(await pkcs15Tool(argv`-r ${String(port - 35963)} --dump`));
+    expect(r.stdout, show(r)).toMatch(/Private EC Key \[signer-ec\]/);
+    expect(r.stdout).toMatch(/PKCS#15 Card \[AES-HSM\]/);
+    // OpenSC 0.23's SmartCard-HSM emulation decodes only private key descriptions: it skips the
+    // AES key's (A8) quietly
+    expect(r.stdout).not.toMatch(/vault-aes/);
+  });
+});
