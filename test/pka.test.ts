@@ -5,6 +5,7 @@
  * challenge, foreign chain, duplicate, full, no PKA).
  */
 import { createPrivateKey, generateKeyPairSync, sign } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { RecordingTransport } from '../src/apdu/transcript.js';
 import {
@@ -12,6 +13,7 @@ import {
   decodePkaFile,
   encodeCvc,
   encodeCvcBody,
+  encodePkaFile,
   spkiToCvcPublicKey,
 } from '../src/pkcs15/index.js';
 import { OID } from '../src/protocol/constants.js';
@@ -246,5 +248,19 @@ describe('transport PIN (option 0002) in the library', () => {
     await h2.initialize({ soPin: SO, userPin: PIN, transportPin: true });
     expect((await rejection(h2.changePin('000000', '123456'))).code).toBe('WRONG_PIN');
     expect((await h2.status()).transportPin).toBe(true);
+  });
+});
+
+describe('export files in fixtures/pka (fixtures/pka/README.md)', () => {
+  it("sc-hsm-tool's export and ours register on a virtual card and re-encode to the same bytes", async () => {
+    const { hsm } = await target(2, 2);
+    for (const name of ['opensc-export.pka', 'sc-hsm-ts-export.pka']) {
+      const bytes = new Uint8Array(readFileSync(new URL(`../fixtures/pka/${name}`, import.meta.url)));
+      const f = decodePkaFile(bytes);
+      expect(f.format).toBe('old');
+      expect(encodePkaFile(f.request, concat(f.device.raw, f.issuer.raw))).toEqual(bytes);
+      expect((await hsm.pkaRegister(bytes)).chr).toBe(f.decoded.certificate.chr);
+    }
+    expect((await hsm.pkaStatus())?.missing).toBe(0);
   });
 });
