@@ -60,7 +60,7 @@ describe('keygen --type aes and keys', () => {
     const d = await cli(['dump', '--sim', s]);
     expect(d.code, d.stderr).toBe(0);
     expect(d.stdout).toContain('Secret AES Key [vault]');
-    expect(d.stdout).toMatch(/Secret AES Key \[vault\][^]*?Key length +: 192/);
+    expect(d.stdout).toMatch(/Secret AES Key \[vault\][\s\S]*?Key length +: 192/);
     expect(d.stdout).toContain('Private EC Key [ec:prime256v1]');
   });
 });
