@@ -2,9 +2,14 @@
  * sc-hsm-ts against OpenSC, side by side in one run, on the same virtual card behind the same
  * private pcscd (vpcd slot 1, reader "Virtual PCD 00 01"):
  *
+ * The RAW virtual card: it answers in microseconds, so these figures show the host's own costs;
+ * what an operator of the real device waits for is measured on the latency model in
+ * bench/model.bench.ts. (The wall time of the whole `dump` command with Node's start against
+ * pkcs15-tool's is printed here but no longer a target: on the raw card it measures Node's start,
+ * which bench/startup.bench.ts measures as "time above Node's floor".)
+ *
  *  - `dump` vs `pkcs15-tool --dump` on a card with 8 keys (4 RSA, 4 EC P-256), each with an X.509
- *    certificate: APDUs at the card (counted by the card), wall time of the command with Node's
- *    start (node dist/cli.js), and the library's dump data gathering inside a running process
+ *    certificate: APDUs at the card (counted by the card), and the library's dump data gathering inside a running process
  *    (the PC/SC connection open, as in any long-running program; timed: `SmartCardHsm.open` +
  *    `gatherDump`) against pkcs15-tool's wall time;
  *  - ECDSA P-256 signatures in one long-lived session: ours vs OpenSC's PKCS#11 module driven by a
@@ -270,7 +275,7 @@ async function measure(): Promise<BenchResult[]> {
     );
     return [
       {
-        name: 'dump vs pkcs15-tool --dump: APDUs (8 keys + certs)',
+        name: '[raw virtual card] dump vs pkcs15-tool --dump: APDUs (8 keys + certs)',
         ours: ourApdus,
         theirs: theirApdus,
         unit: 'APDUs',
@@ -278,15 +283,7 @@ async function measure(): Promise<BenchResult[]> {
         target: 0.5,
       },
       {
-        name: 'dump vs pkcs15-tool --dump: wall time incl. node start',
-        ours: dumpOurs,
-        theirs: dumpTheirs,
-        unit: 'ms',
-        ratio: dumpOurs / dumpTheirs,
-        target: 1.5,
-      },
-      {
-        name: 'dump in a running process vs pkcs15-tool --dump wall',
+        name: '[raw virtual card] dump in a running process vs pkcs15-tool --dump wall',
         ours: dumpIn,
         theirs: dumpTheirs,
         unit: 'ms',
@@ -294,7 +291,7 @@ async function measure(): Promise<BenchResult[]> {
         target: 0.25,
       },
       {
-        name: 'ECDSA P-256 per signature, one session, vs OpenSC PKCS#11',
+        name: '[raw virtual card] ECDSA P-256 per signature, one session, vs OpenSC PKCS#11',
         ours: ourPerSig,
         theirs: theirPerSig,
         unit: 'ms',
@@ -302,7 +299,7 @@ async function measure(): Promise<BenchResult[]> {
         target: 1.0,
       },
       {
-        name: 'host overhead per signature vs bare APDU round trip',
+        name: '[raw virtual card] host overhead per signature vs bare APDU round trip',
         ours: overhead,
         theirs: roundTrip,
         unit: 'ms',
@@ -325,7 +322,14 @@ export default async function run(): Promise<BenchResult[]> {
   const out = await new Promise<string>((resolve, reject) => {
     const child = spawn(
       'bash',
-      ['scripts/with-pcscd.sh', process.execPath, '--import', 'tsx', 'bench/opensc.bench.ts', '--inner'],
+      [
+        'scripts/with-pcscd.sh',
+        process.execPath,
+        '--import',
+        'tsx',
+        'bench/opensc.bench.ts',
+        '--opensc-inner',
+      ],
       {
         cwd: ROOT,
         env: { ...process.env, CI: 'true' },
@@ -345,7 +349,7 @@ export default async function run(): Promise<BenchResult[]> {
   return JSON.parse(line.slice('BENCH_RESULTS '.length)) as BenchResult[];
 }
 
-if (process.argv.includes('--inner')) {
+if (process.argv.includes('--opensc-inner')) {
   const results = await measure();
   process.stdout.write(`BENCH_RESULTS ${JSON.stringify(results)}\n`);
   process.exit(0);

@@ -1,5 +1,10 @@
 /** One measurement of a benchmark: ours against a reference implementation ("theirs"). */
 export interface BenchResult {
+  /**
+   * What is measured, starting with where: `[model]` on the virtual card under the nitrokey-hsm2
+   * timing profile (src/sim/profile.ts: the real device's latencies, waited for real), `[raw virtual
+   * card]` on the virtual card answering at once (the host's own costs), or no card at all.
+   */
   name: string;
   /** Our time (or other cost) in `unit`. */
   ours: number;
