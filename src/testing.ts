@@ -25,3 +25,163 @@ export {
   type TranscriptSink,
 } from './apdu/transcript.js';
 export { maskedCommandHex, secretMask } from './sc-hsm/transcript-mask.js';
+
+// ---- known devices for an application's tests (issue 16: the emulated card in other projects' CI) ----
+
+import type { Transport } from './apdu/transport.js';
+import { findPkcs11Module, VPCD_PORT, VPCD_SLOTS, vpcdReaderName } from './cli/commands/sim/host.js';
+import type { GeneratedKey } from './sc-hsm/keys.js';
+import { SmartCardHsm } from './sc-hsm/session.js';
+import type { VirtualSmartCardHsm } from './sim/card.js';
+import { asyncDispose } from './util/dispose.js';
+
+/** The user PIN of every test device made here. */
+export const TEST_PIN = '648219';
+/** The SO-PIN of every test device made here (16 hex characters). */
+export const TEST_SO_PIN = '3537363231383830';
+/** The token label of every test device made here. */
+export const TEST_LABEL = 'SC-HSM-TS TEST';
+
+export interface TestDeviceOptions {
+  /** Import this 32-byte DKEK share after initialization (1 share); else the card makes a random DKEK. */
+  dkekShare?: Uint8Array;
+  /** Keys generated on it: an EC P-256 key `test-ec` always; an RSA-2048 key `test-rsa` when true. */
+  rsa?: boolean;
+}
+
+export interface TestKeys {
+  /** EC prime256v1, label `test-ec`. */
+  ec: GeneratedKey;
+  /** RSA-2048, label `test-rsa` (with `rsa: true`). */
+  rsa?: GeneratedKey;
+}
+
+/** A virtual device initialized with {@link TEST_SO_PIN}, {@link TEST_PIN}, {@link TEST_LABEL} and test keys. */
+export interface TestDevice extends AsyncDisposable {
+  /** The virtual card: a `Transport`, e.g. for `SmartCardHsm.open(card)` or a `FaultInjectingTransport`. */
+  readonly card: VirtualSmartCardHsm;
+  /** A session on it, the user PIN verified. */
+  readonly hsm: SmartCardHsm;
+  readonly keys: TestKeys;
+  readonly pin: string;
+  readonly soPin: string;
+  close(): Promise<void>;
+}
+
+/**
+ * Initializes `card` the way every test device here is (INITIALIZE DEVICE, spec §3.6: the SO-PIN,
+ * the PIN, the label, one DKEK share when given, else a random DKEK), then generates the test keys.
+ */
+async function provision(
+  card: Transport,
+  o: TestDeviceOptions,
+): Promise<{ hsm: SmartCardHsm; keys: TestKeys }> {
+  const hsm = await SmartCardHsm.open(card);
+  await hsm.initialize({
+    soPin: TEST_SO_PIN,
+    userPin: TEST_PIN,
+    label: TEST_LABEL,
+    dkekShares: o.dkekShare ? 1 : 0,
+  });
+  if (o.dkekShare) await hsm.importDkekShare(o.dkekShare);
+  await hsm.verifyPin(TEST_PIN);
+  const keys: TestKeys = {
+    ec: await hsm.generateKeyPair({ type: 'ec', curve: 'prime256v1', label: 'test-ec' }),
+  };
+  if (o.rsa) keys.rsa = await hsm.generateKeyPair({ type: 'rsa', bits: 2048, label: 'test-rsa' });
+  return { hsm, keys };
+}
+
+/**
+ * An in-process virtual SmartCard-HSM, initialized with the test PINs and label and holding test
+ * keys (EC P-256 `test-ec`, and RSA-2048 `test-rsa` with `rsa: true`), with a session logged in.
+ * Nothing outside the process is touched; works from any test runner (vitest, node:test).
+ *
+ * ```ts
+ * await using dev = await initializedTestDevice();
+ * const sig = await dev.hsm.sign(dev.keys.ec.keyRef, 'ECDSA-SHA256', data);
+ * ```
+ */
+export async function initializedTestDevice(o: TestDeviceOptions = {}): Promise<TestDevice> {
+  const { VirtualSmartCardHsm } = await import('./sim/card.js');
+  const card = new VirtualSmartCardHsm();
+  const { hsm, keys } = await provision(card, o);
+  const close = async () => {
+    await hsm.close();
+    await card.close();
+  };
+  return { card, hsm, keys, pin: TEST_PIN, soPin: TEST_SO_PIN, close, [asyncDispose]: close };
+}
+
+/** A virtual card in pcscd, from {@link startPcscCard}. */
+export interface PcscTestCard extends AsyncDisposable {
+  /** The PC/SC reader holding it ("Virtual PCD 00 00" or "… 01"): `openPcsc({ reader })`, `pkcs11-tool --slot`. */
+  readonly reader: string;
+  /** OpenSC's PKCS#11 module (opensc-pkcs11.so) when installed: give it to pkcs11js, graphene, OpenSSL. */
+  readonly pkcs11Module: string | undefined;
+  /** The card itself (its state is in memory; nothing is written). */
+  readonly card: VirtualSmartCardHsm;
+  /** The test keys when it was initialized (`initialized`, the default). */
+  readonly keys: TestKeys | undefined;
+  readonly pin: string;
+  readonly soPin: string;
+  /** Takes the card out of the reader (pcscd sees it removed within ~0.4 s) and closes it. */
+  close(): Promise<void>;
+}
+
+export interface PcscTestCardOptions extends TestDeviceOptions {
+  /** Initialize it and generate the test keys first (default true); false: a card out of its box. */
+  initialized?: boolean;
+  /** vpcd slot 0 or 1; default the first one `sim run` left free (SC_HSM_READER_0/1), else 0. */
+  slot?: number;
+  /** Where vpcd listens; default `VPCD_HOST` (set by `sim run`) or 127.0.0.1. */
+  host?: string;
+  /** Environment to read `VPCD_HOST`, `SC_HSM_READER_n`, `SC_HSM_PKCS11_MODULE` from (default process.env). */
+  env?: NodeJS.ProcessEnv;
+}
+
+/**
+ * Plugs a virtual SmartCard-HSM (initialized with the test PINs and keys unless `initialized:
+ * false`) into pcscd through vpcd (spec/pcsc-stack.md §2) and resolves once pcscd has it: the
+ * reader name and OpenSC's PKCS#11 module path for the application under test. Meant for the
+ * duration of a test file, under `sc-hsm-ts sim run --cards 0 -- <test runner>` (a private pcscd
+ * with the quickack route when root) or beside a running system pcscd with vpcd:
+ *
+ * ```ts
+ * let hsm: PcscTestCard;
+ * beforeAll(async () => { hsm = await startPcscCard(); });   // node:test: before(...)
+ * afterAll(() => hsm.close());                                // node:test: after(...)
+ * ```
+ */
+export async function startPcscCard(o: PcscTestCardOptions = {}): Promise<PcscTestCard> {
+  const env = o.env ?? process.env;
+  const { VirtualSmartCardHsm } = await import('./sim/card.js');
+  const { plugIn } = await import('./cli/commands/sim/run-cards.js');
+  const slot =
+    o.slot ?? [...Array(VPCD_SLOTS).keys()].find((i) => env[`SC_HSM_READER_${i}`] === undefined) ?? 0;
+  const card = new VirtualSmartCardHsm();
+  let keys: TestKeys | undefined;
+  if (o.initialized !== false) {
+    // provisioned through a view whose close leaves the card open (a session closes its transport)
+    const view: Transport = { transmit: (apdu) => card.transmit(apdu), close: async () => undefined };
+    const p = await provision(view, o);
+    keys = p.keys;
+    await p.hsm.close();
+    card.reset();
+  }
+  const link = await plugIn(card, o.host ?? env.VPCD_HOST ?? '127.0.0.1', VPCD_PORT + slot);
+  const close = async () => {
+    await link.close();
+    await card.close();
+  };
+  return {
+    reader: vpcdReaderName(slot),
+    pkcs11Module: await findPkcs11Module(env),
+    card,
+    keys,
+    pin: TEST_PIN,
+    soPin: TEST_SO_PIN,
+    close,
+    [asyncDispose]: close,
+  };
+}

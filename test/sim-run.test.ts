@@ -24,6 +24,7 @@ async function fakeTools(): Promise<{ path: string; ran: () => boolean }> {
 describe('sim run: options refused before anything starts (exit 2)', () => {
   const cases: [string, string[], RegExp][] = [
     ['three cards', ['--cards', '3'], /--cards/],
+    ['a negative number of cards', ['--cards', '-1'], /--cards/],
     [
       'more --state files than --cards',
       ['--cards', '1', '--state', 'a.json', '--state', 'b.json'],

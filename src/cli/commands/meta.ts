@@ -284,9 +284,33 @@ export const keygenSpec: CommandSpec = {
       help: 'PKCS#15 ID (default: SHA-1 of the public key, as OpenSC); refused if another key has it',
     },
     'key-ref': { type: 'string', arg: 'N', help: 'key reference 1-255 (default: the lowest free one)' },
+    algorithms: {
+      type: 'string',
+      arg: 'LIST',
+      help: 'the only algorithms the key may ever be used with, comma-separated, e.g. ECDSA-SHA256,WRAP (names in docs/cli.md); WRAP must be listed for wrap/backup',
+    },
+    'use-counter': {
+      type: 'string',
+      arg: 'N',
+      help: 'private-key operations allowed, 1-4294967295; then the device refuses the key ("key use counter exhausted")',
+    },
+    'derive-from': {
+      type: 'string',
+      arg: 'N',
+      help: 'derive a new EC key from the EC key at key reference N (private key + tweak mod n) instead of generating one; with --tweak, --key-ref, --label',
+    },
+    tweak: {
+      type: 'string',
+      arg: 'HEX',
+      help: 'with --derive-from: the value added to the private key, big-endian hex, not zero, below the curve order',
+    },
     pin: { type: 'string', arg: 'SECRET', help: `user PIN (${SECRET_HELP})` },
   },
-  examples: ['sc-hsm-ts keygen --type rsa:2048 --label ca-key --pin env:PIN'],
+  examples: [
+    'sc-hsm-ts keygen --type rsa:2048 --label ca-key --pin env:PIN',
+    'sc-hsm-ts keygen --type ec:prime256v1 --label signer --algorithms ECDSA-SHA256,WRAP --use-counter 1000 --pin env:PIN',
+    'sc-hsm-ts keygen --derive-from 1 --tweak 0102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f20 --key-ref 7 --label child --pin env:PIN',
+  ],
 };
 
 const AES_KEY_REF = {
@@ -546,7 +570,8 @@ export const pinVerifySpec: CommandSpec = {
 
 export const pinSessionSpec: CommandSpec = {
   name: 'pin session',
-  summary: 'Get a session PIN (needs --secure and a device initialized with --session-pin) and write it to a new file.',
+  summary:
+    'Get a session PIN (needs --secure and a device initialized with --session-pin) and write it to a new file.',
   description: [
     'Inside secure messaging, after the user PIN is verified, the card gives a session PIN (spec 3.20):',
     'later commands with --secure --session-pin file:FILE log in with it instead of the PIN until the card',
@@ -555,7 +580,12 @@ export const pinSessionSpec: CommandSpec = {
   ].join('\n'),
   options: {
     pin: PIN,
-    out: { type: 'string', arg: 'FILE', path: 'output', help: 'file to create for the session PIN (never replaced)' },
+    out: {
+      type: 'string',
+      arg: 'FILE',
+      path: 'output',
+      help: 'file to create for the session PIN (never replaced)',
+    },
   },
   examples: ['sc-hsm-ts pin session --secure --pin env:PIN --out ~/.hsm-session-pin'],
 };
@@ -598,7 +628,8 @@ export const pkaStatusSpec: CommandSpec = {
   name: 'pka status',
   summary:
     'Public key authentication: N, missing, M, authenticated, and each registered key (sc-hsm-tool --public-key-auth-status).',
-  description: 'Costs no PIN try and needs no PIN. The authenticated count is this session\u2019s: 0 in a new command.',
+  description:
+    'Costs no PIN try and needs no PIN. The authenticated count is this session\u2019s: 0 in a new command.',
   examples: ['sc-hsm-ts pka status', 'sc-hsm-ts pka status --json'],
 };
 
@@ -607,7 +638,8 @@ export const pkaRegisterSpec: CommandSpec = {
   args: 'FILE',
   positionals: [1, 1],
   argPath: 'input',
-  summary: 'Register a custodian\u2019s public key from an sc-hsm-tool --export-for-pub-key-auth / pka export file.',
+  summary:
+    'Register a custodian\u2019s public key from an sc-hsm-tool --export-for-pub-key-auth / pka export file.',
   description: [
     'The file (old or new format) is checked on this computer first: whole, not registered yet, a slot free.',
     'Then the device verifies the custodian\u2019s device chain (MSE SET DST, PSO VERIFY CERTIFICATE) as',

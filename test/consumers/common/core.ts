@@ -16,7 +16,17 @@ import {
   type Transport,
 } from 'sc-hsm-ts';
 import { VirtualSmartCardHsm } from 'sc-hsm-ts/sim';
-import { FaultInjectingTransport, RecordingTransport, ReplayTransport, secretMask } from 'sc-hsm-ts/testing';
+import {
+  FaultInjectingTransport,
+  initializedTestDevice,
+  type PcscTestCard,
+  RecordingTransport,
+  ReplayTransport,
+  secretMask,
+  startPcscCard,
+  TEST_PIN,
+  type TestDevice,
+} from 'sc-hsm-ts/testing';
 
 /** A transport of the program's own, written against the package's interface. */
 class LoggingTransport implements Transport {
@@ -63,6 +73,16 @@ export async function main(share: Uint8Array, data: Uint8Array): Promise<string[
       lines.push(code);
     }
     if (e instanceof ScHsmError) lines.push(e.message);
+  }
+  const dev: TestDevice = await initializedTestDevice({ rsa: true, dkekShare: share });
+  const ecSig: Uint8Array = await dev.hsm.sign(dev.keys.ec.keyRef, 'ECDSA-SHA256', data);
+  lines.push(String(ecSig.length), dev.keys.rsa?.id.length.toString() ?? '', TEST_PIN);
+  await dev.close();
+  if (process.env.SC_HSM_TS_CONSUMER_PCSC) {
+    const pcsc: PcscTestCard = await startPcscCard({ slot: 1, initialized: false });
+    const module: string | undefined = pcsc.pkcs11Module;
+    lines.push(pcsc.reader, module ?? '');
+    await pcsc.close();
   }
   const readers = await listReaders();
   if (readers.length > 0) await (await openPcsc()).close();

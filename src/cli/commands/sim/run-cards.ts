@@ -66,6 +66,41 @@ function watched(card: VpcdCard): { card: VpcdCard; ready: Promise<void> } {
   };
 }
 
+/**
+ * Connects `card` to vpcd at `host:port` and resolves once pcscd has it (powered on and its ATR
+ * read); PCSC_UNAVAILABLE naming the likely cause when that does not happen within 10 s (another
+ * card on the slot: a second card waits silently, spec §2). The link is closed on failure.
+ */
+export async function plugIn(card: VpcdCard, host: string, port: number): Promise<VpcdConnection> {
+  const w = watched(card);
+  const link = connectToVpcd(w.card, { host, port });
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    await Promise.race([
+      w.ready,
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(
+          () =>
+            reject(
+              new CliError(
+                'PCSC_UNAVAILABLE',
+                `pcscd did not take the virtual card on vpcd ${host}:${port} within ${ADOPT_MS / 1000} s`,
+                'another virtual card probably holds that vpcd slot (sim serve, another sim run without root), or no pcscd with vpcd runs there: stop the other card, or run under sim run as root',
+              ),
+            ),
+          ADOPT_MS,
+        );
+      }),
+    ]);
+    return link;
+  } catch (e) {
+    await link.close();
+    throw e;
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 export interface CardsAndCommand {
   states: string[];
   /** vpcd's address: 127.0.0.2 inside the namespaces (quickack route), else 127.0.0.1. */
@@ -103,26 +138,7 @@ export async function cardsAndCommand(o: CardsAndCommand): Promise<number> {
       const card = await VirtualSmartCardHsm.open(state, { command: 'sc-hsm-ts sim run', waitMs: 0 });
       cards.push(card);
       if (profile) card.profile = profile;
-      const w = watched(card);
-      const link = connectToVpcd(w.card, { host: o.host, port: VPCD_PORT + i });
-      links.push(link);
-      let timer: NodeJS.Timeout | undefined;
-      await Promise.race([
-        w.ready,
-        new Promise<never>((_, reject) => {
-          timer = setTimeout(
-            () =>
-              reject(
-                new CliError(
-                  'PCSC_UNAVAILABLE',
-                  `pcscd did not take virtual card ${i} on vpcd port ${VPCD_PORT + i} within ${ADOPT_MS / 1000} s`,
-                  'another virtual card probably holds that vpcd slot (sim serve, another sim run without root): stop it, or run sim run as root for a private pcscd',
-                ),
-              ),
-            ADOPT_MS,
-          );
-        }),
-      ]).finally(() => clearTimeout(timer));
+      links.push(await plugIn(card, o.host, VPCD_PORT + i));
     }
     if (stopped) return 128 + (constants.signals[stopped] ?? 0);
     const [file, ...args] = o.command;

@@ -139,7 +139,7 @@ export const simRun: Command = {
         'give the cards with --state FILE (repeatable) or --cards N; for a card-side transcript use sim serve --trace',
       );
     const states = list(v, 'state');
-    const cards = int(v, 'cards', 1, VPCD_SLOTS) ?? Math.max(states.length, 1);
+    const cards = int(v, 'cards', 0, VPCD_SLOTS) ?? Math.max(states.length, 1);
     if (states.length > VPCD_SLOTS)
       throw new CliError('USAGE_ERROR', `vpcd has ${VPCD_SLOTS} slots: at most ${VPCD_SLOTS} --state files`);
     if (states.length > cards)
@@ -227,8 +227,10 @@ export const simRun: Command = {
     const env: Record<string, string> = {
       PCSCLITE_CSOCK_NAME: PCSCD_SOCKET,
       SC_HSM_READERS: readers.join('\n'),
-      SC_HSM_READER: readers[0]!,
+      ...(readers[0] !== undefined && { SC_HSM_READER: readers[0] }),
       SC_HSM_SIM_RUN: host.mode,
+      // where a test plugs in a card of its own (sc-hsm-ts/testing startPcscCard; with-pcscd.sh's name)
+      VPCD_HOST: host.mode === 'private' ? '127.0.0.2' : '127.0.0.1',
       ...Object.fromEntries(readers.map((r, i) => [`SC_HSM_READER_${i}`, r])),
       ...(module !== undefined && { SC_HSM_PKCS11_MODULE: module }),
     };
