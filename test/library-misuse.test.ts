@@ -115,6 +115,32 @@ const METHODS: Record<string, { bad: Call[]; ok: Call }> = {
     ],
     ok: (h) => h.importDkekShare(SHARE),
   },
+  keyDomainStatus: {
+    bad: [
+      (h) => h.keyDomainStatus(any(undefined)),
+      (h) => h.keyDomainStatus(-1),
+      (h) => h.keyDomainStatus(255),
+    ],
+    ok: (h) => h.keyDomainStatus(0),
+  },
+  listKeyDomains: { bad: [], ok: (h) => h.listKeyDomains() },
+  createKeyDomain: {
+    bad: [
+      (h) => h.createKeyDomain(any('1'), 1),
+      (h) => h.createKeyDomain(1, 0),
+      (h) => h.createKeyDomain(1, 256),
+      (h) => h.createKeyDomain(1, any(undefined)),
+    ],
+    ok: (h) => h.createKeyDomain(1, 1),
+  },
+  deleteKeyDomain: {
+    bad: [
+      (h) => h.deleteKeyDomain(any(null)),
+      (h) => h.deleteKeyDomain(1, any({ dkekOnly: 'yes' })),
+      (h) => h.deleteKeyDomain(1, any('dkek-only')),
+    ],
+    ok: (h) => h.deleteKeyDomain(1),
+  },
   enumerate: { bad: [], ok: (h) => h.enumerate() },
   readFile: {
     bad: [

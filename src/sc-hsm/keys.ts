@@ -376,6 +376,8 @@ export async function generateAesKey(
     id?: Uint8Array;
     keyRef?: number;
     algorithms?: Uint8Array;
+    /** Key-use counter (tag 90), 1..2³²−1. */
+    useCounter?: number;
     /** Key domain (tag 92, spec §3.10, §3.12); default 0. */
     domain?: number;
   },
@@ -386,12 +388,15 @@ export async function generateAesKey(
     id: 'bytes',
     keyRef: 'number',
     algorithms: 'bytes',
+    useCounter: 'number',
     domain: 'number',
   });
   if (spec.domain !== undefined) checkInt(spec.domain, 0, MAX_KEY_DOMAIN, 'the key domain (spec.domain)');
+  if (spec.useCounter !== undefined)
+    checkUseCounter(spec.useCounter, 'the key use counter (spec.useCounter)');
   if (spec.keyRef !== undefined) checkKeyRef(spec.keyRef, 'the key reference (spec.keyRef)');
   if (spec.id !== undefined) checkBytes(spec.id, 'the key ID (spec.id)', 1, 255);
-  if (spec.algorithms !== undefined) checkBytes(spec.algorithms, 'the allowed-algorithm list', 1, 16);
+  if (spec.algorithms !== undefined) checkAlgorithmList(spec.algorithms);
   checkLabel(spec.label, 'key label');
   const p2 = AES_KEYGEN_ALGO[spec.bits];
   if (p2 === undefined)
@@ -416,7 +421,7 @@ export async function generateAesKey(
     };
     try {
       await ctx.channel.exchange(
-        { cla: CLA_ISO, ins: INS.GENERATE_SYMMETRIC_KEY, p1: keyRef, p2, data: concat(tlv(0x91, algorithms), ...keyDomainTlv(spec.domain)) },
+        { cla: CLA_ISO, ins: INS.GENERATE_SYMMETRIC_KEY, p1: keyRef, p2, data: concat(...restrictionTlvs({ algorithms, ...(spec.useCounter !== undefined && { useCounter: spec.useCounter }) }), ...keyDomainTlv(spec.domain)) },
         'GENERATE SYMMETRIC KEY',
         { overrides: KEYGEN_OVERRIDES },
       );

@@ -59,6 +59,9 @@ export {
   type KeyDomainStatus,
 } from './dkek.js';
 export type { DeleteKeyDomainOptions, KeyDomains } from './domains.js';
+
+/** What generateAesKey takes (keys.ts): size, label, ID, key reference, restrictions, key domain. */
+export type AesKeySpec = Parameters<typeof keys.generateAesKey>[1];
 export type { InitializeOptions } from './init.js';
 export {
   algorithmBytes,
@@ -354,7 +357,10 @@ export class SmartCardHsm {
    * while keys belong to it) or, with `dkekOnly`, `80 52 04 <domain>` (delete its DKEK: the shares
    * must be imported again; the keys stay). Needs the user PIN (spec §3.10).
    */
-  async deleteKeyDomain(domain: number, opts: DeleteKeyDomainOptions = {}): Promise<KeyDomainStatus | undefined> {
+  async deleteKeyDomain(
+    domain: number,
+    opts: DeleteKeyDomainOptions = {},
+  ): Promise<KeyDomainStatus | undefined> {
     return domains.deleteKeyDomain(this.ctx, domain, opts);
   }
 
@@ -392,13 +398,7 @@ export class SmartCardHsm {
   }
 
   /** GENERATE SYMMETRIC KEY for AES (spec §3.12) with its secret key description. */
-  async generateAesKey(spec: {
-    bits: 128 | 192 | 256;
-    label: string;
-    id?: Uint8Array;
-    keyRef?: number;
-    algorithms?: Uint8Array;
-  }): Promise<{ keyRef: number; id: Uint8Array }> {
+  async generateAesKey(spec: AesKeySpec): Promise<{ keyRef: number; id: Uint8Array }> {
     return keys.generateAesKey(this.ctx, spec);
   }
 

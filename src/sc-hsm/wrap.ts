@@ -22,9 +22,9 @@ import { ALGO, CLA_PROPRIETARY, EF, INS, PREFIX } from '../protocol/constants.js
 import { bytesEqual, toHex, wipe } from '../util/bytes.js';
 import type { SessionContext } from './context.js';
 import { keyOpOverrides } from './crypto.js';
-import { dkekKcvUnknown, dkekStatus } from './dkek.js';
+import { MAX_KEY_DOMAIN, unwrapTarget } from './domains.js';
 import { checkFreeId } from './keys.js';
-import { checkKeyRef, checkObject } from './validate.js';
+import { checkInt, checkKeyRef, checkObject } from './validate.js';
 import { wrapFileDamage, wrapFileInfo } from './wrap-info.js';
 
 /** Options of unwrapKey and restoreKey. */
@@ -55,6 +55,13 @@ export interface UnwrapOptions {
    * forgot the PIN (it was reset during the replace).
    */
   authenticate?: () => Promise<void>;
+  /**
+   * The key domain the key must land in (spec §3.10, firmware 3.x): the card picks the domain by
+   * the blob's KCV, so this is a check before anything is sent — the domain exists, its DKEK is
+   * complete and has the blob's KCV (KEY_DOMAIN_OUT_OF_RANGE, KEY_DOMAIN_UNUSED, DKEK_INCOMPLETE,
+   * KCV_MISMATCH). Without it, any domain whose DKEK has the blob's KCV.
+   */
+  domain?: number;
 }
 
 /** The key a forced replace removes: its `.bin` wrap file (blob under the device's DKEK, description, certificate). */
@@ -103,6 +110,7 @@ const UNWRAP_OPTION_TYPES = {
   onReplaced: 'function',
   dkek: 'bytes',
   authenticate: 'function',
+  domain: 'number',
 } as const;
 
 /**
@@ -147,6 +155,7 @@ export async function unwrapKey(
 ): Promise<void> {
   checkKeyRef(keyRef);
   checkObject(opts, 'the unwrap options', UNWRAP_OPTION_TYPES);
+  if (opts.domain !== undefined) checkInt(opts.domain, 0, MAX_KEY_DOMAIN, 'the key domain (domain)');
   if (!(blob instanceof Uint8Array) || blob.length < 8 + 1 + 16)
     throw new ScHsmError('INVALID_KEY_BLOB', `a key blob of ${blob?.length ?? 0} bytes is too short`);
   await ctx.channel.exclusive(() => unwrapInto(ctx, keyRef, blob, undefined, opts));
@@ -182,6 +191,7 @@ export async function restoreKey(
 ): Promise<void> {
   checkKeyRef(keyRef);
   checkObject(opts, 'the restore options', UNWRAP_OPTION_TYPES);
+  if (opts.domain !== undefined) checkInt(opts.domain, 0, MAX_KEY_DOMAIN, 'the key domain (domain)');
   // the whole file on the host before anything is sent: the parts the blob's MAC does not cover too
   const info = wrapFileInfo(bin);
   const damage = wrapFileDamage(info, opts.dkek ? checkBlobOnHost(info.wrap.blob, opts.dkek) : undefined);
@@ -234,29 +244,18 @@ export async function unwrapInto(
   files: (KeyFiles & { id?: Uint8Array }) | undefined,
   opts: UnwrapOptions,
 ): Promise<void> {
-  const dkek = await dkekStatus(ctx);
-  if (!dkek)
-    throw new ScHsmError(
-      'NO_DKEK',
-      'the device has no DKEK: initialize it with DKEK shares and import them first. Nothing was changed.',
-    );
-  if (dkek.outstanding > 0) {
-    throw new ScHsmError(
-      'DKEK_INCOMPLETE',
-      `the device's DKEK still misses ${dkek.outstanding} share(s): import them first. Nothing was changed.`,
-    );
-  }
   // the blob's structure (and with the DKEK at hand its MAC) before anything changes
   const header = inspectKeyBlob(blob);
+  // the key domain whose DKEK has the blob's KCV (spec §3.10); zeros from a complete DKEK:
+  // firmware that shows the KCV only after login (unknown, not a mismatch)
+  const target = await unwrapTarget(ctx, header.kcv, opts.domain);
   if (opts.dkek) checkBlobOnHost(blob, opts.dkek);
   const mismatch = (device: Uint8Array, what = 'the wrapped key was made under') =>
     new ScHsmError(
       'KCV_MISMATCH',
       `${what} a different DKEK (key check value ${kcvHex(header.kcv)}, this device ${kcvHex(device)}). Nothing was changed.`,
     );
-  // zeros from a complete DKEK: firmware that shows the KCV only after login (unknown, not a mismatch)
-  let deviceKcv = dkekKcvUnknown(dkek) ? undefined : dkek.kcv;
-  if (deviceKcv && !bytesEqual(header.kcv, deviceKcv)) throw mismatch(deviceKcv);
+  const deviceKcv = target.kcv;
   const cc = (PREFIX.KEY << 8) | keyRef;
   const c4 = (PREFIX.PRKD << 8) | keyRef;
   const ce = (PREFIX.EE_CERTIFICATE << 8) | keyRef;
@@ -309,8 +308,8 @@ export async function unwrapInto(
       // WRAP KEY used the device's own DKEK: its KCV, also where the status shows zeros
       const w = decodeWrapFile(saved);
       const oldKcv = w.blob.subarray(0, 8);
-      deviceKcv ??= oldKcv;
-      if (!bytesEqual(header.kcv, oldKcv)) throw mismatch(oldKcv);
+      // only where the device hid its KCV: the old key's blob shows it (keys of domain 0 then)
+      if (!deviceKcv && !bytesEqual(header.kcv, oldKcv)) throw mismatch(oldKcv);
       if (w.prkd) oldFiles.prkd = w.prkd;
       if (w.certificate) oldFiles.certificate = w.certificate;
       const r: ReplacedKey = { keyRef, bin: saved };

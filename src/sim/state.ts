@@ -122,7 +122,10 @@ export function serializeState(s: CardState): string {
             domains: Object.fromEntries(
               [...s.domains]
                 .sort((a, b) => a[0] - b[0])
-                .map(([d, v]) => [String(d), { shares: v.shares, outstanding: v.outstanding, value: toHex(v.value) }]),
+                .map(([d, v]) => [
+                  String(d),
+                  { shares: v.shares, outstanding: v.outstanding, value: toHex(v.value) },
+                ]),
             ),
           }
         : {}),
@@ -260,7 +263,8 @@ export function deserializeState(json: string): CardState {
     const slots = Math.max(1, s.keyDomains ?? 1);
     if (!/^\d{1,3}$/.test(k) || Number(k) < 1 || Number(k) >= slots)
       bad(`domains: "${k}" is not a key domain 1..${slots - 1}`);
-    (s.domains ??= new Map()).set(Number(k), dkekOf(v, `domains.${k}`));
+    s.domains ??= new Map();
+    s.domains.set(Number(k), dkekOf(v, `domains.${k}`));
   }
   for (const [k, v] of Object.entries(obj(o.files, 'files'))) {
     if (!/^[0-9A-Fa-f]{4}$/.test(k)) bad(`files: "${k}" is not a 4-digit hex FID`);
