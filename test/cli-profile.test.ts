@@ -66,6 +66,16 @@ describe('--profile', () => {
     expect((await stat(sim)).mtimeMs).toBe(mtime);
   });
 
+  it('sim serve refuses a bad profile before it creates or holds the state file', async () => {
+    const dir = await tempDir();
+    const state = join(dir, 'new.json');
+    const r = await cli(['sim', 'serve', '--state', state, '--profile', join(dir, 'none.json')]);
+    expect(r.code).toBe(5);
+    const bad = await cli(['sim', 'serve', '--profile', 'fast', '--state', state]);
+    expect(bad.code).toBe(2);
+    await expect(stat(state)).rejects.toMatchObject({ code: 'ENOENT' });
+  });
+
   it('is a usage error without a virtual card', async () => {
     const r = await cli(['status', '--profile', 'nitrokey-hsm2']);
     expect(r.code).toBe(2);
