@@ -143,7 +143,7 @@ describe('the command line without a command, or with a mistyped one', () => {
     }
     const group = await cli(['pin', '--json']);
     expect(group.json().error.message).toBe(
-      "'pin' needs a subcommand: pin verify, pin change, pin unblock, pin status",
+      "'pin' needs a subcommand: pin verify, pin change, pin unblock, pin status, pin session",
     );
     // what does not look like a command word is not repeated (it could be a secret)
     const odd = await cli(['s3cr3t!pin', '--json']);

@@ -1,5 +1,5 @@
 /** `--secure` (docs/cli.md, Secure messaging): chip authentication before anything secret is sent. */
-import { readFile, writeFile } from 'node:fs/promises';
+import { readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { cli, copyState, ENV, PIN, SO_PIN, secretForms, tempDir } from './cli-helpers.js';
@@ -112,5 +112,79 @@ describe('--secure', () => {
     expect(await readFile(trace, 'utf8')).not.toMatch(/=> 0[0c]200081[0-9a-f]{2}/);
     const st = await cli(['pin', 'status', '--sim', f, '--json']);
     expect(st.json().userPin).toMatchObject({ verified: false, triesLeft: 3 });
+  });
+
+  it('pin session: a session PIN file (0600, hex) only with --secure; --session-pin usage errors', async () => {
+    const dir = await tempDir();
+    const f = join(dir, 'sp.json');
+    const made = await cli(
+      [
+        'init',
+        '--sim',
+        f,
+        '--so-pin',
+        'env:SO_PIN',
+        '--pin',
+        'env:PIN',
+        '--label',
+        'P',
+        '--session-pin',
+        '--yes',
+      ],
+      { env: ENV },
+    );
+    expect(made.code, made.stderr).toBe(0);
+    const out = join(dir, 'session-pin.txt');
+    const plain = await cli(['pin', 'session', '--sim', f, '--pin', 'env:PIN', '--out', out, '--json'], {
+      env: ENV,
+    });
+    expect(plain.code).toBe(2);
+    expect(plain.stdout + plain.stderr).toContain('--secure');
+    const r = await cli(
+      ['pin', 'session', '--secure', '--sim', f, '--pin', 'env:PIN', '--out', out, '--json'],
+      {
+        env: ENV,
+      },
+    );
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.json()).toEqual({ out });
+    const text = await readFile(out, 'utf8');
+    expect(text).toMatch(/^[0-9a-f]{16}\n$/);
+    expect((await stat(out)).mode & 0o777).toBe(0o600);
+    for (const f2 of secretForms(text.trim())) expect(r.stdout + r.stderr).not.toContain(f2);
+    // never replaced
+    const again = await cli(['pin', 'session', '--secure', '--sim', f, '--pin', 'env:PIN', '--out', out], {
+      env: ENV,
+    });
+    expect(again.code).toBe(7);
+    expect(await readFile(out, 'utf8')).toBe(text);
+    // --session-pin without --secure, with --pin, or not hex: usage errors, nothing sent
+    const noSecure = await cli(['pin', 'verify', '--sim', f, '--session-pin', `file:${out}`]);
+    expect(noSecure.code).toBe(2);
+    const both = await cli(
+      ['pin', 'verify', '--secure', '--sim', f, '--session-pin', `file:${out}`, '--pin', 'env:PIN'],
+      {
+        env: ENV,
+      },
+    );
+    expect(both.code).toBe(2);
+    const notHex = await cli(['pin', 'verify', '--secure', '--sim', f, '--session-pin', 'zz']);
+    expect(notHex.code).toBe(2);
+    const st = await cli(['pin', 'status', '--sim', f, '--json']);
+    expect(st.json().userPin).toMatchObject({ triesLeft: 3 });
+    // every --sim command powers the virtual card on afresh: the session PIN is gone (option 0004:
+    // cleared on reset), so it is a wrong PIN and costs a try, as on a device that was unplugged
+    const gone = await cli([
+      'pin',
+      'verify',
+      '--secure',
+      '--sim',
+      f,
+      '--session-pin',
+      `file:${out}`,
+      '--json',
+    ]);
+    expect(gone.code).toBe(3);
+    expect(gone.stdout + gone.stderr).toContain('WRONG_PIN');
   });
 });

@@ -89,6 +89,11 @@ export const GLOBAL_OPTIONS: Record<string, OptionSpec> = {
     type: 'boolean',
     help: 'secure messaging: verify the device chain, authenticate the device key, then protect every APDU',
   },
+  'session-pin': {
+    type: 'string',
+    arg: 'SECRET',
+    help: `with --secure: log in with a session PIN (pin session) instead of --pin (${SECRET_HELP})`,
+  },
   help: { type: 'boolean', short: 'h', help: 'show this help' },
 };
 
@@ -360,6 +365,7 @@ export function parseCommandArgs(cmd: CommandSpec, argv: string[]): Parsed {
     lastTry: v['last-try'] === true,
   };
   if (v.secure === true) g.secure = true;
+  if (typeof v['session-pin'] === 'string') g.sessionPin = v['session-pin'];
   if (typeof v.reader === 'string') g.reader = v.reader;
   if (typeof v.sim === 'string') g.sim = v.sim;
   if (typeof v.trace === 'string') g.trace = v.trace;

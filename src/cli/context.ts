@@ -103,9 +103,38 @@ export class Ctx {
    */
   async login(hsm: SmartCardHsm, v: Values): Promise<void> {
     if (this.pinNotNeeded) return;
+    if (this.g.sessionPin !== undefined) return this.loginWithSessionPin(hsm, v);
     const pin = await this.secret(v.pin, { option: 'pin', prompt: 'User PIN' });
     await applyKnownRetryCounter(this.io, hsm);
     await hsm.verifyPin(pin, { force: this.g.lastTry });
+  }
+
+  /** `--session-pin` (with --secure): VERIFY with the session PIN inside SM (spec §3.20). */
+  private async loginWithSessionPin(hsm: SmartCardHsm, v: Values): Promise<void> {
+    if (v.pin !== undefined)
+      throw new CliError('USAGE_ERROR', '--pin and --session-pin exclude each other; nothing was sent');
+    if (!this.g.secure || !hsm.secureChannel)
+      throw new CliError(
+        'USAGE_ERROR',
+        'a session PIN is accepted only inside secure messaging; nothing was sent',
+        'add --secure',
+      );
+    const text = (
+      await this.secret(this.g.sessionPin, { option: 'session-pin', prompt: 'Session PIN (hex)' })
+    ).trim();
+    if (!/^([0-9a-fA-F]{2}){6,16}$/.test(text))
+      throw new CliError(
+        'USAGE_ERROR',
+        `--session-pin must be the hex that pin session wrote (12 to 32 hex digits); got ${text.length} characters`,
+        'give the file pin session wrote: --session-pin file:FILE',
+      );
+    const bytes = new Uint8Array(Buffer.from(text, 'hex'));
+    try {
+      await applyKnownRetryCounter(this.io, hsm);
+      await hsm.verifySessionPin(bytes, { force: this.g.lastTry });
+    } finally {
+      bytes.fill(0);
+    }
   }
 
   /**

@@ -1,10 +1,18 @@
 import { parseSoPin, parseUserPin } from '../../../sc-hsm/validate.js';
 import type { Command } from '../../command.js';
-import { flag } from '../../context.js';
+import { flag, reqStr } from '../../context.js';
 import { CliError } from '../../exit-codes.js';
+import { refuseOverwrite, writeAtomicExclusive } from '../../files.js';
 import { pinStateText } from '../../format.js';
 import { applyKnownRetryCounter } from '../../pin-retry.js';
-import { pinChangeSpec, pinStatusSpec, pinUnblockSpec, pinVerifySpec, soPinChangeSpec } from '../meta.js';
+import {
+  pinChangeSpec,
+  pinSessionSpec,
+  pinStatusSpec,
+  pinUnblockSpec,
+  pinVerifySpec,
+  soPinChangeSpec,
+} from '../meta.js';
 
 const NEW_PIN_PROMPT = 'New user PIN (6-15 ASCII characters)';
 
@@ -31,6 +39,32 @@ export const pinVerify: Command = {
     await ctx.login(hsm, v);
     ctx.out.ok('the user PIN is correct');
     return { verified: true };
+  },
+};
+
+export const pinSession: Command = {
+  ...pinSessionSpec,
+  async run(ctx, v) {
+    const out = reqStr(v, 'out', 'the file to create for the session PIN');
+    if (!ctx.g.secure)
+      throw new CliError(
+        'USAGE_ERROR',
+        'the card gives a session PIN only inside secure messaging; nothing was sent',
+        'add --secure',
+      );
+    await refuseOverwrite(out, false, 'session PIN file');
+    const hsm = await ctx.hsm();
+    await ctx.login(hsm, v);
+    const sp = await hsm.getSessionPin();
+    try {
+      await writeAtomicExclusive(out, `${Buffer.from(sp).toString('hex')}\n`, 0o600, 'session PIN file');
+    } finally {
+      sp.fill(0);
+    }
+    ctx.out.ok(
+      `wrote the session PIN to ${out}: use it with --secure --session-pin file:${out} until the card is reset`,
+    );
+    return { out };
   },
 };
 
