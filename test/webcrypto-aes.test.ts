@@ -116,7 +116,9 @@ describe('AES-CBC: refusals', () => {
     expect(e.name).toBe('InvalidAccessError');
     expect(e.message).toMatch(/never leaves/);
     expect((await failure(crypto.getSecretKey({ keyRef: ecRef }))).message).toMatch(/EC key, not AES/);
-    expect((await failure(crypto.getKeyPair({ keyRef: aesRef }))).code).toBe('INVALID_ARGUMENT');
+    const pair = await failure(crypto.getKeyPair({ keyRef: aesRef }));
+    expect(pair.code).toBe('INVALID_ARGUMENT');
+    expect(pair.message).toContain(`crypto.getSecretKey({ keyRef: ${aesRef} })`);
   });
 
   it('a device EC key given to AES-CBC is refused before the card', async () => {

@@ -278,7 +278,7 @@ export class ScHsmCrypto extends CoreCrypto implements ProviderOwner, CryptoStor
     if (info.type === 'aes') {
       throw new ScHsmError(
         'INVALID_ARGUMENT',
-        `key reference ${info.keyRef} is an AES key; WebCrypto access covers RSA and EC key pairs`,
+        `key reference ${info.keyRef} is an AES key, not a key pair: get it with crypto.getSecretKey({ keyRef: ${info.keyRef} }) (AES-CBC)`,
       );
     }
     if (!info.publicKey) {
