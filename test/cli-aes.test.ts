@@ -246,6 +246,19 @@ describe('aes: what a hostile user tries', () => {
         .code,
     ).toBe(5);
     expect((await run(['aes', 'frobnicate', '--sim', s])).code).toBe(2);
+    for (const ref of ['0', '256', 'abc', '2x'])
+      expect((await run(['aes', 'cmac', '--sim', s, '--key-ref', ref, '--in', input])).code, ref).toBe(2);
+    // a control character in a path, an option given twice
+    expect(
+      (await run(['aes', 'encrypt', '--sim', s, '--key-ref', '2', '--in', input, '--out', `${out}\x1b[2J`]))
+        .code,
+    ).toBe(2);
+    expect(
+      (await run(['aes', 'cmac', '--sim', s, '--key-ref', '2', '--key-ref', '3', '--in', input])).code,
+    ).toBe(2);
+    expect(
+      (await run(['aes', 'cmac', '--sim', s, '--key-ref', '2', '--in', input, '--in', input])).code,
+    ).toBe(2);
     await expect(stat(out)).rejects.toThrow();
   });
 
