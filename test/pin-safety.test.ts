@@ -29,11 +29,13 @@ import * as keys from '../src/sc-hsm/keys.js';
 import * as objects from '../src/sc-hsm/objects.js';
 import { pinTryOf } from '../src/sc-hsm/pin-guard.js';
 import * as pins from '../src/sc-hsm/pins.js';
+import * as secureChannel from '../src/sc-hsm/secure-channel.js';
 import { type KeyPairSpec, SmartCardHsm } from '../src/sc-hsm/session.js';
 import { parseUserPin } from '../src/sc-hsm/validate.js';
 import * as wrap from '../src/sc-hsm/wrap.js';
 import { VirtualSmartCardHsm } from '../src/sim/index.js';
 import { ascii, concat, fromHex, toHex } from '../src/util/bytes.js';
+import { deviceChainVerifier } from '../src/x509/index.js';
 
 const SO_PIN = '3537363231383830';
 const SO_PIN_2 = '0102030405060708';
@@ -228,6 +230,22 @@ const CALLS: Record<string, Driven> = {
     call: (h) => h.storeCaCertificate(fromHex('3000'), { label: 'ca', id: Uint8Array.of(9) }),
   },
   listCaCertificates: { pins: [], from: 'keys', call: (h) => h.listCaCertificates() },
+  openSecureChannel: {
+    pins: [],
+    from: 'ready',
+    call: (h) => h.openSecureChannel({ verifyChain: deviceChainVerifier({ acceptVirtual: true }) }),
+  },
+  getSessionPin: {
+    pins: [],
+    from: 'ready',
+    login: true,
+    call: async (h) => {
+      await h.openSecureChannel({ verifyChain: deviceChainVerifier({ acceptVirtual: true }) });
+      return h.getSessionPin();
+    },
+  },
+  // outside a secure channel: refused on the host (inside, its VERIFY is encrypted: secure-messaging.test.ts)
+  verifySessionPin: { pins: [], from: 'ready', call: (h) => h.verifySessionPin(new Uint8Array(8)) },
 };
 
 /**
@@ -244,6 +262,7 @@ const AREAS: Record<string, Record<string, unknown>> = {
   crypto,
   wrap,
   objects,
+  secureChannel,
 };
 
 /**
