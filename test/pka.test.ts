@@ -1,28 +1,13 @@
-/**
- * Public key authentication n-of-m (spec §3.18) on virtual cards in-process: a target device and
- * custodians with their own SmartCard-HSMs; registration after the card verified the custodian's
- * device chain, the challenge, the custodians' answers, and the failures (wrong signature, stale
- * challenge, foreign chain, duplicate, full, no PKA).
- */
-import { createPrivateKey, generateKeyPairSync, sign } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { RecordingTransport } from '../src/apdu/transcript.js';
-import {
-  decodeCvc,
-  decodePkaFile,
-  encodeCvc,
-  encodeCvcBody,
-  encodePkaFile,
-  spkiToCvcPublicKey,
-} from '../src/pkcs15/index.js';
-import { OID } from '../src/protocol/constants.js';
+import { decodeCvc, decodePkaFile, encodePkaFile } from '../src/pkcs15/index.js';
 import { SmartCardHsm } from '../src/sc-hsm/session.js';
 import { VirtualSmartCardHsm } from '../src/sim/index.js';
 import { concat } from '../src/util/bytes.js';
 import { tlv } from '../src/util/tlv.js';
 import { rejection } from './helpers/fixtures.js';
-import { custodian, PIN, SO, target } from './helpers/pka.js';
+import { custodian, PIN, rogueIssuer, SO, target } from './helpers/pka.js';
 
 describe('public key authentication (n-of-m)', () => {
   it('registers two custodians, then 2-of-2 authenticate with their own tokens and the device is usable', async () => {
@@ -115,23 +100,8 @@ describe('public key authentication (n-of-m)', () => {
     const { hsm, card } = await target(1, 1);
     const a = await custodian();
     const f = decodePkaFile(a.file);
-    // a DICA of our own making, self-issued under an unknown root
-    const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'brainpoolP256r1' });
-    const spki = new Uint8Array(publicKey.export({ type: 'spki', format: 'der' }));
-    const body = encodeCvcBody({
-      car: 'UTROGUE00001',
-      publicKey: spkiToCvcPublicKey(spki, OID.TA_ECDSA_SHA256),
-      chr: f.issuer.chr,
-      chat: { oid: OID.CHAT_SC_HSM, role: Uint8Array.of(0x80) },
-      effectiveDate: '2025-01-01',
-      expirationDate: '2040-01-01',
-    });
-    const key = createPrivateKey({
-      key: privateKey.export({ type: 'pkcs8', format: 'der' }),
-      format: 'der',
-      type: 'pkcs8',
-    });
-    const rogue = encodeCvc(body, new Uint8Array(sign('sha256', body, { key, dsaEncoding: 'ieee-p1363' })));
+    // a DICA of our own making under an unknown root
+    const rogue = rogueIssuer(f.issuer.chr);
     const bad = tlv(0x30, f.request, f.device.raw, rogue);
     const before = card.serialize();
     const e = await rejection(hsm.pkaRegister(bad));

@@ -1,5 +1,7 @@
 /** Public key authentication fixtures shared by the PKA tests: a target device and custodians. */
-import { decodeCvRequest } from '../../src/pkcs15/index.js';
+import { generateKeyPairSync, sign } from 'node:crypto';
+import { decodeCvRequest, encodeCvc, encodeCvcBody, spkiToCvcPublicKey } from '../../src/pkcs15/index.js';
+import { OID } from '../../src/protocol/constants.js';
 import { SmartCardHsm } from '../../src/sc-hsm/session.js';
 import { VirtualSmartCardHsm } from '../../src/sim/index.js';
 
@@ -39,4 +41,25 @@ export async function target(
   const hsm = await SmartCardHsm.open(card);
   await hsm.initialize({ soPin: SO, userPin: PIN, publicKeyAuth: { total, required }, combinedAuth });
   return { hsm, card };
+}
+
+/**
+ * An issuer (DICA) certificate with the CHR `chr` of a real one, signed by a fresh key under the
+ * unknown root `UTROGUE00001`: a chain that does not end at any device's root.
+ */
+export function rogueIssuer(chr: string): Uint8Array {
+  const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'brainpoolP256r1' });
+  const spki = new Uint8Array(publicKey.export({ type: 'spki', format: 'der' }));
+  const body = encodeCvcBody({
+    car: 'UTROGUE00001',
+    publicKey: spkiToCvcPublicKey(spki, OID.TA_ECDSA_SHA256),
+    chr,
+    chat: { oid: OID.CHAT_SC_HSM, role: Uint8Array.of(0x80) },
+    effectiveDate: '2025-01-01',
+    expirationDate: '2040-01-01',
+  });
+  return encodeCvc(
+    body,
+    new Uint8Array(sign('sha256', body, { key: privateKey, dsaEncoding: 'ieee-p1363' })),
+  );
 }
