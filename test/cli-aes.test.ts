@@ -6,6 +6,8 @@ import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
 import { open, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { SmartCardHsm } from '../src/sc-hsm/session.js';
+import { VirtualSmartCardHsm } from '../src/sim/index.js';
 import { toHex } from '../src/util/bytes.js';
 import { cli, copyState, ENV, tempDir } from './cli-helpers.js';
 
@@ -184,6 +186,45 @@ describe('aes encrypt / decrypt / cmac', () => {
       '--json',
     ]);
     expect(j.json()).toMatchObject({ keyRef: 2, cmac: toHex(expected), bytes: 16 });
+  });
+});
+
+describe('AES keys wrapped and unwrapped by the command', () => {
+  /** A device in a state file with the DKEK of one share imported (dkek import's KDF is slow). */
+  async function withDkek(name: string): Promise<string> {
+    const path = join(dir, name);
+    const card = await VirtualSmartCardHsm.open(path, { create: true });
+    const hsm = await SmartCardHsm.open(card);
+    await hsm.initialize({ soPin: '3537363231383830', userPin: '648219', dkekShares: 1 });
+    await hsm.importDkekShare(new Uint8Array(32).fill(0x5a));
+    await hsm.close();
+    return path;
+  }
+
+  it('wrap --key-ref → unwrap onto another device: the same key there (same CMAC, decrypts)', async () => {
+    const a = await withDkek('wrap-a.json');
+    const b = await withDkek('wrap-b.json');
+    expect((await run(['keygen', '--sim', a, '--type', 'aes:128', '--label', 'moved'])).code).toBe(0);
+    const bin = join(dir, 'moved.bin');
+    expect((await run(['wrap', '--sim', a, '--key-ref', '1', '--out', bin])).code).toBe(0);
+    const u = await run(['unwrap', bin, '--sim', b, '--key-ref', '7']);
+    expect(u.code, u.stderr).toBe(0);
+    const msg = await file('moved-msg', new Uint8Array(randomBytes(50)));
+    const ma = await run(['aes', 'cmac', '--sim', a, '--key-ref', '1', '--in', msg]);
+    const mb = await run(['aes', 'cmac', '--sim', b, '--key-ref', '7', '--in', msg]);
+    expect(mb.stdout.trim()).toMatch(/^[0-9a-f]{32}$/);
+    expect(mb.stdout).toBe(ma.stdout);
+    const enc = join(dir, 'moved.enc');
+    expect(
+      (await run(['aes', 'encrypt', '--sim', a, '--key-ref', '1', '--in', msg, '--out', enc])).code,
+    ).toBe(0);
+    const back = join(dir, 'moved.back');
+    expect(
+      (await run(['aes', 'decrypt', '--sim', b, '--key-ref', '7', '--in', enc, '--out', back])).code,
+    ).toBe(0);
+    expect(toHex(await readFile(back))).toBe(toHex(await readFile(msg)));
+    const keys = (await cli(['keys', '--sim', b, '--json'])).json().keys;
+    expect(keys).toEqual([expect.objectContaining({ keyRef: 7, type: 'aes', bits: 128, label: 'moved' })]);
   });
 });
 
