@@ -1,7 +1,7 @@
 /** How values are printed for people: KCVs as sc-hsm-tool prints them, flags as pkcs15-tool does. */
 import { createHash, createPublicKey } from 'node:crypto';
-import type { KeyInfo } from '../sc-hsm/session.js';
 import { algorithmNames } from '../sc-hsm/key-restrictions.js';
+import type { KeyInfo } from '../sc-hsm/session.js';
 import { UNSAFE_TEXT } from '../sc-hsm/validate.js';
 import { toHex } from '../util/bytes.js';
 
@@ -136,7 +136,11 @@ export function restrictionsText(k: { algorithms?: Uint8Array; useCounter?: numb
   const parts: string[] = [];
   if (k.algorithms) parts.push(`algorithms ${algorithmNames(k.algorithms).join(', ') || '(none)'}`);
   if (k.useCounter !== undefined)
-    parts.push(k.useCounter === 0 ? 'use counter exhausted (0 uses left)' : `${k.useCounter} ${k.useCounter === 1 ? 'use' : 'uses'} left`);
+    parts.push(
+      k.useCounter === 0
+        ? 'use counter exhausted (0 uses left)'
+        : `${k.useCounter} ${k.useCounter === 1 ? 'use' : 'uses'} left`,
+    );
   return parts.length ? parts.join('; ') : undefined;
 }
 

@@ -58,6 +58,10 @@ export interface DumpKey {
    * replace or delete); `sc-hsm-ts delete-key` removes them.
    */
   noKey?: true;
+  /** Allowed algorithms (tag 91) as the card reports them in the key's FCP (key-restrictions.ts). */
+  algorithms?: Uint8Array;
+  /** Private-key operations left (tag 90) as the card reports them. */
+  useCounter?: number;
 }
 
 export interface DumpCaCertificate {
@@ -282,6 +286,11 @@ export async function gatherDump(hsm: SmartCardHsm, o: GatherDumpOptions = {}): 
         if (curve) k.curve = curve;
         if (k.type === 'unknown') k.type = spkiType(k.publicKey) ?? 'unknown';
       }
+    }
+    if (!k.noKey) {
+      const r = await hsm.keyRestrictions(ref);
+      if (r.algorithms) k.algorithms = r.algorithms;
+      if (r.useCounter !== undefined) k.useCounter = r.useCounter;
     }
     out.keys.push(k);
   }

@@ -927,3 +927,81 @@ export const dumpSpec: CommandSpec = {
   },
   examples: ['sc-hsm-ts dump', 'sc-hsm-ts dump --json > dump.json', 'sc-hsm-ts dump --trace dump.apdu'],
 };
+
+const DOMAIN = {
+  type: 'string',
+  arg: 'N',
+  help: 'key domain number (0 .. the device\u2019s key domains − 1; see `sc-hsm-ts domain status`)',
+} as const;
+
+export const domainCreateSpec: CommandSpec = {
+  name: 'domain create',
+  summary: 'Create a DKEK key domain expecting K shares (firmware 3.x key domains; needs the user PIN).',
+  description: [
+    'The device must have been initialized with key domains (init --key-domains N). The domain then',
+    'waits for its K shares: `domain import FILE.pbe --domain N` for each (share files as `dkek create`',
+    'makes them). Keys generated with `keygen --domain N` are wrapped under that domain\u2019s DKEK.',
+    'A domain that exists, or a number beyond the device\u2019s domains, is refused before anything changes.',
+  ].join('\n'),
+  options: {
+    domain: DOMAIN,
+    shares: { type: 'string', arg: 'K', help: 'number of DKEK shares of the domain (1..255)' },
+    pin: PIN,
+  },
+  examples: ['sc-hsm-ts domain create --domain 1 --shares 2 --pin env:PIN'],
+};
+
+export const domainImportSpec: CommandSpec = {
+  name: 'domain import',
+  args: 'FILE.pbe',
+  positionals: [1, 1],
+  argPath: 'input',
+  summary: 'Import a DKEK share into a key domain (as `dkek import`, which is domain 0).',
+  description: [
+    'Like `dkek import`, with the same protection against a share imported twice (a record per',
+    'device and domain, written before the share is sent). Domains other than 0 need the user PIN.',
+  ].join('\n'),
+  options: {
+    domain: DOMAIN,
+    password: { type: 'string', arg: 'SECRET', help: `password of the share file (${SECRET_HELP})` },
+    shares: {
+      type: 'string',
+      multiple: true,
+      arg: 'FILE',
+      path: 'input',
+      help: 'a custodian\u2019s password share (text file)',
+    },
+    pin: PIN,
+  },
+  examples: ['sc-hsm-ts domain import share-a.pbe --domain 1 --password env:DKEK_PASSWORD --pin env:PIN'],
+};
+
+export const domainStatusSpec: CommandSpec = {
+  name: 'domain status',
+  summary: 'Every key domain (or one): DKEK shares, shares outstanding, key check value. Needs no PIN.',
+  description: [
+    'A device initialized without key domains has one, domain 0 (the DKEK of init --dkek-shares).',
+    'XKEK domains (key agreement, PKI-as-a-Service) are shown as such; sc-hsm-ts does not manage them.',
+  ].join('\n'),
+  options: { domain: DOMAIN },
+  examples: ['sc-hsm-ts domain status', 'sc-hsm-ts domain status --domain 1 --json'],
+};
+
+export const domainDeleteSpec: CommandSpec = {
+  name: 'domain delete',
+  summary: 'Delete an empty key domain, or only its DKEK (--dkek-only); asks for confirmation like init.',
+  description: [
+    'The device refuses to delete a domain that still holds keys (delete them first). --dkek-only',
+    'deletes the domain\u2019s DKEK: its keys stay but cannot be wrapped until the same shares are',
+    'imported again (`domain import`). Needs the user PIN; --yes skips the question.',
+  ].join('\n'),
+  options: {
+    domain: DOMAIN,
+    'dkek-only': { type: 'boolean', help: 'delete only the DKEK of the domain (its shares become outstanding again)' },
+    pin: PIN,
+  },
+  examples: [
+    'sc-hsm-ts domain delete --domain 1 --pin env:PIN --yes',
+    'sc-hsm-ts domain delete --domain 1 --dkek-only --pin env:PIN',
+  ],
+};

@@ -1,11 +1,13 @@
 import { RSA_SIZES } from '../../../protocol/constants.js';
+import { algorithmNames } from '../../../sc-hsm/key-restrictions.js';
 import { checkLabel } from '../../../sc-hsm/validate.js';
 import { curveByName } from '../../../util/curves.js';
 import type { Command } from '../../command.js';
 import { int, reqStr, str } from '../../context.js';
 import { CliError } from '../../exit-codes.js';
-import { parseHexArg, printable, spkiFingerprint } from '../../format.js';
+import { parseHexArg, printable, restrictionsText, spkiFingerprint } from '../../format.js';
 import { keygenSpec } from '../meta.js';
+import { parseRestrictions, runDerive } from './restrictions.js';
 
 export type KeySpec =
   | { kind: 'rsa'; bits: number }
@@ -51,6 +53,8 @@ export function parseKeyType(s: string): KeySpec {
 export const keygen: Command = {
   ...keygenSpec,
   async run(ctx, v) {
+    if (v['derive-from'] !== undefined || v.tweak !== undefined) return runDerive(ctx, v);
+    const restrictions = parseRestrictions(v);
     const spec = parseKeyType(reqStr(v, 'type', 'e.g. rsa:2048 or ec:prime256v1'));
     const label = reqStr(v, 'label');
     checkLabel(label, 'key label');
@@ -74,6 +78,7 @@ export const keygen: Command = {
           label,
           ...(id ? { id } : {}),
           ...(keyRef ? { keyRef } : {}),
+          ...restrictions,
         });
       else if (spec.kind === 'rsa')
         result = await hsm.generateKeyPair({
@@ -82,6 +87,7 @@ export const keygen: Command = {
           label,
           ...(id ? { id } : {}),
           ...(keyRef ? { keyRef } : {}),
+          ...restrictions,
         });
       else
         result = await hsm.generateKeyPair({
@@ -90,6 +96,7 @@ export const keygen: Command = {
           label,
           ...(id ? { id } : {}),
           ...(keyRef ? { keyRef } : {}),
+          ...restrictions,
         });
       p.update(1);
     } finally {
@@ -100,6 +107,8 @@ export const keygen: Command = {
     o.kv('Key ref', `${result.keyRef} (use --key-ref ${result.keyRef})`);
     o.kv('ID', Buffer.from(result.id).toString('hex'));
     if (result.publicKey) o.kv('Public key SHA-256', spkiFingerprint(result.publicKey));
+    const limits = restrictionsText(restrictions);
+    if (limits) o.kv('Restrictions', limits);
     return {
       keyRef: result.keyRef,
       id: result.id,
@@ -109,6 +118,8 @@ export const keygen: Command = {
       curve: curve?.name,
       publicKey: result.publicKey,
       publicKeySha256: result.publicKey ? spkiFingerprint(result.publicKey) : undefined,
+      algorithms: restrictions.algorithms ? algorithmNames(restrictions.algorithms) : null,
+      useCounter: restrictions.useCounter ?? null,
     };
   },
 };

@@ -2,7 +2,7 @@ import type { KeyInfo, OrphanedKeyFiles } from '../../../sc-hsm/session.js';
 import { toHex } from '../../../util/bytes.js';
 import type { Command } from '../../command.js';
 import type { Ctx } from '../../context.js';
-import { keyJson, keyTypeText, printable, usageNames } from '../../format.js';
+import { keyJson, keyTypeText, printable, restrictionsText, usageNames } from '../../format.js';
 import { table } from '../../io.js';
 import { keysSpec } from '../meta.js';
 
@@ -52,6 +52,9 @@ export function printKeys(ctx: Ctx, keys: KeyInfo[], leftovers: OrphanedKeyFiles
   ))
     ctx.out.line(l);
   ctx.out.line('');
+  const restricted = keys.filter((k) => restrictionsText(k) !== undefined);
+  for (const k of restricted) ctx.out.line(`Key ref ${k.keyRef}: ${restrictionsText(k)}`);
+  if (restricted.length) ctx.out.line('');
   if (leftovers.length) {
     ctx.out.line(
       `Incomplete: key reference(s) ${leftovers.map((x) => x.keyRef).join(', ')} hold no key, only the description or certificate of one`,

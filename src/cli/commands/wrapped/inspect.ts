@@ -1,5 +1,6 @@
 import { X509Certificate } from 'node:crypto';
 import { decryptKeyBlob } from '../../../dkek/index.js';
+import { algorithmNames } from '../../../sc-hsm/key-restrictions.js';
 import { wrapFileDamage, wrapFileInfo } from '../../../sc-hsm/wrap-info.js';
 import { toHex, wipe } from '../../../util/bytes.js';
 import type { Command } from '../../command.js';
@@ -22,6 +23,7 @@ export const wrappedInspect: Command = {
       keyType: h.keyType,
       defaultAlgorithm: h.defaultAlgorithm,
       algorithms: h.algorithms,
+      algorithmNames: algorithmNames(h.algorithms),
       label: info.description?.label,
       id: info.description?.id,
       keyRef: info.description?.keyReference,
@@ -31,7 +33,12 @@ export const wrappedInspect: Command = {
     o.kv('File', file!);
     o.kv('DKEK key check value', kcvText(h.kcv));
     o.kv('Key type', h.keyType);
-    o.kv('Algorithms', toHex(h.algorithms) || 'none listed');
+    o.kv(
+      'Algorithms',
+      h.algorithms.length
+        ? `${algorithmNames(h.algorithms).join(', ')} (${toHex(h.algorithms)})`
+        : 'none listed',
+    );
     if (info.description) {
       o.kv('Label', printable(info.description.label));
       o.kv('ID', toHex(info.description.id));
