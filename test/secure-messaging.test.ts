@@ -13,7 +13,7 @@ import { SmartCardHsm } from '../src/sc-hsm/session.js';
 import { secretMask } from '../src/sc-hsm/transcript-mask.js';
 import { VirtualSmartCardHsm } from '../src/sim/index.js';
 import { deviceChainVerifier } from '../src/x509/index.js';
-import { rejection } from './helpers/fixtures.js';
+import { FAULT_COMBOS, rejection } from './helpers/fixtures.js';
 
 const SO = '3537363231383830';
 const PIN = '648219';
@@ -277,5 +277,73 @@ describe('the device chain and the device key', () => {
     expect(e.code).toBe('DEVICE_NOT_AUTHENTIC');
     expect(e.message).toMatch(/chip authentication failed/);
     expect(hsm.secureChannel).toBe(false);
+  });
+});
+
+describe('secure messaging and the link', () => {
+  it('a reader without extended length: protected answers longer than 256 bytes come with 61xx, GET RESPONSE plain', async () => {
+    const card = await initialized();
+    const short: Transport = {
+      extendedLength: false,
+      transmit: (a) => card.transmit(a),
+      close: async () => {},
+    };
+    const rec = new RecordingTransport(short);
+    const hsm = await SmartCardHsm.open(rec);
+    await hsm.openSecureChannel(virtualOk());
+    const ef = await hsm.readFile(0x2f02);
+    expect(ef.length).toBeGreaterThan(400);
+    expect(rec.lines.some((l) => l.startsWith('=> 00c00000'))).toBe(true);
+    await hsm.verifyPin(PIN);
+    const key = await hsm.generateKeyPair({ type: 'rsa', bits: 1024, label: 'short' });
+    expect(key.publicKey.length).toBeGreaterThan(150);
+  });
+
+  it('calls made at the same time keep the sequence (no interleaving of the SSC)', async () => {
+    const hsm = await SmartCardHsm.open(await initialized());
+    await hsm.openSecureChannel(virtualOk());
+    await hsm.verifyPin(PIN);
+    const key = await hsm.generateKeyPair({ type: 'ec', curve: 'secp256r1', label: 'par' });
+    const results = await Promise.all([
+      hsm.sign(key.keyRef, 'ECDSA-SHA256', new Uint8Array(3)),
+      hsm.pinStatus(),
+      hsm.getChallenge(32),
+      hsm.listKeys(),
+      hsm.sign(key.keyRef, 'ECDSA-SHA256', new Uint8Array(4)),
+    ]);
+    expect(results).toHaveLength(5);
+    expect(hsm.secureChannel).toBe(true);
+  });
+
+  it('a fault at every APDU of openSecureChannel: a typed error, never a half-open channel', async () => {
+    const clean = new FaultInjectingTransport(await initialized());
+    await (await SmartCardHsm.open(clean)).openSecureChannel(virtualOk());
+    const opening = clean.count - 1; // after the SELECT of open()
+    const problems: string[] = [];
+    for (const { kind, delivered } of FAULT_COMBOS) {
+      for (let k = 1; k <= opening; k++) {
+        const ft = new FaultInjectingTransport(await initialized());
+        const hsm = await SmartCardHsm.open(ft);
+        ft.arm({ at: k, kind, delivered });
+        let outcome: unknown = 'ok';
+        try {
+          await hsm.openSecureChannel(virtualOk());
+        } catch (e) {
+          outcome = e;
+        }
+        const where = `${kind}${delivered ? ' delivered' : ''} at ${k}`;
+        if (outcome === 'ok') {
+          // only a fault that changed nothing (an empty answer "cut in half") may let it open,
+          // and then the channel must work
+          if (!hsm.secureChannel || (await hsm.pinStatus()).state !== 'not-verified')
+            problems.push(`${where}: opened, but not usable`);
+        } else {
+          if (!(outcome as { code?: string }).code) problems.push(`${where}: ${String(outcome)}`);
+          if (hsm.secureChannel) problems.push(`${where}: channel open after a failure`);
+        }
+      }
+    }
+    expect(opening).toBeGreaterThanOrEqual(3);
+    expect(problems).toEqual([]);
   });
 });

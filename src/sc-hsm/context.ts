@@ -51,7 +51,7 @@ export class SessionChannel extends ApduChannel {
     if (!sm) return super.send(cmd);
     // wrap, exchange and unwrap hold the channel together: the SSC must see them in order
     return super.exclusive(async () => {
-      const wrapped = sm.wrap(cmd);
+      const wrapped = sm.wrap(cmd, this.transport.extendedLength !== false);
       let r: Awaited<ReturnType<ApduChannel['send']>>;
       try {
         r = await super.send(wrapped);

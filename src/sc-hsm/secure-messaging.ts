@@ -111,8 +111,11 @@ export class SecureMessaging {
     return aesCmac(this.kMac, padIso(concat(this.ssc, data))).subarray(0, 8);
   }
 
-  /** The protected form of `cmd` (the SSC advances). */
-  wrap(cmd: CommandApdu): CommandApdu {
+  /**
+   * The protected form of `cmd` (the SSC advances). Without `extendedLength` the outer Le asks for
+   * 256 bytes: a longer protected answer then comes in parts (61xx, GET RESPONSE).
+   */
+  wrap(cmd: CommandApdu, extendedLength = true): CommandApdu {
     if (!this.active) throw this.refusal();
     if ((cmd.cla & 0x0c) !== 0)
       throw new ScHsmError(
@@ -139,7 +142,8 @@ export class SecureMessaging {
     const dos = concat(...parts);
     const mac = this.mac(concat(header, dos));
     const body = concat(dos, tlv(0x8e, mac));
-    const long = body.length > 255 || (cmd.ne ?? 0) > 256;
+    // a long answer in one extended response where the reader takes them, else with 61xx (GET RESPONSE)
+    const long = body.length > 255 || (extendedLength && (cmd.ne ?? 0) > 256);
     return { cla, ins: cmd.ins, p1: cmd.p1, p2: cmd.p2, data: body, ne: long ? 65536 : 256 };
   }
 
