@@ -287,3 +287,164 @@ describe('public key authentication (init --pka, pka …)', () => {
     expect(await exists(join(dir, 'o.json'))).toBe(false);
   });
 });
+
+describe('pka commands refuse bad input before the device is touched', () => {
+  it('response and challenge names, an existing challenge file (a killed earlier run), the step after --', async () => {
+    const dir = await tempDir();
+    const a = await custodian(dir, 'dave');
+    const t = join(dir, 'target.json');
+    expect((await init(t, '--pka', '1', '--required', '1')).code).toBe(0);
+    expect((await cli(['pka', 'register', '--sim', t, a.file])).code).toBe(0);
+    const c = join(dir, 'c.json');
+    const r = join(dir, 'r.json');
+    const before = await readFile(t, 'utf8');
+    const cases: [string[], number, string][] = [
+      [['--challenge-out', c], 2, '--response FILE is required'],
+      [['--challenge-out', c, '--response', r, '--response', r], 2, 'named twice'],
+      [['--challenge-out', c, '--response', c], 2, 'name the same file'],
+      [['--response', r], 2, '--challenge-out is required'],
+      [['--challenge-out', c, '--response', r, '--wait', 'soon'], 2, '--wait must be'],
+      [['--challenge-out', c, '--response', r, '--', 'pka', 'status'], 2, 'another pka command'],
+    ];
+    for (const [args, code, text] of cases) {
+      const x = await cli(['pka', 'authenticate', '--sim', t, ...args]);
+      expect(x.code, args.join(' ')).toBe(code);
+      expect(x.stderr).toContain(text);
+      expect(await exists(c)).toBe(false);
+    }
+    // the step: global options after --, an unknown command — refused before anything is sent
+    for (const [step, text] of [
+      [['keys', '--sim', join(dir, 'other.json')], 'before pka authenticate'],
+      [['frobnicate'], "got 'frobnicate'"],
+      [['keygen', '--no-such-option'], 'no-such-option'],
+    ] as [string[], string][]) {
+      const x = await cli([
+        'pka',
+        'authenticate',
+        '--sim',
+        t,
+        '--challenge-out',
+        c,
+        '--response',
+        r,
+        '--',
+        ...step,
+      ]);
+      expect(x.code, step.join(' ')).toBe(2);
+      expect(x.stderr).toContain(text);
+      expect(await exists(c)).toBe(false);
+    }
+    // a challenge file left by a killed run is never replaced
+    await writeFile(c, 'left over');
+    const left = await cli(['pka', 'authenticate', '--sim', t, '--challenge-out', c, '--response', r]);
+    expect(left.code).toBe(7);
+    expect(await readFile(c, 'utf8')).toBe('left over');
+    // nothing above changed the device
+    expect(await readFile(t, 'utf8')).toBe(before);
+  });
+
+  it('pka respond: a control character in the challenge file, a missing key, an existing output', async () => {
+    const dir = await tempDir();
+    const a = await custodian(dir, 'erin');
+    const c = join(dir, 'c.json');
+    await writeFile(
+      c,
+      JSON.stringify({
+        format: 'sc-hsm-ts/pka-challenge',
+        version: 1,
+        deviceChr: 'UTVH\u001b[31m',
+        challenge: '0011223344556677',
+      }),
+    );
+    const bad = await cli(
+      [
+        'pka',
+        'respond',
+        '--sim',
+        a.sim,
+        c,
+        '--key-ref',
+        '1',
+        '--out',
+        join(dir, 'r.json'),
+        '--pin',
+        'env:PIN',
+      ],
+      {
+        env,
+      },
+    );
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).not.toContain('\u001b');
+    await writeFile(
+      c,
+      JSON.stringify({
+        format: 'sc-hsm-ts/pka-challenge',
+        version: 1,
+        deviceChr: 'UTVH000000100000',
+        challenge: '0011223344556677',
+      }),
+    );
+    const none = await cli(
+      [
+        'pka',
+        'respond',
+        '--sim',
+        a.sim,
+        c,
+        '--key-ref',
+        '9',
+        '--out',
+        join(dir, 'r.json'),
+        '--pin',
+        'env:PIN',
+      ],
+      {
+        env,
+      },
+    );
+    expect(none.code).toBe(5);
+    expect(await exists(join(dir, 'r.json'))).toBe(false);
+    await writeFile(join(dir, 'r.json'), 'mine');
+    const ex = await cli(
+      [
+        'pka',
+        'respond',
+        '--sim',
+        a.sim,
+        c,
+        '--key-ref',
+        '1',
+        '--out',
+        join(dir, 'r.json'),
+        '--pin',
+        'env:PIN',
+      ],
+      {
+        env,
+      },
+    );
+    expect(ex.code).toBe(7);
+    expect(await readFile(join(dir, 'r.json'), 'utf8')).toBe('mine');
+    // options in another order, --key-ref before the file
+    const ok = await cli(
+      [
+        'pka',
+        'respond',
+        '--key-ref',
+        '1',
+        '--pin',
+        'env:PIN',
+        '--out',
+        join(dir, 'r2.json'),
+        '--sim',
+        a.sim,
+        c,
+      ],
+      {
+        env,
+      },
+    );
+    expect(ok.code, ok.stderr).toBe(0);
+  });
+});

@@ -170,31 +170,30 @@ async function waitForFiles(ctx: Ctx, files: string[], seconds: number): Promise
   }
 }
 
-/** The step after `--`: a command of ours, run with this context (same device, same session). */
-async function runStep(ctx: Ctx, argv: string[]): Promise<unknown> {
+/**
+ * The step after `--`: a command of ours with its own options, checked before anything is sent and
+ * run later with this context (same device, same session).
+ */
+async function parseStep(argv: string[]): Promise<(ctx: Ctx) => Promise<unknown>> {
   const { COMMANDS } = await import('../../registry.js');
   const two = COMMANDS.find((c) => c.name === `${argv[0]} ${argv[1]}`);
   const entry = two ?? COMMANDS.find((c) => c.name === argv[0]);
-  if (
-    !entry ||
-    entry.name.startsWith('pka authenticate') ||
-    entry.name === 'demo' ||
-    entry.name.startsWith('sim ')
-  )
+  if (argv[0] === 'pka') throw new CliError('USAGE_ERROR', 'the step after -- cannot be another pka command');
+  if (!entry || entry.name === 'demo' || entry.name.startsWith('sim '))
     throw new CliError(
       'USAGE_ERROR',
       `after -- give an sc-hsm-ts command to run in the session; got '${printable(argv[0] ?? '')}'`,
     );
-  const rest = argv.slice(entry.name.split(' ').length);
-  const parsed = parseCommandArgs(entry, rest);
+  const parsed = parseCommandArgs(entry, argv.slice(entry.name.split(' ').length));
   const g = parsed.g;
   if (g.reader !== undefined || g.sim !== undefined || g.trace !== undefined || g.json || g.yes || g.lastTry)
     throw new CliError(
       'USAGE_ERROR',
       'give global options (--sim, --reader, --json, --yes, …) before pka authenticate, not after --',
     );
-  const cmd = await entry.load();
-  return cmd.run(ctx, parsed.values, parsed.positionals);
+  if (parsed.help)
+    throw new CliError('USAGE_ERROR', `see sc-hsm-ts ${entry.name} --help, outside pka authenticate`);
+  return async (ctx) => (await entry.load()).run(ctx, parsed.values, parsed.positionals);
 }
 
 export const pkaAuthenticate: Command = {
@@ -217,8 +216,7 @@ export const pkaAuthenticate: Command = {
           `response file ${r} exists already: it cannot answer the challenge this command is about to make`,
           'move old response files away; the custodians write new ones',
         );
-    if (step.length > 0 && step[0] === 'pka')
-      throw new CliError('USAGE_ERROR', 'the step after -- cannot be another pka command');
+    const runStep = step.length > 0 ? await parseStep(step) : undefined;
     const hsm = await ctx.hsm();
     const before = await hsm.pkaStatus();
     if (!before)
@@ -247,13 +245,13 @@ export const pkaAuthenticate: Command = {
     );
     if (done && (await hsm.pinStatus()).state === 'verified') ctx.pinNotNeeded = true;
     let result: unknown;
-    if (step.length > 0) {
+    if (runStep) {
       if (!done)
         throw new CliError(
           'PKA_AUTH_FAILED',
           `only ${st.authenticated} of ${st.required} custodians authenticated: '${printable(step[0]!)}' was not run`,
         );
-      result = await runStep(ctx, step);
+      result = await runStep(ctx);
     }
     return { deviceChr: c.deviceChr, challengeOut, ...st, ...(step.length > 0 && { step: step[0], result }) };
   },
