@@ -47,6 +47,8 @@ let bin: Uint8Array;
 let der: Uint8Array;
 const ec: KeyPairSpec = { type: 'ec', curve: 'prime256v1', label: 'ec' };
 const data = ascii('data');
+/** An sc-hsm-tool export file (fixtures/pka/README.md). */
+const PKA_FILE = new Uint8Array(readFileSync(new URL('../fixtures/pka/opensc-export.pka', import.meta.url)));
 
 /**
  * For each public method: calls with wrong arguments, and one call with good ones (used on a
@@ -273,6 +275,10 @@ const METHODS: Record<string, { bad: Call[]; ok: Call }> = {
     ],
     ok: (h) => h.aesDerive(3, data),
   },
+  keyRestrictions: {
+    bad: [(h) => h.keyRestrictions(0), (h) => h.keyRestrictions(any('1')), (h) => h.keyRestrictions(256)],
+    ok: (h) => h.keyRestrictions(1),
+  },
   deriveEcKey: {
     bad: [
       (h) => h.deriveEcKey(1, 7, any(undefined), { label: 'd' }),
@@ -322,6 +328,46 @@ const METHODS: Record<string, { bad: Call[]; ok: Call }> = {
     ok: (h) => h.readDataObject(0),
   },
   deleteDataObject: { bad: [(h) => h.deleteDataObject(any('0'))], ok: (h) => h.deleteDataObject(0) },
+  pkaStatus: { bad: [], ok: (h) => h.pkaStatus() },
+  pkaSlots: { bad: [], ok: (h) => h.pkaSlots() },
+  pkaChallenge: { bad: [], ok: (h) => h.pkaChallenge() },
+  pkaRegister: {
+    bad: [
+      (h) => h.pkaRegister(any(undefined)),
+      (h) => h.pkaRegister(any('30 00')),
+      (h) => h.pkaRegister(any([0x30])),
+    ],
+    ok: (h) => h.pkaRegister(PKA_FILE),
+  },
+  pkaExport: {
+    bad: [
+      (h) => h.pkaExport(any('1')),
+      (h) => h.pkaExport(0),
+      (h) => h.pkaExport(256),
+      (h) => h.pkaExport(1.5),
+    ],
+    ok: (h) => h.pkaExport(1),
+  },
+  pkaRespond: {
+    bad: [
+      (h) => h.pkaRespond(0, { deviceChr: 'UTVH000000100000', challenge: new Uint8Array(8) }),
+      (h) => h.pkaRespond(1, any(undefined)),
+      (h) => h.pkaRespond(1, any({ deviceChr: 'UTVH000000100000', challenge: 'x' })),
+      (h) => h.pkaRespond(1, any({ deviceChr: 42, challenge: new Uint8Array(8) })),
+      (h) => h.pkaRespond(1, { deviceChr: 'UTVH\u0000', challenge: new Uint8Array(8) }),
+    ],
+    ok: (h) => h.pkaRespond(1, { deviceChr: 'UTVH000000100000', challenge: new Uint8Array(8) }),
+  },
+  pkaAuthenticate: {
+    bad: [
+      (h) => h.pkaAuthenticate([]),
+      (h) => h.pkaAuthenticate(any(undefined)),
+      (h) => h.pkaAuthenticate(any([{ chr: '', signature: new Uint8Array(8) }])),
+      (h) => h.pkaAuthenticate(any([{ chr: 'UTCA00001', signature: 'ab' }])),
+      (h) => h.pkaAuthenticate(any([null])),
+    ],
+    ok: (h) => h.pkaAuthenticate([{ chr: 'UTCA00001', signature: new Uint8Array(8) }]),
+  },
   storeCaCertificate: {
     bad: [
       (h) => h.storeCaCertificate(any(undefined), { label: 'ca', id: Uint8Array.of(9) }),
