@@ -1,4 +1,5 @@
 /** `--secure` (docs/cli.md, Secure messaging): chip authentication before anything secret is sent. */
+import { X509Certificate } from 'node:crypto';
 import { readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -77,6 +78,54 @@ describe('--secure', () => {
     });
     expect(v.code, v.stderr).toBe(0);
     noSecrets(v.stdout + v.stderr);
+  });
+
+  it('cert self-sign --secure: a signature made through secure messaging verifies', async () => {
+    const dir = await tempDir();
+    const f = await copyState(base, dir);
+    const k = await cli(
+      [
+        'keygen',
+        '--secure',
+        '--sim',
+        f,
+        '--pin',
+        'env:PIN',
+        '--type',
+        'ec:prime256v1',
+        '--label',
+        'ca',
+        '--json',
+      ],
+      { env: ENV },
+    );
+    expect(k.code, k.stderr).toBe(0);
+    const pem = join(dir, 'ca.pem');
+    const r = await cli(
+      [
+        'cert',
+        'self-sign',
+        '--secure',
+        '--sim',
+        f,
+        '--pin',
+        'env:PIN',
+        '--key-ref',
+        String(k.json().keyRef),
+        '--subject',
+        'CN=SM',
+        '--days',
+        '30',
+        '--out',
+        pem,
+        '--json',
+      ],
+      { env: ENV },
+    );
+    expect(r.code, r.stderr + r.stdout).toBe(0);
+    const cert = new X509Certificate(await readFile(pem));
+    expect(cert.verify(cert.publicKey)).toBe(true);
+    noSecrets(r.stdout + r.stderr + k.stdout + k.stderr);
   });
 
   it('a device chain that does not verify: exit 4 DEVICE_NOT_AUTHENTIC, the PIN never sent', async () => {
