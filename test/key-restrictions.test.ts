@@ -3,12 +3,18 @@
  * and EC key derivation (`80 76`, spec §3.15), on the in-process virtual card through the session.
  */
 import { createPublicKey, verify } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { FaultInjectingTransport } from '../src/apdu/fault.js';
+import { isScHsmError } from '../src/errors.js';
 import { ALGORITHM_NAMES, INS } from '../src/protocol/constants.js';
+import { backupDevice, restoreDevice } from '../src/sc-hsm/backup.js';
 import { algorithmBytes, algorithmNames, SmartCardHsm } from '../src/sc-hsm/session.js';
 import { VirtualSmartCardHsm } from '../src/sim/index.js';
 import { fromHex } from '../src/util/bytes.js';
-import { initializedHsm, rejection } from './helpers/fixtures.js';
+import { FAULT_COMBOS, initializedHsm, rejection } from './helpers/fixtures.js';
 
 const SHARE = fromHex('9b1964f9cbc623adbe4644244161d955a8729a691883b35643c9e6e9dc3f3c74');
 const PIN = '648219';
@@ -209,6 +215,29 @@ describe('algorithm list and use counter at key generation', () => {
     expect((await rejection(other.sign(9, 'ECDSA', new Uint8Array(32)))).code).toBe('ALGORITHM_NOT_ALLOWED');
   });
 
+  it('backup/restore of a device keeps the algorithm list; the restored key obeys it', async () => {
+    const { hsm } = await withDkek();
+    await hsm.generateKeyPair({
+      type: 'ec',
+      curve: 'prime256v1',
+      label: 'b',
+      useCounter: 4,
+      algorithms: algorithmBytes(['ECDSA', 'WRAP']),
+    });
+    const dir = await mkdtemp(join(tmpdir(), 'sc-hsm-ts-restr-backup-'));
+    try {
+      await backupDevice(hsm, join(dir, 'b'), { authenticate: () => hsm.verifyPin(PIN) });
+      const { hsm: spare } = await withDkek();
+      await restoreDevice(spare, join(dir, 'b'), { authenticate: () => spare.verifyPin(PIN) });
+      const info = await spare.keyInfo(1);
+      expect(algorithmNames(info.algorithms!)).toEqual(['ECDSA', 'WRAP']);
+      expect(info.useCounter).toBeUndefined();
+      expect((await rejection(spare.ecdh(1, info.publicKey!))).code).toBe('ALGORITHM_NOT_ALLOWED');
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
   it('a key without restrictions reports none; the card answers its FCP without A5', async () => {
     const hsm = await initializedHsm();
     await hsm.generateKeyPair({ type: 'ec', curve: 'prime256v1', label: 'free' });
@@ -309,6 +338,40 @@ describe('deriveEcKey (80 76)', () => {
     const keys = await hsm.listKeys();
     expect(keys.map((k) => k.keyRef)).toEqual([1, 2]);
     expect(c.n).toBeGreaterThan(0);
+  });
+
+  it('a fault at any APDU: a typed error; once 80 76 was sent it names the key reference to check', async () => {
+    const hsm0 = await initializedHsm();
+    await hsm0.generateKeyPair({ type: 'ec', curve: 'prime256v1', label: 'src' });
+    const base = (hsm0 as unknown as { transport: VirtualSmartCardHsm }).transport.serialize();
+    const run = async (t: FaultInjectingTransport) => {
+      const hsm = await SmartCardHsm.open(t);
+      await hsm.verifyPin(PIN);
+      return hsm.deriveEcKey(1, 6, TWEAK, { label: 'child' });
+    };
+    const clean = new FaultInjectingTransport(VirtualSmartCardHsm.deserialize(base));
+    await run(clean);
+    const n = clean.count;
+    for (let k = 1; k <= n; k++) {
+      for (const combo of FAULT_COMBOS) {
+        const card = VirtualSmartCardHsm.deserialize(base);
+        const t = new FaultInjectingTransport(card, { at: k, ...combo });
+        let outcome: unknown = 'ok';
+        try {
+          await run(t);
+        } catch (e) {
+          outcome = e;
+        }
+        const where = `k=${k} ${combo.kind} delivered=${combo.delivered}`;
+        if (outcome === 'ok') continue; // a truncated answer the host could still use
+        expect(isScHsmError(outcome), where).toBe(true);
+        const e = outcome as { keyRef?: number; fix?: string; command?: string };
+        const keys = await SmartCardHsm.open(card).then((h) => h.listKeys());
+        const derived = keys.find((x) => x.keyRef === 6);
+        // a derived key the error does not mention would be a silent leftover
+        if (derived) expect(e.keyRef, where).toBe(6);
+      }
+    }
   });
 
   it('the card itself refuses what the host would have caught (raw APDUs)', async () => {
