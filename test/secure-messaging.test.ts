@@ -73,6 +73,8 @@ describe('a session under secure messaging', () => {
     for (const l of commands.filter((c) => c.startsWith('=> 0c200081') && c.length > 20))
       expect(l.slice(13)).toMatch(/^(\*\*)+(00)?$/);
     await hsm.close();
+    // closing ends the channel (its keys wiped)
+    expect(hsm.secureChannel).toBe(false);
   });
 
   it('initialize inside SM: the INITIALIZE data (PIN, SO-PIN) is masked in the transcript', async () => {

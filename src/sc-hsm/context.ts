@@ -106,6 +106,7 @@ export function sessionContext(
 export async function closeSession(ctx: SessionContext): Promise<void> {
   if (ctx.channel.closed) return;
   ctx.channel.closed = true;
+  ctx.channel.sm?.end('the session was closed');
   ctx.keyCache.clear();
   ctx.deviceChr = undefined;
   ctx.channel.onCardReset = undefined;

@@ -20,6 +20,8 @@ import { bytesEqual, concat, wipe } from '../util/bytes.js';
 import { readTlv, tlv } from '../util/tlv.js';
 
 const BLOCK = 16;
+/** How many recent response MACs are remembered to name a replay. */
+const REPLAY_WINDOW = 64;
 
 /** ISO/IEC 9797-1 padding method 2: `80` then zeros up to a whole block (always adds one byte). */
 export function padIso(data: Uint8Array): Uint8Array {
@@ -53,8 +55,12 @@ export class SecureMessaging {
   private readonly kEnc: Uint8Array;
   private readonly kMac: Uint8Array;
   private readonly ssc = new Uint8Array(BLOCK);
-  /** MACs of the responses accepted so far: an answer carrying one again is a replay. */
-  private readonly seen = new Set<string>();
+  /**
+   * MACs of the last responses accepted: an answer carrying one again is named a replay. (Any
+   * replay fails the MAC check anyway, the SSC having moved on; this only names it. Bounded, so a
+   * long-running session does not grow.)
+   */
+  private readonly seen: string[] = [];
   /** Why the channel ended, once it did. */
   private endedBy?: string;
 
@@ -187,11 +193,13 @@ export class SecureMessaging {
     }
     if (mac?.length !== 8)
       this.fault(`the response to ${name} (SW ${r.sw.toString(16).toUpperCase()}) carries no MAC`, name);
-    const key = Buffer.from(mac).toString('hex') + Buffer.from(r.data).toString('hex');
-    if (this.seen.has(key)) this.fault(`the response to ${name} is a replay of an earlier response`, name);
+    const key = Buffer.from(mac).toString('hex');
+    if (this.seen.includes(key))
+      this.fault(`the response to ${name} is a replay of an earlier response`, name);
     if (!bytesEqual(this.mac(r.data.subarray(0, macStart)), mac))
       this.fault(`the MAC of the response to ${name} is wrong (altered, replayed or out of sequence)`, name);
-    this.seen.add(key);
+    this.seen.push(key);
+    if (this.seen.length > REPLAY_WINDOW) this.seen.shift();
     if (do99?.length !== 2) this.fault(`the response to ${name} carries no status word (99)`, name);
     const sw = (do99[0]! << 8) | do99[1]!;
     if (!do87) return { data: new Uint8Array(0), sw };
