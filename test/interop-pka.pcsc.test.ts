@@ -11,8 +11,10 @@
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { PassThrough } from 'node:stream';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import type { PcscTransport } from '../src/apdu/pcsc.js';
+import { runCli } from '../src/cli/main.js';
 import { decodeCvRequest, decodePkaFile } from '../src/pkcs15/index.js';
 import { openPcsc } from '../src/sc-hsm/open-pcsc.js';
 import { SmartCardHsm } from '../src/sc-hsm/session.js';
@@ -52,6 +54,25 @@ async function session(reader: string): Promise<SmartCardHsm> {
   const t = await openPcsc({ reader });
   transports.push(t);
   return SmartCardHsm.open(t);
+}
+
+/** Our command in-process against a reader of the private pcscd. */
+async function ourCli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  const out = new PassThrough();
+  const err = new PassThrough();
+  let stdout = '';
+  let stderr = '';
+  out.on('data', (c: Buffer) => {
+    stdout += c.toString();
+  });
+  err.on('data', (c: Buffer) => {
+    stderr += c.toString();
+  });
+  const stdin = new PassThrough();
+  stdin.end();
+  const code = await runCli(args, { stdout: out, stderr: err, stdin, env: {}, isTTY: false });
+  await new Promise((r) => setImmediate(r));
+  return { code, stdout, stderr };
 }
 
 function pkaNumbers(r: { stdout: string; stderr: string }) {
@@ -118,7 +139,15 @@ describePcsc('sc-hsm-tool and sc-hsm-ts: public key authentication and the trans
     expect(pkaNumbers(reg)).toEqual({ total: 2, missing: 0, required: 1, authenticated: 0 });
     const theirs = pkaNumbers(ok(await scHsmTool(argv`-r 0 --public-key-auth-status`)));
     expect(await hsm.pkaStatus()).toEqual(theirs);
-    expect((await hsm.pkaSlots()).map((s) => s.chr)).toEqual([onReader1.chr, other.chr]);
+    await closeSessions();
+    // the command prints the same four lines as sc-hsm-tool, and the same numbers in --json
+    const cmd = await ourCli(['pka', 'status', '--reader', READER0]);
+    expect(cmd.code, cmd.stderr).toBe(0);
+    expect(pkaNumbers(cmd)).toEqual(theirs);
+    const j = await ourCli(['pka', 'status', '--reader', READER0, '--json']);
+    expect(JSON.parse(j.stdout)).toMatchObject(theirs);
+    const again = await session(READER0);
+    expect((await again.pkaSlots()).map((s) => s.chr)).toEqual([onReader1.chr, other.chr]);
     // a third registration is refused by sc-hsm-tool's card too (all slots taken)
     const full = await scHsmTool(argv`-r 0 --register-public-key ${f('opensc.pka')}`);
     expect(full.code, show(full)).not.toBe(0);

@@ -5,7 +5,7 @@
  * response files, authenticates and runs the following step in the same process and session.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { PkaChallenge, PkaResponse } from '../../../sc-hsm/session.js';
+import type { PkaChallenge, PkaResponse, PkaStatus } from '../../../sc-hsm/session.js';
 import { fromHex, toHex } from '../../../util/bytes.js';
 import { type Command, parseCommandArgs } from '../../command.js';
 import { type Ctx, int, list, reqInt, reqStr } from '../../context.js';
@@ -69,6 +69,15 @@ async function readResponse(path: string, c: PkaChallenge): Promise<PkaResponse>
   return { chr: field(o, 'chr', CHR_RE, path), signature: fromHex(field(o, 'signature', HEX_RE, path)) };
 }
 
+/** The four lines of `sc-hsm-tool --public-key-auth-status`, as it prints them. */
+function printPkaStatus(ctx: Ctx, st: PkaStatus): void {
+  const line = (label: string, n: number) => ctx.out.line(`${`${label}:`.padEnd(27)}${n}`);
+  line('Number of public keys', st.total);
+  line('Missing public keys', st.missing);
+  line('Required pubkeys for auth', st.required);
+  line('Authenticated public keys', st.authenticated);
+}
+
 export const pkaStatus: Command = {
   ...pkaStatusSpec,
   async run(ctx) {
@@ -81,10 +90,7 @@ export const pkaStatus: Command = {
       );
     const slots = await hsm.pkaSlots();
     const o = ctx.out;
-    o.kv('Number of public keys', st.total);
-    o.kv('Missing public keys', st.missing);
-    o.kv('Required pubkeys for auth', st.required);
-    o.kv('Authenticated public keys', st.authenticated);
+    printPkaStatus(ctx, st);
     for (const s of slots)
       o.line(
         `  ${s.index}: ${s.chr === undefined ? '(free)' : `${printable(s.chr)}${s.authenticated ? ' (authenticated)' : ''}`}`,
@@ -100,9 +106,7 @@ export const pkaRegister: Command = {
     const hsm = await ctx.hsm();
     const r = await hsm.pkaRegister(bytes);
     ctx.out.ok(`registered ${printable(r.chr)}`);
-    ctx.out.kv('Number of public keys', r.status.total);
-    ctx.out.kv('Missing public keys', r.status.missing);
-    ctx.out.kv('Required pubkeys for auth', r.status.required);
+    printPkaStatus(ctx, r.status);
     return { registered: r.chr, ...r.status };
   },
 };
