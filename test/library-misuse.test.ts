@@ -15,6 +15,7 @@ import { ScHsmError } from '../src/errors.js';
 import { type KeyPairSpec, SmartCardHsm } from '../src/sc-hsm/session.js';
 import { VirtualSmartCardHsm } from '../src/sim/index.js';
 import { ascii, concat, fromHex } from '../src/util/bytes.js';
+import { deviceChainVerifier } from '../src/x509/index.js';
 
 const SO_PIN = '3537363231383830';
 const PIN = '648219';
@@ -55,6 +56,25 @@ const PKA_FILE = new Uint8Array(readFileSync(new URL('../fixtures/pka/opensc-exp
  * closed session). A new public method must be added here.
  */
 const METHODS: Record<string, { bad: Call[]; ok: Call }> = {
+  openSecureChannel: {
+    bad: [
+      (h) => h.openSecureChannel(any(undefined)),
+      (h) => h.openSecureChannel(any(null)),
+      (h) => h.openSecureChannel(any({})),
+      (h) => h.openSecureChannel(any({ verifyChain: 'trusted' })),
+    ],
+    ok: (h) => h.openSecureChannel({ verifyChain: deviceChainVerifier({ acceptVirtual: true }) }),
+  },
+  // outside a secure channel both are refused before anything is sent
+  getSessionPin: { bad: [(h) => h.getSessionPin()], ok: (h) => h.getSessionPin() },
+  verifySessionPin: {
+    bad: [
+      (h) => h.verifySessionPin(any('12345678')),
+      (h) => h.verifySessionPin(new Uint8Array(8)),
+      (h) => h.verifySessionPin(new Uint8Array(8), any({ force: 1 })),
+    ],
+    ok: (h) => h.verifySessionPin(new Uint8Array(8)),
+  },
   logout: { bad: [], ok: (h) => h.logout() },
   close: { bad: [], ok: (h) => h.close() },
   pinStatus: {

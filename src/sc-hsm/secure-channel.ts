@@ -79,10 +79,11 @@ export async function openSecureChannel(ctx: SessionContext, opts: SecureChannel
       `openSecureChannel needs verifyChain (a function judging EF 2F02, e.g. deviceChainVerifier() of sc-hsm-ts/x509); got ${typeName(opts.verifyChain)}`,
     );
   }
-  if (ctx.channel.sm?.active) {
+  // a closed session answers SESSION_CLOSED from its channel, below
+  if (ctx.channel.sm?.active && !ctx.channel.closed) {
     throw new ScHsmError('INVALID_ARGUMENT', 'the secure channel of this session is open already');
   }
-  if (ctx.channel.sm) throw ctx.channel.sm.refusal();
+  if (ctx.channel.sm && !ctx.channel.closed) throw ctx.channel.sm.refusal();
   await ctx.channel.exclusive(async () => {
     const raw = await ctx.files.read(EF.DEVICE_CERTIFICATES);
     const verdict = opts.verifyChain(raw);
@@ -149,7 +150,8 @@ export async function openSecureChannel(ctx: SessionContext, opts: SecureChannel
 }
 
 function requireSecureChannel(ctx: SessionContext, what: string): void {
-  if (!ctx.channel.sm?.active) {
+  // a closed session answers SESSION_CLOSED from its channel
+  if (!ctx.channel.sm?.active && !ctx.channel.closed) {
     throw new ScHsmError(
       'INVALID_ARGUMENT',
       `${what} works only inside a secure channel (spec §3.20); nothing was sent`,
