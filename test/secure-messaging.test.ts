@@ -348,4 +348,35 @@ describe('secure messaging and the link', () => {
     expect(opening).toBeGreaterThanOrEqual(3);
     expect(problems).toEqual([]);
   });
+
+  it('a fault at every APDU of a login under SM: typed, the PIN sent at most once, the channel ended', async () => {
+    const clean = new FaultInjectingTransport(await initialized());
+    const h0 = await SmartCardHsm.open(clean);
+    await h0.openSecureChannel(virtualOk());
+    clean.arm(undefined);
+    await h0.verifyPin(PIN);
+    const n = clean.count;
+    expect(n).toBeGreaterThanOrEqual(2);
+    const problems: string[] = [];
+    for (const { kind, delivered } of FAULT_COMBOS) {
+      for (let k = 1; k <= n; k++) {
+        const card = await initialized();
+        const ft = new FaultInjectingTransport(card);
+        const hsm = await SmartCardHsm.open(ft);
+        await hsm.openSecureChannel(virtualOk());
+        ft.arm({ at: k, kind, delivered });
+        const where = `${kind}${delivered ? ' delivered' : ''} at ${k}`;
+        try {
+          await hsm.verifyPin(PIN);
+          if (ft.fired) problems.push(`${where}: no error`);
+        } catch (e) {
+          if (!(e as { code?: string }).code) problems.push(`${where}: ${String(e)}`);
+          if (hsm.secureChannel) problems.push(`${where}: the channel survived a failed exchange`);
+        }
+        const tries = JSON.parse(card.serialize()).userPinTries;
+        if (tries !== 3) problems.push(`${where}: ${tries} tries left`);
+      }
+    }
+    expect(problems).toEqual([]);
+  });
 });
