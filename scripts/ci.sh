@@ -6,7 +6,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(pcscd libccid libpcsclite-dev opensc vsmartcard-vpcd libssl-dev iproute2 util-linux)
+# libengine-pkcs11-openssl: OpenSSL's PKCS#11 engine for examples/openssl-engine (scripts/examples.sh)
+packages=(pcscd libccid libpcsclite-dev opensc vsmartcard-vpcd libssl-dev iproute2 util-linux libengine-pkcs11-openssl)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -31,6 +32,8 @@ echo "== build"
 npm run --silent build >/dev/null
 echo "== package (npm pack; consumers type-checked against the tarball; publint, attw)"
 bash scripts/check-package.sh
+echo "== examples (the packed package in example projects, each through sc-hsm-ts sim run)"
+bash scripts/examples.sh
 
 mkdir -p .tmp
 rm -f .tmp/vitest.json

@@ -145,7 +145,9 @@ export interface PcscTestCardOptions extends TestDeviceOptions {
  * false`) into pcscd through vpcd (spec/pcsc-stack.md §2) and resolves once pcscd has it: the
  * reader name and OpenSC's PKCS#11 module path for the application under test. Meant for the
  * duration of a test file, under `sc-hsm-ts sim run --cards 0 -- <test runner>` (a private pcscd
- * with the quickack route when root) or beside a running system pcscd with vpcd:
+ * with the quickack route when root) or beside a running system pcscd with vpcd. The card answers
+ * from this process's event loop: run PC/SC tools asynchronously (`execFile`, not `execFileSync`,
+ * which blocks the loop and so the card, and waits forever).
  *
  * ```ts
  * let hsm: PcscTestCard;
