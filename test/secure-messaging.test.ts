@@ -12,6 +12,7 @@ import type { Transport } from '../src/apdu/transport.js';
 import { SmartCardHsm } from '../src/sc-hsm/session.js';
 import { secretMask } from '../src/sc-hsm/transcript-mask.js';
 import { VirtualSmartCardHsm } from '../src/sim/index.js';
+import { toHex } from '../src/util/bytes.js';
 import { deviceChainVerifier } from '../src/x509/index.js';
 import { FAULT_COMBOS, rejection } from './helpers/fixtures.js';
 
@@ -56,6 +57,9 @@ describe('a session under secure messaging', () => {
     expect(hsm.secureChannel).toBe(false);
     await hsm.openSecureChannel(virtualOk());
     expect(hsm.secureChannel).toBe(true);
+    // the card's copy of the SM keys (test access to its volatile state): never in the transcript
+    const vol = (card as unknown as { vol: { sm: { kEnc: Uint8Array; kMac: Uint8Array } } }).vol;
+    const smKeys = [toHex(vol.sm.kEnc), toHex(vol.sm.kMac)];
     const from = rec.lines.length;
     await hsm.verifyPin(PIN);
     const key = await hsm.generateKeyPair({ type: 'ec', curve: 'secp256r1', label: 'sm key' });
@@ -68,6 +72,7 @@ describe('a session under secure messaging', () => {
     expect(commands.length).toBeGreaterThan(5);
     for (const c of commands) expect(c.slice(3, 5)).toMatch(/^(0c|8c)$/);
     const text = rec.lines.join('\n');
+    for (const k of smKeys) expect(text).not.toContain(k);
     // the PIN is never in the transcript, neither plain (36 34 38 32 31 39) nor as a VERIFY field
     expect(text).not.toContain('363438323139');
     for (const l of commands.filter((c) => c.startsWith('=> 0c200081') && c.length > 20))
