@@ -448,3 +448,45 @@ describe('pka commands refuse bad input before the device is touched', () => {
     expect(ok.code, ok.stderr).toBe(0);
   });
 });
+
+describe('n-of-m with fewer answers than required', () => {
+  it('2-of-3 with one answer: the device stays unauthenticated and the step is not run (exit 3)', async () => {
+    const dir = await tempDir();
+    const a = await custodian(dir, 'frank');
+    const b = await custodian(dir, 'grace');
+    const t = join(dir, 'target.json');
+    expect((await init(t, '--pka', '3', '--required', '2')).code).toBe(0);
+    for (const x of [a, b]) expect((await cli(['pka', 'register', '--sim', t, x.file])).code).toBe(0);
+    const st = (await cli(['pka', 'status', '--sim', t, '--json'])).json();
+    expect(st).toMatchObject({ total: 3, missing: 1, required: 2 });
+    expect(st.keys.map((k: { chr?: string }) => k.chr === undefined)).toEqual([false, false, true]);
+    const c = join(dir, 'c.json');
+    const r = join(dir, 'r.json');
+    const auth = cli([
+      'pka',
+      'authenticate',
+      '--sim',
+      t,
+      '--challenge-out',
+      c,
+      '--response',
+      r,
+      '--wait',
+      '30',
+      '--',
+      'keys',
+    ]);
+    await waitFor(c);
+    expect(
+      (
+        await cli(['pka', 'respond', '--sim', a.sim, c, '--key-ref', '1', '--out', r, '--pin', 'env:PIN'], {
+          env,
+        })
+      ).code,
+    ).toBe(0);
+    const x = await auth;
+    expect(x.code).toBe(3);
+    expect(x.stderr).toContain("only 1 of 2 custodians authenticated: 'keys' was not run");
+    expect(x.stdout).not.toContain('No keys on the device.');
+  });
+});
