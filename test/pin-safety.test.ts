@@ -29,6 +29,7 @@ import * as keys from '../src/sc-hsm/keys.js';
 import * as objects from '../src/sc-hsm/objects.js';
 import { pinTryOf } from '../src/sc-hsm/pin-guard.js';
 import * as pins from '../src/sc-hsm/pins.js';
+import * as pka from '../src/sc-hsm/pka.js';
 import * as secureChannel from '../src/sc-hsm/secure-channel.js';
 import { type KeyPairSpec, SmartCardHsm } from '../src/sc-hsm/session.js';
 import { parseUserPin } from '../src/sc-hsm/validate.js';
@@ -158,6 +159,23 @@ const CALLS: Record<string, Driven> = {
   verifyPin: { pins: [PIN], from: 'ready', call: (h) => h.verifyPin(PIN) },
   changePin: { pins: [PIN, PIN_2], from: 'ready', call: (h) => h.changePin(PIN, PIN_2) },
   changeSoPin: { pins: [SO_PIN, SO_PIN_2], from: 'ready', call: (h) => h.changeSoPin(SO_PIN, SO_PIN_2) },
+  // public key authentication sends no PIN (on a device without PKA: PKA_NOT_CONFIGURED)
+  pkaStatus: { pins: [], from: 'ready', call: (h) => h.pkaStatus() },
+  pkaSlots: { pins: [], from: 'ready', call: (h) => h.pkaSlots() },
+  pkaChallenge: { pins: [], from: 'ready', call: (h) => h.pkaChallenge() },
+  pkaRegister: { pins: [], from: 'ready', call: (h) => h.pkaRegister(Uint8Array.of(0x30, 0x00)) },
+  pkaExport: { pins: [], from: 'keys', call: (h) => h.pkaExport(1) },
+  pkaRespond: {
+    pins: [],
+    from: 'keys',
+    login: true,
+    call: (h) => h.pkaRespond(1, { deviceChr: 'UTVH000000100000', challenge: new Uint8Array(8) }),
+  },
+  pkaAuthenticate: {
+    pins: [],
+    from: 'ready',
+    call: (h) => h.pkaAuthenticate([{ chr: 'UTCA00001', signature: new Uint8Array(8) }]),
+  },
   unblockPin: {
     pins: [SO_PIN, PIN_2],
     from: 'ready',
@@ -263,6 +281,7 @@ const AREAS: Record<string, Record<string, unknown>> = {
   wrap,
   objects,
   secureChannel,
+  pka,
 };
 
 /**
