@@ -146,6 +146,20 @@ describe('algorithm list and use counter at key generation', () => {
       );
       expect(e.code).toBe('INVALID_ARGUMENT');
     }
+    // an algorithm that cannot apply to the key's kind
+    const misfit = await rejection(
+      hsm.generateKeyPair({
+        type: 'ec',
+        curve: 'prime256v1',
+        label: 'x',
+        algorithms: algorithmBytes(['RSA-RAW', 'WRAP']),
+      }),
+    );
+    expect(misfit.message).toMatch(/names RSA-RAW, which cannot apply to an EC key/);
+    const aes = await rejection(
+      hsm.generateAesKey({ bits: 128, label: 'x', algorithms: algorithmBytes(['ECDSA']) }),
+    );
+    expect(aes.message).toMatch(/ECDSA, which cannot apply to an AES key/);
     expect(c.n).toBe(0);
     // the largest counter is accepted
     const k = await hsm.generateKeyPair({

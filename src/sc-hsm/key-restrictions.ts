@@ -91,11 +91,33 @@ export function checkUseCounter(n: number, what = 'the key use counter'): void {
   }
 }
 
-/** INVALID_ARGUMENT unless a tag-91 list of 1..16 distinct bytes. */
-export function checkAlgorithmList(bytes: Uint8Array, what = 'the allowed-algorithm list'): void {
+/** The algorithm bytes that can apply to a key of each kind (spec §3.13–3.16); WRAP/UNWRAP fit all. */
+const FITS: Record<'rsa' | 'ec' | 'aes', (b: number) => boolean> = {
+  rsa: (b) => (b >= 0x20 && b <= 0x23) || (b >= 0x30 && b <= 0x35) || (b >= 0x40 && b <= 0x45),
+  ec: (b) => (b >= 0x70 && b <= 0x75) || b === 0x80 || b === 0x98,
+  aes: (b) => b === 0x10 || b === 0x11 || b === 0x18 || b === 0x99,
+};
+
+/**
+ * INVALID_ARGUMENT unless a tag-91 list of 1..16 distinct bytes; with `kind`, also when an entry
+ * cannot apply to that kind of key (e.g. RSA-RAW for an EC key): the card would take it and the key
+ * could never do what the list promises.
+ */
+export function checkAlgorithmList(
+  bytes: Uint8Array,
+  what = 'the allowed-algorithm list',
+  kind?: 'rsa' | 'ec' | 'aes',
+): void {
   checkBytes(bytes, what, 1, ALGORITHMS_MAX);
   if (new Set(bytes).size !== bytes.length)
     throw new ScHsmError('INVALID_ARGUMENT', `${what} names an algorithm twice`);
+  if (kind === undefined) return;
+  const misfit = [...bytes].filter((b) => b !== 0x92 && b !== 0x93 && !FITS[kind](b));
+  if (misfit.length)
+    throw new ScHsmError(
+      'INVALID_ARGUMENT',
+      `${what} names ${algorithmNames(Uint8Array.from(misfit)).join(', ')}, which cannot apply to an ${kind.toUpperCase()} key. Nothing was sent.`,
+    );
 }
 
 /** The tags 90/91 of a key generation request (spec §3.11–3.12), in that order. */

@@ -29,7 +29,7 @@ import {
   curveByName,
   curveParams,
 } from '../util/curves.js';
-import { readAll, readTlv, tlv } from '../util/tlv.js';
+import { readAll, readTlv } from '../util/tlv.js';
 import type { SessionContext } from './context.js';
 import { deviceChr } from './device.js';
 import { checkKeyDomainReady, keyDomainTlv, MAX_KEY_DOMAIN } from './domains.js';
@@ -297,7 +297,7 @@ export async function generateKeyPair(ctx: SessionContext, spec: KeyPairSpec): P
     throw new ScHsmError('INVALID_ARGUMENT', 'a key ID must be 1 to 255 bytes');
   }
   const { pk, curve } = requestPublicKey(spec);
-  if (spec.algorithms !== undefined) checkAlgorithmList(spec.algorithms);
+  if (spec.algorithms !== undefined) checkAlgorithmList(spec.algorithms, undefined, spec.type);
   if (spec.useCounter !== undefined)
     checkUseCounter(spec.useCounter, 'the key use counter (spec.useCounter)');
   return ctx.channel.exclusive(async () => {
@@ -396,7 +396,7 @@ export async function generateAesKey(
     checkUseCounter(spec.useCounter, 'the key use counter (spec.useCounter)');
   if (spec.keyRef !== undefined) checkKeyRef(spec.keyRef, 'the key reference (spec.keyRef)');
   if (spec.id !== undefined) checkBytes(spec.id, 'the key ID (spec.id)', 1, 255);
-  if (spec.algorithms !== undefined) checkAlgorithmList(spec.algorithms);
+  if (spec.algorithms !== undefined) checkAlgorithmList(spec.algorithms, undefined, 'aes');
   checkLabel(spec.label, 'key label');
   const p2 = AES_KEYGEN_ALGO[spec.bits];
   if (p2 === undefined)
@@ -421,7 +421,19 @@ export async function generateAesKey(
     };
     try {
       await ctx.channel.exchange(
-        { cla: CLA_ISO, ins: INS.GENERATE_SYMMETRIC_KEY, p1: keyRef, p2, data: concat(...restrictionTlvs({ algorithms, ...(spec.useCounter !== undefined && { useCounter: spec.useCounter }) }), ...keyDomainTlv(spec.domain)) },
+        {
+          cla: CLA_ISO,
+          ins: INS.GENERATE_SYMMETRIC_KEY,
+          p1: keyRef,
+          p2,
+          data: concat(
+            ...restrictionTlvs({
+              algorithms,
+              ...(spec.useCounter !== undefined && { useCounter: spec.useCounter }),
+            }),
+            ...keyDomainTlv(spec.domain),
+          ),
+        },
         'GENERATE SYMMETRIC KEY',
         { overrides: KEYGEN_OVERRIDES },
       );
