@@ -110,6 +110,13 @@ describePcsc('sim run (private pcscd as root)', () => {
     expect(r.code, r.stderr).toBe(143);
   });
 
+  it('COMMAND that does not exist: 127, as a shell says, and nothing left', async () => {
+    const child = startCli(['sim', 'run', '--', '/nonexistent/command']);
+    const r = await finished(child);
+    expect(r.code, r.stderr).toBe(127);
+    expect(r.stderr).toContain("cannot start COMMAND '/nonexistent/command': ENOENT");
+  });
+
   it('COMMAND killed from outside: sim run exits 137 and its pcscd is gone', async () => {
     const dir = await tempDir();
     const child = startCli(['sim', 'run', '--', ...waiting(dir, 'k')]);

@@ -8,6 +8,7 @@ import { chmod, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { checkSimHost, PCSCD_SOCKET } from '../src/cli/commands/sim/host.js';
+import { VirtualSmartCardHsm } from '../src/sim/index.js';
 import { blankDevice, cli, PIN, SO_PIN, tempDir } from './cli-helpers.js';
 
 /** A PATH whose pcscd, unshare, mount and ip only leave a mark that they ran. */
@@ -58,6 +59,32 @@ describe('sim run: options refused before anything starts (exit 2)', () => {
     expect(r.code).not.toBe(0);
     expect(r.stderr).toContain('timing profile');
     expect(t.ran()).toBe(false);
+  });
+
+  it('a --state file that does not exist (exit 5)', async () => {
+    const t = await fakeTools();
+    const r = await cli(['sim', 'run', '--state', '/nonexistent/s.json', '--', 'true'], {
+      env: { PATH: t.path },
+    });
+    expect(r.code).toBe(5);
+    expect(t.ran()).toBe(false);
+  });
+
+  it('a --state file another process holds (READER_BUSY, exit 4)', async () => {
+    const t = await fakeTools();
+    const dir = await tempDir();
+    const s = await blankDevice(join(dir, 'held.json'));
+    const holder = await VirtualSmartCardHsm.open(s);
+    try {
+      const r = await cli(['sim', 'run', '--state', s, '--', 'true'], {
+        env: { PATH: t.path, SC_HSM_TS_LOCK_WAIT: '0' },
+      });
+      expect(r.code, r.stderr).toBe(4);
+      expect(r.stderr).toContain('in use');
+      expect(t.ran()).toBe(false);
+    } finally {
+      await holder.close();
+    }
   });
 
   it('no COMMAND', async () => {

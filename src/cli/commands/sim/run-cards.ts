@@ -144,16 +144,12 @@ export async function cardsAndCommand(o: CardsAndCommand): Promise<number> {
     const [file, ...args] = o.command;
     const c = spawn(file!, args, { stdio: 'inherit', env: o.env });
     child = c;
-    return await new Promise<number>((resolve, reject) => {
-      c.once('error', (e: NodeJS.ErrnoException) =>
-        reject(
-          new CliError(
-            e.code === 'ENOENT' ? 'HOST_FILE_NOT_FOUND' : 'USAGE_ERROR',
-            `cannot start COMMAND '${file}': ${e.code ?? e.message}`,
-            'name a program on PATH (or its path) after --',
-          ),
-        ),
-      );
+    return await new Promise<number>((resolve) => {
+      // as a shell says it: 127 not found, 126 not executable
+      c.once('error', (e: NodeJS.ErrnoException) => {
+        o.note(`sim run: cannot start COMMAND '${file}': ${e.code ?? e.message}`);
+        resolve(e.code === 'ENOENT' ? 127 : 126);
+      });
       c.once('exit', (code, signal) => resolve(exitStatus(code, signal)));
     });
   } finally {
