@@ -161,6 +161,19 @@ describe('secure messaging failures end the channel with a typed error, nothing 
     expect(hsm.secureChannel).toBe(false);
   }
 
+  it('the fault-injecting transport alters an answer: the MAC catches it', async () => {
+    const ft = new FaultInjectingTransport(await initialized());
+    const hsm = await SmartCardHsm.open(ft);
+    await hsm.openSecureChannel(virtualOk());
+    ft.arm({ at: 2, kind: 'corrupted-response', delivered: true });
+    const e = await rejection(hsm.verifyPin(PIN));
+    expect(e.code).toBe('SECURE_MESSAGING');
+    expect(e.message).toMatch(/MAC .*wrong/);
+    const count = ft.count;
+    expect((await rejection(hsm.status())).code).toBe('SECURE_MESSAGING');
+    expect(ft.count).toBe(count);
+  });
+
   it('a response whose MAC was altered', async () => {
     const { m, hsm } = await secured();
     m.arm((n, apdu, card) => {

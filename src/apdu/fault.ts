@@ -20,7 +20,12 @@ export type FaultKind =
   /** A response of one byte (no status word). */
   | 'malformed-response'
   /** The response data cut in half, the status word kept. */
-  | 'truncated-response';
+  | 'truncated-response'
+  /**
+   * The last data byte of the answer flipped, the status word kept: a link that alters answers.
+   * Not in FAULT_KINDS: a plain answer has nothing that could notice it; secure messaging's MAC does.
+   */
+  | 'corrupted-response';
 
 export const FAULT_KINDS: readonly FaultKind[] = [
   'card-removed',
@@ -36,7 +41,7 @@ export interface FaultPlan {
   kind: FaultKind;
   /**
    * True: the APDU reaches the card, which acts on it, and only the answer is lost or damaged.
-   * A truncated response is always delivered (it is the card's own answer, cut).
+   * A truncated or corrupted response is always delivered (it is the card's own answer, damaged).
    */
   delivered: boolean;
 }
@@ -76,8 +81,8 @@ export class FaultInjectingTransport implements Transport {
     const p = this.plan;
     if (!p || this.fired || this.count !== p.at) return this.inner.transmit(apdu);
     this.fired = true;
-    // A cut answer is an answer: the card always got that command.
-    const deliver = p.delivered || p.kind === 'truncated-response';
+    // A cut or altered answer is an answer: the card always got that command.
+    const deliver = p.delivered || p.kind === 'truncated-response' || p.kind === 'corrupted-response';
     const answer = deliver ? await this.inner.transmit(apdu) : undefined;
     switch (p.kind) {
       case 'card-removed':
@@ -93,6 +98,11 @@ export class FaultInjectingTransport implements Transport {
         throw new ScHsmError('TRANSPORT_ERROR', `the reader link failed (injected at APDU ${p.at})`);
       case 'malformed-response':
         return Uint8Array.of(answer?.[0] ?? 0x6f);
+      case 'corrupted-response': {
+        const a = answer!.slice();
+        if (a.length > 2) a[a.length - 3]! ^= 0x01;
+        return a;
+      }
       case 'truncated-response': {
         const a = answer!;
         const dataLength = a.length - 2;
