@@ -269,4 +269,24 @@ describe('secure messaging of the virtual card against the spec, computed indepe
     expect(tx(c, `00 86 00 00 45 7C 43 80 41 ${offCurve} 00`).sw).toBe('6A80');
     expect(tx(c, '00 22 41 A4 0C 80 0A 04 00 7F 00 07 02 02 03 02 01').sw).toBe('6A80');
   });
+
+  it('malformed protected commands: 69 88 and the end of SM (no MAC, an unknown DO, no SM session)', async () => {
+    const c = card();
+    // no SM session at all
+    expect(tx(c, '0C 20 00 81 0A 8E 08 00 00 00 00 00 00 00 00 00').sw).toBe('6988');
+    let k = await chipAuthentication(c);
+    // only a Le object, no MAC
+    expect(tx(c, '0C 84 00 00 03 97 01 08 00').sw).toBe('6988');
+    expect(tx(c, protect(k, 1, '0C 20 00 81')).sw).toBe('6988');
+    k = await chipAuthentication(c);
+    // an object the card does not know before a MAC made for it
+    const body = fromHex('810100');
+    const mac = cmac(k.kMac, pad(cat(ssc(1), pad(fromHex('0C200081')), body))).subarray(0, 8);
+    expect(tx(c, `0C 20 00 81 0D ${toHex(body)} 8E 08 ${toHex(mac)} 00`).sw).toBe('6988');
+    // a GET CHALLENGE in SM answers 87 with Le bytes of random inside
+    k = await chipAuthentication(c);
+    const r = open(k, 2, tx(c, protect(k, 1, '0C 84 00 00', undefined, fromHex('10'))).data);
+    expect(r.sw).toBe('9000');
+    expect(r.data.length).toBe(16);
+  });
 });
