@@ -210,6 +210,9 @@ describe('--secure', () => {
     // --session-pin without --secure, with --pin, or not hex: usage errors, nothing sent
     const noSecure = await cli(['pin', 'verify', '--sim', f, '--session-pin', `file:${out}`]);
     expect(noSecure.code).toBe(2);
+    const noSecureStatus = await cli(['status', '--sim', f, '--session-pin', `file:${out}`, '--json']);
+    expect(noSecureStatus.code).toBe(2);
+    expect(noSecureStatus.stdout + noSecureStatus.stderr).toContain('add --secure');
     const both = await cli(
       ['pin', 'verify', '--secure', '--sim', f, '--session-pin', `file:${out}`, '--pin', 'env:PIN'],
       {

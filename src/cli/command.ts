@@ -366,6 +366,13 @@ export function parseCommandArgs(cmd: CommandSpec, argv: string[]): Parsed {
   };
   if (v.secure === true) g.secure = true;
   if (typeof v['session-pin'] === 'string') g.sessionPin = v['session-pin'];
+  if (g.sessionPin !== undefined && !g.secure) {
+    throw new CliError(
+      'USAGE_ERROR',
+      '--session-pin is accepted only with --secure (the card checks a session PIN inside secure messaging only); nothing was sent',
+      'add --secure',
+    );
+  }
   if (typeof v.reader === 'string') g.reader = v.reader;
   if (typeof v.sim === 'string') g.sim = v.sim;
   if (typeof v.trace === 'string') g.trace = v.trace;
