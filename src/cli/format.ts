@@ -123,6 +123,8 @@ export function keyJson(k: KeyInfo): Record<string, unknown> {
     // restrictions fixed at generation (null: none, or the card does not report them)
     algorithms: k.algorithms ? algorithmNames(k.algorithms) : null,
     useCounter: k.useCounter ?? null,
+    // key domain (tag 92) as the card reports it; null: the card does not say
+    domain: k.domain ?? null,
   };
   if (k.publicKey) {
     o.publicKey = k.publicKey;

@@ -22,6 +22,7 @@ import {
   type AppletInfo,
   certificateSpki,
   type DkekStatus,
+  type KeyDomains,
   type KeyType,
   type PinStatus,
   type SmartCardHsm,
@@ -104,6 +105,8 @@ export interface DumpData {
   userPin?: PinStatus;
   soPin?: PinStatus;
   dkek?: DkekStatus;
+  /** Every key domain slot and the domains in use (domain 0 included), on an initialized device. */
+  keyDomains?: KeyDomains;
   /** Token label from EF.TokenInfo (2F03). */
   label?: string;
   /** CHR of the device certificate (EF 2F02) and the serial number it carries. */
@@ -205,8 +208,11 @@ export async function gatherDump(hsm: SmartCardHsm, o: GatherDumpOptions = {}): 
     out.soPin = so;
     out.userPin = await hsm.pinStatus(PIN_USER);
     if (o.login) await o.login();
-    const dkek = await hsm.dkekStatus();
+    // every key domain (spec §3.10); domain 0 is the DKEK of before key domains
+    const domains = await hsm.listKeyDomains();
+    const dkek = domains.domains.find((d) => d.domain === 0);
     if (dkek) out.dkek = dkek;
+    out.keyDomains = domains;
     out.fids = await files.enumerate();
   }
   const withPin = o.withPin === true || o.login !== undefined;

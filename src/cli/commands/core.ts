@@ -15,6 +15,7 @@ export { dkekCreate } from './dkek/create.js';
 export { dkekImport } from './dkek/import.js';
 export { dkekInspect } from './dkek/inspect.js';
 export { dkekResplit } from './dkek/resplit.js';
+export { domainCreate, domainDelete, domainImport, domainStatus } from './domain/domain.js';
 export { aesCmac, aesDecrypt, aesEncrypt } from './keys/aes.js';
 export { deleteKey } from './keys/delete.js';
 export { keygen } from './keys/keygen.js';

@@ -113,6 +113,11 @@ export const initSpec: CommandSpec = {
       arg: 'N',
       help: 'number of DKEK shares (0 = random DKEK, keys never leave the device)',
     },
+    'key-domains': {
+      type: 'string',
+      arg: 'N',
+      help: 'number of key domains, 1..255 (firmware 3.x; domain 0 is the DKEK of --dkek-shares, the others start unused: domain create)',
+    },
     'pin-retry': {
       type: 'string',
       arg: 'N',
@@ -284,6 +289,11 @@ export const keygenSpec: CommandSpec = {
       help: 'PKCS#15 ID (default: SHA-1 of the public key, as OpenSC); refused if another key has it',
     },
     'key-ref': { type: 'string', arg: 'N', help: 'key reference 1-255 (default: the lowest free one)' },
+    domain: {
+      type: 'string',
+      arg: 'N',
+      help: 'key domain (tag 92): the key is wrapped under that domain’s DKEK (default 0; see domain create)',
+    },
     algorithms: {
       type: 'string',
       arg: 'LIST',
@@ -435,6 +445,11 @@ export const unwrapSpec: CommandSpec = {
   ].join('\n'),
   options: {
     'key-ref': { type: 'string', arg: 'N', help: 'key reference to restore the key to' },
+    domain: {
+      type: 'string',
+      arg: 'N',
+      help: 'the key domain the key must land in: its DKEK must have the wrapped key’s KCV (default: the domain that has it)',
+    },
     force: { type: 'boolean', help: 'replace a key at that key reference' },
     ...REPLACE_OPTIONS,
     pin: PIN,
@@ -521,6 +536,11 @@ export const importKeySpec: CommandSpec = {
       type: 'string',
       arg: 'SECRET',
       help: `passphrase of an encrypted PEM (${SECRET_HELP})`,
+    },
+    algorithms: {
+      type: 'string',
+      arg: 'LIST',
+      help: 'the only algorithms the key may be used with on the device, comma-separated (as keygen --algorithms); WRAP for wrap/backup',
     },
     force: { type: 'boolean', help: 'replace a key at --key-ref' },
     pin: PIN,
@@ -997,7 +1017,10 @@ export const domainDeleteSpec: CommandSpec = {
   ].join('\n'),
   options: {
     domain: DOMAIN,
-    'dkek-only': { type: 'boolean', help: 'delete only the DKEK of the domain (its shares become outstanding again)' },
+    'dkek-only': {
+      type: 'boolean',
+      help: 'delete only the DKEK of the domain (its shares become outstanding again)',
+    },
     pin: PIN,
   },
   examples: [

@@ -4,7 +4,7 @@ import { dkekKcvUnknown, type UnwrapOptions } from '../../../sc-hsm/session.js';
 import { wrapFileDamage, wrapFileInfo } from '../../../sc-hsm/wrap-info.js';
 import { bytesEqual, toHex } from '../../../util/bytes.js';
 import type { Command } from '../../command.js';
-import { reqInt } from '../../context.js';
+import { int, reqInt } from '../../context.js';
 import { CliError } from '../../exit-codes.js';
 import { readHostFile } from '../../files.js';
 import { kcvText, printable } from '../../format.js';
@@ -36,13 +36,44 @@ export const unwrap: Command = {
       );
     const hsm = await ctx.hsm();
     const device = await deviceIdentity(hsm);
-    const dkek = await hsm.dkekStatus();
-    if (!dkek) throw new CliError('NO_DKEK', 'the device has no DKEK: nothing was changed');
-    if (dkek.outstanding > 0)
+    // the card puts the key into the lowest key domain whose DKEK has the blob's KCV (spec §3.10)
+    const domain = int(v, 'domain', 0, 254);
+    const { slots, domains } = await hsm.listKeyDomains();
+    if (domain !== undefined && domain >= slots)
       throw new CliError(
-        'DKEK_INCOMPLETE',
-        `the device still misses ${dkek.outstanding} DKEK share(s): nothing was changed`,
+        'KEY_DOMAIN_OUT_OF_RANGE',
+        `the device has ${slots} key domain(s), no domain ${domain}: nothing was changed`,
+        'sc-hsm-ts domain status lists the domains',
       );
+    const candidates = domains.filter((d) => !d.xkekUid && (domain === undefined || d.domain === domain));
+    const dkek = candidates.find(
+      (d) => d.outstanding === 0 && (bytesEqual(d.kcv, info.header.kcv) || dkekKcvUnknown(d)),
+    );
+    const where = domain === undefined ? 'the device' : `key domain ${domain}`;
+    if (!dkek) {
+      if (candidates.length === 0)
+        throw new CliError(
+          domain ? 'KEY_DOMAIN_UNUSED' : 'NO_DKEK',
+          `${where} has no DKEK: nothing was changed`,
+          domain
+            ? `create it and import its shares: sc-hsm-ts domain create --domain ${domain} --shares K`
+            : undefined,
+        );
+      const complete = candidates.filter((d) => d.outstanding === 0);
+      if (complete.length === 0)
+        throw new CliError(
+          'DKEK_INCOMPLETE',
+          `${where} still misses ${candidates.map((d) => d.outstanding).join('/')} DKEK share(s): nothing was changed`,
+        );
+      throw new CliError(
+        'KCV_MISMATCH',
+        `${file} was wrapped under another DKEK (key check value ${kcvText(info.header.kcv)}, ${
+          complete.length === 1 && domains.length === 1
+            ? `this device ${kcvText(complete[0]!.kcv)}`
+            : `this device: ${complete.map((d) => `domain ${d.domain} ${kcvText(d.kcv)}`).join(', ')}`
+        }): nothing was changed`,
+      );
+    }
     const checkKcv = (kcv: Uint8Array) => {
       if (!bytesEqual(kcv, info.header.kcv)) {
         throw new CliError(
@@ -53,7 +84,6 @@ export const unwrap: Command = {
     };
     // zeros from a complete DKEK: firmware that shows the KCV only after login (checked below)
     const kcvUnknown = dkekKcvUnknown(dkek);
-    if (!kcvUnknown) checkKcv(dkek.kcv);
     const keys = await hsm.listKeys();
     const leftovers = await hsm.listOrphanedKeyFiles();
     const present = keys.find((k) => k.keyRef === keyRef);
@@ -130,6 +160,7 @@ export const unwrap: Command = {
         `key reference ${keyRef} holds no key but leftover files (${leftoverFiles}) of one: they are removed`,
       );
     const opts: UnwrapOptions = {
+      ...(domain !== undefined && { domain }),
       force: choices.force,
       allowKeyLoss: choices.allowKeyLoss,
       authenticate: () => ctx.login(hsm, v),

@@ -13,6 +13,7 @@ import {
   usageNames,
   usageText,
 } from '../../format.js';
+import { domainJson, domainText } from '../domain/format.js';
 import { dumpSpec } from '../meta.js';
 import { optionLines, TRANSPORT_PIN_TEXT, warnZeroDkek } from './status.js';
 
@@ -129,6 +130,7 @@ function dumpJson(
     userPin: user ? { state: user.state, triesLeft: user.triesLeft } : undefined,
     soPin: so ? { state: so.state, triesLeft: so.triesLeft } : undefined,
     dkek: dd.dkek,
+    ...(dd.keyDomains && { keyDomains: dd.keyDomains.slots, domains: dd.keyDomains.domains.map(domainJson) }),
     keys,
     certificates,
     dataObjects,
@@ -176,6 +178,11 @@ export const dump: Command = {
         16,
       );
       if (dkek?.allZero) warnZeroDkek(ctx);
+      // a device with key domains: every domain with its KCV
+      if (dd.keyDomains && dd.keyDomains.slots > 1) {
+        out.kv('Key domains', dd.keyDomains.slots, 16);
+        for (const kd of dd.keyDomains.domains) out.kv(`  domain ${kd.domain}`, domainText(kd), 16);
+      }
     }
     for (const k of result.keys as Record<string, unknown>[]) {
       out.line('');

@@ -38,6 +38,7 @@ export const init: Command = {
     const label = noLabel ? undefined : reqStr(v, 'label', 'the token label');
     if (label !== undefined) checkLabel(label, 'token label');
     const dkekShares = int(v, 'dkek-shares', 0, 255);
+    const keyDomains = int(v, 'key-domains', 1, 255);
     const retry = int(v, 'pin-retry', 1, 10);
     const generate = flag(v, 'generate-so-pin');
     if (generate && v['so-pin'] !== undefined) {
@@ -108,6 +109,7 @@ export const init: Command = {
     if (flag(v, 'session-pin')) opts.sessionPin = true;
     if (retry !== undefined) opts.retryCounter = retry;
     if (dkekShares !== undefined) opts.dkekShares = dkekShares;
+    if (keyDomains !== undefined) opts.keyDomains = keyDomains;
     await d.hsm.initialize(opts);
     const st = await d.hsm.status();
     let record: string | undefined;

@@ -3,6 +3,7 @@ import type { Command } from '../../command.js';
 import type { Ctx } from '../../context.js';
 import { kcvText, printable } from '../../format.js';
 import { applyKnownRetryCounter } from '../../pin-retry.js';
+import { domainJson, domainText } from '../domain/format.js';
 import { statusSpec } from '../meta.js';
 
 const OPTION_TEXT: [number, string][] = [
@@ -95,6 +96,13 @@ export const status: Command = {
     // a stale `--pin-retry 1` record of this device is dropped as soon as the card contradicts it
     if (st.initialized) await applyKnownRetryCounter(ctx.io, d.hsm, st.userPin.triesLeft);
     printStatus(ctx, st, d.reader);
-    return { reader: d.reader, ...st };
+    if (!st.initialized) return { reader: d.reader, ...st };
+    // every key domain with its KCV (spec §3.10); one line each on a device with key domains
+    const kd = await d.hsm.listKeyDomains();
+    if (kd.slots > 1) {
+      ctx.out.kv('Key domains', kd.slots);
+      for (const x of kd.domains) ctx.out.kv(`  domain ${x.domain}`, domainText(x));
+    }
+    return { reader: d.reader, ...st, keyDomains: kd.slots, domains: kd.domains.map(domainJson) };
   },
 };

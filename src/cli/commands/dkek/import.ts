@@ -1,7 +1,7 @@
 import { keyCheckValue } from '../../../dkek/index.js';
 import { wipe } from '../../../util/bytes.js';
 import type { Command } from '../../command.js';
-import { list, str } from '../../context.js';
+import { type Ctx, list, str, type Values } from '../../context.js';
 import {
   type Ceremony,
   confirmPending,
@@ -31,80 +31,101 @@ function repeated(c: Ceremony, earlier: { file: string }, how: string): CliError
 export const dkekImport: Command = {
   ...dkekImportSpec,
   async run(ctx, v, [file]) {
-    const shareFiles = list(v, 'shares');
-    if (shareFiles.length > 0 && v.password !== undefined) {
-      throw new CliError('USAGE_ERROR', '--password and --shares exclude each other');
-    }
-    const hsm = await ctx.hsm();
-    const before = await hsm.dkekStatus();
-    if (!before) {
-      throw new CliError('NO_DKEK', 'the device was not initialized for DKEK shares; nothing was imported');
-    }
-    if (before.outstanding === 0) {
-      throw new CliError(
-        'DKEK_SHARE_REPEATED',
-        `all ${before.total} DKEK share(s) are already imported (key check value ${kcvText(before.kcv)}); nothing was imported`,
-        'to start over, re-initialize the device (this erases its keys)',
-      );
-    }
-    const chr = await hsm.deviceChr();
-    const serial = chr ? (chr.length > 5 ? chr.slice(0, -5) : chr) : 'unknown';
-    const ceremony = await loadCeremony(ctx, serial, before);
-    // no place for the record: refused before the password is asked, and nothing is sent
-    refuseUnrecordable(ceremony);
-    if (!ceremony.complete)
-      ctx.out.warn(
-        `${before.total - before.outstanding} share(s) were imported without a record on this host: a repeated share is recognised only after the last one`,
-      );
-    // the same file again is refused before its password is asked or its key derived
-    const bytes = await readHostFile(file!, 'DKEK share file');
-    const sameFile = recordedShare(ceremony, { fileSha256: fileFingerprint(bytes) });
-    if (sameFile) throw repeated(ceremony, sameFile, `${printable(file!)} holds the same share file as`);
-    const share = await readDkekShare(ctx, file!, {
-      passwordSpec: str(v, 'password'),
-      shareFiles,
-      bytes,
-    });
-    const kcv = keyCheckValue(share);
-    let st: Awaited<ReturnType<typeof hsm.importDkekShare>>;
-    let pendingWritten = false;
-    try {
-      const sameShare = recordedShare(ceremony, { kcv });
-      if (sameShare) throw repeated(ceremony, sameShare, `${printable(file!)} holds the same share as`);
-      // written down before it is sent: a command killed after the card took the share must not
-      // leave a host that would send it again (the two would cancel out); no record, no sending
-      await savePending(ceremony, { file: file!, bytes, kcv }, before.outstanding);
-      pendingWritten = true;
-      st = await hsm.importDkekShare(share, { importedShareKcvs: recordedKcvs(ceremony) });
-    } catch (e) {
-      if (pendingWritten) {
-        const now = await hsm.dkekStatus().catch(() => undefined);
-        // after the last share the card holds the degenerate DKEK: the record has done its work
-        if (now?.outstanding === 0) await removeCeremony(ceremony);
-        // the card did not take it: the pending entry goes; when unsure it stays for the next command
-        else if (now && now.outstanding >= before.outstanding) await dropPending(ceremony);
-        else if (now) await confirmPending(ceremony).catch(() => undefined);
-      }
-      throw e;
-    } finally {
-      wipe(share);
-    }
-    // recorded before anything is printed: a later command must know this share
-    if (st.outstanding > 0) {
-      try {
-        await confirmPending(ceremony);
-      } catch (e) {
-        // the pending entry stays: the next command counts it as imported from the device's count
-        ctx.out.warn(
-          `the share was imported; its record still marks it as pending (${(e as Error).message}), which the next dkek import resolves from the device's count`,
-        );
-      }
-    } else await removeCeremony(ceremony);
-    const o = ctx.out;
-    o.ok(`DKEK share imported from ${printable(file!)}`);
-    o.kv('DKEK shares', st.total);
-    if (st.outstanding > 0) o.line(`DKEK import pending, ${st.outstanding} share(s) still missing`);
-    else o.kv('DKEK key check value', kcvText(st.kcv));
-    return { file, dkek: st };
+    return importShareFile(ctx, v, file!, 0);
   },
 };
+
+/**
+ * `dkek import` (domain 0) and `domain import --domain N`: one share file into the DKEK of a key
+ * domain (spec §3.10), with the ceremony record of that domain (dkek-ceremony.ts; domain N ≠ 0
+ * keeps its own record beside domain 0's). Domains other than 0 need the user PIN (--pin).
+ */
+export async function importShareFile(ctx: Ctx, v: Values, file: string, domain: number): Promise<unknown> {
+  const shareFiles = list(v, 'shares');
+  if (shareFiles.length > 0 && v.password !== undefined) {
+    throw new CliError('USAGE_ERROR', '--password and --shares exclude each other');
+  }
+  const hsm = await ctx.hsm();
+  const statusOf = async () => (domain === 0 ? hsm.dkekStatus() : hsm.keyDomainStatus(domain));
+  const before = await statusOf();
+  const where = domain === 0 ? 'DKEK' : `DKEK of key domain ${domain}`;
+  if (!before) {
+    if (domain !== 0)
+      throw new CliError(
+        'KEY_DOMAIN_UNUSED',
+        `key domain ${domain} is unused; nothing was imported`,
+        `create it first: sc-hsm-ts domain create --domain ${domain} --shares K`,
+      );
+    throw new CliError('NO_DKEK', 'the device was not initialized for DKEK shares; nothing was imported');
+  }
+  if (before.outstanding === 0) {
+    throw new CliError(
+      'DKEK_SHARE_REPEATED',
+      `all ${before.total} share(s) of the ${where} are already imported (key check value ${kcvText(before.kcv)}); nothing was imported`,
+      domain === 0
+        ? 'to start over, re-initialize the device (this erases its keys)'
+        : `to start over, delete the domain's DKEK: sc-hsm-ts domain delete --domain ${domain} --dkek-only`,
+    );
+  }
+  // importing into a domain other than 0 needs the PIN: verified before the slow key derivation
+  if (domain !== 0) await ctx.login(hsm, v);
+  const chr = await hsm.deviceChr();
+  const serial = chr ? (chr.length > 5 ? chr.slice(0, -5) : chr) : 'unknown';
+  const ceremony = await loadCeremony(ctx, domain === 0 ? serial : `${serial}-domain-${domain}`, before);
+  // no place for the record: refused before the password is asked, and nothing is sent
+  refuseUnrecordable(ceremony);
+  if (!ceremony.complete)
+    ctx.out.warn(
+      `${before.total - before.outstanding} share(s) were imported without a record on this host: a repeated share is recognised only after the last one`,
+    );
+  // the same file again is refused before its password is asked or its key derived
+  const bytes = await readHostFile(file, 'DKEK share file');
+  const sameFile = recordedShare(ceremony, { fileSha256: fileFingerprint(bytes) });
+  if (sameFile) throw repeated(ceremony, sameFile, `${printable(file)} holds the same share file as`);
+  const share = await readDkekShare(ctx, file, {
+    passwordSpec: str(v, 'password'),
+    shareFiles,
+    bytes,
+  });
+  const kcv = keyCheckValue(share);
+  let st: Awaited<ReturnType<typeof hsm.importDkekShare>>;
+  let pendingWritten = false;
+  try {
+    const sameShare = recordedShare(ceremony, { kcv });
+    if (sameShare) throw repeated(ceremony, sameShare, `${printable(file)} holds the same share as`);
+    // written down before it is sent: a command killed after the card took the share must not
+    // leave a host that would send it again (the two would cancel out); no record, no sending
+    await savePending(ceremony, { file: file, bytes, kcv }, before.outstanding);
+    pendingWritten = true;
+    st = await hsm.importDkekShare(share, { importedShareKcvs: recordedKcvs(ceremony), domain });
+  } catch (e) {
+    if (pendingWritten) {
+      const now = await statusOf().catch(() => undefined);
+      // after the last share the card holds the degenerate DKEK: the record has done its work
+      if (now?.outstanding === 0) await removeCeremony(ceremony);
+      // the card did not take it: the pending entry goes; when unsure it stays for the next command
+      else if (now && now.outstanding >= before.outstanding) await dropPending(ceremony);
+      else if (now) await confirmPending(ceremony).catch(() => undefined);
+    }
+    throw e;
+  } finally {
+    wipe(share);
+  }
+  // recorded before anything is printed: a later command must know this share
+  if (st.outstanding > 0) {
+    try {
+      await confirmPending(ceremony);
+    } catch (e) {
+      // the pending entry stays: the next command counts it as imported from the device's count
+      ctx.out.warn(
+        `the share was imported; its record still marks it as pending (${(e as Error).message}), which the next dkek import resolves from the device's count`,
+      );
+    }
+  } else await removeCeremony(ceremony);
+  const o = ctx.out;
+  o.ok(`DKEK share imported from ${printable(file)}${domain === 0 ? '' : ` into key domain ${domain}`}`);
+  o.kv('DKEK shares', st.total);
+  if (st.outstanding > 0) o.line(`DKEK import pending, ${st.outstanding} share(s) still missing`);
+  else o.kv('DKEK key check value', kcvText(st.kcv));
+  return domain === 0 ? { file, dkek: st } : { file, domain, dkek: st };
+}

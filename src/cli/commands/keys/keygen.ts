@@ -63,6 +63,8 @@ export const keygen: Command = {
     if (idText !== undefined && !id)
       throw new CliError('USAGE_ERROR', '--id takes hex bytes, e.g. 01 or a1b2c3');
     const keyRef = int(v, 'key-ref', 1, 255);
+    const domain = int(v, 'domain', 0, 254);
+    const inDomain = domain === undefined ? {} : { domain };
     // What the key is comes from the request, not from reading it back: once the key exists, a
     // failure then (card pulled) would report a generated key as a failure, and a rerun makes a second.
     const curve = spec.kind === 'ec' ? curveByName(spec.curve) : undefined;
@@ -79,6 +81,7 @@ export const keygen: Command = {
           ...(id ? { id } : {}),
           ...(keyRef ? { keyRef } : {}),
           ...restrictions,
+          ...inDomain,
         });
       else if (spec.kind === 'rsa')
         result = await hsm.generateKeyPair({
@@ -88,6 +91,7 @@ export const keygen: Command = {
           ...(id ? { id } : {}),
           ...(keyRef ? { keyRef } : {}),
           ...restrictions,
+          ...inDomain,
         });
       else
         result = await hsm.generateKeyPair({
@@ -97,6 +101,7 @@ export const keygen: Command = {
           ...(id ? { id } : {}),
           ...(keyRef ? { keyRef } : {}),
           ...restrictions,
+          ...inDomain,
         });
       p.update(1);
     } finally {
@@ -109,6 +114,7 @@ export const keygen: Command = {
     if (result.publicKey) o.kv('Public key SHA-256', spkiFingerprint(result.publicKey));
     const limits = restrictionsText(restrictions);
     if (limits) o.kv('Restrictions', limits);
+    if (domain !== undefined) o.kv('Key domain', domain);
     return {
       keyRef: result.keyRef,
       id: result.id,
@@ -120,6 +126,7 @@ export const keygen: Command = {
       publicKeySha256: result.publicKey ? spkiFingerprint(result.publicKey) : undefined,
       algorithms: restrictions.algorithms ? algorithmNames(restrictions.algorithms) : null,
       useCounter: restrictions.useCounter ?? null,
+      domain: domain ?? 0,
     };
   },
 };

@@ -1,0 +1,284 @@
+/** `domain create|import|status|delete`, `keygen --domain`, `unwrap --domain`, `status`/`dump`/`keys` JSON with domains. */
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { cli, copyState, ENV, PIN, tempDir } from './cli-helpers.js';
+
+let dir: string;
+let share0: string;
+let shareA: string;
+let shareB: string;
+/** Initialized with 3 key domains, domain 0 with one share imported; domain 1 created for 2 shares, none imported. */
+let base: string;
+
+async function ok(args: string[]) {
+  const r = await cli(args, { env: ENV });
+  expect(r.code, `${args.join(' ')}\n${r.stdout}${r.stderr}`).toBe(0);
+  return r;
+}
+
+beforeAll(async () => {
+  dir = await tempDir();
+  share0 = join(dir, 'share0.pbe');
+  shareA = join(dir, 'shareA.pbe');
+  shareB = join(dir, 'shareB.pbe');
+  for (const f of [share0, shareA, shareB]) await ok(['dkek', 'create', f, '--password', 'env:PW']);
+  base = join(dir, 'base.json');
+  await ok([
+    'init',
+    '--sim',
+    base,
+    '--so-pin',
+    'env:SO_PIN',
+    '--pin',
+    'env:PIN',
+    '--label',
+    'Domains',
+    '--dkek-shares',
+    '1',
+    '--key-domains',
+    '3',
+    '--yes',
+  ]);
+  await ok(['dkek', 'import', share0, '--sim', base, '--password', 'env:PW']);
+  const c = await ok([
+    'domain',
+    'create',
+    '--domain',
+    '1',
+    '--shares',
+    '2',
+    '--sim',
+    base,
+    '--pin',
+    'env:PIN',
+    '--json',
+  ]);
+  expect(c.json()).toEqual({ domain: 1, total: 2, outstanding: 2, kcv: null });
+}, 120_000);
+
+describe('domain commands', () => {
+  it('imports both shares into domain 1 (own KCV), refuses the same share twice; status/dump/keys show the domains', async () => {
+    const sim = await copyState(base, dir, 'full.json');
+    const a = await ok([
+      'domain',
+      'import',
+      shareA,
+      '--domain',
+      '1',
+      '--sim',
+      sim,
+      '--password',
+      'env:PW',
+      '--pin',
+      'env:PIN',
+      '--json',
+    ]);
+    expect(a.json().dkek).toMatchObject({ domain: 1, total: 2, outstanding: 1 });
+    const again = await cli(
+      ['domain', 'import', shareA, '--domain', '1', '--sim', sim, '--password', 'env:PW', '--pin', 'env:PIN'],
+      { env: ENV },
+    );
+    expect(again.code).toBe(7);
+    expect(again.stderr).toMatch(/DKEK_SHARE_REPEATED|already imported/);
+    const b = await ok([
+      'domain',
+      'import',
+      shareB,
+      '--domain',
+      '1',
+      '--sim',
+      sim,
+      '--password',
+      'env:PW',
+      '--pin',
+      'env:PIN',
+      '--json',
+    ]);
+    expect(b.json().dkek.outstanding).toBe(0);
+    const st = await ok(['status', '--sim', sim, '--json']);
+    const domains = st.json().domains;
+    expect(domains.map((d: { domain: number }) => d.domain)).toEqual([0, 1]);
+    expect(domains[1]).toMatchObject({ domain: 1, total: 2, outstanding: 0 });
+    expect(domains[1].kcv).toMatch(/^[0-9A-F]{16}$/);
+    expect(domains[1].kcv).not.toBe(domains[0].kcv);
+    const text = await ok(['status', '--sim', sim]);
+    expect(text.stdout).toContain(`domain 1`);
+    expect(text.stdout).toContain(domains[1].kcv.match(/../g).join(' ').slice(0, 2));
+    const ds = await ok(['domain', 'status', '--sim', sim, '--json']);
+    expect(ds.json()).toEqual({ slots: 3, domains });
+    expect((await ok(['domain', 'status', '--domain', '2', '--sim', sim, '--json'])).json()).toEqual({
+      domain: 2,
+      unused: true,
+    });
+    // a key in domain 1: keys --json carries it, dump lists the domains
+    await ok([
+      'keygen',
+      '--sim',
+      sim,
+      '--type',
+      'ec:prime256v1',
+      '--label',
+      'd1',
+      '--domain',
+      '1',
+      '--pin',
+      'env:PIN',
+    ]);
+    await ok(['keygen', '--sim', sim, '--type', 'ec:prime256v1', '--label', 'd0', '--pin', 'env:PIN']);
+    const keys = (await ok(['keys', '--sim', sim, '--json'])).json();
+    const list = Array.isArray(keys) ? keys : keys.keys;
+    expect(list.map((k: { label: string; domain: number }) => [k.label, k.domain])).toEqual([
+      ['d1', 1],
+      ['d0', 0],
+    ]);
+    const dump = (await ok(['dump', '--sim', sim, '--json'])).json();
+    expect(dump.domains).toEqual(domains);
+    // wrap under domain 1, unwrap onto another reference with --domain 1, refused with --domain 0
+    const bin = join(dir, 'd1.bin');
+    await ok(['wrap', '--sim', sim, '--key-ref', '1', '--out', bin, '--pin', 'env:PIN']);
+    const before = await readFile(sim, 'utf8');
+    const wrong = await cli(
+      ['unwrap', bin, '--key-ref', '9', '--domain', '0', '--sim', sim, '--pin', 'env:PIN'],
+      { env: ENV },
+    );
+    expect(wrong.code).toBe(6);
+    expect(wrong.stderr).toMatch(/KCV_MISMATCH|another DKEK/);
+    const far = await cli(
+      ['unwrap', bin, '--key-ref', '9', '--domain', '7', '--sim', sim, '--pin', 'env:PIN'],
+      { env: ENV },
+    );
+    expect(far.code).toBe(6);
+    expect(await readFile(sim, 'utf8')).toBe(before);
+    await ok(['delete-key', '--sim', sim, '--key-ref', '1', '--pin', 'env:PIN', '--yes']);
+    await ok(['unwrap', bin, '--key-ref', '9', '--domain', '1', '--sim', sim, '--pin', 'env:PIN']);
+    const after = (await ok(['keys', '--sim', sim, '--json'])).json();
+    const l2 = Array.isArray(after) ? after : after.keys;
+    expect(l2.find((k: { keyRef: number }) => k.keyRef === 9)).toMatchObject({ label: 'd1', domain: 1 });
+  }, 180_000);
+
+  it('hostile: out of range, create twice, import into a domain never created, bad numbers; nothing changes', async () => {
+    const sim = await copyState(base, dir, 'hostile.json');
+    const before = await readFile(sim, 'utf8');
+    const cases: [string[], number, RegExp][] = [
+      [['domain', 'create', '--domain', '3', '--shares', '1'], 6, /no key domain 3|KEY_DOMAIN_OUT_OF_RANGE/],
+      [['domain', 'create', '--domain', '1', '--shares', '1'], 7, /exists already/],
+      [['domain', 'create', '--domain', '2', '--shares', '0'], 2, /--shares/],
+      [['domain', 'create', '--domain', '-1', '--shares', '1'], 2, /--domain/],
+      [['domain', 'create', '--shares', '1'], 2, /--domain N is required/],
+      [['domain', 'create', '--domain', '2\u0007', '--shares', '1'], 2, /--domain/],
+      [['domain', 'import', shareA, '--domain', '2', '--password', 'env:PW'], 6, /unused/],
+      [['domain', 'status', '--domain', '9'], 6, /no key domain 9/],
+      [['domain', 'delete', '--domain', '2', '--yes'], 6, /unused/],
+      [['keygen', '--type', 'ec:prime256v1', '--label', 'x', '--domain', '1'], 6, /misses 2 share/],
+      [['keygen', '--type', 'ec:prime256v1', '--label', 'x', '--domain', '2'], 6, /unused/],
+      [['keygen', '--type', 'ec:prime256v1', '--label', 'x', '--domain', '255'], 2, /--domain/],
+    ];
+    for (const [args, code, re] of cases) {
+      const pin = args[1] === 'status' ? [] : ['--pin', 'env:PIN'];
+      const r = await cli([...args, '--sim', sim, ...pin], { env: ENV });
+      expect(r.code, `${args.join(' ')}: ${r.stdout}${r.stderr}`).toBe(code);
+      expect(r.stderr + r.stdout).toMatch(re);
+    }
+    expect(await readFile(sim, 'utf8')).toBe(before);
+  }, 120_000);
+
+  it('delete asks like init (no terminal, no --yes: refused); refuses a domain with keys; --dkek-only keeps the keys', async () => {
+    const sim = await copyState(base, dir, 'delete.json');
+    await ok([
+      'domain',
+      'import',
+      shareA,
+      '--domain',
+      '1',
+      '--sim',
+      sim,
+      '--password',
+      'env:PW',
+      '--pin',
+      'env:PIN',
+    ]);
+    await ok([
+      'domain',
+      'import',
+      shareB,
+      '--domain',
+      '1',
+      '--sim',
+      sim,
+      '--password',
+      'env:PW',
+      '--pin',
+      'env:PIN',
+    ]);
+    await ok([
+      'keygen',
+      '--sim',
+      sim,
+      '--type',
+      'ec:prime256v1',
+      '--label',
+      'k',
+      '--domain',
+      '1',
+      '--pin',
+      'env:PIN',
+    ]);
+    const before = await readFile(sim, 'utf8');
+    const ask = await cli(['domain', 'delete', '--domain', '1', '--sim', sim, '--pin', 'env:PIN'], {
+      env: ENV,
+    });
+    expect(ask.code).toBe(7);
+    expect(ask.stderr).toMatch(/confirmation/);
+    expect(await readFile(sim, 'utf8')).toBe(before);
+    const full = await cli(['domain', 'delete', '--domain', '1', '--sim', sim, '--pin', 'env:PIN', '--yes'], {
+      env: ENV,
+    });
+    expect(full.code).toBe(7);
+    expect(full.stderr).toMatch(/still holds keys/);
+    const only = await ok([
+      'domain',
+      'delete',
+      '--domain',
+      '1',
+      '--dkek-only',
+      '--sim',
+      sim,
+      '--pin',
+      'env:PIN',
+      '--yes',
+      '--json',
+    ]);
+    expect(only.json()).toEqual({ domain: 1, total: 2, outstanding: 2, kcv: null });
+    expect((await ok(['keys', '--sim', sim, '--json'])).stdout).toContain('"k"');
+    const wrap = await cli(
+      ['wrap', '--sim', sim, '--key-ref', '1', '--out', join(dir, 'x.bin'), '--pin', 'env:PIN'],
+      { env: ENV },
+    );
+    expect(wrap.code).toBe(6);
+    // a new ceremony: the same share files are accepted again after the DKEK was deleted
+    await ok([
+      'domain',
+      'import',
+      shareA,
+      '--domain',
+      '1',
+      '--sim',
+      sim,
+      '--password',
+      'env:PW',
+      '--pin',
+      'env:PIN',
+    ]);
+    await ok(['domain', 'delete', '--domain', '2', '--sim', sim, '--pin', 'env:PIN', '--yes']).catch(
+      () => undefined,
+    );
+    await ok(['delete-key', '--sim', sim, '--key-ref', '1', '--pin', 'env:PIN', '--yes']);
+    await ok(['domain', 'delete', '--domain', '1', '--sim', sim, '--pin', 'env:PIN', '--yes']);
+    expect(
+      (await ok(['domain', 'status', '--sim', sim, '--json']))
+        .json()
+        .domains.map((d: { domain: number }) => d.domain),
+    ).toEqual([0]);
+  }, 180_000);
+});
