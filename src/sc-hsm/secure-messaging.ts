@@ -24,7 +24,7 @@ const BLOCK = 16;
 const REPLAY_WINDOW = 64;
 
 /** ISO/IEC 9797-1 padding method 2: `80` then zeros up to a whole block (always adds one byte). */
-export function padIso(data: Uint8Array): Uint8Array {
+function padIso(data: Uint8Array): Uint8Array {
   const out = new Uint8Array((Math.floor(data.length / BLOCK) + 1) * BLOCK);
   out.set(data);
   out[data.length] = 0x80;
@@ -32,7 +32,7 @@ export function padIso(data: Uint8Array): Uint8Array {
 }
 
 /** Removes padding method 2; undefined when it is not there. */
-export function unpadIso(data: Uint8Array): Uint8Array | undefined {
+function unpadIso(data: Uint8Array): Uint8Array | undefined {
   let i = data.length - 1;
   while (i >= 0 && data[i] === 0) i--;
   return i >= 0 && data[i] === 0x80 ? data.subarray(0, i) : undefined;
