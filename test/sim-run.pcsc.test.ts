@@ -9,7 +9,7 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { beforeAll, expect, it } from 'vitest';
-import { PIN, SO_PIN, tempDir } from './cli-helpers.js';
+import { cli, PASSWORD, PIN, SO_PIN, tempDir } from './cli-helpers.js';
 import { buildCli, finished, startCli } from './helpers/cli-process.js';
 import { describePcsc } from './helpers/pcsc-env.js';
 
@@ -212,6 +212,45 @@ describePcsc('sim run (private pcscd as root)', () => {
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toContain('CI-HSM');
     expect(r.stderr).not.toContain(SO_PIN);
+  });
+
+  it('--init --dkek-share: both fresh cards get the same DKEK (the share imported into each)', async () => {
+    const dir = await tempDir();
+    const share = join(dir, 'share.pbe');
+    const made = await cli(['dkek', 'create', share, '--password', 'env:PW'], { env: { PW: PASSWORD } });
+    expect(made.code, made.stderr).toBe(0);
+    const r = await finished(
+      startCli(
+        [
+          'sim',
+          'run',
+          '--cards',
+          '2',
+          '--init',
+          '--so-pin',
+          'env:SO',
+          '--pin',
+          'env:P',
+          '--label',
+          'TWO',
+          '--dkek-share',
+          share,
+          '--password',
+          'env:PW',
+          '--',
+          'sh',
+          '-c',
+          'sc-hsm-tool -r 0; sc-hsm-tool -r 1',
+        ],
+        { env: { SO: SO_PIN, P: PIN, PW: PASSWORD } },
+      ),
+    );
+    expect(r.code, r.stderr).toBe(0);
+    const kcvs = [...r.stdout.matchAll(/DKEK key check value : ([0-9A-F]{16})/g)].map((m) => m[1]);
+    expect(kcvs).toHaveLength(2);
+    expect(kcvs[0]).toBe(kcvs[1]);
+    expect(kcvs[0]).not.toBe('0000000000000000');
+    expect(r.stderr).not.toContain(PASSWORD);
   });
 
   it('says what it lacks before anything starts (PATH without pcscd): the Debian package, exit 4', async () => {
