@@ -128,6 +128,16 @@ describe('--secure', () => {
     noSecrets(r.stdout + r.stderr + k.stdout + k.stderr);
   });
 
+  it('apdu --secure: refused before anything is sent (raw APDUs cannot be protected)', async () => {
+    const dir = await tempDir();
+    const f = await copyState(base, dir);
+    const trace = join(dir, 't.txt');
+    const r = await cli(['apdu', '--secure', '--sim', f, '--trace', trace, '00 84 00 00 08', '--json']);
+    expect(r.code).toBe(2);
+    expect(r.stdout + r.stderr).toContain('--secure');
+    expect((await readFile(trace, 'utf8').catch(() => '')).includes('=>')).toBe(false);
+  });
+
   it('a device chain that does not verify: exit 4 DEVICE_NOT_AUTHENTIC, the PIN never sent', async () => {
     const dir = await tempDir();
     const f = await copyState(base, dir);

@@ -18,6 +18,14 @@ export const apdu: Command = {
         throw new CliError('USAGE_ERROR', `APDU #${i + 1} is not hex of at least 4 bytes`);
       return b;
     });
+    // raw APDUs go to the reader as typed: secure messaging could not protect them, and the card
+    // would end its secure channel at the first plain one
+    if (ctx.g.secure)
+      throw new CliError(
+        'USAGE_ERROR',
+        'apdu sends the APDUs as typed, unprotected: it cannot run with --secure; nothing was sent',
+        'run apdu without --secure',
+      );
     const hsm = await ctx.hsm();
     if (cmds.some((c) => pinTryOf(c))) await applyKnownRetryCounter(ctx.io, hsm);
     const results: { command: string; sw: string; data: Uint8Array }[] = [];
