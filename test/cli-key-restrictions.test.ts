@@ -2,7 +2,8 @@
  * `keygen --algorithms … --use-counter N`, `keygen --derive-from N --tweak HEX`, and what `keys`,
  * `dump` and `wrapped inspect` show of them, on a virtual card through the command (in-process).
  */
-import { readFile } from 'node:fs/promises';
+import { generateKeyPairSync } from 'node:crypto';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { VirtualSmartCardHsm } from '../src/sim/index.js';
@@ -191,6 +192,35 @@ describe('keygen --algorithms / --use-counter', () => {
       '--json',
     ]);
     expect(nw.json().error.code).toBe('ALGORITHM_NOT_ALLOWED');
+  });
+});
+
+describe('import-key --algorithms', () => {
+  it('the blob built on the host carries the list onto the device; a list that cannot apply is refused first', async () => {
+    const f = await fresh('import');
+    const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
+    const pem = join(dir, 'imp.pem');
+    await writeFile(pem, privateKey.export({ format: 'pem', type: 'pkcs8' }));
+    const args = (list: string) => [
+      ...['import-key', pem, '--sim', f, '--key-ref', '6', '--label', 'imp'],
+      ...['--algorithms', list, '--dkek', share, '--password', 'env:PW', '--pin', PIN, '--json'],
+    ];
+    const before = await readFile(f, 'utf8');
+    const bad = await cli(args('RSA-PSS,WRAP'), { env: ENV });
+    expect(bad.code).toBe(2);
+    expect(bad.json().error.message).toMatch(/RSA-PSS, which cannot apply to an EC key/);
+    expect(await readFile(f, 'utf8')).toBe(before);
+    const r = await cli(args('ECDSA-SHA256,WRAP'), { env: ENV });
+    expect(r.code, r.stdout).toBe(0);
+    expect(r.json()).toMatchObject({ keyRef: 6, algorithms: ['ECDSA-SHA256', 'WRAP'] });
+    const k = (await cli(['keys', '--sim', f, '--json'])).json().keys[0];
+    expect(k).toMatchObject({ keyRef: 6, algorithms: ['ECDSA-SHA256', 'WRAP'], useCounter: null });
+    const bin = join(dir, 'imp.bin');
+    expect((await cli(['wrap', '--sim', f, '--key-ref', '6', '--out', bin, '--pin', PIN])).code).toBe(0);
+    expect((await cli(['wrapped', 'inspect', bin, '--json'])).json().algorithmNames).toEqual([
+      'ECDSA-SHA256',
+      'WRAP',
+    ]);
   });
 });
 

@@ -39,6 +39,7 @@ import {
   removeStaleTemps,
   writeAtomic,
 } from '../util/host-files.js';
+import { checkAlgorithmList } from './key-restrictions.js';
 import {
   type DeviceStatus,
   dkekKcvUnknown,
@@ -81,6 +82,8 @@ export interface ManifestKey {
   sha256: string;
   /** SHA-256 of the SubjectPublicKeyInfo DER, where the device had the public key. */
   publicKeySha256?: string;
+  /** Key domain (spec §3.10) when not 0: its blob was wrapped under `device.domains[domain]`. */
+  domain?: number;
 }
 
 /** `manifest.json` of a backup directory. */
@@ -89,8 +92,11 @@ export interface Manifest {
   version: 1;
   /** ISO 8601 time of the backup. */
   created: string;
-  /** The device backed up; `kcv` is its DKEK key check value, lowercase hex. */
-  device: { serial?: string; label?: string; kcv: string };
+  /**
+   * The device backed up; `kcv` is its DKEK key check value (domain 0), lowercase hex; `domains`
+   * the KCV of each other key domain a key of the backup belongs to (absent without such keys).
+   */
+  device: { serial?: string; label?: string; kcv: string; domains?: Record<string, string> };
   keys: ManifestKey[];
 }
 
@@ -310,6 +316,11 @@ export async function backupDevice(
       await checkBackupTarget(dir, device, keys, known);
     }
   }
+  // keys of other key domains are wrapped under their domain's DKEK (spec §3.10, §3.16)
+  const otherDomains = (await hsm.listKeyDomains()).domains.filter(
+    (d) => d.domain !== 0 && d.outstanding === 0 && !d.xkekUid,
+  );
+  const domainKcvs: Record<string, string> = {};
   const created = await createHostDirectory(dir);
   // what a killed backup left: temp files of our own naming, never another program's
   const removedTemps = removeBackupTemps(dir);
@@ -323,10 +334,21 @@ export async function backupDevice(
         });
       const bin = await hsm.backupKey(k.keyRef);
       const file = `key-${String(k.keyRef).padStart(3, '0')}.bin`;
-      // still unknown after login: the card wraps under its own DKEK, so the first blob tells
-      known ??= wrapKcv(bin, file);
-      // a damaged answer never reaches the directory: check before writing, and again after
-      checkWrapFile(bin, known, file);
+      // a key of another domain: its blob carries that domain's KCV
+      const blobKcv = wrapKcv(bin, file);
+      const inDomain =
+        k.domain !== undefined && k.domain !== 0
+          ? otherDomains.find((d) => d.domain === k.domain)
+          : otherDomains.find((d) => bytesEqual(d.kcv, blobKcv) && !(known && bytesEqual(known, blobKcv)));
+      if (inDomain) {
+        checkWrapFile(bin, inDomain.kcv, file);
+        domainKcvs[String(inDomain.domain)] = toHex(inDomain.kcv);
+      } else {
+        // still unknown after login: the card wraps under its own DKEK, so the first blob tells
+        known ??= blobKcv;
+        // a damaged answer never reaches the directory: check before writing, and again after
+        checkWrapFile(bin, known, file);
+      }
       await writeAtomic(join(dir, file), bin, 0o600);
       const e: ManifestKey = {
         keyRef: k.keyRef,
@@ -339,6 +361,7 @@ export async function backupDevice(
       if (k.label !== undefined) e.label = k.label;
       if (k.curve) e.curve = k.curve;
       if (k.publicKey) e.publicKeySha256 = sha256Hex(k.publicKey);
+      if (inDomain) e.domain = inDomain.domain;
       entries.push(e);
       o.onProgress?.(i + 1, keys.length);
     }
@@ -357,6 +380,7 @@ export async function backupDevice(
   };
   if (device.serial) manifest.device.serial = device.serial;
   if (device.label !== undefined) manifest.device.label = device.label;
+  if (Object.keys(domainKcvs).length) manifest.device.domains = domainKcvs;
   // verify what is on disk before anything is reported as backed up
   for (const e of entries) {
     const bin = await readHostFile(join(dir, e.file), 'backup file');
@@ -606,6 +630,13 @@ export async function readManifest(dir: string): Promise<Manifest> {
       (typeof k.publicKeySha256 !== 'string' || !hex64.test(k.publicKeySha256))
     )
       throw invalid(`${at}.publicKeySha256 must be 64 lowercase hex digits`);
+    if (k.domain !== undefined) {
+      if (!Number.isInteger(k.domain) || k.domain < 1 || k.domain > 254)
+        throw invalid(`${at}.domain must be a key domain from 1 to 254`);
+      const dk = m.device.domains?.[String(k.domain)];
+      if (typeof dk !== 'string' || !/^[0-9a-fA-F]{16}$/.test(dk))
+        throw invalid(`${at}.domain ${k.domain} has no 16-hex-digit KCV in device.domains`);
+    }
   }
   return m;
 }
@@ -634,7 +665,9 @@ export async function checkBackup(dir: string): Promise<CheckedBackup> {
       throw new ScHsmError('BACKUP_INVALID', `${entry.file} is damaged: ${damage}. Nothing was changed.`, {
         fix: 'restore this key from another copy of the backup, or make a new backup from a device that still has it',
       });
-    if (toHex(info.header.kcv) !== manifest.device.kcv.toLowerCase()) {
+    // the KCV of the key's domain (domain 0: the device's)
+    const expected = entry.domain === undefined ? manifest.device.kcv : manifest.device.domains![String(entry.domain)]!;
+    if (toHex(info.header.kcv) !== expected.toLowerCase()) {
       throw new ScHsmError(
         'BACKUP_INVALID',
         `${entry.file} was wrapped under another DKEK than the manifest says: nothing was changed`,
@@ -698,6 +731,21 @@ export async function restoreDevice(
       `the backup was made under DKEK ${kcvText(backupKcv)}, this device has ${kcvText(device)}: import the same DKEK share files. Nothing was changed.`,
     );
   if (deviceKcv && backupKcvKnown && !bytesEqual(deviceKcv, backupKcv)) throw mismatch(deviceKcv);
+  // every other key domain the backup's keys belong to: there, complete, with the same DKEK
+  for (const [d, kcvHex] of Object.entries(m.device.domains ?? {})) {
+    if (!b.files.some((f) => f.entry.domain === Number(d))) continue;
+    const st = await hsm.keyDomainStatus(Number(d)).catch((e: unknown) => {
+      if (isScHsmError(e, 'KEY_DOMAIN_OUT_OF_RANGE')) return undefined;
+      throw e;
+    });
+    if (!st || st.outstanding > 0 || toHex(st.kcv) !== kcvHex.toLowerCase())
+      throw new ScHsmError(
+        st && st.outstanding > 0 ? 'DKEK_INCOMPLETE' : 'KCV_MISMATCH',
+        `keys of the backup belong to key domain ${d} (DKEK ${kcvHex.toUpperCase()}); on this device that domain ${
+          !st ? 'does not exist or is unused' : st.outstanding > 0 ? `still misses ${st.outstanding} share(s)` : `has DKEK ${kcvText(st.kcv)}`
+        }: create it and import the same share files (sc-hsm-ts domain create, domain import). Nothing was changed.`,
+      );
+  }
   const present = new Map((await hsm.listKeys()).map((k) => [k.keyRef, k]));
   const steps: RestoreStep[] = [];
   const conflicts: RestoreConflict[] = [];
@@ -956,6 +1004,11 @@ export interface ImportKeyOptions {
   /** PKCS#15 ID; default: OpenSC's intrinsic ID (SHA-1 of the modulus or of X). */
   id?: Uint8Array;
   /**
+   * Allowed algorithms (the blob's tag-91 field, spec §8.1; `algorithmBytes([...])`): the card
+   * refuses the imported key any other use, wrap included unless WRAP is listed.
+   */
+  algorithms?: Uint8Array;
+  /**
    * The device's DKEK as its 32-byte shares (combined here), or a function returning them, called
    * only after the device checks (a share file's key derivation is slow). Shares from a function
    * are wiped after use; shares given directly are left to the caller.
@@ -1003,6 +1056,11 @@ export async function importPrivateKey(hsm: SmartCardHsm, o: ImportKeyOptions): 
     throw new ScHsmError('INVALID_ARGUMENT', 'the DKEK (or its shares) is needed to import a key');
   const key = readPrivateKey(o.key, o.passphrase);
   const kind = key.asymmetricKeyType as 'rsa' | 'ec';
+  if (o.algorithms !== undefined) {
+    if (!(o.algorithms instanceof Uint8Array))
+      throw new ScHsmError('INVALID_ARGUMENT', 'the algorithm list (algorithms) must be a Uint8Array');
+    checkAlgorithmList(o.algorithms, 'the allowed-algorithm list (algorithms)', kind);
+  }
   const spki = new Uint8Array(createPublicKey(key).export({ format: 'der', type: 'spki' }));
   const bits =
     kind === 'rsa'
@@ -1051,7 +1109,7 @@ export async function importPrivateKey(hsm: SmartCardHsm, o: ImportKeyOptions): 
         `the given DKEK has key check value ${kcvText(given)}, the device has ${kcvText(deviceKcv)}. Nothing was changed.`,
       );
     }
-    blob = encryptKeyBlob({ pkcs8 }, dkek);
+    blob = encryptKeyBlob({ pkcs8 }, dkek, o.algorithms ? { algorithms: o.algorithms } : {});
   } finally {
     wipe(dkek);
     wipe(pkcs8);

@@ -1,6 +1,7 @@
 import type { KeyObject } from 'node:crypto';
 import { isScHsmError } from '../../../errors.js';
 import { deviceIdentity, importPrivateKey, readPrivateKey } from '../../../sc-hsm/backup.js';
+import { algorithmNames, checkAlgorithmList } from '../../../sc-hsm/key-restrictions.js';
 import { checkLabel } from '../../../sc-hsm/validate.js';
 import { toHex } from '../../../util/bytes.js';
 import type { Command } from '../../command.js';
@@ -9,6 +10,7 @@ import { readDkek } from '../../dkek-input.js';
 import { CliError } from '../../exit-codes.js';
 import { readHostFile } from '../../files.js';
 import { parseHexArg, printable } from '../../format.js';
+import { parseRestrictions } from '../keys/restrictions.js';
 import { importKeySpec } from '../meta.js';
 import { besideInput, replacedKeySaver, replaceFailure } from './replaced.js';
 
@@ -42,6 +44,9 @@ export const importKey: Command = {
           : `${file}: ${e.message}`,
       );
     }
+    const { algorithms } = parseRestrictions({ algorithms: v.algorithms });
+    if (algorithms)
+      checkAlgorithmList(algorithms, '--algorithms', key.asymmetricKeyType === 'rsa' ? 'rsa' : 'ec');
     const hsm = await ctx.hsm();
     const device = await deviceIdentity(hsm);
     const force = flag(v, 'force');
@@ -53,6 +58,7 @@ export const importKey: Command = {
       keyRef,
       label,
       ...(givenId ? { id: givenId } : {}),
+      ...(algorithms ? { algorithms } : {}),
       force,
       // the shares' passwords are asked only once the device is known to accept the key
       dkek: () => readDkek(ctx, dkekFiles, list(v, 'password')),
@@ -88,6 +94,7 @@ export const importKey: Command = {
       type: r.type,
       bits: r.bits,
       publicKeySha256: r.publicKeySha256,
+      algorithms: algorithms ? algorithmNames(algorithms) : null,
     };
   },
 };
