@@ -4,14 +4,14 @@
  * for it). Exit codes, teardown by pid after COMMAND or `sim run` itself is killed, two runs at
  * once, --init, and no secret in any child's command line or environment.
  */
-import type { ChildProcess } from 'node:child_process';
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { beforeAll, expect, it } from 'vitest';
 import { cli, PASSWORD, PIN, SO_PIN, tempDir } from './cli-helpers.js';
-import { buildCli, finished, startCli } from './helpers/cli-process.js';
-import { describePcsc } from './helpers/pcsc-env.js';
+import { buildCli, finished, ROOT, startCli } from './helpers/cli-process.js';
+import { describePcsc, waitForCard } from './helpers/pcsc-env.js';
 
 /** Host pids of every process below `root` (from /proc/PID/stat's ppid). */
 function descendants(root: number): number[] {
@@ -252,6 +252,51 @@ describePcsc('sim run (private pcscd as root)', () => {
     expect(kcvs[0]).not.toBe('0000000000000000');
     expect(r.stderr).not.toContain(PASSWORD);
   });
+
+  // nobody must be able to read the checkout (not so under a 0700 home): else said loudly, not run
+  const nobodyReads =
+    spawnSync('setpriv', [
+      '--reuid=65534',
+      '--regid=65534',
+      '--clear-groups',
+      'test',
+      '-r',
+      join(ROOT, 'src/cli/main.ts'),
+    ]).status === 0;
+  if (!nobodyReads) console.warn(`*** sim run without root NOT TESTED: user nobody cannot read ${ROOT} ***`);
+  it.runIf(nobodyReads)(
+    'not root: the system pcscd (here the one of with-pcscd.sh), said so; the card is gone afterwards',
+    async () => {
+      // as nobody: the same command, from the sources (the test bundle lives under root's cache)
+      const r = await finished(
+        spawn(
+          'setpriv',
+          [
+            '--reuid=65534',
+            '--regid=65534',
+            '--clear-groups',
+            process.execPath,
+            '--import',
+            'tsx',
+            join(ROOT, 'src/cli/main.ts'),
+            'sim',
+            'run',
+            '--',
+            'sh',
+            '-c',
+            'echo "mode=$SC_HSM_SIM_RUN host=$VPCD_HOST"; opensc-tool -l; exit 4',
+          ],
+          { cwd: ROOT, env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: '/tmp' } },
+        ),
+      );
+      expect(r.code, r.stderr).toBe(4);
+      expect(r.stderr).toContain('not root: the system');
+      expect(r.stderr).toContain('44 ms');
+      expect(r.stdout).toContain('mode=system host=127.0.0.1');
+      expect(r.stdout).toMatch(/0 +Yes +Virtual PCD 00 00/);
+      await waitForCard('Virtual PCD 00 00', false);
+    },
+  );
 
   it('says what it lacks before anything starts (PATH without pcscd): the Debian package, exit 4', async () => {
     const r = await finished(startCli(['sim', 'run', '--', 'true'], { env: { PATH: '/nonexistent' } }));
