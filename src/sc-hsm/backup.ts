@@ -386,7 +386,7 @@ export async function backupDevice(
     const bin = await readHostFile(join(dir, e.file), 'backup file');
     if (sha256Hex(bin) !== e.sha256)
       throw new ScHsmError('BACKUP_INVALID', `${e.file} reads back with another hash`);
-    checkWrapFile(bin, known!, e.file);
+    checkWrapFile(bin, e.domain === undefined ? known! : fromHex(domainKcvs[String(e.domain)]!), e.file);
   }
   await writeAtomic(manifestPath, `${JSON.stringify(manifest, null, 2)}\n`, 0o600);
   const again = Buffer.from(await readHostFile(manifestPath, 'backup manifest')).toString('utf8');
@@ -666,7 +666,8 @@ export async function checkBackup(dir: string): Promise<CheckedBackup> {
         fix: 'restore this key from another copy of the backup, or make a new backup from a device that still has it',
       });
     // the KCV of the key's domain (domain 0: the device's)
-    const expected = entry.domain === undefined ? manifest.device.kcv : manifest.device.domains![String(entry.domain)]!;
+    const expected =
+      entry.domain === undefined ? manifest.device.kcv : manifest.device.domains![String(entry.domain)]!;
     if (toHex(info.header.kcv) !== expected.toLowerCase()) {
       throw new ScHsmError(
         'BACKUP_INVALID',
@@ -742,7 +743,11 @@ export async function restoreDevice(
       throw new ScHsmError(
         st && st.outstanding > 0 ? 'DKEK_INCOMPLETE' : 'KCV_MISMATCH',
         `keys of the backup belong to key domain ${d} (DKEK ${kcvHex.toUpperCase()}); on this device that domain ${
-          !st ? 'does not exist or is unused' : st.outstanding > 0 ? `still misses ${st.outstanding} share(s)` : `has DKEK ${kcvText(st.kcv)}`
+          !st
+            ? 'does not exist or is unused'
+            : st.outstanding > 0
+              ? `still misses ${st.outstanding} share(s)`
+              : `has DKEK ${kcvText(st.kcv)}`
         }: create it and import the same share files (sc-hsm-ts domain create, domain import). Nothing was changed.`,
       );
   }

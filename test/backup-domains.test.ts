@@ -1,0 +1,89 @@
+/** Backup and restore of keys in several key domains (spec §3.10): the manifest records each key's domain and its KCV. */
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { keyCheckValue } from '../src/dkek/index.js';
+import { backupDevice, checkBackup, restoreDevice } from '../src/sc-hsm/backup.js';
+import { SmartCardHsm } from '../src/sc-hsm/session.js';
+import { VirtualSmartCardHsm } from '../src/sim/index.js';
+import { toHex } from '../src/util/bytes.js';
+import { rejection } from './helpers/fixtures.js';
+
+const SO_PIN = '3537363231383830';
+const PIN = '648219';
+const S0 = randomBytes(32);
+const S1 = randomBytes(32);
+let root: string;
+
+/** A device with 2 key domains; domain 0 from `s0`, domain 1 (when `s1`) from `s1`; PIN verified. */
+async function device(s0: Uint8Array, s1?: Uint8Array) {
+  const card = new VirtualSmartCardHsm();
+  const hsm = await SmartCardHsm.open(card);
+  await hsm.initialize({ soPin: SO_PIN, userPin: PIN, dkekShares: 1, keyDomains: 2 });
+  await hsm.importDkekShare(s0);
+  await hsm.verifyPin(PIN);
+  if (s1) {
+    await hsm.createKeyDomain(1, 1);
+    await hsm.importDkekShare(s1, { domain: 1 });
+  }
+  return { card, hsm };
+}
+
+beforeAll(async () => {
+  root = await mkdtemp(join(tmpdir(), 'sc-hsm-ts-backup-domains-'));
+});
+afterAll(async () => {
+  await rm(root, { recursive: true, force: true });
+});
+
+describe('backup and restore across key domains', () => {
+  it('records each key’s domain and KCV, restores onto a device with the same domains, refuses one without', async () => {
+    const src = await device(S0, S1);
+    await src.hsm.generateKeyPair({ type: 'ec', curve: 'P-256', label: 'zero' });
+    await src.hsm.generateKeyPair({ type: 'ec', curve: 'P-256', label: 'one', domain: 1 });
+    const dir = join(root, 'b1');
+    await backupDevice(src.hsm, dir);
+    const m = JSON.parse(await readFile(join(dir, 'manifest.json'), 'utf8'));
+    expect(m.device.kcv).toBe(toHex(keyCheckValue(S0)));
+    expect(m.device.domains).toEqual({ 1: toHex(keyCheckValue(S1)) });
+    expect(m.keys.map((k: { label: string; domain?: number }) => [k.label, k.domain])).toEqual([
+      ['zero', undefined],
+      ['one', 1],
+    ]);
+    await checkBackup(dir);
+
+    // a device without domain 1's DKEK: refused before anything is written
+    const bare = await device(S0);
+    const before = bare.card.serialize();
+    expect((await rejection(restoreDevice(bare.hsm, dir))).code).toBe('KCV_MISMATCH');
+    expect(bare.card.serialize()).toBe(before);
+    // the same domains: both keys back, each in its domain
+    const dst = await device(S0, S1);
+    await restoreDevice(dst.hsm, dir);
+    const keys = await dst.hsm.listKeys();
+    expect(keys.map((k) => [k.label, k.domain])).toEqual([
+      ['zero', 0],
+      ['one', 1],
+    ]);
+    expect(toHex((await dst.hsm.wrapKey(2)).subarray(0, 8))).toBe(toHex(keyCheckValue(S1)));
+  });
+
+  it('a manifest whose key claims a domain without a KCV, or a blob under another domain’s DKEK, is BACKUP_INVALID', async () => {
+    const src = await device(S0, S1);
+    await src.hsm.generateKeyPair({ type: 'ec', curve: 'P-256', label: 'one', domain: 1 });
+    const dir = join(root, 'b2');
+    await backupDevice(src.hsm, dir);
+    const path = join(dir, 'manifest.json');
+    const good = await readFile(path, 'utf8');
+    const m = JSON.parse(good);
+    delete m.device.domains;
+    await writeFile(path, JSON.stringify(m));
+    expect((await rejection(checkBackup(dir))).code).toBe('BACKUP_INVALID');
+    const m2 = JSON.parse(good);
+    m2.device.domains['1'] = toHex(keyCheckValue(S0));
+    await writeFile(path, JSON.stringify(m2));
+    expect((await rejection(checkBackup(dir))).message).toMatch(/another DKEK/);
+  });
+});
