@@ -105,6 +105,14 @@ describePcsc('sim run (private pcscd as root)', () => {
     expect(r.stderr).toContain('private pcscd');
   });
 
+  it('passes a multi-line script with control characters to COMMAND as it is', async () => {
+    const r = await finished(
+      startCli(['sim', 'run', '--', 'sh', '-c', 'printf "a\\tb\\n"\necho two\nexit 7']),
+    );
+    expect(r.code, r.stderr).toBe(7);
+    expect(r.stdout).toBe('a\tb\ntwo\n');
+  });
+
   it('exits 128+n when a signal ended COMMAND (143 for SIGTERM)', async () => {
     const r = await finished(startCli(['sim', 'run', '--', 'sh', '-c', 'kill -TERM $$']));
     expect(r.code, r.stderr).toBe(143);

@@ -46,6 +46,12 @@ export interface CommandSpec {
   positionals?: [number, number];
   /** The positional arguments are paths (see {@link PathRole}). */
   argPath?: PathRole;
+  /**
+   * The positional arguments are another program's command line (`sim run -- COMMAND…`), handed
+   * to it as they are and never printed: not refused for control characters (a multi-line
+   * `sh -c` script is common in CI).
+   */
+  argsArePassedOn?: boolean;
   /** Examples in `--help`. */
   examples?: string[];
 }
@@ -170,8 +176,9 @@ function refuseUnsafeText(
       check(x, `--${name}`, unsafeTextFix(spec, isPath));
     }
   }
-  for (const [i, p] of positionals.entries())
-    check(p, `argument ${i + 1}`, unsafeTextFix(undefined, cmd.argPath !== undefined));
+  if (!cmd.argsArePassedOn)
+    for (const [i, p] of positionals.entries())
+      check(p, `argument ${i + 1}`, unsafeTextFix(undefined, cmd.argPath !== undefined));
 }
 
 /**

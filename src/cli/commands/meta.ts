@@ -846,6 +846,7 @@ export const simRunSpec: CommandSpec = {
   name: 'sim run',
   args: '-- COMMAND…',
   positionals: [1, 4096],
+  argsArePassedOn: true,
   summary:
     'Run COMMAND with virtual SmartCard-HSMs in pcscd (a private pcscd as root), then tear everything down; exits with COMMAND\u2019s code.',
   description: [
