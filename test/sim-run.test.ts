@@ -87,6 +87,16 @@ describe('sim run: options refused before anything starts (exit 2)', () => {
     }
   });
 
+  it('the inner run\u2019s variable set from outside: refused, nothing mounted or started', async () => {
+    const t = await fakeTools();
+    const r = await cli(['sim', 'run', '--', 'true'], {
+      env: { PATH: t.path, SC_HSM_TS_SIM_RUN_INNER: '/tmp/plan.json' },
+    });
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain('SC_HSM_TS_SIM_RUN_INNER is set');
+    expect(t.ran()).toBe(false);
+  });
+
   it('no COMMAND', async () => {
     expect((await cli(['sim', 'run'])).code).toBe(2);
   });

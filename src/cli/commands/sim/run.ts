@@ -129,6 +129,13 @@ export const simRun: Command = {
   async run(ctx, v, positionals) {
     const innerPlan = ctx.io.env[INNER_ENV];
     if (innerPlan) {
+      // only `sim run` itself sets it, for the namespace's first process: never act on the host's /run
+      if (process.pid !== 1)
+        throw new CliError(
+          'USAGE_ERROR',
+          `${INNER_ENV} is set: it belongs to sim run's own process inside its namespaces`,
+          `unset ${INNER_ENV} and run sim run again`,
+        );
       ctx.exitCode = await runInNamespace(innerPlan, positionals, (s) => ctx.out.note(s));
       return { exitCode: ctx.exitCode };
     }
