@@ -111,3 +111,25 @@ describe('virtual card: public key authentication in APDUs', () => {
     ok(card, '00 20 00 81', '63C3');
   });
 });
+
+describe('virtual card state: registered keys', () => {
+  it('are kept in the state file and validated on load', async () => {
+    const a = await custodian();
+    const card = await pkaCard(2, 1);
+    await (await SmartCardHsm.open(card)).pkaRegister(a.file);
+    const json = card.serialize();
+    const back = VirtualSmartCardHsm.deserialize(json);
+    expect((await (await SmartCardHsm.open(back)).pkaSlots()).map((s) => s.chr)).toEqual([a.chr, undefined]);
+    const o = JSON.parse(json);
+    for (const keys of ['00', [42], ['zz'], ['00', '00', '00']]) {
+      expect(() =>
+        VirtualSmartCardHsm.deserialize(JSON.stringify({ ...o, pka: { ...o.pka, keys } })),
+      ).toThrow(expect.objectContaining({ code: 'INVALID_STATE_FILE' }));
+    }
+    // a state file of a card without registrations (written before they existed) still loads
+    const { keys: _, ...old } = o.pka;
+    expect(VirtualSmartCardHsm.deserialize(JSON.stringify({ ...o, pka: old }))).toBeInstanceOf(
+      VirtualSmartCardHsm,
+    );
+  });
+});
