@@ -317,6 +317,7 @@ describe('pka commands refuse bad input before the device is touched', () => {
       [['keys', '--sim', join(dir, 'other.json')], 'before pka authenticate'],
       [['frobnicate'], "got 'frobnicate'"],
       [['keygen', '--no-such-option'], 'no-such-option'],
+      [['init', '--so-pin', 'env:SO_PIN', '--pin', 'env:PIN'], 'init cannot be the step'],
     ] as [string[], string][]) {
       const x = await cli([
         'pka',

@@ -183,6 +183,12 @@ async function parseStep(argv: string[]): Promise<(ctx: Ctx) => Promise<unknown>
   const two = COMMANDS.find((c) => c.name === `${argv[0]} ${argv[1]}`);
   const entry = two ?? COMMANDS.find((c) => c.name === argv[0]);
   if (argv[0] === 'pka') throw new CliError('USAGE_ERROR', 'the step after -- cannot be another pka command');
+  // init would erase what the custodians just authorized (and skip its own reader check)
+  if (entry?.name === 'init')
+    throw new CliError(
+      'USAGE_ERROR',
+      'init cannot be the step after --: it erases the device; run it on its own',
+    );
   if (!entry || entry.name === 'demo' || entry.name.startsWith('sim '))
     throw new CliError(
       'USAGE_ERROR',
