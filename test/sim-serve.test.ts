@@ -198,9 +198,11 @@ describe('sim serve stopped by SIGTERM', () => {
       ]);
       const result = finished(child);
       await stderrSays(child, 'connected to vpcd');
+      // listening before the GET ATR that makes the child say it
+      const took = stderrSays(child, 'pcscd took the card');
       await v.send('01');
       await v.send('04');
-      await stderrSays(child, 'pcscd took the card');
+      await took;
       if (peerGoes) {
         // both events wait for the process at once: the peer's close and the signal
         child.kill('SIGSTOP');
