@@ -180,3 +180,15 @@ describe('checkSimHost: what sim run lacks, with the Debian packages', () => {
     expect(h.problems.some((p) => /no system pcscd is running/.test(p.what))).toBe(noSocket);
   });
 });
+
+describe('doctor', () => {
+  it('checks what sim run needs, naming the Debian package of what is missing', async () => {
+    const r = await cli(['doctor', '--json'], { env: { PATH: '/nonexistent' } });
+    const check = r.json().checks.find((c: { name: string }) => c.name === 'sim run');
+    expect(check).toBeDefined();
+    if (process.getuid?.() === 0) {
+      expect(check.status).toBe('warn');
+      expect(check.fix).toContain('apt-get install pcscd');
+    } else expect(check.detail).toMatch(/system|pcscd/);
+  });
+});

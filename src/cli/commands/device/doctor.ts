@@ -43,7 +43,7 @@ async function pkcs11Module(): Promise<{ distro: string; path: string }> {
   return { distro: id, path: '/usr/lib/opensc-pkcs11.so' };
 }
 
-export async function runChecks(): Promise<Check[]> {
+export async function runChecks(env: NodeJS.ProcessEnv = process.env): Promise<Check[]> {
   const checks: Check[] = [];
   const sock = '/run/pcscd/pcscd.comm';
   const sockThere = await exists(sock);
@@ -167,7 +167,7 @@ export async function runChecks(): Promise<Check[]> {
       status: 'skip',
       detail: 'vsmartcard vpcd not installed (only needed for `sim serve`)',
     });
-  const sim = await checkSimHost();
+  const sim = await checkSimHost(env);
   checks.push({
     name: 'sim run',
     status: sim.problems.length ? 'warn' : 'ok',
@@ -180,7 +180,7 @@ export async function runChecks(): Promise<Check[]> {
 export const doctor: Command = {
   ...doctorSpec,
   async run(ctx) {
-    const checks = await runChecks();
+    const checks = await runChecks(ctx.io.env);
     const o = ctx.out;
     const mark = {
       ok: o.paint('green', 'ok  '),
