@@ -157,6 +157,119 @@ describe('domain commands', () => {
     expect(l2.find((k: { keyRef: number }) => k.keyRef === 9)).toMatchObject({ label: 'd1', domain: 1 });
   }, 180_000);
 
+  it('wrapped files of domain 1 cross between the card and the host tools both ways (wrapped inspect, import-key --domain)', async () => {
+    const sim = await copyState(base, dir, 'cross.json');
+    for (const f of [shareA, shareB])
+      await ok([
+        'domain',
+        'import',
+        f,
+        '--domain',
+        '1',
+        '--sim',
+        sim,
+        '--password',
+        'env:PW',
+        '--pin',
+        'env:PIN',
+      ]);
+    const kcv1 = (await ok(['domain', 'status', '--domain', '1', '--sim', sim, '--json'])).json().kcv;
+    await ok([
+      'keygen',
+      '--sim',
+      sim,
+      '--type',
+      'ec:prime256v1',
+      '--label',
+      'card',
+      '--domain',
+      '1',
+      '--pin',
+      'env:PIN',
+    ]);
+    const bin = join(dir, 'cross.bin');
+    await ok(['wrap', '--sim', sim, '--key-ref', '1', '--out', bin, '--pin', 'env:PIN']);
+    // the host decrypts the card's blob with domain 1's shares, not with domain 0's
+    const insp = await ok([
+      'wrapped',
+      'inspect',
+      bin,
+      '--dkek',
+      shareA,
+      '--dkek',
+      shareB,
+      '--password',
+      'env:PW',
+      '--password',
+      'env:PW',
+      '--json',
+    ]);
+    expect(JSON.stringify(insp.json()).toUpperCase()).toContain(kcv1);
+    const other = await cli(['wrapped', 'inspect', bin, '--dkek', share0, '--password', 'env:PW'], {
+      env: ENV,
+    });
+    expect(other.code).toBe(6);
+    // a key wrapped on the host under domain 1's DKEK lands in domain 1
+    const pem = join(dir, 'host-key.pem');
+    const { generateKeyPairSync } = await import('node:crypto');
+    await (await import('node:fs/promises')).writeFile(
+      pem,
+      generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).privateKey.export({
+        format: 'pem',
+        type: 'pkcs8',
+      }),
+    );
+    const wrong = await cli(
+      [
+        'import-key',
+        pem,
+        '--sim',
+        sim,
+        '--key-ref',
+        '5',
+        '--label',
+        'host',
+        '--dkek',
+        shareA,
+        '--dkek',
+        shareB,
+        '--password',
+        'env:PW',
+        '--password',
+        'env:PW',
+        '--pin',
+        'env:PIN',
+      ],
+      { env: ENV },
+    );
+    expect(wrong.code).toBe(6); // domain 0 by default: another KCV
+    await ok([
+      'import-key',
+      pem,
+      '--sim',
+      sim,
+      '--key-ref',
+      '5',
+      '--label',
+      'host',
+      '--domain',
+      '1',
+      '--dkek',
+      shareA,
+      '--dkek',
+      shareB,
+      '--password',
+      'env:PW',
+      '--password',
+      'env:PW',
+      '--pin',
+      'env:PIN',
+    ]);
+    const keys = (await ok(['keys', '--sim', sim, '--json'])).json();
+    const list = Array.isArray(keys) ? keys : keys.keys;
+    expect(list.find((k: { keyRef: number }) => k.keyRef === 5)).toMatchObject({ label: 'host', domain: 1 });
+  }, 240_000);
+
   it('hostile: out of range, create twice, import into a domain never created, bad numbers; nothing changes', async () => {
     const sim = await copyState(base, dir, 'hostile.json');
     const before = await readFile(sim, 'utf8');

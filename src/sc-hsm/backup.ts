@@ -1019,6 +1019,11 @@ export interface ImportKeyOptions {
    * are wiped after use; shares given directly are left to the caller.
    */
   dkekShares?: Uint8Array[] | (() => Promise<Uint8Array[]>);
+  /**
+   * Key domain (spec §3.10) whose DKEK the given DKEK is: the blob is checked against that domain's
+   * KCV and the card unwraps it into that domain; default 0.
+   */
+  domain?: number;
   /** The combined DKEK, or a function returning it (wiped after use), instead of `dkekShares`. */
   dkek?: Uint8Array | (() => Promise<Uint8Array>);
   /** Replace a key at `keyRef` (otherwise KEY_REF_OCCUPIED). */
@@ -1071,9 +1076,19 @@ export async function importPrivateKey(hsm: SmartCardHsm, o: ImportKeyOptions): 
     kind === 'rsa'
       ? key.asymmetricKeyDetails!.modulusLength!
       : curveByName(key.asymmetricKeyDetails!.namedCurve!).bits;
-  const st = await hsm.dkekStatus();
+  const domain = o.domain ?? 0;
+  if (!Number.isInteger(domain) || domain < 0 || domain > 254)
+    throw new ScHsmError(
+      'INVALID_ARGUMENT',
+      `the key domain must be a whole number from 0 to 254; got ${String(o.domain)}`,
+    );
+  const status = () => (domain === 0 ? hsm.dkekStatus() : hsm.keyDomainStatus(domain));
+  const st = await status();
   if (!st)
-    throw new ScHsmError('NO_DKEK', 'the device has no DKEK: keys cannot be imported. Nothing was changed.');
+    throw new ScHsmError(
+      domain === 0 ? 'NO_DKEK' : 'KEY_DOMAIN_UNUSED',
+      `${domain === 0 ? 'the device' : `key domain ${domain}`} has no DKEK: keys cannot be imported. Nothing was changed.`,
+    );
   if (st.outstanding > 0)
     throw new ScHsmError(
       'DKEK_INCOMPLETE',
@@ -1099,7 +1114,7 @@ export async function importPrivateKey(hsm: SmartCardHsm, o: ImportKeyOptions): 
   if (!deviceKcv && o.authenticate) {
     await o.authenticate();
     authenticated = true;
-    const again = await hsm.dkekStatus();
+    const again = await status();
     if (again && !dkekKcvUnknown(again)) deviceKcv = again.kcv;
   }
   const dkek = await resolveDkek(o);
@@ -1143,6 +1158,7 @@ export async function importPrivateKey(hsm: SmartCardHsm, o: ImportKeyOptions): 
   if (o.allowKeyLoss) opts.allowKeyLoss = true;
   if (o.onReplaced) opts.onReplaced = o.onReplaced;
   if (o.authenticate) opts.authenticate = o.authenticate;
+  if (o.domain !== undefined) opts.domain = o.domain;
   await hsm.restoreKey(encodeWrapFile({ blob, prkd }), o.keyRef, opts);
   return {
     keyRef: o.keyRef,

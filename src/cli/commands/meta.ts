@@ -513,6 +513,11 @@ export const importKeySpec: CommandSpec = {
   ].join('\n'),
   options: {
     'key-ref': { type: 'string', arg: 'N', help: 'free key reference 1-255' },
+    domain: {
+      type: 'string',
+      arg: 'N',
+      help: 'key domain whose DKEK the --dkek shares make (default 0): the key lands in that domain',
+    },
     label: { type: 'string', arg: 'LABEL', help: 'key label (1-32 bytes of UTF-8, no control characters)' },
     id: {
       type: 'string',

@@ -5,7 +5,7 @@ import { algorithmNames, checkAlgorithmList } from '../../../sc-hsm/key-restrict
 import { checkLabel } from '../../../sc-hsm/validate.js';
 import { toHex } from '../../../util/bytes.js';
 import type { Command } from '../../command.js';
-import { flag, list, reqInt, reqStr, str } from '../../context.js';
+import { flag, int, list, reqInt, reqStr, str } from '../../context.js';
 import { readDkek } from '../../dkek-input.js';
 import { CliError } from '../../exit-codes.js';
 import { readHostFile } from '../../files.js';
@@ -47,6 +47,7 @@ export const importKey: Command = {
     const { algorithms } = parseRestrictions({ algorithms: v.algorithms });
     if (algorithms)
       checkAlgorithmList(algorithms, '--algorithms', key.asymmetricKeyType === 'rsa' ? 'rsa' : 'ec');
+    const domain = int(v, 'domain', 0, 254);
     const hsm = await ctx.hsm();
     const device = await deviceIdentity(hsm);
     const force = flag(v, 'force');
@@ -59,6 +60,7 @@ export const importKey: Command = {
       label,
       ...(givenId ? { id: givenId } : {}),
       ...(algorithms ? { algorithms } : {}),
+      ...(domain !== undefined ? { domain } : {}),
       force,
       // the shares' passwords are asked only once the device is known to accept the key
       dkek: () => readDkek(ctx, dkekFiles, list(v, 'password')),
