@@ -103,6 +103,7 @@ describe('public key authentication (init --pka, pka …)', () => {
     const i = await init(t, '--pka', '2', '--required', '2');
     expect(i.code, i.stderr).toBe(0);
     expect(i.stdout).toContain('pka register');
+    expect((await cli(['pin', 'status', '--sim', t])).stdout).toContain('public keys replace it');
     expect((await cli(['pka', 'register', '--sim', t, a.file])).code).toBe(0);
     // the same file twice: refused on the host
     const twice = await cli(['pka', 'register', '--sim', t, a.file]);

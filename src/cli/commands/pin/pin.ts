@@ -25,7 +25,14 @@ export const pinStatus: Command = {
     if (!st.initialized) o.line('The device is not initialized: no PINs are set.');
     else {
       await applyKnownRetryCounter(ctx.io, hsm, st.userPin.triesLeft);
-      o.kv('User PIN', pinStateText(st.userPin, 'user-pin', hsm.userPinRetryCounter));
+      const replaced =
+        st.pka && !st.userPin.verified && st.userPin.triesLeft === undefined && !st.transportPin;
+      o.kv(
+        'User PIN',
+        replaced
+          ? 'not used: the custodians\u2019 public keys replace it (sc-hsm-ts pka authenticate)'
+          : pinStateText(st.userPin, 'user-pin', hsm.userPinRetryCounter),
+      );
       o.kv('SO-PIN', pinStateText(st.soPin, 'so-pin', 15));
     }
     return { initialized: st.initialized, userPin: st.userPin, soPin: st.soPin };
