@@ -492,3 +492,52 @@ describe('n-of-m with fewer answers than required', () => {
     expect(x.stdout).not.toContain('No keys on the device.');
   });
 });
+
+describe('--pka-and-pin (option 0010)', () => {
+  it('the step after the custodians still needs the user PIN', async () => {
+    const dir = await tempDir();
+    const a = await custodian(dir, 'heidi');
+    const t = join(dir, 'target.json');
+    const i = await init(t, '--pka', '1', '--required', '1', '--pka-and-pin');
+    expect(i.code, i.stderr).toBe(0);
+    expect(i.stdout).toContain('Combined authentication (user PIN and public key authentication)');
+    expect((await cli(['pka', 'register', '--sim', t, a.file])).code).toBe(0);
+    const round = async (n: number, step: string[]) => {
+      const c = join(dir, `c${n}.json`);
+      const r = join(dir, `r${n}.json`);
+      const auth = cli(
+        [
+          'pka',
+          'authenticate',
+          '--sim',
+          t,
+          '--challenge-out',
+          c,
+          '--response',
+          r,
+          '--wait',
+          '30',
+          '--',
+          ...step,
+        ],
+        {
+          env,
+        },
+      );
+      await waitFor(c);
+      expect(
+        (
+          await cli(['pka', 'respond', '--sim', a.sim, c, '--key-ref', '1', '--out', r, '--pin', 'env:PIN'], {
+            env,
+          })
+        ).code,
+      ).toBe(0);
+      return auth;
+    };
+    // no PIN given to the step: without a terminal that is a usage error, nothing generated
+    const without = await round(1, ['keygen', '--type', 'ec:prime256v1', '--label', 'k']);
+    expect(without.code).toBe(2);
+    const withPin = await round(2, ['keygen', '--type', 'ec:prime256v1', '--label', 'k', '--pin', 'env:PIN']);
+    expect(withPin.code, withPin.stderr).toBe(0);
+  });
+});
