@@ -87,7 +87,8 @@ function pkaNumbers(r: { stdout: string; stderr: string }) {
 
 describePcsc('sc-hsm-tool and sc-hsm-ts: public key authentication and the transport PIN', () => {
   beforeAll(async () => {
-    const c = await custodian('ec', (holder = new VirtualSmartCardHsm()));
+    holder = new VirtualSmartCardHsm();
+    const c = await custodian('ec', holder);
     onReader1 = { keyRef: c.keyRef, chr: c.chr };
     await c.hsm.close();
     other = await custodian();
