@@ -9,6 +9,7 @@
  * promises instead of callbacks, a 65,538-byte receive buffer for extended APDUs, and PC/SC
  * error codes read from the binding's message text and turned into `ScHsmError` codes.
  */
+import { createRequire } from 'node:module';
 import { ScHsmError, type ScHsmErrorCode } from '../errors.js';
 import { bytesEqual } from '../util/bytes.js';
 import { asyncDispose } from '../util/dispose.js';
@@ -76,27 +77,32 @@ let bindingPromise: Promise<BindingFactory> | undefined;
  * Loads `pcsclite` on first use. It is an optionalDependency with a native build, so its absence
  * (or a build for another Node ABI) becomes `PCSC_UNAVAILABLE` with the way to install it.
  * The specifier is a variable so that neither TypeScript nor a bundler requires the package.
+ * It is a CommonJS package, so it is required, not imported: an `import()` would start Node's ESM
+ * loader and scan the package's source for its exports first (cold start of a command:
+ * bench/startup.bench.ts). In the CommonJS build tsup's shim supplies `import.meta.url`.
  */
 export function loadPcsclite(): Promise<BindingFactory> {
   if (!bindingPromise) {
     const specifier = process.env.SC_HSM_PCSCLITE_MODULE ?? 'pcsclite';
-    bindingPromise = (import(specifier) as Promise<{ default?: unknown }>).then(
-      (mod) => {
-        const f = (mod.default ?? mod) as unknown;
-        if (typeof f !== 'function') {
-          throw new ScHsmError('PCSC_UNAVAILABLE', `the module '${specifier}' is not the pcsclite binding`);
-        }
-        return f as BindingFactory;
-      },
-      (e: unknown) => {
-        bindingPromise = undefined;
-        throw new ScHsmError(
-          'PCSC_UNAVAILABLE',
-          `the PC/SC binding 'pcsclite' could not be loaded (${messageOf(e)}); ${INSTALL_HINT}`,
-          { cause: e },
-        );
-      },
-    );
+    bindingPromise = Promise.resolve()
+      .then(() => createRequire(import.meta.url)(specifier) as { default?: unknown })
+      .then(
+        (mod) => {
+          const f = (mod.default ?? mod) as unknown;
+          if (typeof f !== 'function') {
+            throw new ScHsmError('PCSC_UNAVAILABLE', `the module '${specifier}' is not the pcsclite binding`);
+          }
+          return f as BindingFactory;
+        },
+        (e: unknown) => {
+          bindingPromise = undefined;
+          throw new ScHsmError(
+            'PCSC_UNAVAILABLE',
+            `the PC/SC binding 'pcsclite' could not be loaded (${messageOf(e)}); ${INSTALL_HINT}`,
+            { cause: e },
+          );
+        },
+      );
   }
   return bindingPromise;
 }

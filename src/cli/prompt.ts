@@ -1,8 +1,11 @@
 /**
  * Questions on the terminal: one readline interface per run (so that answers typed ahead are not
  * lost between questions), its echo muted for secrets. Prompts go to stderr, never stdout.
+ * node:readline is loaded at the first question: most commands ask none (cold start,
+ * bench/startup.bench.ts).
  */
-import { createInterface, type Interface } from 'node:readline';
+import { createRequire } from 'node:module';
+import type { Interface } from 'node:readline';
 import { Writable } from 'node:stream';
 import { CliError } from './exit-codes.js';
 import type { CliIo } from './io.js';
@@ -29,6 +32,9 @@ export class Prompter {
         cb();
       },
     });
+    const { createInterface } = createRequire(import.meta.url)(
+      'node:readline',
+    ) as typeof import('node:readline');
     // no history: a secret typed at a prompt must not be one arrow key away for the next question
     const rl = createInterface({
       input: this.io.stdin,
