@@ -232,21 +232,21 @@ export interface UnwrapTarget {
  */
 export async function unwrapTarget(
   ctx: SessionContext,
-  kcv: Uint8Array,
+  kcv: Uint8Array | undefined,
   wanted?: number,
 ): Promise<UnwrapTarget> {
   const hex = (b: Uint8Array) => toHex(b).toUpperCase();
   const mismatch = (what: string) =>
     new ScHsmError(
       'KCV_MISMATCH',
-      `the wrapped key was made under a different DKEK (key check value ${hex(kcv)}; ${what}). Nothing was changed.`,
+      `the wrapped key was made under a different DKEK (key check value ${hex(kcv!)}; ${what}). Nothing was changed.`,
     );
   const zero = await queryKeyDomain(ctx, 0);
   const usable = (q: KeyDomainStatus | 'unused' | 'out-of-range'): q is KeyDomainStatus =>
     typeof q === 'object' && q.outstanding === 0 && !q.xkekUid;
   if (wanted === undefined || wanted === 0) {
     if (usable(zero)) {
-      if (dkekKcvUnknown(zero)) return { domain: 0, kcv: undefined };
+      if (dkekKcvUnknown(zero) || !kcv) return { domain: 0, kcv: undefined };
       if (bytesEqual(zero.kcv, kcv)) return { domain: 0, kcv: zero.kcv };
     }
     if (wanted === 0) {
@@ -275,7 +275,8 @@ export async function unwrapTarget(
     if (wanted !== undefined && d === wanted) break;
   }
   const complete = all.filter(usable);
-  const first = complete.find((q) => bytesEqual(q.kcv, kcv));
+  // no KCV (a blob that does not parse): only the device's DKEK state is checked here
+  const first = complete.find((q) => !kcv || bytesEqual(q.kcv, kcv));
   if (wanted !== undefined) {
     const w = all.find((q) => q.domain === wanted);
     if (!w)
@@ -289,8 +290,8 @@ export async function unwrapTarget(
         'DKEK_INCOMPLETE',
         `the DKEK of key domain ${wanted} still misses ${w.outstanding} share(s): import them first. Nothing was changed.`,
       );
-    if (!bytesEqual(w.kcv, kcv)) throw mismatch(`key domain ${wanted} has ${hex(w.kcv)}`);
-    if (first && first.domain !== wanted)
+    if (kcv && !bytesEqual(w.kcv, kcv)) throw mismatch(`key domain ${wanted} has ${hex(w.kcv)}`);
+    if (kcv && first && first.domain !== wanted)
       throw new ScHsmError(
         'INVALID_ARGUMENT',
         `key domains ${first.domain} and ${wanted} have the same DKEK (${hex(kcv)}): the device puts the key into domain ${first.domain}, not ${wanted}. Nothing was changed.`,

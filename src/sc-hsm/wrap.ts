@@ -244,11 +244,19 @@ export async function unwrapInto(
   files: (KeyFiles & { id?: Uint8Array }) | undefined,
   opts: UnwrapOptions,
 ): Promise<void> {
-  // the blob's structure (and with the DKEK at hand its MAC) before anything changes
-  const header = inspectKeyBlob(blob);
+  // the device's DKEK first (NO_DKEK, DKEK_INCOMPLETE), then the blob's structure (and with the
+  // DKEK at hand its MAC) before anything changes
+  let header: ReturnType<typeof inspectKeyBlob> | undefined;
+  let damaged: unknown;
+  try {
+    header = inspectKeyBlob(blob);
+  } catch (e) {
+    damaged = e;
+  }
   // the key domain whose DKEK has the blob's KCV (spec §3.10); zeros from a complete DKEK:
   // firmware that shows the KCV only after login (unknown, not a mismatch)
-  const target = await unwrapTarget(ctx, header.kcv, opts.domain);
+  const target = await unwrapTarget(ctx, header?.kcv, opts.domain);
+  if (!header) throw damaged;
   if (opts.dkek) checkBlobOnHost(blob, opts.dkek);
   const mismatch = (device: Uint8Array, what = 'the wrapped key was made under') =>
     new ScHsmError(
