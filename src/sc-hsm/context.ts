@@ -97,6 +97,7 @@ export function sessionContext(
   const ctx: SessionContext = { transport, channel, files, info, keyCache: new Map() };
   // Another application reset the card (PC/SC): select the applet again, never re-send anything.
   channel.onCardReset = async () => {
+    files.forget();
     ctx.info = await selectApplet(channel);
   };
   return ctx;

@@ -31,10 +31,35 @@ export function writeChunk(maxApdu: number | undefined): number {
 }
 
 export class CardFiles {
+  /**
+   * Files read through readRemembered in this session, by FID. This session's own UPDATE BINARY
+   * and DELETE FILE of a FID drop it first, and forget() drops all (card reset, INITIALIZE), so it
+   * only ever holds what the card holds while the session owns it.
+   */
+  private readonly remembered = new Map<number, Uint8Array>();
+
   constructor(
     private readonly channel: ApduChannel,
     private readonly extended: boolean,
   ) {}
+
+  /**
+   * read(), once per session for each FID: for files a multi-key operation consults for every key
+   * (the key descriptions checkFreeId compares IDs with), so that restoring N keys reads each
+   * description once instead of N times.
+   */
+  async readRemembered(fid: number): Promise<Uint8Array> {
+    const known = this.remembered.get(fid);
+    if (known) return known;
+    const data = await this.read(fid);
+    this.remembered.set(fid, data);
+    return data;
+  }
+
+  /** Drops every remembered file (after a card reset or INITIALIZE). */
+  forget(): void {
+    this.remembered.clear();
+  }
 
   /** ENUMERATE OBJECTS: every key and EF id on the card (spec §3.5). */
   async enumerate(): Promise<number[]> {
@@ -104,6 +129,7 @@ export class CardFiles {
   async write(fid: number, data: Uint8Array, opts: { replace?: boolean } = {}): Promise<void> {
     checkFid(fid);
     checkBytes(data, 'the file content', 0, 0xffff);
+    this.remembered.delete(fid);
     await this.channel.exclusive(async () => {
       if (opts.replace !== false) await this.deleteIfExists(fid);
       if (data.length === 0) {
@@ -138,6 +164,7 @@ export class CardFiles {
   /** DELETE FILE (spec §3.4). */
   async delete(fid: number): Promise<void> {
     checkFid(fid);
+    this.remembered.delete(fid);
     await this.channel.exchange(
       { cla: CLA_ISO, ins: INS.DELETE_FILE, p1: 0x02, p2: 0x00, data: uintBE(fid, 2) },
       'DELETE FILE',

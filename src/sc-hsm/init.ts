@@ -107,6 +107,7 @@ export async function initialize(ctx: SessionContext, o: InitializeOptions): Pro
     await ctx.channel.exclusive(async () => {
       const st = await pinStatus(ctx, PIN_SO);
       if (st.state !== 'not-initialized') await checkTries(ctx, PIN_SO, o.force, 'INITIALIZE DEVICE');
+      ctx.files.forget(); // whatever the answer, the card's files may be gone
       try {
         await ctx.channel.exchange(
           { cla: CLA_PROPRIETARY, ins: INS.INITIALIZE, p1: 0, p2: 0, data },

@@ -227,7 +227,7 @@ export async function checkFreeId(
     let other: Uint8Array | undefined = ctx.keyCache.get(fid & 0xff)?.description?.id;
     if (!other) {
       try {
-        other = decodeKeyDescription(await ctx.files.read(fid)).id;
+        other = decodeKeyDescription(await ctx.files.readRemembered(fid)).id;
       } catch (e) {
         if (!(e instanceof ScHsmError && e.code === 'MALFORMED_DATA')) throw e;
       }
