@@ -75,6 +75,27 @@ describe('domain commands', () => {
       '--json',
     ]);
     expect(a.json().dkek).toMatchObject({ domain: 1, total: 2, outstanding: 1 });
+    // domain 1 keeps its own record of the ceremony, beside (never in place of) domain 0's
+    const record = JSON.parse(await readFile(`${sim}.dkek-import-domain-1.json`, 'utf8'));
+    expect([record.total, record.shares.length]).toEqual([2, 1]);
+    await expect(readFile(`${sim}.dkek-import.json`, 'utf8')).rejects.toThrow(/ENOENT/);
+    // the record is a companion of the state file: no output may be written over it
+    const over = await cli(
+      [
+        'wrap',
+        '--sim',
+        sim,
+        '--key-ref',
+        '1',
+        '--out',
+        `${sim}.dkek-import-domain-1.json`,
+        '--force',
+        '--pin',
+        'env:PIN',
+      ],
+      { env: ENV },
+    );
+    expect(over.code).toBe(2);
     const again = await cli(
       ['domain', 'import', shareA, '--domain', '1', '--sim', sim, '--password', 'env:PW', '--pin', 'env:PIN'],
       { env: ENV },

@@ -300,6 +300,8 @@ function isSimStateCompanion(path: string, sim: string): boolean {
   const s = canonicalPath(sim);
   if (p === `${s}.lock` || p.startsWith(`${s}.lock${sep}`) || p === `${s}.lock.holder`) return true;
   if (p === `${s}.dkek-import.json`) return true;
+  // the record of a key domain's share import (`domain import`)
+  if (p.startsWith(`${s}.dkek-import-domain-`) && p.endsWith('.json')) return true;
   return dirname(p) === dirname(s) && basename(p).startsWith(`.${basename(s)}.`) && p.endsWith('.tmp');
 }
 

@@ -68,13 +68,17 @@ export interface Ceremony {
   complete: boolean;
 }
 
-/** Where the record of the device `serial` is kept, or undefined (no state directory known). */
-export function ceremonyPath(ctx: Ctx, serial: string): string | undefined {
-  if (ctx.g.sim !== undefined) return `${ctx.g.sim}.dkek-import.json`;
+/**
+ * Where the record of the device `serial` is kept, or undefined (no state directory known); key
+ * domain N ≠ 0 (`domain import`) has its own record beside domain 0's (`…-domain-N.json`).
+ */
+export function ceremonyPath(ctx: Ctx, serial: string, domain = 0): string | undefined {
+  const d = domain === 0 ? '' : `-domain-${domain}`;
+  if (ctx.g.sim !== undefined) return `${ctx.g.sim}.dkek-import${d}.json`;
   const env = ctx.io.env;
   const base = env.XDG_STATE_HOME || (env.HOME ? join(env.HOME, '.local', 'state') : undefined);
   if (!base) return undefined;
-  return join(base, 'sc-hsm-ts', `dkek-import-${serial.replace(/[^A-Za-z0-9_-]/g, '_')}.json`);
+  return join(base, 'sc-hsm-ts', `dkek-import-${serial.replace(/[^A-Za-z0-9_-]/g, '_')}${d}.json`);
 }
 
 function parseRecord(text: string): CeremonyRecord | undefined {
@@ -107,8 +111,13 @@ function parseRecord(text: string): CeremonyRecord | undefined {
  * (`serial`, `dkek`), else a fresh one (`complete` false when the device counts shares the host
  * did not record). An unreadable or foreign record is treated as absent; it is replaced on save.
  */
-export async function loadCeremony(ctx: Ctx, serial: string, dkek: DkekStatus): Promise<Ceremony> {
-  const path = ceremonyPath(ctx, serial);
+export async function loadCeremony(
+  ctx: Ctx,
+  serial: string,
+  dkek: DkekStatus,
+  domain = 0,
+): Promise<Ceremony> {
+  const path = ceremonyPath(ctx, serial, domain);
   const imported = dkek.total - dkek.outstanding;
   const fresh: CeremonyRecord = {
     format: CEREMONY_FORMAT,

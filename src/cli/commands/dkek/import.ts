@@ -71,7 +71,7 @@ export async function importShareFile(ctx: Ctx, v: Values, file: string, domain:
   if (domain !== 0) await ctx.login(hsm, v);
   const chr = await hsm.deviceChr();
   const serial = chr ? (chr.length > 5 ? chr.slice(0, -5) : chr) : 'unknown';
-  const ceremony = await loadCeremony(ctx, domain === 0 ? serial : `${serial}-domain-${domain}`, before);
+  const ceremony = await loadCeremony(ctx, serial, before, domain);
   // no place for the record: refused before the password is asked, and nothing is sent
   refuseUnrecordable(ceremony);
   if (!ceremony.complete)
