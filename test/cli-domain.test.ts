@@ -291,6 +291,24 @@ describe('domain commands', () => {
     expect(list.find((k: { keyRef: number }) => k.keyRef === 5)).toMatchObject({ label: 'host', domain: 1 });
   }, 240_000);
 
+  it('domain delete and domain create obey the last-try PIN guard: one try left, refused before the PIN is sent', async () => {
+    const sim = await copyState(base, dir, 'last-try.json');
+    for (let i = 0; i < 2; i++) {
+      const bad = await cli(['pin', 'verify', '--sim', sim, '--pin', '000000'], { env: ENV });
+      expect(bad.code).toBe(3);
+    }
+    const before = await readFile(sim, 'utf8');
+    for (const args of [
+      ['domain', 'delete', '--domain', '1', '--yes'],
+      ['domain', 'create', '--domain', '2', '--shares', '1'],
+    ]) {
+      const r = await cli([...args, '--sim', sim, '--pin', 'env:PIN', '--json'], { env: ENV });
+      expect(r.code, r.stdout + r.stderr).toBe(7);
+      expect(r.json().error.code).toBe('PIN_TRIES_LOW');
+    }
+    expect(await readFile(sim, 'utf8')).toBe(before);
+  }, 60_000);
+
   it('hostile: out of range, create twice, import into a domain never created, bad numbers; nothing changes', async () => {
     const sim = await copyState(base, dir, 'hostile.json');
     const before = await readFile(sim, 'utf8');
