@@ -302,74 +302,80 @@ export async function backupDevice(
       'DKEK_DEGENERATE',
       `the device's DKEK is 32 zero bytes (key check value ${kcvText(kcv)}, its shares cancelled out): a backup under it would protect the keys from nobody. Nothing was written.`,
     );
-  const keys = await hsm.listKeys();
   const device = identityOf(st);
   // zeros from a complete DKEK: firmware that shows the KCV only after login (read it again then)
   let known = dkekKcvUnknown(st.dkek) ? undefined : kcv;
-  // another device's files in the directory are refused before the PIN is sent
-  await checkBackupTarget(dir, device, keys, known);
+  // another device's files in the directory are refused before the PIN is sent (the keys are
+  // listed here only when the directory holds key files: an interrupted backup's)
+  await checkBackupTarget(dir, device, () => hsm.listKeys(), known);
   await o.authenticate?.();
   if (!known) {
     const again = await hsm.dkekStatus();
-    if (again && !dkekKcvUnknown(again)) {
-      known = again.kcv;
-      await checkBackupTarget(dir, device, keys, known);
-    }
+    if (again && !dkekKcvUnknown(again)) known = again.kcv;
   }
-  // keys of other key domains are wrapped under their domain's DKEK (spec §3.10, §3.16)
-  const otherDomains = (await hsm.listKeyDomains()).domains.filter(
-    (d) => d.domain !== 0 && d.outstanding === 0 && !d.xkekUid,
-  );
   const domainKcvs: Record<string, string> = {};
-  const created = await createHostDirectory(dir);
-  // what a killed backup left: temp files of our own naming, never another program's
-  const removedTemps = removeBackupTemps(dir);
   const entries: ManifestKey[] = [];
-  try {
-    for (const [i, k] of keys.entries()) {
-      if (o.signal?.aborted)
-        throw new ScHsmError('ABORTED', `the backup was cancelled after ${i} of ${keys.length} keys`, {
-          cause: o.signal.reason,
-          fix: 'run the backup again: it completes the directory',
-        });
-      const bin = await hsm.backupKey(k.keyRef);
-      const file = `key-${String(k.keyRef).padStart(3, '0')}.bin`;
-      // a key of another domain: its blob carries that domain's KCV
-      const blobKcv = wrapKcv(bin, file);
-      const inDomain =
-        k.domain !== undefined && k.domain !== 0
-          ? otherDomains.find((d) => d.domain === k.domain)
-          : otherDomains.find((d) => bytesEqual(d.kcv, blobKcv) && !(known && bytesEqual(known, blobKcv)));
-      if (inDomain) {
-        checkWrapFile(bin, inDomain.kcv, file);
-        domainKcvs[String(inDomain.domain)] = toHex(inDomain.kcv);
-      } else {
-        // still unknown after login: the card wraps under its own DKEK, so the first blob tells
-        known ??= blobKcv;
-        // a damaged answer never reaches the directory: check before writing, and again after
-        checkWrapFile(bin, known, file);
+  let created: string | undefined;
+  let removedTemps: string[] = [];
+  // the card held from the key list to the last key (CardFiles.run): each key's description and
+  // certificate are read once, by the listing, and are what WRAP KEY's blob goes with
+  await hsm.files.run(async () => {
+    const keys = await hsm.listKeys();
+    // the key list now, with the KCV after login: checked again
+    await checkBackupTarget(dir, device, async () => keys, known);
+    // keys of other key domains are wrapped under their domain's DKEK (spec §3.10, §3.16)
+    const otherDomains = (await hsm.listKeyDomains()).domains.filter(
+      (d) => d.domain !== 0 && d.outstanding === 0 && !d.xkekUid,
+    );
+    created = await createHostDirectory(dir);
+    // what a killed backup left: temp files of our own naming, never another program's
+    removedTemps = removeBackupTemps(dir);
+    try {
+      for (const [i, k] of keys.entries()) {
+        if (o.signal?.aborted)
+          throw new ScHsmError('ABORTED', `the backup was cancelled after ${i} of ${keys.length} keys`, {
+            cause: o.signal.reason,
+            fix: 'run the backup again: it completes the directory',
+          });
+        const bin = await hsm.backupKey(k.keyRef);
+        const file = `key-${String(k.keyRef).padStart(3, '0')}.bin`;
+        // a key of another domain: its blob carries that domain's KCV
+        const blobKcv = wrapKcv(bin, file);
+        const inDomain =
+          k.domain !== undefined && k.domain !== 0
+            ? otherDomains.find((d) => d.domain === k.domain)
+            : otherDomains.find((d) => bytesEqual(d.kcv, blobKcv) && !(known && bytesEqual(known, blobKcv)));
+        if (inDomain) {
+          checkWrapFile(bin, inDomain.kcv, file);
+          domainKcvs[String(inDomain.domain)] = toHex(inDomain.kcv);
+        } else {
+          // still unknown after login: the card wraps under its own DKEK, so the first blob tells
+          known ??= blobKcv;
+          // a damaged answer never reaches the directory: check before writing, and again after
+          checkWrapFile(bin, known, file);
+        }
+        await writeAtomic(join(dir, file), bin, 0o600);
+        const e: ManifestKey = {
+          keyRef: k.keyRef,
+          id: toHex(k.id),
+          type: k.type,
+          bits: k.bits,
+          file,
+          sha256: sha256Hex(bin),
+        };
+        if (k.label !== undefined) e.label = k.label;
+        if (k.curve) e.curve = k.curve;
+        if (k.publicKey) e.publicKeySha256 = sha256Hex(k.publicKey);
+        if (inDomain) e.domain = inDomain.domain;
+        entries.push(e);
+        o.onProgress?.(i + 1, keys.length);
       }
-      await writeAtomic(join(dir, file), bin, 0o600);
-      const e: ManifestKey = {
-        keyRef: k.keyRef,
-        id: toHex(k.id),
-        type: k.type,
-        bits: k.bits,
-        file,
-        sha256: sha256Hex(bin),
-      };
-      if (k.label !== undefined) e.label = k.label;
-      if (k.curve) e.curve = k.curve;
-      if (k.publicKey) e.publicKeySha256 = sha256Hex(k.publicKey);
-      if (inDomain) e.domain = inDomain.domain;
-      entries.push(e);
-      o.onProgress?.(i + 1, keys.length);
+    } catch (e) {
+      // a directory this backup created and left empty goes again (files written stay: a rerun resumes)
+      if (created && entries.length === 0) await removeEmptyDirectories(dir, created);
+      throw e;
     }
-  } catch (e) {
-    // a directory this backup created and left empty goes again (files written stay: a rerun resumes)
-    if (created && entries.length === 0) await removeEmptyDirectories(dir, created);
-    throw e;
-  }
+  });
   const manifest: Manifest = {
     format: MANIFEST_FORMAT,
     version: 1,
@@ -435,7 +441,7 @@ function wrapKcv(bin: Uint8Array, file: string): Uint8Array {
 async function checkBackupTarget(
   dir: string,
   device: DeviceIdentity,
-  keys: KeyInfo[],
+  listKeys: () => Promise<KeyInfo[]>,
   kcv: Uint8Array | undefined,
 ): Promise<void> {
   const { readdir } = await import('node:fs/promises');
@@ -463,6 +469,7 @@ async function checkBackupTarget(
     }
   }
   const foreign: string[] = [];
+  let keys: KeyInfo[] | undefined;
   for (const name of names.sort()) {
     const ref = KEY_FILE.exec(name);
     if (!ref) continue;
@@ -472,6 +479,7 @@ async function checkBackupTarget(
     } catch {
       continue;
     }
+    keys ??= await listKeys();
     const k = keys.find((x) => x.keyRef === Number(ref[1]));
     const why = !k
       ? 'this device has no key at that reference'
@@ -856,28 +864,31 @@ export async function restoreDevice(
     ]);
   }
   let n = 0;
-  for (const step of todo) {
-    if (o.signal?.aborted)
-      throw new ScHsmError('ABORTED', `the restore was cancelled after ${n} of ${todo.length} keys`, {
-        cause: o.signal.reason,
-        fix: 'run the restore again: it completes what is missing',
-      });
-    const f = byRef.get(step.keyRef)!;
-    const opts: UnwrapOptions = { force: step.action !== 'restore' || leftovers.has(step.keyRef) };
-    if (o.allowKeyLoss) opts.allowKeyLoss = true;
-    if (o.onReplaced) opts.onReplaced = o.onReplaced;
-    if (o.authenticate) opts.authenticate = o.authenticate;
-    try {
-      await hsm.restoreKey(f.bin, step.keyRef, opts);
-    } catch (e) {
-      const done = todo.filter((t) => t.written).map((t) => t.keyRef);
-      const note = `${done.length ? `This run restored key ref(s) ${done.join(', ')}; ` : ''}restoring key ref ${step.keyRef} failed; run the restore again to complete it.`;
-      throw e instanceof KeyReplaceError || !isScHsmError(e) ? e : withNote(e, note);
+  // the card held for all keys (CardFiles.run): the DKEK status once, no key's files read twice
+  await hsm.files.run(async () => {
+    for (const step of todo) {
+      if (o.signal?.aborted)
+        throw new ScHsmError('ABORTED', `the restore was cancelled after ${n} of ${todo.length} keys`, {
+          cause: o.signal.reason,
+          fix: 'run the restore again: it completes what is missing',
+        });
+      const f = byRef.get(step.keyRef)!;
+      const opts: UnwrapOptions = { force: step.action !== 'restore' || leftovers.has(step.keyRef) };
+      if (o.allowKeyLoss) opts.allowKeyLoss = true;
+      if (o.onReplaced) opts.onReplaced = o.onReplaced;
+      if (o.authenticate) opts.authenticate = o.authenticate;
+      try {
+        await hsm.restoreKey(f.bin, step.keyRef, opts);
+      } catch (e) {
+        const done = todo.filter((t) => t.written).map((t) => t.keyRef);
+        const note = `${done.length ? `This run restored key ref(s) ${done.join(', ')}; ` : ''}restoring key ref ${step.keyRef} failed; run the restore again to complete it.`;
+        throw e instanceof KeyReplaceError || !isScHsmError(e) ? e : withNote(e, note);
+      }
+      step.written = true;
+      n++;
+      o.onProgress?.(n, todo.length);
     }
-    step.written = true;
-    n++;
-    o.onProgress?.(n, todo.length);
-  }
+  });
   // complete on this device: it leaves the list of interrupted restores
   if (progress.some((p) => sameDevice(p, device)) || todo.length)
     await writeRestoreProgress(b.dir, interrupted);

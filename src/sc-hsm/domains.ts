@@ -241,7 +241,9 @@ export async function unwrapTarget(
       'KCV_MISMATCH',
       `the wrapped key was made under a different DKEK (key check value ${hex(kcv!)}; ${what}). Nothing was changed.`,
     );
-  const zero = await queryKeyDomain(ctx, 0);
+  // once per run of a backup or restore (CardFiles.run: the card held, no DKEK changes in it)
+  const query = (d: number) => ctx.files.runMemo(`key domain ${d}`, () => queryKeyDomain(ctx, d));
+  const zero = await query(0);
   const usable = (q: KeyDomainStatus | 'unused' | 'out-of-range'): q is KeyDomainStatus =>
     typeof q === 'object' && q.outstanding === 0 && !q.xkekUid;
   if (wanted === undefined || wanted === 0) {
@@ -266,7 +268,7 @@ export async function unwrapTarget(
   // the other domains, up to the first the device refuses as out of range
   const all: KeyDomainStatus[] = typeof zero === 'object' ? [zero] : [];
   for (let d = 1; d <= MAX_KEY_DOMAIN; d++) {
-    const q = await queryKeyDomain(ctx, d);
+    const q = await query(d);
     if (q === 'out-of-range') {
       if (wanted !== undefined && wanted >= d) throw domainOutOfRange(wanted);
       break;

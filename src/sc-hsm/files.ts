@@ -32,16 +32,56 @@ export function writeChunk(maxApdu: number | undefined): number {
 
 export class CardFiles {
   /**
-   * Files read through readRemembered in this session, by FID. This session's own UPDATE BINARY
-   * and DELETE FILE of a FID drop it first, and forget() drops all (card reset, INITIALIZE), so it
-   * only ever holds what the card holds while the session owns it.
+   * Files read through readRemembered in this session, by FID, and those the session wrote whole
+   * (deleted first, or known absent). This session's own UPDATE BINARY and DELETE FILE of a FID
+   * drop it first, and forget() drops all (card reset, INITIALIZE), so it only ever holds what the
+   * card holds while the session owns it.
    */
   private readonly remembered = new Map<number, Uint8Array>();
+  /**
+   * While {@link run} holds the card: every file read or written in it (`null`: absent), and the
+   * values memoised with {@link runMemo}. Undefined outside a run.
+   */
+  private runFiles: Map<number, Uint8Array | null> | undefined;
+  private runValues: Map<string, unknown> | undefined;
 
   constructor(
     private readonly channel: ApduChannel,
     private readonly extended: boolean,
   ) {}
+
+  /**
+   * Runs `fn` with the card held exclusively (PC/SC: one exclusive connection for all of it, so
+   * no other application can change a file in between) and each file read once in it: a second
+   * read of a file returns what the first read, or this session's own write, left there. For
+   * multi-key sequences that change no DKEK or key domain (backupDevice, restoreDevice: a backup
+   * read every key's description and certificate twice). A card reset in the run drops it all.
+   */
+  async run<T>(fn: () => Promise<T>): Promise<T> {
+    return this.channel.exclusive(async () => {
+      // inside exclusive(): a run already set is this async context's own (others queue)
+      if (this.runFiles) return fn();
+      this.runFiles = new Map();
+      this.runValues = new Map();
+      try {
+        return await fn();
+      } finally {
+        this.runFiles = undefined;
+        this.runValues = undefined;
+      }
+    });
+  }
+
+  /** `compute()` once per {@link run} for `key` (outside a run: every time). */
+  async runMemo<T>(key: string, compute: () => Promise<T>): Promise<T> {
+    if (!this.runValues) return compute();
+    return this.channel.exclusive(async () => {
+      if (this.runValues?.has(key)) return this.runValues.get(key) as T;
+      const v = await compute();
+      this.runValues?.set(key, v);
+      return v;
+    });
+  }
 
   /**
    * read(), once per session for each FID: for files a multi-key operation consults for every key
@@ -56,9 +96,11 @@ export class CardFiles {
     return data;
   }
 
-  /** Drops every remembered file (after a card reset or INITIALIZE). */
+  /** Drops every remembered file (after a card reset or INITIALIZE), and what a run holds. */
   forget(): void {
     this.remembered.clear();
+    this.runFiles?.clear();
+    this.runValues?.clear();
   }
 
   /** ENUMERATE OBJECTS: every key and EF id on the card (spec §3.5). */
@@ -80,6 +122,23 @@ export class CardFiles {
    */
   async read(fid: number, maxSize = 65535): Promise<Uint8Array> {
     checkFid(fid);
+    if (!this.runFiles || maxSize !== 65535) return this.readCard(fid, maxSize);
+    return this.channel.exclusive(async () => {
+      const known = this.runFiles?.get(fid);
+      if (known === null) throw new ScHsmError('FILE_NOT_FOUND', `file ${fidHex(fid)} not found`);
+      if (known) return known.slice();
+      try {
+        const data = await this.readCard(fid, maxSize);
+        this.runFiles?.set(fid, data.slice());
+        return data;
+      } catch (e) {
+        if (e instanceof ScHsmError && e.code === 'FILE_NOT_FOUND') this.runFiles?.set(fid, null);
+        throw e;
+      }
+    });
+  }
+
+  private async readCard(fid: number, maxSize: number): Promise<Uint8Array> {
     const parts: Uint8Array[] = [];
     let offset = 0;
     const ne = this.extended ? 65536 : 256;
@@ -124,21 +183,35 @@ export class CardFiles {
   /**
    * Writes `data` into an EF, creating it if needed (UPDATE BINARY with tag 53, spec §3.3). The
    * file is deleted first when it exists, so that a shorter new content never leaves old bytes
-   * behind (OpenSC does the same for certificates).
+   * behind (OpenSC does the same for certificates). `absent`: the caller knows the file does not
+   * exist (it enumerated the files, or deleted this one, in the same exclusive section), so no
+   * DELETE FILE is sent. A file written whole (deleted first, or absent) is remembered as written.
    */
-  async write(fid: number, data: Uint8Array, opts: { replace?: boolean } = {}): Promise<void> {
+  async write(
+    fid: number,
+    data: Uint8Array,
+    opts: { replace?: boolean; absent?: boolean } = {},
+  ): Promise<void> {
     checkFid(fid);
     checkBytes(data, 'the file content', 0, 0xffff);
     this.remembered.delete(fid);
+    this.runFiles?.delete(fid);
+    const whole = opts.replace !== false || opts.absent === true;
     await this.channel.exclusive(async () => {
-      if (opts.replace !== false) await this.deleteIfExists(fid);
+      if (opts.replace !== false && !opts.absent) await this.deleteIfExists(fid);
       if (data.length === 0) {
         await this.update(fid, 0, data);
+        if (whole) this.runFiles?.set(fid, data.slice());
         return;
       }
       const chunk = writeChunk(this.channel.transport.maxApdu);
       for (let off = 0; off < data.length; off += chunk) {
         await this.update(fid, off, data.subarray(off, off + chunk));
+      }
+      // what the card now holds, as if read back: the ID check of the next key needs no READ BINARY
+      if (whole) {
+        this.remembered.set(fid, data.slice());
+        this.runFiles?.set(fid, data.slice());
       }
     });
   }
@@ -165,6 +238,7 @@ export class CardFiles {
   async delete(fid: number): Promise<void> {
     checkFid(fid);
     this.remembered.delete(fid);
+    this.runFiles?.delete(fid);
     await this.channel.exchange(
       { cla: CLA_ISO, ins: INS.DELETE_FILE, p1: 0x02, p2: 0x00, data: uintBE(fid, 2) },
       'DELETE FILE',
@@ -175,6 +249,7 @@ export class CardFiles {
         },
       },
     );
+    this.runFiles?.set(fid, null);
   }
 
   async deleteIfExists(fid: number): Promise<boolean> {

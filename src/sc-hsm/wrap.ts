@@ -342,8 +342,9 @@ export async function unwrapInto(
     await unwrapCommand(ctx, keyRef, blob);
     // the new key's description and certificate after the key: never a description of another key
     phase = 'describe-new';
-    if (files?.prkd) await ctx.files.write(c4, files.prkd);
-    if (files?.certificate) await ctx.files.write(ce, files.certificate);
+    // absent: the enumeration above (same exclusive section) lacked them, or they were deleted
+    if (files?.prkd) await ctx.files.write(c4, files.prkd, { absent: true });
+    if (files?.certificate) await ctx.files.write(ce, files.certificate, { absent: true });
   } catch (e) {
     if (!occupied) {
       // nothing was there to lose (at most leftover files, now removed)

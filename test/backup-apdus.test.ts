@@ -1,0 +1,99 @@
+/**
+ * Backup and restore cost a bounded number of APDUs per key (issue #15: on the real device every
+ * APDU costs 20–30 ms). Per key, a backup sends READ BINARY of the key's description and
+ * certificate (once), SELECT of the key (its domain and restrictions) and WRAP KEY; a restore sends
+ * ENUMERATE OBJECTS (the reference's files, fresh in the same exclusive section), UNWRAP KEY and
+ * the two UPDATE BINARY. Once per run: the DKEK status, the key list. Counts, not times: the slope
+ * between two device sizes, so the per-run part does not hide a per-key one.
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { RecordingTransport } from '../src/apdu/transcript.js';
+import { backupDevice, restoreDevice, SmartCardHsm } from '../src/index.js';
+import { VirtualSmartCardHsm } from '../src/sim/index.js';
+import { fromHex } from '../src/util/bytes.js';
+import { rejection } from './helpers/fixtures.js';
+
+const SO_PIN = '3537363231383830';
+const PIN = '648219';
+const SHARE = fromHex('9b1964f9cbc623adbe4644244161d955a8729a691883b35643c9e6e9dc3f3c74');
+const roots: string[] = [];
+
+afterAll(async () => {
+  for (const r of roots) await rm(r, { recursive: true, force: true });
+});
+
+async function blankDevice(): Promise<VirtualSmartCardHsm> {
+  const card = new VirtualSmartCardHsm();
+  const hsm = await SmartCardHsm.open(card);
+  await hsm.initialize({ soPin: SO_PIN, userPin: PIN, label: 'apdus', dkekShares: 1 });
+  await hsm.importDkekShare(SHARE);
+  return card;
+}
+
+/** The command APDUs of `lines`, by INS (hex, uppercase). */
+function byIns(lines: readonly string[]): Map<string, number> {
+  const n = new Map<string, number>();
+  for (const l of lines) {
+    if (!l.startsWith('=> ')) continue;
+    const ins = l.slice(3).replace(/ /g, '').slice(2, 4).toUpperCase();
+    n.set(ins, (n.get(ins) ?? 0) + 1);
+  }
+  return n;
+}
+
+const total = (m: Map<string, number>) => [...m.values()].reduce((a, b) => a + b, 0);
+
+/** Backs up a device with `keys` EC keys and restores it onto a blank one; both transcripts. */
+async function run(keys: number) {
+  const root = await mkdtemp(join(tmpdir(), 'sc-hsm-apdus-'));
+  roots.push(root);
+  const source = await blankDevice();
+  const blank = (await blankDevice()).serialize();
+  const src = await SmartCardHsm.open(source);
+  await src.verifyPin(PIN);
+  for (let i = 0; i < keys; i++)
+    await src.generateKeyPair({ type: 'ec', curve: 'prime256v1', label: `k${i}` });
+  const backupRec = new RecordingTransport(VirtualSmartCardHsm.deserialize(source.serialize()));
+  const b = await SmartCardHsm.open(backupRec);
+  const dir = join(root, 'backup');
+  const backed = await backupDevice(b, dir, { authenticate: () => b.verifyPin(PIN) });
+  expect(backed.keys).toHaveLength(keys);
+  const restoreRec = new RecordingTransport(VirtualSmartCardHsm.deserialize(blank));
+  const r = await SmartCardHsm.open(restoreRec);
+  const restored = await restoreDevice(r, dir, { authenticate: () => r.verifyPin(PIN) });
+  expect(restored.written).toBe(keys);
+  return { backup: byIns(backupRec.lines), restore: byIns(restoreRec.lines), hsm: r };
+}
+
+describe('backup and restore: APDUs per key', () => {
+  it('a backup sends at most 4 APDUs per added key, a restore at most 4', async () => {
+    const small = await run(4);
+    const large = await run(12);
+    const slope = (a: Map<string, number>, b: Map<string, number>) => (total(b) - total(a)) / 8;
+    // READ BINARY ×2, SELECT, WRAP KEY (was 6: the description and certificate read twice)
+    expect(slope(small.backup, large.backup)).toBeLessThanOrEqual(4);
+    // + the device's 2F02 and 2F03 (serial, label), once
+    expect(large.backup.get('B1')).toBe(2 * 12 + 2);
+    expect(large.backup.get('72')).toBe(12);
+    // ENUMERATE, UNWRAP KEY, UPDATE BINARY ×2 (was 8: DKEK status, DELETE ×2, a description re-read)
+    expect(slope(small.restore, large.restore)).toBeLessThanOrEqual(4);
+    expect(large.restore.get('74')).toBe(12);
+    // the DKEK status once per run whatever the size; nothing deleted on a blank device
+    expect(large.restore.get('52')).toBe(small.restore.get('52'));
+    expect(large.restore.get('E4') ?? 0).toBe(0);
+    // no key description read back: the session wrote them
+    expect(large.restore.get('B1')).toBe(small.restore.get('B1'));
+  });
+
+  it('after a restore the IDs it wrote are still refused to a new key (what the session wrote counts)', async () => {
+    const { hsm } = await run(2);
+    const keys = await hsm.listKeys();
+    const e = await rejection(
+      hsm.generateKeyPair({ type: 'ec', curve: 'prime256v1', label: 'dup', id: keys[0]!.id }),
+    );
+    expect(e.code).toBe('KEY_ID_IN_USE');
+  });
+});
