@@ -96,4 +96,33 @@ describe('backup and restore: APDUs per key', () => {
     );
     expect(e.code).toBe('KEY_ID_IN_USE');
   });
+
+  it('nothing read in a run outlives it: a description changed by another application afterwards is read afresh', async () => {
+    const card = await blankDevice();
+    const a = await SmartCardHsm.open(card);
+    await a.verifyPin(PIN);
+    await a.generateKeyPair({ type: 'ec', curve: 'prime256v1', label: 'first' });
+    const root = await mkdtemp(join(tmpdir(), 'sc-hsm-apdus-'));
+    roots.push(root);
+    await backupDevice(a, join(root, 'b'), { authenticate: () => a.verifyPin(PIN) });
+    // another application (its own session on the card) relabels the key after the backup
+    const other = await SmartCardHsm.open(card);
+    await other.verifyPin(PIN);
+    const c401 = await other.readFile(0xc401);
+    const relabelled = c401.slice();
+    const at = Buffer.from(relabelled).indexOf('first');
+    relabelled.set(new TextEncoder().encode('later'), at);
+    await other.writeFile(0xc401, relabelled);
+    expect((await a.listKeys()).map((k) => k.label)).toEqual(['later']);
+    // and inside a run of its own, a concurrent call of the same session waits for the run
+    const order: string[] = [];
+    await Promise.all([
+      a.files.run(async () => {
+        await a.files.read(0xc401);
+        order.push('run');
+      }),
+      a.readFile(0xc401).then(() => order.push('other')),
+    ]);
+    expect(order).toEqual(['run', 'other']);
+  });
 });
