@@ -419,6 +419,7 @@ async function measure(): Promise<{ results: BenchResult[]; plot: Parameters<typ
       let toolWrap = 0;
       let toolUnwrap = 0;
       let toolModel = 0;
+      let toolApdus = 0;
       for (let ref = 1; ref <= WRAP_SAMPLE; ref++) {
         const f = join(wrapDir, `key${ref}.bin`);
         const w = await on(d150, () =>
@@ -448,6 +449,7 @@ async function measure(): Promise<{ results: BenchResult[]; plot: Parameters<typ
         toolWrap += w.ms;
         toolUnwrap += u.ms;
         toolModel += w.modelled + u.modelled;
+        toolApdus += w.apdus + u.apdus;
       }
       const ours = back.ms + rest.ms;
       const model = back.modelled + rest.modelled;
@@ -456,7 +458,7 @@ async function measure(): Promise<{ results: BenchResult[]; plot: Parameters<typ
       note(
         `backup of ${d150.keys} keys ${(back.ms / 1000).toFixed(1)} s (${back.apdus} APDUs, card model ${(back.modelled / 1000).toFixed(1)} s), ` +
           `restore ${(rest.ms / 1000).toFixed(1)} s (${rest.apdus} APDUs, card model ${(rest.modelled / 1000).toFixed(1)} s); ` +
-          `sc-hsm-tool --wrap-key + --unwrap-key per key ${perKeyTool.toFixed(0)} ms (card model ${(toolModel / WRAP_SAMPLE).toFixed(0)} ms; ` +
+          `sc-hsm-tool --wrap-key + --unwrap-key per key ${perKeyTool.toFixed(0)} ms (card model ${(toolModel / WRAP_SAMPLE).toFixed(0)} ms, ${(toolApdus / WRAP_SAMPLE).toFixed(1)} APDUs; ` +
           `measured on ${WRAP_SAMPLE} keys), ours per key ${perKeyOurs.toFixed(0)} ms`,
       );
       results.push(
