@@ -205,6 +205,55 @@ const CALLS: Record<string, Driven> = {
     call: (h) => h.generateAesKey({ bits: 128, label: 'aes' }),
   },
   listKeys: { pins: [], from: 'keys', call: (h) => h.listKeys() },
+  keyDomainStatus: { pins: [], from: 'ready', call: (h) => h.keyDomainStatus(0) },
+  listKeyDomains: { pins: [], from: 'ready', call: (h) => h.listKeyDomains() },
+  // the device has no key domains beyond 0: a typed refusal, no PIN APDU
+  createKeyDomain: { pins: [], from: 'ready', login: true, call: (h) => h.createKeyDomain(1, 1) },
+  deleteKeyDomain: { pins: [], from: 'ready', login: true, call: (h) => h.deleteKeyDomain(1) },
+  keyRestrictions: { pins: [], from: 'keys', call: (h) => h.keyRestrictions(1) },
+  deriveEcKey: {
+    pins: [],
+    from: 'keys',
+    login: true,
+    call: (h) => h.deriveEcKey(1, 9, Uint8Array.of(1), { label: 'derived' }),
+  },
+  aesEncrypt: {
+    pins: [],
+    from: 'ready',
+    login: true,
+    call: async (h) => {
+      const k = await h.generateAesKey({ bits: 128, label: 'aes' });
+      await h.aesEncrypt(k.keyRef, ascii('x'), { iv: new Uint8Array(16) });
+    },
+  },
+  aesDecrypt: {
+    pins: [],
+    from: 'ready',
+    login: true,
+    call: async (h) => {
+      const k = await h.generateAesKey({ bits: 128, label: 'aes' });
+      const iv = new Uint8Array(16);
+      await h.aesDecrypt(k.keyRef, await h.aesEncrypt(k.keyRef, ascii('x'), { iv }), { iv });
+    },
+  },
+  aesCmac: {
+    pins: [],
+    from: 'ready',
+    login: true,
+    call: async (h) => {
+      const k = await h.generateAesKey({ bits: 128, label: 'aes' });
+      await h.aesCmac(k.keyRef, ascii('x'));
+    },
+  },
+  aesDerive: {
+    pins: [],
+    from: 'ready',
+    login: true,
+    call: async (h) => {
+      const k = await h.generateAesKey({ bits: 128, label: 'aes' });
+      await h.aesDerive(k.keyRef, ascii('x'));
+    },
+  },
   keyInfo: { pins: [], from: 'keys', call: (h) => h.keyInfo(1) },
   listOrphanedKeyFiles: { pins: [], from: 'keys', call: (h) => h.listOrphanedKeyFiles() },
   deleteKey: { pins: [], from: 'keys', login: true, call: (h) => h.deleteKey(1) },
@@ -299,6 +348,10 @@ const PRIVATE: Record<string, string> = {
   'pins.sendVerify': 'verifyPin',
   'pins.changeReferenceData': 'changePin',
   'dkek.dkekKcvUnknown': 'unwrapKey',
+  'dkek.queryKeyDomain': 'keyDomainStatus',
+  'dkek.parseDkekStatus': 'dkekStatus',
+  'dkek.domainOutOfRange': 'keyDomainStatus',
+  'dkek.xkekDomain': 'createKeyDomain',
   'keys.publicKeyObject': 'listKeys',
   'keys.intrinsicKeyId': 'generateKeyPair',
   'keys.spkiPoint': 'ecdh',
