@@ -99,9 +99,14 @@ export class Ctx {
 
   /**
    * Verifies the user PIN (`--pin`); with one try left only with --last-try (or when this computer
-   * initialized the device with a retry counter of 1, see pin-retry.ts).
+   * initialized the device with a retry counter of 1, see pin-retry.ts). `precheck`: the operation
+   * the command sends after the PIN, run first up to its first command that needs the PIN
+   * (SmartCardHsm.precheck): what it checks from public card data (key type, algorithm list, uses
+   * left, a free key reference) refuses bad input before a PIN try can be spent. Pass the same
+   * closure the command then calls.
    */
-  async login(hsm: SmartCardHsm, v: Values): Promise<void> {
+  async login(hsm: SmartCardHsm, v: Values, precheck?: () => Promise<unknown>): Promise<void> {
+    if (precheck) await hsm.precheck(precheck);
     if (this.pinNotNeeded) return;
     if (this.g.sessionPin !== undefined) return this.loginWithSessionPin(hsm, v);
     const pin = await this.secret(v.pin, { option: 'pin', prompt: 'User PIN' });
@@ -127,6 +132,13 @@ export class Ctx {
         'USAGE_ERROR',
         `--session-pin must be the hex that pin session wrote (12 to 32 hex digits); got ${text.length} characters`,
         'give the file pin session wrote: --session-pin file:FILE',
+      );
+    // each --sim command powers the virtual card on afresh: a session PIN lasts until a reset (§3.20)
+    if (this.g.sim !== undefined)
+      throw new CliError(
+        'USAGE_ERROR',
+        'with --sim the virtual card is powered on afresh for every command, which ends any session PIN: one from an earlier command cannot be valid, and trying it would cost a PIN try; nothing was sent',
+        'verify the user PIN instead: --pin env:NAME',
       );
     const bytes = new Uint8Array(Buffer.from(text, 'hex'));
     try {
@@ -204,12 +216,23 @@ export function list(v: Values, name: string): string[] {
   return Array.isArray(x) ? x : typeof x === 'string' ? [x] : [];
 }
 
+/**
+ * The one number parser of the command: strict decimal digits, no sign, no leading zero (`010` is
+ * not ten in every tool), no `0x`, exponent, `_` or blanks; NaN for anything else.
+ */
+export function parseDecimal(text: string): number {
+  return /^(0|[1-9][0-9]{0,15})$/.test(text) ? Number(text) : Number.NaN;
+}
+
 export function int(v: Values, name: string, min: number, max: number): number | undefined {
   const x = str(v, name);
   if (x === undefined) return undefined;
-  const n = /^(0x[0-9a-f]+|\d+)$/i.test(x.trim()) ? Number(x.trim()) : Number.NaN;
+  const n = parseDecimal(x);
   if (!Number.isInteger(n) || n < min || n > max) {
-    throw new CliError('USAGE_ERROR', `--${name} must be an integer from ${min} to ${max}; got '${x}'`);
+    throw new CliError(
+      'USAGE_ERROR',
+      `--${name} must be an integer from ${min} to ${max} in decimal digits (no 0x, no leading zero); got '${x.slice(0, 40)}'`,
+    );
   }
   return n;
 }

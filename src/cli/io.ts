@@ -44,9 +44,12 @@ export class Output {
     return this.colour ? `\x1b[${CODES[c]}m${s}\x1b[0m` : s;
   }
 
+  /** Set when standard output carries the command's data (`--out -`): its text goes to stderr. */
+  textToStderr = false;
+
   /** A line of human output (suppressed under --json). */
   line(s = ''): void {
-    if (!this.json) this.io.stdout.write(`${s}\n`);
+    if (!this.json) (this.textToStderr ? this.io.stderr : this.io.stdout).write(`${s}\n`);
   }
 
   heading(s: string): void {

@@ -62,6 +62,23 @@ function topHelp(): string {
   ].join('\n');
 }
 
+/** The commands of the group `word` (`aes` → aes encrypt, aes decrypt, aes cmac); [] for no group. */
+function groupOf(word: string | undefined): CommandEntry[] {
+  return word === undefined ? [] : COMMANDS.filter((c) => c.name.startsWith(`${word} `));
+}
+
+/** `sc-hsm-ts GROUP --help`: the group's commands with their summaries (stdout, exit 0). */
+function groupHelp(word: string, cmds: CommandEntry[]): string {
+  const w = Math.max(...cmds.map((c) => c.name.length + (c.args ? c.args.length + 1 : 0)));
+  return [
+    `Usage: sc-hsm-ts ${word} SUBCOMMAND [options]      (sc-hsm-ts ${word} SUBCOMMAND --help for its options)`,
+    '',
+    'Commands:',
+    ...cmds.map((c) => `  ${`${c.name}${c.args ? ` ${c.args}` : ''}`.padEnd(w)}  ${c.summary}`),
+    '',
+  ].join('\n');
+}
+
 /** Finds the command named by the first one or two words. */
 function findCommand(argv: string[]): { cmd?: CommandEntry; rest: string[] } {
   const two = `${argv[0]} ${argv[1]}`;
@@ -230,6 +247,11 @@ export async function runCli(argv: string[], io: CliIo = processIo()): Promise<n
         io.stdout.write(commandHelp(cmd));
         return EXIT.OK;
       }
+      const group = groupOf(argv[1]);
+      if (group.length) {
+        io.stdout.write(groupHelp(argv[1]!, group));
+        return EXIT.OK;
+      }
     }
     io.stdout.write(topHelp());
     return EXIT.OK;
@@ -238,7 +260,14 @@ export async function runCli(argv: string[], io: CliIo = processIo()): Promise<n
   const { cmd, rest } = findCommand(argv);
   let ctx = new Ctx(io, fallbackOptions(wantsJson), openDevice);
   try {
-    if (!cmd) throw unknownCommand(argv);
+    if (!cmd) {
+      const group = groupOf(argv[0]);
+      if (group.length && argv.slice(1).some((a) => a === '--help' || a === '-h')) {
+        io.stdout.write(groupHelp(argv[0]!, group));
+        return EXIT.OK;
+      }
+      throw unknownCommand(argv);
+    }
     const parsed = parseCommandArgs(cmd, [...globals, ...rest]);
     if (parsed.help) {
       io.stdout.write(commandHelp(cmd));

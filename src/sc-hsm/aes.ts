@@ -7,10 +7,11 @@
  * the last ciphertext block of the one before.
  */
 import { ScHsmError } from '../errors.js';
-import { ALGO, CLA_PROPRIETARY, INS } from '../protocol/constants.js';
+import { ALGO, CLA_PROPRIETARY, INS, PREFIX } from '../protocol/constants.js';
 import { concat, fresh, wipe } from '../util/bytes.js';
 import type { SessionContext } from './context.js';
 import { keyOpOverrides } from './crypto.js';
+import { algorithmNames } from './key-restrictions.js';
 import { keyInfo } from './keys.js';
 import { checkBytes, checkInt, checkKeyRef, checkObject, checkOneOf } from './validate.js';
 
@@ -51,24 +52,40 @@ function checkCbcOptions(opts: AesCbcOptions): 'pkcs7' | 'none' {
 }
 
 /**
- * INVALID_ARGUMENT when `keyRef` holds an RSA or EC key. A key whose type the host cannot tell (no
- * description, no public key: what an interrupted AES key generation leaves) or a missing key is
- * left to the card, which answers 6A81 or 6A88.
+ * Refuses before anything is sent, from the key's public files and FCP (spec §3.11–3.12):
+ * INVALID_ARGUMENT when `keyRef` holds an RSA or EC key; ALGORITHM_NOT_ALLOWED when its algorithm
+ * list lacks `algo`; USE_COUNTER_EXHAUSTED when it has fewer uses left than the `apdus` CIPHER
+ * commands the job needs (the card counts one use per APDU, not per call). A key whose type the host
+ * cannot tell (no description, no public key: what an interrupted AES key generation leaves) is
+ * left to the card; a missing key is KEY_NOT_FOUND.
  */
-async function checkAesKey(ctx: SessionContext, keyRef: number): Promise<void> {
-  let key = ctx.keyCache.get(keyRef);
-  if (!key) {
-    try {
-      key = await keyInfo(ctx, keyRef);
-    } catch (e) {
-      if (e instanceof ScHsmError && e.code === 'KEY_NOT_FOUND') return;
-      throw e;
-    }
+async function checkAesKey(ctx: SessionContext, keyRef: number, algo: number, apdus = 1): Promise<void> {
+  let key: Awaited<ReturnType<typeof keyInfo>>;
+  try {
+    // from the cache, the use counter read afresh
+    key = await keyInfo(ctx, keyRef);
+  } catch (e) {
+    if (!(e instanceof ScHsmError && e.code === 'KEY_NOT_FOUND')) throw e;
+    // no key at all: refused here; a key without description or public key: left to the card
+    if (!(await ctx.files.enumerate()).includes((PREFIX.KEY << 8) | keyRef)) throw e;
+    return;
   }
   if (key.type !== 'aes' && key.type !== 'unknown') {
     throw new ScHsmError(
       'INVALID_ARGUMENT',
-      `key ${keyRef} is ${key.type.toUpperCase()}, not AES; AES operations need a key made with generateAesKey`,
+      `key ${keyRef} is ${key.type.toUpperCase()}, not AES; AES operations need a key made with generateAesKey (keygen --type aes:256)`,
+    );
+  }
+  if (key.algorithms && !key.algorithms.includes(algo)) {
+    throw new ScHsmError(
+      'ALGORITHM_NOT_ALLOWED',
+      `key ${keyRef} does not allow ${algorithmNames(Uint8Array.of(algo))[0]}: its algorithm list, fixed at generation, is ${algorithmNames(key.algorithms).join(', ')}. Nothing was sent.`,
+    );
+  }
+  if (key.useCounter !== undefined && key.useCounter < apdus) {
+    throw new ScHsmError(
+      'USE_COUNTER_EXHAUSTED',
+      `key ${keyRef} has ${key.useCounter} use${key.useCounter === 1 ? '' : 's'} left; this needs ${apdus} (the device counts one use per CIPHER command of up to ${aesChunkSize(ctx)} bytes). Nothing was sent.`,
     );
   }
 }
@@ -150,8 +167,8 @@ export async function aesEncrypt(
   const plain = padding === 'pkcs7' ? pkcs7Pad(data) : data.slice();
   return ctx.channel.exclusive(async () => {
     try {
-      await checkAesKey(ctx, keyRef);
       const chunk = aesChunkSize(ctx);
+      await checkAesKey(ctx, keyRef, ALGO.AES_CBC_ENCRYPT, Math.ceil(plain.length / chunk));
       const parts: Uint8Array[] = [];
       let chain = opts.iv.slice();
       for (let off = 0; off < plain.length; off += chunk) {
@@ -205,8 +222,8 @@ export async function aesDecrypt(
   }
   const iv = opts.iv.slice();
   return ctx.channel.exclusive(async () => {
-    await checkAesKey(ctx, keyRef);
     const chunk = aesChunkSize(ctx);
+    await checkAesKey(ctx, keyRef, ALGO.AES_CBC_DECRYPT, Math.ceil(ciphertext.length / chunk));
     const parts: Uint8Array[] = [];
     try {
       let chain = iv;
@@ -255,7 +272,7 @@ export async function aesCmac(
   checkKeyRef(keyRef);
   checkBytes(data, 'the data to authenticate', 0, aesChunkSize(ctx));
   return ctx.channel.exclusive(async () => {
-    await checkAesKey(ctx, keyRef);
+    await checkAesKey(ctx, keyRef, ALGO.AES_CMAC);
     const mac = await cipher(ctx, keyRef, ALGO.AES_CMAC, data, AES_BLOCK, 'CIPHER (AES-CMAC)');
     if (mac.length !== AES_BLOCK)
       throw new ScHsmError('MALFORMED_RESPONSE', `AES-CMAC returned ${mac.length} bytes, not 16`);
@@ -283,7 +300,7 @@ export async function aesDerive(
   const length = opts.length ?? 32;
   checkInt(length, 1, 32, 'the derived length (opts.length)');
   return ctx.channel.exclusive(async () => {
-    await checkAesKey(ctx, keyRef);
+    await checkAesKey(ctx, keyRef, ALGO.AES_DERIVE);
     const out = await cipher(ctx, keyRef, ALGO.AES_DERIVE, data, length, 'CIPHER (AES derive)');
     if (out.length < length)
       throw new ScHsmError('MALFORMED_RESPONSE', `AES derive returned ${out.length} of ${length} bytes`);

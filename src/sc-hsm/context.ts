@@ -9,6 +9,7 @@ import { ScHsmError } from '../errors.js';
 import { type AppletInfo, selectApplet } from './device.js';
 import { CardFiles } from './files.js';
 import type { KeyInfo } from './keys.js';
+import { isPublicRead, PrecheckStop } from './precheck.js';
 import type { SecureMessaging } from './secure-messaging.js';
 import { checkInt, checkObject, typeName } from './validate.js';
 
@@ -45,8 +46,12 @@ export class SessionChannel extends ApduChannel {
     );
   }
 
+  /** Set by precheck.ts: only public reads go out; any other command throws PrecheckStop unsent. */
+  precheck = false;
+
   override send(cmd: Parameters<ApduChannel['send']>[0]): ReturnType<ApduChannel['send']> {
     if (this.closed) return Promise.reject(this.refused());
+    if (this.precheck && !isPublicRead(cmd)) return Promise.reject(new PrecheckStop(cmd.ins));
     const sm = this.sm;
     if (!sm) return super.send(cmd);
     // wrap, exchange and unwrap hold the channel together: the SSC must see them in order

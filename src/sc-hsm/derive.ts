@@ -64,6 +64,24 @@ function deriveOverrides(src: number, dst: number) {
 }
 
 /**
+ * KEY_REF_OCCUPIED when `CC<dst>` exists. A key there without description and public key (C4/CE:
+ * `keys` shows it as UNKNOWN) is what a DERIVE EC KEY or key generation interrupted after the card
+ * made the key leaves: the error says so and how to recover, with `keyRef` set to `dst`.
+ */
+async function checkFreeDestination(ctx: SessionContext, dst: number, fids: number[]): Promise<void> {
+  if (!fids.includes((PREFIX.KEY << 8) | dst)) return checkFreeRef(dst, fids);
+  if ((await keyInfoFromFiles(ctx, dst, fids)) !== undefined) return checkFreeRef(dst, fids);
+  throw new ScHsmError(
+    'KEY_REF_OCCUPIED',
+    `key reference ${dst} already holds a key without description or public key: most likely an earlier derive (or key generation) into it was interrupted after the card made the key and before its description was written. Nothing was sent.`,
+    {
+      keyRef: dst,
+      fix: `\`sc-hsm-ts keys\` shows key reference ${dst} as UNKNOWN; delete it (sc-hsm-ts delete-key --key-ref ${dst}) and derive again: the same source key and tweak give the same key again`,
+    },
+  );
+}
+
+/**
  * DERIVE EC KEY `80 76` (spec §3.15): `CC<dstKeyRef>` = `CC<srcKeyRef>` + tweak (mod the curve
  * order), checked against the public key the host computes. The tweak is big-endian, 1 to
  * field-length bytes, not zero and below the order n. Refused before anything is sent: a source
@@ -93,7 +111,7 @@ export async function deriveEcKey(
     const fids = await ctx.files.enumerate();
     if (!fids.includes((PREFIX.KEY << 8) | srcKeyRef))
       throw new ScHsmError('KEY_NOT_FOUND', `no key with key reference ${srcKeyRef} on the device`);
-    await checkFreeRef(dstKeyRef, fids);
+    await checkFreeDestination(ctx, dstKeyRef, fids);
     const src = await keyInfoFromFiles(ctx, srcKeyRef, fids);
     if (src?.type !== 'ec')
       throw new ScHsmError(

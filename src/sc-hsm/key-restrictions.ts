@@ -9,7 +9,9 @@
  * refuses the SELECT, leaves both unknown (undefined): never read as "no restriction".
  */
 import { ScHsmError } from '../errors.js';
+import { KEY_USAGE as USAGE } from '../pkcs15/index.js';
 import {
+  ALGO,
   ALGORITHM_NAMES,
   ALGORITHMS_MAX,
   CLA_ISO,
@@ -174,4 +176,36 @@ export async function readKeyRestrictions(ctx: SessionContext, keyRef: number): 
     throw e;
   }
   return parseKeyFcp(r.data);
+}
+
+/**
+ * The PKCS#15 usage (KeyUsageFlags, spec §6) of a key's description: `usage` (the default of its
+ * kind) without an algorithm list; with one, what the list permits, so that PKCS#11 applications
+ * (CKA_SIGN, CKA_DECRYPT, …) are not offered operations the card refuses. RSA: sign/signRecover for
+ * RSA-RAW, RSA-PKCS1*, RSA-PSS*; decrypt for RSA-DECRYPT-*. EC: sign/signRecover for ECDSA*;
+ * derive for ECDH or DERIVE. AES: encrypt (CBC-ENCRYPT), decrypt (CBC-DECRYPT), sign (CMAC),
+ * derive (AES-DERIVE). WRAP/UNWRAP (key export under the DKEK) add nothing.
+ */
+export function usageForAlgorithms(
+  kind: 'rsa' | 'ec' | 'aes',
+  algorithms: Uint8Array | undefined,
+  usage: number,
+): number {
+  if (!algorithms) return usage;
+  const has = (f: (b: number) => boolean) => [...algorithms].some(f);
+  let u = 0;
+  if (kind === 'rsa') {
+    if (has((b) => b === ALGO.RSA_RAW || (b >= 0x30 && b <= 0x35) || (b >= 0x40 && b <= 0x45)))
+      u |= USAGE.SIGN | USAGE.SIGN_RECOVER;
+    if (has((b) => b >= ALGO.RSA_DECRYPT_RAW && b <= ALGO.RSA_DECRYPT_OAEP)) u |= USAGE.DECRYPT;
+  } else if (kind === 'ec') {
+    if (has((b) => b >= ALGO.ECDSA && b <= ALGO.ECDSA_SHA512)) u |= USAGE.SIGN | USAGE.SIGN_RECOVER;
+    if (has((b) => b === ALGO.ECDH || b === ALGO.EC_DERIVE)) u |= USAGE.DERIVE;
+  } else {
+    if (has((b) => b === ALGO.AES_CBC_ENCRYPT)) u |= USAGE.ENCRYPT;
+    if (has((b) => b === ALGO.AES_CBC_DECRYPT)) u |= USAGE.DECRYPT;
+    if (has((b) => b === ALGO.AES_CMAC)) u |= USAGE.SIGN;
+    if (has((b) => b === ALGO.AES_DERIVE)) u |= USAGE.DERIVE;
+  }
+  return u;
 }

@@ -39,6 +39,7 @@ import {
   checkUseCounter,
   readKeyRestrictions,
   restrictionTlvs,
+  usageForAlgorithms,
 } from './key-restrictions.js';
 import { certificateSpki } from './objects.js';
 import {
@@ -347,10 +348,14 @@ export async function generateKeyPair(ctx: SessionContext, spec: KeyPairSpec): P
         objectFlags: OBJECT_FLAGS.PRIVATE | OBJECT_FLAGS.MODIFIABLE,
         authId: Uint8Array.of(1),
         id,
-        usage:
+        // what the algorithm list permits, when there is one
+        usage: usageForAlgorithms(
+          spec.type,
+          spec.algorithms,
           spec.type === 'rsa'
             ? KEY_USAGE.DECRYPT | KEY_USAGE.SIGN | KEY_USAGE.SIGN_RECOVER
             : KEY_USAGE.SIGN | KEY_USAGE.SIGN_RECOVER | KEY_USAGE.DERIVE,
+        ),
         keyReference: keyRef,
         bits: spec.type === 'rsa' ? spec.bits : curve!.bits,
       };
@@ -447,7 +452,11 @@ export async function generateAesKey(
           objectFlags: OBJECT_FLAGS.PRIVATE | OBJECT_FLAGS.MODIFIABLE,
           authId: Uint8Array.of(1),
           id,
-          usage: KEY_USAGE.ENCRYPT | KEY_USAGE.DECRYPT | KEY_USAGE.DERIVE,
+          usage: usageForAlgorithms(
+            'aes',
+            spec.algorithms,
+            KEY_USAGE.ENCRYPT | KEY_USAGE.DECRYPT | KEY_USAGE.DERIVE,
+          ),
           keyReference: keyRef,
           bits: spec.bits,
         }),

@@ -42,6 +42,7 @@ import type { PinStatus } from './pins.js';
 import * as pins from './pins.js';
 import type { PkaChallenge, PkaResponse, PkaSlot, PkaStatus } from './pka.js';
 import * as pka from './pka.js';
+import { precheck as precheckOp } from './precheck.js';
 import type { SecureChannelOptions } from './secure-channel.js';
 import * as secure from './secure-channel.js';
 import { checkBytes, checkFid, checkInt } from './validate.js';
@@ -429,6 +430,15 @@ export class SmartCardHsm {
   /** Every key on the device (key id 0, the device key, excluded), with label, reference and ID side by side. */
   async listKeys(): Promise<KeyInfo[]> {
     return keys.listKeys(this.ctx);
+  }
+
+  /**
+   * Runs `op` (a call on this session) only up to its first command that needs the PIN or changes
+   * the card: its checks from public card data throw as they would, nothing else is sent
+   * (precheck.ts). Call it before verifyPin so that refusable input costs no PIN try.
+   */
+  async precheck(op: () => Promise<unknown>): Promise<void> {
+    return precheckOp(this.ctx, op);
   }
 
   /** One key's information (cached after the first read in this session). */

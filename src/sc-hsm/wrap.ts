@@ -126,6 +126,13 @@ export async function wrapKey(ctx: SessionContext, keyRef: number): Promise<Uint
       overrides: {
         ...keyOpOverrides(keyRef),
         0x6d00: ['NO_DKEK', 'the device was not initialized for key wrapping (no DKEK)'],
+  // a list read already in this session (no extra APDU) that lacks WRAP: refused unsent
+  const known = ctx.keyCache.get(keyRef);
+  if (known?.algorithms && !known.algorithms.includes(ALGO.WRAP))
+    throw new ScHsmError(
+      'ALGORITHM_NOT_ALLOWED',
+      `key ${keyRef} may not be wrapped: its algorithm list, fixed at generation, lacks WRAP. Nothing was sent.`,
+    );
         0x6985: [
           'DKEK_INCOMPLETE',
           'the DKEK is not complete (shares outstanding) or the key may not be exported',

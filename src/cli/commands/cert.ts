@@ -15,7 +15,7 @@ import {
 import type { Command } from '../command.js';
 import { type Ctx, flag, reqInt, reqStr, str, type Values } from '../context.js';
 import { CliError } from '../exit-codes.js';
-import { readHostFile, refuseOverwrite, writeAtomic, writeAtomicExclusive } from '../files.js';
+import { type OutputTarget, prepareOutput, readHostFile, writeOutput } from '../files.js';
 import { printable } from '../format.js';
 import { certExportSpec, certImportSpec, certSelfSignSpec, csrSpec } from './meta.js';
 
@@ -48,19 +48,27 @@ function signingOptions(v: Values): SigningOptions {
 }
 
 /**
- * Writes `text` to `--out` atomically or to stdout. Without --force the file is created
- * exclusively at the last step, so a file that appeared meanwhile (another run) is kept.
+ * `--out`, checked before the card is used (prepareOutput: no symbolic link, directory or missing
+ * directory; a device or FIFO written in place; FILE_EXISTS unless --force); undefined without
+ * --out or with `--out -` (the PEM text on stdout).
  */
-async function output(ctx: Ctx, v: Values, text: string, what: string): Promise<string | undefined> {
+async function outputTarget(ctx: Ctx, v: Values, what: string): Promise<OutputTarget | undefined> {
   const out = str(v, 'out');
-  if (out === undefined) {
+  if (out === undefined || out === '-') return undefined;
+  return prepareOutput(ctx, out, { force: flag(v, 'force'), what });
+}
+
+/**
+ * Writes `text` where {@link outputTarget} said, or to stdout (not under --json). Without --force
+ * a file is created exclusively at the last step, so a file that appeared meanwhile is kept.
+ */
+async function output(ctx: Ctx, t: OutputTarget | undefined, text: string): Promise<string | undefined> {
+  if (t === undefined) {
     if (!ctx.g.json) ctx.io.stdout.write(text);
     return undefined;
   }
-  await refuseOverwrite(out, flag(v, 'force'), what);
-  if (flag(v, 'force')) await writeAtomic(out, text);
-  else await writeAtomicExclusive(out, text, 0o644, what);
-  return out;
+  await writeOutput(ctx, t, text, 0o644);
+  return t.path;
 }
 
 export const csr: Command = {
@@ -70,10 +78,11 @@ export const csr: Command = {
     const subject = reqStr(v, 'subject', 'e.g. "CN=Example CA"');
     parseSubject(subject);
     const opts = signingOptions(v);
+    const target = await outputTarget(ctx, v, 'CSR file');
     const hsm = await ctx.hsm();
     await ctx.login(hsm, v);
     const r = await createCsr(hsm, { keyRef, subject, ...opts });
-    const file = await output(ctx, v, r.pem, 'CSR file');
+    const file = await output(ctx, target, r.pem);
     if (file)
       ctx.out.ok(
         `certificate request for key ${keyRef} (${printable(r.request.subject)}) written to ${file}`,
@@ -91,6 +100,7 @@ export const certSelfSign: Command = {
     const days = reqInt(v, 'days', 1, 36500);
     const serialNumber = str(v, 'serial');
     const opts = signingOptions(v);
+    const target = await outputTarget(ctx, v, 'certificate file');
     const hsm = await ctx.hsm();
     await ctx.login(hsm, v);
     const r = await selfSignCertificate(hsm, {
@@ -101,7 +111,7 @@ export const certSelfSign: Command = {
       ...(serialNumber !== undefined ? { serialNumber } : {}),
       ...opts,
     });
-    const file = await output(ctx, v, r.pem, 'certificate file');
+    const file = await output(ctx, target, r.pem);
     if (file)
       ctx.out.ok(
         `self-signed certificate for key ${keyRef} (${printable(r.certificate.subject)}) written to ${file}`,
@@ -143,9 +153,10 @@ export const certExport: Command = {
   ...certExportSpec,
   async run(ctx, v) {
     const keyRef = reqInt(v, 'key-ref', 1, 255);
+    const target = await outputTarget(ctx, v, 'certificate file');
     const hsm = await ctx.hsm();
     const pem = await exportCertificate(hsm, keyRef);
-    const file = await output(ctx, v, pem, 'certificate file');
+    const file = await output(ctx, target, pem);
     if (file) ctx.out.ok(`certificate of key ${keyRef} written to ${file}`);
     return { keyRef, file, pem };
   },

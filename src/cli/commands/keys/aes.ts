@@ -10,11 +10,12 @@
 import { randomBytes } from 'node:crypto';
 import { open, stat } from 'node:fs/promises';
 import { ScHsmError } from '../../../errors.js';
+import type { SmartCardHsm } from '../../../sc-hsm/session.js';
 import { concat, toHex, wipe } from '../../../util/bytes.js';
 import type { Command } from '../../command.js';
 import { type Ctx, flag, reqInt, reqStr, str, type Values } from '../../context.js';
 import { CliError } from '../../exit-codes.js';
-import { readHostFile, refuseOverwrite, writeAtomic, writeAtomicExclusive } from '../../files.js';
+import { type OutputTarget, prepareOutput, readHostFile, writeOutput } from '../../files.js';
 import { parseHexArg } from '../../format.js';
 import { aesCmacSpec, aesDecryptSpec, aesEncryptSpec } from '../meta.js';
 
@@ -81,44 +82,50 @@ async function readInput(path: string, max: number): Promise<Uint8Array> {
   }
 }
 
-/** --out: not the --in file, and not there unless --force (checked again when it is written). */
-async function checkOutput(input: string, out: string, force: boolean): Promise<void> {
+/**
+ * --out: not the --in file; its kind checked (prepareOutput: `-`, a device or FIFO written in
+ * place, no symbolic link, directory or missing directory) and not there unless --force.
+ */
+async function checkOutput(ctx: Ctx, input: string, out: string, force: boolean): Promise<OutputTarget> {
   try {
     const [a, b] = await Promise.all([stat(input), stat(out)]);
-    if (a.dev === b.dev && a.ino === b.ino)
+    if (a.dev === b.dev && a.ino === b.ino && a.isFile())
       throw new CliError('USAGE_ERROR', `--out ${out} is the --in file`, 'write the result to another file');
   } catch (e) {
     if (e instanceof CliError) throw e;
   }
-  await refuseOverwrite(out, force, 'output file');
-}
-
-async function write(out: string, data: Uint8Array, force: boolean): Promise<void> {
-  if (force) await writeAtomic(out, data, 0o600);
-  else await writeAtomicExclusive(out, data, 0o600, 'output file');
+  return prepareOutput(ctx, out, { force });
 }
 
 interface CbcJob {
   keyRef: number;
   input: string;
   out: string;
-  force: boolean;
+  target: OutputTarget;
   iv: Uint8Array | undefined;
 }
 
-async function cbcJob(v: Values): Promise<CbcJob> {
+async function cbcJob(ctx: Ctx, v: Values): Promise<CbcJob> {
   const keyRef = reqInt(v, 'key-ref', 1, 255);
   const input = reqStr(v, 'in', 'the input file');
   const out = reqStr(v, 'out', 'the output file');
   const force = flag(v, 'force');
   const iv = parseIv(v);
-  await checkOutput(input, out, force);
-  return { keyRef, input, out, force, iv };
+  const target = await checkOutput(ctx, input, out, force);
+  return { keyRef, input, out, target, iv };
 }
 
-async function session(ctx: Ctx, v: Values, keyRef: number) {
+/**
+ * The device, the PIN verified after `op`'s checks from public data (Ctx.login's precheck: the key
+ * is AES, its algorithm list allows the operation, it has uses left for every APDU of the job).
+ */
+async function session<T>(
+  ctx: Ctx,
+  v: Values,
+  keyRef: number,
+  op: (hsm: SmartCardHsm) => Promise<T>,
+): Promise<T> {
   const hsm = await ctx.hsm();
-  // the key's type first (public files): an EC key is refused before the PIN is sent
   const info = await hsm.keyInfo(keyRef);
   if (info.type !== 'aes' && info.type !== 'unknown') {
     throw new CliError(
@@ -127,21 +134,24 @@ async function session(ctx: Ctx, v: Values, keyRef: number) {
       'name an AES key (sc-hsm-ts keys lists them as AES), or make one: sc-hsm-ts keygen --type aes:256 --label L',
     );
   }
-  await ctx.login(hsm, v);
-  return hsm;
+  await ctx.login(hsm, v, () => op(hsm));
+  return op(hsm);
 }
 
 export const aesEncrypt: Command = {
   ...aesEncryptSpec,
   async run(ctx, v) {
-    const job = await cbcJob(v);
+    const job = await cbcJob(ctx, v);
     const plain = await readInput(job.input, AES_FILE_MAX);
     const iv = job.iv ?? new Uint8Array(randomBytes(BLOCK));
-    const hsm = await session(ctx, v, job.keyRef);
-    const ct = await hsm.aesEncrypt(job.keyRef, plain, { iv });
-    wipe(plain);
+    let ct: Uint8Array;
+    try {
+      ct = await session(ctx, v, job.keyRef, (hsm) => hsm.aesEncrypt(job.keyRef, plain, { iv }));
+    } finally {
+      wipe(plain);
+    }
     const file = job.iv ? ct : Buffer.concat([iv, ct]);
-    await write(job.out, file, job.force);
+    await writeOutput(ctx, job.target, file);
     ctx.out.ok(`${job.input} encrypted with key ${job.keyRef} into ${job.out}`);
     ctx.out.kv('IV', `${toHex(iv)}${job.iv ? '' : ' (random, the first 16 bytes of the file)'}`);
     return {
@@ -158,7 +168,7 @@ export const aesEncrypt: Command = {
 export const aesDecrypt: Command = {
   ...aesDecryptSpec,
   async run(ctx, v) {
-    const job = await cbcJob(v);
+    const job = await cbcJob(ctx, v);
     const data = await readInput(job.input, AES_FILE_MAX + BLOCK);
     const iv = job.iv ?? data.subarray(0, BLOCK);
     const ct = job.iv ? data : data.subarray(BLOCK);
@@ -171,10 +181,9 @@ export const aesDecrypt: Command = {
           : 'if the file holds the ciphertext only, give its IV with --iv',
       );
     }
-    const hsm = await session(ctx, v, job.keyRef);
     let plain: Uint8Array;
     try {
-      plain = await hsm.aesDecrypt(job.keyRef, ct, { iv });
+      plain = await session(ctx, v, job.keyRef, (hsm) => hsm.aesDecrypt(job.keyRef, ct, { iv }));
     } catch (e) {
       if (e instanceof ScHsmError && e.code === 'INCORRECT_DATA')
         throw new CliError(
@@ -185,7 +194,7 @@ export const aesDecrypt: Command = {
       throw e;
     }
     try {
-      await write(job.out, plain, job.force);
+      await writeOutput(ctx, job.target, plain);
     } finally {
       wipe(plain);
     }
@@ -207,8 +216,7 @@ export const aesCmac: Command = {
     const keyRef = reqInt(v, 'key-ref', 1, 255);
     const input = reqStr(v, 'in', 'the message file');
     const msg = await readInput(input, CMAC_MAX);
-    const hsm = await session(ctx, v, keyRef);
-    const mac = toHex(await hsm.aesCmac(keyRef, msg));
+    const mac = toHex(await session(ctx, v, keyRef, (hsm) => hsm.aesCmac(keyRef, msg)));
     ctx.out.line(mac);
     return { keyRef, in: input, cmac: mac, bytes: msg.length };
   },

@@ -3,7 +3,7 @@ import { algorithmNames } from '../../../sc-hsm/key-restrictions.js';
 import { checkLabel } from '../../../sc-hsm/validate.js';
 import { curveByName } from '../../../util/curves.js';
 import type { Command } from '../../command.js';
-import { int, reqStr, str } from '../../context.js';
+import { int, parseDecimal, reqStr, str } from '../../context.js';
 import { CliError } from '../../exit-codes.js';
 import { parseHexArg, printable, restrictionsText, spkiFingerprint } from '../../format.js';
 import { keygenSpec } from '../meta.js';
@@ -17,7 +17,7 @@ export type KeySpec =
 export function parseKeyType(s: string): KeySpec {
   const [kind, arg] = s.toLowerCase().split(':');
   if (kind === 'rsa') {
-    const bits = Number(arg ?? '2048');
+    const bits = arg === undefined ? 2048 : parseDecimal(arg);
     // the card's sizes, the same list key import is checked against
     if (!(RSA_SIZES as readonly number[]).includes(bits))
       throw new CliError('USAGE_ERROR', `--type rsa:BITS takes ${RSA_SIZES.join(', ')}`);
@@ -42,7 +42,7 @@ export function parseKeyType(s: string): KeySpec {
     };
   }
   if (kind === 'aes') {
-    const bits = Number(arg ?? '256');
+    const bits = arg === undefined ? 256 : parseDecimal(arg);
     if (bits !== 128 && bits !== 192 && bits !== 256)
       throw new CliError('USAGE_ERROR', '--type aes:BITS takes 128, 192 or 256');
     return { kind: 'aes', bits };
@@ -69,44 +69,31 @@ export const keygen: Command = {
     // failure then (card pulled) would report a generated key as a failure, and a rerun makes a second.
     const curve = spec.kind === 'ec' ? curveByName(spec.curve) : undefined;
     const hsm = await ctx.hsm();
-    await ctx.login(hsm, v);
+    const generate = (): Promise<{ keyRef: number; id: Uint8Array; publicKey?: Uint8Array }> => {
+      const common = {
+        label,
+        ...(id ? { id } : {}),
+        ...(keyRef ? { keyRef } : {}),
+        ...restrictions,
+        ...inDomain,
+      };
+      if (spec.kind === 'aes') return hsm.generateAesKey({ bits: spec.bits, ...common });
+      if (spec.kind === 'rsa') return hsm.generateKeyPair({ type: 'rsa', bits: spec.bits, ...common });
+      return hsm.generateKeyPair({ type: 'ec', curve: curve!.name, ...common });
+    };
+    // the library's checks from public data (occupied reference, ID in use, algorithm list) first
+    await ctx.login(hsm, v, generate);
     const p = ctx.progress(`Generating ${spec.kind.toUpperCase()} key on the device…`);
     p.update(0);
     let result: { keyRef: number; id: Uint8Array; publicKey?: Uint8Array };
     try {
-      if (spec.kind === 'aes')
-        result = await hsm.generateAesKey({
-          bits: spec.bits,
-          label,
-          ...(id ? { id } : {}),
-          ...(keyRef ? { keyRef } : {}),
-          ...restrictions,
-          ...inDomain,
-        });
-      else if (spec.kind === 'rsa')
-        result = await hsm.generateKeyPair({
-          type: 'rsa',
-          bits: spec.bits,
-          label,
-          ...(id ? { id } : {}),
-          ...(keyRef ? { keyRef } : {}),
-          ...restrictions,
-          ...inDomain,
-        });
-      else
-        result = await hsm.generateKeyPair({
-          type: 'ec',
-          curve: curve!.name,
-          label,
-          ...(id ? { id } : {}),
-          ...(keyRef ? { keyRef } : {}),
-          ...restrictions,
-          ...inDomain,
-        });
+      result = await generate();
       p.update(1);
     } finally {
       p.done();
     }
+    // the key domain as `keys` reports it (the key's FCP, read afresh: one SELECT), not as requested
+    const reported = await hsm.keyRestrictions(result.keyRef).catch(() => undefined);
     const o = ctx.out;
     o.ok(`generated ${spec.kind.toUpperCase()} key "${printable(label)}"`);
     o.kv('Key ref', `${result.keyRef} (use --key-ref ${result.keyRef})`);
@@ -126,7 +113,8 @@ export const keygen: Command = {
       publicKeySha256: result.publicKey ? spkiFingerprint(result.publicKey) : undefined,
       algorithms: restrictions.algorithms ? algorithmNames(restrictions.algorithms) : null,
       useCounter: restrictions.useCounter ?? null,
-      domain: domain ?? 0,
+      // null: the card does not say (as keys --json); what was asked when it could not be read
+      domain: reported ? (reported.domain ?? null) : (domain ?? null),
     };
   },
 };

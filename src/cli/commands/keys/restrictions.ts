@@ -91,8 +91,10 @@ export async function runDerive(ctx: Ctx, v: Values): Promise<unknown> {
   if (idText !== undefined && !id)
     throw new CliError('USAGE_ERROR', '--id takes hex bytes, e.g. 01 or a1b2c3');
   const hsm = await ctx.hsm();
-  await ctx.login(hsm, v);
-  const r = await hsm.deriveEcKey(src, dst, tweak, { label, ...(id ? { id } : {}) });
+  const derive = () => hsm.deriveEcKey(src, dst, tweak, { label, ...(id ? { id } : {}) });
+  // source type and curve, DERIVE in its list, uses left, free --key-ref, tweak below n: before the PIN
+  await ctx.login(hsm, v, derive);
+  const r = await derive();
   const info = await hsm.keyInfo(r.keyRef);
   const o = ctx.out;
   o.ok(`derived EC key "${printable(label)}" from key reference ${src}`);

@@ -2,7 +2,7 @@ import { parseSoPin, parseUserPin } from '../../../sc-hsm/validate.js';
 import type { Command } from '../../command.js';
 import { flag, reqStr } from '../../context.js';
 import { CliError } from '../../exit-codes.js';
-import { refuseOverwrite, writeAtomicExclusive } from '../../files.js';
+import { prepareOutput, writeOutput } from '../../files.js';
 import { pinStateText } from '../../format.js';
 import { applyKnownRetryCounter } from '../../pin-retry.js';
 import {
@@ -59,12 +59,12 @@ export const pinSession: Command = {
         'the card gives a session PIN only inside secure messaging; nothing was sent',
         'add --secure',
       );
-    await refuseOverwrite(out, false, 'session PIN file');
+    const target = await prepareOutput(ctx, out, { what: 'session PIN file' });
     const hsm = await ctx.hsm();
     await ctx.login(hsm, v);
     const sp = await hsm.getSessionPin();
     try {
-      await writeAtomicExclusive(out, `${Buffer.from(sp).toString('hex')}\n`, 0o600, 'session PIN file');
+      await writeOutput(ctx, target, `${Buffer.from(sp).toString('hex')}\n`, 0o600);
     } finally {
       sp.fill(0);
     }

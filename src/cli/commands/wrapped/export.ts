@@ -6,7 +6,7 @@ import type { Command } from '../../command.js';
 import { flag, list, reqStr } from '../../context.js';
 import { readDkek } from '../../dkek-input.js';
 import { CliError } from '../../exit-codes.js';
-import { readHostFile, refuseOverwrite, writeAtomicExclusive } from '../../files.js';
+import { prepareOutput, readHostFile, writeOutput } from '../../files.js';
 import { wrappedExportSpec } from '../meta.js';
 
 export const wrappedExport: Command = {
@@ -19,7 +19,7 @@ export const wrappedExport: Command = {
       );
     }
     const out = reqStr(v, 'out', 'the PEM file to write');
-    await refuseOverwrite(out, false, 'output file');
+    const target = await prepareOutput(ctx, out);
     const info = wrapFileInfo(await readHostFile(file!, 'wrap file'));
     const dkek = await readDkek(ctx, list(v, 'dkek'), list(v, 'password'));
     let dec: ReturnType<typeof decryptKeyBlob>;
@@ -39,7 +39,7 @@ export const wrappedExport: Command = {
       wipe(dec.aesKey);
     } else throw new CliError('INVALID_KEY_BLOB', 'the blob holds no key material');
     // created exclusively at the last step: a file that appeared meanwhile is never replaced
-    await writeAtomicExclusive(out, content, 0o600, 'output file');
+    await writeOutput(ctx, target, content, 0o600);
     ctx.out.warn(
       `the private key is now in clear in ${out} (mode 0600): protect it and destroy it when done`,
     );
