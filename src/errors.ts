@@ -121,6 +121,11 @@ export interface ScHsmErrorOptions {
    * its description, or a key that is complete although the call failed).
    */
   keyRef?: number;
+  /**
+   * KEY_ID_IN_USE: the key reference of the key that already has the ID (an existing, complete
+   * key: never something to clean up, unlike `keyRef`).
+   */
+  existingKeyRef?: number;
   /** The next step that fits this very failure, where it is more specific than the code's. */
   fix?: string;
   cause?: unknown;
@@ -153,6 +158,7 @@ export class ScHsmError extends Error {
   readonly triesLeft?: number;
   readonly pin?: PinKind;
   readonly keyRef?: number;
+  readonly existingKeyRef?: number;
   readonly fix?: string;
 
   constructor(code: ScHsmErrorCode, message: string, options: ScHsmErrorOptions = {}) {
@@ -164,6 +170,7 @@ export class ScHsmError extends Error {
     if (options.triesLeft !== undefined) this.triesLeft = options.triesLeft;
     if (options.pin !== undefined) this.pin = options.pin;
     if (options.keyRef !== undefined) this.keyRef = options.keyRef;
+    if (options.existingKeyRef !== undefined) this.existingKeyRef = options.existingKeyRef;
     if (options.fix !== undefined) this.fix = options.fix;
   }
 
@@ -179,6 +186,7 @@ export class ScHsmError extends Error {
     if (this.triesLeft !== undefined) o.triesLeft = this.triesLeft;
     if (this.pin !== undefined) o.pin = this.pin;
     if (this.keyRef !== undefined) o.keyRef = this.keyRef;
+    if (this.existingKeyRef !== undefined) o.existingKeyRef = this.existingKeyRef;
     if (this.fix !== undefined) o.fix = this.fix;
     return o;
   }

@@ -69,12 +69,14 @@ async function run(keys: number) {
 }
 
 describe('backup and restore: APDUs per key', () => {
-  it('a backup sends at most 4 APDUs per added key, a restore at most 4', async () => {
+  it('a backup sends at most 5 APDUs per added key, a restore at most 4', async () => {
     const small = await run(4);
     const large = await run(12);
     const slope = (a: Map<string, number>, b: Map<string, number>) => (total(b) - total(a)) / 8;
-    // READ BINARY ×2, SELECT, WRAP KEY (was 6: the description and certificate read twice)
-    expect(slope(small.backup, large.backup)).toBeLessThanOrEqual(4);
+    // READ BINARY ×2, SELECT, WRAP KEY (was 6: the description and certificate read twice), and
+    // before the PIN one SELECT for the key's algorithm list (a key that may not be wrapped is
+    // named before the PIN is sent or anything written)
+    expect(slope(small.backup, large.backup)).toBeLessThanOrEqual(5);
     // + the device's 2F02 and 2F03 (serial, label), once
     expect(large.backup.get('B1')).toBe(2 * 12 + 2);
     expect(large.backup.get('72')).toBe(12);

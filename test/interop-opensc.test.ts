@@ -562,7 +562,10 @@ describePcsc('OpenSC 0.23 tools against the virtual SmartCard-HSM (Nitrokey HSM 
       await hsm.verifyPin(PIN);
       // one ID, one key: the same keys unwrapped there by sc-hsm-tool (IDs 01 and 02) are refused
       // at other references, so those copies go first
-      await expect(hsm.restoreKey(bins[0]!, 3)).rejects.toMatchObject({ code: 'KEY_ID_IN_USE', keyRef: 1 });
+      await expect(hsm.restoreKey(bins[0]!, 3)).rejects.toMatchObject({
+        code: 'KEY_ID_IN_USE',
+        existingKeyRef: 1,
+      });
       await hsm.deleteKey(1);
       await hsm.deleteKey(2);
       await hsm.restoreKey(bins[0]!, 3);

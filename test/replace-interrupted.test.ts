@@ -513,7 +513,7 @@ describe('unwrap and restore refuse a key ID another key has', () => {
     const { card, hsm } = await open(withOld);
     const e = await rejection(hsm.restoreKey(rsaBin, 5));
     expect(e.code).toBe('KEY_ID_IN_USE');
-    expect(e.keyRef).toBe(2);
+    expect(e.existingKeyRef).toBe(2);
     expect(card.serialize()).toBe(withOld);
     await hsm.restoreKey(rsaBin, 2, { force: true });
   });

@@ -129,6 +129,8 @@ export interface ErrorInfo {
   command?: string;
   /** The key reference an interrupted command may have left something at. */
   keyRef?: number;
+  /** KEY_ID_IN_USE: the existing key that already has the ID (not something to delete). */
+  existingKeyRef?: number;
   fix?: string;
 }
 
@@ -183,6 +185,12 @@ export const FIX_FOR: Partial<
     c.has('id')
       ? 'choose another --id (`sc-hsm-ts keys` lists the IDs in use), or leave --id out for the ID derived from the public key'
       : '`sc-hsm-ts keys` lists the IDs in use: give the key another ID',
+  INVALID_PKA_FILE: (_e, c) =>
+    c.has('response')
+      ? 'each --response must be the file sc-hsm-ts pka respond wrote for the current challenge'
+      : c.has('key-ref')
+        ? 'give the challenge file sc-hsm-ts pka authenticate wrote (--challenge-out)'
+        : undefined,
   FILE_EXISTS: (_e, c) =>
     c.has('force')
       ? 'choose another file name, or --force to replace it'
@@ -205,8 +213,7 @@ export const FIX: Partial<Record<CliErrorCode, string>> = {
   PKA_CHAIN_UNTRUSTED:
     'the file was exported from a device whose chain this device cannot verify; only keys of genuine devices under the same root register',
   PKA_KEY_REGISTERED: '`sc-hsm-ts pka status` lists the registered keys',
-  INVALID_PKA_FILE:
-    'give the file written by sc-hsm-ts pka export / sc-hsm-tool --export-for-pub-key-auth, or by pka authenticate / pka respond',
+  INVALID_PKA_FILE: 'give the file written by sc-hsm-ts pka export / sc-hsm-tool --export-for-pub-key-auth',
   KEY_NOT_FOUND: '`sc-hsm-ts keys` lists the key references (first column)',
   SESSION_CLOSED: 'open a new session (SmartCardHsm.open) for the next call',
   SECURE_MESSAGING:
@@ -264,6 +271,7 @@ export function errorInfo(e: unknown, c: FixContext = ANY_COMMAND): ErrorInfo {
     if (e.triesLeft !== undefined) o.triesLeft = e.triesLeft;
     if (e.command !== undefined) o.command = e.command;
     if (e.keyRef !== undefined) o.keyRef = e.keyRef;
+    if (e.existingKeyRef !== undefined) o.existingKeyRef = e.existingKeyRef;
     if (e.pin !== undefined) o.pin = e.pin;
     let fix = FIX_FOR[e.code]?.(e, c) ?? FIX[e.code];
     // a fix the library gave for this very failure (e.g. what an interrupted key generation left)

@@ -30,6 +30,7 @@ import {
 } from '../dkek/index.js';
 import { isScHsmError, ScHsmError } from '../errors.js';
 import { encodeKeyDescription, KEY_USAGE, OBJECT_FLAGS } from '../pkcs15/index.js';
+import { ALGO, PREFIX } from '../protocol/constants.js';
 import { bytesEqual, fromHex, toHex, wipe } from '../util/bytes.js';
 import { curveByName } from '../util/curves.js';
 import {
@@ -86,6 +87,28 @@ export interface ManifestKey {
   domain?: number;
 }
 
+/**
+ * A key a backup left out (`backupDevice` with `skipUnwrappable`): its algorithm list lacks WRAP,
+ * so the card will not wrap it (spec §3.16); no `.bin` file exists for it.
+ */
+export interface SkippedKey {
+  keyRef: number;
+  /** PKCS#15 ID, lowercase hex. */
+  id: string;
+  label?: string;
+  type: string;
+  bits: number;
+  reason: 'not-wrappable';
+}
+
+/** A backed-up key with a key use counter (tag 90): the copy does not carry the uses left. */
+export interface CountedKey {
+  keyRef: number;
+  label?: string;
+  /** Uses left on the device when it was backed up. */
+  useCounter: number;
+}
+
 /** `manifest.json` of a backup directory. */
 export interface Manifest {
   format: typeof MANIFEST_FORMAT;
@@ -98,6 +121,8 @@ export interface Manifest {
    */
   device: { serial?: string; label?: string; kcv: string; domains?: Record<string, string> };
   keys: ManifestKey[];
+  /** Keys of the device that are not in the backup (they may not be wrapped); absent when none. */
+  skipped?: SkippedKey[];
 }
 
 /**
@@ -129,6 +154,12 @@ export interface BackupOptions {
    * PIN here (WRAP KEY needs it).
    */
   authenticate?: () => Promise<void>;
+  /**
+   * Back up the other keys when some may not be wrapped (their algorithm list lacks WRAP): they are
+   * listed in the result and the manifest (`skipped`). Without it such a key is refused
+   * (ALGORITHM_NOT_ALLOWED) before the PIN is sent or anything is written.
+   */
+  skipUnwrappable?: boolean;
 }
 
 export interface BackupKeyResult {
@@ -149,6 +180,13 @@ export interface BackupResult {
   removedTemps: string[];
   manifest: Manifest;
   keys: BackupKeyResult[];
+  /** Keys left out with `skipUnwrappable` (also in the manifest). */
+  skipped: SkippedKey[];
+  /**
+   * Backed-up keys with a key use counter: a key restored or unwrapped from the copy has no counter
+   * (the blob does not carry it), so its uses are no longer limited.
+   */
+  counted: CountedKey[];
   verified: true;
 }
 
@@ -172,6 +210,11 @@ export interface RestoreStep {
   present?: { label?: string; id: Uint8Array };
   /** Written by this run. */
   written: boolean;
+  /**
+   * Why a key there was taken for the backup's (action `complete`), e.g. that an AES key's
+   * material could not be compared: for the user to read.
+   */
+  note?: string;
 }
 
 /** A key reference holding another key than the backup's. */
@@ -308,6 +351,15 @@ export async function backupDevice(
   // another device's files in the directory are refused before the PIN is sent (the keys are
   // listed here only when the directory holds key files: an interrupted backup's)
   await checkBackupTarget(dir, device, () => hsm.listKeys(), known);
+  // every key's algorithm list (its FCP: public, no PIN): keys the card will not wrap are named
+  // before the PIN is sent and before anything is written
+  const notWrappable: KeyInfo[] = [];
+  for (const f of await hsm.enumerate()) {
+    if (f >> 8 !== PREFIX.KEY || (f & 0xff) === 0) continue;
+    const r = await hsm.keyRestrictions(f & 0xff);
+    if (r.algorithms && !r.algorithms.includes(ALGO.WRAP)) notWrappable.push(await hsm.keyInfo(f & 0xff));
+  }
+  if (notWrappable.length && !o.skipUnwrappable) throw notWrappableError(notWrappable);
   await o.authenticate?.();
   if (!known) {
     const again = await hsm.dkekStatus();
@@ -315,6 +367,8 @@ export async function backupDevice(
   }
   const domainKcvs: Record<string, string> = {};
   const entries: ManifestKey[] = [];
+  const skipped: SkippedKey[] = [];
+  const counted: CountedKey[] = [];
   let created: string | undefined;
   let removedTemps: string[] = [];
   // the card held from the key list to the last key (CardFiles.run): each key's description and
@@ -327,6 +381,9 @@ export async function backupDevice(
     const otherDomains = (await hsm.listKeyDomains()).domains.filter(
       (d) => d.domain !== 0 && d.outstanding === 0 && !d.xkekUid,
     );
+    // the list again, held: a key changed since the check above is refused here, still before writing
+    const unwrappable = keys.filter((k) => k.algorithms && !k.algorithms.includes(ALGO.WRAP));
+    if (unwrappable.length && !o.skipUnwrappable) throw notWrappableError(unwrappable);
     created = await createHostDirectory(dir);
     // what a killed backup left: temp files of our own naming, never another program's
     removedTemps = removeBackupTemps(dir);
@@ -337,7 +394,32 @@ export async function backupDevice(
             cause: o.signal.reason,
             fix: 'run the backup again: it completes the directory',
           });
-        const bin = await hsm.backupKey(k.keyRef);
+        let bin: Uint8Array;
+        try {
+          if (unwrappable.includes(k))
+            throw new ScHsmError('ALGORITHM_NOT_ALLOWED', `key ${k.keyRef} may not be wrapped`);
+          bin = await hsm.backupKey(k.keyRef);
+        } catch (e) {
+          // a card that does not report the list refuses WRAP KEY itself (6A81)
+          if (!isScHsmError(e, 'ALGORITHM_NOT_ALLOWED')) throw e;
+          if (!o.skipUnwrappable) throw notWrappableError([k]);
+          const sk: SkippedKey = {
+            keyRef: k.keyRef,
+            id: toHex(k.id),
+            type: k.type,
+            bits: k.bits,
+            reason: 'not-wrappable',
+          };
+          if (k.label !== undefined) sk.label = k.label;
+          skipped.push(sk);
+          o.onProgress?.(i + 1, keys.length);
+          continue;
+        }
+        if (k.useCounter !== undefined) {
+          const c: CountedKey = { keyRef: k.keyRef, useCounter: k.useCounter };
+          if (k.label !== undefined) c.label = k.label;
+          counted.push(c);
+        }
         const file = `key-${String(k.keyRef).padStart(3, '0')}.bin`;
         // a key of another domain: its blob carries that domain's KCV
         const blobKcv = wrapKcv(bin, file);
@@ -387,6 +469,7 @@ export async function backupDevice(
   if (device.serial) manifest.device.serial = device.serial;
   if (device.label !== undefined) manifest.device.label = device.label;
   if (Object.keys(domainKcvs).length) manifest.device.domains = domainKcvs;
+  if (skipped.length) manifest.skipped = skipped;
   // verify what is on disk before anything is reported as backed up
   for (const e of entries) {
     const bin = await readHostFile(join(dir, e.file), 'backup file');
@@ -416,8 +499,22 @@ export async function backupDevice(
       sha256: e.sha256,
       verified: true,
     })),
+    skipped,
+    counted,
     verified: true,
   };
+}
+
+/** ALGORITHM_NOT_ALLOWED naming the keys the card will not wrap; nothing was written. */
+function notWrappableError(keys: KeyInfo[]): ScHsmError {
+  const names = keys.map((k) => `key ref ${k.keyRef} (${JSON.stringify(k.label ?? '')})`).join(', ');
+  return new ScHsmError(
+    'ALGORITHM_NOT_ALLOWED',
+    `${names} may not be wrapped (the algorithm list given at generation lacks WRAP), so no backup can hold ${keys.length === 1 ? 'it' : 'them'}. Nothing was written.`,
+    {
+      fix: 'back up the other keys and list these in the manifest as skipped: sc-hsm-ts backup DIR --skip-unwrappable (library: skipUnwrappable)',
+    },
+  );
 }
 
 /** The KCV in a wrapped key's blob (BACKUP_INVALID when the file is damaged). */
@@ -760,6 +857,8 @@ export async function restoreDevice(
       );
   }
   const present = new Map((await hsm.listKeys()).map((k) => [k.keyRef, k]));
+  // a restore of this backup was started on this very device and not completed (restore-progress.json)
+  const restartedHere = progress.some((p) => sameDevice(p, device));
   const steps: RestoreStep[] = [];
   const conflicts: RestoreConflict[] = [];
   for (const [keyRef, f] of byRef) {
@@ -769,16 +868,25 @@ export async function restoreDevice(
     if (k) {
       if (k.publicKey && f.info.publicKey)
         action = bytesEqual(k.publicKey, f.info.publicKey) ? 'present' : 'replace';
-      else if (!k.publicKey && (!k.description || sameKeyFiles(k, f.info, fromHex(f.entry.id))))
+      else if (!k.publicKey && !k.description) {
         action = 'complete';
-      else action = 'replace';
+        step.note = `key ref ${keyRef} holds a key without description or public key, as an interrupted restore of this backup leaves it: it is restored over (its wrapped copy is kept first, where it may be wrapped)`;
+      } else if (!k.publicKey && sameKeyFiles(k, f.info, fromHex(f.entry.id), keyRef, restartedHere)) {
+        action = 'complete';
+        if (!f.info.publicKey)
+          step.note = `key ref ${keyRef} holds an AES key with the backup's label, ID, type and size: taken for the backup's key (an interrupted restore) and restored over; its key material could not be compared (an AES key has no public key)`;
+      } else action = 'replace';
       step.present = k.label === undefined ? { id: k.id } : { label: k.label, id: k.id };
       if (action === 'replace')
         conflicts.push({
           keyRef,
           present: step.present,
           backup: f.entry.label === undefined ? { id: f.entry.id } : { label: f.entry.label, id: f.entry.id },
-          text: `key ref ${keyRef} holds ${JSON.stringify(k.label ?? '')} (ID ${toHex(k.id)}), the backup has ${JSON.stringify(f.entry.label ?? '')}`,
+          text: `key ref ${keyRef} holds ${JSON.stringify(k.label ?? '')} (ID ${toHex(k.id)}), the backup has ${JSON.stringify(f.entry.label ?? '')}${
+            f.info.publicKey
+              ? ''
+              : ' (AES keys: nothing proves they are the same key; their material cannot be compared)'
+          }`,
         });
     }
     step.action = action;
@@ -820,7 +928,7 @@ export async function restoreDevice(
         'KEY_ID_IN_USE',
         `the backup's key for key ref ${s.keyRef} (${JSON.stringify(s.entry.label ?? '')}) has the ID ${toHex(id)}, which key ref ${ref} of this device already has${x.leftover ? ' (in the description left there without a key)' : ''}: two keys with one ID confuse PKCS#11 applications. Nothing was changed.`,
         {
-          keyRef: ref,
+          existingKeyRef: ref,
           fix: `check what key ref ${ref} holds (sc-hsm-ts keys): if it is the same key or no longer needed, delete it (sc-hsm-ts delete-key --key-ref ${ref}; back it up first if in doubt), then restore again`,
         },
       );
@@ -906,16 +1014,32 @@ export async function restoreDevice(
 /**
  * Whether a key without public key on the device is the backup's key whose restore was interrupted
  * (its files to be completed) rather than another key. With a public key in the backup (RSA, EC)
- * the same ID says so. An AES key has no public key anywhere, and its default ID (the key
- * reference) is the same on every device: only a description like the backup's (type, size,
- * label, ID) counts; another AES key there is a conflict, replaced only with `force`.
+ * the same ID says so. An AES key has no public key anywhere: only a description like the
+ * backup's (type, size, label, ID) counts, and an ID that is the key reference (the default of
+ * keys made before AES keys got random IDs, the same on every device) only when restore-progress.json
+ * says a restore of this backup was started on this device; another AES key there is a conflict,
+ * replaced only with `force`.
  */
-function sameKeyFiles(k: KeyInfo, info: WrapFileInfo, id: Uint8Array): boolean {
+function sameKeyFiles(
+  k: KeyInfo,
+  info: WrapFileInfo,
+  id: Uint8Array,
+  keyRef: number,
+  restartedHere: boolean,
+): boolean {
   if (info.publicKey) return bytesEqual(k.id, id);
   const d = info.description;
-  return (
-    d !== undefined && k.type === d.kind && k.bits === d.bits && k.label === d.label && bytesEqual(k.id, d.id)
-  );
+  if (
+    d === undefined ||
+    k.type !== d.kind ||
+    k.bits !== d.bits ||
+    k.label !== d.label ||
+    !bytesEqual(k.id, d.id)
+  )
+    return false;
+  // the old default ID of an AES key (its key reference, the same on every device) proves nothing:
+  // only a restore of this backup started on this device and not completed makes it likely
+  return !(d.id.length === 1 && d.id[0] === keyRef) || restartedHere;
 }
 
 /** `e` with `note` after its message (same code, status word, command and fix). */
@@ -924,6 +1048,7 @@ function withNote(e: ScHsmError, note: string): ScHsmError {
   if (e.sw !== undefined) o.sw = e.sw;
   if (e.command !== undefined) o.command = e.command;
   if (e.keyRef !== undefined) o.keyRef = e.keyRef;
+  if (e.existingKeyRef !== undefined) o.existingKeyRef = e.existingKeyRef;
   if (e.fix !== undefined) o.fix = e.fix;
   return new ScHsmError(e.code, `${e.message.replace(/\.\s*$/, '')}. ${note}`, o);
 }
@@ -1118,6 +1243,7 @@ export async function importPrivateKey(hsm: SmartCardHsm, o: ImportKeyOptions): 
     throw new ScHsmError(
       'KEY_ID_IN_USE',
       `the key ID ${toHex(id)} is already the ID of key reference ${sameId.keyRef}; two keys with one ID confuse PKCS#11 applications. Nothing was changed.`,
+      { existingKeyRef: sameId.keyRef },
     );
   // firmware that shows the KCV only after login: log in first, then read it
   let deviceKcv = dkekKcvUnknown(st) ? undefined : st.kcv;

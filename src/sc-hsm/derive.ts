@@ -6,7 +6,7 @@
  * stores that request in `CE<dst>` and the PKCS#15 description in `C4<dst>`, as for a generated key.
  */
 import { verify as nodeVerify } from 'node:crypto';
-import { ScHsmError } from '../errors.js';
+import { isScHsmError, ScHsmError } from '../errors.js';
 import {
   cvcPublicKeyToSpki,
   ecdsaDerToPlain,
@@ -17,7 +17,7 @@ import {
   OBJECT_FLAGS,
 } from '../pkcs15/index.js';
 import { ALGO, CLA_PROPRIETARY, INS, OID, PREFIX } from '../protocol/constants.js';
-import { bigintFromBytes, bigintToBytes, concat, fresh, toHex } from '../util/bytes.js';
+import { bigintFromBytes, bigintToBytes, bytesEqual, concat, fresh, toHex } from '../util/bytes.js';
 import { curveByName, curveParams } from '../util/curves.js';
 import { decodePoint, domain, encodePoint, pointAdd, pointMul } from '../util/ec-point.js';
 import type { SessionContext } from './context.js';
@@ -159,7 +159,22 @@ export async function deriveEcKey(
     const cvcKey = { oid: OID.TA_ECDSA_SHA256, p: p.p, a: p.a, b: p.b, g: p.g, n: p.n, point, cofactor: p.h };
     const spki = cvcPublicKeyToSpki(cvcKey);
     const id = opts.id ?? intrinsicKeyId(spki);
-    await checkFreeId(ctx, id, fids);
+    try {
+      await checkFreeId(ctx, id, fids);
+    } catch (e) {
+      const at = isScHsmError(e, 'KEY_ID_IN_USE') ? e.existingKeyRef : undefined;
+      const there = at === undefined ? undefined : await keyInfoFromFiles(ctx, at, fids);
+      // the same source and tweak give the same private key: not another key with a clashing ID
+      if (at === undefined || !there?.publicKey || !bytesEqual(there.publicKey, spki)) throw e;
+      throw new ScHsmError(
+        'KEY_ID_IN_USE',
+        `key reference ${at} already holds this very key (the same public key: derived from key ${srcKeyRef} with the same tweak); a second copy would not be another key. Nothing was sent.`,
+        {
+          existingKeyRef: at,
+          fix: `use key reference ${at}; a different tweak gives a different key`,
+        },
+      );
+    }
     const serial = ((await deviceChr(ctx)) ?? 'UTDUMMY00000').slice(0, -5);
     const body = encodeCvcBody({
       car: REQUEST_CAR,

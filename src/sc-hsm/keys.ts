@@ -214,8 +214,8 @@ export async function checkFreeRef(keyRef: number, fids: number[]): Promise<void
 /**
  * KEY_ID_IN_USE when a key description (C4xx) on the device already carries `id`: two keys with
  * one PKCS#15 ID (CKA_ID) confuse every PKCS#11 application (OpenSC refuses it as well). The
- * error's `keyRef` is the reference carrying it; `except`: a reference not counted (the key being
- * replaced).
+ * error's `existingKeyRef` is the reference carrying it (not `keyRef`: that names where an
+ * interrupted command left something); `except`: a reference not counted (the key being replaced).
  */
 export async function checkFreeId(
   ctx: SessionContext,
@@ -237,7 +237,7 @@ export async function checkFreeId(
       throw new ScHsmError(
         'KEY_ID_IN_USE',
         `the key ID ${toHex(id)} is already the ID of key reference ${fid & 0xff}; two keys with one ID confuse PKCS#11 applications. Nothing was sent.`,
-        { keyRef: fid & 0xff },
+        { existingKeyRef: fid & 0xff },
       );
     }
   }
@@ -369,9 +369,19 @@ export async function generateKeyPair(ctx: SessionContext, spec: KeyPairSpec): P
   });
 }
 
+/** Bytes of the default ID of an AES key (generateAesKey without `id`). */
+export const AES_KEY_ID_BYTES = 16;
+
+/** A random ID for an AES key: 16 bytes from the platform's CSPRNG. */
+function randomAesKeyId(): Uint8Array {
+  return globalThis.crypto.getRandomValues(new Uint8Array(AES_KEY_ID_BYTES));
+}
+
 /**
  * GENERATE SYMMETRIC KEY (`00 48 <keyRef> <algorithm: AES-128/192/256>`, data: the algorithm
- * list in tag 91, spec §3.12), then the secret key description in C4xx.
+ * list in tag 91, spec §3.12), then the secret key description in C4xx. Without `spec.id` the
+ * key gets 16 random bytes as its PKCS#15 ID (an AES key has no public key to hash; keys made
+ * before this had their key reference as ID and keep it).
  */
 export async function generateAesKey(
   ctx: SessionContext,
@@ -415,7 +425,10 @@ export async function generateAesKey(
     const fids = await ctx.files.enumerate();
     const keyRef = spec.keyRef ?? (await freeKeyRef(ctx, fids));
     await checkFreeRef(keyRef, fids);
-    await checkFreeId(ctx, spec.id ?? Uint8Array.of(keyRef), fids);
+    // no public key to hash: a random ID, so that AES keys of different devices never share one
+    // (a restore tells keys apart by it; the key reference as ID was the same on every device)
+    const id = spec.id ?? randomAesKeyId();
+    await checkFreeId(ctx, id, fids);
     if (spec.domain !== undefined) await checkKeyDomainReady(ctx, spec.domain);
     // From here on the card may hold a new key whatever happens: a failure says so.
     const creation: CreationContext = {
@@ -443,7 +456,6 @@ export async function generateAesKey(
         { overrides: KEYGEN_OVERRIDES },
       );
       creation.stage = 'created';
-      const id = spec.id ?? Uint8Array.of(keyRef);
       await ctx.files.write(
         (PREFIX.PRKD << 8) | keyRef,
         encodeKeyDescription({

@@ -24,7 +24,7 @@ import type { SessionContext } from './context.js';
 import { keyOpOverrides } from './crypto.js';
 import { MAX_KEY_DOMAIN, unwrapTarget } from './domains.js';
 import { checkFreeId } from './keys.js';
-import { checkInt, checkKeyRef, checkObject } from './validate.js';
+import { checkBytes, checkInt, checkKeyRef, checkObject } from './validate.js';
 import { wrapFileDamage, wrapFileInfo } from './wrap-info.js';
 
 /** Options of unwrapKey and restoreKey. */
@@ -55,6 +55,12 @@ export interface UnwrapOptions {
    * forgot the PIN (it was reset during the replace).
    */
   authenticate?: () => Promise<void>;
+  /**
+   * restoreKey: the PKCS#15 ID (1..255 bytes) the restored key gets instead of the one in the wrap
+   * file's description, e.g. when the file's ID is another key's on this device (KEY_ID_IN_USE);
+   * the file must carry a description (INVALID_ARGUMENT otherwise).
+   */
+  id?: Uint8Array;
   /**
    * The key domain the key must land in (spec §3.10, firmware 3.x): the card picks the domain by
    * the blob's KCV, so this is a check before anything is sent — the domain exists, its DKEK is
@@ -111,6 +117,7 @@ const UNWRAP_OPTION_TYPES = {
   dkek: 'bytes',
   authenticate: 'function',
   domain: 'number',
+  id: 'bytes',
 } as const;
 
 /**
@@ -119,13 +126,6 @@ const UNWRAP_OPTION_TYPES = {
  */
 export async function wrapKey(ctx: SessionContext, keyRef: number): Promise<Uint8Array> {
   checkKeyRef(keyRef);
-  const r = await ctx.channel.exchange(
-    { cla: CLA_PROPRIETARY, ins: INS.WRAP_KEY, p1: keyRef, p2: ALGO.WRAP, ne: 65536, extended: true },
-    'WRAP KEY',
-    {
-      overrides: {
-        ...keyOpOverrides(keyRef),
-        0x6d00: ['NO_DKEK', 'the device was not initialized for key wrapping (no DKEK)'],
   // a list read already in this session (no extra APDU) that lacks WRAP: refused unsent
   const known = ctx.keyCache.get(keyRef);
   if (known?.algorithms && !known.algorithms.includes(ALGO.WRAP))
@@ -133,6 +133,13 @@ export async function wrapKey(ctx: SessionContext, keyRef: number): Promise<Uint
       'ALGORITHM_NOT_ALLOWED',
       `key ${keyRef} may not be wrapped: its algorithm list, fixed at generation, lacks WRAP. Nothing was sent.`,
     );
+  const r = await ctx.channel.exchange(
+    { cla: CLA_PROPRIETARY, ins: INS.WRAP_KEY, p1: keyRef, p2: ALGO.WRAP, ne: 65536, extended: true },
+    'WRAP KEY',
+    {
+      overrides: {
+        ...keyOpOverrides(keyRef),
+        0x6d00: ['NO_DKEK', 'the device was not initialized for key wrapping (no DKEK)'],
         0x6985: [
           'DKEK_INCOMPLETE',
           'the DKEK is not complete (shares outstanding) or the key may not be exported',
@@ -205,12 +212,21 @@ export async function restoreKey(
   if (damage)
     throw new ScHsmError('INVALID_WRAP_FILE', `the wrap file is damaged: ${damage}. Nothing was sent.`);
   const w = info.wrap;
+  if (opts.id !== undefined) {
+    checkBytes(opts.id, 'the key ID (id)', 1, 255);
+    if (!w.keyDescription)
+      throw new ScHsmError(
+        'INVALID_ARGUMENT',
+        'the wrap file carries no key description, so there is no ID to replace. Nothing was sent.',
+      );
+  }
   const files: KeyFiles & { id?: Uint8Array } = {};
-  if (w.id) files.id = w.id;
+  const id = opts.id ?? w.id;
+  if (id) files.id = id;
   if (w.prkd) {
     files.prkd =
-      w.keyDescription && w.keyDescription.keyReference !== keyRef
-        ? encodeKeyDescription({ ...w.keyDescription, keyReference: keyRef })
+      w.keyDescription && (w.keyDescription.keyReference !== keyRef || opts.id !== undefined)
+        ? encodeKeyDescription({ ...w.keyDescription, keyReference: keyRef, ...(opts.id && { id: opts.id }) })
         : w.prkd;
   }
   if (w.certificate) files.certificate = w.certificate;
@@ -292,10 +308,10 @@ export async function unwrapInto(
     try {
       await checkFreeId(ctx, files.id, fids, keyRef);
     } catch (e) {
-      if (!isScHsmError(e, 'KEY_ID_IN_USE') || e.keyRef === undefined) throw e;
+      if (!isScHsmError(e, 'KEY_ID_IN_USE') || e.existingKeyRef === undefined) throw e;
       throw new ScHsmError('KEY_ID_IN_USE', e.message, {
-        keyRef: e.keyRef,
-        fix: `if that is the same key, replace it: restore onto key reference ${e.keyRef} with force; otherwise delete it first, if it is no longer needed`,
+        existingKeyRef: e.existingKeyRef,
+        fix: `key reference ${e.existingKeyRef} holds a key with this ID; only if it is the very same key (compare label, type and public key), replace it: restore onto key reference ${e.existingKeyRef} with force. An unrelated key keeps its ID: give the restored key another ID (restoreKey's id option) instead`,
       });
     }
   }

@@ -286,7 +286,7 @@ export const keygenSpec: CommandSpec = {
     id: {
       type: 'string',
       arg: 'HEX',
-      help: 'PKCS#15 ID (default: SHA-1 of the public key, as OpenSC); refused if another key has it',
+      help: 'PKCS#15 ID (default: SHA-1 of the public key, as OpenSC; AES keys: 16 random bytes); refused if another key has it',
     },
     'key-ref': { type: 'string', arg: 'N', help: 'key reference 1-255 (default: the lowest free one)' },
     domain: {
@@ -445,6 +445,11 @@ export const unwrapSpec: CommandSpec = {
   ].join('\n'),
   options: {
     'key-ref': { type: 'string', arg: 'N', help: 'key reference to restore the key to' },
+    id: {
+      type: 'string',
+      arg: 'HEX',
+      help: 'PKCS#15 ID the key gets on this device instead of the file\u2019s (when another key has that ID); refused if another key has it',
+    },
     domain: {
       type: 'string',
       arg: 'N',
@@ -471,6 +476,10 @@ export const backupSpec: CommandSpec = {
     'The backup is useless without the DKEK share files and their passwords: keep them apart.',
   options: {
     force: { type: 'boolean', help: 'replace this device\u2019s earlier backup in that directory' },
+    'skip-unwrappable': {
+      type: 'boolean',
+      help: 'back up the other keys when some may not be wrapped (no WRAP in their algorithm list); the manifest lists those as skipped',
+    },
     pin: PIN,
   },
   examples: ['sc-hsm-ts backup /media/backup/ca-hsm --pin env:PIN'],

@@ -31,6 +31,7 @@ export const backup: Command = {
     try {
       r = await backupDevice(hsm, d, {
         force,
+        skipUnwrappable: flag(v, 'skip-unwrappable'),
         authenticate: () => ctx.login(hsm, v),
         onProgress: (done, total) => {
           p ??= ctx.progress(`Wrapping ${total} key(s)`);
@@ -54,9 +55,27 @@ export const backup: Command = {
       o.note(`removed ${r.removedTemps.length} temp file(s) an interrupted backup left in ${d}`);
     for (const e of entries)
       o.line(`  key ref ${e.keyRef}  ${printable(e.file)}  "${printable(e.label)}"  ID ${printable(e.id)}`);
+    const warnings = [
+      ...r.skipped.map(
+        (s) =>
+          `key ref ${s.keyRef} "${s.label ?? ''}" was NOT backed up: it may not be wrapped (its algorithm list lacks WRAP); the manifest lists it as skipped`,
+      ),
+      ...r.counted.map(
+        (c) =>
+          `key ref ${c.keyRef} "${c.label ?? ''}" has a key use counter (${c.useCounter} use(s) left): the backup does not carry it, so a key restored from it can be used without limit`,
+      ),
+    ];
+    for (const w of warnings) o.warn(w);
     o.line(
       'Restoring needs a device with the same DKEK (import the same share files), then: sc-hsm-ts restore DIR',
     );
-    return { dir: d, verified: r.verified, device: r.device, manifest };
+    return {
+      dir: d,
+      verified: r.verified,
+      device: r.device,
+      manifest,
+      ...(r.skipped.length && { skipped: r.skipped }),
+      ...(warnings.length && { warnings }),
+    };
   },
 };

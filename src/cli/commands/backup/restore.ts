@@ -71,6 +71,7 @@ export const restore: Command = {
     }
     p?.done();
     // labels come from the manifest, a file: escaped (printable)
+    for (const s of r.keys) if (s.note) o.warn(s.note);
     for (const s of r.keys) {
       const copy = saved.get(s.keyRef);
       o.line(
@@ -86,9 +87,12 @@ export const restore: Command = {
       interrupted: r.interrupted,
       keys: r.keys.map((s) => {
         const copy = saved.get(s.keyRef);
-        return copy
-          ? { keyRef: s.keyRef, action: s.action, replacedSavedTo: copy }
-          : { keyRef: s.keyRef, action: s.action };
+        return {
+          keyRef: s.keyRef,
+          action: s.action,
+          ...(copy && { replacedSavedTo: copy }),
+          ...(s.note && { note: s.note }),
+        };
       }),
     };
   },

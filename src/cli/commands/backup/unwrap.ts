@@ -4,10 +4,10 @@ import { dkekKcvUnknown, type UnwrapOptions } from '../../../sc-hsm/session.js';
 import { wrapFileDamage, wrapFileInfo } from '../../../sc-hsm/wrap-info.js';
 import { bytesEqual, toHex } from '../../../util/bytes.js';
 import type { Command } from '../../command.js';
-import { int, reqInt } from '../../context.js';
+import { int, reqInt, str } from '../../context.js';
 import { CliError } from '../../exit-codes.js';
 import { readHostFile } from '../../files.js';
-import { kcvText, printable } from '../../format.js';
+import { kcvText, parseHexArg, printable } from '../../format.js';
 import { unwrapSpec } from '../meta.js';
 import {
   besideInput,
@@ -22,6 +22,10 @@ export const unwrap: Command = {
   ...unwrapSpec,
   async run(ctx, v, [file]) {
     const keyRef = reqInt(v, 'key-ref', 1, 255);
+    const idText = str(v, 'id');
+    const givenId = idText === undefined ? undefined : parseHexArg(idText);
+    if (idText !== undefined && (!givenId || givenId.length > 255))
+      throw new CliError('USAGE_ERROR', '--id takes 1 to 255 hex bytes, e.g. --id 0a1b2c');
     const choices = await replaceChoices(v);
     const bin = await readHostFile(file!, 'wrap file');
     const info = wrapFileInfo(bin);
@@ -33,6 +37,12 @@ export const unwrap: Command = {
         'INVALID_WRAP_FILE',
         `${file} is damaged: ${damage}. Nothing was changed.`,
         'wrap the key again from a device that has it (sc-hsm-ts wrap), or use another copy of the file',
+      );
+    if (givenId && !info.wrap.keyDescription)
+      throw new CliError(
+        'USAGE_ERROR',
+        `${file} carries no key description, so it has no ID to replace: nothing was changed`,
+        'leave --id out',
       );
     const hsm = await ctx.hsm();
     const device = await deviceIdentity(hsm);
@@ -103,7 +113,7 @@ export const unwrap: Command = {
       );
     }
     // one ID, one key (as keygen --id): unless the key with this ID is the one replaced
-    const id = info.wrap.id;
+    const id = givenId ?? info.wrap.id;
     const sameId = id
       ? (keys.find((k) => k.keyRef !== keyRef && k.description && bytesEqual(k.id, id)) ??
         leftovers.find((x) => x.keyRef !== keyRef && x.id && bytesEqual(x.id, id)))
@@ -111,8 +121,8 @@ export const unwrap: Command = {
     if (id && sameId) {
       throw new CliError(
         'KEY_ID_IN_USE',
-        `${file} holds a key with the ID ${toHex(id)}, which key reference ${sameId.keyRef} ("${printable(sameId.label)}") on this device already has: two keys with one ID confuse PKCS#11 applications. Nothing was changed.`,
-        `if key reference ${sameId.keyRef} holds that key, it is on the device already; to replace it: sc-hsm-ts unwrap ${file} --key-ref ${sameId.keyRef} --force. Otherwise free the ID first: sc-hsm-ts delete-key --key-ref ${sameId.keyRef} (back it up first if in doubt)`,
+        `${givenId ? `--id ${toHex(id)}` : `${file} holds a key with the ID ${toHex(id)}, which`} key reference ${sameId.keyRef} ("${printable(sameId.label)}") on this device already has: two keys with one ID confuse PKCS#11 applications. Nothing was changed.`,
+        `if key reference ${sameId.keyRef} is an unrelated key (another label or type; an AES key cannot be compared), keep it and give this key another ID: sc-hsm-ts unwrap ${file} --key-ref ${keyRef} --id HEX. Only if it is this very key, it is on the device already (replace it with: sc-hsm-ts unwrap ${file} --key-ref ${sameId.keyRef} --force); only if key reference ${sameId.keyRef} is no longer needed, free its ID: sc-hsm-ts delete-key --key-ref ${sameId.keyRef} (back it up first)`,
       );
     }
     await ctx.login(hsm, v);
@@ -161,6 +171,7 @@ export const unwrap: Command = {
       );
     const opts: UnwrapOptions = {
       ...(domain !== undefined && { domain }),
+      ...(givenId && { id: givenId }),
       force: choices.force,
       allowKeyLoss: choices.allowKeyLoss,
       authenticate: () => ctx.login(hsm, v),
