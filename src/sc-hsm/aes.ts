@@ -73,7 +73,7 @@ async function checkAesKey(ctx: SessionContext, keyRef: number, algo: number, ap
   if (key.type !== 'aes' && key.type !== 'unknown') {
     throw new ScHsmError(
       'INVALID_ARGUMENT',
-      `key ${keyRef} is ${key.type.toUpperCase()}, not AES; AES operations need a key made with generateAesKey (keygen --type aes:256)`,
+      `key ${keyRef} is ${key.type.toUpperCase()}, not AES; AES operations need a key made with generateAesKey (sc-hsm-ts keygen --type aes:256)`,
     );
   }
   if (key.algorithms && !key.algorithms.includes(algo)) {
