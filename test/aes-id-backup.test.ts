@@ -10,6 +10,9 @@ import { existsSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { decodeWrapFile } from '../src/dkek/index.js';
+import { SmartCardHsm } from '../src/index.js';
+import { VirtualSmartCardHsm } from '../src/sim/index.js';
 import { cli, copyState, ENV, PIN, tempDir } from './cli-helpers.js';
 
 let dir: string;
@@ -105,6 +108,46 @@ describe('A: AES key IDs and restore', () => {
       const r = await run(c, 'restore', bk);
       expect(r.json().error.code).toBe('KEY_REF_OCCUPIED');
     }
+  });
+
+  it('a key without description (an interrupted restore) is completed, with a warning saying so', async () => {
+    const a = await fresh();
+    expect((await keygen(a, '--type', 'aes:256', '--label', 'v')).code).toBe(0);
+    const bk = join(dir, `bk-${n}`);
+    expect((await run(a, 'backup', bk)).code).toBe(0);
+    const c = await fresh();
+    // what a restore killed after UNWRAP KEY leaves: the key, no description
+    const card = await VirtualSmartCardHsm.open(c);
+    const hsm = await SmartCardHsm.open(card);
+    await hsm.verifyPin(PIN);
+    await hsm.unwrapKey(1, decodeWrapFile(await readFile(join(bk, 'key-001.bin'))).blob);
+    await card.save(c);
+    await card.close();
+    const r = await run(c, 'restore', bk);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.json().keys[0]).toMatchObject({ keyRef: 1, action: 'complete' });
+    expect(r.stderr).toMatch(/warning: key ref 1 holds a key without description .*interrupted restore/);
+    expect(await cmac(c, '1')).toBe(await cmac(a, '1'));
+  });
+
+  it('an old-style AES ID (the key reference) matches only after a restore of this backup started on this device', async () => {
+    const a = await fresh();
+    expect((await keygen(a, '--type', 'aes:256', '--label', 'vault', '--id', '01')).code).toBe(0);
+    const bk = join(dir, `bk-${n}`);
+    expect((await run(a, 'backup', bk)).code).toBe(0);
+    const c = await fresh();
+    expect((await keygen(c, '--type', 'aes:256', '--label', 'vault', '--id', '01')).code).toBe(0);
+    expect((await run(c, 'restore', bk)).json().error.code).toBe('KEY_REF_OCCUPIED');
+    // the copies of one state file are one device (serial, label): as the manifest names it
+    const st = JSON.parse(await readFile(join(bk, 'manifest.json'), 'utf8')).device;
+    expect(st.serial).toMatch(/./);
+    const devices = [{ serial: st.serial, label: st.label, started: new Date().toISOString() }];
+    const doc = { format: 'sc-hsm-ts/restore-progress', version: 1, devices };
+    await writeFile(join(bk, 'restore-progress.json'), JSON.stringify(doc));
+    const r = await run(c, 'restore', bk);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.json().keys[0]).toMatchObject({ keyRef: 1, action: 'complete' });
+    expect(r.json().keys[0].note).toMatch(/could not be compared/);
   });
 
   it('unwrap onto a device whose unrelated key has the ID: the fix offers --id, which works', async () => {
