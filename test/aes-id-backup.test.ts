@@ -237,7 +237,12 @@ describe('C: backup of keys that may not be wrapped; use counters', () => {
     expect(existsSync(join(bk, 'key-002.bin'))).toBe(false);
     // the backup restores (the manifest's skipped list is no obstacle)
     const t = await fresh();
-    expect((await run(t, 'restore', bk)).code).toBe(0);
+    const restored = await run(t, 'restore', bk);
+    expect(restored.code, restored.stderr).toBe(0);
+    expect(restored.stderr).toMatch(/warning: the backup does not hold key ref 2 "nowrap"/);
+    // a manifest whose skipped list is not one is refused
+    await writeFile(join(bk, 'manifest.json'), JSON.stringify({ ...m, skipped: 'x' }));
+    expect((await run(await fresh(), 'restore', bk)).json().error.code).toBe('BACKUP_INVALID');
   });
 
   it('backup and wrap warn (stderr and JSON) when a key has a use counter', async () => {

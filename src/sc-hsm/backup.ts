@@ -694,6 +694,20 @@ export async function readManifest(dir: string): Promise<Manifest> {
   if (d.label !== undefined && typeof d.label !== 'string') throw invalid('device.label must be text');
   if (m.created !== undefined && typeof m.created !== 'string') throw invalid('created must be text');
   if (m.keys.length > 255) throw invalid(`it lists ${m.keys.length} keys; a device holds at most 255`);
+  if (
+    m.skipped !== undefined &&
+    (!Array.isArray(m.skipped) ||
+      m.skipped.some(
+        (k) =>
+          typeof k !== 'object' ||
+          k === null ||
+          !Number.isInteger(k.keyRef) ||
+          k.keyRef < 1 ||
+          k.keyRef > 255 ||
+          (k.label !== undefined && typeof k.label !== 'string'),
+      ))
+  )
+    throw invalid('skipped must list keys (keyRef 1 to 255, label text)');
   const refs = new Map<number, number>();
   const files = new Map<string, number>();
   const hex64 = /^[0-9a-f]{64}$/;

@@ -24,6 +24,11 @@ export const restore: Command = {
     const choices = await replaceChoices(v);
     // the backup's files and hashes are checked before the device is opened
     const checked = await checkBackup(d);
+    // keys the backup could not hold (backup --skip-unwrappable): they will be missing here
+    for (const k of checked.manifest.skipped ?? [])
+      ctx.out.warn(
+        `the backup does not hold key ref ${k.keyRef} "${k.label ?? ''}" of its device: it may not be wrapped and was skipped`,
+      );
     const hsm = await ctx.hsm();
     const device = await deviceIdentity(hsm);
     const o = ctx.out;
