@@ -155,6 +155,54 @@ describePcsc('sim run (private pcscd as root)', () => {
     });
   }
 
+  it('SIGTERM while --init runs: exit 143, the temporary cards (PINs inside) removed', async () => {
+    const dir = await tempDir();
+    const tmp = await tempDir();
+    const share = join(dir, 'share.pbe');
+    const made = await cli(['dkek', 'create', share, '--password', 'env:PW'], { env: { PW: PASSWORD } });
+    expect(made.code, made.stderr).toBe(0);
+    const child = startCli(
+      [
+        'sim',
+        'run',
+        '--init',
+        '--so-pin',
+        'env:SO',
+        '--pin',
+        'env:P',
+        '--label',
+        'X',
+        '--dkek-share',
+        share,
+        '--password',
+        'env:PW',
+        '--',
+        'true',
+      ],
+      { env: { SO: SO_PIN, P: PIN, PW: PASSWORD, TMPDIR: tmp } },
+    );
+    const result = finished(child);
+    await until('a temporary card made', () =>
+      readdirSync(tmp).some((d) => existsSync(join(tmp, d, 'card-0.json'))),
+    );
+    child.kill('SIGTERM');
+    const r = await result;
+    expect(r.code, r.stderr).toBe(143);
+    expect(readdirSync(tmp)).toEqual([]);
+  });
+
+  it('sim run killed (SIGKILL) while COMMAND runs: its directory goes with the namespace', async () => {
+    const dir = await tempDir();
+    const tmp = await tempDir();
+    const child = startCli(['sim', 'run', '--', ...waiting(dir, 'd')], { env: { TMPDIR: tmp } });
+    const result = finished(child);
+    await until('COMMAND started', () => existsSync(join(dir, 'd.started')));
+    expect(readdirSync(tmp)).toHaveLength(1);
+    child.kill('SIGKILL');
+    await result;
+    await until('the run directory removed', () => readdirSync(tmp).length === 0);
+  });
+
   it('two runs at once are isolated: each sees only its own cards', async () => {
     const dir = await tempDir();
     const a = startCli(['sim', 'run', '--cards', '2', '--', ...waiting(dir, 'a')]);

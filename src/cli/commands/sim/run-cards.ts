@@ -8,8 +8,9 @@
  */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { openSync } from 'node:fs';
-import { readFile, stat } from 'node:fs/promises';
+import { readFile, rm, stat } from 'node:fs/promises';
 import { constants } from 'node:os';
+import { basename, dirname, resolve as resolvePath } from 'node:path';
 import type { VirtualSmartCardHsm } from '../../../sim/index.js';
 import { connectToVpcd, type VpcdCard, type VpcdConnection } from '../../../sim/vpcd.js';
 import { CliError } from '../../exit-codes.js';
@@ -253,7 +254,20 @@ export async function runInNamespace(
         p.kill('SIGTERM');
       });
     }
+    // The run's directory (fresh cards with their PINs, the plan, pcscd's log) goes with this
+    // process too: the outer run removes it as well, but may have been killed (SIGKILL).
+    await removeRunDir(planPath, plan.dir);
   }
+}
+
+/** The prefix of every `sim run` directory (made by mkdtemp in the temporary directory). */
+export const RUN_DIR_PREFIX = 'sc-hsm-ts-sim-run-';
+
+/** Removes `dir` when it is a `sim run` directory holding `planPath`; never anything else. */
+async function removeRunDir(planPath: string, dir: string): Promise<void> {
+  if (!basename(dir).startsWith(RUN_DIR_PREFIX) || dirname(resolvePath(planPath)) !== resolvePath(dir))
+    return;
+  await rm(dir, { recursive: true, force: true }).catch(() => undefined);
 }
 
 /** The environment without the inner run's marker (COMMAND may run `sim run` itself). */

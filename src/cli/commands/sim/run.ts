@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
 import { mkdir, mkdtemp, realpath, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { constants as osConstants, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { checkLabel, parseSoPin, parseUserPin } from '../../../sc-hsm/validate.js';
@@ -17,6 +17,7 @@ import {
   exitStatus,
   INNER_ENV,
   type InnerPlan,
+  RUN_DIR_PREFIX,
   runInNamespace,
   stripInner,
 } from './run-cards.js';
@@ -90,6 +91,7 @@ async function initCards(
   ctx: Parameters<Command['run']>[0],
   iv: InitValues,
   paths: string[],
+  stopped: () => boolean,
 ): Promise<number> {
   if (!runner) throw new CliError('INTERNAL_ERROR', 'sim run: runner not set');
   // their output goes to our standard error: COMMAND's standard output stays its own
@@ -106,10 +108,11 @@ async function initCards(
     },
   };
   for (const p of paths) {
+    if (stopped()) return 0;
     const argv = ['init', '--sim', p, '--so-pin', `env:${SECRET_VARS.so}`, '--pin', `env:${SECRET_VARS.pin}`];
     argv.push('--label', iv.label, '--dkek-shares', iv.share !== undefined ? '1' : '0', '--yes');
     let rc = await runner(argv, io);
-    if (rc === 0 && iv.share !== undefined)
+    if (rc === 0 && iv.share !== undefined && !stopped())
       rc = await runner(['dkek', 'import', iv.share, '--sim', p, '--password', `env:${SECRET_VARS.pw}`], io);
     if (rc !== 0) return rc;
   }
@@ -210,11 +213,24 @@ export const simRun: Command = {
     // each state file is opened (and so checked: exists, readable, not held) before anything starts
     for (const s of states) await (await openSimCard(ctx, s)).close();
 
-    const dir = await mkdtemp(join(tmpdir(), 'sc-hsm-ts-sim-run-'));
+    // Stop requests are taken before anything is made, so that whatever exists is removed (by
+    // ctx.finish) when one comes: SIGTERM and SIGHUP always, SIGINT until COMMAND runs (from then
+    // on Ctrl-C reaches COMMAND from the terminal itself, and sim run waits for it).
+    const stop = stopRequests();
+    ctx.onFinish(async () => stop.dispose());
+    const stoppedExit = () => {
+      const s = stop.signal!;
+      ctx.out.note(`sim run: ${s} before COMMAND started; everything made so far is removed`);
+      ctx.exitCode = 128 + (osConstants.signals[s] ?? 0);
+      return { exitCode: ctx.exitCode, started: false };
+    };
+    const dir = await mkdtemp(join(tmpdir(), RUN_DIR_PREFIX));
     ctx.onFinish(() => rm(dir, { recursive: true, force: true }));
+    if (stop.signal) return stoppedExit();
     const freshPaths = Array.from({ length: fresh }, (_, i) => join(dir, `card-${states.length + i}.json`));
     if (iv) {
-      const rc = await initCards(ctx, iv, freshPaths);
+      const rc = await initCards(ctx, iv, freshPaths, () => stop.signal !== undefined);
+      if (stop.signal) return stoppedExit();
       if (rc !== 0) {
         ctx.out.warn('sim run: --init failed (above); nothing was started');
         ctx.exitCode = rc;
@@ -228,6 +244,7 @@ export const simRun: Command = {
         await c.close();
       }
     }
+    if (stop.signal) return stoppedExit();
     const all = [...states.map((s) => resolve(s)), ...freshPaths];
     const readers = all.map((_, i) => vpcdReaderName(i));
     const module = await findPkcs11Module(ctx.io.env);
@@ -250,32 +267,18 @@ export const simRun: Command = {
         ctx.io,
         { states: all, dir, env, ...(profile !== undefined && { profile }) },
         positionals,
+        stop,
       );
-    else {
-      const signals = ['SIGTERM', 'SIGHUP'] as const;
-      let stop: ((s: NodeJS.Signals) => void) | undefined;
-      const onSignal = (s: NodeJS.Signals) => stop?.(s);
-      // Ctrl-C reaches COMMAND from the terminal itself: sim run waits for it
-      const ignore = () => undefined;
-      process.on('SIGINT', ignore);
-      for (const s of signals) process.on(s, onSignal);
-      try {
-        rc = await cardsAndCommand({
-          states: all,
-          host: '127.0.0.1',
-          command: positionals,
-          profile,
-          env: { ...stripInner(ctx.io.env), ...env },
-          note: (s) => ctx.out.note(s),
-          onStop: (fn) => {
-            stop = fn;
-          },
-        });
-      } finally {
-        process.off('SIGINT', ignore);
-        for (const s of signals) process.off(s, onSignal);
-      }
-    }
+    else
+      rc = await cardsAndCommand({
+        states: all,
+        host: '127.0.0.1',
+        command: positionals,
+        profile,
+        env: { ...stripInner(ctx.io.env), ...env },
+        note: (s) => ctx.out.note(s),
+        onStop: (fn) => stop.forwardTo(fn),
+      });
     ctx.exitCode = rc;
     return { exitCode: rc, mode: host.mode, readers, ...(module !== undefined && { pkcs11Module: module }) };
   },
@@ -285,7 +288,12 @@ export const simRun: Command = {
  * Runs this command again under `unshare` (the inner run, see runInNamespace) and waits for it.
  * SIGTERM and SIGHUP are passed on over fd 3; SIGINT reaches everything from the terminal.
  */
-async function runPrivate(io: CliIo, plan: InnerPlan, command: string[]): Promise<number> {
+async function runPrivate(
+  io: CliIo,
+  plan: InnerPlan,
+  command: string[],
+  stop: StopRequests,
+): Promise<number> {
   const planPath = join(plan.dir, 'plan.json');
   await writeFile(planPath, JSON.stringify(plan), { mode: 0o600, flag: 'wx' });
   // the mount point of the private tmpfs (spec §6); pcscd makes it on the host anyway
@@ -318,27 +326,52 @@ async function runPrivate(io: CliIo, plan: InnerPlan, command: string[]): Promis
   );
   const ctl = child.stdio[3] as NodeJS.WritableStream & { on: (e: string, f: () => void) => void };
   ctl.on('error', () => undefined);
-  const onSignal = (s: NodeJS.Signals) => ctl.write(`${s}\n`);
-  const ignore = () => undefined;
-  process.on('SIGINT', ignore);
+  stop.forwardTo((s) => ctl.write(`${s}\n`));
+  return await new Promise<number>((resolvePromise, reject) => {
+    child.once('error', (e) =>
+      reject(
+        new CliError('PCSC_UNAVAILABLE', `cannot start unshare: ${e.message}`, 'apt-get install util-linux'),
+      ),
+    );
+    child.once('exit', (code, signal) => resolvePromise(exitStatus(code, signal)));
+  });
+}
+
+/** Stop requests (signals) to this process while `sim run` runs: recorded, then passed on. */
+interface StopRequests {
+  /** The first stop request, once one came. */
+  readonly signal: NodeJS.Signals | undefined;
+  /** From now on stop requests go to `fn` (COMMAND runs; one that came before is passed at once). */
+  forwardTo(fn: (s: NodeJS.Signals) => void): void;
+  dispose(): void;
+}
+
+function stopRequests(): StopRequests {
+  let signal: NodeJS.Signals | undefined;
+  let forward: ((s: NodeJS.Signals) => void) | undefined;
+  const onSignal = (s: NodeJS.Signals) => {
+    signal ??= s;
+    forward?.(s);
+  };
+  // once COMMAND runs, Ctrl-C reaches it from the terminal: sim run waits for it
+  const onInt = () => {
+    if (!forward) onSignal('SIGINT');
+  };
   process.on('SIGTERM', onSignal);
   process.on('SIGHUP', onSignal);
-  try {
-    return await new Promise<number>((resolvePromise, reject) => {
-      child.once('error', (e) =>
-        reject(
-          new CliError(
-            'PCSC_UNAVAILABLE',
-            `cannot start unshare: ${e.message}`,
-            'apt-get install util-linux',
-          ),
-        ),
-      );
-      child.once('exit', (code, signal) => resolvePromise(exitStatus(code, signal)));
-    });
-  } finally {
-    process.off('SIGINT', ignore);
-    process.off('SIGTERM', onSignal);
-    process.off('SIGHUP', onSignal);
-  }
+  process.on('SIGINT', onInt);
+  return {
+    get signal() {
+      return signal;
+    },
+    forwardTo(fn) {
+      forward = fn;
+      if (signal) fn(signal);
+    },
+    dispose() {
+      process.off('SIGTERM', onSignal);
+      process.off('SIGHUP', onSignal);
+      process.off('SIGINT', onInt);
+    },
+  };
 }
