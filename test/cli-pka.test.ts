@@ -55,9 +55,28 @@ describe('transport PIN (option 0002)', () => {
     expect(v.code).toBe(3);
     expect(v.stderr).toContain('transport PIN');
     // the change: one SELECT, the free status query (6984), CHANGE REFERENCE DATA — no reset, no second SELECT
+    // the card does not report a transport PIN's tries: any try may be the last, so --last-try
+    const unsure = await cli(['pin', 'change', '--sim', f, '--pin', 'env:PIN', '--new-pin', 'env:NEW_PIN'], {
+      env,
+    });
+    expect(unsure.code).toBe(7);
+    expect(unsure.stderr).toContain('does not report how many tries the transport PIN has left');
+    expect(unsure.stderr).toContain('--last-try');
     const trace = join(dir, 'change.apdu');
     const c = await cli(
-      ['pin', 'change', '--sim', f, '--pin', 'env:PIN', '--new-pin', 'env:NEW_PIN', '--trace', trace],
+      [
+        'pin',
+        'change',
+        '--sim',
+        f,
+        '--last-try',
+        '--pin',
+        'env:PIN',
+        '--new-pin',
+        'env:NEW_PIN',
+        '--trace',
+        trace,
+      ],
       {
         env,
       },
@@ -72,6 +91,94 @@ describe('transport PIN (option 0002)', () => {
     const after = (await cli(['status', '--sim', f, '--json'])).json();
     expect(after.transportPin).toBe(false);
     expect((await cli(['pin', 'verify', '--sim', f, '--pin', 'env:NEW_PIN'], { env })).code).toBe(0);
+  });
+});
+
+describe('tries the card does not report (transport PIN, PIN replaced by custodians)', () => {
+  it('a wrong transport PIN: each try needs --last-try, and the new PIN cannot be the transport PIN', async () => {
+    const dir = await tempDir();
+    const f = join(dir, 't.json');
+    expect((await init(f, '--transport-pin')).code).toBe(0);
+    const wrong = { ...env, W: '000000' };
+    for (let i = 0; i < 3; i++) {
+      const r = await cli(['pin', 'change', '--sim', f, '--pin', 'env:W', '--new-pin', 'env:NEW_PIN'], {
+        env: wrong,
+      });
+      expect(r.code).toBe(7);
+      expect(r.stderr).toContain('does not report how many tries');
+    }
+    const w = await cli(
+      ['pin', 'change', '--sim', f, '--last-try', '--pin', 'env:W', '--new-pin', 'env:NEW_PIN'],
+      {
+        env: wrong,
+      },
+    );
+    expect(w.code).toBe(3);
+    expect(w.stderr).toContain('2 tries left');
+    const same = await cli(
+      ['pin', 'change', '--sim', f, '--last-try', '--pin', 'env:PIN', '--new-pin', 'env:PIN'],
+      {
+        env,
+      },
+    );
+    expect(same.code).toBe(2);
+    expect(same.stderr).toContain('is the current one');
+    expect((await cli(['status', '--sim', f, '--json'])).json().transportPin).toBe(true);
+    const ok = await cli(
+      ['pin', 'change', '--sim', f, '--last-try', '--pin', 'env:PIN', '--new-pin', 'env:NEW_PIN'],
+      {
+        env,
+      },
+    );
+    expect(ok.code, ok.stderr).toBe(0);
+  });
+
+  it('custodians replace the PIN: pin change needs --last-try; a blocked unused PIN does not stop the step', async () => {
+    const dir = await tempDir();
+    const a = await custodian(dir, 'ivan');
+    const t = join(dir, 'target.json');
+    expect((await init(t, '--pka', '1', '--required', '1')).code).toBe(0);
+    expect((await cli(['pka', 'register', '--sim', t, a.file])).code).toBe(0);
+    const wrong = { ...env, W: '000000' };
+    const r = await cli(['pin', 'change', '--sim', t, '--pin', 'env:W', '--new-pin', 'env:NEW_PIN'], {
+      env: wrong,
+    });
+    expect(r.code).toBe(7);
+    expect(r.stderr).toContain('instead of the user PIN');
+    // block the unused PIN on purpose
+    for (let i = 0; i < 3; i++)
+      await cli(['pin', 'change', '--sim', t, '--last-try', '--pin', 'env:W', '--new-pin', 'env:NEW_PIN'], {
+        env: wrong,
+      });
+    const c = join(dir, 'c.json');
+    const resp = join(dir, 'r.json');
+    const auth = cli(
+      [
+        'pka',
+        'authenticate',
+        '--sim',
+        t,
+        '--challenge-out',
+        c,
+        '--response',
+        resp,
+        '--wait',
+        '30',
+        '--',
+        'keygen',
+      ].concat(['--type', 'ec:prime256v1', '--label', 'z']),
+    );
+    await waitFor(c);
+    const answered = await cli(
+      ['pka', 'respond', '--sim', a.sim, c, '--key-ref', '1', '--out', resp, '--pin', 'env:PIN'],
+      {
+        env,
+      },
+    );
+    expect(answered.code, answered.stderr).toBe(0);
+    const done = await auth;
+    expect(done.code, done.stderr).toBe(0);
+    expect(done.stdout).toContain('1 of 1');
   });
 });
 
@@ -190,10 +297,10 @@ describe('public key authentication (init --pka, pka …)', () => {
       '--response',
       r1,
       '--wait',
-      '0',
+      '1',
     ]);
-    expect(first.code).toBe(2);
-    expect(first.stderr).toContain('no answer in 0 s');
+    expect(first.code).toBe(3);
+    expect(first.stderr).toContain('no complete answer in 1 s');
     expect(
       (
         await cli(['pka', 'respond', '--sim', a.sim, c1, '--key-ref', '1', '--out', r1, '--pin', 'env:PIN'], {
@@ -231,8 +338,10 @@ describe('public key authentication (init --pka, pka …)', () => {
     await waitFor(c3);
     await writeFile(r2, await readFile(r1));
     const r = await auth;
-    expect(r.code).toBe(2);
+    // reported and not used; with no other answer the device stays unauthenticated
+    expect(r.code).toBe(3);
     expect(r.stderr).toContain('answers another challenge');
+    expect(r.stderr).toContain('not used: ');
     // a response file with a forged signature reaches the card and is refused there
     const c4 = join(dir, 'c4.json');
     const r4 = join(dir, 'r4.json');
@@ -534,9 +643,24 @@ describe('--pka-and-pin (option 0010)', () => {
       ).toBe(0);
       return auth;
     };
-    // no PIN given to the step: without a terminal that is a usage error, nothing generated
-    const without = await round(1, ['keygen', '--type', 'ec:prime256v1', '--label', 'k']);
+    // no PIN given to the step: without a terminal that is a usage error, refused before the challenge
+    const c1 = join(dir, 'c1.json');
+    const without = await cli(
+      [
+        'pka',
+        'authenticate',
+        '--sim',
+        t,
+        '--challenge-out',
+        c1,
+        '--response',
+        join(dir, 'r1.json'),
+        '--',
+      ].concat(['keygen', '--type', 'ec:prime256v1', '--label', 'k']),
+      { env },
+    );
     expect(without.code).toBe(2);
+    expect(await exists(c1)).toBe(false);
     const withPin = await round(2, ['keygen', '--type', 'ec:prime256v1', '--label', 'k', '--pin', 'env:PIN']);
     expect(withPin.code, withPin.stderr).toBe(0);
   });

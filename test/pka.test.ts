@@ -198,16 +198,15 @@ describe('transport PIN (option 0002) in the library', () => {
     // a new session (a new SELECT), recorded: SELECT, the free query (6984), CHANGE REFERENCE DATA
     const rec = new RecordingTransport(card);
     const hsm = await SmartCardHsm.open(rec);
-    await hsm.changePin(PIN, '123456');
+    // the card does not report a transport PIN's tries: without force nothing is sent
+    const unsure = await rejection(hsm.changePin(PIN, '123456'));
+    expect(unsure.code).toBe('PIN_TRIES_LOW');
+    expect(unsure.message).toContain('does not report how many tries the transport PIN has left');
+    expect(rec.lines.filter((l) => l.startsWith('=> 0024'))).toHaveLength(0);
+    rec.lines.length = 0;
+    await hsm.changePin(PIN, '123456', { force: true });
     const wire = rec.lines.filter((l) => l.startsWith('=>') || l.startsWith('<='));
-    expect(wire.map((l) => l.slice(0, 11))).toEqual([
-      '=> 00a40400',
-      expect.stringMatching(/^<= /),
-      '=> 00200081',
-      '<= 6984',
-      '=> 00240081',
-      '<= 9000',
-    ]);
+    expect(wire.map((l) => l.slice(0, 11))).toEqual(['=> 00200081', '<= 6984', '=> 00240081', '<= 9000']);
     expect(wire.join('\n')).not.toContain('313233343536');
     // the change logged the user in; no reset, no second SELECT was needed
     await hsm.generateKeyPair({ type: 'ec', curve: 'secp256r1', label: 'after-transport' });
@@ -216,7 +215,13 @@ describe('transport PIN (option 0002) in the library', () => {
     const card2 = new VirtualSmartCardHsm();
     const h2 = await SmartCardHsm.open(card2);
     await h2.initialize({ soPin: SO, userPin: PIN, transportPin: true });
-    expect((await rejection(h2.changePin('000000', '123456'))).code).toBe('WRONG_PIN');
+    expect((await rejection(h2.changePin('000000', '123456', { force: true }))).code).toBe('WRONG_PIN');
+    expect((await h2.status()).transportPin).toBe(true);
+    // the next try is refused again without force: the host cannot know it is not the last one
+    expect((await rejection(h2.changePin('000001', '123456'))).code).toBe('PIN_TRIES_LOW');
+    // a new PIN equal to the transport PIN is refused on the host
+    const same = await rejection(h2.changePin(PIN, PIN, { force: true }));
+    expect(same.code).toBe('INVALID_PIN');
     expect((await h2.status()).transportPin).toBe(true);
   });
 });

@@ -3,6 +3,8 @@
  * device (opened on demand, PC/SC or the virtual card, with the APDU trace and the state file
  * written when the command ends, also when it fails).
  */
+
+import { OPTION } from '../protocol/constants.js';
 import type { SmartCardHsm } from '../sc-hsm/session.js';
 import { CliError } from './exit-codes.js';
 import { type CliIo, Output } from './io.js';
@@ -53,6 +55,8 @@ export class Ctx {
    * session (spec §3.18): a following step then sends and asks for no PIN.
    */
   pinNotNeeded = false;
+  /** Set by `pka authenticate` when the custodians' keys authenticated in this session (spec §3.18). */
+  pkaAuthenticated = false;
 
   constructor(
     readonly io: CliIo,
@@ -108,6 +112,17 @@ export class Ctx {
   async login(hsm: SmartCardHsm, v: Values, precheck?: () => Promise<unknown>): Promise<void> {
     if (precheck) await hsm.precheck(precheck);
     if (this.pinNotNeeded) return;
+    // --pka-and-pin (option 0010): the PIN alone authorizes nothing, the custodians are missing (§3.18)
+    if (
+      (hsm.info.options & OPTION.COMBINED_AUTH) !== 0 &&
+      !this.pkaAuthenticated &&
+      !this.command?.startsWith('pin ')
+    )
+      throw new CliError(
+        'SECURITY_STATUS',
+        `this device needs the custodians' public key authentication as well as the user PIN (initialized with --pka-and-pin): the PIN alone authorizes nothing. Nothing was sent`,
+        `run it as the step of sc-hsm-ts pka authenticate --challenge-out FILE --response FILE … -- ${this.command ?? 'COMMAND'} …`,
+      );
     if (this.g.sessionPin !== undefined) return this.loginWithSessionPin(hsm, v);
     const pin = await this.secret(v.pin, { option: 'pin', prompt: 'User PIN' });
     await applyKnownRetryCounter(this.io, hsm);

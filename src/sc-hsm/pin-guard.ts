@@ -93,6 +93,30 @@ export function refuseUnsafeTry(ref: number, st: PinStatus, command: string, g: 
 }
 
 /**
+ * Refuses, unless `force`, a try of a PIN whose tries left the card does not report: a transport
+ * PIN (VERIFY without data answers `69 84`, spec §3.6/§3.9 option 0002) and a user PIN that public
+ * key authentication replaces (spec §3.18). CHANGE REFERENCE DATA still counts its tries down
+ * (`63 Cx`) and blocks it at 0, so any try may be the last one.
+ */
+export function refuseUnknownTries(
+  ref: number,
+  state: 'transport-pin' | 'public-key-auth',
+  command: string,
+  force: boolean | undefined,
+): void {
+  if (force) return;
+  const which =
+    state === 'transport-pin'
+      ? 'the card does not report how many tries the transport PIN has left (VERIFY answers 69 84)'
+      : "this device authenticates with custodians' keys instead of the user PIN, and the card does not report how many tries that unused PIN has left";
+  throw new ScHsmError(
+    'PIN_TRIES_LOW',
+    `${which}: this try could be the last one, and a wrong PIN would then block it (only the SO-PIN can unblock it). Nothing was sent.`,
+    { command, pin: pinKindOf(ref) },
+  );
+}
+
+/**
  * A PIN error from the card, reworded to name the PIN it is about (`63 Cx`, `69 83`, and what
  * INITIALIZE answers for a wrong SO-PIN). Other errors pass unchanged.
  */

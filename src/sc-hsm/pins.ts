@@ -10,7 +10,7 @@ import { ScHsmError } from '../errors.js';
 import { CLA_ISO, INS, PIN_SO, PIN_USER } from '../protocol/constants.js';
 import { concat, wipe } from '../util/bytes.js';
 import type { SessionContext } from './context.js';
-import { refuseUnsafeTry as guard, namePinError } from './pin-guard.js';
+import { refuseUnsafeTry as guard, namePinError, refuseUnknownTries } from './pin-guard.js';
 import { checkObject, parseSoPin, parseUserPin, typeName } from './validate.js';
 
 /**
@@ -170,7 +170,8 @@ export async function changeSoPin(
 
 /**
  * CHANGE REFERENCE DATA (`00 24 00 81|88 Lc old‖new`, spec §3.7) after the tries check (a
- * transport PIN is replaced without one); old, new and the command data are wiped.
+ * transport PIN, whose tries the card does not report, only with `force`); old, new and the
+ * command data are wiped.
  */
 export async function changeReferenceData(
   ctx: SessionContext,
@@ -182,8 +183,17 @@ export async function changeReferenceData(
   const data = concat(o, n);
   try {
     await ctx.channel.exclusive(async () => {
+      if (o.length === n.length && o.every((b, i) => b === n[i])) {
+        const so = ref === PIN_SO;
+        throw new ScHsmError(
+          so ? 'INVALID_SO_PIN' : 'INVALID_PIN',
+          `the new ${so ? 'SO-PIN' : 'user PIN'} is the current one${so ? '' : ' (or the transport PIN)'}: choose another. Nothing was sent.`,
+        );
+      }
       const st = await pinStatus(ctx, ref);
-      if (st.state !== 'transport-pin') refuseUnsafeTry(ctx, ref, st, force, 'CHANGE REFERENCE DATA');
+      if (st.state === 'transport-pin' || st.state === 'public-key-auth')
+        refuseUnknownTries(ref, st.state, 'CHANGE REFERENCE DATA', force);
+      else refuseUnsafeTry(ctx, ref, st, force, 'CHANGE REFERENCE DATA');
       try {
         await ctx.channel.exchange(
           { cla: CLA_ISO, ins: INS.CHANGE_REFERENCE_DATA, p1: 0, p2: ref, data },

@@ -272,6 +272,11 @@ export async function pkaRespond(ctx: SessionContext, keyRef: number, c: PkaChal
     throw new ScHsmError('INVALID_ARGUMENT', `key ${keyRef} has a certificate, not its CV request, in EF CE`);
   }
   const key = await keyInfo(ctx, keyRef);
+  if (key.type !== 'rsa' && key.type !== 'ec')
+    throw new ScHsmError(
+      'INVALID_ARGUMENT',
+      `key ${keyRef} is not an EC or RSA key: it cannot answer a challenge`,
+    );
   const message = concat(ascii(c.deviceChr), c.challenge);
   const signature = await crypto.sign(
     ctx,

@@ -27,6 +27,13 @@ export const init: Command = {
         'USAGE_ERROR',
         `--required ${pkaRequired} exceeds --pka ${pkaTotal}: M must be at most N`,
       );
+    // without option 0010 the custodians' keys replace the user PIN: a transport PIN would be unused
+    if (transportPin && pkaTotal !== undefined && !pkaAndPin)
+      throw new CliError(
+        'USAGE_ERROR',
+        "--transport-pin with --pka but without --pka-and-pin: the custodians' keys replace the user PIN on that device, so a transport PIN would never be used",
+        'add --pka-and-pin (the PIN and the custodians are both needed), or leave --transport-pin out',
+      );
     // EF.TokenInfo can only be written by an authenticated user, which neither mode has after init
     const noLabel = transportPin || pkaTotal !== undefined;
     if (noLabel && v.label !== undefined)

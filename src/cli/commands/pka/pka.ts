@@ -5,12 +5,14 @@
  * response files, authenticates and runs the following step in the same process and session.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { PkaChallenge, PkaResponse, PkaStatus } from '../../../sc-hsm/session.js';
-import { fromHex, toHex } from '../../../util/bytes.js';
-import { type Command, parseCommandArgs } from '../../command.js';
+import { ScHsmError } from '../../../errors.js';
+import { OPTION } from '../../../protocol/constants.js';
+import type { PkaChallenge, PkaResponse, PkaStatus, SmartCardHsm } from '../../../sc-hsm/session.js';
+import { toHex } from '../../../util/bytes.js';
+import type { Command } from '../../command.js';
 import { type Ctx, int, list, reqInt, reqStr } from '../../context.js';
 import { CliError } from '../../exit-codes.js';
-import { exists, readHostFile, refuseOverwrite, writeAtomicExclusive } from '../../files.js';
+import { exists, prepareOutput, refuseOverwrite, writeAtomicExclusive, writeOutput } from '../../files.js';
 import { printable } from '../../format.js';
 import {
   pkaAuthenticateSpec,
@@ -19,55 +21,15 @@ import {
   pkaRespondSpec,
   pkaStatusSpec,
 } from '../meta.js';
-
-const CHALLENGE_FORMAT = 'sc-hsm-ts/pka-challenge';
-const RESPONSE_FORMAT = 'sc-hsm-ts/pka-response';
-
-function badFile(path: string, why: string): never {
-  throw new CliError('INVALID_PKA_FILE', `${path}: ${why}`);
-}
-
-function field(o: Record<string, unknown>, name: string, re: RegExp, path: string): string {
-  const v = o[name];
-  if (typeof v !== 'string' || !re.test(v)) badFile(path, `"${name}" missing or malformed`);
-  return v;
-}
-
-async function readJson(path: string, format: string, what: string): Promise<Record<string, unknown>> {
-  const raw = await readHostFile(path, what);
-  let o: unknown;
-  try {
-    o = JSON.parse(Buffer.from(raw).toString('utf8'));
-  } catch {
-    badFile(path, `not a ${what} (not JSON)`);
-  }
-  if (typeof o !== 'object' || o === null || (o as Record<string, unknown>).format !== format)
-    badFile(path, `not a ${what} (format "${format}" expected)`);
-  if ((o as Record<string, unknown>).version !== 1) badFile(path, 'unsupported version');
-  return o as Record<string, unknown>;
-}
-
-const CHR_RE = /^[\x20-\x7e]{1,32}$/;
-const HEX_RE = /^([0-9a-f]{2})+$/;
-
-/** Reads a challenge file written by `pka authenticate --challenge-out`. */
-export async function readChallenge(path: string): Promise<PkaChallenge> {
-  const o = await readJson(path, CHALLENGE_FORMAT, 'challenge file');
-  const challenge = fromHex(field(o, 'challenge', /^[0-9a-f]{16}$/, path));
-  return { deviceChr: field(o, 'deviceChr', CHR_RE, path), challenge: new Uint8Array(challenge) };
-}
-
-async function readResponse(path: string, c: PkaChallenge): Promise<PkaResponse> {
-  const o = await readJson(path, RESPONSE_FORMAT, 'response file');
-  if (field(o, 'deviceChr', CHR_RE, path) !== c.deviceChr)
-    badFile(path, `answers device ${printable(String(o.deviceChr))}, not this device ${c.deviceChr}`);
-  if (field(o, 'challenge', /^[0-9a-f]{16}$/, path) !== toHex(c.challenge))
-    badFile(
-      path,
-      'answers another challenge (an older one?): the custodian must answer the current challenge file',
-    );
-  return { chr: field(o, 'chr', CHR_RE, path), signature: fromHex(field(o, 'signature', HEX_RE, path)) };
-}
+import {
+  CHALLENGE_FORMAT,
+  MAX_PKA_FILE_BYTES,
+  RESPONSE_FORMAT,
+  readChallenge,
+  readExistingBounded,
+  readResponse,
+} from './files.js';
+import { parseStep } from './step.js';
 
 /** The four lines of `sc-hsm-tool --public-key-auth-status`, as it prints them. */
 function printPkaStatus(ctx: Ctx, st: PkaStatus): void {
@@ -102,7 +64,7 @@ export const pkaStatus: Command = {
 export const pkaRegister: Command = {
   ...pkaRegisterSpec,
   async run(ctx, _v, [file]) {
-    const bytes = await readHostFile(file!, 'public key authentication file');
+    const bytes = await readExistingBounded(file!, 'public key authentication file', MAX_PKA_FILE_BYTES);
     const hsm = await ctx.hsm();
     const r = await hsm.pkaRegister(bytes);
     ctx.out.ok(`registered ${printable(r.chr)}`);
@@ -116,10 +78,10 @@ export const pkaExport: Command = {
   async run(ctx, v) {
     const keyRef = reqInt(v, 'key-ref', 1, 255);
     const out = reqStr(v, 'out', 'the file to write');
-    await refuseOverwrite(out, false, 'output file');
+    const target = await prepareOutput(ctx, out);
     const hsm = await ctx.hsm();
     const bytes = await hsm.pkaExport(keyRef);
-    await writeAtomicExclusive(out, bytes, 0o644, 'output file');
+    await writeOutput(ctx, target, bytes, 0o644);
     ctx.out.ok(`wrote key ${keyRef} for public key authentication to ${out} (${bytes.length} bytes)`);
     return { keyRef, out, bytes: bytes.length };
   },
@@ -130,13 +92,14 @@ export const pkaRespond: Command = {
   async run(ctx, v, [file]) {
     const keyRef = reqInt(v, 'key-ref', 1, 255);
     const out = reqStr(v, 'out', 'the response file to write');
-    await refuseOverwrite(out, false, 'output file');
+    const target = await prepareOutput(ctx, out);
     const c = await readChallenge(file!);
     const hsm = await ctx.hsm();
     ctx.out.note(
       `answering the challenge of device ${printable(c.deviceChr)}: confirm this device with its operator`,
     );
-    await ctx.login(hsm, v);
+    // the key's request and type are checked from public card data before the PIN is sent
+    await ctx.login(hsm, v, () => hsm.pkaRespond(keyRef, c));
     const r = await hsm.pkaRespond(keyRef, c);
     const doc = {
       format: RESPONSE_FORMAT,
@@ -146,69 +109,77 @@ export const pkaRespond: Command = {
       chr: r.chr,
       signature: toHex(r.signature),
     };
-    await writeAtomicExclusive(out, `${JSON.stringify(doc, null, 2)}\n`, 0o644, 'output file');
+    await writeOutput(ctx, target, `${JSON.stringify(doc, null, 2)}\n`, 0o644);
     ctx.out.ok(`wrote the answer of ${printable(r.chr)} to ${out}`);
     return { out, deviceChr: c.deviceChr, chr: r.chr };
   },
 };
 
-/** Waits until every file exists, polling; USAGE_ERROR naming the missing ones after `seconds`. */
-async function waitForFiles(ctx: Ctx, files: string[], seconds: number): Promise<void> {
+/** A response file that was not used, and why. */
+interface Rejected {
+  file: string;
+  reason: string;
+}
+
+/**
+ * Takes the custodians' answers as they arrive (spec §3.18): a response file is read once it is
+ * complete JSON (a copy still being written is waited for), checked against the challenge and sent
+ * (MSE SET AT, EXTERNAL AUTHENTICATE). An answer the host or the device refuses is reported and
+ * skipped; the others still count. Ends as soon as the device has enough keys authenticated, when
+ * every file was dealt with, or at the deadline (`pending` then names the files still missing).
+ */
+async function collectAnswers(
+  ctx: Ctx,
+  hsm: SmartCardHsm,
+  files: string[],
+  c: PkaChallenge,
+  seconds: number,
+  before: PkaStatus,
+): Promise<{ status: PkaStatus; rejected: Rejected[]; pending: string[] }> {
   const deadline = Date.now() + seconds * 1000;
+  const pending = new Set(files);
+  const rejected: Rejected[] = [];
+  let status = before;
+  const reject = (file: string, reason: string) => {
+    pending.delete(file);
+    rejected.push({ file, reason });
+    ctx.out.warn(`${reason}: this answer is not used`);
+  };
   let told = false;
   for (;;) {
-    const missing: string[] = [];
-    for (const f of files) if (!(await exists(f))) missing.push(f);
-    if (missing.length === 0) return;
-    if (Date.now() >= deadline)
-      throw new CliError(
-        'USAGE_ERROR',
-        `no answer in ${seconds} s from: ${missing.join(', ')}; the device is not authenticated`,
-        'run pka authenticate again (a new challenge) and give the custodians time, or raise --wait',
-      );
+    for (const f of [...pending]) {
+      let a: PkaResponse | undefined;
+      try {
+        a = await readResponse(f, c);
+      } catch (e) {
+        if (!(e instanceof CliError && e.code === 'INVALID_PKA_FILE')) throw e;
+        reject(f, e.message);
+        continue;
+      }
+      if (!a) continue;
+      pending.delete(f);
+      try {
+        status = await hsm.pkaAuthenticate([a]);
+      } catch (e) {
+        if (!(e instanceof ScHsmError && e.code === 'PKA_AUTH_FAILED')) throw e;
+        reject(f, `${f}: ${e.message}`);
+        continue;
+      }
+      if (status.authenticated >= status.required) return { status, rejected, pending: [] };
+    }
+    if (pending.size === 0) return { status, rejected, pending: [] };
+    if (Date.now() >= deadline) return { status, rejected, pending: [...pending] };
     if (!told) {
-      ctx.out.note(`waiting up to ${seconds} s for ${missing.join(', ')}`);
+      ctx.out.note(`waiting up to ${seconds} s for ${[...pending].join(', ')}`);
       told = true;
     }
     await sleep(250);
   }
 }
 
-/**
- * The step after `--`: a command of ours with its own options, checked before anything is sent and
- * run later with this context (same device, same session).
- */
-async function parseStep(argv: string[]): Promise<(ctx: Ctx) => Promise<unknown>> {
-  const { COMMANDS } = await import('../../registry.js');
-  const two = COMMANDS.find((c) => c.name === `${argv[0]} ${argv[1]}`);
-  const entry = two ?? COMMANDS.find((c) => c.name === argv[0]);
-  if (argv[0] === 'pka') throw new CliError('USAGE_ERROR', 'the step after -- cannot be another pka command');
-  // init would erase what the custodians just authorized (and skip its own reader check)
-  if (entry?.name === 'init')
-    throw new CliError(
-      'USAGE_ERROR',
-      'init cannot be the step after --: it erases the device; run it on its own',
-    );
-  if (!entry || entry.name === 'demo' || entry.name.startsWith('sim '))
-    throw new CliError(
-      'USAGE_ERROR',
-      `after -- give an sc-hsm-ts command to run in the session; got '${printable(argv[0] ?? '')}'`,
-    );
-  const parsed = parseCommandArgs(entry, argv.slice(entry.name.split(' ').length));
-  const g = parsed.g;
-  if (g.reader !== undefined || g.sim !== undefined || g.trace !== undefined || g.json || g.yes || g.lastTry)
-    throw new CliError(
-      'USAGE_ERROR',
-      'give global options (--sim, --reader, --json, --yes, …) before pka authenticate, not after --',
-    );
-  if (parsed.help)
-    throw new CliError('USAGE_ERROR', `see sc-hsm-ts ${entry.name} --help, outside pka authenticate`);
-  return async (ctx) => (await entry.load()).run(ctx, parsed.values, parsed.positionals);
-}
-
 export const pkaAuthenticate: Command = {
   ...pkaAuthenticateSpec,
-  async run(ctx, v, step) {
+  async run(ctx, v, rest) {
     const challengeOut = reqStr(v, 'challenge-out', 'the challenge file for the custodians');
     const responses = list(v, 'response');
     if (responses.length === 0)
@@ -217,7 +188,7 @@ export const pkaAuthenticate: Command = {
       throw new CliError('USAGE_ERROR', 'a --response file is named twice');
     if (responses.includes(challengeOut))
       throw new CliError('USAGE_ERROR', '--challenge-out and a --response name the same file');
-    const wait = int(v, 'wait', 0, 86400) ?? 600;
+    const wait = int(v, 'wait', 1, 86400) ?? 600;
     await refuseOverwrite(challengeOut, false, 'challenge file');
     for (const r of responses)
       if (await exists(r))
@@ -226,7 +197,7 @@ export const pkaAuthenticate: Command = {
           `response file ${r} exists already: it cannot answer the challenge this command is about to make`,
           'move old response files away; the custodians write new ones',
         );
-    const runStep = step.length > 0 ? await parseStep(step) : undefined;
+    const step = rest.length > 0 ? await parseStep(rest) : undefined;
     const hsm = await ctx.hsm();
     const before = await hsm.pkaStatus();
     if (!before)
@@ -234,6 +205,10 @@ export const pkaAuthenticate: Command = {
         'PKA_NOT_CONFIGURED',
         'the device was initialized without public key authentication',
       );
+    // without option 0010 the custodians' keys replace the user PIN (spec §3.18): the step sends none
+    const pinReplaced = (hsm.info.options & OPTION.COMBINED_AUTH) === 0;
+    // everything the step would refuse is refused now, before the custodians answer
+    if (step) await step.rehearse(ctx, hsm, pinReplaced);
     const c = await hsm.pkaChallenge();
     const doc = {
       format: CHALLENGE_FORMAT,
@@ -245,24 +220,31 @@ export const pkaAuthenticate: Command = {
     ctx.out.note(
       `challenge for device ${printable(c.deviceChr)} written to ${challengeOut}: each custodian runs sc-hsm-ts pka respond ${challengeOut} --key-ref N --out RESPONSE`,
     );
-    await waitForFiles(ctx, responses, wait);
-    const answers: PkaResponse[] = [];
-    for (const r of responses) answers.push(await readResponse(r, c));
-    const st = await hsm.pkaAuthenticate(answers);
+    const { status: st, rejected, pending } = await collectAnswers(ctx, hsm, responses, c, wait, before);
     const done = st.authenticated >= st.required;
-    ctx.out.ok(
-      `${st.authenticated} of ${st.required} required custodian key(s) authenticated${done ? '' : ': not enough'}`,
-    );
-    if (done && (await hsm.pinStatus()).state === 'verified') ctx.pinNotNeeded = true;
-    let result: unknown;
-    if (runStep) {
-      if (!done)
-        throw new CliError(
-          'PKA_AUTH_FAILED',
-          `only ${st.authenticated} of ${st.required} custodians authenticated: '${printable(step[0]!)}' was not run`,
-        );
-      result = await runStep(ctx);
-    }
-    return { deviceChr: c.deviceChr, challengeOut, ...st, ...(step.length > 0 && { step: step[0], result }) };
+    const count = `${st.authenticated} of ${st.required} required custodian key(s) authenticated`;
+    const unused = rejected.length > 0 ? ` (not used: ${rejected.map((r) => r.file).join(', ')})` : '';
+    if (!done && pending.length > 0)
+      throw new CliError(
+        'PKA_AUTH_FAILED',
+        `no complete answer in ${wait} s from: ${pending.join(', ')}; ${count}${unused}: the device is not authenticated${step ? `, '${printable(step.name)}' was not run` : ''}`,
+        'run pka authenticate again (a new challenge) and give the custodians time (--wait SECONDS); each writes the response file in one go (pka respond does)',
+      );
+    if (!done && (step || rejected.length > 0))
+      throw new CliError(
+        'PKA_AUTH_FAILED',
+        `only ${st.authenticated} of ${st.required} custodians authenticated${unused}: ${step ? `'${printable(step.name)}' was not run` : 'the device is not authenticated'}`,
+      );
+    ctx.out.ok(`${count}${done ? '' : ': not enough'}${unused}`);
+    ctx.pkaAuthenticated = done;
+    if (done && (pinReplaced || (await hsm.pinStatus()).state === 'verified')) ctx.pinNotNeeded = true;
+    const result = step ? await step.run(ctx) : undefined;
+    return {
+      deviceChr: c.deviceChr,
+      challengeOut,
+      ...st,
+      rejected,
+      ...(step && { step: step.name, result }),
+    };
   },
 };
