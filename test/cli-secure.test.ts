@@ -249,6 +249,8 @@ describe('--secure', () => {
     ]);
     expect(gone.code).toBe(2);
     expect(gone.stdout + gone.stderr).toContain('powered on afresh');
-    expect((await cli(['pin', 'status', '--sim', f, '--json'])).json().userPin).toMatchObject({ triesLeft: 3 });
+    expect((await cli(['pin', 'status', '--sim', f, '--json'])).json().userPin).toMatchObject({
+      triesLeft: 3,
+    });
   });
 });
