@@ -192,6 +192,7 @@ describePcsc('pka commands and the transport PIN through pcscd (two readers)', (
       'change',
       '--reader',
       TARGET,
+      '--last-try',
       '--pin',
       'env:PIN',
       '--new-pin',

@@ -726,10 +726,12 @@ export const pkaAuthenticateSpec: CommandSpec = {
     'Target side: write a challenge, take the custodians\u2019 responses, authenticate, then run COMMAND in the same session.',
   description: [
     'The device\u2019s authentication lives in its session, which ends with this process. So one command holds',
-    'it: it writes the challenge to --challenge-out, waits until every --response file exists (up to --wait',
-    'seconds; custodians run pka respond meanwhile), checks them against the challenge, sends them (MSE SET',
-    'AT, EXTERNAL AUTHENTICATE) and then runs COMMAND (any sc-hsm-ts command with its options, no global',
-    'options) on the same device in the same session. Without COMMAND it only proves the answers.',
+    'it: it first rehearses COMMAND (only public reads sent: what it would refuse is refused now), writes the',
+    'challenge to --challenge-out, takes each --response file once it is complete (up to --wait seconds;',
+    'custodians run pka respond meanwhile), checks it against the challenge, sends it (MSE SET AT, EXTERNAL',
+    'AUTHENTICATE; a refused answer is reported, the others count) and then runs COMMAND (an sc-hsm-ts',
+    'command that takes --pin, with its options, no global options) on the same device in the same session.',
+    'Without COMMAND it only proves the answers.',
   ].join('\n'),
   options: {
     'challenge-out': {
@@ -744,7 +746,11 @@ export const pkaAuthenticateSpec: CommandSpec = {
       multiple: true,
       help: 'a custodian\u2019s response file (repeat for each); waited for',
     },
-    wait: { type: 'string', arg: 'SECONDS', help: 'how long to wait for the responses (default 600)' },
+    wait: {
+      type: 'string',
+      arg: 'SECONDS',
+      help: 'how long to wait for the responses, 1 to 86400 (default 600)',
+    },
   },
   examples: [
     'sc-hsm-ts pka authenticate --challenge-out c.json --response a.json --response b.json -- keygen --type ec:prime256v1 --label ca',
