@@ -943,7 +943,7 @@ export async function restoreDevice(
         `the backup's key for key ref ${s.keyRef} (${JSON.stringify(s.entry.label ?? '')}) has the ID ${toHex(id)}, which key ref ${ref} of this device already has${x.leftover ? ' (in the description left there without a key)' : ''}: two keys with one ID confuse PKCS#11 applications. Nothing was changed.`,
         {
           existingKeyRef: ref,
-          fix: `check what key ref ${ref} holds (sc-hsm-ts keys): if it is the same key or no longer needed, delete it (sc-hsm-ts delete-key --key-ref ${ref}; back it up first if in doubt), then restore again`,
+          fix: `check what key ref ${ref} holds (sc-hsm-ts keys): if it is the same key or no longer needed, delete it (sc-hsm-ts delete-key --key-ref ${ref}; back it up first if in doubt), then restore again. If it is an unrelated key still in use, keep it: restore the backup's key alone under another ID (sc-hsm-ts unwrap ${s.entry.file} --key-ref ${s.keyRef} --id HEX) and the others onto a device without that ID`,
         },
       );
     }
