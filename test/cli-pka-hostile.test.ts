@@ -251,6 +251,27 @@ describe('pka respond and init', () => {
     expect(await exists(c)).toBe(false);
   });
 
+  it('a challenge or registration file that is a device or a FIFO is refused unread', async () => {
+    const dir = await tempDir();
+    const a = await custodian(dir, 'k');
+    const link = join(dir, 'c.json');
+    await symlink('/dev/zero', link);
+    const x = await cli(
+      ['pka', 'respond', '--sim', a.sim, link, '--key-ref', '1', '--out', join(dir, 'ro'), '--pin', 'env:W'],
+      {
+        env,
+      },
+    );
+    expect(x.code).toBe(2);
+    expect(x.stderr).toContain('a device, not a regular file');
+    expect(await userTries(a.sim)).toBe(3);
+    const fifo = join(dir, 'reg.pka');
+    execFileSync('mkfifo', [fifo]);
+    const r = await cli(['pka', 'register', '--sim', a.sim, fifo]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain('a FIFO, not a regular file');
+  });
+
   it('a bad registration file: the fix names export files, not pka respond', async () => {
     const dir = await tempDir();
     const { t } = await target(dir, 1, 1);
