@@ -295,6 +295,10 @@ const METHODS: Record<string, { bad: Call[]; ok: Call }> = {
     ],
     ok: (h) => h.aesDerive(3, data),
   },
+  precheck: {
+    bad: [(h) => h.precheck(any(undefined)), (h) => h.precheck(any('keyInfo'))],
+    ok: (h) => h.precheck(() => h.keyInfo(1)),
+  },
   keyRestrictions: {
     bad: [(h) => h.keyRestrictions(0), (h) => h.keyRestrictions(any('1')), (h) => h.keyRestrictions(256)],
     ok: (h) => h.keyRestrictions(1),

@@ -211,6 +211,11 @@ const CALLS: Record<string, Driven> = {
   createKeyDomain: { pins: [], from: 'ready', login: true, call: (h) => h.createKeyDomain(1, 1) },
   deleteKeyDomain: { pins: [], from: 'ready', login: true, call: (h) => h.deleteKeyDomain(1) },
   keyRestrictions: { pins: [], from: 'keys', call: (h) => h.keyRestrictions(1) },
+  precheck: {
+    pins: [],
+    from: 'keys',
+    call: (h) => h.precheck(() => h.deriveEcKey(1, 9, Uint8Array.of(1), { label: 'p' })),
+  },
   deriveEcKey: {
     pins: [],
     from: 'keys',

@@ -6,8 +6,10 @@
  * (spec §3.6) can cost a PIN try. The command (`sc-hsm-ts`) runs each operation this way before it
  * sends the PIN (Ctx.login's `precheck`).
  */
+import { ScHsmError } from '../errors.js';
 import { CLA_PROPRIETARY, INS } from '../protocol/constants.js';
 import type { SessionContext } from './context.js';
+import { typeName } from './validate.js';
 
 /** Thrown by the channel in a pre-check at the first command that is not a public read; never escapes {@link precheck}. */
 export class PrecheckStop extends Error {
@@ -46,6 +48,11 @@ function stoppedByPrecheck(e: unknown): boolean {
  * but public reads is sent. Its errors other than the stop are thrown unchanged.
  */
 export async function precheck(ctx: SessionContext, op: () => Promise<unknown>): Promise<void> {
+  if (typeof op !== 'function')
+    throw new ScHsmError(
+      'INVALID_ARGUMENT',
+      `precheck takes the operation as a function (() => hsm.…); got ${typeName(op)}`,
+    );
   const ch = ctx.channel;
   if (ch.precheck) {
     await op();
