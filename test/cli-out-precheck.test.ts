@@ -111,6 +111,20 @@ describe('D: checks from public card data come before the PIN', () => {
   });
 });
 
+describe('D: signing commands check the key before the PIN', () => {
+  it('csr and cert self-sign with no key or an AES key cost no PIN try', async () => {
+    const s = await fresh();
+    for (const [cmd, ref, code] of [
+      [['csr'], '99', 'KEY_NOT_FOUND'],
+      [['cert', 'self-sign', '--days', '30'], '2', 'INVALID_ARGUMENT'],
+    ] as const) {
+      const r = await wrongPin([...cmd, '--sim', s, '--key-ref', ref, '--subject', 'CN=x', '--json']);
+      expect(r.json().error.code, r.stdout).toBe(code);
+    }
+    expect(await tries(s)).toBe(3);
+  });
+});
+
 describe('E: use counters count CIPHER APDUs', () => {
   it('a job needing more APDUs than uses left is refused before the PIN and spends nothing', async () => {
     const s = await fresh();

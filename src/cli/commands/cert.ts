@@ -80,8 +80,10 @@ export const csr: Command = {
     const opts = signingOptions(v);
     const target = await outputTarget(ctx, v, 'CSR file');
     const hsm = await ctx.hsm();
-    await ctx.login(hsm, v);
-    const r = await createCsr(hsm, { keyRef, subject, ...opts });
+    const make = () => createCsr(hsm, { keyRef, subject, ...opts });
+    // the key's existence and type (public files) before the PIN
+    await ctx.login(hsm, v, make);
+    const r = await make();
     const file = await output(ctx, target, r.pem);
     if (file)
       ctx.out.ok(
@@ -102,15 +104,18 @@ export const certSelfSign: Command = {
     const opts = signingOptions(v);
     const target = await outputTarget(ctx, v, 'certificate file');
     const hsm = await ctx.hsm();
-    await ctx.login(hsm, v);
-    const r = await selfSignCertificate(hsm, {
-      keyRef,
-      subject,
-      days,
-      ca: !flag(v, 'end-entity'),
-      ...(serialNumber !== undefined ? { serialNumber } : {}),
-      ...opts,
-    });
+    const make = () =>
+      selfSignCertificate(hsm, {
+        keyRef,
+        subject,
+        days,
+        ca: !flag(v, 'end-entity'),
+        ...(serialNumber !== undefined ? { serialNumber } : {}),
+        ...opts,
+      });
+    // the key's existence and type (public files) before the PIN
+    await ctx.login(hsm, v, make);
+    const r = await make();
     const file = await output(ctx, target, r.pem);
     if (file)
       ctx.out.ok(
