@@ -28,8 +28,25 @@ export { maskedCommandHex, secretMask } from './sc-hsm/transcript-mask.js';
 
 // ---- known devices for an application's tests (issue 16: the emulated card in other projects' CI) ----
 
+import {
+  accessSync,
+  constants as fsConstants,
+  readFileSync,
+  statSync,
+  unlinkSync,
+  writeFileSync,
+} from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
 import type { Transport } from './apdu/transport.js';
-import { findPkcs11Module, VPCD_PORT, VPCD_SLOTS, vpcdReaderName } from './cli/commands/sim/host.js';
+import {
+  findPkcs11Module,
+  PCSCD_SOCKET,
+  VPCD_PORT,
+  VPCD_SLOTS,
+  vpcdReaderName,
+} from './cli/commands/sim/host.js';
+import { ScHsmError } from './errors.js';
 import type { GeneratedKey } from './sc-hsm/keys.js';
 import { SmartCardHsm } from './sc-hsm/session.js';
 import type { VirtualSmartCardHsm } from './sim/card.js';
@@ -132,7 +149,11 @@ export interface PcscTestCard extends AsyncDisposable {
 export interface PcscTestCardOptions extends TestDeviceOptions {
   /** Initialize it and generate the test keys first (default true); false: a card out of its box. */
   initialized?: boolean;
-  /** vpcd slot 0 or 1; default the first one `sim run` left free (SC_HSM_READER_0/1), else 0. */
+  /**
+   * vpcd slot 0 or 1; default the first free one: not holding a card of `sim run` (SC_HSM_READER_0/1)
+   * nor one of another `startPcscCard` (of this or another process, claimed beside pcscd's
+   * socket). None free, or `slot` taken: PCSC_UNAVAILABLE at once, naming who holds it.
+   */
   slot?: number;
   /** Where vpcd listens; default `VPCD_HOST` (set by `sim run`) or 127.0.0.1. */
   host?: string;
@@ -157,10 +178,36 @@ export interface PcscTestCardOptions extends TestDeviceOptions {
  */
 export async function startPcscCard(o: PcscTestCardOptions = {}): Promise<PcscTestCard> {
   const env = o.env ?? process.env;
+  const host = o.host ?? env.VPCD_HOST ?? '127.0.0.1';
+  if (o.slot !== undefined && !(Number.isInteger(o.slot) && o.slot >= 0 && o.slot < VPCD_SLOTS))
+    throw new ScHsmError(
+      'INVALID_ARGUMENT',
+      `startPcscCard: slot must be 0 … ${VPCD_SLOTS - 1}, not ${o.slot}`,
+    );
+  // no pcscd here: said at once, not after the adoption timeout
+  const socket = env.PCSCLITE_CSOCK_NAME ?? PCSCD_SOCKET;
+  if (o.host === undefined && !isSocket(socket))
+    throw new ScHsmError('PCSC_UNAVAILABLE', `startPcscCard: no pcscd here (${socket} is no socket)`, {
+      fix: 'run the tests under `sc-hsm-ts sim run --cards 0 -- <test runner>` (or start pcscd with vsmartcard-vpcd)',
+    });
+  const { slot, release } = claimSlot(o.slot, env, socket);
+  try {
+    return await plugInTestCard(o, env, host, slot, release);
+  } catch (e) {
+    release();
+    throw e;
+  }
+}
+
+async function plugInTestCard(
+  o: PcscTestCardOptions,
+  env: NodeJS.ProcessEnv,
+  host: string,
+  slot: number,
+  release: () => void,
+): Promise<PcscTestCard> {
   const { VirtualSmartCardHsm } = await import('./sim/card.js');
   const { plugIn } = await import('./cli/commands/sim/run-cards.js');
-  const slot =
-    o.slot ?? [...Array(VPCD_SLOTS).keys()].find((i) => env[`SC_HSM_READER_${i}`] === undefined) ?? 0;
   const card = new VirtualSmartCardHsm();
   let keys: TestKeys | undefined;
   if (o.initialized !== false) {
@@ -171,10 +218,15 @@ export async function startPcscCard(o: PcscTestCardOptions = {}): Promise<PcscTe
     await p.hsm.close();
     card.reset();
   }
-  const link = await plugIn(card, o.host ?? env.VPCD_HOST ?? '127.0.0.1', VPCD_PORT + slot);
+  // keepAlive false: a test that forgets close() (a failed assertion) does not hang its runner
+  const link = await plugIn(card, host, VPCD_PORT + slot, { keepAlive: false });
+  let closed = false;
   const close = async () => {
+    if (closed) return;
+    closed = true;
     await link.close();
     await card.close();
+    release();
   };
   return {
     reader: vpcdReaderName(slot),
@@ -186,4 +238,102 @@ export async function startPcscCard(o: PcscTestCardOptions = {}): Promise<PcscTe
     close,
     [asyncDispose]: close,
   };
+}
+
+function isSocket(path: string): boolean {
+  try {
+    return statSync(path).isSocket();
+  } catch {
+    return false;
+  }
+}
+
+/** Slots (vpcd ports) this process has a test card in. */
+const ownSlots = new Set<string>();
+
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code !== 'ESRCH';
+  }
+}
+
+/**
+ * Claims a vpcd slot for a test card: in this process (a set) and for other processes with the
+ * same pcscd (a file `sc-hsm-ts-vpcd-PORT.claim` holding the pid, beside pcscd's socket when
+ * that directory is writable, else in the temporary directory; a dead holder's claim is taken
+ * over). vpcd itself cannot tell: a second card on a slot waits silently (spec/pcsc-stack.md §2).
+ */
+function claimSlot(
+  wanted: number | undefined,
+  env: NodeJS.ProcessEnv,
+  socket: string,
+): { slot: number; release: () => void } {
+  let dir = dirname(socket);
+  try {
+    accessSync(dir, fsConstants.W_OK);
+  } catch {
+    dir = tmpdir();
+  }
+  const why: string[] = [];
+  for (const slot of wanted === undefined ? [...Array(VPCD_SLOTS).keys()] : [wanted]) {
+    const reader = vpcdReaderName(slot);
+    if (env[`SC_HSM_READER_${slot}`] !== undefined) {
+      why.push(`${reader} holds a card of sim run`);
+      continue;
+    }
+    const key = String(VPCD_PORT + slot);
+    if (ownSlots.has(key)) {
+      why.push(`${reader} holds another test card of this process`);
+      continue;
+    }
+    const path = join(dir, `sc-hsm-ts-vpcd-${VPCD_PORT + slot}.claim`);
+    let holder: number | undefined;
+    for (let attempt = 0; attempt < 2 && holder === undefined; attempt++) {
+      try {
+        writeFileSync(path, `${process.pid}\n`, { flag: 'wx', mode: 0o644 });
+        break;
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'EEXIST') break; // no claims here: this process only
+        const pid = Number.parseInt(readFileSync(path, 'utf8'), 10);
+        if (pid !== process.pid && pidAlive(pid)) holder = pid;
+        else unlinkSync(path);
+      }
+    }
+    if (holder !== undefined) {
+      why.push(`${reader} holds a test card of pid ${holder}`);
+      continue;
+    }
+    ownSlots.add(key);
+    const onExit = () => unclaim(path);
+    process.once('exit', onExit);
+    return {
+      slot,
+      release: () => {
+        if (!ownSlots.delete(key)) return;
+        process.off('exit', onExit);
+        unclaim(path);
+      },
+    };
+  }
+  throw new ScHsmError(
+    'PCSC_UNAVAILABLE',
+    wanted === undefined
+      ? `startPcscCard: no free vpcd slot (${why.join('; ')})`
+      : `startPcscCard: vpcd slot ${wanted} is busy (${why.join('; ')})`,
+    {
+      fix: 'close() the other test card first, run the files one after another, or give sim run fewer cards (--cards 0 or 1)',
+    },
+  );
+}
+
+/** Removes this process's claim file (not a claim another process took over meanwhile). */
+function unclaim(path: string): void {
+  try {
+    if (Number.parseInt(readFileSync(path, 'utf8'), 10) === process.pid) unlinkSync(path);
+  } catch {
+    // gone already
+  }
 }

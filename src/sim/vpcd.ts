@@ -33,6 +33,11 @@ export interface VpcdOptions {
   /** Reconnect every 500 ms when the link drops or pcscd is not up yet (default true). */
   reconnect?: boolean;
   log?: (message: string) => void;
+  /**
+   * Keep the process alive for this link? Default true. False (`sc-hsm-ts/testing`): its socket
+   * and retry timer are unref'd, so a test that forgets `close()` does not hang its runner.
+   */
+  keepAlive?: boolean;
 }
 
 export interface VpcdConnection {
@@ -88,6 +93,7 @@ class Connection extends EventEmitter implements VpcdConnection {
     private readonly port: number,
     private readonly reconnect: boolean,
     private readonly log: (m: string) => void,
+    private readonly keepAlive = true,
   ) {
     super();
     this.connected = new Promise<void>((resolve, reject) => {
@@ -117,6 +123,7 @@ class Connection extends EventEmitter implements VpcdConnection {
       return;
     }
     this.socket = sock;
+    if (!this.keepAlive) sock.unref();
     // Our answers go out at once; the remaining 40 ms stall is on vpcd's side (spec §5).
     sock.setNoDelay(true);
     let buf: Buffer = Buffer.alloc(0);
@@ -185,6 +192,7 @@ class Connection extends EventEmitter implements VpcdConnection {
       if (opened) this.emit('disconnect');
       if (!this.stopped && this.reconnect) {
         this.retry = setTimeout(() => this.dial(), RETRY_MS);
+        if (!this.keepAlive) this.retry.unref();
       }
     });
   }
@@ -250,5 +258,6 @@ export function connectToVpcd(card: VpcdCard, o: VpcdOptions = {}): VpcdConnecti
     o.port ?? 35963,
     o.reconnect ?? true,
     o.log ?? (() => undefined),
+    o.keepAlive ?? true,
   );
 }
