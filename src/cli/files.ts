@@ -109,6 +109,18 @@ export async function prepareOutput(
       );
     if (!d.isDirectory())
       throw new CliError('USAGE_ERROR', `${opt} ${path}: ${dir} is not a directory; nothing was sent`);
+    const { access } = await import('node:fs/promises');
+    const { constants } = await import('node:fs');
+    const denied = await access(dir, constants.W_OK).then(
+      () => undefined,
+      (e: NodeJS.ErrnoException) => e.code ?? 'error',
+    );
+    if (denied)
+      throw new CliError(
+        'USAGE_ERROR',
+        `${opt} ${path}: files cannot be created in ${dir} (${denied}); nothing was sent`,
+        'name a file in a directory you can write to',
+      );
     return { path, kind: 'file', force, what };
   }
   if (st.isSymbolicLink()) {
