@@ -9,6 +9,7 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { beforeAll, expect, it } from 'vitest';
+import { VirtualSmartCardHsm } from '../src/sim/index.js';
 import { cli, PASSWORD, PIN, SO_PIN, tempDir } from './cli-helpers.js';
 import { buildCli, finished, ROOT, startCli } from './helpers/cli-process.js';
 import { describePcsc, waitForCard } from './helpers/pcsc-env.js';
@@ -201,6 +202,28 @@ describePcsc('sim run (private pcscd as root)', () => {
     child.kill('SIGKILL');
     await result;
     await until('the run directory removed', () => readdirSync(tmp).length === 0);
+  });
+
+  it('a held --state file names the host pid of sim run; its inner process killed: 137, said, lock seen as stale', async () => {
+    const dir = await tempDir();
+    const state = join(dir, 'a.json');
+    const made = await VirtualSmartCardHsm.open(state, { create: true });
+    await made.save(state);
+    await made.close();
+    const child = startCli(['sim', 'run', '--state', state, '--', ...waiting(dir, 'h')]);
+    const result = finished(child);
+    await until('COMMAND started', () => existsSync(join(dir, 'h.started')));
+    const held = await cli(['status', '--sim', state], { env: { SC_HSM_TS_LOCK_WAIT: '0' } });
+    expect(held.code).toBe(4);
+    expect(held.stderr).toContain(`in use by pid ${child.pid} (sc-hsm-ts sim run)`);
+    const inner = descendants(child.pid!).find((p) => comm(p) === 'node');
+    expect(inner).toBeDefined();
+    process.kill(inner!, 'SIGKILL');
+    const r = await result;
+    expect(r.code, r.stderr).toBe(137);
+    expect(r.stderr).toContain('inside the namespaces ended without COMMAND');
+    const stale = await cli(['status', '--sim', state], { env: { SC_HSM_TS_LOCK_WAIT: '0' } });
+    expect(stale.stderr).toContain('which is no longer running');
   });
 
   it('two runs at once are isolated: each sees only its own cards', async () => {

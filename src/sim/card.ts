@@ -68,7 +68,8 @@ export interface VirtualCardOptions {
 }
 
 /** How a card is bound to its state file ({@link VirtualSmartCardHsm.open}). */
-export interface OpenStateFileOptions extends Pick<StateLockOptions, 'waitMs' | 'command' | 'onWait'> {
+export interface OpenStateFileOptions
+  extends Pick<StateLockOptions, 'waitMs' | 'command' | 'onWait' | 'holderPid'> {
   /**
    * Make a fresh, uninitialized card when the file does not exist (with these options when an
    * object); it is written on its first change (or by `save`). Without it a missing file is
@@ -480,6 +481,7 @@ export class VirtualSmartCardHsm implements Transport {
     const lock = await lockStateFile(path, {
       ...(o.waitMs !== undefined && { waitMs: o.waitMs }),
       ...(o.command !== undefined && { command: o.command }),
+      ...(o.holderPid !== undefined && { holderPid: o.holderPid }),
       ...(o.onWait && { onWait: o.onWait }),
       onCompromised: (e) => {
         const b = card?.binding;

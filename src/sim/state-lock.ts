@@ -40,6 +40,11 @@ export interface StateLockOptions {
   waitMs?: number;
   /** Recorded for others to see (default `node` and the script name). */
   command?: string;
+  /**
+   * The pid recorded for others to see and to tell a dead holder by (default this process's). A
+   * process in its own PID namespace (`sim run` as root) gives the host pid that stands for it.
+   */
+  holderPid?: number;
   /** Called once when the file is held by another process and the wait begins. */
   onWait?: (holder: StateFileHolder | undefined) => void;
   /** Called when the lock was lost while held (its refresh failed, or another process took it over). */
@@ -206,7 +211,7 @@ export async function lockStateFile(path: string, o: StateLockOptions = {}): Pro
       continue;
     }
     const holder: StateFileHolder = {
-      pid: process.pid,
+      pid: o.holderPid ?? process.pid,
       host: hostname(),
       command: o.command ?? `node ${basename(process.argv[1] ?? '')}`.trim(),
       since: new Date().toISOString(),

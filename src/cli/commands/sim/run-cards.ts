@@ -28,6 +28,8 @@ export interface InnerPlan {
   env: Record<string, string>;
   /** `--profile NAME|FILE` (checked by the outer run), for every card. */
   profile?: string;
+  /** The outer run's pid: the holder of the state files' locks as the host sees it. */
+  hostPid?: number;
 }
 
 /** How long pcscd may take to adopt a card (its presence poll is ~0.4 s; spec §6). */
@@ -72,13 +74,19 @@ function watched(card: VpcdCard): { card: VpcdCard; ready: Promise<void> } {
  * read); PCSC_UNAVAILABLE naming the likely cause when that does not happen within 10 s (another
  * card on the slot: a second card waits silently, spec §2). The link is closed on failure.
  */
-export async function plugIn(card: VpcdCard, host: string, port: number): Promise<VpcdConnection> {
+export async function plugIn(
+  card: VpcdCard,
+  host: string,
+  port: number,
+  o: { keepAlive?: boolean } = {},
+): Promise<VpcdConnection> {
   const w = watched(card);
-  const link = connectToVpcd(w.card, { host, port });
+  const link = connectToVpcd(w.card, { host, port, ...o });
   let timer: NodeJS.Timeout | undefined;
   try {
     await Promise.race([
       w.ready,
+
       new Promise<never>((_, reject) => {
         timer = setTimeout(
           () =>
@@ -113,6 +121,8 @@ export interface CardsAndCommand {
   profile?: string | undefined;
   /** Called with the function that passes a stop request (a signal) on to COMMAND. */
   onStop: (stop: (signal: NodeJS.Signals) => void) => void;
+  /** The pid named in the state files' lock records (inside the namespaces: the outer run's). */
+  holderPid?: number | undefined;
 }
 
 /**
@@ -136,7 +146,11 @@ export async function cardsAndCommand(o: CardsAndCommand): Promise<number> {
   });
   try {
     for (const [i, state] of o.states.entries()) {
-      const card = await VirtualSmartCardHsm.open(state, { command: 'sc-hsm-ts sim run', waitMs: 0 });
+      const card = await VirtualSmartCardHsm.open(state, {
+        command: 'sc-hsm-ts sim run',
+        waitMs: 0,
+        ...(o.holderPid !== undefined && { holderPid: o.holderPid }),
+      });
       cards.push(card);
       if (profile) card.profile = profile;
       links.push(await plugIn(card, o.host, VPCD_PORT + i));
@@ -183,7 +197,8 @@ export async function runInNamespace(
 ): Promise<number> {
   const plan = JSON.parse(await readFile(planPath, 'utf8')) as InnerPlan;
   const { Socket } = await import('node:net');
-  const ctl = new Socket({ fd: 3, readable: true, writable: false });
+  // both ways: stop requests in, COMMAND's exit status out (a socketpair, as Node makes 'pipe')
+  const ctl = new Socket({ fd: 3, readable: true, writable: true });
   let stop: (sig: NodeJS.Signals) => void = () => undefined;
   let pending: NodeJS.Signals | undefined;
   const request = (sig: NodeJS.Signals) => {
@@ -200,6 +215,7 @@ export async function runInNamespace(
   const onSignal = (sig: NodeJS.Signals) => request(sig);
   for (const s of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(s, onSignal);
   let pcscd: ChildProcess | undefined;
+  let rc: number | undefined;
   try {
     must('mount', ['-t', 'tmpfs', '-o', 'mode=0755', 'tmpfs', '/run/pcscd'], 'mount a tmpfs on /run/pcscd');
     must('ip', ['link', 'set', 'lo', 'up'], 'bring up lo in the private network namespace');
@@ -232,11 +248,12 @@ export async function runInNamespace(
     note(
       `private pcscd ready (pid ${p.pid} in the namespace); plugging in ${plan.states.length} virtual card(s)`,
     );
-    return await cardsAndCommand({
+    rc = await cardsAndCommand({
       states: plan.states,
       host: '127.0.0.2',
       command,
       profile: plan.profile,
+      holderPid: plan.hostPid,
       env: { ...stripInner(process.env), ...plan.env },
       note,
       onStop: (fn) => {
@@ -244,9 +261,9 @@ export async function runInNamespace(
         if (pending) fn(pending);
       },
     });
+    return rc;
   } finally {
     for (const s of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.off(s, onSignal);
-    ctl.destroy();
     if (pcscd && pcscd.exitCode === null && pcscd.signalCode === null) {
       const p = pcscd;
       await new Promise<void>((r) => {
@@ -257,8 +274,15 @@ export async function runInNamespace(
     // The run's directory (fresh cards with their PINs, the plan, pcscd's log) goes with this
     // process too: the outer run removes it as well, but may have been killed (SIGKILL).
     await removeRunDir(planPath, plan.dir);
+    // the outer run tells "COMMAND ended with rc" from "this process was killed" (unshare cannot)
+    if (rc !== undefined && !ctl.destroyed)
+      await new Promise<void>((r) => ctl.end(`${EXIT_REPORT}${rc}\n`, r));
+    ctl.destroy();
   }
 }
+
+/** The inner run's last line on fd 3: COMMAND's exit status follows. */
+export const EXIT_REPORT = 'EXIT ';
 
 /** The prefix of every `sim run` directory (made by mkdtemp in the temporary directory). */
 export const RUN_DIR_PREFIX = 'sc-hsm-ts-sim-run-';

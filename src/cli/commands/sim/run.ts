@@ -14,6 +14,7 @@ import { simRunSpec } from '../meta.js';
 import { checkSimHost, findPkcs11Module, PCSCD_SOCKET, VPCD_SLOTS, vpcdReaderName } from './host.js';
 import {
   cardsAndCommand,
+  EXIT_REPORT,
   exitStatus,
   INNER_ENV,
   type InnerPlan,
@@ -265,7 +266,7 @@ export const simRun: Command = {
     if (host.mode === 'private')
       rc = await runPrivate(
         ctx.io,
-        { states: all, dir, env, ...(profile !== undefined && { profile }) },
+        { states: all, dir, env, hostPid: process.pid, ...(profile !== undefined && { profile }) },
         positionals,
         stop,
       );
@@ -324,8 +325,15 @@ async function runPrivate(
       env: { ...stripInner(io.env), [INNER_ENV]: planPath },
     },
   );
-  const ctl = child.stdio[3] as NodeJS.WritableStream & { on: (e: string, f: () => void) => void };
+  const ctl = child.stdio[3] as import('node:stream').Duplex;
   ctl.on('error', () => undefined);
+  // the inner run's report of COMMAND's exit status; none: it was killed (SIGKILL is the only
+  // signal that kills a namespace's PID 1 without a handler) and unshare's own status means nothing
+  let report = '';
+  ctl.setEncoding('utf8');
+  ctl.on('data', (d: string) => {
+    report += d;
+  });
   stop.forwardTo((s) => ctl.write(`${s}\n`));
   return await new Promise<number>((resolvePromise, reject) => {
     child.once('error', (e) =>
@@ -333,7 +341,14 @@ async function runPrivate(
         new CliError('PCSC_UNAVAILABLE', `cannot start unshare: ${e.message}`, 'apt-get install util-linux'),
       ),
     );
-    child.once('exit', (code, signal) => resolvePromise(exitStatus(code, signal)));
+    child.once('close', (code, signal) => {
+      const m = new RegExp(`^${EXIT_REPORT}(\\d+)$`, 'm').exec(report);
+      if (m) return resolvePromise(Number(m[1]));
+      io.stderr.write(
+        `sc-hsm-ts: sim run's process inside the namespaces ended without COMMAND's status (unshare: ${signal ?? `exit ${code}`}); it was killed: COMMAND, pcscd and the cards went with it\n`,
+      );
+      resolvePromise(signal ? exitStatus(null, signal) : 137);
+    });
   });
 }
 
