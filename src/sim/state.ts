@@ -70,6 +70,12 @@ export interface CardState {
 export const STATE_FORMAT = 'sc-hsm-ts/virtual-smartcard-hsm';
 export const STATE_VERSION = 1;
 
+/** ` (at position N)` from a JSON.parse error when it says one; never any of the text. */
+export function jsonErrorPlace(e: unknown): string {
+  const m = /at position (\d+)/.exec(e instanceof Error ? e.message : '');
+  return m ? ` (at position ${m[1]})` : '';
+}
+
 function bad(msg: string): never {
   throw new ScHsmError('INVALID_STATE_FILE', `virtual card state: ${msg}`);
 }
@@ -202,7 +208,8 @@ export function deserializeState(json: string): CardState {
   try {
     raw = JSON.parse(json);
   } catch (e) {
-    bad(`not JSON (${(e as Error).message})`);
+    // never the parser's message: it quotes the file's first characters (a secret file given by mistake)
+    bad(`not JSON${jsonErrorPlace(e)}; a state file is made by init --sim FILE`);
   }
   const o = obj(raw, 'the file');
   if (o.format !== STATE_FORMAT) bad(`"format" must be "${STATE_FORMAT}"`);
@@ -238,7 +245,8 @@ export function deserializeState(json: string): CardState {
     const p = obj(x, 'pka');
     const total = int(p.total, 'pka.total', 1, 90);
     const keys = p.keys === undefined ? [] : p.keys;
-    if (!Array.isArray(keys) || keys.length > total) bad(`pka.keys must be a list of at most ${total} hex strings`);
+    if (!Array.isArray(keys) || keys.length > total)
+      bad(`pka.keys must be a list of at most ${total} hex strings`);
     return {
       total,
       required: int(p.required, 'pka.required', 1, total),

@@ -715,7 +715,9 @@ export const pkaRespondSpec: CommandSpec = {
     out: { type: 'string', arg: 'FILE', path: 'output', help: 'response file to create (never replaced)' },
     pin: { ...PIN, help: `your token\u2019s user PIN (${SECRET_HELP})` },
   },
-  examples: ['sc-hsm-ts pka respond challenge.json --reader 1 --key-ref 1 --out alice.response.json --pin env:PIN'],
+  examples: [
+    'sc-hsm-ts pka respond challenge.json --reader 1 --key-ref 1 --out alice.response.json --pin env:PIN',
+  ],
 };
 
 export const pkaAuthenticateSpec: CommandSpec = {
