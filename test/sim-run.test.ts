@@ -70,6 +70,26 @@ describe('sim run: options refused before anything starts (exit 2)', () => {
     expect(t.ran()).toBe(false);
   });
 
+  it('a --state file that is no JSON (a password file): refused without a character of it', async () => {
+    const t = await fakeTools();
+    const dir = await tempDir();
+    const pw = join(dir, 'pw.txt');
+    await writeFile(pw, 'hunter2-my-secret\n');
+    const prof = join(dir, 'p.json');
+    await writeFile(prof, 'hunter2-my-secret\n');
+    for (const argv of [
+      ['sim', 'run', '--json', '--state', pw, '--', 'true'],
+      ['status', '--sim', pw],
+      ['--profile', prof, 'sim', 'run', '--', 'true'],
+    ]) {
+      const r = await cli(argv, { env: { PATH: t.path } });
+      expect(r.code, argv.join(' ')).not.toBe(0);
+      expect(r.stderr + r.stdout).toContain('not JSON');
+      expect(r.stderr + r.stdout).not.toMatch(/hunt|"h/);
+    }
+    expect(t.ran()).toBe(false);
+  });
+
   it('a --state file another process holds (READER_BUSY, exit 4)', async () => {
     const t = await fakeTools();
     const dir = await tempDir();

@@ -13,7 +13,7 @@ import { readFile } from 'node:fs/promises';
 import type { ParsedCommand } from '../apdu/command.js';
 import { ScHsmError } from '../errors.js';
 import { ALGO, INS } from '../protocol/constants.js';
-import type { StoredKey } from './state.js';
+import { jsonErrorPlace, type StoredKey } from './state.js';
 
 /** Milliseconds by key size in bits; a size not listed takes the next larger one (else the largest). */
 export type BySize = Readonly<Record<string, number>>;
@@ -194,7 +194,8 @@ export function parseProfile(json: string, source = 'the profile'): TimingProfil
   try {
     v = JSON.parse(json);
   } catch (e) {
-    bad(source, `is not JSON (${(e as Error).message})`);
+    // never the parser's message: it quotes the text's first characters
+    bad(source, `is not JSON${jsonErrorPlace(e)}`);
   }
   return validateProfile(v);
 }
