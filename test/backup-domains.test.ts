@@ -87,3 +87,50 @@ describe('backup and restore across key domains', () => {
     expect((await rejection(checkBackup(dir))).message).toMatch(/another DKEK/);
   });
 });
+
+describe('reruns of backups and restores with keys in domains ≠ 0', () => {
+  it('a backup run again (resumed, or --force) over its own files of a domain-1 key is not refused as foreign', async () => {
+    const src = await device(S0, S1);
+    await src.hsm.generateKeyPair({ type: 'ec', curve: 'P-256', label: 'zero' });
+    await src.hsm.generateKeyPair({ type: 'ec', curve: 'P-256', label: 'one', domain: 1 });
+    const dir = join(root, 'rerun-backup');
+    await backupDevice(src.hsm, dir);
+    // --force over the complete backup
+    await backupDevice(src.hsm, dir, { force: true });
+    // an interrupted run: key files without the manifest, resumed
+    await rm(join(dir, 'manifest.json'));
+    const r = await backupDevice(src.hsm, dir);
+    expect(r.manifest.keys.map((k) => k.domain)).toEqual([undefined, 1]);
+    await checkBackup(dir);
+  });
+
+  it('a key file of a domain-1 key under another DKEK is still foreign', async () => {
+    const src = await device(S0, S1);
+    await src.hsm.generateKeyPair({ type: 'ec', curve: 'P-256', label: 'one', domain: 1 });
+    const dir = join(root, 'rerun-foreign');
+    await backupDevice(src.hsm, dir);
+    await rm(join(dir, 'manifest.json'));
+    // the same device layout, domain 1 from another share: its files are not this device's
+    const other = await device(S0, randomBytes(32));
+    await other.hsm.generateKeyPair({ type: 'ec', curve: 'P-256', label: 'one', domain: 1 });
+    const e = await rejection(backupDevice(other.hsm, dir));
+    expect(e.code).toBe('FILE_EXISTS');
+    expect(e.message).toMatch(/key-001\.bin \((wrapped under another DKEK|another key)/);
+  });
+
+  it('a restore run again (and --force) over an AES key of domain 1 is no false KCV_MISMATCH', async () => {
+    const src = await device(S0, S1);
+    await src.hsm.generateKeyPair({ type: 'ec', curve: 'P-256', label: 'zero' });
+    await src.hsm.generateAesKey({ bits: 256, label: 'aes1', domain: 1 });
+    const dir = join(root, 'rerun-restore');
+    await backupDevice(src.hsm, dir);
+    const dst = await device(S0, S1);
+    await restoreDevice(dst.hsm, dir);
+    await restoreDevice(dst.hsm, dir);
+    await restoreDevice(dst.hsm, dir, { force: true });
+    expect((await dst.hsm.listKeys()).map((k) => [k.label, k.domain])).toEqual([
+      ['zero', 0],
+      ['aes1', 1],
+    ]);
+  });
+});

@@ -40,6 +40,7 @@ import {
   removeStaleTemps,
   writeAtomic,
 } from '../util/host-files.js';
+import type { KeyDomainStatus } from './dkek.js';
 import { checkAlgorithmList } from './key-restrictions.js';
 import {
   type DeviceStatus,
@@ -350,7 +351,13 @@ export async function backupDevice(
   let known = dkekKcvUnknown(st.dkek) ? undefined : kcv;
   // another device's files in the directory are refused before the PIN is sent (the keys are
   // listed here only when the directory holds key files: an interrupted backup's)
-  await checkBackupTarget(dir, device, () => hsm.listKeys(), known);
+  await checkBackupTarget(
+    dir,
+    device,
+    () => hsm.listKeys(),
+    known,
+    async () => (await hsm.listKeyDomains()).domains,
+  );
   // every key's algorithm list (its FCP: public, no PIN): keys the card will not wrap are named
   // before the PIN is sent and before anything is written
   const notWrappable: KeyInfo[] = [];
@@ -376,11 +383,16 @@ export async function backupDevice(
   await hsm.files.run(async () => {
     const keys = await hsm.listKeys();
     // the key list now, with the KCV after login: checked again
-    await checkBackupTarget(dir, device, async () => keys, known);
-    // keys of other key domains are wrapped under their domain's DKEK (spec §3.10, §3.16)
-    const otherDomains = (await hsm.listKeyDomains()).domains.filter(
-      (d) => d.domain !== 0 && d.outstanding === 0 && !d.xkekUid,
+    const allDomains = (await hsm.listKeyDomains()).domains;
+    await checkBackupTarget(
+      dir,
+      device,
+      async () => keys,
+      known,
+      async () => allDomains,
     );
+    // keys of other key domains are wrapped under their domain's DKEK (spec §3.10, §3.16)
+    const otherDomains = allDomains.filter((d) => d.domain !== 0 && d.outstanding === 0 && !d.xkekUid);
     // the list again, held: a key changed since the check above is refused here, still before writing
     const unwrappable = keys.filter((k) => k.algorithms && !k.algorithms.includes(ALGO.WRAP));
     if (unwrappable.length && !o.skipUnwrappable) throw notWrappableError(unwrappable);
@@ -540,6 +552,7 @@ async function checkBackupTarget(
   device: DeviceIdentity,
   listKeys: () => Promise<KeyInfo[]>,
   kcv: Uint8Array | undefined,
+  listDomains: () => Promise<KeyDomainStatus[]>,
 ): Promise<void> {
   const { readdir } = await import('node:fs/promises');
   let names: string[];
@@ -567,6 +580,17 @@ async function checkBackupTarget(
   }
   const foreign: string[] = [];
   let keys: KeyInfo[] | undefined;
+  let domains: KeyDomainStatus[] | undefined;
+  // the DKEK a key's wrapped copy is under: its key domain's (spec §3.10), domain 0's by default;
+  // a card that does not tell the key's domain: any complete domain's
+  const underOtherDkek = async (k: KeyInfo, blobKcv: Uint8Array): Promise<boolean> => {
+    if ((k.domain ?? 0) === 0 && kcv && bytesEqual(blobKcv, kcv)) return false;
+    if (k.domain === 0) return !!kcv;
+    domains ??= (await listDomains()).filter((d) => d.domain !== 0 && d.outstanding === 0 && !d.xkekUid);
+    const mine = domains.filter((d) => k.domain === undefined || d.domain === k.domain);
+    if (mine.some((d) => bytesEqual(d.kcv, blobKcv))) return false;
+    return k.domain === undefined ? !!kcv : mine.length > 0;
+  };
   for (const name of names.sort()) {
     const ref = KEY_FILE.exec(name);
     if (!ref) continue;
@@ -580,7 +604,7 @@ async function checkBackupTarget(
     const k = keys.find((x) => x.keyRef === Number(ref[1]));
     const why = !k
       ? 'this device has no key at that reference'
-      : kcv && !bytesEqual(info.header.kcv, kcv)
+      : (await underOtherDkek(k, info.header.kcv))
         ? 'wrapped under another DKEK'
         : k.publicKey && info.publicKey && !bytesEqual(k.publicKey, info.publicKey)
           ? 'another key than this device’s at that reference'
@@ -955,6 +979,7 @@ export async function restoreDevice(
     // every key to be replaced must be one that can be put back (wrapped first), checked for all
     // before the first is touched; its blob also tells the device's KCV where the status hides it
     const unsafe: number[] = [];
+    let otherKcvs: Uint8Array[] | undefined;
     for (const s of todo) {
       if (s.action === 'restore') continue;
       let copy: Uint8Array;
@@ -966,6 +991,16 @@ export async function restoreDevice(
         continue;
       }
       const kcv = inspectKeyBlob(decodeWrapFile(copy).blob).kcv;
+      // a key of another key domain is wrapped under that domain's DKEK (spec §3.10): it tells
+      // nothing about domain 0's (the backup's domains were compared above)
+      const inDomain = present.get(s.keyRef)?.domain;
+      if (inDomain !== undefined && inDomain !== 0) continue;
+      if (inDomain === undefined) {
+        otherKcvs ??= (await hsm.listKeyDomains()).domains
+          .filter((d) => d.domain !== 0 && d.outstanding === 0)
+          .map((d) => d.kcv);
+        if (otherKcvs.some((x) => bytesEqual(x, kcv)) && !(deviceKcv && bytesEqual(deviceKcv, kcv))) continue;
+      }
       deviceKcv ??= kcv;
       if (backupKcvKnown && !bytesEqual(kcv, backupKcv)) throw mismatch(kcv);
     }
