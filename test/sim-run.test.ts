@@ -180,6 +180,44 @@ describe('sim run --init: every value checked before a card or pcscd exists', ()
   }
 });
 
+describe('sim run --init --dkek-share with a wrong --password', () => {
+  it('is found before any card exists (the key derivation is host-side); --json gives the error document', async () => {
+    const t = await fakeTools();
+    const dir = await tempDir();
+    const share = join(dir, 's.pbe');
+    const made = await cli(['dkek', 'create', share, '--password', 'env:PW'], {
+      env: { PW: 'correct-horse-battery' },
+    });
+    expect(made.code, made.stderr).toBe(0);
+    const r = await cli(
+      [
+        'sim',
+        'run',
+        '--json',
+        '--init',
+        '--so-pin',
+        SO_PIN,
+        '--pin',
+        PIN,
+        '--label',
+        'L',
+        '--dkek-share',
+        share,
+        '--password',
+        'env:DP',
+        '--',
+        'true',
+      ],
+      { env: { PATH: t.path, DP: 'wrong-horse-battery' } },
+    );
+    expect(r.code, r.stderr).toBe(6);
+    expect(r.json().error.code).toBe('WRONG_PASSWORD');
+    expect(r.stderr).not.toContain('--init failed');
+    expect(r.stderr).not.toContain('sim run: root');
+    expect(t.ran()).toBe(false);
+  });
+});
+
 describe('checkSimHost: what sim run lacks, with the Debian packages', () => {
   it('as root without the tools on PATH', async () => {
     const h = await checkSimHost({ PATH: '/nonexistent' }, 0);

@@ -4,11 +4,13 @@ import { constants as osConstants, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { checkLabel, parseSoPin, parseUserPin } from '../../../sc-hsm/validate.js';
+import { wipe } from '../../../util/bytes.js';
 import { hostPathKind } from '../../../util/host-files.js';
 import type { Command } from '../../command.js';
 import { flag, int, list, str } from '../../context.js';
 import { openSimCard } from '../../device.js';
 import { CliError } from '../../exit-codes.js';
+import { readHostFile } from '../../files.js';
 import type { CliIo } from '../../io.js';
 import { simRunSpec } from '../meta.js';
 import { checkSimHost, findPkcs11Module, PCSCD_SOCKET, VPCD_SLOTS, vpcdReaderName } from './host.js';
@@ -79,6 +81,18 @@ async function initValues(
       option: 'password',
       prompt: 'Password of the DKEK share file',
     });
+    // the key derivation is host-side: a wrong password or a damaged file is found before any card exists
+    const { decryptDkekShare } = await import('../../../dkek/index.js');
+    const p = ctx.progress(`Checking the password of ${share} (10,000,000 rounds)`);
+    try {
+      wipe(
+        await decryptDkekShare(await readHostFile(share, 'DKEK share file'), out.password, {
+          onProgress: p.update,
+        }),
+      );
+    } finally {
+      p.done();
+    }
   }
   return out;
 }
