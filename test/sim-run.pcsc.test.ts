@@ -106,6 +106,16 @@ describePcsc('sim run (private pcscd as root)', () => {
     expect(r.stderr).toContain('private pcscd');
   });
 
+  it('--json: standard output holds just its document; COMMAND’s output goes to standard error', async () => {
+    const r = await finished(
+      startCli(['sim', 'run', '--json', '--', 'sh', '-c', 'echo hello; echo err >&2']),
+    );
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.json()).toMatchObject({ exitCode: 0, mode: 'private' });
+    expect(r.stderr).toContain('hello\n');
+    expect(r.stderr).toContain('err\n');
+  });
+
   it('passes a multi-line script with control characters to COMMAND as it is', async () => {
     const r = await finished(
       startCli(['sim', 'run', '--', 'sh', '-c', 'printf "a\\tb\\n"\necho two\nexit 7']),

@@ -30,6 +30,8 @@ export interface InnerPlan {
   profile?: string;
   /** The outer run's pid: the holder of the state files' locks as the host sees it. */
   hostPid?: number;
+  /** `--json`: COMMAND's standard output goes to standard error (stdout holds sim run's document). */
+  stdoutToStderr?: boolean;
 }
 
 /** How long pcscd may take to adopt a card (its presence poll is ~0.4 s; spec §6). */
@@ -123,6 +125,8 @@ export interface CardsAndCommand {
   onStop: (stop: (signal: NodeJS.Signals) => void) => void;
   /** The pid named in the state files' lock records (inside the namespaces: the outer run's). */
   holderPid?: number | undefined;
+  /** COMMAND's standard output to standard error (`--json`: stdout holds sim run's one document). */
+  stdoutToStderr?: boolean | undefined;
 }
 
 /**
@@ -157,7 +161,10 @@ export async function cardsAndCommand(o: CardsAndCommand): Promise<number> {
     }
     if (stopped) return 128 + (constants.signals[stopped] ?? 0);
     const [file, ...args] = o.command;
-    const c = spawn(file!, args, { stdio: 'inherit', env: o.env });
+    const c = spawn(file!, args, {
+      stdio: ['inherit', o.stdoutToStderr ? 2 : 'inherit', 'inherit'],
+      env: o.env,
+    });
     child = c;
     return await new Promise<number>((resolve) => {
       // as a shell says it: 127 not found, 126 not executable
@@ -254,6 +261,7 @@ export async function runInNamespace(
       command,
       profile: plan.profile,
       holderPid: plan.hostPid,
+      stdoutToStderr: plan.stdoutToStderr,
       env: { ...stripInner(process.env), ...plan.env },
       note,
       onStop: (fn) => {

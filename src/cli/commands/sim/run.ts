@@ -280,7 +280,14 @@ export const simRun: Command = {
     if (host.mode === 'private')
       rc = await runPrivate(
         ctx.io,
-        { states: all, dir, env, hostPid: process.pid, ...(profile !== undefined && { profile }) },
+        {
+          states: all,
+          dir,
+          env,
+          hostPid: process.pid,
+          stdoutToStderr: ctx.g.json,
+          ...(profile !== undefined && { profile }),
+        },
         positionals,
         stop,
       );
@@ -292,6 +299,7 @@ export const simRun: Command = {
         profile,
         env: { ...stripInner(ctx.io.env), ...env },
         note: (s) => ctx.out.note(s),
+        stdoutToStderr: ctx.g.json,
         onStop: (fn) => stop.forwardTo(fn),
       });
     ctx.exitCode = rc;
