@@ -259,7 +259,7 @@ describePcsc('sim run (private pcscd as root)', () => {
     expect(lb).toMatch(/1 +No +Virtual PCD 00 01/);
   });
 
-  it('--init: COMMAND finds an initialized device; no secret in any child’s command line or environment', async () => {
+  it('--init: COMMAND finds an initialized device; no secret nor stale kit variable in any child’s command line or environment', async () => {
     const dir = await tempDir();
     const child = startCli(
       [
@@ -275,7 +275,7 @@ describePcsc('sim run (private pcscd as root)', () => {
         '--',
         ...waiting(dir, 'i', 'pkcs11-tool --module "$SC_HSM_PKCS11_MODULE" -L'),
       ],
-      { env: { RUN_PIN: PIN } },
+      { env: { RUN_PIN: PIN, SC_HSM_READER_1: 'stale reader' } },
     );
     const result = finished(child);
     await until('COMMAND started', () => existsSync(join(dir, 'i.started')), 30_000);
@@ -293,8 +293,11 @@ describePcsc('sim run (private pcscd as root)', () => {
       expect(cmdline, `pid ${p} (${comm(p)})`).not.toContain(SO_PIN);
       expect(cmdline).not.toContain(PIN);
       expect(environ, `pid ${p} (${comm(p)})`).not.toContain(SO_PIN);
-      // RUN_PIN is the user's own variable, passed on as every variable is; no copy of ours
-      expect(environ.split('\0').filter((e) => e.includes(PIN))).toEqual([`RUN_PIN=${PIN}`]);
+      // RUN_PIN, named by --pin env:RUN_PIN, is taken out of every child's environment
+      expect(environ.split('\0').filter((e) => e.includes(PIN))).toEqual([]);
+      expect(environ).not.toContain('stale reader');
+      if (comm(p) === 'pcscd')
+        expect(environ.split('\0').filter(Boolean)).toEqual([`PATH=${process.env.PATH}`]);
     }
     await writeFile(join(dir, 'i.go'), '');
     const r = await result;

@@ -234,7 +234,11 @@ export async function runInNamespace(
     );
     const log = `${plan.dir}/pcscd.log`;
     const fd = openSync(log, 'a', 0o600);
-    pcscd = spawn('pcscd', ['--foreground'], { stdio: ['ignore', fd, fd] });
+    // a minimal environment: pcscd needs nothing of COMMAND's
+    pcscd = spawn('pcscd', ['--foreground'], {
+      stdio: ['ignore', fd, fd],
+      env: { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin' },
+    });
     const p = pcscd;
     let ended = false;
     p.once('exit', () => {

@@ -290,6 +290,7 @@ export const simRun: Command = {
         },
         positionals,
         stop,
+        childEnv(ctx.io.env, v),
       );
     else
       rc = await cardsAndCommand({
@@ -297,7 +298,7 @@ export const simRun: Command = {
         host: '127.0.0.1',
         command: positionals,
         profile,
-        env: { ...stripInner(ctx.io.env), ...env },
+        env: { ...childEnv(ctx.io.env, v), ...env },
         note: (s) => ctx.out.note(s),
         stdoutToStderr: ctx.g.json,
         onStop: (fn) => stop.forwardTo(fn),
@@ -316,6 +317,7 @@ async function runPrivate(
   plan: InnerPlan,
   command: string[],
   stop: StopRequests,
+  env: NodeJS.ProcessEnv,
 ): Promise<number> {
   const planPath = join(plan.dir, 'plan.json');
   await writeFile(planPath, JSON.stringify(plan), { mode: 0o600, flag: 'wx' });
@@ -344,7 +346,7 @@ async function runPrivate(
     ],
     {
       stdio: ['inherit', 'inherit', 'inherit', 'pipe'],
-      env: { ...stripInner(io.env), [INNER_ENV]: planPath },
+      env: { ...env, [INNER_ENV]: planPath },
     },
   );
   const ctl = child.stdio[3] as import('node:stream').Duplex;
@@ -372,6 +374,24 @@ async function runPrivate(
       resolvePromise(signal ? exitStatus(null, signal) : 137);
     });
   });
+}
+
+/** The variables `sim run` sets for COMMAND; any from outside are dropped first (a stale reader name). */
+const KIT_VARS = /^(SC_HSM_(READERS?|READER_\d+|SIM_RUN|PKCS11_MODULE)|VPCD_HOST|PCSCLITE_CSOCK_NAME)$/;
+
+/**
+ * The environment a child of `sim run` starts from: this one without the inner run's marker, the
+ * kit's own variables, and every variable an `env:NAME` secret of --so-pin, --pin or --password
+ * named (a secret never reaches a child's environment).
+ */
+function childEnv(env: NodeJS.ProcessEnv, v: Parameters<Command['run']>[1]): NodeJS.ProcessEnv {
+  const e = stripInner(env);
+  for (const k of Object.keys(e)) if (KIT_VARS.test(k)) delete e[k];
+  for (const o of ['so-pin', 'pin', 'password'] as const) {
+    const spec = v[o];
+    if (typeof spec === 'string' && spec.startsWith('env:')) delete e[spec.slice(4)];
+  }
+  return e;
 }
 
 /** Stop requests (signals) to this process while `sim run` runs: recorded, then passed on. */
