@@ -77,3 +77,39 @@ describe('initializedTestDevice', () => {
     expect(out.text).toMatch(/# pass 1/);
   });
 });
+
+describe('FaultInjectingTransport: a plan that could never fire is refused at arm()', () => {
+  const bad: [string, unknown][] = [
+    ['at -1', { at: -1, kind: 'card-removed', delivered: false }],
+    ['at 0', { at: 0, kind: 'card-removed', delivered: false }],
+    ['at 1.5', { at: 1.5, kind: 'card-removed', delivered: false }],
+    ["at 'x'", { at: 'x', kind: 'card-removed', delivered: false }],
+    ['at {}', { at: {}, kind: 'card-removed', delivered: false }],
+    ['an unknown kind', { at: 1, kind: 'card-eaten', delivered: false }],
+    ['no kind', { at: 1, delivered: false }],
+    ['delivered a string', { at: 1, kind: 'card-reset', delivered: 'yes' }],
+    ['not an object', 3],
+  ];
+  for (const [name, plan] of bad) {
+    it(name, async () => {
+      await using dev = await initializedTestDevice();
+      const f = new FaultInjectingTransport(dev.card);
+      let e: unknown;
+      try {
+        f.arm(plan as never);
+      } catch (x) {
+        e = x;
+      }
+      expect(isScHsmError(e, 'INVALID_ARGUMENT'), String(e)).toBe(true);
+      expect(() => new FaultInjectingTransport(dev.card, plan as never)).toThrow(/FaultInjectingTransport/);
+    });
+  }
+
+  it('a good plan still fires at its APDU', async () => {
+    await using dev = await initializedTestDevice();
+    const f = new FaultInjectingTransport(dev.card);
+    f.arm({ at: 1, kind: 'transport-error', delivered: false });
+    const e = await f.transmit(Uint8Array.of(0x00, 0xa4, 0x04, 0x00)).catch((x: unknown) => x);
+    expect(isScHsmError(e, 'TRANSPORT_ERROR')).toBe(true);
+  });
+});

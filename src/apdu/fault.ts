@@ -46,6 +46,26 @@ export interface FaultPlan {
   delivered: boolean;
 }
 
+/**
+ * INVALID_ARGUMENT for a plan that could never fire or names no fault (`at` not a positive integer,
+ * an unknown `kind`, `delivered` not a boolean): a test must not pass because its fault never came.
+ */
+function checkPlan(plan: FaultPlan | undefined): void {
+  if (plan === undefined) return;
+  const kinds: readonly string[] = [...FAULT_KINDS, 'corrupted-response'];
+  const bad = (what: string) =>
+    new ScHsmError('INVALID_ARGUMENT', `FaultInjectingTransport: ${what}`, {
+      fix: `give { at: N (1, 2, …: the APDU that fails), kind: ${kinds.map((k) => `'${k}'`).join(' | ')}, delivered: true | false }`,
+    });
+  if (typeof plan !== 'object' || plan === null) throw bad('the plan must be an object');
+  if (!Number.isSafeInteger(plan.at) || plan.at < 1)
+    throw bad(`at must be a whole number from 1 (the first APDU), not ${String(plan.at).slice(0, 20)}`);
+  if (typeof plan.kind !== 'string' || !kinds.includes(plan.kind))
+    throw bad(`unknown fault kind ${JSON.stringify(plan.kind)?.slice(0, 40)}`);
+  if (plan.delivered !== undefined && typeof plan.delivered !== 'boolean')
+    throw bad('delivered must be true or false');
+}
+
 /** What a wrapped transport may offer besides `Transport` (the virtual card has all of these). */
 export interface ResettableTransport extends Transport {
   reset?(): void;
@@ -61,7 +81,9 @@ export class FaultInjectingTransport implements Transport {
   constructor(
     readonly inner: ResettableTransport,
     private plan?: FaultPlan,
-  ) {}
+  ) {
+    checkPlan(plan);
+  }
 
   get extendedLength(): boolean | undefined {
     return this.inner.extendedLength;
@@ -69,6 +91,7 @@ export class FaultInjectingTransport implements Transport {
 
   /** Replaces the plan and starts counting from zero again (the card stays as it is). */
   arm(plan: FaultPlan | undefined): void {
+    checkPlan(plan);
     this.plan = plan;
     this.count = 0;
     this.fired = false;
