@@ -117,6 +117,21 @@ describe('sim run: options refused before anything starts (exit 2)', () => {
     expect(t.ran()).toBe(false);
   });
 
+  for (const n of ['0x1', ' 1', '1.0', '3', '-1']) {
+    it(`--cards '${n}' (decimal 0 to 2 only)`, async () => {
+      const t = await fakeTools();
+      const r = await cli(['sim', 'run', '--cards', n, '--', 'true'], { env: { PATH: t.path } });
+      expect(r.code).toBe(2);
+      expect(r.stderr).toContain('--cards');
+      expect(t.ran()).toBe(false);
+    });
+  }
+
+  it('--help: the options before -- COMMAND…', async () => {
+    const r = await cli(['sim', 'run', '--help']);
+    expect(r.stdout).toContain('Usage: sc-hsm-ts sim run [options] -- COMMAND…\n');
+  });
+
   it('no COMMAND', async () => {
     expect((await cli(['sim', 'run'])).code).toBe(2);
   });

@@ -269,6 +269,13 @@ function refuseTraceOnCommandFiles(
 ): void {
   const trace = v.trace;
   if (typeof trace !== 'string' || trace === '-') return;
+  // the virtual device's lock, temps and DKEK import records: the transcript would replace them
+  if (typeof v.sim === 'string' && v.sim !== '' && isSimStateCompanion(trace, v.sim))
+    throw new CliError(
+      'USAGE_ERROR',
+      `--trace ${trace} is a file the virtual device keeps beside its state file ${v.sim} (its lock, temp or DKEK import record): the transcript would replace it. Nothing was sent.`,
+      'name another file for --trace (or --trace - for standard error)',
+    );
   const paths = commandPaths(specs, cmd, v, positionals);
   const traceDir = canonicalPath(dirname(resolve(trace)));
   for (const p of paths) {
@@ -420,7 +427,11 @@ export function exitCodeHelp(): string[] {
 }
 
 export function commandHelp(cmd: CommandSpec): string {
-  const lines = [`Usage: sc-hsm-ts ${cmd.name}${cmd.args ? ` ${cmd.args}` : ''} [options]`, '', cmd.summary];
+  // options come before `--`: after it everything is COMMAND's (sim run)
+  const usage = cmd.argsArePassedOn
+    ? `${cmd.name} [options] ${cmd.args ?? ''}`.trim()
+    : `${cmd.name}${cmd.args ? ` ${cmd.args}` : ''} [options]`;
+  const lines = [`Usage: sc-hsm-ts ${usage}`, '', cmd.summary];
   if (cmd.description) lines.push('', cmd.description);
   if (cmd.options && Object.keys(cmd.options).length) lines.push('', 'Options:', ...optionLines(cmd.options));
   lines.push('', 'Global options:', ...optionLines(GLOBAL_OPTIONS));
