@@ -1,5 +1,6 @@
 /** `domain create|import|status|delete`, `keygen --domain`, `unwrap --domain`, `status`/`dump`/`keys` JSON with domains. */
-import { readFile } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { cli, copyState, ENV, PIN, tempDir } from './cli-helpers.js';
@@ -433,4 +434,99 @@ describe('domain commands', () => {
         .domains.map((d: { domain: number }) => d.domain),
     ).toEqual([0]);
   }, 180_000);
+});
+
+describe('the DKEK repeat guard and PIN tries (hostile user)', () => {
+  const tries = async (sim: string) => JSON.parse(await readFile(sim, 'utf8')).userPinTries;
+
+  it('--trace onto a DKEK import record (domain 0 or N) is refused before anything is sent', async () => {
+    const sim = await copyState(base, dir, 'trace-record.json');
+    for (const rec of [`${sim}.dkek-import.json`, `${sim}.dkek-import-domain-1.json`]) {
+      const r = await cli(['status', '--sim', sim, '--trace', rec, '--trace-overwrite', '--json'], {
+        env: ENV,
+      });
+      expect(r.code, r.stdout + r.stderr).toBe(2);
+      expect(r.json().error.code).toBe('USAGE_ERROR');
+      expect(r.json().error.message).toMatch(/DKEK import record/);
+      await expect(readFile(rec, 'utf8')).rejects.toThrow(/ENOENT/);
+    }
+  });
+
+  it('a damaged DKEK import record stops the import (naming the file) instead of counting as no record', async () => {
+    const sim = await copyState(base, dir, 'garbage-record.json');
+    const rec = `${sim}.dkek-import-domain-1.json`;
+    await ok([
+      'domain',
+      'import',
+      shareA,
+      '--domain',
+      '1',
+      '--sim',
+      sim,
+      '--password',
+      'env:PW',
+      '--pin',
+      'env:PIN',
+    ]);
+    await writeFile(rec, '{"trace": []}\n');
+    const r = await cli(
+      [
+        'domain',
+        'import',
+        shareA,
+        '--domain',
+        '1',
+        '--sim',
+        sim,
+        '--password',
+        'env:PW',
+        '--pin',
+        'env:PIN',
+        '--json',
+      ],
+      { env: ENV },
+    );
+    expect(r.code).not.toBe(0);
+    expect(r.json().error.code).toBe('IO_ERROR');
+    expect(r.json().error.message).toContain(rec);
+    expect(r.json().error.fix).toMatch(/move .* away/);
+    const st = await ok(['domain', 'status', '--sim', sim, '--json']);
+    expect(st.json().domains.find((d: { domain: number }) => d.domain === 1)).toMatchObject({
+      outstanding: 1,
+    });
+  });
+
+  it('domain import: a missing share file, the state file as share, a wrong password cost no PIN try', async () => {
+    const sim = await copyState(base, dir, 'no-pin-spent.json');
+    const junk = join(dir, 'junk64.bin');
+    await writeFile(junk, randomBytes(64));
+    const attempts: [string, string][] = [
+      [join(dir, 'nofile.pbe'), 'env:PW'],
+      [sim, 'env:PW'],
+      [junk, 'env:PW'],
+      [shareA, 'env:PW2'],
+    ];
+    for (const [share, pw] of attempts) {
+      const r = await cli(
+        [
+          'domain',
+          'import',
+          share,
+          '--domain',
+          '1',
+          '--sim',
+          sim,
+          '--password',
+          pw,
+          '--pin',
+          'env:BADPIN',
+          '--json',
+        ],
+        { env: { ...ENV, PW2: 'another-pass-word', BADPIN: '111111' } },
+      );
+      expect(r.code, `${share}: ${r.stdout}`).not.toBe(0);
+      expect(r.json().error.code).not.toMatch(/PIN/);
+      expect(await tries(sim)).toBe(3);
+    }
+  });
 });

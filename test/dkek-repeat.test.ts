@@ -234,7 +234,8 @@ describe('command: dkek import keeps a record of the ceremony', () => {
     const r = await cli(['dkek', 'import', share1, '--sim', sim, '--password', 'env:PW', '--json'], { env });
     expect(r.code).toBe(1);
     expect(r.json().error.code).toBe('IO_ERROR');
-    expect(r.json().error.message).toMatch(/could not be written .*EISDIR.*The share was not sent/);
+    // a directory is no record: refused when it is read (EISDIR), before anything is sent
+    expect(r.json().error.message).toMatch(/cannot be read .*EISDIR.*The share was not sent/);
     expect(r.json().error.fix).toContain(`${sim}.dkek-import.json`);
     expect((await cli(['status', '--sim', sim, '--json'])).json().dkek).toMatchObject({
       total: 2,

@@ -20,11 +20,13 @@
  */
 import { createHash } from 'node:crypto';
 import { dirname, join, resolve } from 'node:path';
+import { isScHsmError } from '../errors.js';
 import type { DkekStatus } from '../sc-hsm/session.js';
 import { fromHex, toHex } from '../util/bytes.js';
 import { readHostFile, writeAtomic } from '../util/host-files.js';
 import type { Ctx } from './context.js';
 import { CliError } from './exit-codes.js';
+import { printable } from './format.js';
 
 export const CEREMONY_FORMAT = 'sc-hsm-ts/dkek-import';
 
@@ -109,7 +111,8 @@ function parseRecord(text: string): CeremonyRecord | undefined {
 /**
  * The ceremony of the device's current DKEK: the stored record when it matches the device
  * (`serial`, `dkek`), else a fresh one (`complete` false when the device counts shares the host
- * did not record). An unreadable or foreign record is treated as absent; it is replaced on save.
+ * did not record). A record of another device or DKEK is replaced on save; an unreadable or damaged
+ * one is IO_ERROR (nothing may be sent without the guard it holds).
  */
 export async function loadCeremony(
   ctx: Ctx,
@@ -128,10 +131,27 @@ export async function loadCeremony(
   };
   let stored: CeremonyRecord | undefined;
   if (path) {
+    // absent: no record; unreadable or not a record: the guard against a repeated share is
+    // gone, so nothing is sent until a person has looked at the file
+    let text: string | undefined;
     try {
-      stored = parseRecord(Buffer.from(await readHostFile(path, 'DKEK import record')).toString('utf8'));
-    } catch {
-      stored = undefined;
+      text = Buffer.from(await readHostFile(path, 'DKEK import record')).toString('utf8');
+    } catch (e) {
+      if (!isScHsmError(e, 'HOST_FILE_NOT_FOUND'))
+        throw new CliError(
+          'IO_ERROR',
+          `the record of this device's DKEK imports ${printable(path)} cannot be read (${(e as Error).message}); without it a share imported twice (which zeroes the DKEK) is not recognised. The share was not sent.`,
+          `make ${printable(path)} a regular file this user can read (or move it away if it is not this device's record), then run the command again`,
+        );
+    }
+    if (text !== undefined) {
+      stored = parseRecord(text);
+      if (!stored)
+        throw new CliError(
+          'IO_ERROR',
+          `${printable(path)} is not a DKEK import record (damaged or overwritten); without it a share imported twice (which zeroes the DKEK) is not recognised. The share was not sent.`,
+          `check which shares this device's DKEK already holds (sc-hsm-ts status), then move ${printable(path)} away and run the command again`,
+        );
     }
   }
   // a share sent by a command that ended before it confirmed it: did the card take it?

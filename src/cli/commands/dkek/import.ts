@@ -67,8 +67,6 @@ export async function importShareFile(ctx: Ctx, v: Values, file: string, domain:
         : `to start over, delete the domain's DKEK: sc-hsm-ts domain delete --domain ${domain} --dkek-only`,
     );
   }
-  // importing into a domain other than 0 needs the PIN: verified before the slow key derivation
-  if (domain !== 0) await ctx.login(hsm, v);
   const chr = await hsm.deviceChr();
   const serial = chr ? (chr.length > 5 ? chr.slice(0, -5) : chr) : 'unknown';
   const ceremony = await loadCeremony(ctx, serial, before, domain);
@@ -93,6 +91,9 @@ export async function importShareFile(ctx: Ctx, v: Values, file: string, domain:
   try {
     const sameShare = recordedShare(ceremony, { kcv });
     if (sameShare) throw repeated(ceremony, sameShare, `${printable(file)} holds the same share as`);
+    // importing into a domain other than 0 needs the PIN: verified only once the share file was
+    // read and decrypted (a missing file or a wrong password costs no PIN try)
+    if (domain !== 0) await ctx.login(hsm, v);
     // written down before it is sent: a command killed after the card took the share must not
     // leave a host that would send it again (the two would cancel out); no record, no sending
     await savePending(ceremony, { file: file, bytes, kcv }, before.outstanding);
