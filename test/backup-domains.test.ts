@@ -134,3 +134,50 @@ describe('reruns of backups and restores with keys in domains ≠ 0', () => {
     ]);
   });
 });
+
+describe('checks from public data before the PIN (hostile user)', () => {
+  it('a key whose domain lost its DKEK: wrap (in a precheck) and backup refuse before the PIN, nothing written', async () => {
+    const src = await device(S0, S1);
+    await src.hsm.generateKeyPair({ type: 'ec', curve: 'P-256', label: 'one', domain: 1 });
+    await src.hsm.deleteKeyDomain(1, { dkekOnly: true });
+    const e = await rejection(src.hsm.precheck(() => src.hsm.backupKey(1)));
+    expect(e.code).toBe('DKEK_INCOMPLETE');
+    expect(e.message).toMatch(/key domain 1.*Nothing was sent/);
+    expect(e.fix).toContain('domain import FILE.pbe --domain 1');
+    let asked = false;
+    const dir = join(root, 'lost-domain');
+    const b = await rejection(
+      backupDevice(src.hsm, dir, {
+        authenticate: async () => {
+          asked = true;
+        },
+      }),
+    );
+    expect(b.code).toBe('DKEK_INCOMPLETE');
+    expect(asked).toBe(false);
+    await expect(readFile(join(dir, 'manifest.json'))).rejects.toThrow(/ENOENT/);
+  });
+
+  it('deleting a domain that holds keys is refused in a precheck (no PIN needed to know)', async () => {
+    const src = await device(S0, S1);
+    await src.hsm.generateKeyPair({ type: 'ec', curve: 'P-256', label: 'one', domain: 1 });
+    const e = await rejection(src.hsm.precheck(() => src.hsm.deleteKeyDomain(1)));
+    expect(e.code).toBe('KEY_DOMAIN_NOT_EMPTY');
+    expect(e.message).toMatch(/key reference\(s\) 1\. Nothing was sent/);
+  });
+
+  it('keygen without a domain while domain 0 still misses shares is refused in a precheck, fix naming dkek import', async () => {
+    const card = new VirtualSmartCardHsm();
+    const hsm = await SmartCardHsm.open(card);
+    await hsm.initialize({ soPin: SO_PIN, userPin: PIN, dkekShares: 2 });
+    await hsm.importDkekShare(S0);
+    for (const op of [
+      () => hsm.generateKeyPair({ type: 'ec', curve: 'P-256', label: 'x' }),
+      () => hsm.generateAesKey({ bits: 128, label: 'y' }),
+    ]) {
+      const e = await rejection(hsm.precheck(op));
+      expect(e.code).toBe('DKEK_INCOMPLETE');
+      expect(e.fix).toBe('import the outstanding share(s): sc-hsm-ts dkek import FILE.pbe');
+    }
+  });
+});

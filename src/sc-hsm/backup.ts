@@ -361,12 +361,31 @@ export async function backupDevice(
   // every key's algorithm list (its FCP: public, no PIN): keys the card will not wrap are named
   // before the PIN is sent and before anything is written
   const notWrappable: KeyInfo[] = [];
+  const byDomain = new Map<number, number[]>();
   for (const f of await hsm.enumerate()) {
     if (f >> 8 !== PREFIX.KEY || (f & 0xff) === 0) continue;
     const r = await hsm.keyRestrictions(f & 0xff);
     if (r.algorithms && !r.algorithms.includes(ALGO.WRAP)) notWrappable.push(await hsm.keyInfo(f & 0xff));
+    else if (r.domain !== undefined && r.domain !== 0)
+      byDomain.set(r.domain, [...(byDomain.get(r.domain) ?? []), f & 0xff]);
   }
   if (notWrappable.length && !o.skipUnwrappable) throw notWrappableError(notWrappable);
+  // keys of another key domain are wrapped under its DKEK: a domain without a complete one is
+  // named before the PIN is sent and before anything is written (spec §3.10)
+  for (const [d, refs] of byDomain) {
+    const ds = await hsm.keyDomainStatus(d).catch((e: unknown) => {
+      if (isScHsmError(e, 'KEY_DOMAIN_OUT_OF_RANGE')) return undefined;
+      throw e;
+    });
+    if (ds && (ds.xkekUid || ds.outstanding === 0)) continue;
+    throw new ScHsmError(
+      ds ? 'DKEK_INCOMPLETE' : 'KEY_DOMAIN_UNUSED',
+      `key ref(s) ${refs.join(', ')} belong to key domain ${d}, which ${ds ? `still misses ${ds.outstanding} DKEK share(s)` : 'has no DKEK on this device'}: they cannot be wrapped. Nothing was written.`,
+      {
+        fix: `${ds ? '' : `sc-hsm-ts domain create --domain ${d} --shares K, then `}import the domain's share files: sc-hsm-ts domain import FILE.pbe --domain ${d}`,
+      },
+    );
+  }
   await o.authenticate?.();
   if (!known) {
     const again = await hsm.dkekStatus();

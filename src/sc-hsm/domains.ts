@@ -8,7 +8,7 @@
  */
 import type { SwOverrides } from '../apdu/status.js';
 import { ScHsmError } from '../errors.js';
-import { CLA_PROPRIETARY, INS } from '../protocol/constants.js';
+import { CLA_PROPRIETARY, INS, PREFIX } from '../protocol/constants.js';
 import { bytesEqual, toHex } from '../util/bytes.js';
 import { tlv } from '../util/tlv.js';
 import type { SessionContext } from './context.js';
@@ -20,6 +20,7 @@ import {
   queryKeyDomain,
   xkekDomain,
 } from './dkek.js';
+import { readKeyRestrictions } from './key-restrictions.js';
 import { checkInt, checkObject } from './validate.js';
 
 /** Highest key domain number: the count (INITIALIZE tag 97) is one byte. */
@@ -148,6 +149,19 @@ export async function deleteKeyDomain(
         `key domain ${domain} is unused: there is nothing to delete. Nothing was sent.`,
       );
     if (q.xkekUid) throw xkekDomain(domain);
+    // the keys' domains are public (tag 92 of each key's FCP): a domain holding keys is refused
+    // here, before the PIN (Ctx.login's precheck) and before the card refuses it (6A89)
+    if (!opts.dkekOnly) {
+      const held = await keysInDomain(ctx, domain);
+      if (held.length)
+        throw new ScHsmError(
+          'KEY_DOMAIN_NOT_EMPTY',
+          `key domain ${domain} still holds key(s) at key reference(s) ${held.join(', ')}. Nothing was sent.`,
+          {
+            fix: `delete those keys first (sc-hsm-ts delete-key --key-ref N; back them up first if in doubt), or delete only the domain's DKEK: sc-hsm-ts domain delete --domain ${domain} --dkek-only`,
+          },
+        );
+    }
     ctx.importedShares?.delete(domain);
     if (opts.dkekOnly) {
       const r = await ctx.channel.exchange(
@@ -184,6 +198,47 @@ export async function deleteKeyDomain(
   });
 }
 
+/** The key references whose key's FCP names key domain `domain` (tag 92, spec §3.10; public reads). */
+async function keysInDomain(ctx: SessionContext, domain: number): Promise<number[]> {
+  const refs: number[] = [];
+  for (const f of await ctx.files.enumerate()) {
+    if (f >> 8 !== PREFIX.KEY || (f & 0xff) === 0) continue;
+    if ((await readKeyRestrictions(ctx, f & 0xff)).domain === domain) refs.push(f & 0xff);
+  }
+  return refs;
+}
+
+/**
+ * Before WRAP KEY of a key in `domain` (tag 92 of its FCP; undefined: the card does not say): that
+ * domain's DKEK exists and is complete, else the typed error naming the domain and its remedy —
+ * only public reads are sent (the domain status, memoised in a CardFiles run), so Ctx.login's
+ * precheck refuses before the PIN. Domain 0 without a DKEK is left to the card (NO_DKEK).
+ */
+export async function checkWrapDomain(
+  ctx: SessionContext,
+  keyRef: number,
+  domain: number | undefined,
+): Promise<void> {
+  if (domain === undefined) return;
+  const q = await ctx.files.runMemo(`key domain ${domain}`, () => queryKeyDomain(ctx, domain));
+  if (q === 'out-of-range' || (q === 'unused' && domain !== 0))
+    throw new ScHsmError(
+      'KEY_DOMAIN_UNUSED',
+      `key ${keyRef} belongs to key domain ${domain}, which has no DKEK on this device: it cannot be wrapped. Nothing was sent.`,
+      {
+        fix: `create the domain's DKEK again from the same share files: sc-hsm-ts domain create --domain ${domain} --shares K, then sc-hsm-ts domain import FILE.pbe --domain ${domain}`,
+      },
+    );
+  if (q === 'unused' || q.xkekUid || q.outstanding === 0) return;
+  throw new ScHsmError(
+    'DKEK_INCOMPLETE',
+    `key ${keyRef} belongs to key domain ${domain}, whose DKEK still misses ${q.outstanding} share(s): it cannot be wrapped until they are imported. Nothing was sent.`,
+    {
+      fix: `import the outstanding share(s): ${domain === 0 ? 'sc-hsm-ts dkek import FILE.pbe' : `sc-hsm-ts domain import FILE.pbe --domain ${domain}`}`,
+    },
+  );
+}
+
 /** Tag 92 of a key generation request (spec §3.11–3.12), none without a domain. */
 export function keyDomainTlv(domain: number | undefined): Uint8Array[] {
   return domain === undefined ? [] : [tlv(0x92, Uint8Array.of(domain))];
@@ -212,7 +267,9 @@ export async function checkKeyDomainReady(ctx: SessionContext, domain: number): 
     throw new ScHsmError(
       'DKEK_INCOMPLETE',
       `the DKEK of key domain ${domain} still misses ${q.outstanding} share(s): import them first. Nothing was generated.`,
-      { fix: 'import the outstanding share(s): sc-hsm-ts domain import FILE.pbe --domain N' },
+      {
+        fix: `import the outstanding share(s): ${domain === 0 ? 'sc-hsm-ts dkek import FILE.pbe' : `sc-hsm-ts domain import FILE.pbe --domain ${domain}`}`,
+      },
     );
 }
 

@@ -306,7 +306,8 @@ export async function generateKeyPair(ctx: SessionContext, spec: KeyPairSpec): P
     const keyRef = spec.keyRef ?? (await freeKeyRef(ctx, fids));
     await checkFreeRef(keyRef, fids);
     if (spec.id) await checkFreeId(ctx, spec.id, fids);
-    if (spec.domain !== undefined) await checkKeyDomainReady(ctx, spec.domain);
+    // the default is domain 0: a DKEK still waiting for shares is refused there too (the card: 6985)
+    await checkKeyDomainReady(ctx, spec.domain ?? 0);
     const serial = ((await deviceChr(ctx)) ?? 'UTDUMMY00000').slice(0, -5);
     const body = readTlv(encodeCvcBody({ car: REQUEST_CAR, publicKey: pk, chr: `${serial}00001` })).value;
     const data = concat(body, ...restrictionTlvs(spec), ...keyDomainTlv(spec.domain));
@@ -429,7 +430,8 @@ export async function generateAesKey(
     // (a restore tells keys apart by it; the key reference as ID was the same on every device)
     const id = spec.id ?? randomAesKeyId();
     await checkFreeId(ctx, id, fids);
-    if (spec.domain !== undefined) await checkKeyDomainReady(ctx, spec.domain);
+    // the default is domain 0: a DKEK still waiting for shares is refused there too (the card: 6985)
+    await checkKeyDomainReady(ctx, spec.domain ?? 0);
     // From here on the card may hold a new key whatever happens: a failure says so.
     const creation: CreationContext = {
       command: 'GENERATE SYMMETRIC KEY',

@@ -22,7 +22,8 @@ import { ALGO, CLA_PROPRIETARY, EF, INS, PREFIX } from '../protocol/constants.js
 import { bytesEqual, toHex, wipe } from '../util/bytes.js';
 import type { SessionContext } from './context.js';
 import { keyOpOverrides } from './crypto.js';
-import { MAX_KEY_DOMAIN, unwrapTarget } from './domains.js';
+import { checkWrapDomain, MAX_KEY_DOMAIN, unwrapTarget } from './domains.js';
+import { readKeyRestrictions } from './key-restrictions.js';
 import { checkFreeId } from './keys.js';
 import { checkBytes, checkInt, checkKeyRef, checkObject } from './validate.js';
 import { wrapFileDamage, wrapFileInfo } from './wrap-info.js';
@@ -133,6 +134,8 @@ export async function wrapKey(ctx: SessionContext, keyRef: number): Promise<Uint
       'ALGORITHM_NOT_ALLOWED',
       `key ${keyRef} may not be wrapped: its algorithm list, fixed at generation, lacks WRAP. Nothing was sent.`,
     );
+  // the key's domain must have a complete DKEK (public reads: refused before the PIN in a precheck)
+  await checkWrapDomain(ctx, keyRef, known ? known.domain : (await readKeyRestrictions(ctx, keyRef)).domain);
   const r = await ctx.channel.exchange(
     { cla: CLA_PROPRIETARY, ins: INS.WRAP_KEY, p1: keyRef, p2: ALGO.WRAP, ne: 65536, extended: true },
     'WRAP KEY',
