@@ -8,6 +8,7 @@ import { chmod, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { checkSimHost, PCSCD_SOCKET } from '../src/cli/commands/sim/host.js';
+import { encryptDkekShare } from '../src/dkek/index.js';
 import { VirtualSmartCardHsm } from '../src/sim/index.js';
 import { blankDevice, cli, PIN, SO_PIN, tempDir } from './cli-helpers.js';
 
@@ -229,6 +230,41 @@ describe('sim run --init --dkek-share with a wrong --password', () => {
     expect(r.json().error.code).toBe('WRONG_PASSWORD');
     expect(r.stderr).not.toContain('--init failed');
     expect(r.stderr).not.toContain('sim run: root');
+    expect(t.ran()).toBe(false);
+  });
+});
+
+describe('sim run --json: an --init that fails after init ran', () => {
+  it('gives the failing command’s error document (a zero DKEK share: DKEK_DEGENERATE), exit its code', async () => {
+    const t = await fakeTools();
+    const dir = await tempDir();
+    const share = join(dir, 'zero.pbe');
+    await writeFile(share, await encryptDkekShare(new Uint8Array(32), 'zero-share-password'));
+    const r = await cli(
+      [
+        'sim',
+        'run',
+        '--json',
+        '--init',
+        '--so-pin',
+        SO_PIN,
+        '--pin',
+        PIN,
+        '--label',
+        'L',
+        '--dkek-share',
+        share,
+        '--password',
+        'env:DP',
+        '--',
+        'true',
+      ],
+      { env: { PATH: t.path, DP: 'zero-share-password' } },
+    );
+    expect(r.code, r.stderr).not.toBe(0);
+    const doc = r.json();
+    expect(doc.error.code).toBe('DKEK_DEGENERATE');
+    expect(doc.error.message).toContain('nothing was started');
     expect(t.ran()).toBe(false);
   });
 });

@@ -3,13 +3,14 @@ import { mkdir, mkdtemp, realpath, rm, writeFile } from 'node:fs/promises';
 import { constants as osConstants, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { PassThrough } from 'node:stream';
+import { ERROR_CODES, ScHsmError, type ScHsmErrorCode } from '../../../errors.js';
 import { checkLabel, parseSoPin, parseUserPin } from '../../../sc-hsm/validate.js';
 import { wipe } from '../../../util/bytes.js';
 import { hostPathKind } from '../../../util/host-files.js';
 import type { Command } from '../../command.js';
 import { flag, int, list, str } from '../../context.js';
 import { openSimCard } from '../../device.js';
-import { CliError } from '../../exit-codes.js';
+import { CliError, type CliErrorCode } from '../../exit-codes.js';
 import { readHostFile } from '../../files.js';
 import type { CliIo } from '../../io.js';
 import { simRunSpec } from '../meta.js';
@@ -109,9 +110,15 @@ async function initCards(
   stopped: () => boolean,
 ): Promise<number> {
   if (!runner) throw new CliError('INTERNAL_ERROR', 'sim run: runner not set');
-  // their output goes to our standard error: COMMAND's standard output stays its own
+  // their output goes to our standard error: COMMAND's standard output stays its own. Under
+  // --json they write JSON, kept here: a failure becomes sim run's own error document.
   const err = new PassThrough();
-  err.on('data', (d) => ctx.io.stderr.write(d));
+  let captured = '';
+  err.on('data', (d) => {
+    if (ctx.g.json) captured += d.toString();
+    else ctx.io.stderr.write(d);
+  });
+  const json = ctx.g.json ? ['--json'] : [];
   const io: CliIo = {
     ...ctx.io,
     stdout: err,
@@ -126,12 +133,38 @@ async function initCards(
     if (stopped()) return 0;
     const argv = ['init', '--sim', p, '--so-pin', `env:${SECRET_VARS.so}`, '--pin', `env:${SECRET_VARS.pin}`];
     argv.push('--label', iv.label, '--dkek-shares', iv.share !== undefined ? '1' : '0', '--yes');
-    let rc = await runner(argv, io);
-    if (rc === 0 && iv.share !== undefined && !stopped())
-      rc = await runner(['dkek', 'import', iv.share, '--sim', p, '--password', `env:${SECRET_VARS.pw}`], io);
-    if (rc !== 0) return rc;
+    captured = '';
+    let rc = await runner([...json, ...argv], io);
+    if (rc === 0 && iv.share !== undefined && !stopped()) {
+      captured = '';
+      rc = await runner(
+        [...json, 'dkek', 'import', iv.share, '--sim', p, '--password', `env:${SECRET_VARS.pw}`],
+        io,
+      );
+    }
+    if (rc !== 0) {
+      const e = ctx.g.json ? passedOnError(captured) : undefined;
+      if (e) throw e;
+      return rc;
+    }
   }
   return 0;
+}
+
+/** The error of an `init`/`dkek import --json` run (its `{ error }` document) as an error of ours. */
+function passedOnError(text: string): Error | undefined {
+  let info: { code?: unknown; message?: unknown; fix?: unknown } | undefined;
+  try {
+    info = (JSON.parse(text) as { error?: typeof info }).error;
+  } catch {
+    return undefined;
+  }
+  if (!info || typeof info.code !== 'string' || typeof info.message !== 'string') return undefined;
+  const fix = typeof info.fix === 'string' ? { fix: info.fix } : {};
+  const message = `--init failed, nothing was started: ${info.message}`;
+  if ((ERROR_CODES as readonly string[]).includes(info.code))
+    return new ScHsmError(info.code as ScHsmErrorCode, message, fix);
+  return new CliError(info.code as CliErrorCode, message, fix.fix);
 }
 
 /**
