@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { keyCheckValue } from '../src/dkek/index.js';
 import { backupDevice, checkBackup, restoreDevice } from '../src/sc-hsm/backup.js';
+import { isPublicRead } from '../src/sc-hsm/precheck.js';
 import { SmartCardHsm } from '../src/sc-hsm/session.js';
 import { VirtualSmartCardHsm } from '../src/sim/index.js';
 import { toHex } from '../src/util/bytes.js';
@@ -179,5 +180,18 @@ describe('checks from public data before the PIN (hostile user)', () => {
       expect(e.code).toBe('DKEK_INCOMPLETE');
       expect(e.fix).toBe('import the outstanding share(s): sc-hsm-ts dkek import FILE.pbe');
     }
+  });
+});
+
+describe('precheck: MANAGE KEY DOMAIN', () => {
+  it('only the status query (P1 0) is a public read: deleting a domain or its DKEK (P1 3, 4, no data) is not', async () => {
+    expect(isPublicRead({ cla: 0x80, ins: 0x52, p1: 0 })).toBe(true);
+    expect(isPublicRead({ cla: 0x80, ins: 0x52, p1: 3 })).toBe(false);
+    expect(isPublicRead({ cla: 0x80, ins: 0x52, p1: 4 })).toBe(false);
+    // an empty domain's DKEK: the precheck stops before the delete, which needs the PIN
+    const src = await device(S0, S1);
+    await src.hsm.precheck(() => src.hsm.deleteKeyDomain(1, { dkekOnly: true }));
+    await src.hsm.precheck(() => src.hsm.deleteKeyDomain(1));
+    expect(await src.hsm.keyDomainStatus(1)).toMatchObject({ outstanding: 0 });
   });
 });

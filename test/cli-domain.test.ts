@@ -388,7 +388,16 @@ describe('domain commands', () => {
       env: ENV,
     });
     expect(full.code).toBe(7);
-    expect(full.stderr).toMatch(/still holds keys/);
+    expect(full.stderr).toMatch(/still holds key/);
+    // known from the keys' public FCPs: refused before the PIN (a wrong one costs no try)
+    const bad = await cli(
+      ['domain', 'delete', '--domain', '1', '--sim', sim, '--pin', 'env:BADPIN', '--yes'],
+      {
+        env: { ...ENV, BADPIN: '111111' },
+      },
+    );
+    expect(bad.stderr).toMatch(/still holds key.*Nothing was sent/);
+    expect(JSON.parse(await readFile(sim, 'utf8')).userPinTries).toBe(3);
     const only = await ok([
       'domain',
       'delete',

@@ -22,17 +22,24 @@ export class PrecheckStop extends Error {
 /**
  * Whether a command only reads public card data: SELECT (`00 A4`), READ BINARY (`00 B0`/`00 B1`),
  * ENUMERATE OBJECTS (`80 58`), the PIN status query (VERIFY without data, `00 20`) and the key
- * domain status query (MANAGE KEY DOMAIN without data, `80 52`). None needs the PIN or changes
+ * domain status query (MANAGE KEY DOMAIN without data, `80 52 00`). None needs the PIN or changes
  * anything.
  */
-export function isPublicRead(cmd: { cla: number; ins: number; data?: Uint8Array | undefined }): boolean {
+export function isPublicRead(cmd: {
+  cla: number;
+  ins: number;
+  p1?: number;
+  data?: Uint8Array | undefined;
+}): boolean {
   const empty = !cmd.data || cmd.data.length === 0;
   const cla = cmd.cla & 0xf0;
   if (cla === 0x00 && (cmd.ins === INS.SELECT || cmd.ins === 0xb0 || cmd.ins === INS.READ_BINARY))
     return true;
   if (cla === 0x00 && cmd.ins === INS.VERIFY && empty) return true;
   if (cla === (CLA_PROPRIETARY & 0xf0) && cmd.ins === INS.ENUMERATE_OBJECTS) return true;
-  if (cla === (CLA_PROPRIETARY & 0xf0) && cmd.ins === INS.MANAGE_KEY_DOMAIN && empty) return true;
+  // P1 0 only: P1 3 (delete the domain) and 4 (delete its DKEK) carry no data either
+  if (cla === (CLA_PROPRIETARY & 0xf0) && cmd.ins === INS.MANAGE_KEY_DOMAIN && empty && (cmd.p1 ?? 0) === 0)
+    return true;
   return false;
 }
 

@@ -89,7 +89,8 @@ export const domainDelete: Command = {
         ? `deleting the DKEK of key domain ${domain} (${domainText(st)}): its keys cannot be wrapped or backed up until all ${st.total} share(s) are imported again.`
         : `deleting key domain ${domain} (${domainText(st)}): keys can no longer be generated in it or unwrapped into it.`,
     );
-    await ctx.login(hsm, v);
+    // a domain holding keys (their domains are public) is refused before the PIN
+    await ctx.login(hsm, v, () => hsm.deleteKeyDomain(domain, { dkekOnly }));
     const after = await hsm.deleteKeyDomain(domain, { dkekOnly });
     if (after) {
       ctx.out.ok(`the DKEK of key domain ${domain} was deleted`);
