@@ -195,3 +195,31 @@ describe('precheck: MANAGE KEY DOMAIN', () => {
     expect(await src.hsm.keyDomainStatus(1)).toMatchObject({ outstanding: 0 });
   });
 });
+
+describe('a device without a domain-0 DKEK', () => {
+  /** Key domains, no DKEK in domain 0; domain 1 from `s1`; PIN verified. */
+  async function noDomain0(s1: Uint8Array) {
+    const card = new VirtualSmartCardHsm();
+    const hsm = await SmartCardHsm.open(card);
+    await hsm.initialize({ soPin: SO_PIN, userPin: PIN, keyDomains: 2 });
+    await hsm.verifyPin(PIN);
+    await hsm.createKeyDomain(1, 1);
+    await hsm.importDkekShare(s1, { domain: 1 });
+    return hsm;
+  }
+
+  it('backs up and restores keys that all live in domain 1; a key of domain 0 is named', async () => {
+    const src = await noDomain0(S1);
+    await src.generateKeyPair({ type: 'ec', curve: 'P-256', label: 'one', domain: 1 });
+    const dir = join(root, 'no-dkek0');
+    const r = await backupDevice(src, dir);
+    expect(r.manifest.keys.map((k) => k.domain)).toEqual([1]);
+    const dst = await noDomain0(S1);
+    await restoreDevice(dst, dir);
+    expect((await dst.listKeys()).map((k) => [k.label, k.domain])).toEqual([['one', 1]]);
+    await src.generateKeyPair({ type: 'ec', curve: 'P-256', label: 'zero' });
+    const e = await rejection(backupDevice(src, join(root, 'no-dkek0-b')));
+    expect(e.code).toBe('NO_DKEK');
+    expect(e.message).toMatch(/key ref 2 is in key domain 0/);
+  });
+});

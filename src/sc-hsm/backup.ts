@@ -40,7 +40,7 @@ import {
   removeStaleTemps,
   writeAtomic,
 } from '../util/host-files.js';
-import type { KeyDomainStatus } from './dkek.js';
+import type { DkekStatus, KeyDomainStatus } from './dkek.js';
 import { checkAlgorithmList } from './key-restrictions.js';
 import {
   type DeviceStatus,
@@ -337,18 +337,21 @@ export async function backupDevice(
   const manifestPath = join(dir, MANIFEST);
   await refuseHostOverwrite(manifestPath, o.force, 'backup manifest');
   const st = await hsm.status();
-  if (!st.dkek) throw new ScHsmError('NO_DKEK', 'the device has no DKEK: its keys cannot be backed up');
-  if (st.dkek.outstanding > 0)
-    throw new ScHsmError('DKEK_INCOMPLETE', `the DKEK still misses ${st.dkek.outstanding} share(s)`);
-  const kcv = st.dkek.kcv;
-  if (st.dkek.allZero)
+  // no DKEK in domain 0: a backup is still possible when every key is in another key domain
+  const noDkek = () => new ScHsmError('NO_DKEK', 'the device has no DKEK: its keys cannot be backed up');
+  if (!st.dkek && (await hsm.listKeyDomains()).domains.every((d) => d.domain === 0)) throw noDkek();
+  const dkek0: DkekStatus = st.dkek ?? { total: 0, outstanding: 0, kcv: new Uint8Array(8) };
+  if (dkek0.outstanding > 0)
+    throw new ScHsmError('DKEK_INCOMPLETE', `the DKEK still misses ${dkek0.outstanding} share(s)`);
+  const kcv = dkek0.kcv;
+  if (dkek0.allZero)
     throw new ScHsmError(
       'DKEK_DEGENERATE',
       `the device's DKEK is 32 zero bytes (key check value ${kcvText(kcv)}, its shares cancelled out): a backup under it would protect the keys from nobody. Nothing was written.`,
     );
   const device = identityOf(st);
   // zeros from a complete DKEK: firmware that shows the KCV only after login (read it again then)
-  let known = dkekKcvUnknown(st.dkek) ? undefined : kcv;
+  let known = dkekKcvUnknown(dkek0) ? undefined : kcv;
   // another device's files in the directory are refused before the PIN is sent (the keys are
   // listed here only when the directory holds key files: an interrupted backup's)
   await checkBackupTarget(
@@ -368,6 +371,14 @@ export async function backupDevice(
     if (r.algorithms && !r.algorithms.includes(ALGO.WRAP)) notWrappable.push(await hsm.keyInfo(f & 0xff));
     else if (r.domain !== undefined && r.domain !== 0)
       byDomain.set(r.domain, [...(byDomain.get(r.domain) ?? []), f & 0xff]);
+    else if (!st.dkek)
+      throw new ScHsmError(
+        'NO_DKEK',
+        `key ref ${f & 0xff} is in key domain 0, which has no DKEK on this device: it cannot be backed up (keys of other key domains could). Nothing was written.`,
+        {
+          fix: `keys generated with --domain N (a domain with its shares imported) can be backed up; key ref ${f & 0xff} never can — only if it may be lost, delete it (sc-hsm-ts delete-key --key-ref ${f & 0xff}) and back up the others`,
+        },
+      );
   }
   if (notWrappable.length && !o.skipUnwrappable) throw notWrappableError(notWrappable);
   // keys of another key domain are wrapped under its DKEK: a domain without a complete one is
@@ -865,7 +876,12 @@ export async function restoreDevice(
   const progress = await readRestoreProgress(b.dir);
   const interrupted = progress.filter((p) => !sameDevice(p, device));
   if (interrupted.length) o.onInterrupted?.(interrupted, device);
-  const dkek = await hsm.dkekStatus();
+  const dkek =
+    (await hsm.dkekStatus()) ??
+    // no DKEK in domain 0: enough for a backup whose keys all belong to other key domains
+    (b.files.length && b.files.every((f) => f.entry.domain !== undefined && f.entry.domain !== 0)
+      ? { total: 0, outstanding: 0, kcv: new Uint8Array(8) }
+      : undefined);
   if (!dkek)
     throw new ScHsmError(
       'NO_DKEK',

@@ -81,6 +81,10 @@ export const init: Command = {
       ctx.out.warn(
         '--dkek-shares 0: the card makes a random DKEK that nobody knows. Keys can be wrapped but only ever restored onto THIS device; a hardware failure loses them.',
       );
+    } else if (dkekShares === undefined && keyDomains !== undefined && keyDomains > 1) {
+      ctx.out.warn(
+        `no --dkek-shares: key domain 0 gets no DKEK, so keys generated without --domain can NEVER be backed up or moved; keys of domains 1..${keyDomains - 1} can, once a domain is created with its shares (sc-hsm-ts domain create, domain import).`,
+      );
     } else if (dkekShares === undefined) {
       ctx.out.warn(
         'no --dkek-shares: the device gets no DKEK, keys can NEVER be backed up or moved to a replacement device. Use --dkek-shares 1 (or more) for a CA.',
