@@ -324,7 +324,7 @@ function claimSlot(
       ? `startPcscCard: no free vpcd slot (${why.join('; ')})`
       : `startPcscCard: vpcd slot ${wanted} is busy (${why.join('; ')})`,
     {
-      fix: 'close() the other test card first, run the files one after another, or give sim run fewer cards (`sc-hsm-ts sim run --cards 1 -- …`; with `sc-hsm-ts sim run --cards 0` every test card is the kit's)',
+      fix: 'close() the other test card first, run the files one after another, or give sim run fewer cards (`sc-hsm-ts sim run --cards 1 -- …`; with `sc-hsm-ts sim run --cards 0` the kit plugs in every test card)',
     },
   );
 }
