@@ -539,3 +539,25 @@ describe('the DKEK repeat guard and PIN tries (hostile user)', () => {
     }
   });
 });
+
+describe('init --key-domains without --dkek-shares', () => {
+  it('warns that domain-0 keys cannot be backed up, not that no key ever can', async () => {
+    const sim = join(dir, 'no-dkek0.json');
+    const r = await ok([
+      'init',
+      '--sim',
+      sim,
+      '--so-pin',
+      'env:SO_PIN',
+      '--pin',
+      'env:PIN',
+      '--label',
+      'D',
+      '--key-domains',
+      '4',
+      '--yes',
+    ]);
+    expect(r.stderr).toMatch(/key domain 0 gets no DKEK.*domains 1\.\.3 can/);
+    expect(r.stderr).not.toMatch(/keys can NEVER be backed up or moved to a replacement device/);
+  });
+});
