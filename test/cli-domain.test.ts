@@ -122,11 +122,13 @@ describe('domain commands', () => {
     const domains = st.json().domains;
     expect(domains.map((d: { domain: number }) => d.domain)).toEqual([0, 1]);
     expect(domains[1]).toMatchObject({ domain: 1, total: 2, outstanding: 0 });
-    expect(domains[1].kcv).toMatch(/^[0-9A-F]{16}$/);
+    // lowercase, as dkek.kcv and the backup manifest
+    expect(domains[1].kcv).toMatch(/^[0-9a-f]{16}$/);
+    expect(st.json().dkek.kcv).toBe(domains[0].kcv);
     expect(domains[1].kcv).not.toBe(domains[0].kcv);
     const text = await ok(['status', '--sim', sim]);
     expect(text.stdout).toContain(`domain 1`);
-    expect(text.stdout).toContain(domains[1].kcv.match(/../g).join(' ').slice(0, 2));
+    expect(text.stdout).toContain(domains[1].kcv.toUpperCase().match(/../g).join(' ').slice(0, 2));
     const ds = await ok(['domain', 'status', '--sim', sim, '--json']);
     expect(ds.json()).toEqual({ slots: 3, domains });
     expect((await ok(['domain', 'status', '--domain', '2', '--sim', sim, '--json'])).json()).toEqual({
@@ -226,7 +228,7 @@ describe('domain commands', () => {
       'env:PW',
       '--json',
     ]);
-    expect(JSON.stringify(insp.json()).toUpperCase()).toContain(kcv1);
+    expect(JSON.stringify(insp.json()).toUpperCase()).toContain(kcv1.toUpperCase());
     const other = await cli(['wrapped', 'inspect', bin, '--dkek', share0, '--password', 'env:PW'], {
       env: ENV,
     });

@@ -3,13 +3,16 @@ import type { KeyDomainStatus } from '../../../sc-hsm/session.js';
 import { toHex } from '../../../util/bytes.js';
 import { kcvText } from '../../format.js';
 
-/** The JSON form of a domain: `{ domain, total, outstanding, kcv }` (kcv hex, null while shares are outstanding). */
+/**
+ * The JSON form of a domain: `{ domain, total, outstanding, kcv }` (kcv lowercase hex like every
+ * KCV in JSON — `dkek.kcv`, manifests —, null while shares are outstanding).
+ */
 export function domainJson(d: KeyDomainStatus): Record<string, unknown> {
   const o: Record<string, unknown> = {
     domain: d.domain,
     total: d.total,
     outstanding: d.outstanding,
-    kcv: d.outstanding > 0 ? null : toHex(d.kcv).toUpperCase(),
+    kcv: d.outstanding > 0 ? null : toHex(d.kcv),
   };
   if (d.xkekUid) o.xkek = toHex(d.xkekUid).toUpperCase();
   return o;
