@@ -223,3 +223,28 @@ describe('a device without a domain-0 DKEK', () => {
     expect(e.message).toMatch(/key ref 2 is in key domain 0/);
   });
 });
+
+describe('restore into a domain that shares its DKEK with a lower one', () => {
+  it('the key lands in the lower domain (the card’s choice) and the step says so', async () => {
+    async function dev() {
+      const card = new VirtualSmartCardHsm();
+      const hsm = await SmartCardHsm.open(card);
+      await hsm.initialize({ soPin: SO_PIN, userPin: PIN, dkekShares: 1, keyDomains: 3 });
+      await hsm.importDkekShare(S0);
+      await hsm.verifyPin(PIN);
+      for (const d of [1, 2]) {
+        await hsm.createKeyDomain(d, 1);
+        await hsm.importDkekShare(S1, { domain: d });
+      }
+      return hsm;
+    }
+    const src = await dev();
+    await src.generateKeyPair({ type: 'ec', curve: 'P-256', label: 'two', domain: 2 });
+    const dir = join(root, 'same-kcv');
+    await backupDevice(src, dir);
+    const dst = await dev();
+    const r = await restoreDevice(dst, dir);
+    expect(r.keys[0]!.note).toMatch(/was in key domain 2.*lands in key domain 1/);
+    expect((await dst.listKeys()).map((k) => k.domain)).toEqual([1]);
+  });
+});

@@ -1009,6 +1009,21 @@ export async function restoreDevice(
     ids.set(s.keyRef, { id, leftover: false });
   }
   const todo = steps.filter((s) => s.action !== 'present');
+  // the card puts a key into the lowest domain whose DKEK has the blob's KCV (spec §3.10): a key
+  // whose backup domain shares its DKEK with a lower one lands there, which is said (the host
+  // cannot choose)
+  const moved = todo.filter((t) => t.entry.domain !== undefined && t.entry.domain !== 0);
+  if (moved.length) {
+    const onDevice = (await hsm.listKeyDomains()).domains.filter((d) => d.outstanding === 0 && !d.xkekUid);
+    for (const t of moved) {
+      const kcvHex = m.device.domains?.[String(t.entry.domain)]?.toLowerCase();
+      const lands = onDevice.find((d) => toHex(d.kcv) === kcvHex);
+      if (lands && lands.domain !== t.entry.domain) {
+        const why = `key ref ${t.keyRef} was in key domain ${t.entry.domain}; on this device key domain ${lands.domain} has the same DKEK (${kcvHex!.toUpperCase()}), and the card puts the key into the lowest such domain: it lands in key domain ${lands.domain}`;
+        t.note = t.note ? `${t.note}; ${why}` : why;
+      }
+    }
+  }
   if (todo.length) {
     if (!authenticated) await o.authenticate?.();
     // every key to be replaced must be one that can be put back (wrapped first), checked for all
