@@ -58,7 +58,14 @@ describe('backup and restore across key domains', () => {
     // a device without domain 1's DKEK: refused before anything is written
     const bare = await device(S0);
     const before = bare.card.serialize();
-    expect((await rejection(restoreDevice(bare.hsm, dir))).code).toBe('KCV_MISMATCH');
+    const e = await rejection(restoreDevice(bare.hsm, dir));
+    expect(e.code).toBe('KCV_MISMATCH');
+    expect(e.fix).toMatch(/^create the domain.*domain create --domain 1/);
+    // domain 1 there, with another DKEK: the fix says so (not "create it", not "dkek import")
+    const otherDkek = await device(S0, randomBytes(32));
+    const e2 = await rejection(restoreDevice(otherDkek.hsm, dir));
+    expect(e2.code).toBe('KCV_MISMATCH');
+    expect(e2.fix).toMatch(/^key domain 1 holds another DKEK: .*--dkek-only/);
     expect(bare.card.serialize()).toBe(before);
     // the same domains: both keys back, each in its domain
     const dst = await device(S0, S1);

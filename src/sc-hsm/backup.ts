@@ -926,7 +926,14 @@ export async function restoreDevice(
             : st.outstanding > 0
               ? `still misses ${st.outstanding} share(s)`
               : `has DKEK ${kcvText(st.kcv)}`
-        }: create it and import the same share files (sc-hsm-ts domain create, domain import). Nothing was changed.`,
+        }. Nothing was changed.`,
+        {
+          fix: !st
+            ? `create the domain and import the backup's share files for it: sc-hsm-ts domain create --domain ${d} --shares K, then sc-hsm-ts domain import FILE.pbe --domain ${d}`
+            : st.outstanding > 0
+              ? `import the domain's outstanding share file(s): sc-hsm-ts domain import FILE.pbe --domain ${d}`
+              : `key domain ${d} holds another DKEK: delete it (sc-hsm-ts domain delete --domain ${d} --dkek-only) and import the backup's share files for it (sc-hsm-ts domain import FILE.pbe --domain ${d}), or restore onto a device whose domain ${d} has them`,
+        },
       );
   }
   const present = new Map((await hsm.listKeys()).map((k) => [k.keyRef, k]));
