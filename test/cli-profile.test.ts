@@ -50,7 +50,18 @@ describe('--profile', () => {
     await writeFile(unknown, JSON.stringify({ ...NITROKEY_HSM2, turbo: true }));
     const notJson = join(dir, 'not.json');
     await writeFile(notJson, 'fixedMs = 24');
+    const empty = join(dir, 'empty.json');
+    await writeFile(empty, '{}');
+    const small = join(dir, 'small-apdu.json');
+    await writeFile(
+      small,
+      JSON.stringify({ ...NITROKEY_HSM2, limits: { ...NITROKEY_HSM2.limits, maxApdu: 261 } }),
+    );
     for (const [profile, message] of [
+      // the file named, whatever is wrong inside it
+      [empty, new RegExp(`${empty.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: "name" is missing`)],
+      // a buffer the host's whole UNWRAP KEY / certificate APDUs would not fit: refused up front
+      [small, /small-apdu\.json: limits\.maxApdu: must be a whole number from 1462/],
       [negative, /transfer\.fixedMs/],
       [unknown, /unknown key "turbo"/],
       [notJson, /is not JSON/],

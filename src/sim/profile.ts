@@ -90,6 +90,9 @@ export const NITROKEY_HSM2: TimingProfile = {
   limits: { maxApdu: 1462, capacity: { ecKeys: 300, rsa2048Keys: 38 } },
 };
 
+/** The smallest `limits.maxApdu` a profile may give: the buffer of JCOP 2.4.1r3 (Nitrokey HSM 2). */
+export const MIN_MAX_APDU = 1462;
+
 /** Built-in profiles by name (`--profile NAME`). */
 export const BUILTIN_PROFILES: Readonly<Record<string, TimingProfile>> = { 'nitrokey-hsm2': NITROKEY_HSM2 };
 
@@ -179,7 +182,9 @@ export function validateProfile(v: unknown): TimingProfile {
     },
     limits: {
       // the smallest APDU every host needs: a SELECT by AID (5 + 11) plus room for a PIN VERIFY
-      maxApdu: count(l.maxApdu, 'limits.maxApdu', 261, 65544),
+      // the host sends UNWRAP KEY, certificates and PKA requests whole (no chaining): a buffer
+      // below the SmartCard-HSM's own 1462 bytes would fail them only after the PIN
+      maxApdu: count(l.maxApdu, 'limits.maxApdu', MIN_MAX_APDU, 65544),
       capacity: {
         ecKeys: count(cap.ecKeys, 'limits.capacity.ecKeys', 1, 65535),
         rsa2048Keys: count(cap.rsa2048Keys, 'limits.capacity.rsa2048Keys', 1, 65535),
@@ -197,7 +202,15 @@ export function parseProfile(json: string, source = 'the profile'): TimingProfil
     // never the parser's message: it quotes the text's first characters
     bad(source, `is not JSON${jsonErrorPlace(e)}`);
   }
-  return validateProfile(v);
+  try {
+    return validateProfile(v);
+  } catch (e) {
+    // the file named: "timing profile limits: …" alone does not say which
+    if (source === 'the profile' || !(e instanceof ScHsmError)) throw e;
+    throw new ScHsmError(e.code, e.message.replace(/^timing profile (?:: )?/, `timing profile ${source}: `), {
+      ...(e.fix !== undefined && { fix: e.fix }),
+    });
+  }
 }
 
 /**
