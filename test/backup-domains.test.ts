@@ -9,6 +9,7 @@ import { backupDevice, checkBackup, restoreDevice } from '../src/sc-hsm/backup.j
 import { isPublicRead } from '../src/sc-hsm/precheck.js';
 import { SmartCardHsm } from '../src/sc-hsm/session.js';
 import { VirtualSmartCardHsm } from '../src/sim/index.js';
+import { NITROKEY_HSM2, type TimingProfile } from '../src/sim/profile.js';
 import { toHex } from '../src/util/bytes.js';
 import { rejection } from './helpers/fixtures.js';
 
@@ -253,5 +254,29 @@ describe('restore into a domain that shares its DKEK with a lower one', () => {
     const r = await restoreDevice(dst, dir);
     expect(r.keys[0]!.note).toMatch(/was in key domain 2.*lands in key domain 1/);
     expect((await dst.listKeys()).map((k) => k.domain)).toEqual([1]);
+  });
+});
+
+describe('restore onto a full device', () => {
+  it('the card’s 6A84 is said as a full device (keys that do not fit, what to do), not only “run it again”', async () => {
+    const src = await device(S0);
+    for (const l of ['a', 'b', 'c']) await src.hsm.generateKeyPair({ type: 'ec', curve: 'P-256', label: l });
+    const dir = join(root, 'full');
+    await backupDevice(src.hsm, dir);
+    const dst = await device(S0);
+    const p = JSON.parse(JSON.stringify(NITROKEY_HSM2)) as TimingProfile;
+    const zero = (o: Record<string, unknown>) => {
+      for (const k of Object.keys(o)) {
+        if (typeof o[k] === 'number') o[k] = 0;
+        else zero(o[k] as Record<string, unknown>);
+      }
+    };
+    zero(p.card as unknown as Record<string, unknown>);
+    zero(p.transfer as unknown as Record<string, unknown>);
+    p.limits.capacity = { ecKeys: 2, rsa2048Keys: 1 };
+    dst.card.profile = p;
+    const e = await rejection(restoreDevice(dst.hsm, dir));
+    expect(e.code).toBe('MEMORY_FULL');
+    expect(e.message).toMatch(/the device is full: 1 key\(s\) of the backup do not fit.*delete-key/);
   });
 });

@@ -1095,7 +1095,13 @@ export async function restoreDevice(
         await hsm.restoreKey(f.bin, step.keyRef, opts);
       } catch (e) {
         const done = todo.filter((t) => t.written).map((t) => t.keyRef);
-        const note = `${done.length ? `This run restored key ref(s) ${done.join(', ')}; ` : ''}restoring key ref ${step.keyRef} failed; run the restore again to complete it.`;
+        const full = isScHsmError(e, 'MEMORY_FULL');
+        const left = todo.filter((t) => !t.written).length;
+        const note = `${done.length ? `This run restored key ref(s) ${done.join(', ')}; ` : ''}restoring key ref ${step.keyRef} failed; ${
+          full
+            ? `the device is full: ${left} key(s) of the backup do not fit. Delete keys this device no longer needs (sc-hsm-ts delete-key) or restore onto an empty device, then run the restore again to complete it.`
+            : 'run the restore again to complete it.'
+        }`;
         throw e instanceof KeyReplaceError || !isScHsmError(e) ? e : withNote(e, note);
       }
       step.written = true;
