@@ -158,6 +158,11 @@ describe('domain commands', () => {
     ]);
     const dump = (await ok(['dump', '--sim', sim, '--json'])).json();
     expect(dump.domains).toEqual(domains);
+    // the keys table shows each key's domain once one is outside domain 0
+    const table = (await ok(['keys', '--sim', sim])).stdout.split('\n');
+    expect(table[0]).toMatch(/Certificate\s+Domain$/);
+    expect(table.find((l) => /\sd1\s/.test(l))).toMatch(/\s1$/);
+    expect(table.find((l) => /\sd0\s/.test(l))).toMatch(/\s0$/);
     // wrap under domain 1, unwrap onto another reference with --domain 1, refused with --domain 0
     const bin = join(dir, 'd1.bin');
     await ok(['wrap', '--sim', sim, '--key-ref', '1', '--out', bin, '--pin', 'env:PIN']);

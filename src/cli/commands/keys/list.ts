@@ -22,6 +22,8 @@ export function printKeys(ctx: Ctx, keys: KeyInfo[], leftovers: OrphanedKeyFiles
     ctx.out.line('No keys on the device.');
     return;
   }
+  // a key domain column once a key is outside domain 0 (spec §3.10: wrapped under that domain's DKEK)
+  const domains = keys.some((k) => (k.domain ?? 0) !== 0);
   const rows = [
     ...keys.map((k) => ({
       ref: k.keyRef,
@@ -32,6 +34,7 @@ export function printKeys(ctx: Ctx, keys: KeyInfo[], leftovers: OrphanedKeyFiles
         keyTypeText(k),
         usageNames(k.usage).join(','),
         k.hasCertificate ? 'yes' : 'no',
+        ...(domains ? [k.domain === undefined ? '?' : String(k.domain)] : []),
       ],
     })),
     ...leftovers.map((x) => ({
@@ -43,11 +46,12 @@ export function printKeys(ctx: Ctx, keys: KeyInfo[], leftovers: OrphanedKeyFiles
         `NO KEY (only ${fidList(x.fids)})`,
         '',
         '',
+        ...(domains ? [''] : []),
       ],
     })),
   ].sort((a, b) => a.ref - b.ref);
   for (const l of table(
-    ['Key ref', 'ID', 'Label', 'Type', 'Usage', 'Certificate'],
+    ['Key ref', 'ID', 'Label', 'Type', 'Usage', 'Certificate', ...(domains ? ['Domain'] : [])],
     rows.map((r) => r.cells),
   ))
     ctx.out.line(l);
