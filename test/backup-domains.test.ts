@@ -1,6 +1,6 @@
 /** Backup and restore of keys in several key domains (spec §3.10): the manifest records each key's domain and its KCV. */
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -278,5 +278,26 @@ describe('restore onto a full device', () => {
     const e = await rejection(restoreDevice(dst.hsm, dir));
     expect(e.code).toBe('MEMORY_FULL');
     expect(e.message).toMatch(/the device is full: 1 key\(s\) of the backup do not fit.*delete-key/);
+  });
+});
+
+describe('the replaced key’s wrapped copy (unwrap/restore --force)', () => {
+  it('is said to be under its key domain’s DKEK (by KCV), not “the device’s”', async () => {
+    const { replacedKeySaver } = await import('../src/cli/commands/backup/replaced.js');
+    const src = await device(S0, S1);
+    await src.hsm.generateKeyPair({ type: 'ec', curve: 'P-256', label: 'one', domain: 1 });
+    const bin = await src.hsm.backupKey(1);
+    const lines: string[] = [];
+    const save = replacedKeySaver({ serial: 'UT0001' }, new Map(), {
+      dir: join(root, 'replaced'),
+      fix: 'x',
+      say: (l) => lines.push(l),
+    });
+    await mkdir(join(root, 'replaced'), { recursive: true });
+    await save({ keyRef: 1, bin, label: 'one' });
+    expect(lines[0]).toContain(
+      `under the DKEK with key check value ${toHex(keyCheckValue(S1)).toUpperCase()}`,
+    );
+    expect(lines[0]).not.toContain("device's DKEK");
   });
 });

@@ -14,6 +14,8 @@
  * stops the replace with nothing changed.
  */
 import { dirname, join } from 'node:path';
+import { inspectKeyBlob } from '../../../dkek/key-blob.js';
+import { decodeWrapFile } from '../../../dkek/wrap-file.js';
 import { isScHsmError, ScHsmError } from '../../../errors.js';
 import type { DeviceIdentity } from '../../../sc-hsm/backup.js';
 import { KeyReplaceError, type ReplacedKey } from '../../../sc-hsm/session.js';
@@ -118,9 +120,18 @@ export function replacedKeySaver(
     saved.set(old.keyRef, path);
     const name = `key ${old.keyRef}${old.label !== undefined ? ` ${JSON.stringify(old.label)}` : ''}${old.id ? ` (ID ${toHex(old.id)})` : ''}`;
     o.say(
-      `${name} is about to be replaced; its wrapped copy (under the device's DKEK, 0600) is ${path} (put it back with: sc-hsm-ts unwrap ${path} --key-ref ${old.keyRef} --force)`,
+      `${name} is about to be replaced; its wrapped copy (${underWhich(old.bin)}, 0600) is ${path} (put it back with: sc-hsm-ts unwrap ${path} --key-ref ${old.keyRef} --force)`,
     );
   };
+}
+
+/** Which DKEK a replaced key's wrapped copy is under: its key domain's, told by the blob's KCV. */
+function underWhich(bin: Uint8Array | undefined): string {
+  try {
+    return `under the DKEK with key check value ${toHex(inspectKeyBlob(decodeWrapFile(bin!).blob).kcv).toUpperCase()} (its key domain's)`;
+  } catch {
+    return "under the DKEK of the key's domain";
+  }
 }
 
 /**
@@ -160,7 +171,7 @@ export async function replaceFailure(
         note = `its wrapped copy could not be written to ${dir} either (${(w as Error).message}): it is lost`;
       }
     }
-    note ??= `its wrapped copy (under the device's DKEK, 0600) is ${where}`;
+    note ??= `its wrapped copy (${underWhich(e.oldKey)}, 0600) is ${where}`;
   }
   const fix =
     where === undefined
