@@ -28,7 +28,9 @@ echo "== installing $(basename "$tarball") offline into an example project"
 for d in examples/*/; do cp -r "$d" "$app/$(basename "$d")"; done
 
 # test secrets for the virtual cards, from the environment (never on a command line of ours)
-export SO_PIN=3537363231383830 PIN=648219
+# sim run removes the variables its env: secrets name from every child's environment: the card is
+# initialized from INIT_PIN, and the apps that must log in read PIN (the same test PIN).
+export SO_PIN=3537363231383830 PIN=648219 INIT_PIN=648219
 sim() { (cd "$app" && npx --no-install sc-hsm-ts sim run "$@"); }
 results=()
 run() {
@@ -42,8 +44,8 @@ run() {
   t1=$(date +%s%N)
   results+=("$(awk -v n="$name" -v a="$t0" -v b="$t1" 'BEGIN { printf "%-16s %6.1f s", n, (b - a) / 1e9 }')")
 }
-run pkcs11-node sim --init --so-pin env:SO_PIN --pin env:PIN --label APP -- sh -c 'cd pkcs11-node && node sign.mjs'
-run openssl-engine sim --init --so-pin env:SO_PIN --pin env:PIN --label APP -- sh -c 'cd openssl-engine && bash sign.sh'
+run pkcs11-node sim --init --so-pin env:SO_PIN --pin env:INIT_PIN --label APP -- sh -c 'cd pkcs11-node && node sign.mjs'
+run openssl-engine sim --init --so-pin env:SO_PIN --pin env:INIT_PIN --label APP -- sh -c 'cd openssl-engine && bash sign.sh'
 run provision sim --cards 2 -- sh -c 'cd provision && bash provision.sh'
 run vitest-app sim --cards 0 -- npx --no-install vitest run vitest-app
 echo "== examples: all passed"

@@ -1,6 +1,6 @@
 // A Node app that signs through OpenSC's PKCS#11 module (opensc-pkcs11.so) on the virtual card
 // and verifies the signature with node:crypto. Run under
-//   sc-hsm-ts sim run --init --so-pin env:SO_PIN --pin env:PIN --label APP -- node sign.mjs
+//   sc-hsm-ts sim run --init --so-pin env:SO_PIN --pin env:INIT_PIN --label APP -- node sign.mjs
 // which puts an initialized card into pcscd and hands this process SC_HSM_PKCS11_MODULE.
 //
 // The PKCS#11 calls go through OpenSC's pkcs11-tool (C_GenerateKeyPair, C_Sign, C_GetAttributeValue)

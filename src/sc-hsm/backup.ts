@@ -376,7 +376,7 @@ export async function backupDevice(
         'NO_DKEK',
         `key ref ${f & 0xff} is in key domain 0, which has no DKEK on this device: it cannot be backed up (keys of other key domains could). Nothing was written.`,
         {
-          fix: `keys generated with --domain N (a domain with its shares imported) can be backed up; key ref ${f & 0xff} never can — only if it may be lost, delete it (sc-hsm-ts delete-key --key-ref ${f & 0xff}) and back up the others`,
+          fix: `keys generated in a key domain whose shares are imported (sc-hsm-ts keygen --domain N) can be backed up; key ref ${f & 0xff} never can — only if it may be lost, delete it (sc-hsm-ts delete-key --key-ref ${f & 0xff}) and back up the others`,
         },
       );
   }
