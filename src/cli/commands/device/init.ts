@@ -83,7 +83,7 @@ export const init: Command = {
       );
     } else if (dkekShares === undefined && keyDomains !== undefined && keyDomains > 1) {
       ctx.out.warn(
-        `no --dkek-shares: key domain 0 gets no DKEK, so keys generated without `sc-hsm-ts keygen --domain` can NEVER be backed up or moved; keys of domains 1..${keyDomains - 1} can, once a domain is created with its shares (sc-hsm-ts domain create, domain import).`,
+        `no --dkek-shares: key domain 0 gets no DKEK, so keys generated without a key domain (sc-hsm-ts keygen --domain N) can NEVER be backed up or moved; keys of domains 1..${keyDomains - 1} can, once a domain is created with its shares (sc-hsm-ts domain create, domain import).`,
       );
     } else if (dkekShares === undefined) {
       ctx.out.warn(
