@@ -95,7 +95,7 @@ describePcsc('startPcscCard: vpcd slots and a forgotten close()', () => {
     const e = await refused(startPcscCard({ initialized: false, env }));
     expect(e.message).toContain('no free vpcd slot');
     expect(e.message).toContain('Virtual PCD 00 01 holds a card of sim run');
-    expect(e.fix).toContain('--cards 0 or 1');
+    expect(e.fix).toContain('sim run --cards 1');
   });
 
   it('no pcscd (outside sim run): refused at once, pointing to sim run --cards 0', async () => {
