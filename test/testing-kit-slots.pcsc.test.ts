@@ -6,7 +6,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { expect, it } from 'vitest';
+import { beforeAll, expect, it } from 'vitest';
 import { ScHsmError } from '../src/errors.js';
 import { type PcscTestCard, startPcscCard } from '../src/testing.js';
 import { tempDir } from './cli-helpers.js';
@@ -48,6 +48,12 @@ process.stdin.on('end', async () => { await c.close(); });`;
 }
 
 describePcsc('startPcscCard: vpcd slots and a forgotten close()', () => {
+  // a card of the previous test file may still be listed while pcscd notices its removal
+  beforeAll(async () => {
+    await waitForCard('Virtual PCD 00 00', false, 30_000);
+    await waitForCard('Virtual PCD 00 01', false, 30_000);
+  }, 70_000);
+
   it('a second card in one process takes slot 1; a third is refused at once, naming the holders', async () => {
     const a = await startPcscCard({ initialized: false });
     let b: PcscTestCard | undefined;
