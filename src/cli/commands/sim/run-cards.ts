@@ -35,7 +35,7 @@ export interface InnerPlan {
 }
 
 /** How long pcscd may take to adopt a card (its presence poll is ~0.4 s; spec §6). */
-const ADOPT_MS = 10_000;
+const ADOPT_MS = 30_000;
 /** How long COMMAND has after a stop request before it is killed. */
 const KILL_AFTER_MS = 10_000;
 
@@ -73,7 +73,7 @@ function watched(card: VpcdCard): { card: VpcdCard; ready: Promise<void> } {
 
 /**
  * Connects `card` to vpcd at `host:port` and resolves once pcscd has it (powered on and its ATR
- * read); PCSC_UNAVAILABLE naming the likely cause when that does not happen within 10 s (another
+ * read); PCSC_UNAVAILABLE naming the likely cause when that does not happen within 30 s (another
  * card on the slot: a second card waits silently, spec §2). The link is closed on failure.
  */
 export async function plugIn(
