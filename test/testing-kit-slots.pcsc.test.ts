@@ -8,7 +8,9 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { beforeAll, expect, it } from 'vitest';
 import { ScHsmError } from '../src/errors.js';
-import { type PcscTestCard, startPcscCard } from '../src/testing.js';
+import { SmartCardHsm } from '../src/index.js';
+import { openPcsc } from '../src/sc-hsm/open-pcsc.js';
+import { type PcscTestCard, startPcscCard, TEST_LABEL } from '../src/testing.js';
 import { tempDir } from './cli-helpers.js';
 import { finished, ROOT } from './helpers/cli-process.js';
 import { describePcsc, waitForCard } from './helpers/pcsc-env.js';
@@ -76,6 +78,29 @@ describePcsc('startPcscCard: vpcd slots and a forgotten close()', () => {
     await c.close();
     await waitForCard('Virtual PCD 00 00', false);
   });
+
+  // vpcd drops a closed link and takes a waiting one in a single presence poll: pcscd then never saw
+  // the slot empty, never powered the new card on, and the kit waited 30 s for it (a CI failure)
+  it('a card closed and the next plugged in at once on the same slot: each is a fresh card that pcscd talks to', async () => {
+    // untouched and closed at once, talked to, talked to after a pause (pcscd powers an idle card down)
+    for (const [i, initialized] of [false, true, false, true, false, true].entries()) {
+      const c = await startPcscCard({ initialized, slot: 0 });
+      try {
+        if (i % 3 === 0) continue;
+        if (i % 3 === 2) await new Promise((r) => setTimeout(r, 1500));
+        const hsm = await SmartCardHsm.open(await openPcsc({ reader: c.reader }));
+        try {
+          const st = await hsm.status();
+          expect(st.initialized).toBe(initialized);
+          if (initialized) expect(st.label).toBe(TEST_LABEL);
+        } finally {
+          await hsm.close();
+        }
+      } finally {
+        await c.close();
+      }
+    }
+  }, 120_000);
 
   it('a card of another process (a parallel test file) on slot 0: this one takes slot 1', async () => {
     const h = holder();

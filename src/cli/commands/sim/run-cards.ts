@@ -14,7 +14,7 @@ import { basename, dirname, resolve as resolvePath } from 'node:path';
 import type { VirtualSmartCardHsm } from '../../../sim/index.js';
 import { connectToVpcd, type VpcdCard, type VpcdConnection } from '../../../sim/vpcd.js';
 import { CliError } from '../../exit-codes.js';
-import { PCSCD_SOCKET, VPCD_PORT } from './host.js';
+import { PCSCD_SOCKET, VPCD_PORT, vpcdReaderName } from './host.js';
 
 /** Environment variable naming the inner run's plan file (set only by `sim run` for its own child). */
 export const INNER_ENV = 'SC_HSM_TS_SIM_RUN_INNER';
@@ -36,6 +36,8 @@ export interface InnerPlan {
 
 /** How long pcscd may take to adopt a card (its presence poll is ~0.4 s; spec §6). */
 const ADOPT_MS = 30_000;
+/** How long the slot's previous card may stay listed after its link closed (a few presence polls). */
+const EMPTY_MS = 5_000;
 /** How long COMMAND has after a stop request before it is killed. */
 const KILL_AFTER_MS = 10_000;
 
@@ -72,6 +74,40 @@ function watched(card: VpcdCard): { card: VpcdCard; ready: Promise<void> } {
 }
 
 /**
+ * Resolves once pcscd lists the slot's reader without a card (or does not list it: another
+ * pcscd, a vpcd with other names). vpcd checks presence by asking its connection for the ATR;
+ * when the previous card's link has just closed and ours is already waiting, one poll drops the
+ * old link and takes ours, so pcscd never sees the slot empty: it keeps the old card's state,
+ * never powers ours on, and the next client talks to a card it believes is the old one
+ * (measured: a test card closed and another plugged in at once on slot 0 was never powered on).
+ * Waiting for "empty" first makes every card a fresh insertion. A card still listed after
+ * EMPTY_MS is a live one: PCSC_UNAVAILABLE naming the reader.
+ */
+async function slotEmpty(host: string, port: number): Promise<void> {
+  // the local pcscd's readers say nothing about a vpcd elsewhere
+  if (!/^127\./.test(host) && host !== 'localhost') return;
+  const reader = vpcdReaderName(port - VPCD_PORT);
+  const { listReaders } = await import('../../../sc-hsm/open-pcsc.js');
+  const end = Date.now() + EMPTY_MS;
+  for (;;) {
+    let present: boolean;
+    try {
+      present = (await listReaders({ probe: false })).find((r) => r.name === reader)?.cardPresent === true;
+    } catch {
+      return; // no PC/SC to ask here: the adoption wait below says what is wrong
+    }
+    if (!present) return;
+    if (Date.now() > end)
+      throw new CliError(
+        'PCSC_UNAVAILABLE',
+        `${reader} has shown a card for ${EMPTY_MS / 1000} s before ours was plugged in: another virtual card holds vpcd port ${port}`,
+        'stop the other card (sim serve, another sim run or test card), or run under sim run as root (a private pcscd)',
+      );
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/**
  * Connects `card` to vpcd at `host:port` and resolves once pcscd has it (powered on and its ATR
  * read); PCSC_UNAVAILABLE naming the likely cause when that does not happen within 30 s (another
  * card on the slot: a second card waits silently, spec §2). The link is closed on failure.
@@ -82,6 +118,7 @@ export async function plugIn(
   port: number,
   o: { keepAlive?: boolean } = {},
 ): Promise<VpcdConnection> {
+  await slotEmpty(host, port);
   const w = watched(card);
   const link = connectToVpcd(w.card, { host, port, ...o });
   let timer: NodeJS.Timeout | undefined;
