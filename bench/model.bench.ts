@@ -34,6 +34,7 @@ import { SmartCardHsm } from '../src/sc-hsm/session.js';
 import { NITROKEY_HSM2, VirtualSmartCardHsm } from '../src/sim/index.js';
 import { connectToVpcd } from '../src/sim/vpcd.js';
 import { writeDumpPlot } from './plot.js';
+import { timeProgram } from './run-program.js';
 import { ensureBuilt } from './startup.bench.js';
 import { type BenchResult, median } from './types.js';
 
@@ -60,32 +61,9 @@ class MeteredCard extends RelayCard<VirtualSmartCardHsm> {
   }
 }
 
-function runProgram(
-  cmd: string,
-  args: string[],
-  env: NodeJS.ProcessEnv,
-): Promise<{ ms: number; stdout: string }> {
-  return new Promise((resolve, reject) => {
-    const t0 = process.hrtime.bigint();
-    const child = spawn(cmd, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
-    const out: Buffer[] = [];
-    const err: Buffer[] = [];
-    child.stdout.on('data', (c: Buffer) => out.push(c));
-    child.stderr.on('data', (c: Buffer) => err.push(c));
-    const timer = setTimeout(() => child.kill('SIGKILL'), 900_000);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      const ms = Number(process.hrtime.bigint() - t0) / 1e6;
-      if (code !== 0)
-        reject(
-          new Error(
-            `${cmd} ${args.join(' ')} exited ${code}: ${Buffer.concat(err).toString()}${Buffer.concat(out).toString()}`,
-          ),
-        );
-      else resolve({ ms, stdout: Buffer.concat(out).toString() });
-    });
-  });
-}
+/** Each program is killed after 15 minutes (a whole-device backup on the model); a failure shows its stdout too. */
+const runProgram = (cmd: string, args: string[], env: NodeJS.ProcessEnv) =>
+  timeProgram(cmd, args, env, { timeoutMs: 900_000, stdoutInError: true });
 
 interface Device {
   card: VirtualSmartCardHsm;

@@ -41,6 +41,7 @@ import { SmartCardHsm } from '../src/sc-hsm/session.js';
 import { VirtualSmartCardHsm } from '../src/sim/index.js';
 import { connectToVpcd } from '../src/sim/vpcd.js';
 import { fromHex } from '../src/util/bytes.js';
+import { timeProgram } from './run-program.js';
 import { ensureBuilt } from './startup.bench.js';
 import { type BenchResult, median } from './types.js';
 
@@ -71,29 +72,9 @@ class MeteredCard extends RelayCard<VirtualSmartCardHsm> {
   }
 }
 
-/** Runs a program without blocking the event loop (the card answers from this process). */
-function runProgram(
-  cmd: string,
-  args: string[],
-  env: NodeJS.ProcessEnv,
-): Promise<{ ms: number; stdout: string }> {
-  return new Promise((resolve, reject) => {
-    const t0 = process.hrtime.bigint();
-    const child = spawn(cmd, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
-    const out: Buffer[] = [];
-    const err: Buffer[] = [];
-    child.stdout.on('data', (c: Buffer) => out.push(c));
-    child.stderr.on('data', (c: Buffer) => err.push(c));
-    const timer = setTimeout(() => child.kill('SIGKILL'), 120_000);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      const ms = Number(process.hrtime.bigint() - t0) / 1e6;
-      if (code !== 0)
-        reject(new Error(`${cmd} ${args.join(' ')} exited ${code}: ${Buffer.concat(err).toString()}`));
-      else resolve({ ms, stdout: Buffer.concat(out).toString() });
-    });
-  });
-}
+/** Runs a program without blocking the event loop (the card answers from this process); killed after 2 minutes. */
+const runProgram = (cmd: string, args: string[], env: NodeJS.ProcessEnv) =>
+  timeProgram(cmd, args, env, { timeoutMs: 120_000 });
 
 /** The library's dump data gathering on an open PC/SC connection: a fresh session, then gatherDump. */
 async function inProcessDump(transport: PcscTransport): Promise<number> {

@@ -25,6 +25,7 @@ import { RelayCard } from '../harness/relay-card.js';
 import { SmartCardHsm } from '../src/sc-hsm/session.js';
 import { VirtualSmartCardHsm } from '../src/sim/index.js';
 import { connectToVpcd } from '../src/sim/vpcd.js';
+import { timeProgram } from './run-program.js';
 import { type BenchResult, median } from './types.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -104,29 +105,9 @@ function coldStart(): BenchResult[] {
   }
 }
 
-/** Runs a program without blocking the event loop (the card answers from this process). */
-function runProgram(
-  cmd: string,
-  args: string[],
-  env: NodeJS.ProcessEnv,
-): Promise<{ ms: number; stdout: string }> {
-  return new Promise((resolve, reject) => {
-    const t0 = process.hrtime.bigint();
-    const child = spawn(cmd, args, { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
-    const out: Buffer[] = [];
-    const err: Buffer[] = [];
-    child.stdout.on('data', (c: Buffer) => out.push(c));
-    child.stderr.on('data', (c: Buffer) => err.push(c));
-    const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      const ms = Number(process.hrtime.bigint() - t0) / 1e6;
-      if (code !== 0)
-        reject(new Error(`${cmd} ${args.join(' ')} exited ${code}: ${Buffer.concat(err).toString()}`));
-      else resolve({ ms, stdout: Buffer.concat(out).toString() });
-    });
-  });
-}
+/** Runs a program in the project's root without blocking the event loop (the card answers from this process); killed after a minute. */
+const runProgram = (cmd: string, args: string[], env: NodeJS.ProcessEnv) =>
+  timeProgram(cmd, args, env, { cwd: ROOT, timeoutMs: 60_000 });
 
 /** The card behind vpcd: counts the APDUs it answers. */
 class CountingCard extends RelayCard<VirtualSmartCardHsm> {
