@@ -5,8 +5,13 @@
  * fails the suite; elsewhere the suite is skipped with a loud note.
  */
 import { describe, it } from 'vitest';
-import { listReaders } from '../../src/sc-hsm/open-pcsc.js';
+import { RelayCard } from '../../harness/relay-card.js';
+import type { PcscTransport } from '../../src/apdu/pcsc.js';
+import { listReaders, openPcsc } from '../../src/sc-hsm/open-pcsc.js';
+import { SmartCardHsm } from '../../src/sc-hsm/session.js';
+import { VirtualSmartCardHsm } from '../../src/sim/index.js';
 import { connectToVpcd, type VpcdCard, type VpcdConnection } from '../../src/sim/vpcd.js';
+import type { Harness } from './session-suite.js';
 
 /** True inside `bash scripts/with-pcscd.sh …`. */
 export function pcscAvailable(): boolean {
@@ -98,4 +103,40 @@ export async function insertCard(
     await link.close();
     throw e;
   }
+}
+
+/**
+ * The shared suites' harness (test/helpers/session-suite.ts) through pcscd: one vpcd connection and
+ * one PC/SC transport for the whole file, made on first use (the card inserted with insertCard).
+ * `fresh()` swaps a new virtual card behind that connection, as if the token were replaced between
+ * two exchanges (each session starts with its own SELECT); `close()`, for afterAll, closes the
+ * transport and takes the card out if they were made.
+ */
+export function swappedCardHarness(endpoint = vpcdEndpoint()): Harness & { close(): Promise<void> } {
+  let setup:
+    | Promise<{ slot: RelayCard<VirtualSmartCardHsm>; vpcd: VpcdConnection; transport: PcscTransport }>
+    | undefined;
+  const env = () => {
+    setup ??= (async () => {
+      const slot = new RelayCard(new VirtualSmartCardHsm());
+      // vpcd takes the card at its next presence poll (≤ ~0.5 s); insertCard waits for this card
+      const vpcd = await insertCard(slot, endpoint);
+      const transport = await openPcsc({ reader: vpcdReaderName(endpoint.port) });
+      return { slot, vpcd, transport };
+    })();
+    return setup;
+  };
+  return {
+    async fresh() {
+      const { slot, transport } = await env();
+      slot.card = new VirtualSmartCardHsm();
+      return { card: slot.card, hsm: await SmartCardHsm.open(transport) };
+    },
+    async close() {
+      if (!setup) return;
+      const { vpcd, transport } = await setup;
+      await transport.close();
+      await vpcd.close();
+    },
+  };
 }
