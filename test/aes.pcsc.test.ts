@@ -6,43 +6,20 @@
 import { createDecipheriv, randomBytes } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { PassThrough } from 'node:stream';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { runCli } from '../src/cli/main.js';
 import { SmartCardHsm } from '../src/sc-hsm/session.js';
 import { VirtualSmartCardHsm } from '../src/sim/index.js';
 import type { VpcdConnection } from '../src/sim/vpcd.js';
 import { toHex } from '../src/util/bytes.js';
-import { tempDir } from './cli-helpers.js';
+import { cli as runCommand, tempDir } from './cli-helpers.js';
 import { describePcsc, insertCard, vpcdEndpoint, vpcdReaderName, waitForCard } from './helpers/pcsc-env.js';
 
 const PIN = '648219';
 const { host, port } = vpcdEndpoint();
 const READER = vpcdReaderName(port);
 
-async function cli(argv: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const out = new PassThrough();
-  const err = new PassThrough();
-  let stdout = '';
-  let stderr = '';
-  out.on('data', (c: Buffer) => {
-    stdout += c.toString();
-  });
-  err.on('data', (c: Buffer) => {
-    stderr += c.toString();
-  });
-  const stdin = new PassThrough();
-  stdin.end();
-  const code = await runCli([...argv, '--reader', READER], {
-    stdout: out,
-    stderr: err,
-    stdin,
-    env: { PIN },
-    isTTY: false,
-  });
-  await new Promise((r) => setImmediate(r));
-  return { code, stdout, stderr };
-}
+/** The command in-process on the reader, `PIN` in its environment, stdin empty. */
+const cli = (argv: string[]) => runCommand([...argv, '--reader', READER], { env: { PIN }, stdin: '' });
 
 describePcsc('aes commands through pcscd', () => {
   let card: VirtualSmartCardHsm;

@@ -7,16 +7,15 @@
  * MALFORMED_RESPONSE, and the transport stays dead; a key generation says what may exist.
  * Run with: bash scripts/with-pcscd.sh npx vitest run --project pcsc test/card-pull.pcsc.test.ts
  */
-import { PassThrough } from 'node:stream';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { RelayCard } from '../harness/relay-card.js';
 import type { PcscTransport } from '../src/apdu/pcsc.js';
-import { runCli } from '../src/cli/main.js';
 import type { ScHsmError } from '../src/errors.js';
 import { openPcsc } from '../src/sc-hsm/open-pcsc.js';
 import { SmartCardHsm } from '../src/sc-hsm/session.js';
 import { VirtualSmartCardHsm } from '../src/sim/index.js';
 import type { VpcdConnection } from '../src/sim/vpcd.js';
+import { cli as runCommand } from './cli-helpers.js';
 import { rejection } from './helpers/fixtures.js';
 import { describePcsc, insertCard, vpcdEndpoint, vpcdReaderName, waitForCard } from './helpers/pcsc-env.js';
 
@@ -122,29 +121,7 @@ function expectRemoved(e: ScHsmError, what: string): void {
 }
 
 /** The command in-process, on the reader. */
-async function cli(argv: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const out = new PassThrough();
-  const err = new PassThrough();
-  let stdout = '';
-  let stderr = '';
-  out.on('data', (c: Buffer) => {
-    stdout += c.toString();
-  });
-  err.on('data', (c: Buffer) => {
-    stderr += c.toString();
-  });
-  const stdin = new PassThrough();
-  stdin.end();
-  const code = await runCli([...argv, '--reader', READER], {
-    stdout: out,
-    stderr: err,
-    stdin,
-    env: { PIN },
-    isTTY: false,
-  });
-  await new Promise((r) => setImmediate(r));
-  return { code, stdout, stderr };
-}
+const cli = (argv: string[]) => runCommand([...argv, '--reader', READER], { env: { PIN }, stdin: '' });
 
 describePcsc('a card pulled in the middle of an operation, through pcscd', () => {
   beforeAll(async () => {

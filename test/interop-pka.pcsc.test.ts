@@ -11,15 +11,14 @@
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { PassThrough } from 'node:stream';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import type { PcscTransport } from '../src/apdu/pcsc.js';
-import { runCli } from '../src/cli/main.js';
 import { decodeCvRequest, decodePkaFile } from '../src/pkcs15/index.js';
 import { openPcsc } from '../src/sc-hsm/open-pcsc.js';
 import { SmartCardHsm } from '../src/sc-hsm/session.js';
 import { VirtualSmartCardHsm } from '../src/sim/index.js';
 import { connectToVpcd, type VpcdConnection } from '../src/sim/vpcd.js';
+import { cli as runCommand } from './cli-helpers.js';
 import { argv, grab, ok, READER0, READER1, scHsmTool, show, waitForReader } from './helpers/opensc.js';
 import { describePcsc, vpcdEndpoint, waitAdopted } from './helpers/pcsc-env.js';
 import { type Custodian, custodian, PIN, SO } from './helpers/pka.js';
@@ -57,23 +56,7 @@ async function session(reader: string): Promise<SmartCardHsm> {
 }
 
 /** Our command in-process against a reader of the private pcscd. */
-async function ourCli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const out = new PassThrough();
-  const err = new PassThrough();
-  let stdout = '';
-  let stderr = '';
-  out.on('data', (c: Buffer) => {
-    stdout += c.toString();
-  });
-  err.on('data', (c: Buffer) => {
-    stderr += c.toString();
-  });
-  const stdin = new PassThrough();
-  stdin.end();
-  const code = await runCli(args, { stdout: out, stderr: err, stdin, env: {}, isTTY: false });
-  await new Promise((r) => setImmediate(r));
-  return { code, stdout, stderr };
-}
+const ourCli = (args: string[]) => runCommand(args, { env: {}, stdin: '' });
 
 function pkaNumbers(r: { stdout: string; stderr: string }) {
   const n = (label: string) => Number(grab(r as never, new RegExp(`^${label}:\\s*(\\d+)`, 'm'), label)[1]);

@@ -9,13 +9,12 @@
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { PassThrough } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { FaultInjectingTransport, type FaultPlan } from '../src/apdu/fault.js';
-import { runCli } from '../src/cli/main.js';
 import { isScHsmError, ScHsmError } from '../src/errors.js';
 import { SmartCardHsm } from '../src/sc-hsm/session.js';
 import { VirtualSmartCardHsm } from '../src/sim/index.js';
+import { cli as runCommand } from './cli-helpers.js';
 import { FAULT_COMBOS } from './helpers/fixtures.js';
 
 const SO_PIN = '3537363231383830';
@@ -192,29 +191,7 @@ function fileKeyRefs(path: string): number[] {
 }
 
 /** Runs the command on `--sim sim` with `PIN` in the environment. */
-async function cli(argv: string[], sim: string): Promise<{ code: number; stdout: string; stderr: string }> {
-  const out = new PassThrough();
-  const err = new PassThrough();
-  let stdout = '';
-  let stderr = '';
-  out.on('data', (c: Buffer) => {
-    stdout += c.toString();
-  });
-  err.on('data', (c: Buffer) => {
-    stderr += c.toString();
-  });
-  const stdin = new PassThrough();
-  stdin.end();
-  const code = await runCli([...argv, '--sim', sim], {
-    stdout: out,
-    stderr: err,
-    stdin,
-    env: { PIN },
-    isTTY: false,
-  });
-  await new Promise((r) => setImmediate(r));
-  return { code, stdout, stderr };
-}
+const cli = (argv: string[], sim: string) => runCommand([...argv, '--sim', sim], { env: { PIN }, stdin: '' });
 
 /**
  * Every virtual card's transport (the command uses the card object as its transport): `fault`

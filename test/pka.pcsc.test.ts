@@ -6,17 +6,15 @@
  */
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { PassThrough } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { exists } from '../src/cli/files.js';
-import { runCli } from '../src/cli/main.js';
 import { decodePkaFile } from '../src/pkcs15/index.js';
 import { SmartCardHsm } from '../src/sc-hsm/session.js';
 import { VirtualSmartCardHsm } from '../src/sim/index.js';
 import type { VpcdConnection } from '../src/sim/vpcd.js';
 import { tlv } from '../src/util/tlv.js';
-import { tempDir } from './cli-helpers.js';
+import { cli as runCommand, tempDir } from './cli-helpers.js';
 import { describePcsc, insertCard, vpcdEndpoint, vpcdReaderName, waitForCard } from './helpers/pcsc-env.js';
 import { custodian, PIN, rogueIssuer, SO } from './helpers/pka.js';
 
@@ -25,23 +23,8 @@ const TARGET = vpcdReaderName(port);
 const TOKEN = vpcdReaderName(port + 1);
 const env = { PIN, SO_PIN: SO, NEW_PIN: '123456' };
 
-async function cli(argv: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const out = new PassThrough();
-  const err = new PassThrough();
-  let stdout = '';
-  let stderr = '';
-  out.on('data', (c: Buffer) => {
-    stdout += c.toString();
-  });
-  err.on('data', (c: Buffer) => {
-    stderr += c.toString();
-  });
-  const stdin = new PassThrough();
-  stdin.end();
-  const code = await runCli(argv, { stdout: out, stderr: err, stdin, env, isTTY: false });
-  await new Promise((r) => setImmediate(r));
-  return { code, stdout, stderr };
-}
+/** The command in-process (readers named in `argv`), the PINs in its environment, stdin empty. */
+const cli = (argv: string[]) => runCommand(argv, { env, stdin: '' });
 
 async function waitFor(path: string): Promise<void> {
   for (let i = 0; i < 400 && !(await exists(path)); i++) await sleep(25);
