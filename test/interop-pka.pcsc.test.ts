@@ -17,10 +17,10 @@ import { decodeCvRequest, decodePkaFile } from '../src/pkcs15/index.js';
 import { openPcsc } from '../src/sc-hsm/open-pcsc.js';
 import { SmartCardHsm } from '../src/sc-hsm/session.js';
 import { VirtualSmartCardHsm } from '../src/sim/index.js';
-import { connectToVpcd, type VpcdConnection } from '../src/sim/vpcd.js';
+import type { VpcdConnection } from '../src/sim/vpcd.js';
 import { cli as runCommand } from './cli-helpers.js';
 import { argv, grab, ok, READER0, READER1, scHsmTool, show, waitForReader } from './helpers/opensc.js';
-import { describePcsc, vpcdEndpoint, waitAdopted } from './helpers/pcsc-env.js';
+import { describePcsc, insertCard, vpcdEndpoint } from './helpers/pcsc-env.js';
 import { type Custodian, custodian, PIN, SO } from './helpers/pka.js';
 
 const withPins = { env: { SC_PIN: PIN, SC_SO_PIN: SO } };
@@ -36,11 +36,9 @@ let onReader1: { keyRef: number; chr: string };
 /** A second custodian, in-process only: its file is made by sc-hsm-ts. */
 let other: Custodian;
 
+/** Inserts `card` on vpcd `port` (pcscd lists it, vpcd took it within 5 s); then OpenSC sees reader `index`. */
 async function insert(card: VirtualSmartCardHsm, port: number, index: number): Promise<void> {
-  const link = connectToVpcd(card, { host: vpcdEndpoint().host, port });
-  links.push(link);
-  await link.connected;
-  await waitAdopted(link, port);
+  links.push(await insertCard(card, { host: vpcdEndpoint().host, port }, 5000));
   await waitForReader(index, true, 8000);
 }
 
