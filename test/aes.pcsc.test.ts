@@ -7,12 +7,18 @@ import { createDecipheriv, randomBytes } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { SmartCardHsm } from '../src/sc-hsm/session.js';
-import { VirtualSmartCardHsm } from '../src/sim/index.js';
+import type { VirtualSmartCardHsm } from '../src/sim/index.js';
 import type { VpcdConnection } from '../src/sim/vpcd.js';
 import { toHex } from '../src/util/bytes.js';
 import { cli as runCommand, tempDir } from './cli-helpers.js';
-import { describePcsc, insertCard, vpcdEndpoint, vpcdReaderName, waitForCard } from './helpers/pcsc-env.js';
+import {
+  describePcsc,
+  initializedCard,
+  insertCard,
+  vpcdEndpoint,
+  vpcdReaderName,
+  waitForCard,
+} from './helpers/pcsc-env.js';
 
 const PIN = '648219';
 const { host, port } = vpcdEndpoint();
@@ -30,10 +36,9 @@ describePcsc('aes commands through pcscd', () => {
   beforeAll(async () => {
     dir = await tempDir();
     // prepared in-process (the session is left open: closing it would pull the card)
-    card = new VirtualSmartCardHsm();
-    const hsm = await SmartCardHsm.open(card);
-    await hsm.initialize({ soPin: '3537363231383830', userPin: PIN });
-    await hsm.verifyPin(PIN);
+    const prepared = await initializedCard(PIN);
+    card = prepared.card;
+    const { hsm } = prepared;
     await hsm.generateKeyPair({ type: 'ec', curve: 'P-256', label: 'ec' });
     await hsm.generateAesKey({ bits: 256, label: 'vault' });
     key = Buffer.from(JSON.parse(card.serialize()).keys['2'].secret, 'hex');

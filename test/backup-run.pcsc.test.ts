@@ -10,11 +10,18 @@ import { afterAll, expect, it } from 'vitest';
 import { backupDevice, restoreDevice } from '../src/sc-hsm/backup.js';
 import { openPcsc } from '../src/sc-hsm/open-pcsc.js';
 import { SmartCardHsm } from '../src/sc-hsm/session.js';
-import { VirtualSmartCardHsm } from '../src/sim/index.js';
+import type { VirtualSmartCardHsm } from '../src/sim/index.js';
 import type { VpcdConnection } from '../src/sim/vpcd.js';
 import { fromHex } from '../src/util/bytes.js';
 import { argv, ok, pkcs15Tool, show, waitForReader } from './helpers/opensc.js';
-import { describePcsc, insertCard, vpcdEndpoint, vpcdReaderName, waitForCard } from './helpers/pcsc-env.js';
+import {
+  describePcsc,
+  initializedCard,
+  insertCard,
+  vpcdEndpoint,
+  vpcdReaderName,
+  waitForCard,
+} from './helpers/pcsc-env.js';
 
 const PIN = '648219';
 const SHARE = fromHex('9b1964f9cbc623adbe4644244161d955a8729a691883b35643c9e6e9dc3f3c74');
@@ -24,11 +31,7 @@ const READER = vpcdReaderName(port);
 const INDEX = String(port - 35963);
 
 async function device(keys: number): Promise<VirtualSmartCardHsm> {
-  const card = new VirtualSmartCardHsm();
-  const hsm = await SmartCardHsm.open(card);
-  await hsm.initialize({ soPin: '3537363231383830', userPin: PIN, label: 'RUN-HSM', dkekShares: 1 });
-  await hsm.importDkekShare(SHARE);
-  await hsm.verifyPin(PIN);
+  const { card, hsm } = await initializedCard(PIN, { label: 'RUN-HSM', dkekShare: SHARE });
   for (let i = 0; i < keys; i++)
     await hsm.generateKeyPair({ type: 'ec', curve: 'prime256v1', label: `run${i}` });
   card.reset();

@@ -17,10 +17,16 @@ import { VirtualSmartCardHsm } from '../src/sim/index.js';
 import type { VpcdConnection } from '../src/sim/vpcd.js';
 import { cli as runCommand } from './cli-helpers.js';
 import { rejection } from './helpers/fixtures.js';
-import { describePcsc, insertCard, vpcdEndpoint, vpcdReaderName, waitForCard } from './helpers/pcsc-env.js';
+import {
+  describePcsc,
+  initializedCard,
+  insertCard,
+  vpcdEndpoint,
+  vpcdReaderName,
+  waitForCard,
+} from './helpers/pcsc-env.js';
 
 const PIN = '648219';
-const SO_PIN = '3537363231383830';
 const { host, port } = vpcdEndpoint();
 const READER = vpcdReaderName(port);
 
@@ -125,10 +131,7 @@ const cli = (argv: string[]) => runCommand([...argv, '--reader', READER], { env:
 
 describePcsc('a card pulled in the middle of an operation, through pcscd', () => {
   beforeAll(async () => {
-    const card = new VirtualSmartCardHsm({ deviceId: '5550001' });
-    const hsm = await SmartCardHsm.open(card);
-    await hsm.initialize({ soPin: SO_PIN, userPin: PIN, label: 'pull' });
-    await hsm.verifyPin(PIN);
+    const { card, hsm } = await initializedCard(PIN, { deviceId: '5550001', label: 'pull' });
     await hsm.generateKeyPair({ type: 'ec', curve: 'prime256v1', label: 'first' });
     state = card.serialize();
   });

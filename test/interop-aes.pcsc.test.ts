@@ -4,11 +4,16 @@
  * list the EC key, and pkcs11-tool must still sign with it. Through pcscd and vpcd.
  */
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { SmartCardHsm } from '../src/sc-hsm/session.js';
-import { VirtualSmartCardHsm } from '../src/sim/index.js';
 import type { VpcdConnection } from '../src/sim/vpcd.js';
 import { argv, ok, pkcs15Tool, show, waitForReader } from './helpers/opensc.js';
-import { describePcsc, insertCard, vpcdEndpoint, vpcdReaderName, waitForCard } from './helpers/pcsc-env.js';
+import {
+  describePcsc,
+  initializedCard,
+  insertCard,
+  vpcdEndpoint,
+  vpcdReaderName,
+  waitForCard,
+} from './helpers/pcsc-env.js';
 
 const PIN = '648219';
 const { host, port } = vpcdEndpoint();
@@ -17,10 +22,7 @@ describePcsc('OpenSC with an AES key on the card', () => {
   let link: VpcdConnection | undefined;
 
   beforeAll(async () => {
-    const card = new VirtualSmartCardHsm();
-    const hsm = await SmartCardHsm.open(card);
-    await hsm.initialize({ soPin: '3537363231383830', userPin: PIN, label: 'AES-HSM' });
-    await hsm.verifyPin(PIN);
+    const { card, hsm } = await initializedCard(PIN, { label: 'AES-HSM' });
     await hsm.generateAesKey({ bits: 256, label: 'vault-aes' });
     await hsm.generateKeyPair({ type: 'ec', curve: 'P-256', label: 'signer-ec' });
     card.reset();

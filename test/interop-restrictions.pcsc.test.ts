@@ -11,12 +11,18 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import { decodeWrapFile, inspectKeyBlob } from '../src/dkek/index.js';
 import { openPcsc } from '../src/sc-hsm/open-pcsc.js';
 import { algorithmBytes, algorithmNames, SmartCardHsm } from '../src/sc-hsm/session.js';
-import { VirtualSmartCardHsm } from '../src/sim/index.js';
 import type { VpcdConnection } from '../src/sim/vpcd.js';
 import { fromHex } from '../src/util/bytes.js';
 import { rejection } from './helpers/fixtures.js';
 import { argv, ok, pkcs11Tool, pkcs15Tool, scHsmTool, show, waitForReader } from './helpers/opensc.js';
-import { describePcsc, insertCard, vpcdEndpoint, vpcdReaderName, waitForCard } from './helpers/pcsc-env.js';
+import {
+  describePcsc,
+  initializedCard,
+  insertCard,
+  vpcdEndpoint,
+  vpcdReaderName,
+  waitForCard,
+} from './helpers/pcsc-env.js';
 
 const PIN = '648219';
 const SHARE = fromHex('9b1964f9cbc623adbe4644244161d955a8729a691883b35643c9e6e9dc3f3c74');
@@ -30,11 +36,7 @@ describePcsc('restricted and derived keys through pcscd', () => {
 
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), 'sc-hsm-ts-restr-'));
-    const card = new VirtualSmartCardHsm();
-    const hsm = await SmartCardHsm.open(card);
-    await hsm.initialize({ soPin: '3537363231383830', userPin: PIN, label: 'RESTR-HSM', dkekShares: 1 });
-    await hsm.importDkekShare(SHARE);
-    await hsm.verifyPin(PIN);
+    const { card, hsm } = await initializedCard(PIN, { label: 'RESTR-HSM', dkekShare: SHARE });
     await hsm.generateKeyPair({
       type: 'ec',
       curve: 'prime256v1',
@@ -44,10 +46,7 @@ describePcsc('restricted and derived keys through pcscd', () => {
       useCounter: 10,
     });
     // a key of another device with the same DKEK, wrapped by our library, for sc-hsm-tool to unwrap here
-    const other = await SmartCardHsm.open(new VirtualSmartCardHsm());
-    await other.initialize({ soPin: '3537363231383830', userPin: PIN, dkekShares: 1 });
-    await other.importDkekShare(SHARE);
-    await other.verifyPin(PIN);
+    const { hsm: other } = await initializedCard(PIN, { dkekShare: SHARE });
     await other.generateKeyPair({
       type: 'ec',
       curve: 'prime256v1',

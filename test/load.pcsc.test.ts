@@ -20,11 +20,11 @@ import type { PcscTransport } from '../src/apdu/pcsc.js';
 import { isScHsmError } from '../src/errors.js';
 import { openPcsc } from '../src/sc-hsm/open-pcsc.js';
 import { SmartCardHsm } from '../src/sc-hsm/session.js';
-import { VirtualSmartCardHsm } from '../src/sim/index.js';
+import type { VirtualSmartCardHsm } from '../src/sim/index.js';
 import type { VpcdConnection } from '../src/sim/vpcd.js';
 import { ascii } from '../src/util/bytes.js';
 import { READER1, runTool, show } from './helpers/opensc.js';
-import { describePcsc, insertCard, vpcdEndpoint } from './helpers/pcsc-env.js';
+import { describePcsc, initializedCard, insertCard, vpcdEndpoint } from './helpers/pcsc-env.js';
 
 const PIN = '648219';
 const SIGNATURES = 10_000;
@@ -57,10 +57,7 @@ let keyRef = 0;
 
 describePcsc('load and sharing through pcscd (vpcd slot 1)', () => {
   beforeAll(async () => {
-    const card = new VirtualSmartCardHsm({ deviceId: '4440001' });
-    const local = await SmartCardHsm.open(card);
-    await local.initialize({ soPin: '3537363231383830', userPin: PIN, label: 'load' });
-    await local.verifyPin(PIN);
+    const { card, hsm: local } = await initializedCard(PIN, { deviceId: '4440001', label: 'load' });
     keyRef = (await local.generateKeyPair({ type: 'ec', curve: 'secp256r1', label: 'load' })).keyRef;
     slot = new LoggingCard(card);
     vpcd = await insertCard(slot, { host: vpcdEndpoint().host, port: 35964 });

@@ -13,11 +13,11 @@ import type { PcscTransport } from '../src/apdu/pcsc.js';
 import { gatherDump } from '../src/sc-hsm/dump.js';
 import { openPcsc } from '../src/sc-hsm/open-pcsc.js';
 import { SmartCardHsm } from '../src/sc-hsm/session.js';
-import { NITROKEY_HSM2, type TimingProfile, VirtualSmartCardHsm } from '../src/sim/index.js';
+import { NITROKEY_HSM2, type TimingProfile, type VirtualSmartCardHsm } from '../src/sim/index.js';
 import type { VpcdConnection } from '../src/sim/vpcd.js';
 import { fromHex } from '../src/util/bytes.js';
 import { READER1 } from './helpers/opensc.js';
-import { describePcsc, insertCard, vpcdEndpoint } from './helpers/pcsc-env.js';
+import { describePcsc, initializedCard, insertCard, vpcdEndpoint } from './helpers/pcsc-env.js';
 
 const PIN = '648219';
 
@@ -71,10 +71,7 @@ let b: PcscTransport | undefined;
 
 describePcsc('timing profile through pcscd (vpcd slot 1)', () => {
   beforeAll(async () => {
-    const card = new VirtualSmartCardHsm({ deviceId: '5550001' });
-    const local = await SmartCardHsm.open(card);
-    await local.initialize({ soPin: '3537363231383830', userPin: PIN, label: 'model' });
-    await local.verifyPin(PIN);
+    const { card, hsm: local } = await initializedCard(PIN, { deviceId: '5550001', label: 'model' });
     await local.logout();
     card.profile = profile();
     slot = new WatchedCard(card);

@@ -106,6 +106,29 @@ export async function insertCard(
 }
 
 /**
+ * A virtual card prepared in-process before a test inserts it: INITIALIZE DEVICE with the SO-PIN
+ * 3537363231383830 and `userPin` (spec §3.3); with `dkekShare`, one DKEK share announced and that
+ * share imported (IMPORT DKEK SHARE, spec §3.12); then the user PIN verified. The session on it is
+ * returned open, for the test to add keys.
+ */
+export async function initializedCard(
+  userPin: string,
+  o: { label?: string; deviceId?: string; dkekShare?: Uint8Array } = {},
+): Promise<{ card: VirtualSmartCardHsm; hsm: SmartCardHsm }> {
+  const card = new VirtualSmartCardHsm(o.deviceId === undefined ? {} : { deviceId: o.deviceId });
+  const hsm = await SmartCardHsm.open(card);
+  await hsm.initialize({
+    soPin: '3537363231383830',
+    userPin,
+    ...(o.label === undefined ? {} : { label: o.label }),
+    ...(o.dkekShare ? { dkekShares: 1 } : {}),
+  });
+  if (o.dkekShare) await hsm.importDkekShare(o.dkekShare);
+  await hsm.verifyPin(userPin);
+  return { card, hsm };
+}
+
+/**
  * The shared suites' harness (test/helpers/session-suite.ts) through pcscd: one vpcd connection and
  * one PC/SC transport for the whole file, made on first use (the card inserted with insertCard).
  * `fresh()` swaps a new virtual card behind that connection, as if the token were replaced between
