@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { cli, copyState, ENV, PIN, tempDir } from './cli-helpers.js';
+import { cli, copyState, ENV, initArgs, keygenArgs, tempDir } from './cli-helpers.js';
 
 let dir: string;
 let share0: string;
@@ -18,6 +18,24 @@ async function ok(args: string[]) {
   return r;
 }
 
+/** `domain import SHARE --domain 1 --sim SIM --password PW --pin PIN`. */
+const importArgs = (sim: string, share: string, pw = 'env:PW', pin = 'env:PIN') => [
+  'domain',
+  'import',
+  share,
+  '--domain',
+  '1',
+  '--sim',
+  sim,
+  '--password',
+  pw,
+  '--pin',
+  pin,
+];
+/** An EC P-256 key LABEL generated in key domain 1. */
+const keygenD1 = (sim: string, label: string) =>
+  ok(keygenArgs(sim, 'ec:prime256v1', label, '--domain', '1', '--pin', 'env:PIN'));
+
 beforeAll(async () => {
   dir = await tempDir();
   share0 = join(dir, 'share0.pbe');
@@ -25,22 +43,7 @@ beforeAll(async () => {
   shareB = join(dir, 'shareB.pbe');
   for (const f of [share0, shareA, shareB]) await ok(['dkek', 'create', f, '--password', 'env:PW']);
   base = join(dir, 'base.json');
-  await ok([
-    'init',
-    '--sim',
-    base,
-    '--so-pin',
-    'env:SO_PIN',
-    '--pin',
-    'env:PIN',
-    '--label',
-    'Domains',
-    '--dkek-shares',
-    '1',
-    '--key-domains',
-    '3',
-    '--yes',
-  ]);
+  await ok(initArgs(base, 'Domains', '--dkek-shares', '1', '--key-domains', '3', '--yes'));
   await ok(['dkek', 'import', share0, '--sim', base, '--password', 'env:PW']);
   const c = await ok([
     'domain',
@@ -61,20 +64,7 @@ beforeAll(async () => {
 describe('domain commands', () => {
   it('imports both shares into domain 1 (own KCV), refuses the same share twice; status/dump/keys show the domains', async () => {
     const sim = await copyState(base, dir, 'full.json');
-    const a = await ok([
-      'domain',
-      'import',
-      shareA,
-      '--domain',
-      '1',
-      '--sim',
-      sim,
-      '--password',
-      'env:PW',
-      '--pin',
-      'env:PIN',
-      '--json',
-    ]);
+    const a = await ok([...importArgs(sim, shareA), '--json']);
     expect(a.json().dkek).toMatchObject({ domain: 1, total: 2, outstanding: 1 });
     // domain 1 keeps its own record of the ceremony, beside (never in place of) domain 0's
     const record = JSON.parse(await readFile(`${sim}.dkek-import-domain-1.json`, 'utf8'));
@@ -97,26 +87,10 @@ describe('domain commands', () => {
       { env: ENV },
     );
     expect(over.code).toBe(2);
-    const again = await cli(
-      ['domain', 'import', shareA, '--domain', '1', '--sim', sim, '--password', 'env:PW', '--pin', 'env:PIN'],
-      { env: ENV },
-    );
+    const again = await cli(importArgs(sim, shareA), { env: ENV });
     expect(again.code).toBe(7);
     expect(again.stderr).toMatch(/DKEK_SHARE_REPEATED|already imported/);
-    const b = await ok([
-      'domain',
-      'import',
-      shareB,
-      '--domain',
-      '1',
-      '--sim',
-      sim,
-      '--password',
-      'env:PW',
-      '--pin',
-      'env:PIN',
-      '--json',
-    ]);
+    const b = await ok([...importArgs(sim, shareB), '--json']);
     expect(b.json().dkek.outstanding).toBe(0);
     const st = await ok(['status', '--sim', sim, '--json']);
     const domains = st.json().domains;
@@ -136,20 +110,8 @@ describe('domain commands', () => {
       unused: true,
     });
     // a key in domain 1: keys --json carries it, dump lists the domains
-    await ok([
-      'keygen',
-      '--sim',
-      sim,
-      '--type',
-      'ec:prime256v1',
-      '--label',
-      'd1',
-      '--domain',
-      '1',
-      '--pin',
-      'env:PIN',
-    ]);
-    await ok(['keygen', '--sim', sim, '--type', 'ec:prime256v1', '--label', 'd0', '--pin', 'env:PIN']);
+    await keygenD1(sim, 'd1');
+    await ok(keygenArgs(sim, 'ec:prime256v1', 'd0', '--pin', 'env:PIN'));
     const keys = (await ok(['keys', '--sim', sim, '--json'])).json();
     const list = Array.isArray(keys) ? keys : keys.keys;
     expect(list.map((k: { label: string; domain: number }) => [k.label, k.domain])).toEqual([
@@ -188,51 +150,14 @@ describe('domain commands', () => {
 
   it('wrapped files of domain 1 cross between the card and the host tools both ways (wrapped inspect, import-key --domain)', async () => {
     const sim = await copyState(base, dir, 'cross.json');
-    for (const f of [shareA, shareB])
-      await ok([
-        'domain',
-        'import',
-        f,
-        '--domain',
-        '1',
-        '--sim',
-        sim,
-        '--password',
-        'env:PW',
-        '--pin',
-        'env:PIN',
-      ]);
+    for (const f of [shareA, shareB]) await ok(importArgs(sim, f));
     const kcv1 = (await ok(['domain', 'status', '--domain', '1', '--sim', sim, '--json'])).json().kcv;
-    await ok([
-      'keygen',
-      '--sim',
-      sim,
-      '--type',
-      'ec:prime256v1',
-      '--label',
-      'card',
-      '--domain',
-      '1',
-      '--pin',
-      'env:PIN',
-    ]);
+    await keygenD1(sim, 'card');
     const bin = join(dir, 'cross.bin');
     await ok(['wrap', '--sim', sim, '--key-ref', '1', '--out', bin, '--pin', 'env:PIN']);
     // the host decrypts the card's blob with domain 1's shares, not with domain 0's
-    const insp = await ok([
-      'wrapped',
-      'inspect',
-      bin,
-      '--dkek',
-      shareA,
-      '--dkek',
-      shareB,
-      '--password',
-      'env:PW',
-      '--password',
-      'env:PW',
-      '--json',
-    ]);
+    const shares = ['--dkek', shareA, '--dkek', shareB, '--password', 'env:PW', '--password', 'env:PW'];
+    const insp = await ok(['wrapped', 'inspect', bin, ...shares, '--json']);
     expect(JSON.stringify(insp.json()).toUpperCase()).toContain(kcv1.toUpperCase());
     const other = await cli(['wrapped', 'inspect', bin, '--dkek', share0, '--password', 'env:PW'], {
       env: ENV,
@@ -248,52 +173,10 @@ describe('domain commands', () => {
         type: 'pkcs8',
       }),
     );
-    const wrong = await cli(
-      [
-        'import-key',
-        pem,
-        '--sim',
-        sim,
-        '--key-ref',
-        '5',
-        '--label',
-        'host',
-        '--dkek',
-        shareA,
-        '--dkek',
-        shareB,
-        '--password',
-        'env:PW',
-        '--password',
-        'env:PW',
-        '--pin',
-        'env:PIN',
-      ],
-      { env: ENV },
-    );
+    const importKey = ['import-key', pem, '--sim', sim, '--key-ref', '5', '--label', 'host'];
+    const wrong = await cli([...importKey, ...shares, '--pin', 'env:PIN'], { env: ENV });
     expect(wrong.code).toBe(6); // domain 0 by default: another KCV
-    await ok([
-      'import-key',
-      pem,
-      '--sim',
-      sim,
-      '--key-ref',
-      '5',
-      '--label',
-      'host',
-      '--domain',
-      '1',
-      '--dkek',
-      shareA,
-      '--dkek',
-      shareB,
-      '--password',
-      'env:PW',
-      '--password',
-      'env:PW',
-      '--pin',
-      'env:PIN',
-    ]);
+    await ok([...importKey, '--domain', '1', ...shares, '--pin', 'env:PIN']);
     const keys = (await ok(['keys', '--sim', sim, '--json'])).json();
     const list = Array.isArray(keys) ? keys : keys.keys;
     expect(list.find((k: { keyRef: number }) => k.keyRef === 5)).toMatchObject({ label: 'host', domain: 1 });
@@ -345,45 +228,8 @@ describe('domain commands', () => {
 
   it('delete asks like init (no terminal, no --yes: refused); refuses a domain with keys; --dkek-only keeps the keys', async () => {
     const sim = await copyState(base, dir, 'delete.json');
-    await ok([
-      'domain',
-      'import',
-      shareA,
-      '--domain',
-      '1',
-      '--sim',
-      sim,
-      '--password',
-      'env:PW',
-      '--pin',
-      'env:PIN',
-    ]);
-    await ok([
-      'domain',
-      'import',
-      shareB,
-      '--domain',
-      '1',
-      '--sim',
-      sim,
-      '--password',
-      'env:PW',
-      '--pin',
-      'env:PIN',
-    ]);
-    await ok([
-      'keygen',
-      '--sim',
-      sim,
-      '--type',
-      'ec:prime256v1',
-      '--label',
-      'k',
-      '--domain',
-      '1',
-      '--pin',
-      'env:PIN',
-    ]);
+    for (const f of [shareA, shareB]) await ok(importArgs(sim, f));
+    await keygenD1(sim, 'k');
     const before = await readFile(sim, 'utf8');
     const ask = await cli(['domain', 'delete', '--domain', '1', '--sim', sim, '--pin', 'env:PIN'], {
       env: ENV,
@@ -426,19 +272,7 @@ describe('domain commands', () => {
     );
     expect(wrap.code).toBe(6);
     // a new ceremony: the same share files are accepted again after the DKEK was deleted
-    await ok([
-      'domain',
-      'import',
-      shareA,
-      '--domain',
-      '1',
-      '--sim',
-      sim,
-      '--password',
-      'env:PW',
-      '--pin',
-      'env:PIN',
-    ]);
+    await ok(importArgs(sim, shareA));
     await ok(['domain', 'delete', '--domain', '2', '--sim', sim, '--pin', 'env:PIN', '--yes']).catch(
       () => undefined,
     );
@@ -471,37 +305,9 @@ describe('the DKEK repeat guard and PIN tries (hostile user)', () => {
   it('a damaged DKEK import record stops the import (naming the file) instead of counting as no record', async () => {
     const sim = await copyState(base, dir, 'garbage-record.json');
     const rec = `${sim}.dkek-import-domain-1.json`;
-    await ok([
-      'domain',
-      'import',
-      shareA,
-      '--domain',
-      '1',
-      '--sim',
-      sim,
-      '--password',
-      'env:PW',
-      '--pin',
-      'env:PIN',
-    ]);
+    await ok(importArgs(sim, shareA));
     await writeFile(rec, '{"trace": []}\n');
-    const r = await cli(
-      [
-        'domain',
-        'import',
-        shareA,
-        '--domain',
-        '1',
-        '--sim',
-        sim,
-        '--password',
-        'env:PW',
-        '--pin',
-        'env:PIN',
-        '--json',
-      ],
-      { env: ENV },
-    );
+    const r = await cli([...importArgs(sim, shareA), '--json'], { env: ENV });
     expect(r.code).not.toBe(0);
     expect(r.json().error.code).toBe('IO_ERROR');
     expect(r.json().error.message).toContain(rec);
@@ -523,23 +329,9 @@ describe('the DKEK repeat guard and PIN tries (hostile user)', () => {
       [shareA, 'env:PW2'],
     ];
     for (const [share, pw] of attempts) {
-      const r = await cli(
-        [
-          'domain',
-          'import',
-          share,
-          '--domain',
-          '1',
-          '--sim',
-          sim,
-          '--password',
-          pw,
-          '--pin',
-          'env:BADPIN',
-          '--json',
-        ],
-        { env: { ...ENV, PW2: 'another-pass-word', BADPIN: '111111' } },
-      );
+      const r = await cli([...importArgs(sim, share, pw, 'env:BADPIN'), '--json'], {
+        env: { ...ENV, PW2: 'another-pass-word', BADPIN: '111111' },
+      });
       expect(r.code, `${share}: ${r.stdout}`).not.toBe(0);
       expect(r.json().error.code).not.toMatch(/PIN/);
       expect(await tries(sim)).toBe(3);
@@ -550,20 +342,7 @@ describe('the DKEK repeat guard and PIN tries (hostile user)', () => {
 describe('init --key-domains without --dkek-shares', () => {
   it('warns that domain-0 keys cannot be backed up, not that no key ever can', async () => {
     const sim = join(dir, 'no-dkek0.json');
-    const r = await ok([
-      'init',
-      '--sim',
-      sim,
-      '--so-pin',
-      'env:SO_PIN',
-      '--pin',
-      'env:PIN',
-      '--label',
-      'D',
-      '--key-domains',
-      '4',
-      '--yes',
-    ]);
+    const r = await ok(initArgs(sim, 'D', '--key-domains', '4', '--yes'));
     expect(r.stderr).toMatch(/key domain 0 gets no DKEK.*domains 1\.\.3 can/);
     expect(r.stderr).not.toMatch(/keys can NEVER be backed up or moved to a replacement device/);
   });

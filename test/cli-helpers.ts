@@ -3,7 +3,9 @@ import { copyFile, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
-import { afterAll } from 'vitest';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { afterAll, expect } from 'vitest';
+import { exists } from '../src/cli/files.js';
 import { runCli } from '../src/cli/main.js';
 import { VirtualSmartCardHsm } from '../src/sim/index.js';
 
@@ -85,4 +87,69 @@ export const ENV = { PIN, SO_PIN, PW: PASSWORD };
 export function secretForms(secret: string): string[] {
   const b = Buffer.from(secret);
   return [secret, b.toString('hex'), b.toString('hex').toUpperCase(), b.toString('base64')];
+}
+
+/**
+ * `init --sim SIM --so-pin env:SO_PIN --pin env:PIN --label LABEL MORE…` (the secrets from `ENV`;
+ * MORE usually ends in `--yes`).
+ */
+export function initArgs(sim: string, label: string, ...more: string[]): string[] {
+  return ['init', '--sim', sim, '--so-pin', 'env:SO_PIN', '--pin', 'env:PIN', '--label', label, ...more];
+}
+
+/** `keygen --sim SIM --type TYPE --label LABEL MORE…`. */
+export function keygenArgs(sim: string, type: string, label: string, ...more: string[]): string[] {
+  return ['keygen', '--sim', sim, '--type', type, '--label', label, ...more];
+}
+
+/** `aes OP --sim SIM --key-ref REF MORE…` (MORE: `--in FILE`, `--out FILE`, …). */
+export function aesArgs(
+  op: 'encrypt' | 'decrypt' | 'cmac',
+  sim: string,
+  keyRef: string,
+  ...more: string[]
+): string[] {
+  return ['aes', op, '--sim', sim, '--key-ref', keyRef, ...more];
+}
+
+/** Waits (at most 10 s) until `path` exists: the challenge file of a running `pka authenticate`. */
+export async function waitForFile(path: string): Promise<void> {
+  for (let i = 0; i < 400 && !(await exists(path)); i++) await sleep(25);
+}
+
+/**
+ * `init --sim FILE --so-pin env:SO_PIN --pin env:PIN --yes EXTRA…` with `env` (the PKA tests' form:
+ * `--pka`, `--required`, `--transport-pin`, `--label` in EXTRA).
+ */
+export function initYes(file: string, env: Record<string, string>, ...extra: string[]): Promise<RunResult> {
+  return cli(['init', '--sim', file, '--so-pin', 'env:SO_PIN', '--pin', 'env:PIN', '--yes', ...extra], {
+    env,
+  });
+}
+
+/** A PKA custodian's device `DIR/NAME.json` with an EC key 1, and its `pka export` file `DIR/NAME.pka`. */
+export async function pkaCustodian(
+  dir: string,
+  name: string,
+  env: Record<string, string>,
+): Promise<{ sim: string; file: string }> {
+  const sim = join(dir, `${name}.json`);
+  expect((await initYes(sim, env, '--label', name)).code).toBe(0);
+  const k = await cli(keygenArgs(sim, 'ec:prime256v1', 'pka', '--pin', 'env:PIN'), { env });
+  expect(k.code, k.stderr).toBe(0);
+  const file = join(dir, `${name}.pka`);
+  const e = await cli(['pka', 'export', '--sim', sim, '--key-ref', '1', '--out', file]);
+  expect(e.code, e.stderr).toBe(0);
+  return { sim, file };
+}
+
+/** `pka respond --sim SIM CHALLENGE --key-ref REF --out OUT --pin PIN`. */
+export function respondArgs(
+  sim: string,
+  challenge: string,
+  out: string,
+  keyRef = '1',
+  pin = 'env:PIN',
+): string[] {
+  return ['pka', 'respond', '--sim', sim, challenge, '--key-ref', keyRef, '--out', out, '--pin', pin];
 }
