@@ -7,15 +7,7 @@
  */
 import { verify as nodeVerify } from 'node:crypto';
 import { isScHsmError, ScHsmError } from '../errors.js';
-import {
-  cvcPublicKeyToSpki,
-  ecdsaDerToPlain,
-  encodeCvc,
-  encodeCvcBody,
-  encodeKeyDescription,
-  KEY_USAGE,
-  OBJECT_FLAGS,
-} from '../pkcs15/index.js';
+import { cvcPublicKeyToSpki, ecdsaDerToPlain, encodeCvc, encodeCvcBody, KEY_USAGE } from '../pkcs15/index.js';
 import { ALGO, CLA_PROPRIETARY, INS, OID, PREFIX } from '../protocol/constants.js';
 import { bigintFromBytes, bigintToBytes, bytesEqual, concat, fresh, toHex } from '../util/bytes.js';
 import { curveByName, curveParams } from '../util/curves.js';
@@ -23,7 +15,7 @@ import { decodePoint, domain, encodePoint, pointAdd, pointMul } from '../util/ec
 import type { SessionContext } from './context.js';
 import { cardSign, keyOpOverrides } from './crypto.js';
 import { deviceChr } from './device.js';
-import { afterCreationSent, type CreationContext } from './interrupted.js';
+import { creatingKey, writeNewKeyDescription } from './key-creation.js';
 import {
   checkFreeId,
   checkFreeRef,
@@ -182,13 +174,16 @@ export async function deriveEcKey(
       chr: `${serial}${String(dstKeyRef).padStart(5, '0')}`,
     });
     const nLen = Math.ceil(d.n.toString(2).length / 8);
-    const creation: CreationContext = {
+    const what = {
       command: 'DERIVE EC KEY',
       keyRef: dstKeyRef,
       label: opts.label,
-      stage: 'sent',
-    };
-    try {
+      // the source's use counter counted: its cached information goes too
+      alsoUncache: srcKeyRef,
+      // says itself what is left on the device
+      unchanged: 'DERIVED_KEY_MISMATCH',
+    } as const;
+    return creatingKey(ctx, what, async (created) => {
       await ctx.channel.exchange(
         {
           cla: CLA_PROPRIETARY,
@@ -200,7 +195,7 @@ export async function deriveEcKey(
         'DERIVE EC KEY',
         { overrides: deriveOverrides(srcKeyRef, dstKeyRef) as never },
       );
-      creation.stage = 'created';
+      created();
       const der = await cardSign(ctx, dstKeyRef, ALGO.ECDSA_SHA256, body);
       const ok = nodeVerify(
         'sha256',
@@ -218,27 +213,14 @@ export async function deriveEcKey(
         (PREFIX.EE_CERTIFICATE << 8) | dstKeyRef,
         encodeCvc(body, ecdsaDerToPlain(der, d.size)),
       );
-      await ctx.files.write(
-        (PREFIX.PRKD << 8) | dstKeyRef,
-        encodeKeyDescription({
-          kind: 'ec',
-          label: opts.label,
-          objectFlags: OBJECT_FLAGS.PRIVATE | OBJECT_FLAGS.MODIFIABLE,
-          authId: Uint8Array.of(1),
-          id,
-          usage: KEY_USAGE.SIGN | KEY_USAGE.SIGN_RECOVER | KEY_USAGE.DERIVE,
-          keyReference: dstKeyRef,
-          bits: curve.bits,
-        }),
-      );
-      ctx.keyCache.delete(dstKeyRef);
-      ctx.keyCache.delete(srcKeyRef);
+      await writeNewKeyDescription(ctx, dstKeyRef, {
+        kind: 'ec',
+        label: opts.label,
+        id,
+        usage: KEY_USAGE.SIGN | KEY_USAGE.SIGN_RECOVER | KEY_USAGE.DERIVE,
+        bits: curve.bits,
+      });
       return { keyRef: dstKeyRef, id, publicKey: fresh(spki) };
-    } catch (e) {
-      ctx.keyCache.delete(dstKeyRef);
-      ctx.keyCache.delete(srcKeyRef);
-      if (e instanceof ScHsmError && e.code === 'DERIVED_KEY_MISMATCH') throw e;
-      throw afterCreationSent(e, creation);
-    }
+    });
   });
 }

@@ -15,10 +15,8 @@ import {
   decodeCvRequest,
   decodeKeyDescription,
   encodeCvcBody,
-  encodeKeyDescription,
   KEY_USAGE,
   type KeyDescription,
-  OBJECT_FLAGS,
 } from '../pkcs15/index.js';
 import { AES_KEYGEN_ALGO, ALGO, CLA_ISO, INS, OID, PREFIX } from '../protocol/constants.js';
 import { bytesEqual, concat, fresh, toHex, uintBE } from '../util/bytes.js';
@@ -33,7 +31,7 @@ import { readAll, readTlv } from '../util/tlv.js';
 import type { SessionContext } from './context.js';
 import { deviceChr } from './device.js';
 import { checkKeyDomainReady, keyDomainTlv, MAX_KEY_DOMAIN } from './domains.js';
-import { afterCreationSent, type CreationContext } from './interrupted.js';
+import { creatingKey, writeNewKeyDescription } from './key-creation.js';
 import {
   checkAlgorithmList,
   checkUseCounter,
@@ -311,14 +309,8 @@ export async function generateKeyPair(ctx: SessionContext, spec: KeyPairSpec): P
     const serial = ((await deviceChr(ctx)) ?? 'UTDUMMY00000').slice(0, -5);
     const body = readTlv(encodeCvcBody({ car: REQUEST_CAR, publicKey: pk, chr: `${serial}00001` })).value;
     const data = concat(body, ...restrictionTlvs(spec), ...keyDomainTlv(spec.domain));
-    // From here on the card may hold a new key whatever happens: a failure says so.
-    const creation: CreationContext = {
-      command: 'GENERATE ASYMMETRIC KEY PAIR',
-      keyRef,
-      label: spec.label,
-      stage: 'sent',
-    };
-    try {
+    const what = { command: 'GENERATE ASYMMETRIC KEY PAIR', keyRef, label: spec.label };
+    return creatingKey(ctx, what, async (created) => {
       const r = await ctx.channel.exchange(
         {
           cla: CLA_ISO,
@@ -338,16 +330,14 @@ export async function generateKeyPair(ctx: SessionContext, spec: KeyPairSpec): P
           },
         },
       );
-      creation.stage = 'created';
+      created();
       const req = decodeCvRequest(r.data);
       const publicKey = cvcPublicKeyToSpki(req.certificate.publicKey);
       publicKeyObject(publicKey, 'key generation answer');
       const id = spec.id ?? intrinsicKeyId(publicKey);
-      const description: KeyDescription = {
+      await writeNewKeyDescription(ctx, keyRef, {
         kind: spec.type,
         label: spec.label,
-        objectFlags: OBJECT_FLAGS.PRIVATE | OBJECT_FLAGS.MODIFIABLE,
-        authId: Uint8Array.of(1),
         id,
         // what the algorithm list permits, when there is one
         usage: usageForAlgorithms(
@@ -357,16 +347,10 @@ export async function generateKeyPair(ctx: SessionContext, spec: KeyPairSpec): P
             ? KEY_USAGE.DECRYPT | KEY_USAGE.SIGN | KEY_USAGE.SIGN_RECOVER
             : KEY_USAGE.SIGN | KEY_USAGE.SIGN_RECOVER | KEY_USAGE.DERIVE,
         ),
-        keyReference: keyRef,
         bits: spec.type === 'rsa' ? spec.bits : curve!.bits,
-      };
-      await ctx.files.write((PREFIX.PRKD << 8) | keyRef, encodeKeyDescription(description));
-      ctx.keyCache.delete(keyRef);
+      });
       return { keyRef, id, publicKey: fresh(publicKey), request: r.data };
-    } catch (e) {
-      ctx.keyCache.delete(keyRef);
-      throw afterCreationSent(e, creation);
-    }
+    });
   });
 }
 
@@ -432,14 +416,8 @@ export async function generateAesKey(
     await checkFreeId(ctx, id, fids);
     // the default is domain 0: a DKEK still waiting for shares is refused there too (the card: 6985)
     await checkKeyDomainReady(ctx, spec.domain ?? 0);
-    // From here on the card may hold a new key whatever happens: a failure says so.
-    const creation: CreationContext = {
-      command: 'GENERATE SYMMETRIC KEY',
-      keyRef,
-      label: spec.label,
-      stage: 'sent',
-    };
-    try {
+    const what = { command: 'GENERATE SYMMETRIC KEY', keyRef, label: spec.label };
+    return creatingKey(ctx, what, async (created) => {
       await ctx.channel.exchange(
         {
           cla: CLA_ISO,
@@ -457,30 +435,20 @@ export async function generateAesKey(
         'GENERATE SYMMETRIC KEY',
         { overrides: KEYGEN_OVERRIDES },
       );
-      creation.stage = 'created';
-      await ctx.files.write(
-        (PREFIX.PRKD << 8) | keyRef,
-        encodeKeyDescription({
-          kind: 'aes',
-          label: spec.label,
-          objectFlags: OBJECT_FLAGS.PRIVATE | OBJECT_FLAGS.MODIFIABLE,
-          authId: Uint8Array.of(1),
-          id,
-          usage: usageForAlgorithms(
-            'aes',
-            spec.algorithms,
-            KEY_USAGE.ENCRYPT | KEY_USAGE.DECRYPT | KEY_USAGE.DERIVE,
-          ),
-          keyReference: keyRef,
-          bits: spec.bits,
-        }),
-      );
-      ctx.keyCache.delete(keyRef);
+      created();
+      await writeNewKeyDescription(ctx, keyRef, {
+        kind: 'aes',
+        label: spec.label,
+        id,
+        usage: usageForAlgorithms(
+          'aes',
+          spec.algorithms,
+          KEY_USAGE.ENCRYPT | KEY_USAGE.DECRYPT | KEY_USAGE.DERIVE,
+        ),
+        bits: spec.bits,
+      });
       return { keyRef, id };
-    } catch (e) {
-      ctx.keyCache.delete(keyRef);
-      throw afterCreationSent(e, creation);
-    }
+    });
   });
 }
 
