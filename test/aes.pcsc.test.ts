@@ -15,9 +15,9 @@ import {
   describePcsc,
   initializedCard,
   insertCard,
+  removeCard,
   vpcdEndpoint,
   vpcdReaderName,
-  waitForCard,
 } from './helpers/pcsc-env.js';
 
 const PIN = '648219';
@@ -47,8 +47,7 @@ describePcsc('aes commands through pcscd', () => {
   });
 
   afterAll(async () => {
-    await link?.close();
-    await waitForCard(READER, false);
+    await removeCard(link, port);
   });
 
   it('encrypts (several APDUs) and decrypts a file, standard AES-CBC; CMAC; an EC key refused', async () => {

@@ -18,6 +18,7 @@ import {
   describePcsc,
   initializedCard,
   insertCard,
+  removeCard,
   vpcdEndpoint,
   vpcdReaderName,
   waitForCard,
@@ -43,8 +44,7 @@ describePcsc('backup and restore through pcscd, the card held for the run', () =
   let dir = '';
 
   afterAll(async () => {
-    await link?.close();
-    await waitForCard(READER, false);
+    await removeCard(link, port);
     if (dir) await rm(dir, { recursive: true, force: true });
   });
 
@@ -65,8 +65,7 @@ describePcsc('backup and restore through pcscd, the card held for the run', () =
     } finally {
       await t.close();
     }
-    await link.close();
-    await waitForCard(READER, false);
+    await removeCard(link, port);
     link = await insertCard(await device(0), { host, port });
     await waitForCard(READER, true);
     t = await openPcsc({ reader: READER });

@@ -21,9 +21,9 @@ import {
   describePcsc,
   initializedCard,
   insertCard,
+  removeCard,
   vpcdEndpoint,
   vpcdReaderName,
-  waitForCard,
 } from './helpers/pcsc-env.js';
 
 const PIN = '648219';
@@ -92,8 +92,7 @@ async function insert(json: string): Promise<{ slot: PullCard; link: VpcdConnect
 /** Ends one case: our handle closed, the card out, the reader seen empty. */
 async function eject(t: PcscTransport | undefined, link: VpcdConnection): Promise<void> {
   await t?.close();
-  await link.close();
-  await waitForCard(READER, false);
+  await removeCard(link, port);
 }
 
 /**
@@ -203,8 +202,7 @@ describePcsc('a card pulled in the middle of an operation, through pcscd', () =>
     try {
       const hsm = await SmartCardHsm.open(t);
       await hsm.verifyPin(PIN);
-      await link.close();
-      await waitForCard(READER, false);
+      await removeCard(link, port);
       expectRemoved(await rejection(hsm.listKeys()), 'listKeys after the pull');
       expectRemoved(await rejection(hsm.pinStatus()), 'pinStatus after the pull');
     } finally {
@@ -219,8 +217,7 @@ describePcsc('a card pulled in the middle of an operation, through pcscd', () =>
     try {
       const hsm = await SmartCardHsm.open(t);
       await hsm.verifyPin(PIN);
-      await first.link.close();
-      await waitForCard(READER, false);
+      await removeCard(first.link, port);
       const other = await insert(state);
       try {
         // the transport's own context must have seen the new card (pcscd's event, not a timer)

@@ -6,14 +6,7 @@
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import type { VpcdConnection } from '../src/sim/vpcd.js';
 import { argv, ok, pkcs15Tool, show, waitForReader } from './helpers/opensc.js';
-import {
-  describePcsc,
-  initializedCard,
-  insertCard,
-  vpcdEndpoint,
-  vpcdReaderName,
-  waitForCard,
-} from './helpers/pcsc-env.js';
+import { describePcsc, initializedCard, insertCard, removeCard, vpcdEndpoint } from './helpers/pcsc-env.js';
 
 const PIN = '648219';
 const { host, port } = vpcdEndpoint();
@@ -31,8 +24,7 @@ describePcsc('OpenSC with an AES key on the card', () => {
   });
 
   afterAll(async () => {
-    await link?.close();
-    await waitForCard(vpcdReaderName(port), false);
+    await removeCard(link, port);
   });
 
   it('pkcs15-tool --dump succeeds and lists the EC key; the AES key does not break it', async () => {

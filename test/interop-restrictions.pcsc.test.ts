@@ -19,9 +19,9 @@ import {
   describePcsc,
   initializedCard,
   insertCard,
+  removeCard,
   vpcdEndpoint,
   vpcdReaderName,
-  waitForCard,
 } from './helpers/pcsc-env.js';
 
 const PIN = '648219';
@@ -76,8 +76,7 @@ describePcsc('restricted and derived keys through pcscd', () => {
   }, 30_000);
 
   afterAll(async () => {
-    await link?.close();
-    await waitForCard(READER, false);
+    await removeCard(link, port);
     await rm(dir, { recursive: true, force: true });
   });
 

@@ -106,9 +106,18 @@ export async function insertCard(
 }
 
 /**
+ * Takes a card out (insertCard's counterpart): closes its vpcd connection, if any, and resolves once
+ * pcscd lists the reader of vpcd `port` empty.
+ */
+export async function removeCard(link: VpcdConnection | undefined, port: number): Promise<void> {
+  await link?.close();
+  await waitForCard(vpcdReaderName(port), false);
+}
+
+/**
  * A virtual card prepared in-process before a test inserts it: INITIALIZE DEVICE with the SO-PIN
- * 3537363231383830 and `userPin` (spec §3.3); with `dkekShare`, one DKEK share announced and that
- * share imported (IMPORT DKEK SHARE, spec §3.12); then the user PIN verified. The session on it is
+ * 3537363231383830 and `userPin` (spec §3.9); with `dkekShare`, one DKEK share announced and that
+ * share imported (IMPORT DKEK SHARE, spec §3.10); then the user PIN verified (VERIFY, spec §3.6). The session on it is
  * returned open, for the test to add keys.
  */
 export async function initializedCard(
