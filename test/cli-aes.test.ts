@@ -9,7 +9,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { SmartCardHsm } from '../src/sc-hsm/session.js';
 import { VirtualSmartCardHsm } from '../src/sim/index.js';
 import { toHex } from '../src/util/bytes.js';
-import { cli, copyState, ENV, tempDir } from './cli-helpers.js';
+import { aesArgs, cli, copyState, ENV, initArgs, keygenArgs, tempDir } from './cli-helpers.js';
 
 let dir: string;
 /** Initialized, an EC key at 1, AES-256 at 2, AES-128 at 3. */
@@ -18,15 +18,10 @@ let base: string;
 beforeAll(async () => {
   dir = await tempDir();
   base = join(dir, 'base.json');
-  const r = await cli(
-    ['init', '--sim', base, '--so-pin', 'env:SO_PIN', '--pin', 'env:PIN', '--label', 'Test', '--yes'],
-    { env: ENV },
-  );
+  const r = await cli(initArgs(base, 'Test', '--yes'), { env: ENV });
   expect(r.code, r.stderr).toBe(0);
   for (const type of ['ec:prime256v1', 'aes:256', 'aes:128']) {
-    const k = await cli(['keygen', '--sim', base, '--type', type, '--label', type, '--pin', 'env:PIN'], {
-      env: ENV,
-    });
+    const k = await cli(keygenArgs(base, type, type, '--pin', 'env:PIN'), { env: ENV });
     expect(k.code, k.stderr).toBe(0);
   }
 });
@@ -47,6 +42,9 @@ async function file(name: string, data: Uint8Array): Promise<string> {
 }
 
 const run = (args: string[]) => cli([...args, '--pin', 'env:PIN'], { env: ENV });
+/** `aes OP --sim S --key-ref REF …MORE --pin env:PIN`. */
+const aes = (op: 'encrypt' | 'decrypt' | 'cmac', s: string, ref: string, ...more: string[]) =>
+  run(aesArgs(op, s, ref, ...more));
 
 describe('keygen --type aes and keys', () => {
   it('makes AES-128/192/256 keys that keys --json lists as AES with their size', async () => {
@@ -74,19 +72,7 @@ describe('aes encrypt / decrypt / cmac', () => {
     const plain = new Uint8Array(randomBytes(5000));
     const input = await file('plain', plain);
     const enc = join(dir, `${n}-enc`);
-    const e = await run([
-      'aes',
-      'encrypt',
-      '--sim',
-      s,
-      '--key-ref',
-      '2',
-      '--in',
-      input,
-      '--out',
-      enc,
-      '--json',
-    ]);
+    const e = await aes('encrypt', s, '2', '--in', input, '--out', enc, '--json');
     expect(e.code, e.stderr).toBe(0);
     const out = await readFile(enc);
     const iv = out.subarray(0, 16);
@@ -95,14 +81,12 @@ describe('aes encrypt / decrypt / cmac', () => {
     expect(toHex(Buffer.concat([d.update(out.subarray(16)), d.final()]))).toBe(toHex(plain));
     expect((await stat(enc)).mode & 0o777).toBe(0o600);
     const back = join(dir, `${n}-back`);
-    const r = await run(['aes', 'decrypt', '--sim', s, '--key-ref', '2', '--in', enc, '--out', back]);
+    const r = await aes('decrypt', s, '2', '--in', enc, '--out', back);
     expect(r.code, r.stderr).toBe(0);
     expect(toHex(await readFile(back))).toBe(toHex(plain));
     // a second encryption of the same file takes another IV
     const enc2 = join(dir, `${n}-enc2`);
-    expect(
-      (await run(['aes', 'encrypt', '--sim', s, '--key-ref', '2', '--in', input, '--out', enc2])).code,
-    ).toBe(0);
+    expect((await aes('encrypt', s, '2', '--in', input, '--out', enc2)).code).toBe(0);
     expect(toHex((await readFile(enc2)).subarray(0, 16))).not.toBe(toHex(iv));
   });
 
@@ -131,20 +115,7 @@ describe('aes encrypt / decrypt / cmac', () => {
     const c = createCipheriv('aes-128-cbc', key, Buffer.from(iv, 'hex'));
     expect(toHex(await readFile(enc))).toBe(toHex(Buffer.concat([c.update(plain), c.final()])));
     const back = join(dir, `${n}-b`);
-    const d = await run([
-      'aes',
-      'decrypt',
-      '--sim',
-      s,
-      '--key-ref',
-      '3',
-      '--iv',
-      iv.toUpperCase(),
-      '--in',
-      enc,
-      '--out',
-      back,
-    ]);
+    const d = await aes('decrypt', s, '3', '--iv', iv.toUpperCase(), '--in', enc, '--out', back);
     expect(d.code, d.stderr).toBe(0);
     expect(toHex(await readFile(back))).toBe(toHex(plain));
   });
@@ -153,14 +124,10 @@ describe('aes encrypt / decrypt / cmac', () => {
     const s = await fresh();
     const empty = await file('empty', new Uint8Array(0));
     const enc = join(dir, `${n}-e`);
-    expect(
-      (await run(['aes', 'encrypt', '--sim', s, '--key-ref', '2', '--in', empty, '--out', enc])).code,
-    ).toBe(0);
+    expect((await aes('encrypt', s, '2', '--in', empty, '--out', enc)).code).toBe(0);
     expect((await readFile(enc)).length).toBe(32);
     const back = join(dir, `${n}-eb`);
-    expect(
-      (await run(['aes', 'decrypt', '--sim', s, '--key-ref', '2', '--in', enc, '--out', back])).code,
-    ).toBe(0);
+    expect((await aes('decrypt', s, '2', '--in', enc, '--out', back)).code).toBe(0);
     expect((await readFile(back)).length).toBe(0);
     // RFC 4493 example 2 shape: one full block; the reference from AES-ECB subkeys
     const key = await secretOf(s, 2);
@@ -171,20 +138,10 @@ describe('aes encrypt / decrypt / cmac', () => {
     for (let i = 0; i < 16; i++) k1[i] = ((l[i]! << 1) | (i < 15 ? l[i + 1]! >> 7 : 0)) & 0xff;
     if (l[0]! & 0x80) k1[15]! ^= 0x87;
     const expected = ecb(msg.map((b, i) => b ^ k1[i]!));
-    const m = await run(['aes', 'cmac', '--sim', s, '--key-ref', '2', '--in', await file('m', msg)]);
+    const m = await aes('cmac', s, '2', '--in', await file('m', msg));
     expect(m.code, m.stderr).toBe(0);
     expect(m.stdout.trim()).toBe(toHex(expected));
-    const j = await run([
-      'aes',
-      'cmac',
-      '--sim',
-      s,
-      '--key-ref',
-      '2',
-      '--in',
-      await file('m2', msg),
-      '--json',
-    ]);
+    const j = await aes('cmac', s, '2', '--in', await file('m2', msg), '--json');
     expect(j.json()).toMatchObject({ keyRef: 2, cmac: toHex(expected), bytes: 16 });
   });
 });
@@ -210,18 +167,14 @@ describe('AES keys wrapped and unwrapped by the command', () => {
     const u = await run(['unwrap', bin, '--sim', b, '--key-ref', '7']);
     expect(u.code, u.stderr).toBe(0);
     const msg = await file('moved-msg', new Uint8Array(randomBytes(50)));
-    const ma = await run(['aes', 'cmac', '--sim', a, '--key-ref', '1', '--in', msg]);
-    const mb = await run(['aes', 'cmac', '--sim', b, '--key-ref', '7', '--in', msg]);
+    const ma = await aes('cmac', a, '1', '--in', msg);
+    const mb = await aes('cmac', b, '7', '--in', msg);
     expect(mb.stdout.trim()).toMatch(/^[0-9a-f]{32}$/);
     expect(mb.stdout).toBe(ma.stdout);
     const enc = join(dir, 'moved.enc');
-    expect(
-      (await run(['aes', 'encrypt', '--sim', a, '--key-ref', '1', '--in', msg, '--out', enc])).code,
-    ).toBe(0);
+    expect((await aes('encrypt', a, '1', '--in', msg, '--out', enc)).code).toBe(0);
     const back = join(dir, 'moved.back');
-    expect(
-      (await run(['aes', 'decrypt', '--sim', b, '--key-ref', '7', '--in', enc, '--out', back])).code,
-    ).toBe(0);
+    expect((await aes('decrypt', b, '7', '--in', enc, '--out', back)).code).toBe(0);
     expect(toHex(await readFile(back))).toBe(toHex(await readFile(msg)));
     const keys = (await cli(['keys', '--sim', b, '--json'])).json().keys;
     expect(keys).toEqual([expect.objectContaining({ keyRef: 7, type: 'aes', bits: 128, label: 'moved' })]);
@@ -233,20 +186,7 @@ describe('aes: what a hostile user tries', () => {
     const s = await fresh();
     const input = await file('x', new Uint8Array(5));
     const r = await cli(
-      [
-        'aes',
-        'encrypt',
-        '--sim',
-        s,
-        '--key-ref',
-        '1',
-        '--in',
-        input,
-        '--out',
-        join(dir, `${n}-o`),
-        '--pin',
-        '000000',
-      ],
+      [...aesArgs('encrypt', s, '1', '--in', input, '--out', join(dir, `${n}-o`)), '--pin', '000000'],
       { env: ENV },
     );
     expect(r.code).toBe(2);
@@ -254,7 +194,7 @@ describe('aes: what a hostile user tries', () => {
     expect(r.stderr).toMatch(/keygen --type aes:256/);
     const st = (await cli(['status', '--sim', s, '--json'])).json();
     expect(st.userPin.triesLeft).toBe(3);
-    const c = await run(['aes', 'cmac', '--sim', s, '--key-ref', '1', '--in', input]);
+    const c = await aes('cmac', s, '1', '--in', input);
     expect(c.code).toBe(2);
   });
 
@@ -263,43 +203,20 @@ describe('aes: what a hostile user tries', () => {
     const input = await file('y', new Uint8Array(5));
     const out = join(dir, `${n}-never`);
     for (const iv of ['00', '00'.repeat(17), 'zz'.repeat(16), '0'.repeat(31), '']) {
-      const r = await run([
-        'aes',
-        'encrypt',
-        '--sim',
-        s,
-        '--key-ref',
-        '2',
-        '--in',
-        input,
-        '--out',
-        out,
-        '--iv',
-        iv,
-      ]);
+      const r = await aes('encrypt', s, '2', '--in', input, '--out', out, '--iv', iv);
       expect(r.code, iv).toBe(2);
       expect(r.stderr).toMatch(/--iv/);
     }
-    expect((await run(['aes', 'encrypt', '--sim', s, '--key-ref', '2', '--in', input])).code).toBe(2);
+    expect((await aes('encrypt', s, '2', '--in', input)).code).toBe(2);
     expect((await run(['aes', 'encrypt', '--sim', s, '--in', input, '--out', out])).code).toBe(2);
-    expect(
-      (await run(['aes', 'encrypt', '--sim', s, '--key-ref', '2', '--in', join(dir, 'nope'), '--out', out]))
-        .code,
-    ).toBe(5);
+    expect((await aes('encrypt', s, '2', '--in', join(dir, 'nope'), '--out', out)).code).toBe(5);
     expect((await run(['aes', 'frobnicate', '--sim', s])).code).toBe(2);
     for (const ref of ['0', '256', 'abc', '2x'])
-      expect((await run(['aes', 'cmac', '--sim', s, '--key-ref', ref, '--in', input])).code, ref).toBe(2);
+      expect((await aes('cmac', s, ref, '--in', input)).code, ref).toBe(2);
     // a control character in a path, an option given twice
-    expect(
-      (await run(['aes', 'encrypt', '--sim', s, '--key-ref', '2', '--in', input, '--out', `${out}\x1b[2J`]))
-        .code,
-    ).toBe(2);
-    expect(
-      (await run(['aes', 'cmac', '--sim', s, '--key-ref', '2', '--key-ref', '3', '--in', input])).code,
-    ).toBe(2);
-    expect(
-      (await run(['aes', 'cmac', '--sim', s, '--key-ref', '2', '--in', input, '--in', input])).code,
-    ).toBe(2);
+    expect((await aes('encrypt', s, '2', '--in', input, '--out', `${out}\x1b[2J`)).code).toBe(2);
+    expect((await aes('cmac', s, '2', '--key-ref', '3', '--in', input)).code).toBe(2);
+    expect((await aes('cmac', s, '2', '--in', input, '--in', input)).code).toBe(2);
     await expect(stat(out)).rejects.toThrow();
   });
 
@@ -307,37 +224,13 @@ describe('aes: what a hostile user tries', () => {
     const s = await fresh();
     const input = await file('z', new Uint8Array(20));
     const out = await file('exists', Uint8Array.of(1, 2, 3));
-    const r = await run(['aes', 'encrypt', '--sim', s, '--key-ref', '2', '--in', input, '--out', out]);
+    const r = await aes('encrypt', s, '2', '--in', input, '--out', out);
     expect(r.code).toBe(7);
     expect(toHex(await readFile(out))).toBe('010203');
-    const same = await run([
-      'aes',
-      'encrypt',
-      '--sim',
-      s,
-      '--key-ref',
-      '2',
-      '--in',
-      input,
-      '--out',
-      input,
-      '--force',
-    ]);
+    const same = await aes('encrypt', s, '2', '--in', input, '--out', input, '--force');
     expect(same.code).toBe(2);
     expect((await readFile(input)).length).toBe(20);
-    const f = await run([
-      'aes',
-      'encrypt',
-      '--sim',
-      s,
-      '--key-ref',
-      '2',
-      '--in',
-      input,
-      '--out',
-      out,
-      '--force',
-    ]);
+    const f = await aes('encrypt', s, '2', '--in', input, '--out', out, '--force');
     expect(f.code, f.stderr).toBe(0);
     expect((await readFile(out)).length).toBe(48);
   });
@@ -348,19 +241,7 @@ describe('aes: what a hostile user tries', () => {
     const messages = new Set<string>();
     for (let i = 0; i < 4; i++) {
       const g = await file(`garbage${i}`, new Uint8Array(randomBytes(64)));
-      const r = await run([
-        'aes',
-        'decrypt',
-        '--sim',
-        s,
-        '--key-ref',
-        '2',
-        '--in',
-        g,
-        '--out',
-        out,
-        '--json',
-      ]);
+      const r = await aes('decrypt', s, '2', '--in', g, '--out', out, '--json');
       if (r.code === 0) continue; // 1 in ~256: random bytes with a valid padding
       expect(r.code).toBe(1);
       expect(r.json().error.code).toBe('INCORRECT_DATA');
@@ -370,28 +251,11 @@ describe('aes: what a hostile user tries', () => {
     expect(messages.size).toBe(1);
     for (const len of [0, 15, 16, 40]) {
       const g = await file(`short${len}`, new Uint8Array(len));
-      const r = await run(['aes', 'decrypt', '--sim', s, '--key-ref', '2', '--in', g, '--out', out]);
+      const r = await aes('decrypt', s, '2', '--in', g, '--out', out);
       expect(r.code, String(len)).toBe(2);
     }
     const g = await file('iv-only', new Uint8Array(15));
-    expect(
-      (
-        await run([
-          'aes',
-          'decrypt',
-          '--sim',
-          s,
-          '--key-ref',
-          '2',
-          '--iv',
-          '00'.repeat(16),
-          '--in',
-          g,
-          '--out',
-          out,
-        ])
-      ).code,
-    ).toBe(2);
+    expect((await aes('decrypt', s, '2', '--iv', '00'.repeat(16), '--in', g, '--out', out)).code).toBe(2);
   });
 
   it('a huge input is refused from its size before it is read or anything is sent; CMAC takes 1024 bytes', async () => {
@@ -400,51 +264,20 @@ describe('aes: what a hostile user tries', () => {
     const h = await open(huge, 'w');
     await h.truncate(16 * 1024 * 1024 + 1);
     await h.close();
-    const r = await run([
-      'aes',
-      'encrypt',
-      '--sim',
-      s,
-      '--key-ref',
-      '2',
-      '--in',
-      huge,
-      '--out',
-      join(dir, `${n}-h`),
-    ]);
+    const r = await aes('encrypt', s, '2', '--in', huge, '--out', join(dir, `${n}-h`));
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/at most 16777216/);
     const long = await file('long', new Uint8Array(1025));
-    const c = await run(['aes', 'cmac', '--sim', s, '--key-ref', '2', '--in', long]);
+    const c = await aes('cmac', s, '2', '--in', long);
     expect(c.code).toBe(2);
     expect(c.stderr).toMatch(/at most 1024/);
     // an endless device is read only up to the limit
-    const zero = await run([
-      'aes',
-      'encrypt',
-      '--sim',
-      s,
-      '--key-ref',
-      '2',
-      '--in',
-      '/dev/zero',
-      '--out',
-      join(dir, `${n}-z`),
-    ]);
+    const zero = await aes('encrypt', s, '2', '--in', '/dev/zero', '--out', join(dir, `${n}-z`));
     expect(zero.code).toBe(2);
     expect(zero.stderr).toMatch(/more than that/);
-    expect((await run(['aes', 'cmac', '--sim', s, '--key-ref', '2', '--in', '/dev/zero'])).code).toBe(2);
-    expect((await run(['aes', 'cmac', '--sim', s, '--key-ref', '2', '--in', dir])).code).toBe(2);
-    const ok = await run([
-      'aes',
-      'cmac',
-      '--sim',
-      s,
-      '--key-ref',
-      '2',
-      '--in',
-      await file('ok', new Uint8Array(1024)),
-    ]);
+    expect((await aes('cmac', s, '2', '--in', '/dev/zero')).code).toBe(2);
+    expect((await aes('cmac', s, '2', '--in', dir)).code).toBe(2);
+    const ok = await aes('cmac', s, '2', '--in', await file('ok', new Uint8Array(1024)));
     expect(ok.code, ok.stderr).toBe(0);
   });
 });

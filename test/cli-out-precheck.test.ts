@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { runCli } from '../src/cli/main.js';
-import { cli, copyState, ENV, tempDir } from './cli-helpers.js';
+import { aesArgs, cli, copyState, ENV, initArgs, keygenArgs, tempDir } from './cli-helpers.js';
 
 let dir: string;
 /** Initialized with a DKEK share; EC P-256 at 1, AES-256 at 2, AES restricted to CBC-ENCRYPT,CMAC at 3. */
@@ -25,8 +25,7 @@ beforeAll(async () => {
   const share = join(dir, 'share.pbe');
   expect((await cli(['dkek', 'create', share, '--password', 'env:PW'], { env: ENV })).code).toBe(0);
   base = join(dir, 'base.json');
-  const init = ['init', '--sim', base, '--so-pin', 'env:SO_PIN', '--pin', 'env:PIN', '--label', 'T'];
-  expect((await cli([...init, '--dkek-shares', '1', '--yes'], { env: ENV })).code).toBe(0);
+  expect((await cli(initArgs(base, 'T', '--dkek-shares', '1', '--yes'), { env: ENV })).code).toBe(0);
   const imp = await cli(['dkek', 'import', share, '--sim', base, '--password', 'env:PW'], { env: ENV });
   expect(imp.code, imp.stderr).toBe(0);
   for (const args of [
@@ -77,19 +76,7 @@ describe('D: checks from public card data come before the PIN', () => {
   it('aes decrypt and wrap of a key whose list forbids them: ALGORITHM_NOT_ALLOWED (exit 7) before the PIN', async () => {
     const s = await fresh();
     const ct = await input(32);
-    const d = await wrongPin([
-      'aes',
-      'decrypt',
-      '--sim',
-      s,
-      '--key-ref',
-      '3',
-      '--in',
-      ct,
-      '--out',
-      join(dir, `o${n}`),
-      '--json',
-    ]);
+    const d = await wrongPin(aesArgs('decrypt', s, '3', '--in', ct, '--out', join(dir, `o${n}`), '--json'));
     expect(d.code).toBe(7);
     expect(d.json().error).toMatchObject({ code: 'ALGORITHM_NOT_ALLOWED' });
     expect(d.json().error.message).toMatch(/AES-CBC-DECRYPT.*AES-CBC-ENCRYPT, AES-CMAC/);
@@ -107,7 +94,7 @@ describe('D: checks from public card data come before the PIN', () => {
     expect(w.json().error.code).toBe('ALGORITHM_NOT_ALLOWED');
     expect(await tries(s)).toBe(3);
     // the allowed ones still work
-    expect((await ok(['aes', 'cmac', '--sim', s, '--key-ref', '3', '--in', ct])).code).toBe(0);
+    expect((await ok(aesArgs('cmac', s, '3', '--in', ct))).code).toBe(0);
   });
 });
 
@@ -128,34 +115,10 @@ describe('D: signing commands check the key before the PIN', () => {
 describe('E: use counters count CIPHER APDUs', () => {
   it('a job needing more APDUs than uses left is refused before the PIN and spends nothing', async () => {
     const s = await fresh();
-    const k = await ok([
-      'keygen',
-      '--sim',
-      s,
-      '--type',
-      'aes:256',
-      '--label',
-      'c2',
-      '--use-counter',
-      '2',
-      '--key-ref',
-      '10',
-    ]);
+    const k = await ok(keygenArgs(s, 'aes:256', 'c2', '--use-counter', '2', '--key-ref', '10'));
     expect(k.code, k.stderr).toBe(0);
     const big = await input(3000); // 3008 padded bytes: 3 APDUs of 1024
-    const r = await wrongPin([
-      'aes',
-      'encrypt',
-      '--sim',
-      s,
-      '--key-ref',
-      '10',
-      '--in',
-      big,
-      '--out',
-      join(dir, `e${n}`),
-      '--json',
-    ]);
+    const r = await wrongPin(aesArgs('encrypt', s, '10', '--in', big, '--out', join(dir, `e${n}`), '--json'));
     expect(r.code).toBe(7);
     expect(r.json().error.code).toBe('USE_COUNTER_EXHAUSTED');
     expect(r.json().error.message).toMatch(/2 uses left; this needs 3/);
@@ -164,28 +127,16 @@ describe('E: use counters count CIPHER APDUs', () => {
     expect(keys.find((x: { keyRef: number }) => x.keyRef === 10).useCounter).toBe(2);
     // spend both, then a CMAC with a wrong PIN costs no try
     const small = await input(10);
-    for (let i = 0; i < 2; i++)
-      expect((await ok(['aes', 'cmac', '--sim', s, '--key-ref', '10', '--in', small])).code).toBe(0);
-    const c = await wrongPin(['aes', 'cmac', '--sim', s, '--key-ref', '10', '--in', small, '--json']);
+    for (let i = 0; i < 2; i++) expect((await ok(aesArgs('cmac', s, '10', '--in', small))).code).toBe(0);
+    const c = await wrongPin(aesArgs('cmac', s, '10', '--in', small, '--json'));
     expect(c.json().error.code).toBe('USE_COUNTER_EXHAUSTED');
     expect(await tries(s)).toBe(3);
   });
 });
 
 describe('F/G: --out kinds, checked before the PIN', () => {
-  const enc = (s: string, out: string, ...more: string[]) => [
-    'aes',
-    'encrypt',
-    '--sim',
-    s,
-    '--key-ref',
-    '2',
-    '--in',
-    join(dir, 'plain'),
-    '--out',
-    out,
-    ...more,
-  ];
+  const enc = (s: string, out: string, ...more: string[]) =>
+    aesArgs('encrypt', s, '2', '--in', join(dir, 'plain'), '--out', out, ...more);
   beforeAll(async () => {
     await writeFile(join(dir, 'plain'), 'secret text');
   });
@@ -255,46 +206,22 @@ describe('H: numbers are strict decimal', () => {
     '--use-counter %j is refused',
     async (x) => {
       const s = await fresh();
-      const r = await ok([
-        'keygen',
-        '--sim',
-        s,
-        '--type',
-        'aes:256',
-        '--label',
-        'h',
-        '--use-counter',
-        x,
-        '--json',
-      ]);
+      const r = await ok(keygenArgs(s, 'aes:256', 'h', '--use-counter', x, '--json'));
       expect(r.code).toBe(2);
       expect(r.json().error.message).toMatch(/--use-counter must be an integer from 1 .* in decimal digits/);
     },
   );
   it('--type rsa:0x800 and --key-ref 02 are refused', async () => {
     const s = await fresh();
-    expect((await ok(['keygen', '--sim', s, '--type', 'rsa:0x800', '--label', 'h'])).code).toBe(2);
-    expect(
-      (await ok(['keygen', '--sim', s, '--type', 'aes:256', '--label', 'h', '--key-ref', '02'])).code,
-    ).toBe(2);
+    expect((await ok(keygenArgs(s, 'rsa:0x800', 'h'))).code).toBe(2);
+    expect((await ok(keygenArgs(s, 'aes:256', 'h', '--key-ref', '02'))).code).toBe(2);
   });
 });
 
 describe('I: keygen reports what keys reports', () => {
   it('domain agrees with keys --json; a restricted AES key has the usage of its list', async () => {
     const s = await fresh();
-    const k = await ok([
-      'keygen',
-      '--sim',
-      s,
-      '--type',
-      'aes:256',
-      '--label',
-      'i',
-      '--algorithms',
-      'AES-CBC-ENCRYPT,AES-CMAC',
-      '--json',
-    ]);
+    const k = await ok(keygenArgs(s, 'aes:256', 'i', '--algorithms', 'AES-CBC-ENCRYPT,AES-CMAC', '--json'));
     expect(k.code, k.stderr).toBe(0);
     const keys = (await cli(['keys', '--sim', s, '--json'])).json().keys;
     const listed = keys.find((x: { keyRef: number }) => x.keyRef === k.json().keyRef);
@@ -302,18 +229,7 @@ describe('I: keygen reports what keys reports', () => {
     expect(listed.usageNames).toContain('encrypt');
     expect(listed.usageNames).not.toContain('decrypt');
     expect(listed.usageNames).not.toContain('derive');
-    const e = await ok([
-      'keygen',
-      '--sim',
-      s,
-      '--type',
-      'ec:prime256v1',
-      '--label',
-      'i2',
-      '--algorithms',
-      'ECDSA-SHA256',
-      '--json',
-    ]);
+    const e = await ok(keygenArgs(s, 'ec:prime256v1', 'i2', '--algorithms', 'ECDSA-SHA256', '--json'));
     const ec = (await cli(['keys', '--sim', s, '--json']))
       .json()
       .keys.find((x: { keyRef: number }) => x.keyRef === e.json().keyRef);
@@ -347,20 +263,7 @@ describe('J: --out - and group --help', () => {
   it('--out - writes the binary to a non-terminal stdout, the text to stderr; refused on a terminal and with --json', async () => {
     const s = await fresh();
     const plain = await input(20);
-    const args = [
-      'aes',
-      'encrypt',
-      '--sim',
-      s,
-      '--key-ref',
-      '2',
-      '--in',
-      plain,
-      '--out',
-      '-',
-      '--pin',
-      'env:PIN',
-    ];
+    const args = aesArgs('encrypt', s, '2', '--in', plain, '--out', '-', '--pin', 'env:PIN');
     const r = await run(args, false);
     expect(r.code, r.err).toBe(0);
     expect(r.out.length).toBe(48); // IV + 2 blocks
@@ -397,7 +300,7 @@ describe('J: --out - and group --help', () => {
 describe('K: a rerun after a derive interrupted between DERIVE and the description', () => {
   it('explains the key without description and how to recover, before the PIN', async () => {
     const s = await fresh();
-    const d = await ok([
+    const derive = [
       'keygen',
       '--sim',
       s,
@@ -409,27 +312,15 @@ describe('K: a rerun after a derive interrupted between DERIVE and the descripti
       '30',
       '--label',
       'k',
-    ]);
+    ];
+    const d = await ok(derive);
     expect(d.code, d.stderr).toBe(0);
     // what a kill after DERIVE leaves: the key (CC1E) without C41E and CE1E
     const state = JSON.parse(await readFile(s, 'utf8'));
     delete state.files.C41E;
     delete state.files.CE1E;
     await writeFile(s, JSON.stringify(state));
-    const r = await wrongPin([
-      'keygen',
-      '--sim',
-      s,
-      '--derive-from',
-      '1',
-      '--tweak',
-      TWEAK,
-      '--key-ref',
-      '30',
-      '--label',
-      'k',
-      '--json',
-    ]);
+    const r = await wrongPin([...derive, '--json']);
     expect(r.code).toBe(7);
     const e = r.json().error;
     expect(e).toMatchObject({ code: 'KEY_REF_OCCUPIED', keyRef: 30 });
