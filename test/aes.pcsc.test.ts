@@ -11,18 +11,10 @@ import type { VirtualSmartCardHsm } from '../src/sim/index.js';
 import type { VpcdConnection } from '../src/sim/vpcd.js';
 import { toHex } from '../src/util/bytes.js';
 import { cli as runCommand, tempDir } from './cli-helpers.js';
-import {
-  describePcsc,
-  initializedCard,
-  insertCard,
-  removeCard,
-  vpcdEndpoint,
-  vpcdReaderName,
-} from './helpers/pcsc-env.js';
+import { describePcsc, initializedCard, insertCard, removeCard, vpcdSlot } from './helpers/pcsc-env.js';
 
 const PIN = '648219';
-const { host, port } = vpcdEndpoint();
-const READER = vpcdReaderName(port);
+const { host, port, reader: READER } = vpcdSlot();
 
 /** The command in-process on the reader, `PIN` in its environment, stdin empty. */
 const cli = (argv: string[]) => runCommand([...argv, '--reader', READER], { env: { PIN }, stdin: '' });

@@ -19,16 +19,14 @@ import {
   initializedCard,
   insertCard,
   removeCard,
-  vpcdEndpoint,
-  vpcdReaderName,
+  vpcdSlot,
   waitForCard,
 } from './helpers/pcsc-env.js';
 
 const PIN = '648219';
 const SHARE = fromHex('9b1964f9cbc623adbe4644244161d955a8729a691883b35643c9e6e9dc3f3c74');
 const KEYS = 5;
-const { host, port } = vpcdEndpoint();
-const READER = vpcdReaderName(port);
+const { host, port, reader: READER } = vpcdSlot();
 const INDEX = String(port - 35963);
 
 async function device(keys: number): Promise<VirtualSmartCardHsm> {

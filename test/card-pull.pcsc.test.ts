@@ -17,18 +17,10 @@ import { VirtualSmartCardHsm } from '../src/sim/index.js';
 import type { VpcdConnection } from '../src/sim/vpcd.js';
 import { cli as runCommand } from './cli-helpers.js';
 import { rejection } from './helpers/fixtures.js';
-import {
-  describePcsc,
-  initializedCard,
-  insertCard,
-  removeCard,
-  vpcdEndpoint,
-  vpcdReaderName,
-} from './helpers/pcsc-env.js';
+import { describePcsc, initializedCard, insertCard, removeCard, vpcdSlot } from './helpers/pcsc-env.js';
 
 const PIN = '648219';
-const { host, port } = vpcdEndpoint();
-const READER = vpcdReaderName(port);
+const { host, port, reader: READER } = vpcdSlot();
 
 const INS = { VERIFY: 0x20, GAKP: 0x46, GENERATE_SYMMETRIC: 0x48, ENUMERATE: 0x58, SIGN: 0x68, UPDATE: 0xd7 };
 

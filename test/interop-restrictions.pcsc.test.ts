@@ -15,19 +15,11 @@ import type { VpcdConnection } from '../src/sim/vpcd.js';
 import { fromHex } from '../src/util/bytes.js';
 import { rejection } from './helpers/fixtures.js';
 import { argv, ok, pkcs11Tool, pkcs15Tool, scHsmTool, show, waitForReader } from './helpers/opensc.js';
-import {
-  describePcsc,
-  initializedCard,
-  insertCard,
-  removeCard,
-  vpcdEndpoint,
-  vpcdReaderName,
-} from './helpers/pcsc-env.js';
+import { describePcsc, initializedCard, insertCard, removeCard, vpcdSlot } from './helpers/pcsc-env.js';
 
 const PIN = '648219';
 const SHARE = fromHex('9b1964f9cbc623adbe4644244161d955a8729a691883b35643c9e6e9dc3f3c74');
-const { host, port } = vpcdEndpoint();
-const READER = vpcdReaderName(port);
+const { host, port, reader: READER } = vpcdSlot();
 const INDEX = String(port - 35963);
 
 describePcsc('restricted and derived keys through pcscd', () => {

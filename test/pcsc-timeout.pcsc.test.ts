@@ -10,10 +10,9 @@ import { afterAll, expect, it } from 'vitest';
 import { openPcsc } from '../src/sc-hsm/open-pcsc.js';
 import { SmartCardHsm } from '../src/sc-hsm/session.js';
 import { VirtualSmartCardHsm } from '../src/sim/index.js';
-import { describePcsc, vpcdEndpoint, vpcdReaderName, waitForCard } from './helpers/pcsc-env.js';
+import { describePcsc, vpcdSlot, waitForCard } from './helpers/pcsc-env.js';
 
-const { host, port } = vpcdEndpoint();
-const READER = vpcdReaderName(port);
+const { host, port, reader: READER } = vpcdSlot();
 
 /** A virtual card on a raw vpcd socket that answers nothing once `stalled` is set. */
 class SilentCapableCard {

@@ -15,12 +15,11 @@ import { VirtualSmartCardHsm } from '../src/sim/index.js';
 import type { VpcdConnection } from '../src/sim/vpcd.js';
 import { tlv } from '../src/util/tlv.js';
 import { cli as runCommand, tempDir } from './cli-helpers.js';
-import { describePcsc, insertCard, vpcdEndpoint, vpcdReaderName, waitForCard } from './helpers/pcsc-env.js';
+import { describePcsc, insertCard, vpcdSlot, waitForCard } from './helpers/pcsc-env.js';
 import { custodian, PIN, rogueIssuer, SO } from './helpers/pka.js';
 
-const { host, port } = vpcdEndpoint();
-const TARGET = vpcdReaderName(port);
-const TOKEN = vpcdReaderName(port + 1);
+const { host, port, reader: TARGET } = vpcdSlot();
+const TOKEN = vpcdSlot(1).reader;
 const env = { PIN, SO_PIN: SO, NEW_PIN: '123456' };
 
 /** The command in-process (readers named in `argv`), the PINs in its environment, stdin empty. */

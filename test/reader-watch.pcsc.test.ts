@@ -11,10 +11,9 @@ import { openPcsc, type SmartCardHsmEvent, watchSmartCardHsms } from '../src/sc-
 import { SmartCardHsm } from '../src/sc-hsm/session.js';
 import { VirtualSmartCardHsm } from '../src/sim/index.js';
 import type { VpcdConnection } from '../src/sim/vpcd.js';
-import { describePcsc, insertCard, vpcdEndpoint, vpcdReaderName, waitForCard } from './helpers/pcsc-env.js';
+import { describePcsc, insertCard, vpcdSlot, waitForCard } from './helpers/pcsc-env.js';
 
-const { host, port } = vpcdEndpoint();
-const READER = vpcdReaderName(port);
+const { host, port, reader: READER } = vpcdSlot();
 
 /** Collects a watcher's events; `next(pred)` waits (bounded) for the first matching one. */
 function collect<E extends ReaderEvent>(it: AsyncGenerator<E>) {

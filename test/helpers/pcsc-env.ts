@@ -43,6 +43,15 @@ export function describePcsc(name: string, fn: () => void): void {
   describe.skip(`${name} [NOT RUN: needs scripts/with-pcscd.sh]`, fn);
 }
 
+/**
+ * vpcd slot `n` (0 or 1) of the private pcscd: the endpoint its card connects to and the reader
+ * pcscd names for it (vpcdEndpoint's port + n, vpcdReaderName).
+ */
+export function vpcdSlot(n = 0): { host: string; port: number; reader: string } {
+  const { host, port } = vpcdEndpoint();
+  return { host, port: port + n, reader: vpcdReaderName(port + n) };
+}
+
 /** The vpcd reader a port feeds: 35963 → "Virtual PCD 00 00", 35964 → "Virtual PCD 00 01". */
 export function vpcdReaderName(port: number): string {
   return `Virtual PCD 00 ${String(port - 35963).padStart(2, '0')}`;
