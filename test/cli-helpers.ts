@@ -1,5 +1,5 @@
 /** Runs the CLI in-process with captured streams. */
-import { copyFile, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { copyFile, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
@@ -152,4 +152,42 @@ export function respondArgs(
   pin = 'env:PIN',
 ): string[] {
   return ['pka', 'respond', '--sim', sim, challenge, '--key-ref', keyRef, '--out', out, '--pin', pin];
+}
+
+/** `pka authenticate --sim SIM --challenge-out CHALLENGE --response R… MORE…`. */
+export function pkaAuthArgs(
+  sim: string,
+  challenge: string,
+  responses: string[],
+  ...more: string[]
+): string[] {
+  return [
+    'pka',
+    'authenticate',
+    '--sim',
+    sim,
+    '--challenge-out',
+    challenge,
+    ...responses.flatMap((r) => ['--response', r]),
+    ...more,
+  ];
+}
+
+/** A custodian answers CHALLENGE into OUT with its key 1 (`pka respond … --pin env:PIN`); it must succeed. */
+export async function pkaRespond(
+  sim: string,
+  challenge: string,
+  out: string,
+  env: Record<string, string>,
+): Promise<void> {
+  const r = await cli(respondArgs(sim, challenge, out), { env });
+  expect(r.code, r.stderr).toBe(0);
+}
+
+/** Writes a `pka authenticate` challenge file by hand (what a hostile or broken sender could send). */
+export function writeChallenge(path: string, deviceChr: string, challenge: string): Promise<void> {
+  return writeFile(
+    path,
+    JSON.stringify({ format: 'sc-hsm-ts/pka-challenge', version: 1, deviceChr, challenge }),
+  );
 }

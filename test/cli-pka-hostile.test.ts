@@ -10,28 +10,25 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, expect, it } from 'vitest';
 import { exists } from '../src/cli/files.js';
-import { cli, PIN, SO_PIN, tempDir } from './cli-helpers.js';
+import {
+  cli,
+  initYes,
+  keygenArgs,
+  PIN,
+  pkaAuthArgs,
+  pkaCustodian,
+  pkaRespond,
+  respondArgs,
+  SO_PIN,
+  tempDir,
+  waitForFile as waitFor,
+  writeChallenge,
+} from './cli-helpers.js';
 
 const env = { PIN, SO_PIN, W: '000000', NEW_PIN: '123456' };
-
-async function init(f: string, ...extra: string[]) {
-  return cli(['init', '--sim', f, '--so-pin', 'env:SO_PIN', '--pin', 'env:PIN', '--yes', ...extra], { env });
-}
-
-async function custodian(dir: string, name: string): Promise<{ sim: string; file: string }> {
-  const sim = join(dir, `${name}.json`);
-  expect((await init(sim, '--label', name)).code).toBe(0);
-  const k = await cli(
-    ['keygen', '--sim', sim, '--type', 'ec:prime256v1', '--label', 'pka', '--pin', 'env:PIN'],
-    {
-      env,
-    },
-  );
-  expect(k.code, k.stderr).toBe(0);
-  const file = join(dir, `${name}.pka`);
-  expect((await cli(['pka', 'export', '--sim', sim, '--key-ref', '1', '--out', file])).code).toBe(0);
-  return { sim, file };
-}
+const init = (f: string, ...extra: string[]) => initYes(f, env, ...extra);
+const custodian = (dir: string, name: string) => pkaCustodian(dir, name, env);
+const respond = (sim: string, c: string, out: string) => pkaRespond(sim, c, out, env);
 
 /** A target device with `n` custodians registered, `required` of them needed. */
 async function target(dir: string, n: number, required: number, ...extra: string[]) {
@@ -43,36 +40,8 @@ async function target(dir: string, n: number, required: number, ...extra: string
   return { t, cs };
 }
 
-async function waitFor(path: string): Promise<void> {
-  for (let i = 0; i < 400 && !(await exists(path)); i++) await sleep(25);
-}
-
 function authenticate(t: string, c: string, responses: string[], ...rest: string[]) {
-  return cli(
-    [
-      'pka',
-      'authenticate',
-      '--sim',
-      t,
-      '--challenge-out',
-      c,
-      ...responses.flatMap((r) => ['--response', r]),
-      '--wait',
-      '30',
-      ...rest,
-    ],
-    { env },
-  );
-}
-
-async function respond(sim: string, c: string, out: string) {
-  const r = await cli(
-    ['pka', 'respond', '--sim', sim, c, '--key-ref', '1', '--out', out, '--pin', 'env:PIN'],
-    {
-      env,
-    },
-  );
-  expect(r.code, r.stderr).toBe(0);
+  return cli(pkaAuthArgs(t, c, responses, '--wait', '30', ...rest), { env });
 }
 
 async function userTries(sim: string): Promise<number> {
@@ -123,9 +92,7 @@ describe('the step after -- is checked in full before GET CHALLENGE', () => {
   it('--pka-and-pin: plain keygen with the right PIN says the custodians are missing, and spends no try', async () => {
     const dir = await tempDir();
     const { t } = await target(dir, 1, 1, '--pka-and-pin');
-    const k = await cli(['keygen', '--sim', t, '--type', 'ec:prime256v1', '--label', 'k', '--pin', 'env:W'], {
-      env,
-    });
+    const k = await cli(keygenArgs(t, 'ec:prime256v1', 'k', '--pin', 'env:W'), { env });
     expect(k.code).not.toBe(0);
     expect(k.stderr).toContain("custodians' public key authentication");
     expect(k.stderr).toContain('pka authenticate');
@@ -206,21 +173,8 @@ describe('pka respond and init', () => {
     const dir = await tempDir();
     const a = await custodian(dir, 'k');
     const c = join(dir, 'c.json');
-    await writeFile(
-      c,
-      JSON.stringify({
-        format: 'sc-hsm-ts/pka-challenge',
-        version: 1,
-        deviceChr: 'UTTARGET00001',
-        challenge: '11'.repeat(8),
-      }),
-    );
-    const x = await cli(
-      ['pka', 'respond', '--sim', a.sim, c, '--key-ref', '99', '--out', join(dir, 'ro'), '--pin', 'env:W'],
-      {
-        env,
-      },
-    );
+    await writeChallenge(c, 'UTTARGET00001', '11'.repeat(8));
+    const x = await cli(respondArgs(a.sim, c, join(dir, 'ro'), '99', 'env:W'), { env });
     expect(x.code).not.toBe(0);
     expect(x.stderr).toContain('key 99 has no CV request');
     expect(await userTries(a.sim)).toBe(3);
@@ -235,18 +189,7 @@ describe('pka respond and init', () => {
     expect(await exists(f)).toBe(false);
     const { t } = await target(dir, 1, 1);
     const c = join(dir, 'c.json');
-    const w = await cli([
-      'pka',
-      'authenticate',
-      '--sim',
-      t,
-      '--challenge-out',
-      c,
-      '--response',
-      join(dir, 'r'),
-      '--wait',
-      '0',
-    ]);
+    const w = await cli(pkaAuthArgs(t, c, [join(dir, 'r')], '--wait', '0'));
     expect(w.code).toBe(2);
     expect(await exists(c)).toBe(false);
   });
@@ -256,12 +199,7 @@ describe('pka respond and init', () => {
     const a = await custodian(dir, 'k');
     const link = join(dir, 'c.json');
     await symlink('/dev/zero', link);
-    const x = await cli(
-      ['pka', 'respond', '--sim', a.sim, link, '--key-ref', '1', '--out', join(dir, 'ro'), '--pin', 'env:W'],
-      {
-        env,
-      },
-    );
+    const x = await cli(respondArgs(a.sim, link, join(dir, 'ro'), '1', 'env:W'), { env });
     expect(x.code).toBe(2);
     expect(x.stderr).toContain('a device, not a regular file');
     expect(await userTries(a.sim)).toBe(3);

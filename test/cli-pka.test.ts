@@ -5,34 +5,40 @@
  */
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, expect, it } from 'vitest';
 import { exists } from '../src/cli/files.js';
-import { cli, PIN, SO_PIN, tempDir } from './cli-helpers.js';
+import {
+  cli,
+  initYes,
+  keygenArgs,
+  PIN,
+  pkaAuthArgs,
+  pkaCustodian,
+  pkaRespond,
+  respondArgs,
+  SO_PIN,
+  tempDir,
+  waitForFile as waitFor,
+  writeChallenge,
+} from './cli-helpers.js';
 
 const env = { PIN, SO_PIN, NEW_PIN: '123456' };
-
-async function init(f: string, ...extra: string[]) {
-  return cli(['init', '--sim', f, '--so-pin', 'env:SO_PIN', '--pin', 'env:PIN', '--yes', ...extra], { env });
-}
-
+const init = (f: string, ...extra: string[]) => initYes(f, env, ...extra);
 /** A custodian device with an EC key 1 and its export file. */
-async function custodian(dir: string, name: string): Promise<{ sim: string; file: string }> {
-  const sim = join(dir, `${name}.json`);
-  expect((await init(sim, '--label', name)).code).toBe(0);
-  const k = await cli(
-    ['keygen', '--sim', sim, '--type', 'ec:prime256v1', '--label', 'pka', '--pin', 'env:PIN'],
-    { env },
-  );
-  expect(k.code, k.stderr).toBe(0);
-  const file = join(dir, `${name}.pka`);
-  const e = await cli(['pka', 'export', '--sim', sim, '--key-ref', '1', '--out', file]);
-  expect(e.code, e.stderr).toBe(0);
-  return { sim, file };
-}
+const custodian = (dir: string, name: string) => pkaCustodian(dir, name, env);
+const respond = (sim: string, c: string, out: string) => pkaRespond(sim, c, out, env);
 
-async function waitFor(path: string): Promise<void> {
-  for (let i = 0; i < 400 && !(await exists(path)); i++) await sleep(25);
+/** `pin change --sim F [--last-try] --pin PIN --new-pin NEW MORE…` with the environment `e`. */
+function pinChange(
+  f: string,
+  lastTry: boolean,
+  pin: string,
+  newPin: string,
+  e: Record<string, string>,
+  ...more: string[]
+) {
+  const last = lastTry ? ['--last-try'] : [];
+  return cli(['pin', 'change', '--sim', f, ...last, '--pin', pin, '--new-pin', newPin, ...more], { env: e });
 }
 
 describe('transport PIN (option 0002)', () => {
@@ -56,31 +62,12 @@ describe('transport PIN (option 0002)', () => {
     expect(v.stderr).toContain('transport PIN');
     // the change: one SELECT, the free status query (6984), CHANGE REFERENCE DATA — no reset, no second SELECT
     // the card does not report a transport PIN's tries: any try may be the last, so --last-try
-    const unsure = await cli(['pin', 'change', '--sim', f, '--pin', 'env:PIN', '--new-pin', 'env:NEW_PIN'], {
-      env,
-    });
+    const unsure = await pinChange(f, false, 'env:PIN', 'env:NEW_PIN', env);
     expect(unsure.code).toBe(7);
     expect(unsure.stderr).toContain('does not report how many tries the transport PIN has left');
     expect(unsure.stderr).toContain('--last-try');
     const trace = join(dir, 'change.apdu');
-    const c = await cli(
-      [
-        'pin',
-        'change',
-        '--sim',
-        f,
-        '--last-try',
-        '--pin',
-        'env:PIN',
-        '--new-pin',
-        'env:NEW_PIN',
-        '--trace',
-        trace,
-      ],
-      {
-        env,
-      },
-    );
+    const c = await pinChange(f, true, 'env:PIN', 'env:NEW_PIN', env, '--trace', trace);
     expect(c.code, c.stderr).toBe(0);
     const cmds = (await readFile(trace, 'utf8'))
       .split('\n')
@@ -101,35 +88,18 @@ describe('tries the card does not report (transport PIN, PIN replaced by custodi
     expect((await init(f, '--transport-pin')).code).toBe(0);
     const wrong = { ...env, W: '000000' };
     for (let i = 0; i < 3; i++) {
-      const r = await cli(['pin', 'change', '--sim', f, '--pin', 'env:W', '--new-pin', 'env:NEW_PIN'], {
-        env: wrong,
-      });
+      const r = await pinChange(f, false, 'env:W', 'env:NEW_PIN', wrong);
       expect(r.code).toBe(7);
       expect(r.stderr).toContain('does not report how many tries');
     }
-    const w = await cli(
-      ['pin', 'change', '--sim', f, '--last-try', '--pin', 'env:W', '--new-pin', 'env:NEW_PIN'],
-      {
-        env: wrong,
-      },
-    );
+    const w = await pinChange(f, true, 'env:W', 'env:NEW_PIN', wrong);
     expect(w.code).toBe(3);
     expect(w.stderr).toContain('2 tries left');
-    const same = await cli(
-      ['pin', 'change', '--sim', f, '--last-try', '--pin', 'env:PIN', '--new-pin', 'env:PIN'],
-      {
-        env,
-      },
-    );
+    const same = await pinChange(f, true, 'env:PIN', 'env:PIN', env);
     expect(same.code).toBe(2);
     expect(same.stderr).toContain('is the current one');
     expect((await cli(['status', '--sim', f, '--json'])).json().transportPin).toBe(true);
-    const ok = await cli(
-      ['pin', 'change', '--sim', f, '--last-try', '--pin', 'env:PIN', '--new-pin', 'env:NEW_PIN'],
-      {
-        env,
-      },
-    );
+    const ok = await pinChange(f, true, 'env:PIN', 'env:NEW_PIN', env);
     expect(ok.code, ok.stderr).toBe(0);
   });
 
@@ -140,42 +110,18 @@ describe('tries the card does not report (transport PIN, PIN replaced by custodi
     expect((await init(t, '--pka', '1', '--required', '1')).code).toBe(0);
     expect((await cli(['pka', 'register', '--sim', t, a.file])).code).toBe(0);
     const wrong = { ...env, W: '000000' };
-    const r = await cli(['pin', 'change', '--sim', t, '--pin', 'env:W', '--new-pin', 'env:NEW_PIN'], {
-      env: wrong,
-    });
+    const r = await pinChange(t, false, 'env:W', 'env:NEW_PIN', wrong);
     expect(r.code).toBe(7);
     expect(r.stderr).toContain('instead of the user PIN');
     // block the unused PIN on purpose
-    for (let i = 0; i < 3; i++)
-      await cli(['pin', 'change', '--sim', t, '--last-try', '--pin', 'env:W', '--new-pin', 'env:NEW_PIN'], {
-        env: wrong,
-      });
+    for (let i = 0; i < 3; i++) await pinChange(t, true, 'env:W', 'env:NEW_PIN', wrong);
     const c = join(dir, 'c.json');
     const resp = join(dir, 'r.json');
     const auth = cli(
-      [
-        'pka',
-        'authenticate',
-        '--sim',
-        t,
-        '--challenge-out',
-        c,
-        '--response',
-        resp,
-        '--wait',
-        '30',
-        '--',
-        'keygen',
-      ].concat(['--type', 'ec:prime256v1', '--label', 'z']),
+      pkaAuthArgs(t, c, [resp], '--wait', '30', '--', 'keygen', '--type', 'ec:prime256v1', '--label', 'z'),
     );
     await waitFor(c);
-    const answered = await cli(
-      ['pka', 'respond', '--sim', a.sim, c, '--key-ref', '1', '--out', resp, '--pin', 'env:PIN'],
-      {
-        env,
-      },
-    );
-    expect(answered.code, answered.stderr).toBe(0);
+    await respond(a.sim, c, resp);
     const done = await auth;
     expect(done.code, done.stderr).toBe(0);
     expect(done.stdout).toContain('1 of 1');
@@ -223,12 +169,7 @@ describe('public key authentication (init --pka, pka …)', () => {
     const sj = (await cli(['status', '--sim', t, '--json'])).json();
     expect(sj.pka).toEqual({ total: 2, missing: 0, required: 2, authenticated: 0 });
     // no key generation without the custodians
-    const denied = await cli(
-      ['keygen', '--sim', t, '--type', 'ec:prime256v1', '--label', 'x', '--pin', 'env:PIN'],
-      {
-        env,
-      },
-    );
+    const denied = await cli(keygenArgs(t, 'ec:prime256v1', 'x', '--pin', 'env:PIN'), { env });
     expect(denied.code).not.toBe(0);
 
     const challenge = join(dir, 'challenge.json');
@@ -262,13 +203,7 @@ describe('public key authentication (init --pka, pka …)', () => {
       [a, ra],
       [b, rb],
     ] as const) {
-      const r = await cli(
-        ['pka', 'respond', '--sim', who.sim, challenge, '--key-ref', '1', '--out', out, '--pin', 'env:PIN'],
-        {
-          env,
-        },
-      );
-      expect(r.code, r.stderr).toBe(0);
+      await respond(who.sim, challenge, out);
     }
     const done = await auth;
     expect(done.code, done.stderr).toBe(0);
@@ -287,54 +222,17 @@ describe('public key authentication (init --pka, pka …)', () => {
     const c1 = join(dir, 'c1.json');
     const r1 = join(dir, 'r1.json');
     // a first round whose answer arrives too late
-    const first = await cli([
-      'pka',
-      'authenticate',
-      '--sim',
-      t,
-      '--challenge-out',
-      c1,
-      '--response',
-      r1,
-      '--wait',
-      '1',
-    ]);
+    const first = await cli(pkaAuthArgs(t, c1, [r1], '--wait', '1'));
     expect(first.code).toBe(3);
     expect(first.stderr).toContain('no complete answer in 1 s');
-    expect(
-      (
-        await cli(['pka', 'respond', '--sim', a.sim, c1, '--key-ref', '1', '--out', r1, '--pin', 'env:PIN'], {
-          env,
-        })
-      ).code,
-    ).toBe(0);
-    const pre = await cli([
-      'pka',
-      'authenticate',
-      '--sim',
-      t,
-      '--challenge-out',
-      join(dir, 'c2.json'),
-      '--response',
-      r1,
-    ]);
+    await respond(a.sim, c1, r1);
+    const pre = await cli(pkaAuthArgs(t, join(dir, 'c2.json'), [r1]));
     expect(pre.code).toBe(7);
     expect(pre.stderr).toContain('exists already');
     // the stale answer renamed to the name the new round waits for
     const r2 = join(dir, 'r2.json');
     const c3 = join(dir, 'c3.json');
-    const auth = cli([
-      'pka',
-      'authenticate',
-      '--sim',
-      t,
-      '--challenge-out',
-      c3,
-      '--response',
-      r2,
-      '--wait',
-      '30',
-    ]);
+    const auth = cli(pkaAuthArgs(t, c3, [r2], '--wait', '30'));
     await waitFor(c3);
     await writeFile(r2, await readFile(r1));
     const r = await auth;
@@ -345,28 +243,10 @@ describe('public key authentication (init --pka, pka …)', () => {
     // a response file with a forged signature reaches the card and is refused there
     const c4 = join(dir, 'c4.json');
     const r4 = join(dir, 'r4.json');
-    const auth4 = cli([
-      'pka',
-      'authenticate',
-      '--sim',
-      t,
-      '--challenge-out',
-      c4,
-      '--response',
-      r4,
-      '--wait',
-      '30',
-    ]);
+    const auth4 = cli(pkaAuthArgs(t, c4, [r4], '--wait', '30'));
     await waitFor(c4);
     const r4src = join(dir, 'r4.src.json');
-    expect(
-      (
-        await cli(
-          ['pka', 'respond', '--sim', a.sim, c4, '--key-ref', '1', '--out', r4src, '--pin', 'env:PIN'],
-          { env },
-        )
-      ).code,
-    ).toBe(0);
+    await respond(a.sim, c4, r4src);
     const doc = JSON.parse(await readFile(r4src, 'utf8'));
     doc.signature = doc.signature.replace(/..$/, (x: string) => (x === '00' ? '01' : '00'));
     await writeFile(r4, JSON.stringify(doc));
@@ -387,12 +267,7 @@ describe('public key authentication (init --pka, pka …)', () => {
       bad,
       '{"format":"sc-hsm-ts/pka-challenge","version":1,"deviceChr":"X\\u0007","challenge":"00"}',
     );
-    const x = await cli(
-      ['pka', 'respond', '--sim', f, bad, '--key-ref', '1', '--out', join(dir, 'o.json'), '--pin', 'env:PIN'],
-      {
-        env,
-      },
-    );
+    const x = await cli(respondArgs(f, bad, join(dir, 'o.json')), { env });
     expect(x.code).toBe(2);
     expect(await exists(join(dir, 'o.json'))).toBe(false);
   });
@@ -429,25 +304,14 @@ describe('pka commands refuse bad input before the device is touched', () => {
       [['keygen', '--no-such-option'], 'no-such-option'],
       [['init', '--so-pin', 'env:SO_PIN', '--pin', 'env:PIN'], 'init cannot be the step'],
     ] as [string[], string][]) {
-      const x = await cli([
-        'pka',
-        'authenticate',
-        '--sim',
-        t,
-        '--challenge-out',
-        c,
-        '--response',
-        r,
-        '--',
-        ...step,
-      ]);
+      const x = await cli(pkaAuthArgs(t, c, [r], '--', ...step));
       expect(x.code, step.join(' ')).toBe(2);
       expect(x.stderr).toContain(text);
       expect(await exists(c)).toBe(false);
     }
     // a challenge file left by a killed run is never replaced
     await writeFile(c, 'left over');
-    const left = await cli(['pka', 'authenticate', '--sim', t, '--challenge-out', c, '--response', r]);
+    const left = await cli(pkaAuthArgs(t, c, [r]));
     expect(left.code).toBe(7);
     expect(await readFile(c, 'utf8')).toBe('left over');
     // nothing above changed the device
@@ -458,83 +322,16 @@ describe('pka commands refuse bad input before the device is touched', () => {
     const dir = await tempDir();
     const a = await custodian(dir, 'erin');
     const c = join(dir, 'c.json');
-    await writeFile(
-      c,
-      JSON.stringify({
-        format: 'sc-hsm-ts/pka-challenge',
-        version: 1,
-        deviceChr: 'UTVH\u001b[31m',
-        challenge: '0011223344556677',
-      }),
-    );
-    const bad = await cli(
-      [
-        'pka',
-        'respond',
-        '--sim',
-        a.sim,
-        c,
-        '--key-ref',
-        '1',
-        '--out',
-        join(dir, 'r.json'),
-        '--pin',
-        'env:PIN',
-      ],
-      {
-        env,
-      },
-    );
+    await writeChallenge(c, 'UTVH\u001b[31m', '0011223344556677');
+    const bad = await cli(respondArgs(a.sim, c, join(dir, 'r.json'), '1'), { env });
     expect(bad.code).toBe(2);
     expect(bad.stderr).not.toContain('\u001b');
-    await writeFile(
-      c,
-      JSON.stringify({
-        format: 'sc-hsm-ts/pka-challenge',
-        version: 1,
-        deviceChr: 'UTVH000000100000',
-        challenge: '0011223344556677',
-      }),
-    );
-    const none = await cli(
-      [
-        'pka',
-        'respond',
-        '--sim',
-        a.sim,
-        c,
-        '--key-ref',
-        '9',
-        '--out',
-        join(dir, 'r.json'),
-        '--pin',
-        'env:PIN',
-      ],
-      {
-        env,
-      },
-    );
+    await writeChallenge(c, 'UTVH000000100000', '0011223344556677');
+    const none = await cli(respondArgs(a.sim, c, join(dir, 'r.json'), '9'), { env });
     expect(none.code).toBe(5);
     expect(await exists(join(dir, 'r.json'))).toBe(false);
     await writeFile(join(dir, 'r.json'), 'mine');
-    const ex = await cli(
-      [
-        'pka',
-        'respond',
-        '--sim',
-        a.sim,
-        c,
-        '--key-ref',
-        '1',
-        '--out',
-        join(dir, 'r.json'),
-        '--pin',
-        'env:PIN',
-      ],
-      {
-        env,
-      },
-    );
+    const ex = await cli(respondArgs(a.sim, c, join(dir, 'r.json'), '1'), { env });
     expect(ex.code).toBe(7);
     expect(await readFile(join(dir, 'r.json'), 'utf8')).toBe('mine');
     // options in another order, --key-ref before the file
@@ -573,28 +370,9 @@ describe('n-of-m with fewer answers than required', () => {
     expect(st.keys.map((k: { chr?: string }) => k.chr === undefined)).toEqual([false, false, true]);
     const c = join(dir, 'c.json');
     const r = join(dir, 'r.json');
-    const auth = cli([
-      'pka',
-      'authenticate',
-      '--sim',
-      t,
-      '--challenge-out',
-      c,
-      '--response',
-      r,
-      '--wait',
-      '30',
-      '--',
-      'keys',
-    ]);
+    const auth = cli(pkaAuthArgs(t, c, [r], '--wait', '30', '--', 'keys'));
     await waitFor(c);
-    expect(
-      (
-        await cli(['pka', 'respond', '--sim', a.sim, c, '--key-ref', '1', '--out', r, '--pin', 'env:PIN'], {
-          env,
-        })
-      ).code,
-    ).toBe(0);
+    await respond(a.sim, c, r);
     const x = await auth;
     expect(x.code).toBe(3);
     expect(x.stderr).toContain("only 1 of 2 custodians authenticated: 'keys' was not run");
@@ -614,49 +392,15 @@ describe('--pka-and-pin (option 0010)', () => {
     const round = async (n: number, step: string[]) => {
       const c = join(dir, `c${n}.json`);
       const r = join(dir, `r${n}.json`);
-      const auth = cli(
-        [
-          'pka',
-          'authenticate',
-          '--sim',
-          t,
-          '--challenge-out',
-          c,
-          '--response',
-          r,
-          '--wait',
-          '30',
-          '--',
-          ...step,
-        ],
-        {
-          env,
-        },
-      );
+      const auth = cli(pkaAuthArgs(t, c, [r], '--wait', '30', '--', ...step), { env });
       await waitFor(c);
-      expect(
-        (
-          await cli(['pka', 'respond', '--sim', a.sim, c, '--key-ref', '1', '--out', r, '--pin', 'env:PIN'], {
-            env,
-          })
-        ).code,
-      ).toBe(0);
+      await respond(a.sim, c, r);
       return auth;
     };
     // no PIN given to the step: without a terminal that is a usage error, refused before the challenge
     const c1 = join(dir, 'c1.json');
     const without = await cli(
-      [
-        'pka',
-        'authenticate',
-        '--sim',
-        t,
-        '--challenge-out',
-        c1,
-        '--response',
-        join(dir, 'r1.json'),
-        '--',
-      ].concat(['keygen', '--type', 'ec:prime256v1', '--label', 'k']),
+      pkaAuthArgs(t, c1, [join(dir, 'r1.json')], '--', 'keygen', '--type', 'ec:prime256v1', '--label', 'k'),
       { env },
     );
     expect(without.code).toBe(2);
