@@ -58,7 +58,7 @@ const OPS: Op[] = [
     run: (hsm) => hsm.importDkekShare(A, { domain: 1 }),
     complete: async (hsm) => {
       const st = await hsm.keyDomainStatus(1);
-      if (!st || st.total !== 2 || st.outstanding < 1)
+      if (st?.total !== 2 || st.outstanding < 1)
         return [`domain 1 in an impossible state: ${JSON.stringify(st)}`];
       // the device's count says whether share A landed: never send it twice
       if (st.outstanding === 2) await hsm.importDkekShare(A, { domain: 1 });
