@@ -6,15 +6,13 @@
  */
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { exists } from '../src/cli/files.js';
 import { decodePkaFile } from '../src/pkcs15/index.js';
 import { SmartCardHsm } from '../src/sc-hsm/session.js';
 import { VirtualSmartCardHsm } from '../src/sim/index.js';
 import type { VpcdConnection } from '../src/sim/vpcd.js';
 import { tlv } from '../src/util/tlv.js';
-import { cli as runCommand, tempDir } from './cli-helpers.js';
+import { cli as runCommand, tempDir, waitForFile } from './cli-helpers.js';
 import { describePcsc, insertCard, vpcdSlot, waitForCard } from './helpers/pcsc-env.js';
 import { custodian, PIN, rogueIssuer, SO } from './helpers/pka.js';
 
@@ -25,9 +23,31 @@ const env = { PIN, SO_PIN: SO, NEW_PIN: '123456' };
 /** The command in-process (readers named in `argv`), the PINs in its environment, stdin empty. */
 const cli = (argv: string[]) => runCommand(argv, { env, stdin: '' });
 
-async function waitFor(path: string): Promise<void> {
-  for (let i = 0; i < 400 && !(await exists(path)); i++) await sleep(25);
+/**
+ * `pka authenticate --reader TARGET OPTIONS… --challenge-out CHALLENGE --response RESPONSE --wait 60`
+ * (then `-- COMMAND…` when given); the command waits up to 60 s for the response file.
+ */
+function authenticate(challenge: string, response: string, options: string[] = [], command: string[] = []) {
+  const then = command.length > 0 ? ['--', ...command] : [];
+  return cli([
+    'pka',
+    'authenticate',
+    '--reader',
+    TARGET,
+    ...options,
+    '--challenge-out',
+    challenge,
+    '--response',
+    response,
+    '--wait',
+    '60',
+    ...then,
+  ]);
 }
+
+/** `pka respond --reader TOKEN CHALLENGE --key-ref 1 --out OUT --pin env:PIN`: the token's key 1 answers. */
+const respond = (challenge: string, out: string) =>
+  cli(['pka', 'respond', '--reader', TOKEN, challenge, '--key-ref', '1', '--out', out, '--pin', 'env:PIN']);
 
 describePcsc('pka commands and the transport PIN through pcscd (two readers)', () => {
   const links: VpcdConnection[] = [];
@@ -77,33 +97,10 @@ describePcsc('pka commands and the transport PIN through pcscd (two readers)', (
   it('a forged answer is refused by the device; the token answers and the step runs in the session', async () => {
     const c1 = join(dir, 'c1.json');
     const r1 = join(dir, 'r1.json');
-    const forged = cli([
-      'pka',
-      'authenticate',
-      '--reader',
-      TARGET,
-      '--challenge-out',
-      c1,
-      '--response',
-      r1,
-      '--wait',
-      '60',
-    ]);
-    await waitFor(c1);
+    const forged = authenticate(c1, r1);
+    await waitForFile(c1);
     const src = join(dir, 'r1.src.json');
-    const a = await cli([
-      'pka',
-      'respond',
-      '--reader',
-      TOKEN,
-      c1,
-      '--key-ref',
-      '1',
-      '--out',
-      src,
-      '--pin',
-      'env:PIN',
-    ]);
+    const a = await respond(c1, src);
     expect(a.code, a.stderr).toBe(0);
     const doc = JSON.parse(await readFile(src, 'utf8'));
     doc.signature = `${doc.signature.slice(0, -4)}0000`;
@@ -114,39 +111,14 @@ describePcsc('pka commands and the transport PIN through pcscd (two readers)', (
 
     const c2 = join(dir, 'c2.json');
     const r2 = join(dir, 'r2.json');
-    const auth = cli([
-      'pka',
-      'authenticate',
-      '--reader',
-      TARGET,
-      '--json',
-      '--challenge-out',
+    const auth = authenticate(
       c2,
-      '--response',
       r2,
-      '--wait',
-      '60',
-      '--',
-      'keygen',
-      '--type',
-      'ec:prime256v1',
-      '--label',
-      'via-pcscd',
-    ]);
-    await waitFor(c2);
-    const b = await cli([
-      'pka',
-      'respond',
-      '--reader',
-      TOKEN,
-      c2,
-      '--key-ref',
-      '1',
-      '--out',
-      r2,
-      '--pin',
-      'env:PIN',
-    ]);
+      ['--json'],
+      ['keygen', '--type', 'ec:prime256v1', '--label', 'via-pcscd'],
+    );
+    await waitForFile(c2);
+    const b = await respond(c2, r2);
     expect(b.code, b.stderr).toBe(0);
     const done = await auth;
     expect(done.code, done.stderr).toBe(0);

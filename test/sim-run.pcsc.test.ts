@@ -73,6 +73,14 @@ async function pcscdOf(child: ChildProcess): Promise<number> {
   return found;
 }
 
+/** `dkek create DIR/share.pbe --password env:PW` (PASSWORD); the share file's path. */
+async function dkekShare(dir: string): Promise<string> {
+  const share = join(dir, 'share.pbe');
+  const made = await cli(['dkek', 'create', share, '--password', 'env:PW'], { env: { PW: PASSWORD } });
+  expect(made.code, made.stderr).toBe(0);
+  return share;
+}
+
 /** A COMMAND that says it runs (a file) and waits for the test to let it go (another file). */
 function waiting(dir: string, tag: string, then = 'exit 0'): string[] {
   const started = join(dir, `${tag}.started`);
@@ -169,9 +177,7 @@ describePcsc('sim run (private pcscd as root)', () => {
   it('SIGTERM while --init runs: exit 143, the temporary cards (PINs inside) removed', async () => {
     const dir = await tempDir();
     const tmp = await tempDir();
-    const share = join(dir, 'share.pbe');
-    const made = await cli(['dkek', 'create', share, '--password', 'env:PW'], { env: { PW: PASSWORD } });
-    expect(made.code, made.stderr).toBe(0);
+    const share = await dkekShare(dir);
     const child = startCli(
       [
         'sim',
@@ -308,9 +314,7 @@ describePcsc('sim run (private pcscd as root)', () => {
 
   it('--init --dkek-share: both fresh cards get the same DKEK (the share imported into each)', async () => {
     const dir = await tempDir();
-    const share = join(dir, 'share.pbe');
-    const made = await cli(['dkek', 'create', share, '--password', 'env:PW'], { env: { PW: PASSWORD } });
-    expect(made.code, made.stderr).toBe(0);
+    const share = await dkekShare(dir);
     const r = await finished(
       startCli(
         [
