@@ -23,6 +23,12 @@ async function fakeTools(): Promise<{ path: string; ran: () => boolean }> {
   return { path: `${dir}:/usr/bin:/bin`, ran: () => existsSync(mark) };
 }
 
+/** The --init values of a card labelled L with the DKEK share SHARE (its password PW). */
+const initWithShare = (share: string, pw: string) => [
+  ...['--so-pin', SO_PIN, '--pin', PIN, '--label', 'L'],
+  ...['--dkek-share', share, '--password', pw],
+];
+
 describe('sim run: options refused before anything starts (exit 2)', () => {
   const cases: [string, string[], RegExp][] = [
     ['three cards', ['--cards', '3'], /--cards/],
@@ -166,23 +172,7 @@ describe('sim run --init: every value checked before a card or pcscd exists', ()
       2,
     ],
     ['a missing SO-PIN variable', ['--so-pin', 'env:NOPE', '--pin', PIN, '--label', 'L'], /NOPE/, 2],
-    [
-      'a missing share file',
-      [
-        '--so-pin',
-        SO_PIN,
-        '--pin',
-        PIN,
-        '--label',
-        'L',
-        '--dkek-share',
-        '/nonexistent/s.pbe',
-        '--password',
-        'x',
-      ],
-      /dkek-share/,
-      5,
-    ],
+    ['a missing share file', initWithShare('/nonexistent/s.pbe', 'x'), /dkek-share/, 5],
   ];
   for (const [name, args, msg, code] of bad) {
     it(name, async () => {
@@ -205,27 +195,9 @@ describe('sim run --init --dkek-share with a wrong --password', () => {
       env: { PW: 'correct-horse-battery' },
     });
     expect(made.code, made.stderr).toBe(0);
-    const r = await cli(
-      [
-        'sim',
-        'run',
-        '--json',
-        '--init',
-        '--so-pin',
-        SO_PIN,
-        '--pin',
-        PIN,
-        '--label',
-        'L',
-        '--dkek-share',
-        share,
-        '--password',
-        'env:DP',
-        '--',
-        'true',
-      ],
-      { env: { PATH: t.path, DP: 'wrong-horse-battery' } },
-    );
+    const r = await cli(['sim', 'run', '--json', '--init', ...initWithShare(share, 'env:DP'), '--', 'true'], {
+      env: { PATH: t.path, DP: 'wrong-horse-battery' },
+    });
     expect(r.code, r.stderr).toBe(6);
     expect(r.json().error.code).toBe('WRONG_PASSWORD');
     expect(r.stderr).not.toContain('--init failed');
@@ -240,27 +212,9 @@ describe('sim run --json: an --init that fails after init ran', () => {
     const dir = await tempDir();
     const share = join(dir, 'zero.pbe');
     await writeFile(share, await encryptDkekShare(new Uint8Array(32), 'zero-share-password'));
-    const r = await cli(
-      [
-        'sim',
-        'run',
-        '--json',
-        '--init',
-        '--so-pin',
-        SO_PIN,
-        '--pin',
-        PIN,
-        '--label',
-        'L',
-        '--dkek-share',
-        share,
-        '--password',
-        'env:DP',
-        '--',
-        'true',
-      ],
-      { env: { PATH: t.path, DP: 'zero-share-password' } },
-    );
+    const r = await cli(['sim', 'run', '--json', '--init', ...initWithShare(share, 'env:DP'), '--', 'true'], {
+      env: { PATH: t.path, DP: 'zero-share-password' },
+    });
     expect(r.code, r.stderr).not.toBe(0);
     const doc = r.json();
     expect(doc.error.code).toBe('DKEK_DEGENERATE');
