@@ -37,6 +37,23 @@ const PSS = {
 
 const FORCE = { type: 'boolean', help: 'replace an existing output file' } as const;
 
+const NEW_PIN = { ...PIN, help: `new user PIN, 6-15 printable ASCII characters (${SECRET_HELP})` } as const;
+
+/** Any key's reference, as `keys` lists it (delete-key, wrap). */
+const LISTED_KEY_REF = {
+  type: 'string',
+  arg: 'N',
+  help: 'key reference (first column of `sc-hsm-ts keys`)',
+} as const;
+
+const KEY_LABEL = {
+  type: 'string',
+  arg: 'LABEL',
+  help: 'key label (1-32 bytes of UTF-8, no control characters)',
+} as const;
+
+const PEM_OUT = { type: 'string', arg: 'FILE', path: 'output', help: 'PEM output file' } as const;
+
 /** What a forced replace may do with the key it replaces (unwrap, restore). */
 const REPLACE_OPTIONS = {
   'save-replaced': {
@@ -48,6 +65,18 @@ const REPLACE_OPTIONS = {
   'i-understand-the-old-key-is-lost': {
     type: 'boolean',
     help: 'with --force: replace also a key that may not be wrapped first (it is lost if the new key is refused)',
+  },
+} as const;
+
+/** The password of one share file, or the custodians' shares of it (dkek import/inspect, domain import). */
+const SHARE_PASSWORD_OPTIONS = {
+  password: { type: 'string', arg: 'SECRET', help: `password of the share file (${SECRET_HELP})` },
+  shares: {
+    type: 'string',
+    multiple: true,
+    arg: 'FILE',
+    path: 'input',
+    help: 'a custodian\u2019s password share (text file)',
   },
 } as const;
 
@@ -101,7 +130,7 @@ export const initSpec: CommandSpec = {
     'With PC/SC the reader must be named (--reader) because this step erases the device.',
   ].join('\n'),
   options: {
-    'so-pin': { type: 'string', arg: 'SECRET', help: `SO-PIN, 16 hex characters (${SECRET_HELP})` },
+    'so-pin': SO_PIN,
     pin: {
       type: 'string',
       arg: 'SECRET',
@@ -199,16 +228,7 @@ export const dkekImportSpec: CommandSpec = {
     'share is sent (a record that cannot be written stops the import). After the last share',
     'a DKEK anyone could compute (all zero, or equal to one share) is reported (DKEK_DEGENERATE, exit 6).',
   ].join('\n'),
-  options: {
-    password: { type: 'string', arg: 'SECRET', help: `password of the share file (${SECRET_HELP})` },
-    shares: {
-      type: 'string',
-      multiple: true,
-      arg: 'FILE',
-      path: 'input',
-      help: 'a custodian\u2019s password share (text file)',
-    },
-  },
+  options: { ...SHARE_PASSWORD_OPTIONS },
   examples: ['sc-hsm-ts dkek import dkek-share-1.pbe --password env:DKEK_PASSWORD'],
 };
 
@@ -220,16 +240,7 @@ export const dkekInspectSpec: CommandSpec = {
   summary: 'Check a DKEK share file offline: decrypt it and print its key check value (no device needed).',
   description:
     'For a DKEK of one share this is the KCV `status` shows; for several shares compare after importing all.',
-  options: {
-    password: { type: 'string', arg: 'SECRET', help: `password of the share file (${SECRET_HELP})` },
-    shares: {
-      type: 'string',
-      multiple: true,
-      arg: 'FILE',
-      path: 'input',
-      help: 'a custodian\u2019s password share (text file)',
-    },
-  },
+  options: { ...SHARE_PASSWORD_OPTIONS },
 };
 
 export const dkekResplitSpec: CommandSpec = {
@@ -282,7 +293,7 @@ export const keygenSpec: CommandSpec = {
       arg: 'TYPE',
       help: 'rsa:1024|1536|2048|3072|4096, ec:prime256v1|secp384r1|secp521r1|brainpoolP256r1|…, aes:128|192|256',
     },
-    label: { type: 'string', arg: 'LABEL', help: 'key label (1-32 bytes of UTF-8, no control characters)' },
+    label: KEY_LABEL,
     id: {
       type: 'string',
       arg: 'HEX',
@@ -314,7 +325,7 @@ export const keygenSpec: CommandSpec = {
       arg: 'HEX',
       help: 'with --derive-from: the value added to the private key, big-endian hex, not zero, below the curve order',
     },
-    pin: { type: 'string', arg: 'SECRET', help: `user PIN (${SECRET_HELP})` },
+    pin: PIN,
   },
   examples: [
     'sc-hsm-ts keygen --type rsa:2048 --label ca-key --pin env:PIN',
@@ -407,8 +418,8 @@ export const deleteKeySpec: CommandSpec = {
   name: 'delete-key',
   summary: 'Delete a key, its description and its certificate (asks for confirmation).',
   options: {
-    'key-ref': { type: 'string', arg: 'N', help: 'key reference (first column of `sc-hsm-ts keys`)' },
-    pin: { type: 'string', arg: 'SECRET', help: `user PIN (${SECRET_HELP})` },
+    'key-ref': LISTED_KEY_REF,
+    pin: PIN,
   },
 };
 
@@ -416,14 +427,14 @@ export const wrapSpec: CommandSpec = {
   name: 'wrap',
   summary: 'Export one key encrypted under the DKEK into a .bin file (sc-hsm-tool --wrap-key format).',
   options: {
-    'key-ref': { type: 'string', arg: 'N', help: 'key reference (first column of `sc-hsm-ts keys`)' },
+    'key-ref': LISTED_KEY_REF,
     out: {
       type: 'string',
       arg: 'FILE.bin',
       path: 'output',
       help: 'output file (must not exist unless --force)',
     },
-    force: { type: 'boolean', help: 'replace an existing output file' },
+    force: FORCE,
     pin: PIN,
   },
   examples: ['sc-hsm-ts wrap --key-ref 1 --out key1.bin --pin env:PIN'],
@@ -527,7 +538,7 @@ export const importKeySpec: CommandSpec = {
       arg: 'N',
       help: 'key domain whose DKEK the --dkek shares make (default 0): the key lands in that domain',
     },
-    label: { type: 'string', arg: 'LABEL', help: 'key label (1-32 bytes of UTF-8, no control characters)' },
+    label: KEY_LABEL,
     id: {
       type: 'string',
       arg: 'HEX',
@@ -540,12 +551,7 @@ export const importKeySpec: CommandSpec = {
       path: 'input',
       help: 'DKEK share file (all shares of the device)',
     },
-    password: {
-      type: 'string',
-      multiple: true,
-      arg: 'SECRET',
-      help: `password per --dkek file, same order (${SECRET_HELP})`,
-    },
+    password: DKEK_OPTIONS.password,
     'key-password': {
       type: 'string',
       arg: 'SECRET',
@@ -629,7 +635,7 @@ export const pinChangeSpec: CommandSpec = {
   summary: 'Change the user PIN (also replaces a transport PIN).',
   options: {
     pin: { ...PIN, help: `current user PIN (${SECRET_HELP})` },
-    'new-pin': { ...PIN, help: `new user PIN, 6-15 printable ASCII characters (${SECRET_HELP})` },
+    'new-pin': NEW_PIN,
   },
 };
 
@@ -643,7 +649,7 @@ export const pinUnblockSpec: CommandSpec = {
     'without --last-try.',
   options: {
     'so-pin': SO_PIN,
-    'new-pin': { ...PIN, help: `new user PIN, 6-15 printable ASCII characters (${SECRET_HELP})` },
+    'new-pin': NEW_PIN,
     'reset-only': { type: 'boolean', help: 'only reset the retry counter, keep the current user PIN' },
   },
 };
@@ -777,7 +783,7 @@ export const csrSpec: CommandSpec = {
   options: {
     'key-ref': KEY_REF,
     subject: SUBJECT,
-    out: { type: 'string', arg: 'FILE', path: 'output', help: 'PEM output file' },
+    out: PEM_OUT,
     hash: HASH,
     pss: PSS,
     force: FORCE,
@@ -798,7 +804,7 @@ export const certSelfSignSpec: CommandSpec = {
     'key-ref': KEY_REF,
     subject: SUBJECT,
     days: { type: 'string', arg: 'D', help: 'validity in days (1-36500)' },
-    out: { type: 'string', arg: 'FILE', path: 'output', help: 'PEM output file' },
+    out: PEM_OUT,
     serial: { type: 'string', arg: 'HEX', help: 'serial number (default: 16 random bytes)' },
     'end-entity': { type: 'boolean', help: 'no CA basic constraints; key usage for signatures' },
     store: { type: 'boolean', help: 'also store the certificate on the device for the key' },
@@ -832,7 +838,7 @@ export const certExportSpec: CommandSpec = {
   summary: 'Print (or write with --out) the certificate stored for a device key, as PEM. Needs no PIN.',
   options: {
     'key-ref': KEY_REF,
-    out: { type: 'string', arg: 'FILE', path: 'output', help: 'PEM output file' },
+    out: PEM_OUT,
     force: FORCE,
   },
   examples: ['sc-hsm-ts cert export --key-ref 1 > ca.pem'],
@@ -1006,14 +1012,7 @@ export const domainImportSpec: CommandSpec = {
   ].join('\n'),
   options: {
     domain: DOMAIN,
-    password: { type: 'string', arg: 'SECRET', help: `password of the share file (${SECRET_HELP})` },
-    shares: {
-      type: 'string',
-      multiple: true,
-      arg: 'FILE',
-      path: 'input',
-      help: 'a custodian\u2019s password share (text file)',
-    },
+    ...SHARE_PASSWORD_OPTIONS,
     pin: PIN,
   },
   examples: ['sc-hsm-ts domain import share-a.pbe --domain 1 --password env:DKEK_PASSWORD --pin env:PIN'],
