@@ -6,32 +6,15 @@
  * the two UPDATE BINARY. Once per run: the DKEK status, the key list. Counts, not times: the slope
  * between two device sizes, so the per-run part does not hide a per-key one.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { RecordingTransport } from '../src/apdu/transcript.js';
 import { backupDevice, restoreDevice, SmartCardHsm } from '../src/index.js';
 import { VirtualSmartCardHsm } from '../src/sim/index.js';
-import { fromHex } from '../src/util/bytes.js';
+import { dkekCard, PIN, tempDir, withEcKeys } from './cli-helpers.js';
 import { rejection } from './helpers/fixtures.js';
 
-const SO_PIN = '3537363231383830';
-const PIN = '648219';
-const SHARE = fromHex('9b1964f9cbc623adbe4644244161d955a8729a691883b35643c9e6e9dc3f3c74');
-const roots: string[] = [];
-
-afterAll(async () => {
-  for (const r of roots) await rm(r, { recursive: true, force: true });
-});
-
-async function blankDevice(): Promise<VirtualSmartCardHsm> {
-  const card = new VirtualSmartCardHsm();
-  const hsm = await SmartCardHsm.open(card);
-  await hsm.initialize({ soPin: SO_PIN, userPin: PIN, label: 'apdus', dkekShares: 1 });
-  await hsm.importDkekShare(SHARE);
-  return card;
-}
+const blankDevice = () => dkekCard('apdus');
 
 /** The command APDUs of `lines`, by INS (hex, uppercase). */
 function byIns(lines: readonly string[]): Map<string, number> {
@@ -48,14 +31,10 @@ const total = (m: Map<string, number>) => [...m.values()].reduce((a, b) => a + b
 
 /** Backs up a device with `keys` EC keys and restores it onto a blank one; both transcripts. */
 async function run(keys: number) {
-  const root = await mkdtemp(join(tmpdir(), 'sc-hsm-apdus-'));
-  roots.push(root);
+  const root = await tempDir();
   const source = await blankDevice();
   const blank = (await blankDevice()).serialize();
-  const src = await SmartCardHsm.open(source);
-  await src.verifyPin(PIN);
-  for (let i = 0; i < keys; i++)
-    await src.generateKeyPair({ type: 'ec', curve: 'prime256v1', label: `k${i}` });
+  await withEcKeys(source, keys);
   const backupRec = new RecordingTransport(VirtualSmartCardHsm.deserialize(source.serialize()));
   const b = await SmartCardHsm.open(backupRec);
   const dir = join(root, 'backup');
@@ -104,8 +83,7 @@ describe('backup and restore: APDUs per key', () => {
     const a = await SmartCardHsm.open(card);
     await a.verifyPin(PIN);
     await a.generateKeyPair({ type: 'ec', curve: 'prime256v1', label: 'first' });
-    const root = await mkdtemp(join(tmpdir(), 'sc-hsm-apdus-'));
-    roots.push(root);
+    const root = await tempDir();
     await backupDevice(a, join(root, 'b'), { authenticate: () => a.verifyPin(PIN) });
     // another application (its own session on the card) relabels the key after the backup
     const other = await SmartCardHsm.open(card);

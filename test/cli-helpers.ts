@@ -7,7 +7,9 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, expect } from 'vitest';
 import { exists } from '../src/cli/files.js';
 import { runCli } from '../src/cli/main.js';
+import { SmartCardHsm } from '../src/sc-hsm/session.js';
 import { VirtualSmartCardHsm } from '../src/sim/index.js';
+import { fromHex } from '../src/util/bytes.js';
 
 export interface RunResult {
   code: number;
@@ -190,4 +192,25 @@ export function writeChallenge(path: string, deviceChr: string, challenge: strin
     path,
     JSON.stringify({ format: 'sc-hsm-ts/pka-challenge', version: 1, deviceChr, challenge }),
   );
+}
+
+/** The DKEK share of {@link dkekCard} (32 bytes). */
+export const TEST_SHARE = fromHex('9b1964f9cbc623adbe4644244161d955a8729a691883b35643c9e6e9dc3f3c74');
+
+/** A new virtual card initialized with `PIN`/`SO_PIN` and `label`, the DKEK of one share (TEST_SHARE) imported. */
+export async function dkekCard(label: string): Promise<VirtualSmartCardHsm> {
+  const card = new VirtualSmartCardHsm();
+  const hsm = await SmartCardHsm.open(card);
+  await hsm.initialize({ soPin: SO_PIN, userPin: PIN, label, dkekShares: 1 });
+  await hsm.importDkekShare(TEST_SHARE);
+  return card;
+}
+
+/** A session on `card`, the user PIN verified, with `keys` EC P-256 keys labelled k0, k1, … generated. */
+export async function withEcKeys(card: VirtualSmartCardHsm, keys: number): Promise<SmartCardHsm> {
+  const hsm = await SmartCardHsm.open(card);
+  await hsm.verifyPin(PIN);
+  for (let i = 0; i < keys; i++)
+    await hsm.generateKeyPair({ type: 'ec', curve: 'prime256v1', label: `k${i}` });
+  return hsm;
 }

@@ -4,33 +4,16 @@
  * checkFreeId reads each description once per session (CardFiles.readRemembered); a description
  * this session writes or deletes is read again, so nothing stale decides a key ID.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { RecordingTransport } from '../src/apdu/transcript.js';
 import { backupDevice, restoreDevice, SmartCardHsm } from '../src/index.js';
 import { VirtualSmartCardHsm } from '../src/sim/index.js';
-import { fromHex } from '../src/util/bytes.js';
+import { dkekCard, PIN, tempDir, withEcKeys } from './cli-helpers.js';
 import { rejection } from './helpers/fixtures.js';
 
-const SO_PIN = '3537363231383830';
-const PIN = '648219';
-const SHARE = fromHex('9b1964f9cbc623adbe4644244161d955a8729a691883b35643c9e6e9dc3f3c74');
 const KEYS = 6;
-const roots: string[] = [];
-
-afterAll(async () => {
-  for (const r of roots) await rm(r, { recursive: true, force: true });
-});
-
-async function blankDevice(): Promise<VirtualSmartCardHsm> {
-  const card = new VirtualSmartCardHsm();
-  const hsm = await SmartCardHsm.open(card);
-  await hsm.initialize({ soPin: SO_PIN, userPin: PIN, label: 'reads', dkekShares: 1 });
-  await hsm.importDkekShare(SHARE);
-  return card;
-}
+const blankDevice = () => dkekCard('reads');
 
 /** READ BINARY (odd INS B1 with the FID in P1P2) of a key description C4xx, by FID, in `lines`. */
 function descriptionReads(lines: readonly string[]): Map<string, number> {
@@ -44,14 +27,10 @@ function descriptionReads(lines: readonly string[]): Map<string, number> {
 
 describe('restore reads each key description once', () => {
   it(`restores ${KEYS} keys reading no description more than once`, async () => {
-    const root = await mkdtemp(join(tmpdir(), 'sc-hsm-restore-reads-'));
-    roots.push(root);
+    const root = await tempDir();
     const source = await blankDevice();
     const blank = (await blankDevice()).serialize();
-    const src = await SmartCardHsm.open(source);
-    await src.verifyPin(PIN);
-    for (let i = 0; i < KEYS; i++)
-      await src.generateKeyPair({ type: 'ec', curve: 'prime256v1', label: `k${i}` });
+    const src = await withEcKeys(source, KEYS);
     const dir = join(root, 'backup');
     await backupDevice(src, dir, { authenticate: () => src.verifyPin(PIN) });
 
