@@ -19,14 +19,23 @@ import { FAULT_COMBOS, initializedHsm, rejection } from './helpers/fixtures.js';
 const SHARE = fromHex('9b1964f9cbc623adbe4644244161d955a8729a691883b35643c9e6e9dc3f3c74');
 const PIN = '648219';
 
-async function withDkek(): Promise<{ card: VirtualSmartCardHsm; hsm: SmartCardHsm }> {
+/** A fresh card initialized (with the DKEK of one share, SHARE, when `dkek`), the user PIN verified. */
+async function device(dkek = false): Promise<{ card: VirtualSmartCardHsm; hsm: SmartCardHsm }> {
   const card = new VirtualSmartCardHsm();
   const hsm = await SmartCardHsm.open(card);
-  await hsm.initialize({ soPin: '3537363231383830', userPin: PIN, dkekShares: 1 });
-  await hsm.importDkekShare(SHARE);
+  await hsm.initialize({ soPin: '3537363231383830', userPin: PIN, ...(dkek ? { dkekShares: 1 } : {}) });
+  if (dkek) await hsm.importDkekShare(SHARE);
   await hsm.verifyPin(PIN);
   return { card, hsm };
 }
+const withDkek = () => device(true);
+
+/** An EC P-256 key pair LABEL with the restrictions in `more`. */
+const ecKey = (
+  hsm: SmartCardHsm,
+  label: string,
+  more: { useCounter?: number; algorithms?: Uint8Array; keyRef?: number } = {},
+) => hsm.generateKeyPair({ type: 'ec', curve: 'prime256v1', label, ...more });
 
 /** Counts the APDUs the card gets. */
 function counting(card: VirtualSmartCardHsm): { n: number } {
@@ -68,12 +77,7 @@ describe('algorithm names', () => {
 describe('algorithm list and use counter at key generation', () => {
   it('the card refuses other algorithms, wrap included, and keys() reports the list', async () => {
     const { hsm } = await withDkek();
-    const k = await hsm.generateKeyPair({
-      type: 'ec',
-      curve: 'prime256v1',
-      label: 'restricted',
-      algorithms: algorithmBytes(['ECDSA-SHA256']),
-    });
+    const k = await ecKey(hsm, 'restricted', { algorithms: algorithmBytes(['ECDSA-SHA256']) });
     const info = (await hsm.listKeys()).find((x) => x.keyRef === k.keyRef)!;
     expect(algorithmNames(info.algorithms!)).toEqual(['ECDSA-SHA256']);
     expect(info.useCounter).toBeUndefined();
@@ -93,7 +97,7 @@ describe('algorithm list and use counter at key generation', () => {
 
   it('counts down every private-key operation; the exhausted key answers 6984 = USE_COUNTER_EXHAUSTED', async () => {
     const hsm = await initializedHsm();
-    const k = await hsm.generateKeyPair({ type: 'ec', curve: 'prime256v1', label: 'twice', useCounter: 2 });
+    const k = await ecKey(hsm, 'twice', { useCounter: 2 });
     expect((await hsm.keyInfo(k.keyRef)).useCounter).toBe(2);
     await hsm.sign(k.keyRef, 'ECDSA-SHA256', Uint8Array.of(1));
     expect((await hsm.keyInfo(k.keyRef)).useCounter).toBe(1);
@@ -125,15 +129,10 @@ describe('algorithm list and use counter at key generation', () => {
   });
 
   it('hostile: counter 0, negative, fractional, huge, duplicate list bytes are refused before anything is sent', async () => {
-    const card = new VirtualSmartCardHsm();
-    const hsm = await SmartCardHsm.open(card);
-    await hsm.initialize({ soPin: '3537363231383830', userPin: PIN });
-    await hsm.verifyPin(PIN);
+    const { card, hsm } = await device();
     const c = counting(card);
     for (const useCounter of [0, -1, 1.5, 2 ** 32, Number.NaN]) {
-      const e = await rejection(
-        hsm.generateKeyPair({ type: 'ec', curve: 'prime256v1', label: 'x', useCounter }),
-      );
+      const e = await rejection(ecKey(hsm, 'x', { useCounter }));
       expect(e.code).toBe('INVALID_ARGUMENT');
     }
     for (const algorithms of [
@@ -141,20 +140,11 @@ describe('algorithm list and use counter at key generation', () => {
       Uint8Array.of(0x73, 0x73),
       new Uint8Array(17).map((_, i) => i),
     ]) {
-      const e = await rejection(
-        hsm.generateKeyPair({ type: 'ec', curve: 'prime256v1', label: 'x', algorithms }),
-      );
+      const e = await rejection(ecKey(hsm, 'x', { algorithms }));
       expect(e.code).toBe('INVALID_ARGUMENT');
     }
     // an algorithm that cannot apply to the key's kind
-    const misfit = await rejection(
-      hsm.generateKeyPair({
-        type: 'ec',
-        curve: 'prime256v1',
-        label: 'x',
-        algorithms: algorithmBytes(['RSA-RAW', 'WRAP']),
-      }),
-    );
+    const misfit = await rejection(ecKey(hsm, 'x', { algorithms: algorithmBytes(['RSA-RAW', 'WRAP']) }));
     expect(misfit.message).toMatch(/names RSA-RAW, which cannot apply to an EC key/);
     const aes = await rejection(
       hsm.generateAesKey({ bits: 128, label: 'x', algorithms: algorithmBytes(['ECDSA']) }),
@@ -162,20 +152,12 @@ describe('algorithm list and use counter at key generation', () => {
     expect(aes.message).toMatch(/ECDSA, which cannot apply to an AES key/);
     expect(c.n).toBe(0);
     // the largest counter is accepted
-    const k = await hsm.generateKeyPair({
-      type: 'ec',
-      curve: 'prime256v1',
-      label: 'max',
-      useCounter: 2 ** 32 - 1,
-    });
+    const k = await ecKey(hsm, 'max', { useCounter: 2 ** 32 - 1 });
     expect((await hsm.keyInfo(k.keyRef)).useCounter).toBe(2 ** 32 - 1);
   });
 
   it('the virtual card refuses a counter of 0 sent by another host (6A80)', async () => {
-    const card = new VirtualSmartCardHsm();
-    const hsm = await SmartCardHsm.open(card);
-    await hsm.initialize({ soPin: '3537363231383830', userPin: PIN });
-    await hsm.verifyPin(PIN);
+    const { hsm } = await device();
     const r = await hsm.channel.exchange(
       { cla: 0, ins: 0x48, p1: 5, p2: 0xb2, data: fromHex('900400000000') },
       'GENERATE SYMMETRIC KEY',
@@ -186,13 +168,7 @@ describe('algorithm list and use counter at key generation', () => {
 
   it('survive the state file (and a state file without them still loads)', async () => {
     const { card, hsm } = await withDkek();
-    await hsm.generateKeyPair({
-      type: 'ec',
-      curve: 'prime256v1',
-      label: 'kept',
-      useCounter: 7,
-      algorithms: algorithmBytes(['ECDSA', 'WRAP']),
-    });
+    await ecKey(hsm, 'kept', { useCounter: 7, algorithms: algorithmBytes(['ECDSA', 'WRAP']) });
     await hsm.sign(1, 'ECDSA', new Uint8Array(32));
     const json = card.serialize();
     const again = await SmartCardHsm.open(VirtualSmartCardHsm.deserialize(json));
@@ -213,13 +189,7 @@ describe('algorithm list and use counter at key generation', () => {
 
   it('wrap/unwrap keeps the algorithm list (blob field, spec §8.1); the counter is not in the blob', async () => {
     const { hsm } = await withDkek();
-    await hsm.generateKeyPair({
-      type: 'ec',
-      curve: 'prime256v1',
-      label: 'w',
-      useCounter: 3,
-      algorithms: algorithmBytes(['ECDSA-SHA256', 'WRAP']),
-    });
+    await ecKey(hsm, 'w', { useCounter: 3, algorithms: algorithmBytes(['ECDSA-SHA256', 'WRAP']) });
     const bin = await hsm.backupKey(1);
     const { hsm: other } = await withDkek();
     await other.restoreKey(bin, 9);
@@ -231,13 +201,7 @@ describe('algorithm list and use counter at key generation', () => {
 
   it('backup/restore of a device keeps the algorithm list; the restored key obeys it', async () => {
     const { hsm } = await withDkek();
-    await hsm.generateKeyPair({
-      type: 'ec',
-      curve: 'prime256v1',
-      label: 'b',
-      useCounter: 4,
-      algorithms: algorithmBytes(['ECDSA', 'WRAP']),
-    });
+    await ecKey(hsm, 'b', { useCounter: 4, algorithms: algorithmBytes(['ECDSA', 'WRAP']) });
     const dir = await mkdtemp(join(tmpdir(), 'sc-hsm-ts-restr-backup-'));
     try {
       await backupDevice(hsm, join(dir, 'b'), { authenticate: () => hsm.verifyPin(PIN) });
@@ -293,35 +257,20 @@ describe('deriveEcKey (80 76)', () => {
 
   it('counts a use of the source and honours its algorithm list', async () => {
     const hsm = await initializedHsm();
-    await hsm.generateKeyPair({
-      type: 'ec',
-      curve: 'prime256v1',
-      label: 'src',
-      useCounter: 1,
-      algorithms: algorithmBytes(['DERIVE', 'ECDSA']),
-    });
+    await ecKey(hsm, 'src', { useCounter: 1, algorithms: algorithmBytes(['DERIVE', 'ECDSA']) });
     await hsm.deriveEcKey(1, 2, TWEAK, { label: 'a' });
     expect((await hsm.keyInfo(1)).useCounter).toBe(0);
     expect((await rejection(hsm.deriveEcKey(1, 3, TWEAK, { label: 'b' }))).code).toBe(
       'USE_COUNTER_EXHAUSTED',
     );
-    await hsm.generateKeyPair({
-      type: 'ec',
-      curve: 'prime256v1',
-      label: 'no-derive',
-      keyRef: 10,
-      algorithms: algorithmBytes(['ECDSA']),
-    });
+    await ecKey(hsm, 'no-derive', { keyRef: 10, algorithms: algorithmBytes(['ECDSA']) });
     expect((await rejection(hsm.deriveEcKey(10, 11, TWEAK, { label: 'c' }))).code).toBe(
       'ALGORITHM_NOT_ALLOWED',
     );
   });
 
   it('hostile: RSA source, existing destination, same reference, bad tweaks — refused before anything is sent', async () => {
-    const card = new VirtualSmartCardHsm();
-    const hsm = await SmartCardHsm.open(card);
-    await hsm.initialize({ soPin: '3537363231383830', userPin: PIN });
-    await hsm.verifyPin(PIN);
+    const { card, hsm } = await device();
     await hsm.generateKeyPair({ type: 'ec', curve: 'prime256v1', label: 'ec' });
     await hsm.generateKeyPair({ type: 'rsa', bits: 1024, label: 'rsa' });
     const c = counting(card);
