@@ -20,19 +20,19 @@
  * BENCH_QUICK=1 shrinks the devices and the batches (for trying the harness; not for figures).
  * Repetitions are few (the model is slow on purpose); the figures are medians where repeated.
  */
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { testCertificate } from '../harness/certificate.js';
 import { RelayCard } from '../harness/relay-card.js';
-import type { PcscTransport } from '../src/apdu/pcsc.js';
 import { isScHsmError } from '../src/errors.js';
 import { openPcsc } from '../src/sc-hsm/open-pcsc.js';
 import { SmartCardHsm } from '../src/sc-hsm/session.js';
 import { NITROKEY_HSM2, VirtualSmartCardHsm } from '../src/sim/index.js';
 import { connectToVpcd } from '../src/sim/vpcd.js';
+import { inPrivatePcscd, waitForCard } from './pcscd.js';
 import { writeDumpPlot } from './plot.js';
 import { timeProgram } from './run-program.js';
 import { ensureBuilt } from './startup.bench.js';
@@ -133,7 +133,6 @@ async function measure(): Promise<{ results: BenchResult[]; plot: Parameters<typ
   const cachedEnv = { ...base, OPENSC_CONF: cacheConf };
   const cli = join(ROOT, 'dist', 'cli.js');
   const results: BenchResult[] = [];
-  let transport: PcscTransport | undefined;
 
   // a DKEK share for the backup devices
   const share = new Uint8Array(32).map((_, i) => (i * 37 + 11) & 0xff);
@@ -164,20 +163,9 @@ async function measure(): Promise<{ results: BenchResult[]; plot: Parameters<typ
   const slot = new MeteredCard(d8.card);
   const vpcd = connectToVpcd(slot, { host: process.env.VPCD_HOST ?? '127.0.0.1', port: PORT });
   try {
-    await vpcd.connected;
-    await vpcd.adopted;
-    for (let i = 0; i < 60 && !transport; i++) {
-      try {
-        transport = await openPcsc({ reader: READER });
-      } catch (e) {
-        if (i === 59) throw e;
-        await new Promise((r) => setTimeout(r, 100));
-      }
-    }
     // the PC/SC connection of this process is closed while the tools run (our sessions hold the
     // reader exclusively for sequences); each side opens its own
-    await transport!.close();
-    transport = undefined;
+    await waitForCard(vpcd, READER);
 
     /** Runs `fn` on `d` (swapped in behind vpcd): wall time, APDUs and the card's modelled time. */
     const on = async (d: Device, fn: () => Promise<{ ms: number; stdout: string }>) => {
@@ -458,7 +446,6 @@ async function measure(): Promise<{ results: BenchResult[]; plot: Parameters<typ
     }
     return { results, plot };
   } finally {
-    await transport?.close().catch(() => undefined);
     await vpcd.close();
     rmSync(work, { recursive: true, force: true });
   }
@@ -467,20 +454,7 @@ async function measure(): Promise<{ results: BenchResult[]; plot: Parameters<typ
 /** Runs the measurement inside a private pcscd (scripts/with-pcscd.sh), collects its results and writes the plot. */
 export default async function run(): Promise<BenchResult[]> {
   ensureBuilt();
-  const out = await new Promise<string>((resolve, reject) => {
-    const child = spawn(
-      'bash',
-      ['scripts/with-pcscd.sh', process.execPath, '--import', 'tsx', 'bench/model.bench.ts', '--model-inner'],
-      { cwd: ROOT, env: { ...process.env, CI: 'true' }, stdio: ['ignore', 'pipe', 'inherit'] },
-    );
-    const chunks: Buffer[] = [];
-    child.stdout.on('data', (c: Buffer) => chunks.push(c));
-    child.on('close', (code) => {
-      const text = Buffer.concat(chunks).toString();
-      if (code !== 0) reject(new Error(`the pcscd part exited ${code} (root needed for pcscd):\n${text}`));
-      else resolve(text);
-    });
-  });
+  const out = await inPrivatePcscd('bench/model.bench.ts', '--model-inner');
   const line = out.split('\n').find((l) => l.startsWith('BENCH_MODEL '));
   if (!line) throw new Error(`no results from the pcscd part:\n${out}`);
   const { results, plot } = JSON.parse(line.slice('BENCH_MODEL '.length)) as Awaited<

@@ -26,7 +26,7 @@
  * private pcscd in its own namespaces (so `npm run bench` must run as root, as CI does).
  * Every figure is a median of several runs, the two sides alternating.
  */
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -41,6 +41,7 @@ import { SmartCardHsm } from '../src/sc-hsm/session.js';
 import { VirtualSmartCardHsm } from '../src/sim/index.js';
 import { connectToVpcd } from '../src/sim/vpcd.js';
 import { fromHex } from '../src/util/bytes.js';
+import { inPrivatePcscd, waitForCard } from './pcscd.js';
 import { timeProgram } from './run-program.js';
 import { ensureBuilt } from './startup.bench.js';
 import { type BenchResult, median } from './types.js';
@@ -124,21 +125,9 @@ async function measure(): Promise<BenchResult[]> {
     }
     await local.logout();
 
-    await vpcd.connected;
-    // vpcd takes this card at its next presence poll; before that the reader may list a stale card
-    await vpcd.adopted;
     // the reader is up when a connection succeeds; it is closed again while the tools run (our
     // command's sequences take the reader exclusively, a connection held here would refuse it)
-    for (let i = 0; i < 60 && !transport; i++) {
-      try {
-        transport = await openPcsc({ reader: READER });
-      } catch (e) {
-        if (i === 59) throw e;
-        await new Promise((r) => setTimeout(r, 100));
-      }
-    }
-    await transport!.close();
-    transport = undefined;
+    await waitForCard(vpcd, READER);
 
     // ---- dump: APDUs at the card
     const cli = join(ROOT, 'dist', 'cli.js');
@@ -306,31 +295,7 @@ async function measure(): Promise<BenchResult[]> {
 export default async function run(): Promise<BenchResult[]> {
   if (process.env.SC_HSM_PCSC === '1') return measure();
   ensureBuilt();
-  const out = await new Promise<string>((resolve, reject) => {
-    const child = spawn(
-      'bash',
-      [
-        'scripts/with-pcscd.sh',
-        process.execPath,
-        '--import',
-        'tsx',
-        'bench/opensc.bench.ts',
-        '--opensc-inner',
-      ],
-      {
-        cwd: ROOT,
-        env: { ...process.env, CI: 'true' },
-        stdio: ['ignore', 'pipe', 'inherit'],
-      },
-    );
-    const chunks: Buffer[] = [];
-    child.stdout.on('data', (c: Buffer) => chunks.push(c));
-    child.on('close', (code) => {
-      const text = Buffer.concat(chunks).toString();
-      if (code !== 0) reject(new Error(`the pcscd part exited ${code} (root needed for pcscd):\n${text}`));
-      else resolve(text);
-    });
-  });
+  const out = await inPrivatePcscd('bench/opensc.bench.ts', '--opensc-inner');
   const line = out.split('\n').find((l) => l.startsWith('BENCH_RESULTS '));
   if (!line) throw new Error(`no results from the pcscd part:\n${out}`);
   return JSON.parse(line.slice('BENCH_RESULTS '.length)) as BenchResult[];

@@ -15,7 +15,7 @@
  * `SC_HSM_BENCH_RUNS=N` changes the number of rounds (default 31); `SC_HSM_BENCH_OTHER=PATH/cli.cjs`
  * adds another build's `dump` and `status` to the same loop (printed only: before/after a change).
  */
-import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -25,6 +25,7 @@ import { RelayCard } from '../harness/relay-card.js';
 import { SmartCardHsm } from '../src/sc-hsm/session.js';
 import { VirtualSmartCardHsm } from '../src/sim/index.js';
 import { connectToVpcd } from '../src/sim/vpcd.js';
+import { inPrivatePcscd } from './pcscd.js';
 import { timeProgram } from './run-program.js';
 import { type BenchResult, median } from './types.js';
 
@@ -227,23 +228,12 @@ async function commandStart(): Promise<BenchResult[]> {
 }
 
 /** The pcscd part, run through scripts/with-pcscd.sh; its results come back on one stdout line. */
-function inPcscd(): Promise<BenchResult[]> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(
-      'bash',
-      ['scripts/with-pcscd.sh', process.execPath, '--import', 'tsx', 'bench/startup.bench.ts', '--inner'],
-      { cwd: ROOT, env: { ...process.env, CI: 'true' }, stdio: ['ignore', 'pipe', 'inherit'] },
-    );
-    const chunks: Buffer[] = [];
-    child.stdout.on('data', (c: Buffer) => chunks.push(c));
-    child.on('close', (code) => {
-      const text = Buffer.concat(chunks).toString();
-      const line = text.split('\n').find((l) => l.startsWith('BENCH_RESULTS '));
-      if (code !== 0 || !line)
-        reject(new Error(`the pcscd part exited ${code} (root needed for pcscd):\n${text}`));
-      else resolve(JSON.parse(line.slice('BENCH_RESULTS '.length)) as BenchResult[]);
-    });
-  });
+async function inPcscd(): Promise<BenchResult[]> {
+  const text = await inPrivatePcscd('bench/startup.bench.ts', '--inner');
+  const line = text.split('\n').find((l) => l.startsWith('BENCH_RESULTS '));
+  // no results line although it exited 0: reported as a failed pcscd part too
+  if (!line) throw new Error(`the pcscd part exited 0 (root needed for pcscd):\n${text}`);
+  return JSON.parse(line.slice('BENCH_RESULTS '.length)) as BenchResult[];
 }
 
 export default async function run(): Promise<BenchResult[]> {
