@@ -3,7 +3,7 @@ import { X509Certificate } from 'node:crypto';
 import { readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { cli, copyState, ENV, PIN, SO_PIN, secretForms, tempDir } from './cli-helpers.js';
+import { cli, copyState, ENV, initArgs, PIN, SO_PIN, secretForms, tempDir } from './cli-helpers.js';
 
 let base: string;
 beforeAll(async () => {
@@ -28,6 +28,10 @@ beforeAll(async () => {
   expect(r.code, r.stderr).toBe(0);
 });
 
+/** `CMD… --secure --sim F --pin env:PIN MORE…` with the test secrets. */
+const securePin = (cmd: string[], f: string, ...more: string[]) =>
+  cli([...cmd, '--secure', '--sim', f, '--pin', 'env:PIN', ...more], { env: ENV });
+
 function noSecrets(text: string): void {
   for (const s of [PIN, SO_PIN]) for (const f of secretForms(s)) expect(text).not.toContain(f);
 }
@@ -47,23 +51,16 @@ describe('--secure', () => {
     const dir = await tempDir();
     const f = await copyState(base, dir);
     const trace = join(dir, 'trace.txt');
-    const r = await cli(
-      [
-        'keygen',
-        '--secure',
-        '--sim',
-        f,
-        '--pin',
-        'env:PIN',
-        '--type',
-        'ec:secp256r1',
-        '--label',
-        'k',
-        '--json',
-        '--trace',
-        trace,
-      ],
-      { env: ENV },
+    const r = await securePin(
+      ['keygen'],
+      f,
+      '--type',
+      'ec:secp256r1',
+      '--label',
+      'k',
+      '--json',
+      '--trace',
+      trace,
     );
     expect(r.code, r.stderr).toBe(0);
     const t = await readFile(trace, 'utf8');
@@ -73,9 +70,7 @@ describe('--secure', () => {
     expect(lines.slice(ga + 1).length).toBeGreaterThan(3);
     for (const l of lines.slice(ga + 1)) expect(l.slice(3, 5)).toMatch(/^(0c|8c)$/);
     noSecrets(t + r.stdout + r.stderr);
-    const v = await cli(['pin', 'verify', '--secure', '--sim', f, '--pin', 'env:PIN', '--json'], {
-      env: ENV,
-    });
+    const v = await securePin(['pin', 'verify'], f, '--json');
     expect(v.code, v.stderr).toBe(0);
     noSecrets(v.stdout + v.stderr);
   });
@@ -83,44 +78,13 @@ describe('--secure', () => {
   it('cert self-sign --secure: a signature made through secure messaging verifies', async () => {
     const dir = await tempDir();
     const f = await copyState(base, dir);
-    const k = await cli(
-      [
-        'keygen',
-        '--secure',
-        '--sim',
-        f,
-        '--pin',
-        'env:PIN',
-        '--type',
-        'ec:prime256v1',
-        '--label',
-        'ca',
-        '--json',
-      ],
-      { env: ENV },
-    );
+    const k = await securePin(['keygen'], f, '--type', 'ec:prime256v1', '--label', 'ca', '--json');
     expect(k.code, k.stderr).toBe(0);
     const pem = join(dir, 'ca.pem');
-    const r = await cli(
-      [
-        'cert',
-        'self-sign',
-        '--secure',
-        '--sim',
-        f,
-        '--pin',
-        'env:PIN',
-        '--key-ref',
-        String(k.json().keyRef),
-        '--subject',
-        'CN=SM',
-        '--days',
-        '30',
-        '--out',
-        pem,
-        '--json',
-      ],
-      { env: ENV },
+    const r = await securePin(
+      ['cert', 'self-sign'],
+      f,
+      ...['--key-ref', String(k.json().keyRef), '--subject', 'CN=SM', '--days', '30', '--out', pem, '--json'],
     );
     expect(r.code, r.stderr + r.stdout).toBe(0);
     const cert = new X509Certificate(await readFile(pem));
@@ -142,12 +106,7 @@ describe('--secure', () => {
     const dir = await tempDir();
     const f = await copyState(base, dir);
     const other = join(dir, 'other.json');
-    const made = await cli(
-      ['init', '--sim', other, '--so-pin', 'env:SO_PIN', '--pin', 'env:PIN', '--label', 'O', '--yes'],
-      {
-        env: ENV,
-      },
-    );
+    const made = await cli(initArgs(other, 'O', '--yes'), { env: ENV });
     expect(made.code, made.stderr).toBe(0);
     // this device presents another device's certificate: the chain verifies, the key is not here
     const state = JSON.parse(await readFile(f, 'utf8'));
@@ -176,22 +135,7 @@ describe('--secure', () => {
   it('pin session: a session PIN file (0600, hex) only with --secure; --session-pin usage errors', async () => {
     const dir = await tempDir();
     const f = join(dir, 'sp.json');
-    const made = await cli(
-      [
-        'init',
-        '--sim',
-        f,
-        '--so-pin',
-        'env:SO_PIN',
-        '--pin',
-        'env:PIN',
-        '--label',
-        'P',
-        '--session-pin',
-        '--yes',
-      ],
-      { env: ENV },
-    );
+    const made = await cli(initArgs(f, 'P', '--session-pin', '--yes'), { env: ENV });
     expect(made.code, made.stderr).toBe(0);
     const out = join(dir, 'session-pin.txt');
     const plain = await cli(['pin', 'session', '--sim', f, '--pin', 'env:PIN', '--out', out, '--json'], {
@@ -199,12 +143,7 @@ describe('--secure', () => {
     });
     expect(plain.code).toBe(2);
     expect(plain.stdout + plain.stderr).toContain('--secure');
-    const r = await cli(
-      ['pin', 'session', '--secure', '--sim', f, '--pin', 'env:PIN', '--out', out, '--json'],
-      {
-        env: ENV,
-      },
-    );
+    const r = await securePin(['pin', 'session'], f, '--out', out, '--json');
     expect(r.code, r.stderr).toBe(0);
     expect(r.json()).toEqual({ out });
     const text = await readFile(out, 'utf8');
@@ -212,9 +151,7 @@ describe('--secure', () => {
     expect((await stat(out)).mode & 0o777).toBe(0o600);
     for (const f2 of secretForms(text.trim())) expect(r.stdout + r.stderr).not.toContain(f2);
     // never replaced
-    const again = await cli(['pin', 'session', '--secure', '--sim', f, '--pin', 'env:PIN', '--out', out], {
-      env: ENV,
-    });
+    const again = await securePin(['pin', 'session'], f, '--out', out);
     expect(again.code).toBe(7);
     expect(await readFile(out, 'utf8')).toBe(text);
     // --session-pin without --secure, with --pin, or not hex: usage errors, nothing sent
