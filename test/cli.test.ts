@@ -7,6 +7,7 @@ import {
   copyState,
   ENV,
   fileText,
+  initArgs,
   PIN,
   SO_PIN,
   secretForms,
@@ -20,10 +21,7 @@ let base: string;
 beforeAll(async () => {
   dir = await tempDir();
   base = join(dir, 'base.json');
-  const r = await cli(
-    ['init', '--sim', base, '--so-pin', 'env:SO_PIN', '--pin', 'env:PIN', '--label', 'Test', '--yes'],
-    { env: ENV },
-  );
+  const r = await cli(initArgs(base, 'Test', '--yes'), { env: ENV });
   expect(r.code, r.stderr).toBe(0);
   const k = await cli(
     ['keygen', '--sim', base, '--type', 'ec:prime256v1', '--label', 'eckey', '--pin', 'env:PIN'],
@@ -523,24 +521,7 @@ describe('dump, apdu, trace', () => {
   it('keeps the SO-PIN out of output and trace files', async () => {
     const f = join(dir, 'trace-so.json');
     const t = join(dir, 'trace-so.apdu');
-    const r = await cli(
-      [
-        'init',
-        '--sim',
-        f,
-        '--so-pin',
-        'env:SO_PIN',
-        '--pin',
-        'env:PIN',
-        '--label',
-        'T',
-        '--yes',
-        '--trace',
-        t,
-        '--json',
-      ],
-      { env: ENV },
-    );
+    const r = await cli(initArgs(f, 'T', '--yes', '--trace', t, '--json'), { env: ENV });
     expect(r.code).toBe(0);
     const all = r.stdout + r.stderr + (await fileText(t));
     for (const s of [...secretForms(SO_PIN), ...secretForms('57621880'), ...secretForms(PIN)])

@@ -6,7 +6,7 @@
 import { chmod, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { cli, copyState, ENV, PIN, SO_PIN, tempDir } from './cli-helpers.js';
+import { cli, copyState, ENV, initArgs, PIN, SO_PIN, tempDir } from './cli-helpers.js';
 
 const WRONG = '111111';
 const WRONG_SO = '0102030405060708';
@@ -19,10 +19,7 @@ let base: string;
 beforeAll(async () => {
   dir = await tempDir();
   base = join(dir, 'base.json');
-  const r = await cli(
-    ['init', '--sim', base, '--so-pin', 'env:SO_PIN', '--pin', 'env:PIN', '--label', 'Pins', '--yes'],
-    { env: ENV },
-  );
+  const r = await cli(initArgs(base, 'Pins', '--yes'), { env: ENV });
   expect(r.code, r.stderr).toBe(0);
 });
 
@@ -225,23 +222,7 @@ describe('a user PIN retry counter of 1', () => {
   it('init warns; on this computer the correct PIN then needs no --last-try, elsewhere it does', async () => {
     const sim = join(dir, 'retry1.json');
     const cfg = { XDG_CONFIG_HOME: join(dir, 'config') };
-    const r = await cli(
-      [
-        'init',
-        '--sim',
-        sim,
-        '--so-pin',
-        'env:SO_PIN',
-        '--pin',
-        'env:PIN',
-        '--label',
-        'R1',
-        '--pin-retry',
-        '1',
-        '--yes',
-      ],
-      { env: { ...ENV, ...cfg } },
-    );
+    const r = await cli(initArgs(sim, 'R1', '--pin-retry', '1', '--yes'), { env: { ...ENV, ...cfg } });
     expect(r.code, r.stderr).toBe(0);
     expect(r.stderr).toMatch(/warning: --pin-retry 1: a single wrong user PIN blocks it/);
     const record = join(dir, 'config', 'sc-hsm-ts', 'pin-retry.json');
@@ -262,10 +243,7 @@ describe('a user PIN retry counter of 1', () => {
     ).toBe(0);
 
     // re-initialized with 3: the record is dropped, and one try left is the last one again
-    const again = await cli(
-      ['init', '--sim', sim, '--so-pin', 'env:SO_PIN', '--pin', 'env:PIN', '--label', 'R3', '--yes'],
-      { env: { ...ENV, ...cfg } },
-    );
+    const again = await cli(initArgs(sim, 'R3', '--yes'), { env: { ...ENV, ...cfg } });
     expect(again.code, again.stderr).toBe(0);
     expect(await readFile(record, 'utf8')).not.toMatch(/"UT/);
     for (const left of [2, 1]) {
@@ -283,23 +261,7 @@ describe('a user PIN retry counter of 1', () => {
     const cfg = { XDG_CONFIG_HOME: join(dir, 'config-stale') };
     const other = { XDG_CONFIG_HOME: join(dir, 'config-other') };
     const init = (retry: string, env: Record<string, string>) =>
-      cli(
-        [
-          'init',
-          '--sim',
-          sim,
-          '--so-pin',
-          'env:SO_PIN',
-          '--pin',
-          'env:PIN',
-          '--label',
-          'R',
-          '--pin-retry',
-          retry,
-          '--yes',
-        ],
-        { env: { ...ENV, ...env } },
-      );
+      cli(initArgs(sim, 'R', '--pin-retry', retry, '--yes'), { env: { ...ENV, ...env } });
     expect((await init('1', cfg)).code).toBe(0);
     const record = join(cfg.XDG_CONFIG_HOME, 'sc-hsm-ts', 'pin-retry.json');
     const devices = async () => Object.keys(JSON.parse(await readFile(record, 'utf8')).devices);
@@ -322,18 +284,7 @@ describe('a user PIN retry counter of 1', () => {
   it('pin status and status drop a stale record too', async () => {
     const sim = join(dir, 'retry1-status.json');
     const cfg = { XDG_CONFIG_HOME: join(dir, 'config-status') };
-    const args = [
-      'init',
-      '--sim',
-      sim,
-      '--so-pin',
-      'env:SO_PIN',
-      '--pin',
-      'env:PIN',
-      '--label',
-      'R',
-      '--yes',
-    ];
+    const args = initArgs(sim, 'R', '--yes');
     expect((await cli([...args, '--pin-retry', '1'], { env: { ...ENV, ...cfg } })).code).toBe(0);
     // re-initialized with 3 tries without this config directory
     expect((await cli(args, { env: ENV })).code).toBe(0);
@@ -394,21 +345,7 @@ describe('SO-PIN messages name the SO-PIN and what a blocked one means', () => {
   });
 
   it('init does not print "User PIN tries left: verified"', async () => {
-    const r = await cli(
-      [
-        'init',
-        '--sim',
-        join(dir, 'words.json'),
-        '--so-pin',
-        'env:SO_PIN',
-        '--pin',
-        'env:PIN',
-        '--label',
-        'W',
-        '--yes',
-      ],
-      { env: ENV },
-    );
+    const r = await cli(initArgs(join(dir, 'words.json'), 'W', '--yes'), { env: ENV });
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).not.toMatch(/tries left +: verified/);
     expect(r.stdout).toMatch(/User PIN tries left +: all \(the PIN is verified in this session/);
