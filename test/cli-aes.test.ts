@@ -9,7 +9,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { SmartCardHsm } from '../src/sc-hsm/session.js';
 import { VirtualSmartCardHsm } from '../src/sim/index.js';
 import { toHex } from '../src/util/bytes.js';
-import { aesArgs, cli, copyState, ENV, initArgs, keygenArgs, tempDir } from './cli-helpers.js';
+import { aesArgs, cli, copyState, ENV, initializedState, keygenArgs, tempDir } from './cli-helpers.js';
 
 let dir: string;
 /** Initialized, an EC key at 1, AES-256 at 2, AES-128 at 3. */
@@ -17,9 +17,7 @@ let base: string;
 
 beforeAll(async () => {
   dir = await tempDir();
-  base = join(dir, 'base.json');
-  const r = await cli(initArgs(base, 'Test', '--yes'), { env: ENV });
-  expect(r.code, r.stderr).toBe(0);
+  base = await initializedState(dir, 'Test');
   for (const type of ['ec:prime256v1', 'aes:256', 'aes:128']) {
     const k = await cli(keygenArgs(base, type, type, '--pin', 'env:PIN'), { env: ENV });
     expect(k.code, k.stderr).toBe(0);

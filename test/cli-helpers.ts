@@ -214,3 +214,26 @@ export async function withEcKeys(card: VirtualSmartCardHsm, keys: number): Promi
     await hsm.generateKeyPair({ type: 'ec', curve: 'prime256v1', label: `k${i}` });
   return hsm;
 }
+
+/** DIR/base.json initialized by `init … --label LABEL --yes` with the secrets of `ENV`: a test file's base device. */
+export async function initializedState(dir: string, label: string): Promise<string> {
+  const path = join(dir, 'base.json');
+  const r = await cli(initArgs(path, label, '--yes'), { env: ENV });
+  expect(r.code, r.stderr).toBe(0);
+  return path;
+}
+
+/**
+ * The PKA tests' environment (`PIN`, `SO_PIN` and `more`), their runs of `init`, the custodian setup
+ * and `pka respond` with it, and waitForFile.
+ */
+export function pkaKit(more: Record<string, string>) {
+  const env = { PIN, SO_PIN, ...more };
+  return {
+    env,
+    init: (file: string, ...extra: string[]) => initYes(file, env, ...extra),
+    custodian: (dir: string, name: string) => pkaCustodian(dir, name, env),
+    respond: (sim: string, challenge: string, out: string) => pkaRespond(sim, challenge, out, env),
+    waitFor: waitForFile,
+  };
+}

@@ -10,25 +10,10 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, expect, it } from 'vitest';
 import { exists } from '../src/cli/files.js';
-import {
-  cli,
-  initYes,
-  keygenArgs,
-  PIN,
-  pkaAuthArgs,
-  pkaCustodian,
-  pkaRespond,
-  respondArgs,
-  SO_PIN,
-  tempDir,
-  waitForFile as waitFor,
-  writeChallenge,
-} from './cli-helpers.js';
+import { cli, keygenArgs, pkaAuthArgs, pkaKit, respondArgs, tempDir, writeChallenge } from './cli-helpers.js';
 
-const env = { PIN, SO_PIN, W: '000000', NEW_PIN: '123456' };
-const init = (f: string, ...extra: string[]) => initYes(f, env, ...extra);
-const custodian = (dir: string, name: string) => pkaCustodian(dir, name, env);
-const respond = (sim: string, c: string, out: string) => pkaRespond(sim, c, out, env);
+/** The secrets; init; a custodian device with an EC key 1 and its export file; pka respond; waitFor a file. */
+const { env, init, custodian, respond, waitFor } = pkaKit({ W: '000000', NEW_PIN: '123456' });
 
 /** A target device with `n` custodians registered, `required` of them needed. */
 async function target(dir: string, n: number, required: number, ...extra: string[]) {

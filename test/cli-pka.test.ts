@@ -7,26 +7,10 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { exists } from '../src/cli/files.js';
-import {
-  cli,
-  initYes,
-  keygenArgs,
-  PIN,
-  pkaAuthArgs,
-  pkaCustodian,
-  pkaRespond,
-  respondArgs,
-  SO_PIN,
-  tempDir,
-  waitForFile as waitFor,
-  writeChallenge,
-} from './cli-helpers.js';
+import { cli, keygenArgs, pkaAuthArgs, pkaKit, respondArgs, tempDir, writeChallenge } from './cli-helpers.js';
 
-const env = { PIN, SO_PIN, NEW_PIN: '123456' };
-const init = (f: string, ...extra: string[]) => initYes(f, env, ...extra);
-/** A custodian device with an EC key 1 and its export file. */
-const custodian = (dir: string, name: string) => pkaCustodian(dir, name, env);
-const respond = (sim: string, c: string, out: string) => pkaRespond(sim, c, out, env);
+/** The secrets; init; a custodian device with an EC key 1 and its export file; pka respond; waitFor a file. */
+const { env, init, custodian, respond, waitFor } = pkaKit({ NEW_PIN: '123456' });
 
 /** `pin change --sim F [--last-try] --pin PIN --new-pin NEW MORE…` with the environment `e`. */
 function pinChange(

@@ -8,6 +8,8 @@ import {
   ENV,
   fileText,
   initArgs,
+  initializedState,
+  keygenArgs,
   PIN,
   SO_PIN,
   secretForms,
@@ -20,13 +22,8 @@ let base: string;
 
 beforeAll(async () => {
   dir = await tempDir();
-  base = join(dir, 'base.json');
-  const r = await cli(initArgs(base, 'Test', '--yes'), { env: ENV });
-  expect(r.code, r.stderr).toBe(0);
-  const k = await cli(
-    ['keygen', '--sim', base, '--type', 'ec:prime256v1', '--label', 'eckey', '--pin', 'env:PIN'],
-    { env: ENV },
-  );
+  base = await initializedState(dir, 'Test');
+  const k = await cli(keygenArgs(base, 'ec:prime256v1', 'eckey', '--pin', 'env:PIN'), { env: ENV });
   expect(k.code, k.stderr).toBe(0);
 });
 

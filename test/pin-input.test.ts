@@ -6,7 +6,7 @@
 import { chmod, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { cli, copyState, ENV, initArgs, PIN, SO_PIN, tempDir } from './cli-helpers.js';
+import { cli, copyState, ENV, initArgs, initializedState, PIN, SO_PIN, tempDir } from './cli-helpers.js';
 
 const WRONG = '111111';
 const WRONG_SO = '0102030405060708';
@@ -18,9 +18,7 @@ let base: string;
 
 beforeAll(async () => {
   dir = await tempDir();
-  base = join(dir, 'base.json');
-  const r = await cli(initArgs(base, 'Pins', '--yes'), { env: ENV });
-  expect(r.code, r.stderr).toBe(0);
+  base = await initializedState(dir, 'Pins');
 });
 
 let n = 0;
