@@ -32,6 +32,11 @@ const importArgs = (sim: string, share: string, pw = 'env:PW', pin = 'env:PIN') 
   '--pin',
   pin,
 ];
+/** `keys --json` of SIM: the list of keys. */
+async function keyList(sim: string) {
+  const keys = (await ok(['keys', '--sim', sim, '--json'])).json();
+  return Array.isArray(keys) ? keys : keys.keys;
+}
 /** An EC P-256 key LABEL generated in key domain 1. */
 const keygenD1 = (sim: string, label: string) =>
   ok(keygenArgs(sim, 'ec:prime256v1', label, '--domain', '1', '--pin', 'env:PIN'));
@@ -112,8 +117,7 @@ describe('domain commands', () => {
     // a key in domain 1: keys --json carries it, dump lists the domains
     await keygenD1(sim, 'd1');
     await ok(keygenArgs(sim, 'ec:prime256v1', 'd0', '--pin', 'env:PIN'));
-    const keys = (await ok(['keys', '--sim', sim, '--json'])).json();
-    const list = Array.isArray(keys) ? keys : keys.keys;
+    const list = await keyList(sim);
     expect(list.map((k: { label: string; domain: number }) => [k.label, k.domain])).toEqual([
       ['d1', 1],
       ['d0', 0],
@@ -143,8 +147,7 @@ describe('domain commands', () => {
     expect(await readFile(sim, 'utf8')).toBe(before);
     await ok(['delete-key', '--sim', sim, '--key-ref', '1', '--pin', 'env:PIN', '--yes']);
     await ok(['unwrap', bin, '--key-ref', '9', '--domain', '1', '--sim', sim, '--pin', 'env:PIN']);
-    const after = (await ok(['keys', '--sim', sim, '--json'])).json();
-    const l2 = Array.isArray(after) ? after : after.keys;
+    const l2 = await keyList(sim);
     expect(l2.find((k: { keyRef: number }) => k.keyRef === 9)).toMatchObject({ label: 'd1', domain: 1 });
   }, 180_000);
 
@@ -177,9 +180,10 @@ describe('domain commands', () => {
     const wrong = await cli([...importKey, ...shares, '--pin', 'env:PIN'], { env: ENV });
     expect(wrong.code).toBe(6); // domain 0 by default: another KCV
     await ok([...importKey, '--domain', '1', ...shares, '--pin', 'env:PIN']);
-    const keys = (await ok(['keys', '--sim', sim, '--json'])).json();
-    const list = Array.isArray(keys) ? keys : keys.keys;
-    expect(list.find((k: { keyRef: number }) => k.keyRef === 5)).toMatchObject({ label: 'host', domain: 1 });
+    expect((await keyList(sim)).find((k: { keyRef: number }) => k.keyRef === 5)).toMatchObject({
+      label: 'host',
+      domain: 1,
+    });
   }, 240_000);
 
   it('domain delete and domain create obey the last-try PIN guard: one try left, refused before the PIN is sent', async () => {

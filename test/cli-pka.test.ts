@@ -12,6 +12,15 @@ import { cli, keygenArgs, pkaAuthArgs, pkaKit, respondArgs, tempDir, writeChalle
 /** The secrets; init; a custodian device with an EC key 1 and its export file; pka respond; waitFor a file. */
 const { env, init, custodian, respond, waitFor } = pkaKit({ NEW_PIN: '123456' });
 
+/** The custodian NAME's key registered on DIR/target.json, initialized for 1-of-1 public key authentication. */
+async function oneOfOne(dir: string, name: string) {
+  const a = await custodian(dir, name);
+  const t = join(dir, 'target.json');
+  expect((await init(t, '--pka', '1', '--required', '1')).code).toBe(0);
+  expect((await cli(['pka', 'register', '--sim', t, a.file])).code).toBe(0);
+  return { a, t };
+}
+
 /** `pin change --sim F [--last-try] --pin PIN --new-pin NEW MORE…` with the environment `e`. */
 function pinChange(
   f: string,
@@ -89,10 +98,7 @@ describe('tries the card does not report (transport PIN, PIN replaced by custodi
 
   it('custodians replace the PIN: pin change needs --last-try; a blocked unused PIN does not stop the step', async () => {
     const dir = await tempDir();
-    const a = await custodian(dir, 'ivan');
-    const t = join(dir, 'target.json');
-    expect((await init(t, '--pka', '1', '--required', '1')).code).toBe(0);
-    expect((await cli(['pka', 'register', '--sim', t, a.file])).code).toBe(0);
+    const { a, t } = await oneOfOne(dir, 'ivan');
     const wrong = { ...env, W: '000000' };
     const r = await pinChange(t, false, 'env:W', 'env:NEW_PIN', wrong);
     expect(r.code).toBe(7);
@@ -199,10 +205,7 @@ describe('public key authentication (init --pka, pka …)', () => {
 
   it('refuses a stale response (an older challenge) on the host, and an existing response file up front', async () => {
     const dir = await tempDir();
-    const a = await custodian(dir, 'carol');
-    const t = join(dir, 'target.json');
-    expect((await init(t, '--pka', '1', '--required', '1')).code).toBe(0);
-    expect((await cli(['pka', 'register', '--sim', t, a.file])).code).toBe(0);
+    const { a, t } = await oneOfOne(dir, 'carol');
     const c1 = join(dir, 'c1.json');
     const r1 = join(dir, 'r1.json');
     // a first round whose answer arrives too late
@@ -260,10 +263,7 @@ describe('public key authentication (init --pka, pka …)', () => {
 describe('pka commands refuse bad input before the device is touched', () => {
   it('response and challenge names, an existing challenge file (a killed earlier run), the step after --', async () => {
     const dir = await tempDir();
-    const a = await custodian(dir, 'dave');
-    const t = join(dir, 'target.json');
-    expect((await init(t, '--pka', '1', '--required', '1')).code).toBe(0);
-    expect((await cli(['pka', 'register', '--sim', t, a.file])).code).toBe(0);
+    const { t } = await oneOfOne(dir, 'dave');
     const c = join(dir, 'c.json');
     const r = join(dir, 'r.json');
     const before = await readFile(t, 'utf8');
