@@ -9,22 +9,8 @@ let base: string;
 beforeAll(async () => {
   const dir = await tempDir();
   base = join(dir, 'base.json');
-  const r = await cli(
-    [
-      'init',
-      '--secure',
-      '--sim',
-      base,
-      '--so-pin',
-      'env:SO_PIN',
-      '--pin',
-      'env:PIN',
-      '--label',
-      'S',
-      '--yes',
-    ],
-    { env: ENV },
-  );
+  // init's own arguments, with --secure right after the command
+  const r = await cli(['init', '--secure', ...initArgs(base, 'S', '--yes').slice(1)], { env: ENV });
   expect(r.code, r.stderr).toBe(0);
 });
 
