@@ -1,5 +1,6 @@
 import { keyCheckValue } from '../../../dkek/index.js';
-import { wipe } from '../../../util/bytes.js';
+import type { SmartCardHsm } from '../../../sc-hsm/session.js';
+import { bytesEqual, wipe } from '../../../util/bytes.js';
 import type { Command } from '../../command.js';
 import { type Ctx, list, str, type Values } from '../../context.js';
 import {
@@ -128,5 +129,27 @@ export async function importShareFile(ctx: Ctx, v: Values, file: string, domain:
   o.kv('DKEK shares', st.total);
   if (st.outstanding > 0) o.line(`DKEK import pending, ${st.outstanding} share(s) still missing`);
   else o.kv('DKEK key check value', kcvText(st.kcv));
-  return domain === 0 ? { file, dkek: st } : { file, domain, dkek: st };
+  const twins = st.outstanding === 0 ? await sameDkek(hsm, domain, st.kcv) : [];
+  if (twins.length > 0)
+    o.warn(
+      `the ${where} is the same as that of key domain ${twins.join(', ')} (same key check value): keys of either can be unwrapped into the other, so the domains no longer keep their keys apart. If that was not meant: sc-hsm-ts domain delete --domain ${domain === 0 ? twins[0] : domain} --dkek-only, then import that domain's own shares`,
+    );
+  const same = twins.length > 0 ? { sameDkekAs: twins } : {};
+  return domain === 0 ? { file, dkek: st, ...same } : { file, domain, dkek: st, ...same };
+}
+
+/**
+ * The other key domains whose complete DKEK has this key check value (the same DKEK: a share file
+ * of one domain imported into another). Empty on a device without key domains, or when the list
+ * cannot be read (the import itself succeeded; this is advice).
+ */
+async function sameDkek(hsm: SmartCardHsm, domain: number, kcv: Uint8Array): Promise<number[]> {
+  try {
+    const all = await hsm.listKeyDomains();
+    return all.domains
+      .filter((d) => d.domain !== domain && d.outstanding === 0 && bytesEqual(d.kcv, kcv))
+      .map((d) => d.domain);
+  } catch {
+    return [];
+  }
 }
