@@ -122,6 +122,9 @@ describe('E: use counters count CIPHER APDUs', () => {
     expect(r.code).toBe(7);
     expect(r.json().error.code).toBe('USE_COUNTER_EXHAUSTED');
     expect(r.json().error.message).toMatch(/2 uses left; this needs 3/);
+    // uses are left: the fix says how much they cover, not that the key is used up
+    expect(r.json().error.fix).toContain('at most 2048 bytes');
+    expect(r.json().error.fix).not.toContain('may not be used any more');
     expect(await tries(s)).toBe(3);
     const keys = (await cli(['keys', '--sim', s, '--json'])).json().keys;
     expect(keys.find((x: { keyRef: number }) => x.keyRef === 10).useCounter).toBe(2);

@@ -86,6 +86,11 @@ async function checkAesKey(ctx: SessionContext, keyRef: number, algo: number, ap
     throw new ScHsmError(
       'USE_COUNTER_EXHAUSTED',
       `key ${keyRef} has ${key.useCounter} use${key.useCounter === 1 ? '' : 's'} left; this needs ${apdus} (the device counts one use per CIPHER command of up to ${aesChunkSize(ctx)} bytes). Nothing was sent.`,
+      key.useCounter > 0
+        ? {
+            fix: `the uses left cover at most ${key.useCounter * aesChunkSize(ctx)} bytes as the card receives them (after padding): give a shorter input, or use a key with a larger counter (sc-hsm-ts keygen --type aes:256 --use-counter N)`,
+          }
+        : {},
     );
   }
 }
