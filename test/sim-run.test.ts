@@ -46,6 +46,8 @@ describe('sim run: options refused before anything starts (exit 2)', () => {
       /--password is the password of --dkek-share/,
     ],
     ['--sim', ['--sim', 'x.json'], /no --sim, --reader or --trace/],
+    ["--state ''", ['--state', ''], /--state needs a file name/],
+    ["--cards ''", ['--cards', ''], /--cards must be an integer/],
     ['--trace', ['--trace', '-'], /no --sim, --reader or --trace/],
   ];
   for (const [name, args, msg] of cases) {
@@ -108,6 +110,9 @@ describe('sim run: options refused before anything starts (exit 2)', () => {
       });
       expect(r.code, r.stderr).toBe(4);
       expect(r.stderr).toContain('in use');
+      // what works for sim run (it refuses --reader)
+      expect(r.stderr).not.toContain('--reader');
+      expect(r.stderr).toContain(`fix: stop the process that holds ${s}`);
       expect(t.ran()).toBe(false);
     } finally {
       await holder.close();
@@ -122,6 +127,19 @@ describe('sim run: options refused before anything starts (exit 2)', () => {
     expect(r.code).toBe(2);
     expect(r.stderr).toContain('SC_HSM_TS_SIM_RUN_INNER is set');
     expect(t.ran()).toBe(false);
+  });
+
+  it('COMMAND without -- (sim run ls -la): the unknown option says to put COMMAND after --', async () => {
+    const t = await fakeTools();
+    const r = await cli(['sim', 'run', 'ls', '-la'], { env: { PATH: t.path } });
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain('unknown option -l (sim run passes on only what follows --)');
+    expect(r.stderr).toContain('fix: put COMMAND after --: sc-hsm-ts sim run [options] -- COMMAND…');
+    expect(t.ran()).toBe(false);
+    // an unknown option with COMMAND after --: no such hint
+    const o = await cli(['sim', 'run', '--bogus', '--', 'ls'], { env: { PATH: t.path } });
+    expect(o.stderr).toContain('unknown option --bogus');
+    expect(o.stderr).not.toContain('put COMMAND after');
   });
 
   for (const n of ['0x1', ' 1', '1.0', '3', '-1']) {

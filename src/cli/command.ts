@@ -220,7 +220,8 @@ function canonicalPath(path: string): string {
   }
 }
 
-function sameFile(a: string, b: string): boolean {
+/** Whether two paths (existing or not) name the same file. */
+export function sameFile(a: string, b: string): boolean {
   if (canonicalPath(a) === canonicalPath(b)) return true;
   try {
     const x = statSync(a);
@@ -235,7 +236,7 @@ function sameFile(a: string, b: string): boolean {
  * Every path the command will read or write, other than --trace: options marked with a path role,
  * `file:` secrets (read), and the arguments of a command with `argPath`.
  */
-function commandPaths(
+export function commandPaths(
   specs: Record<string, OptionSpec>,
   cmd: CommandSpec,
   v: Values,
@@ -344,6 +345,23 @@ function refuseOutputsOnSimState(
   }
 }
 
+/**
+ * `--session-pin` on every command alike, before anything is read or sent: never an empty value
+ * (a secret never is), and never with `--sim` (each --sim command powers the virtual card on
+ * afresh, which ends any session PIN: trying one would cost a PIN try; spec §3.20).
+ */
+function refuseSessionPinValue(g: GlobalOptions): void {
+  if (g.sessionPin === undefined) return;
+  if (g.sessionPin === '')
+    throw new CliError('SECRET_REQUIRED', '--session-pin was given an empty value; nothing was sent');
+  if (g.sim !== undefined)
+    throw new CliError(
+      'USAGE_ERROR',
+      'with --sim the virtual card is powered on afresh for every command, which ends any session PIN: one from an earlier command cannot be valid, and trying it would cost a PIN try; nothing was sent',
+      'leave --session-pin out; a command that needs the user PIN takes --pin env:NAME',
+    );
+}
+
 export function parseCommandArgs(cmd: CommandSpec, argv: string[]): Parsed {
   const specs = { ...GLOBAL_OPTIONS, ...(cmd.options ?? {}) };
   const options: Record<string, { type: 'string' | 'boolean'; multiple?: boolean; short?: string }> = {};
@@ -356,7 +374,15 @@ export function parseCommandArgs(cmd: CommandSpec, argv: string[]): Parsed {
   try {
     parsed = parseArgs({ args: argv, options, allowPositionals: true, strict: true, tokens: true }) as never;
   } catch (e) {
-    throw parseError(e);
+    const err = parseError(e);
+    // `sim run ls -la`: COMMAND's own options were taken for the command's
+    if (cmd.argsArePassedOn && err.message.startsWith('unknown option') && !argv.includes('--'))
+      throw new CliError(
+        'USAGE_ERROR',
+        `${err.message} (${cmd.name} passes on only what follows --)`,
+        `put COMMAND after --: sc-hsm-ts ${cmd.name} [options] -- COMMAND…`,
+      );
+    throw err;
   }
   const v = parsed.values;
   refuseRepeatedOptions(specs, parsed.tokens);
@@ -396,6 +422,7 @@ export function parseCommandArgs(cmd: CommandSpec, argv: string[]): Parsed {
   if (g.sim !== undefined && g.reader !== undefined) {
     throw new CliError('USAGE_ERROR', '--sim and --reader exclude each other');
   }
+  refuseSessionPinValue(g);
   if (typeof v.profile === 'string') {
     // a latency model of the virtual card: nothing to do on a real device
     if (g.sim === undefined && !cmd.name.startsWith('sim '))

@@ -48,8 +48,12 @@ export function exitStatus(code: number | null, signal: NodeJS.Signals | null): 
   return 128 + (n ?? 0);
 }
 
-/** Resolves when pcscd has powered the card on and read its ATR after that (the card is in). */
-function watched(card: VpcdCard): { card: VpcdCard; ready: Promise<void> } {
+/**
+ * `card` as vpcd sees it, plus `ready`: resolves when pcscd has powered the card on and read its
+ * ATR after that (the card is in). Everything else is the card's own, its timing profile's
+ * waiting (`answerReady`, `--profile` or `card.profile` set later) included.
+ */
+export function watched(card: VpcdCard): { card: VpcdCard; ready: Promise<void> } {
   let powered = false;
   let settle!: () => void;
   const ready = new Promise<void>((r) => {
@@ -69,6 +73,8 @@ function watched(card: VpcdCard): { card: VpcdCard; ready: Promise<void> } {
       },
       powerOff: () => card.powerOff(),
       reset: () => card.reset(),
+      // read at each answer: a profile set after plugging in (startPcscCard's card) counts too
+      answerReady: () => card.answerReady?.(),
     },
   };
 }
@@ -341,6 +347,29 @@ async function removeRunDir(planPath: string, dir: string): Promise<void> {
   if (!basename(dir).startsWith(RUN_DIR_PREFIX) || dirname(resolvePath(planPath)) !== resolvePath(dir))
     return;
   await rm(dir, { recursive: true, force: true }).catch(() => undefined);
+}
+
+/**
+ * Starts a guardian of the run directory `dir` (fresh cards with their PINs, DKEK and private
+ * keys): a detached `/bin/sh` that waits on a pipe only this process holds and removes `dir` once
+ * the pipe closes, however this process ends (SIGKILL before or during --init included: the
+ * directory is made before the namespaces, and only a living process can remove it). Returns the
+ * release: closes the pipe (the guardian then removes whatever is left, normally nothing).
+ */
+export function guardRunDir(dir: string): () => void {
+  if (!basename(dir).startsWith(RUN_DIR_PREFIX)) throw new Error(`not a sim run directory: ${dir}`);
+  const g = spawn('/bin/sh', ['-c', 'while read -r _; do :; done; rm -rf -- "$1"', 'sh', dir], {
+    stdio: ['pipe', 'ignore', 'ignore'],
+    detached: true, // its own session: a terminal's Ctrl-C or a kill of our group leaves it to clean up
+    cwd: '/',
+  });
+  g.on('error', () => undefined);
+  g.unref();
+  const pipe = g.stdin!;
+  pipe.on('error', () => undefined);
+  // the pipe must not keep this process alive
+  (pipe as unknown as { unref?: () => void }).unref?.();
+  return () => pipe.destroy();
 }
 
 /** The environment without the inner run's marker (COMMAND may run `sim run` itself). */

@@ -19,6 +19,7 @@ import {
   cardsAndCommand,
   EXIT_REPORT,
   exitStatus,
+  guardRunDir,
   INNER_ENV,
   type InnerPlan,
   RUN_DIR_PREFIX,
@@ -197,6 +198,12 @@ export const simRun: Command = {
         'give the cards with --state FILE (repeatable) or --cards N; for a card-side transcript use sim serve --trace',
       );
     const states = list(v, 'state');
+    if (states.includes(''))
+      throw new CliError(
+        'USAGE_ERROR',
+        '--state needs a file name; got an empty one',
+        'give --state FILE (a virtual card state file, made by init --sim FILE), or leave it out for a fresh card',
+      );
     const cards = int(v, 'cards', 0, VPCD_SLOTS) ?? Math.max(states.length, 1);
     if (states.length > VPCD_SLOTS)
       throw new CliError('USAGE_ERROR', `vpcd has ${VPCD_SLOTS} slots: at most ${VPCD_SLOTS} --state files`);
@@ -259,7 +266,7 @@ export const simRun: Command = {
       );
     }
     // each state file is opened (and so checked: exists, readable, not held) before anything starts
-    for (const s of states) await (await openSimCard(ctx, s)).close();
+    for (const s of states) await (await openSimCard(ctx, s).catch((e) => busyForSimRun(e, s))).close();
 
     // Stop requests are taken before anything is made, so that whatever exists is removed (by
     // ctx.finish) when one comes: SIGTERM and SIGHUP always, SIGINT until COMMAND runs (from then
@@ -273,7 +280,15 @@ export const simRun: Command = {
       return { exitCode: ctx.exitCode, started: false };
     };
     const dir = await mkdtemp(join(tmpdir(), RUN_DIR_PREFIX));
-    ctx.onFinish(() => rm(dir, { recursive: true, force: true }));
+    // removed when sim run ends, and by the guardian when it is killed (SIGKILL included)
+    const unguard = guardRunDir(dir);
+    ctx.onFinish(async () => {
+      try {
+        await rm(dir, { recursive: true, force: true });
+      } finally {
+        unguard();
+      }
+    });
     if (stop.signal) return stoppedExit();
     const freshPaths = Array.from({ length: fresh }, (_, i) => join(dir, `card-${states.length + i}.json`));
     if (iv) {
@@ -295,7 +310,8 @@ export const simRun: Command = {
     if (stop.signal) return stoppedExit();
     const all = [...states.map((s) => resolve(s)), ...freshPaths];
     const readers = all.map((_, i) => vpcdReaderName(i));
-    const module = await findPkcs11Module(ctx.io.env);
+    // an outer SC_HSM_PKCS11_MODULE is one of the kit's variables: dropped, like the others
+    const module = await findPkcs11Module({ ...ctx.io.env, SC_HSM_PKCS11_MODULE: undefined });
     const env: Record<string, string> = {
       PCSCLITE_CSOCK_NAME: PCSCD_SOCKET,
       SC_HSM_READERS: readers.join('\n'),
@@ -306,9 +322,10 @@ export const simRun: Command = {
       ...Object.fromEntries(readers.map((r, i) => [`SC_HSM_READER_${i}`, r])),
       ...(module !== undefined && { SC_HSM_PKCS11_MODULE: module }),
     };
-    ctx.out.note(
-      `sim run: ${readers.map((r, i) => `${r} = ${i < states.length ? states[i] : 'fresh card'}`).join(', ')}`,
-    );
+    if (readers.length)
+      ctx.out.note(
+        `sim run: ${readers.map((r, i) => `${r} = ${i < states.length ? states[i] : 'fresh card'}`).join(', ')}`,
+      );
     let rc: number;
     if (host.mode === 'private')
       rc = await runPrivate(
@@ -407,6 +424,20 @@ async function runPrivate(
       resolvePromise(signal ? exitStatus(null, signal) : 137);
     });
   });
+}
+
+/**
+ * A --state file another live process holds (READER_BUSY): the fix names what works for sim run
+ * (which takes the file itself and refuses --reader). A stale lock keeps its own fix.
+ */
+function busyForSimRun(e: unknown, state: string): never {
+  if (e instanceof CliError && e.code === 'READER_BUSY' && /--reader/.test(e.fix ?? ''))
+    throw new CliError(
+      'READER_BUSY',
+      e.message,
+      `stop the process that holds ${state} (a sim serve holds its file until it is stopped) and run sim run again, or give sim run a copy of the file (--state COPY) or a fresh card (--cards N)`,
+    );
+  throw e;
 }
 
 /** The variables `sim run` sets for COMMAND; any from outside are dropped first (a stale reader name). */
