@@ -1,7 +1,7 @@
 /**
  * Findings A–C of a hostile user (AES keys, backup and restore), through the command on virtual
- * cards (in-process): AES keys get random IDs, and a restore never replaces an AES key it cannot
- * tell is the backup's without --force; `unwrap --id`; KEY_ID_IN_USE names the existing key in
+ * cards (in-process): AES keys get random IDs, and a restore never replaces an AES key without
+ * --force (one like the backup's is left as it is, unverified); `unwrap --id`; KEY_ID_IN_USE names the existing key in
  * `existingKeyRef`, not `keyRef`; a duplicate derive says it is the same key; `backup` names keys
  * that may not be wrapped before the PIN and anything is written (`--skip-unwrappable`), and
  * backup/wrap warn about key use counters the copy does not carry.
@@ -76,7 +76,7 @@ describe('A: AES key IDs and restore', () => {
     expect(await cmac(c2, '1')).toBe(before);
   });
 
-  it('restore onto an AES key with the backup label, random-style ID, type and size: complete, with a warning', async () => {
+  it('restore onto an AES key with the backup label, random-style ID, type and size: left as it is (unverified), --force replaces it', async () => {
     const a = await fresh();
     const id = '00112233445566778899aabbccddeeff';
     expect((await keygen(a, '--type', 'aes:128', '--label', 'v', '--id', id)).code).toBe(0);
@@ -84,11 +84,16 @@ describe('A: AES key IDs and restore', () => {
     expect((await run(a, 'backup', bk)).code).toBe(0);
     const c = await fresh();
     expect((await keygen(c, '--type', 'aes:128', '--label', 'v', '--id', id)).code).toBe(0);
+    const mine = await cmac(c, '1');
     const r = await run(c, 'restore', bk);
     expect(r.code, r.stderr).toBe(0);
-    expect(r.json().keys[0]).toMatchObject({ keyRef: 1, action: 'complete' });
-    expect(r.json().keys[0].note).toMatch(/could not be compared/);
-    expect(r.stderr).toMatch(/warning:.*could not be compared/);
+    expect(r.json().keys[0]).toMatchObject({ keyRef: 1, action: 'present', unverified: true });
+    expect(r.json().keys[0].note).toMatch(/cannot be compared with the backup's on the host/);
+    expect(r.stderr).toMatch(/warning: AES key 1 "v" is on the device.*--force replaces it/);
+    expect(await cmac(c, '1')).toBe(mine);
+    const forced = await run(c, 'restore', bk, '--force', '--yes');
+    expect(forced.code, forced.stderr).toBe(0);
+    expect(forced.json().keys[0]).toMatchObject({ keyRef: 1, action: 'replace' });
     // now the backup's key
     expect(await cmac(c, '1')).toBe(await cmac(a, '1'));
   });
@@ -146,8 +151,10 @@ describe('A: AES key IDs and restore', () => {
     await writeFile(join(bk, 'restore-progress.json'), JSON.stringify(doc));
     const r = await run(c, 'restore', bk);
     expect(r.code, r.stderr).toBe(0);
-    expect(r.json().keys[0]).toMatchObject({ keyRef: 1, action: 'complete' });
-    expect(r.json().keys[0].note).toMatch(/could not be compared/);
+    expect(r.json().keys[0]).toMatchObject({ keyRef: 1, action: 'present', unverified: true });
+    expect(r.json().keys[0].note).toMatch(/cannot be compared/);
+    // the restore of this device is complete: restore-progress.json is gone
+    expect(existsSync(join(bk, 'restore-progress.json'))).toBe(false);
   });
 
   it('unwrap onto a device whose unrelated key has the ID: the fix offers --id, which works', async () => {

@@ -195,7 +195,10 @@ export interface BackupResult {
 export type RestoreAction =
   /** the reference is free: the key is restored */
   | 'restore'
-  /** the reference holds the backup's key (same public key): left as it is */
+  /**
+   * the reference holds the backup's key (same public key), or an AES key with the backup's label,
+   * ID, type and size (`unverified`: its value cannot be compared on the host): left as it is
+   */
   | 'present'
   /** the reference holds a key object without its public key or description (an interrupted restore): completed */
   | 'complete'
@@ -212,8 +215,15 @@ export interface RestoreStep {
   /** Written by this run. */
   written: boolean;
   /**
-   * Why a key there was taken for the backup's (action `complete`), e.g. that an AES key's
-   * material could not be compared: for the user to read.
+   * Action `present` for an AES key: its label, ID, type and size are the backup's, but its value
+   * cannot be compared with the backup's on the host (no public key, no DKEK on the host); it is
+   * left as it is, and only `force` replaces it with the backup's copy.
+   */
+  unverified?: true;
+  /**
+   * For the user to read: why a key there was taken for the backup's (action `complete`), that an
+   * AES key left as it is could not be compared (`unverified`), or that a replaced key's use
+   * counter is lost.
    */
   note?: string;
 }
@@ -857,7 +867,10 @@ export async function checkBackup(dir: string): Promise<CheckedBackup> {
  * Before anything is written: every file's hash and blob KCV (checkBackup), the device's DKEK
  * (NO_DKEK, DKEK_INCOMPLETE, KCV_MISMATCH against the manifest) and every key reference
  * (KEY_REF_OCCUPIED for another key, unless `force`). A reference holding the backup's key is
- * left as it is, so running it again after an interruption completes what is missing.
+ * left as it is, so running it again after an interruption completes what is missing. An AES key
+ * with the backup's label, ID, type and size is left as it is too (action `present`, `unverified`:
+ * its value cannot be compared on the host); only `force` replaces it. Without `force` no key on
+ * the device is replaced and no use counter lifted (a restored key has none, spec §8).
  */
 export async function restoreDevice(
   hsm: SmartCardHsm,
@@ -946,28 +959,61 @@ export async function restoreDevice(
     let action: RestoreAction = 'restore';
     const step: RestoreStep = { keyRef, action, entry: f.entry, written: false };
     if (k) {
+      // an AES key like the backup's: the same description, a value the host cannot compare
+      let sameAes = false;
       if (k.publicKey && f.info.publicKey)
         action = bytesEqual(k.publicKey, f.info.publicKey) ? 'present' : 'replace';
       else if (!k.publicKey && !k.description) {
         action = 'complete';
         step.note = `key ref ${keyRef} holds a key without description or public key, as an interrupted restore of this backup leaves it: it is restored over (its wrapped copy is kept first, where it may be wrapped)`;
       } else if (!k.publicKey && sameKeyFiles(k, f.info, fromHex(f.entry.id), keyRef, restartedHere)) {
-        action = 'complete';
-        if (!f.info.publicKey)
-          step.note = `key ref ${keyRef} holds an AES key with the backup's label, ID, type and size: taken for the backup's key (an interrupted restore) and restored over; its key material could not be compared (an AES key has no public key)`;
+        if (f.info.publicKey) action = 'complete';
+        else {
+          // its description is written after the key (unwrapInto): a restore that wrote it is
+          // complete. Whether the value is the backup's nobody can tell here: never replaced
+          // without force, so a rerun sends nothing for it (spec §8: the blob has no use counter)
+          sameAes = true;
+          if (o.force) action = 'replace';
+          else {
+            action = 'present';
+            step.unverified = true;
+            step.note = `AES key ${keyRef} ${JSON.stringify(k.label ?? '')} is on the device; its value cannot be compared with the backup's on the host: left as it is; --force replaces it with the backup's copy`;
+          }
+        }
       } else action = 'replace';
+      // a key listed without description: its use counter from its FCP (one SELECT, no PIN)
+      const uses =
+        action === 'complete' && k.useCounter === undefined && !k.description
+          ? (await hsm.keyRestrictions(keyRef)).useCounter
+          : k.useCounter;
+      if (action === 'complete' && uses !== undefined) {
+        // a restored key has no use counter (the blob carries none, spec §8): a key with one is not
+        // what an interrupted restore of this backup left, and restoring over it lifts its limit
+        action = 'replace';
+        delete step.note;
+      }
       step.present = k.label === undefined ? { id: k.id } : { label: k.label, id: k.id };
-      if (action === 'replace')
+      if (action === 'replace') {
+        const counter =
+          uses === undefined
+            ? ''
+            : `; it has a key use counter (${uses} use(s) left), which the backup's copy does not have (spec §8): the key restored there can be used without limit`;
+        if (counter) step.note = `key ref ${keyRef}${counter.replace(/^; it/, '')}`;
         conflicts.push({
           keyRef,
           present: step.present,
           backup: f.entry.label === undefined ? { id: f.entry.id } : { label: f.entry.label, id: f.entry.id },
-          text: `key ref ${keyRef} holds ${JSON.stringify(k.label ?? '')} (ID ${toHex(k.id)}), the backup has ${JSON.stringify(f.entry.label ?? '')}${
-            f.info.publicKey
-              ? ''
-              : ' (AES keys: nothing proves they are the same key; their material cannot be compared)'
-          }`,
+          text: `${
+            sameAes
+              ? `key ref ${keyRef} holds the AES key ${JSON.stringify(k.label ?? '')} (ID ${toHex(k.id)}) with the backup's label, ID, type and size; its value cannot be compared with the backup's on the host`
+              : `key ref ${keyRef} holds ${JSON.stringify(k.label ?? '')} (ID ${toHex(k.id)}), the backup has ${JSON.stringify(f.entry.label ?? '')}${
+                  f.info.publicKey
+                    ? ''
+                    : ' (AES keys: nothing proves they are the same key; their material cannot be compared)'
+                }`
+          }${counter}`,
         });
+      }
     }
     step.action = action;
     steps.push(step);

@@ -16,6 +16,9 @@ const DONE = {
   complete: 'completed',
   replace: 'replaced',
 } as const;
+/** An AES key with the backup's label, ID, type and size (RestoreStep.unverified). */
+const UNVERIFIED =
+  "on the device, left as it is (an AES key: its value cannot be compared with the backup's)";
 
 export const restore: Command = {
   ...restoreSpec,
@@ -80,10 +83,13 @@ export const restore: Command = {
     for (const s of r.keys) {
       const copy = saved.get(s.keyRef);
       o.line(
-        `  key ref ${s.keyRef}  "${printable(s.entry.label)}"  ${DONE[s.action]}${copy ? ` (the replaced key's wrapped copy: ${copy})` : ''}`,
+        `  key ref ${s.keyRef}  "${printable(s.entry.label)}"  ${s.unverified ? UNVERIFIED : DONE[s.action]}${copy ? ` (the replaced key's wrapped copy: ${copy})` : ''}`,
       );
     }
-    o.ok(`restore complete: ${r.written} written, ${r.keys.length - r.written} already present`);
+    const unverified = r.keys.filter((s) => s.unverified).length;
+    o.ok(
+      `restore complete: ${r.written} written, ${r.keys.length - r.written} already present${unverified ? ` (${unverified} of them AES key(s) that could not be compared with the backup's: --force replaces them)` : ''}`,
+    );
     o.kv('Device', printable(deviceText(r.device)));
     return {
       dir: d,
@@ -95,6 +101,7 @@ export const restore: Command = {
         return {
           keyRef: s.keyRef,
           action: s.action,
+          ...(s.unverified && { unverified: true }),
           ...(copy && { replacedSavedTo: copy }),
           ...(s.note && { note: s.note }),
         };
