@@ -63,6 +63,8 @@ export interface DumpKey {
   algorithms?: Uint8Array;
   /** Private-key operations left (tag 90) as the card reports them. */
   useCounter?: number;
+  /** The key's key domain (tag 92, spec §3.10) as the card reports it. */
+  domain?: number;
 }
 
 export interface DumpCaCertificate {
@@ -297,6 +299,7 @@ export async function gatherDump(hsm: SmartCardHsm, o: GatherDumpOptions = {}): 
       const r = await hsm.keyRestrictions(ref);
       if (r.algorithms) k.algorithms = r.algorithms;
       if (r.useCounter !== undefined) k.useCounter = r.useCounter;
+      if (r.domain !== undefined) k.domain = r.domain;
     }
     out.keys.push(k);
   }

@@ -91,6 +91,7 @@ function dumpJson(
     if (!key.noKey) {
       k.algorithms = key.algorithms ? algorithmNames(key.algorithms) : null;
       k.useCounter = key.useCounter ?? null;
+      k.domain = key.domain ?? null;
     }
     return k;
   });
@@ -205,6 +206,7 @@ export const dump: Command = {
       if (k.publicKeySha256) row('Public key SHA-256', String(k.publicKeySha256));
       if (k.algorithms) row('Algorithms', (k.algorithms as string[]).join(', '));
       if (k.useCounter !== null && k.useCounter !== undefined) row('Uses left', String(k.useCounter));
+      if (k.domain !== null && k.domain !== undefined) row('Key domain', String(k.domain));
       const c = k.certificate as Record<string, unknown> | undefined;
       if (c)
         row(
