@@ -257,9 +257,11 @@ describe('deriveEcKey (80 76)', () => {
 
   it('counts a use of the source and honours its algorithm list', async () => {
     const hsm = await initializedHsm();
-    await ecKey(hsm, 'src', { useCounter: 1, algorithms: algorithmBytes(['DERIVE', 'ECDSA']) });
+    // 2 uses: the derive takes one, the derived key inherits the 1 left (DERIVE_INHERITS) and its check signature takes it
+    await ecKey(hsm, 'src', { useCounter: 2, algorithms: algorithmBytes(['DERIVE', 'ECDSA']) });
     await hsm.deriveEcKey(1, 2, TWEAK, { label: 'a' });
-    expect((await hsm.keyInfo(1)).useCounter).toBe(0);
+    expect((await hsm.keyInfo(1)).useCounter).toBe(1);
+    // 1 use left: the derived key could not sign its check, refused before anything is sent
     expect((await rejection(hsm.deriveEcKey(1, 3, TWEAK, { label: 'b' }))).code).toBe(
       'USE_COUNTER_EXHAUSTED',
     );

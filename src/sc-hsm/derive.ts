@@ -5,7 +5,7 @@
  * a self-signed CV request of Q' with ECDSA-SHA-256, `80 68 <dst> 73`, verified on the host), then
  * stores that request in `CE<dst>` and the PKCS#15 description in `C4<dst>`, as for a generated key.
  */
-import { verify as nodeVerify } from 'node:crypto';
+import { createHash, verify as nodeVerify } from 'node:crypto';
 import { isScHsmError, ScHsmError } from '../errors.js';
 import { cvcPublicKeyToSpki, ecdsaDerToPlain, encodeCvc, encodeCvcBody, KEY_USAGE } from '../pkcs15/index.js';
 import { ALGO, CLA_PROPRIETARY, INS, OID, PREFIX } from '../protocol/constants.js';
@@ -16,6 +16,12 @@ import type { SessionContext } from './context.js';
 import { cardSign, keyOpOverrides } from './crypto.js';
 import { deviceChr } from './device.js';
 import { creatingKey, writeNewKeyDescription } from './key-creation.js';
+import {
+  algorithmNames,
+  type KeyRestrictions,
+  readKeyRestrictions,
+  usageForAlgorithms,
+} from './key-restrictions.js';
 import {
   checkFreeId,
   checkFreeRef,
@@ -38,6 +44,104 @@ export interface DerivedKey {
   id: Uint8Array;
   /** SubjectPublicKeyInfo DER of Q' (computed on the host, confirmed by the card's signature). */
   publicKey: Uint8Array<ArrayBuffer>;
+  /**
+   * The new key's restrictions as the card reported them right after DERIVE EC KEY (SELECT of
+   * CCxx, its FCP): the check signature then counted one use of a counter. A field is absent when
+   * the key has none or the card does not say (key-restrictions.ts).
+   */
+  restrictions: KeyRestrictions;
+  /** Present when the card made the key less restricted than its source: delete it. */
+  warning?: DerivedKeyWarning;
+}
+
+/** A restriction of the source key that the derived key does not keep. */
+export type LostRestriction = 'algorithms' | 'useCounter' | 'domain';
+
+/**
+ * The card made the derived key less restricted than its source (spec §3.15 leaves open what a
+ * derived key inherits; the virtual card: DERIVE_INHERITS in src/sim/uncertain.ts). `lost` names
+ * what went, `message` says how, `fix` how to undo it (delete the derived key).
+ */
+export interface DerivedKeyWarning {
+  code: 'DERIVED_KEY_LESS_RESTRICTED';
+  lost: LostRestriction[];
+  message: string;
+  fix: string;
+}
+
+/**
+ * What the derived key `child` (as the card reports it right after DERIVE) lost of the source
+ * `src` (as reported before; the derive counted one of its uses): undefined when nothing. A source
+ * restriction the card did not report cannot be compared and is not claimed lost.
+ */
+export function lostRestrictions(
+  srcKeyRef: number,
+  dstKeyRef: number,
+  src: KeyRestrictions,
+  child: KeyRestrictions,
+): DerivedKeyWarning | undefined {
+  const lost: LostRestriction[] = [];
+  const how: string[] = [];
+  if (src.algorithms) {
+    const extra = child.algorithms ? [...child.algorithms].filter((b) => !src.algorithms!.includes(b)) : [];
+    if (!child.algorithms || extra.length) {
+      lost.push('algorithms');
+      const allowed = algorithmNames(src.algorithms).join(',');
+      how.push(
+        child.algorithms
+          ? `it also allows ${algorithmNames(Uint8Array.from(extra)).join(',')} (the source only ${allowed})`
+          : `it reports no algorithm list (the source allows only ${allowed}), so it can be wrapped and the source's private key recovered as d' − tweak`,
+      );
+    }
+  }
+  if (src.useCounter !== undefined) {
+    const left = Math.max(0, src.useCounter - 1);
+    if (child.useCounter === undefined || child.useCounter > left) {
+      lost.push('useCounter');
+      how.push(
+        child.useCounter === undefined
+          ? `it reports no use counter (the source has ${left} uses left)`
+          : `it has ${child.useCounter} uses (the source has ${left} left)`,
+      );
+    }
+  }
+  if (
+    src.domain !== undefined &&
+    child.domain !== src.domain &&
+    !(src.domain === 0 && child.domain === undefined)
+  ) {
+    lost.push('domain');
+    how.push(
+      `it is ${child.domain === undefined ? 'in no reported key domain' : `in key domain ${child.domain}`} (the source in ${src.domain}), so it is wrapped and backed up under another DKEK`,
+    );
+  }
+  if (!lost.length) return undefined;
+  return {
+    code: 'DERIVED_KEY_LESS_RESTRICTED',
+    lost,
+    message: `the card made the derived key ${dstKeyRef} less restricted than its source key ${srcKeyRef}: ${how.join('; ')}`,
+    fix: `delete the derived key: sc-hsm-ts delete-key --key-ref ${dstKeyRef}`,
+  };
+}
+
+/**
+ * The derived key inherits the source's algorithm list and uses left (on the virtual card,
+ * DERIVE_INHERITS; unknown for real firmware): refused before anything is sent when the derived key
+ * could then not make the ECDSA signature that checks its public key.
+ */
+function checkDerivedKeyCheckable(srcKeyRef: number, src: KeyRestrictions): void {
+  const list = src.algorithms;
+  if (list && !list.includes(ALGO.ECDSA) && !list.includes(ALGO.ECDSA_SHA256))
+    throw new ScHsmError(
+      'ALGORITHM_NOT_ALLOWED',
+      `key ${srcKeyRef} may not be derived from: the derived key inherits its algorithm list (${algorithmNames(list).join(',')}), which allows neither ECDSA nor ECDSA-SHA256, so the signature that checks the derived key could not be made. Nothing was sent.`,
+      { fix: 'derive from a key whose algorithm list also has ECDSA or ECDSA-SHA256' },
+    );
+  if (src.useCounter === 1)
+    throw new ScHsmError(
+      'USE_COUNTER_EXHAUSTED',
+      `key ${srcKeyRef} has 1 use left: the derive spends it and the derived key inherits the 0 uses left, too few for the signature that checks it. Nothing was sent.`,
+    );
 }
 
 /** What the card may answer DERIVE EC KEY with (spec §3.21 and DERIVE_* in src/sim/uncertain.ts). */
@@ -78,8 +182,12 @@ async function checkFreeDestination(ctx: SessionContext, dst: number, fids: numb
  * order), checked against the public key the host computes. The tweak is big-endian, 1 to
  * field-length bytes, not zero and below the order n. Refused before anything is sent: a source
  * that is not an EC key or has no public key in CExx, an occupied destination, a source whose
- * reported algorithm list lacks DERIVE or whose use counter is 0, a tweak that makes the key zero.
- * The source's use counter (if any) counts one use.
+ * reported algorithm list lacks DERIVE or whose use counter is 0, a tweak that makes the key zero;
+ * also a source whose list allows no ECDSA or that has 1 use left, as the derived key inherits
+ * them (DERIVE_INHERITS in src/sim/uncertain.ts) and could not sign its check. The source's use
+ * counter (if any) counts one use, the check signature one of the derived key's. Afterwards the
+ * derived key's restrictions are read (SELECT CCxx) and `warning` set when the card made it less
+ * restricted than the source (another firmware's choice): delete it then.
  */
 export async function deriveEcKey(
   ctx: SessionContext,
@@ -125,6 +233,12 @@ export async function deriveEcKey(
         'USE_COUNTER_EXHAUSTED',
         `key ${srcKeyRef}: key use counter exhausted. Nothing was sent.`,
       );
+    const srcLimits: KeyRestrictions = {
+      ...(src.algorithms ? { algorithms: src.algorithms } : {}),
+      ...(src.useCounter !== undefined ? { useCounter: src.useCounter } : {}),
+      ...(src.domain !== undefined ? { domain: src.domain } : {}),
+    };
+    checkDerivedKeyCheckable(srcKeyRef, srcLimits);
     const curve = curveByName(src.curve);
     const d = domain(curve.name);
     if (tweak.length > d.size)
@@ -196,7 +310,19 @@ export async function deriveEcKey(
         { overrides: deriveOverrides(srcKeyRef, dstKeyRef) as never },
       );
       created();
-      const der = await cardSign(ctx, dstKeyRef, ALGO.ECDSA_SHA256, body);
+      // what the card made: the same SELECT of CCxx that `keys` reads
+      const limits = await readKeyRestrictions(ctx, dstKeyRef);
+      const warning = lostRestrictions(srcKeyRef, dstKeyRef, srcLimits, limits);
+      // the check signature with what the key's (inherited) list allows: ECDSA-SHA256, else ECDSA of the hash
+      const plain = limits.algorithms?.includes(ALGO.ECDSA) && !limits.algorithms.includes(ALGO.ECDSA_SHA256);
+      const der = plain
+        ? await cardSign(
+            ctx,
+            dstKeyRef,
+            ALGO.ECDSA,
+            new Uint8Array(createHash('sha256').update(body).digest()),
+          )
+        : await cardSign(ctx, dstKeyRef, ALGO.ECDSA_SHA256, body);
       const ok = nodeVerify(
         'sha256',
         body,
@@ -217,10 +343,20 @@ export async function deriveEcKey(
         kind: 'ec',
         label: opts.label,
         id,
-        usage: KEY_USAGE.SIGN | KEY_USAGE.SIGN_RECOVER | KEY_USAGE.DERIVE,
+        usage: usageForAlgorithms(
+          'ec',
+          limits.algorithms,
+          KEY_USAGE.SIGN | KEY_USAGE.SIGN_RECOVER | KEY_USAGE.DERIVE,
+        ),
         bits: curve.bits,
       });
-      return { keyRef: dstKeyRef, id, publicKey: fresh(spki) };
+      return {
+        keyRef: dstKeyRef,
+        id,
+        publicKey: fresh(spki),
+        restrictions: limits,
+        ...(warning ? { warning } : {}),
+      };
     });
   });
 }

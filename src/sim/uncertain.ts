@@ -247,10 +247,22 @@ export const KEY_FCP_RESTRICTIONS_TAG = 0xa5;
  * without `98` 6A81 (pico 6985, but 6A81 is the firmware's answer for every other disallowed use);
  * exhausted counter 6984 and one use counted on success; destination occupied 6A89 like key
  * generation (pico overwrites); destination = source 6A89 as well; tweak ≡ −d (d' = 0) or tweak
- * ≥ n: 6A80. The derived key carries no algorithm list and no counter (pico stores none).
+ * ≥ n: 6A80. What the derived key inherits: DERIVE_INHERITS.
  */
 export const DERIVE_DST_OCCUPIED_SW = SW.EXISTS;
 export const DERIVE_NOT_ALLOWED_SW = SW.FUNC_NOT_SUPPORTED;
+
+/**
+ * The key DERIVE EC KEY makes inherits the source key's key domain (tag 92), algorithm list (tag
+ * 91) and use counter, the latter at what the source has left once the derivation has counted
+ * (source with N uses → source N−1, derived key N−1). Not documented; pico stores none of them,
+ * which would let anyone with the PIN escape every restriction of a key that lists DERIVE: a child
+ * without algorithm list can be wrapped (and d = d' − tweak recovered), one without counter is
+ * unlimited, one outside the source's domain is wrapped under another domain's DKEK. A
+ * security-minded firmware keeps a child no less restricted than its parent; the host checks what
+ * the card reports for the child and warns when it came out less restricted (src/sc-hsm/derive.ts).
+ */
+export const DERIVE_INHERITS = true;
 
 /*
  * Public key authentication (spec §3.18, src/sim/pka.ts). No CardContact source; pico-hsm and

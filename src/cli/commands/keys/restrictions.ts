@@ -5,12 +5,12 @@
  */
 import { ScHsmError } from '../../../errors.js';
 import { USE_COUNTER_MAX } from '../../../protocol/constants.js';
-import { algorithmBytes, algorithmNameList } from '../../../sc-hsm/key-restrictions.js';
+import { algorithmBytes, algorithmNameList, algorithmNames } from '../../../sc-hsm/key-restrictions.js';
 import { checkLabel } from '../../../sc-hsm/validate.js';
 import type { Ctx, Values } from '../../context.js';
 import { int, reqStr, str } from '../../context.js';
 import { CliError } from '../../exit-codes.js';
-import { parseHexArg, printable, spkiFingerprint } from '../../format.js';
+import { parseHexArg, printable, restrictionsText, spkiFingerprint } from '../../format.js';
 
 /** `--algorithms A,B` and `--use-counter N` as the library takes them; `{}` when neither is given. */
 export function parseRestrictions(v: Values): { algorithms?: Uint8Array; useCounter?: number } {
@@ -54,7 +54,7 @@ export async function runDerive(ctx: Ctx, v: Values): Promise<unknown> {
     if (v[o] !== undefined)
       throw new CliError(
         'USAGE_ERROR',
-        `--${o} does not go with --derive-from: the derived key is an EC key on the source key's curve, made without an algorithm list or use counter`,
+        `--${o} does not go with --derive-from: the derived key is an EC key on the source key's curve that takes over the source's key domain, algorithm list and uses left (on the virtual card; real firmware is uncertain, and the command warns if the card made it less restricted)`,
         `leave out --${o}`,
       );
   const src = int(v, 'derive-from', 1, 255)!;
@@ -102,6 +102,11 @@ export async function runDerive(ctx: Ctx, v: Values): Promise<unknown> {
   o.kv('ID', Buffer.from(r.id).toString('hex'));
   if (info.curve) o.kv('Curve', info.curve);
   o.kv('Public key SHA-256', spkiFingerprint(r.publicKey));
+  // what the card reports for the new key now (as `keys`), not what it should have inherited
+  const limits = restrictionsText(info);
+  if (limits) o.kv('Restrictions', limits);
+  if (info.domain !== undefined) o.kv('Key domain', info.domain);
+  if (r.warning) o.warn(`${r.warning.message}; fix: ${r.warning.fix}`);
   return {
     keyRef: r.keyRef,
     derivedFrom: src,
@@ -112,5 +117,10 @@ export async function runDerive(ctx: Ctx, v: Values): Promise<unknown> {
     curve: info.curve,
     publicKey: r.publicKey,
     publicKeySha256: spkiFingerprint(r.publicKey),
+    algorithms: info.algorithms ? algorithmNames(info.algorithms) : null,
+    useCounter: info.useCounter ?? null,
+    // null: the card does not say (as keys --json)
+    domain: info.domain ?? null,
+    warning: r.warning ?? null,
   };
 }
