@@ -10,6 +10,7 @@
  * error codes read from the binding's message text and turned into `ScHsmError` codes.
  */
 import { createRequire } from 'node:module';
+import { isMainThread } from 'node:worker_threads';
 import { ScHsmError, type ScHsmErrorCode } from '../errors.js';
 import { bytesEqual } from '../util/bytes.js';
 import { asyncDispose } from '../util/dispose.js';
@@ -71,6 +72,19 @@ const INSTALL_HINT =
   '`apt-get install libpcsclite-dev`), and run pcscd (`apt-get install pcscd`)';
 const START_PCSCD = 'start pcscd: `systemctl start pcscd` or `pcscd --foreground`';
 
+/**
+ * Why PC/SC is refused off the main thread: pcsclite's monitor thread calls into V8 without the
+ * worker's isolate lock, and Node aborts the whole process (exit 134, `FATAL ERROR: ... HandleScope`)
+ * as soon as pcscd answers. Measured with Node 20 and pcsclite 1.x under scripts/with-pcscd.sh.
+ */
+const WORKER_THREAD_FIX =
+  "run the tests in processes, e.g. vitest `pool: 'forks'`, or use PC/SC from the main thread";
+
+/** The message of the refusal: the cause and the fix in one line (a test runner shows only this). */
+export const WORKER_THREAD_REFUSAL =
+  'PC/SC works only on the main thread (the pcsclite addon is not worker-safe and would abort the ' +
+  `whole process), and this call came from a worker thread (node:worker_threads): ${WORKER_THREAD_FIX}`;
+
 let bindingPromise: Promise<BindingFactory> | undefined;
 
 /**
@@ -80,8 +94,14 @@ let bindingPromise: Promise<BindingFactory> | undefined;
  * It is a CommonJS package, so it is required, not imported: an `import()` would start Node's ESM
  * loader and scan the package's source for its exports first (cold start of a command:
  * bench/startup.bench.ts). In the CommonJS build tsup's shim supplies `import.meta.url`.
+ * In a worker thread it rejects with `PCSC_UNAVAILABLE` before anything is loaded
+ * ({@link WORKER_THREAD_REFUSAL}): the addon would abort the process.
  */
 export function loadPcsclite(): Promise<BindingFactory> {
+  if (!isMainThread)
+    return Promise.reject(
+      new ScHsmError('PCSC_UNAVAILABLE', WORKER_THREAD_REFUSAL, { fix: WORKER_THREAD_FIX }),
+    );
   if (!bindingPromise) {
     const specifier = process.env.SC_HSM_PCSCLITE_MODULE ?? 'pcsclite';
     bindingPromise = Promise.resolve()
