@@ -1,4 +1,4 @@
-/** Runs the CLI in-process with captured streams. */
+/** Runs the CLI in-process with captured streams; the argument lists, devices and PKA steps the CLI tests share. */
 import { copyFile, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
