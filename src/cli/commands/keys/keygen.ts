@@ -94,12 +94,18 @@ export const keygen: Command = {
     }
     // the key domain as `keys` reports it (the key's FCP, read afresh: one SELECT), not as requested
     const reported = await hsm.keyRestrictions(result.keyRef).catch(() => undefined);
+    // what the card applied (an AES key gets its default algorithm list when none was asked)
+    const applied = {
+      ...restrictions,
+      ...(reported?.algorithms && { algorithms: reported.algorithms }),
+      ...(reported?.useCounter !== undefined && { useCounter: reported.useCounter }),
+    };
     const o = ctx.out;
     o.ok(`generated ${spec.kind.toUpperCase()} key "${printable(label)}"`);
     o.kv('Key ref', `${result.keyRef} (use --key-ref ${result.keyRef})`);
     o.kv('ID', Buffer.from(result.id).toString('hex'));
     if (result.publicKey) o.kv('Public key SHA-256', spkiFingerprint(result.publicKey));
-    const limits = restrictionsText(restrictions);
+    const limits = restrictionsText(applied);
     if (limits) o.kv('Restrictions', limits);
     if (domain !== undefined) o.kv('Key domain', domain);
     return {
@@ -111,8 +117,8 @@ export const keygen: Command = {
       curve: curve?.name,
       publicKey: result.publicKey,
       publicKeySha256: result.publicKey ? spkiFingerprint(result.publicKey) : undefined,
-      algorithms: restrictions.algorithms ? algorithmNames(restrictions.algorithms) : null,
-      useCounter: restrictions.useCounter ?? null,
+      algorithms: applied.algorithms ? algorithmNames(applied.algorithms) : null,
+      useCounter: applied.useCounter ?? null,
       // null: the card does not say (as keys --json); what was asked when it could not be read
       domain: reported ? (reported.domain ?? null) : (domain ?? null),
     };
