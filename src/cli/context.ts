@@ -4,6 +4,7 @@
  * written when the command ends, also when it fails).
  */
 
+import { ScHsmError } from '../errors.js';
 import { OPTION } from '../protocol/constants.js';
 import type { SmartCardHsm } from '../sc-hsm/session.js';
 import { CliError } from './exit-codes.js';
@@ -113,11 +114,8 @@ export class Ctx {
     if (precheck) await hsm.precheck(precheck);
     if (this.pinNotNeeded) return;
     // --pka-and-pin (option 0010): the PIN alone authorizes nothing, the custodians are missing (§3.18)
-    if (
-      (hsm.info.options & OPTION.COMBINED_AUTH) !== 0 &&
-      !this.pkaAuthenticated &&
-      !this.command?.startsWith('pin ')
-    )
+    // also pin verify and pin session: a PIN verified alone proves nothing and spends tries when wrong
+    if ((hsm.info.options & OPTION.COMBINED_AUTH) !== 0 && !this.pkaAuthenticated)
       throw new CliError(
         'SECURITY_STATUS',
         `this device needs the custodians' public key authentication as well as the user PIN (initialized with --pka-and-pin): the PIN alone authorizes nothing. Nothing was sent`,
@@ -126,7 +124,18 @@ export class Ctx {
     if (this.g.sessionPin !== undefined) return this.loginWithSessionPin(hsm, v);
     const pin = await this.secret(v.pin, { option: 'pin', prompt: 'User PIN' });
     await applyKnownRetryCounter(this.io, hsm);
-    await hsm.verifyPin(pin, { force: this.g.lastTry });
+    try {
+      await hsm.verifyPin(pin, { force: this.g.lastTry });
+    } catch (e) {
+      // the custodians' keys replace the PIN (pin-guard.ts refused VERIFY unsent)
+      if (e instanceof ScHsmError && e.code === 'CONDITIONS_NOT_SATISFIED' && e.command === 'VERIFY')
+        throw new CliError(
+          'SECURITY_STATUS',
+          `this device has no user PIN to verify: the custodians' public keys replace it (initialized with --pka without --pka-and-pin). Nothing was sent`,
+          `run it as the step of sc-hsm-ts pka authenticate --challenge-out FILE --response FILE … -- ${this.command ?? 'COMMAND'} … (the step needs no --pin)`,
+        );
+      throw e;
+    }
   }
 
   /** `--session-pin` (with --secure): VERIFY with the session PIN inside SM (spec §3.20). */

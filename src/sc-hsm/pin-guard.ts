@@ -55,7 +55,8 @@ export interface TryGuard {
 
 /**
  * Refuses a try that is pointless or that would block a PIN nobody said they were sure of: a
- * blocked PIN, and a PIN with one try left unless `force`. With a user-PIN retry counter of 1
+ * blocked PIN, a VERIFY of a user PIN that public key authentication replaces, and a PIN with one
+ * try left unless `force`. With a user-PIN retry counter of 1
  * every try is the last one; when the caller knows the counter is configured so, one try left is
  * the full counter and not a reason to refuse.
  */
@@ -78,6 +79,15 @@ export function refuseUnsafeTry(ref: number, st: PinStatus, command: string, g: 
       {
         command,
       },
+    );
+  }
+  // VERIFY of a user PIN that the custodians' keys replace (PKA without option 0010, spec §3.18):
+  // the card refuses it (6400) whatever the PIN; before they authenticated it is pointless
+  if (st.state === 'public-key-auth' && !so && command === 'VERIFY') {
+    throw new ScHsmError(
+      'CONDITIONS_NOT_SATISFIED',
+      "this device authenticates with the custodians' public keys instead of the user PIN (public key authentication without option 0010): the PIN is not used. Nothing was sent.",
+      { command, pin },
     );
   }
   const fullCounterOfOne = !so && g.userPinRetryCounter === 1;

@@ -198,6 +198,10 @@ export const pkaAuthenticate: Command = {
           'move old response files away; the custodians write new ones',
         );
     const step = rest.length > 0 ? await parseStep(rest) : undefined;
+    step?.refuseOutputsOn([
+      { path: challengeOut, option: '--challenge-out' },
+      ...responses.map((path) => ({ path, option: '--response' })),
+    ]);
     const hsm = await ctx.hsm();
     const before = await hsm.pkaStatus();
     if (!before)

@@ -5,10 +5,12 @@
  * answer. The rehearsal runs with the session limited to public reads (SmartCardHsm.precheck) and
  * stops at the step's login, before VERIFY (spec §3.6) or anything that needs authentication.
  */
+import { dirname, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
 import { PrecheckStop } from '../../../sc-hsm/precheck.js';
 import type { SmartCardHsm } from '../../../sc-hsm/session.js';
 import { parseUserPin } from '../../../sc-hsm/validate.js';
-import { parseCommandArgs } from '../../command.js';
+import { type CommandSpec, commandPaths, GLOBAL_OPTIONS, parseCommandArgs, sameFile } from '../../command.js';
 import type { Ctx, Values } from '../../context.js';
 import { CliError } from '../../exit-codes.js';
 import { printable } from '../../format.js';
@@ -24,6 +26,12 @@ export interface Step {
    * `pinReplaced`: the custodians' keys replace the user PIN, so the step will ask for none.
    */
   rehearse(ctx: Ctx, hsm: SmartCardHsm, pinReplaced: boolean): Promise<void>;
+  /**
+   * USAGE_ERROR when an output of the step (`--out`, an output directory) is one of `files` (the
+   * challenge and response files of pka authenticate) or, for a directory, holds one: the step
+   * would fail on it, or replace it, only after the custodians answered.
+   */
+  refuseOutputsOn(files: { path: string; option: string }[]): void;
   /** Runs the step in this session; secrets and confirmations given to the rehearsal are reused. */
   run(ctx: Ctx): Promise<unknown>;
 }
@@ -54,6 +62,29 @@ function silent(ctx: Ctx): Ctx['out'] {
 }
 
 /**
+ * Every global option (GLOBAL_OPTIONS, whatever it holds) given after `--` is refused: the step runs
+ * with those of `pka authenticate`, so one given here would be dropped unseen (`--secure` would leave
+ * the step's PIN in clear). Read from the tokens before the step's own checks, so that no message
+ * about a global option (`--session-pin` needs `--secure`) sends the operator the wrong way.
+ */
+function refuseGlobalOptions(entry: CommandSpec, args: string[]): void {
+  const specs = { ...GLOBAL_OPTIONS, ...(entry.options ?? {}) };
+  const options: Record<string, { type: 'string' | 'boolean'; short?: string }> = {};
+  for (const [k, s] of Object.entries(specs))
+    options[k] = s.short ? { type: s.type, short: s.short } : { type: s.type };
+  const { tokens } = parseArgs({ args, options, allowPositionals: true, strict: false, tokens: true });
+  for (const t of tokens) {
+    if (t.kind !== 'option' || t.name === 'help' || !(t.name in GLOBAL_OPTIONS)) continue;
+    if (entry.options && t.name in entry.options) continue; // the step's own option of that name
+    throw new CliError(
+      'USAGE_ERROR',
+      `give global options (--sim, --reader, --json, --yes, --secure, …) before pka authenticate, not after --: --${t.name} was given to ${entry.name}`,
+      `move --${t.name} before the -- (sc-hsm-ts pka authenticate --${t.name} … -- ${entry.name} …)`,
+    );
+  }
+}
+
+/**
  * Parses the step after `--`: a command of ours that needs authentication (it takes --pin), with its
  * own options and no global ones.
  */
@@ -78,13 +109,9 @@ export async function parseStep(argv: string[]): Promise<Step> {
       'USAGE_ERROR',
       `${entry.name} needs no authentication: run it on its own, not after pka authenticate --`,
     );
-  const parsed = parseCommandArgs(entry, argv.slice(entry.name.split(' ').length));
-  const g = parsed.g;
-  if (g.reader !== undefined || g.sim !== undefined || g.trace !== undefined || g.json || g.yes || g.lastTry)
-    throw new CliError(
-      'USAGE_ERROR',
-      'give global options (--sim, --reader, --json, --yes, …) before pka authenticate, not after --',
-    );
+  const args = argv.slice(entry.name.split(' ').length);
+  refuseGlobalOptions(entry, args);
+  const parsed = parseCommandArgs(entry, args);
   if (parsed.help)
     throw new CliError('USAGE_ERROR', `see sc-hsm-ts ${entry.name} --help, outside pka authenticate`);
   const command = await entry.load();
@@ -99,15 +126,61 @@ export async function parseStep(argv: string[]): Promise<Step> {
     }
     return p;
   };
+  const outputs = commandPaths(
+    { ...GLOBAL_OPTIONS, ...(entry.options ?? {}) },
+    entry,
+    parsed.values,
+    parsed.positionals,
+  ).filter((p) => p.path !== '' && (p.role === 'output' || p.role === 'output-dir'));
   return {
     name: entry.name,
+    refuseOutputsOn(files) {
+      for (const o of outputs)
+        for (const f of files) {
+          const clash =
+            sameFile(o.path, f.path) ||
+            (o.role === 'output-dir' && sameFile(dirname(resolve(f.path)), o.path));
+          if (!clash) continue;
+          const where = o.where === entry.name ? `the argument ${o.path}` : `${o.where} ${o.path}`;
+          throw new CliError(
+            'USAGE_ERROR',
+            `${where} of ${entry.name} after -- ${o.role === 'output-dir' ? 'is the directory of' : 'is the same file as'} ${f.option} ${f.path}: it would fail or replace it after the custodians answered. Nothing was sent, no challenge was made`,
+            `name another file for ${o.where === entry.name ? `the output of ${entry.name}` : o.where}`,
+          );
+        }
+    },
     async rehearse(ctx, hsm, pinReplaced) {
+      // past the step's login every call on the device ends the rehearsal unsent: what the step
+      // does between its login and its next card command (a confirmation) is rehearsed too
+      let loggedIn = false;
+      const guarded = new Proxy(hsm, {
+        get(target, prop) {
+          const x = Reflect.get(target, prop, target);
+          if (typeof x !== 'function') return x;
+          return (...a: unknown[]) => {
+            if (loggedIn) throw new RehearsalDone();
+            return x.apply(target, a);
+          };
+        },
+      });
       const dry = Object.create(ctx) as Ctx;
       Object.assign(dry, {
         out: silent(ctx),
         secret: secret(ctx),
+        hsm: async () => guarded,
+        open: async () => ({ ...(await ctx.open()), hsm: guarded }),
         async confirm(warning: string) {
-          await ctx.confirm(warning);
+          try {
+            await ctx.confirm(warning);
+          } catch (e) {
+            if (e instanceof CliError && e.code === 'CONFIRMATION_REQUIRED')
+              throw new CliError(
+                'CONFIRMATION_REQUIRED',
+                `${entry.name} after -- needs confirmation, and the step cannot take --yes: nothing was sent, no challenge was made`,
+                `put --yes before the -- (sc-hsm-ts pka authenticate --yes … -- ${entry.name} …), or run it on a terminal and type yes`,
+              );
+            throw e;
+          }
           confirmed = true;
         },
         async login(h: SmartCardHsm, v: Values, precheck?: () => Promise<unknown>) {
@@ -119,7 +192,7 @@ export async function parseStep(argv: string[]): Promise<Step> {
             // the free status query and the tries check run; VERIFY itself is stopped unsent
             await untilStop(() => h.verifyPin(pin, { force: ctx.g.lastTry }));
           }
-          throw new RehearsalDone();
+          loggedIn = true;
         },
       });
       try {
