@@ -7,7 +7,7 @@
  * for it and write no replaced-key copy; anything else there is KEY_REF_OCCUPIED; --force replaces
  * it (the replaced key's copy kept, the lost counter said).
  */
-import { readdir, readFile, writeFile } from 'node:fs/promises';
+import { readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { SmartCardHsm } from '../src/index.js';
@@ -182,5 +182,57 @@ describe('the interrupted-restore path never lifts a use counter', () => {
     expect(forced.code, forced.stderr).toBe(0);
     expect(forced.json().keys[0]).toMatchObject({ keyRef: 1, action: 'replace' });
     expect(forced.json().keys[0].note).toMatch(/key use counter \(3 use\(s\) left\).*without limit/);
+  });
+});
+
+describe('backup resume judges AES key files as restore does', () => {
+  it('a key file of a deleted AES key is not overwritten by another AES key at its reference', async () => {
+    const s = await fresh();
+    expect((await run(s, 'keygen', '--type', 'aes:256', '--label', 'old')).code).toBe(0);
+    const bk = join(dir, `bkr-${n}`);
+    expect((await run(s, 'backup', bk)).code).toBe(0);
+    // what a backup killed before its manifest leaves: the key files alone
+    await rm(join(bk, 'manifest.json'));
+    const file = await readFile(join(bk, 'key-001.bin'));
+    const del = await cli(['delete-key', '--sim', s, '--key-ref', '1', '--pin', 'env:PIN', '--yes'], {
+      env: ENV,
+    });
+    expect(del.code, del.stderr).toBe(0);
+    expect((await run(s, 'keygen', '--type', 'aes:256', '--label', 'new')).code).toBe(0);
+    const r = await run(s, 'backup', bk);
+    expect(r.code).toBe(7);
+    expect(r.json().error.code).toBe('FILE_EXISTS');
+    expect(r.json().error.message).toMatch(/key-001\.bin \(another AES key than this device.s/);
+    expect(await readFile(join(bk, 'key-001.bin'))).toEqual(file);
+    // the same key (label, ID, type, size): the resumed backup completes
+    const t = await fresh();
+    expect((await run(t, 'keygen', '--type', 'aes:128', '--label', 'same')).code).toBe(0);
+    const bt = join(dir, `bkt-${n}`);
+    expect((await run(t, 'backup', bt)).code).toBe(0);
+    await rm(join(bt, 'manifest.json'));
+    const again = await run(t, 'backup', bt);
+    expect(again.code, again.stderr).toBe(0);
+  });
+});
+
+describe('unwrap onto an occupied reference', () => {
+  it('without --force: KEY_REF_OCCUPIED, the counted key kept; --force says the use counter is lost', async () => {
+    const a = await fresh();
+    expect((await run(a, 'keygen', '--type', 'aes:256', '--label', 'w')).code).toBe(0);
+    const bin = join(dir, `w-${n}.bin`);
+    expect((await run(a, 'wrap', '--key-ref', '1', '--out', bin)).code).toBe(0);
+    const s = await fresh();
+    const kg = await run(s, 'keygen', '--type', 'aes:256', '--label', 'w', '--use-counter', '4');
+    expect(kg.code, kg.stderr).toBe(0);
+    const state = await readFile(s, 'utf8');
+    const plain = await run(s, 'unwrap', bin, '--key-ref', '1');
+    expect(plain.json().error.code).toBe('KEY_REF_OCCUPIED');
+    expect(await readFile(s, 'utf8')).toBe(state);
+    const forced = await run(s, 'unwrap', bin, '--key-ref', '1', '--force', '--yes');
+    expect(forced.code, forced.stderr).toBe(0);
+    expect(forced.stderr).toMatch(
+      /warning: --force replaces key 1 "w" .*key use counter \(4 use\(s\) left\), which .* does not carry: the key unwrapped there can be used without limit/,
+    );
+    expect((await cmac(s)).json().cmac).toBe((await cmac(a)).json().cmac);
   });
 });

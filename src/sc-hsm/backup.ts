@@ -648,7 +648,10 @@ async function checkBackupTarget(
         ? 'wrapped under another DKEK'
         : k.publicKey && info.publicKey && !bytesEqual(k.publicKey, info.publicKey)
           ? 'another key than this device’s at that reference'
-          : undefined;
+          : // an AES key has no public key: another label, ID, type or size is another key (as restore judges)
+            k.description && !k.publicKey && !info.publicKey && !sameKeyFiles(k, info, k.id, k.keyRef, true)
+            ? 'another AES key than this device’s at that reference (another label, ID, type or size)'
+            : undefined;
     if (why) foreign.push(`${name} (${why})`);
   }
   if (foreign.length) {

@@ -162,6 +162,11 @@ export const unwrap: Command = {
           wrappable
             ? `: its wrapped copy is written into ${dir} before it is deleted, and it is put back if the new key is refused`
             : ': it may not be wrapped, so if the new key is refused it is lost'
+        }${
+          // the wrapped key carries no use counter (spec §8): the limit goes with the old key
+          present.useCounter === undefined
+            ? ''
+            : `; it has a key use counter (${present.useCounter} use(s) left), which ${printable(file!)} does not carry: the key unwrapped there can be used without limit`
         }.`,
       );
     }
