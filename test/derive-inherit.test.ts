@@ -227,6 +227,27 @@ describe('DERIVE EC KEY: the derived key inherits (virtual card)', () => {
     expect(g.json()).toMatchObject({ keyRef: 3, derivedFrom: 2, domain: 1, algorithms: null, warning: null });
     expect(g.stderr).not.toMatch(/warning/);
   });
+
+  it('a domain whose DKEK awaits its shares again: DKEK_INCOMPLETE before anything is sent (the card: 6985)', async () => {
+    const { card, hsm } = await device({ domain1: true });
+    await hsm.generateKeyPair({ type: 'ec', curve: 'prime256v1', label: 'd1', keyRef: 1, domain: 1 });
+    await hsm.deleteKeyDomain(1, { dkekOnly: true });
+    const c = counting(card);
+    const e = await rejection(hsm.deriveEcKey(1, 2, TWEAK, { label: 'kid' }));
+    expect(e.code).toBe('DKEK_INCOMPLETE');
+    expect(e.fix).toMatch(/domain import FILE\.pbe --domain 1/);
+    expect(c.sent.some((a) => a[1] === 0x76)).toBe(false);
+    // the card refuses it as well (raw APDU)
+    const r = await hsm.channel.exchange(
+      { cla: 0x80, ins: 0x76, p1: 1, p2: 2, data: Uint8Array.of(0x98, 1) },
+      'DERIVE',
+      { accept: [0x6985] },
+    );
+    expect(r.sw).toBe(0x6985);
+    // domain 0 is complete: a domain-0 source still derives
+    await hsm.generateKeyPair({ type: 'ec', curve: 'prime256v1', label: 'd0', keyRef: 5 });
+    expect((await hsm.deriveEcKey(5, 6, TWEAK, { label: 'kid0' })).restrictions.domain).toBe(0);
+  });
 });
 
 describe('the host warns when the card makes a less restricted child', () => {

@@ -15,6 +15,7 @@ import { decodePoint, domain, encodePoint, pointAdd, pointMul } from '../util/ec
 import type { SessionContext } from './context.js';
 import { cardSign, keyOpOverrides } from './crypto.js';
 import { deviceChr } from './device.js';
+import { checkKeyDomainReady } from './domains.js';
 import { creatingKey, writeNewKeyDescription } from './key-creation.js';
 import {
   algorithmNames,
@@ -239,6 +240,8 @@ export async function deriveEcKey(
       ...(src.domain !== undefined ? { domain: src.domain } : {}),
     };
     checkDerivedKeyCheckable(srcKeyRef, srcLimits);
+    // the child goes into the source's domain: its DKEK must be complete (the card: 6985), as for generation
+    await checkKeyDomainReady(ctx, src.domain ?? 0);
     const curve = curveByName(src.curve);
     const d = domain(curve.name);
     if (tweak.length > d.size)
