@@ -7,6 +7,7 @@
  * for it and write no replaced-key copy; anything else there is KEY_REF_OCCUPIED; --force replaces
  * it (the replaced key's copy kept, the lost counter said).
  */
+import { generateKeyPairSync } from 'node:crypto';
 import { readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -234,5 +235,27 @@ describe('unwrap onto an occupied reference', () => {
       /warning: --force replaces key 1 "w" .*key use counter \(4 use\(s\) left\), which .* does not carry: the key unwrapped there can be used without limit/,
     );
     expect((await cmac(s)).json().cmac).toBe((await cmac(a)).json().cmac);
+  });
+});
+
+describe('import-key --force over a key with a use counter', () => {
+  it('the confirmation says the counter is lost', async () => {
+    const s = await fresh();
+    const kg = await run(s, 'keygen', '--type', 'ec:prime256v1', '--label', 'counted', '--use-counter', '3');
+    expect(kg.code, kg.stderr).toBe(0);
+    const pem = join(dir, `imp-${n}.pem`);
+    const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
+    await writeFile(pem, privateKey.export({ format: 'pem', type: 'pkcs8' }));
+    const args = [
+      ...['import-key', pem, '--sim', s, '--key-ref', '1', '--label', 'imported'],
+      ...['--dkek', join(dir, 'share.pbe'), '--password', 'env:PW', '--pin', 'env:PIN', '--json'],
+    ];
+    const plain = await cli(args, { env: ENV });
+    expect(plain.json().error.code).toBe('KEY_REF_OCCUPIED');
+    const r = await cli([...args, '--force', '--yes'], { env: ENV });
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(
+      /warning: --force replaces key 1 "counted".*key use counter \(3 use\(s\) left\), which the imported key does not get/,
+    );
   });
 });

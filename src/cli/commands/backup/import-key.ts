@@ -67,7 +67,12 @@ export const importKey: Command = {
       authenticate: () => ctx.login(hsm, v),
       confirmReplace: async (present) => {
         await ctx.confirm(
-          `--force replaces key ${keyRef} "${printable(present.label)}": its wrapped copy is written into ${besideInput(file!)} before it is deleted.`,
+          `--force replaces key ${keyRef} "${printable(present.label)}": its wrapped copy is written into ${besideInput(file!)} before it is deleted${
+            // an imported key has no use counter (the blob has no field for it, spec §8)
+            present.useCounter === undefined
+              ? ''
+              : `; it has a key use counter (${present.useCounter} use(s) left), which the imported key does not get: it can be used without limit`
+          }.`,
         );
         return true;
       },
