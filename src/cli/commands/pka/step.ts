@@ -62,6 +62,30 @@ function silent(ctx: Ctx): Ctx['out'] {
 }
 
 /**
+ * The steps that ask for confirmation after their login and before their next card command
+ * (`delete-key`'s question, `import-key --force`'s): the rehearsal runs them up to the question, so
+ * that it is asked (on a terminal) or refused (without one and without --yes) before the challenge.
+ * A step that asks before its login is rehearsed up to its question anyway; one that asks after
+ * further card commands (`restore --force`, `unwrap --force`) is refused when it asks, with the
+ * same fix.
+ */
+const CONFIRMS_AFTER_LOGIN = new Set(['delete-key', 'import-key']);
+
+/** ctx.confirm for the step: without a terminal and --yes the fix says where --yes goes. */
+async function confirmStep(ctx: Ctx, warning: string, name: string, outcome: string): Promise<void> {
+  try {
+    await ctx.confirm(warning);
+  } catch (e) {
+    if (!(e instanceof CliError && e.code === 'CONFIRMATION_REQUIRED')) throw e;
+    throw new CliError(
+      'CONFIRMATION_REQUIRED',
+      `${name} after -- needs confirmation, and the step cannot take --yes: ${outcome}`,
+      `put --yes before the -- (sc-hsm-ts pka authenticate --yes … -- ${name} …), or run it on a terminal and type yes`,
+    );
+  }
+}
+
+/**
  * Every global option (GLOBAL_OPTIONS, whatever it holds) given after `--` is refused: the step runs
  * with those of `pka authenticate`, so one given here would be dropped unseen (`--secure` would leave
  * the step's PIN in clear). Read from the tokens before the step's own checks, so that no message
@@ -150,8 +174,7 @@ export async function parseStep(argv: string[]): Promise<Step> {
         }
     },
     async rehearse(ctx, hsm, pinReplaced) {
-      // past the step's login every call on the device ends the rehearsal unsent: what the step
-      // does between its login and its next card command (a confirmation) is rehearsed too
+      // past the step's login every call on the device ends the rehearsal unsent
       let loggedIn = false;
       const guarded = new Proxy(hsm, {
         get(target, prop) {
@@ -170,17 +193,7 @@ export async function parseStep(argv: string[]): Promise<Step> {
         hsm: async () => guarded,
         open: async () => ({ ...(await ctx.open()), hsm: guarded }),
         async confirm(warning: string) {
-          try {
-            await ctx.confirm(warning);
-          } catch (e) {
-            if (e instanceof CliError && e.code === 'CONFIRMATION_REQUIRED')
-              throw new CliError(
-                'CONFIRMATION_REQUIRED',
-                `${entry.name} after -- needs confirmation, and the step cannot take --yes: nothing was sent, no challenge was made`,
-                `put --yes before the -- (sc-hsm-ts pka authenticate --yes … -- ${entry.name} …), or run it on a terminal and type yes`,
-              );
-            throw e;
-          }
+          await confirmStep(ctx, warning, entry.name, 'nothing was sent, no challenge was made');
           confirmed = true;
         },
         async login(h: SmartCardHsm, v: Values, precheck?: () => Promise<unknown>) {
@@ -192,6 +205,9 @@ export async function parseStep(argv: string[]): Promise<Step> {
             // the free status query and the tries check run; VERIFY itself is stopped unsent
             await untilStop(() => h.verifyPin(pin, { force: ctx.g.lastTry }));
           }
+          // a step that asks right after its login (before its next card command) goes on to the
+          // question; any other ends here (what it does next may touch host files)
+          if (!CONFIRMS_AFTER_LOGIN.has(entry.name)) throw new RehearsalDone();
           loggedIn = true;
         },
       });
@@ -205,7 +221,8 @@ export async function parseStep(argv: string[]): Promise<Step> {
       const real = Object.create(ctx) as Ctx;
       Object.assign(real, {
         secret: secret(ctx),
-        confirm: (warning: string) => (confirmed ? Promise.resolve() : ctx.confirm(warning)),
+        confirm: (warning: string) =>
+          confirmed ? Promise.resolve() : confirmStep(ctx, warning, entry.name, 'nothing was changed'),
       });
       return command.run(real, parsed.values, parsed.positionals);
     },
