@@ -51,7 +51,7 @@ import * as wrap from './wrap.js';
 
 export type { AesCbcOptions } from './aes.js';
 export type { DecryptMechanism, SignMechanism } from './crypto.js';
-export type { DerivedKey, DeriveEcKeyOptions } from './derive.js';
+export type { DerivedKey, DerivedKeyWarning, DeriveEcKeyOptions, LostRestriction } from './derive.js';
 export type { AppletInfo, DeviceStatus } from './device.js';
 export {
   type DkekStatus,
@@ -416,7 +416,9 @@ export class SmartCardHsm {
    * DERIVE EC KEY (`80 76`, spec §3.15): a new EC key at `dstKeyRef` with d' = d + tweak mod n
    * from the key at `srcKeyRef`. The host computes Q' = Q + tweak·G, checks the card's key with a
    * signature over a CV request of Q', and stores that request (CExx) and the description (C4xx).
-   * Needs the user PIN. See derive.ts for what is refused before anything is sent.
+   * The result carries the new key's restrictions as the card reports them and `warning` when the
+   * card made it less restricted than the source (delete it then). Needs the user PIN. See
+   * derive.ts for what is refused before anything is sent.
    */
   async deriveEcKey(
     srcKeyRef: number,
