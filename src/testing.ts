@@ -152,10 +152,11 @@ export interface PcscTestCardOptions extends TestDeviceOptions {
   /**
    * vpcd slot 0 or 1; default the first free one: not holding a card of `sim run` (SC_HSM_READER_0/1)
    * nor one of another `startPcscCard` (of this or another process, claimed beside pcscd's
-   * socket). None free, or `slot` taken: PCSC_UNAVAILABLE at once, naming who holds it.
+   * socket), and its reader showing no card of another program (a `sim serve`). None free, or
+   * `slot` taken: PCSC_UNAVAILABLE at once, naming who holds it.
    */
   slot?: number;
-  /** Where vpcd listens; default `VPCD_HOST` (set by `sim run`) or 127.0.0.1. */
+  /** Where vpcd listens; default `VPCD_HOST` (set by `sim run`) or 127.0.0.1. One that does not resolve: INVALID_ARGUMENT at once. */
   host?: string;
   /** Environment to read `VPCD_HOST`, `SC_HSM_READER_n`, `SC_HSM_PKCS11_MODULE` from (default process.env). */
   env?: NodeJS.ProcessEnv;
@@ -184,13 +185,16 @@ export async function startPcscCard(o: PcscTestCardOptions = {}): Promise<PcscTe
       'INVALID_ARGUMENT',
       `startPcscCard: slot must be 0 … ${VPCD_SLOTS - 1}, not ${o.slot}`,
     );
-  // no pcscd here: said at once, not after the adoption timeout
+  // no pcscd here, or a host that does not resolve: said at once, not after the adoption timeout
   const socket = env.PCSCLITE_CSOCK_NAME ?? PCSCD_SOCKET;
-  if (o.host === undefined && !isSocket(socket))
+  if (!isSocket(socket))
     throw new ScHsmError('PCSC_UNAVAILABLE', `startPcscCard: no pcscd here (${socket} is no socket)`, {
       fix: 'run the tests under `sc-hsm-ts sim run --cards 0 -- <test runner>` (or start pcscd with vsmartcard-vpcd)',
     });
-  const { slot, release } = claimSlot(o.slot, env, socket);
+  await resolvable(host);
+  // with no slot given, a reader already showing a card that is not ours (a sim serve) is skipped
+  const shown = o.slot === undefined ? await foreignCards(host) : new Set<number>();
+  const { slot, release } = claimSlot(o.slot, env, socket, shown);
   try {
     return await plugInTestCard(o, env, host, slot, release);
   } catch (e) {
@@ -240,6 +244,50 @@ async function plugInTestCard(
   };
 }
 
+/** INVALID_ARGUMENT at once when `host` does not resolve (vpcd would be retried for 30 s). */
+async function resolvable(host: string): Promise<void> {
+  const { lookup } = await import('node:dns/promises');
+  try {
+    await lookup(host);
+  } catch (e) {
+    throw new ScHsmError(
+      'INVALID_ARGUMENT',
+      `startPcscCard: host ${JSON.stringify(host)} does not resolve (${(e as NodeJS.ErrnoException).code ?? 'lookup failed'})`,
+      {
+        fix: 'give host the address where pcscd’s vpcd listens (default VPCD_HOST, set by sim run, or 127.0.0.1)',
+      },
+    );
+  }
+}
+
+/** When this process last took a card out of each slot (vpcd port): pcscd may list it ~0.4 s longer. */
+const closedAt = new Map<string, number>();
+/** How long a card this process took out may still be listed (plugIn waits for it to go). */
+const OWN_CARD_LISTED_MS = 5_000;
+
+/**
+ * Slots whose reader of the local pcscd shows a card now that is none of this process's (a
+ * `sim serve`, another program's card): vpcd would keep ours waiting behind it. Empty when pcscd
+ * cannot be asked or vpcd is on another host (the local readers say nothing about it).
+ */
+async function foreignCards(host: string): Promise<Set<number>> {
+  const out = new Set<number>();
+  if (!/^127\./.test(host) && host !== 'localhost') return out;
+  let readers: { name: string; cardPresent?: boolean }[];
+  try {
+    const { listReaders } = await import('./sc-hsm/open-pcsc.js');
+    readers = await listReaders({ probe: false });
+  } catch {
+    return out;
+  }
+  for (let slot = 0; slot < VPCD_SLOTS; slot++) {
+    const shown = readers.find((r) => r.name === vpcdReaderName(slot))?.cardPresent === true;
+    const ours = Date.now() - (closedAt.get(String(VPCD_PORT + slot)) ?? 0) < OWN_CARD_LISTED_MS;
+    if (shown && !ours) out.add(slot);
+  }
+  return out;
+}
+
 function isSocket(path: string): boolean {
   try {
     return statSync(path).isSocket();
@@ -270,6 +318,7 @@ function claimSlot(
   wanted: number | undefined,
   env: NodeJS.ProcessEnv,
   socket: string,
+  shown: ReadonlySet<number> = new Set(),
 ): { slot: number; release: () => void } {
   let dir = dirname(socket);
   try {
@@ -287,6 +336,10 @@ function claimSlot(
     const key = String(VPCD_PORT + slot);
     if (ownSlots.has(key)) {
       why.push(`${reader} holds another test card of this process`);
+      continue;
+    }
+    if (shown.has(slot)) {
+      why.push(`${reader} shows a card of another program (a sim serve?)`);
       continue;
     }
     const path = join(dir, `sc-hsm-ts-vpcd-${VPCD_PORT + slot}.claim`);
@@ -313,6 +366,7 @@ function claimSlot(
       slot,
       release: () => {
         if (!ownSlots.delete(key)) return;
+        closedAt.set(key, Date.now());
         process.off('exit', onExit);
         unclaim(path);
       },

@@ -6,7 +6,8 @@
  */
 import { execFile } from 'node:child_process';
 import { beforeAll, expect, it } from 'vitest';
-import { NITROKEY_HSM2, type TimingProfile } from '../src/sim/index.js';
+import { NITROKEY_HSM2, type TimingProfile, VirtualSmartCardHsm } from '../src/sim/index.js';
+import { connectToVpcd } from '../src/sim/vpcd.js';
 import { startPcscCard } from '../src/testing.js';
 import { describePcsc, waitForCard } from './helpers/pcsc-env.js';
 
@@ -46,4 +47,27 @@ describePcsc('startPcscCard: what a new user tried', () => {
       await dev.close();
     }
   }, 60_000);
+
+  it('no slot given: a reader showing a card that is not ours (a sim serve on slot 0) is skipped for slot 1', async () => {
+    // the previous test's card gone first: a card this process took out counts as its own for a while
+    await waitForCard('Virtual PCD 00 00', false, 30_000);
+    await new Promise((r) => setTimeout(r, 5_000));
+    // a card plugged in as sim serve does it: no claim of the kit
+    const other = new VirtualSmartCardHsm();
+    const link = connectToVpcd(other, { host: process.env.VPCD_HOST ?? '127.0.0.1', port: 35963 });
+    try {
+      await waitForCard('Virtual PCD 00 00', true, 30_000);
+      const dev = await startPcscCard({ initialized: false });
+      try {
+        expect(dev.reader).toBe('Virtual PCD 00 01');
+      } finally {
+        await dev.close();
+      }
+    } finally {
+      await link.close();
+      await other.close();
+    }
+    await waitForCard('Virtual PCD 00 00', false, 30_000);
+    await waitForCard('Virtual PCD 00 01', false, 30_000);
+  }, 90_000);
 });

@@ -1,10 +1,12 @@
 import { spawn } from 'node:child_process';
+import { rmdirSync, unlinkSync } from 'node:fs';
 import { mkdir, mkdtemp, realpath, rm, writeFile } from 'node:fs/promises';
-import { constants as osConstants, tmpdir } from 'node:os';
+import { hostname, constants as osConstants, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { ERROR_CODES, ScHsmError, type ScHsmErrorCode } from '../../../errors.js';
 import { checkLabel, parseSoPin, parseUserPin } from '../../../sc-hsm/validate.js';
+import { canonicalStatePath, readStateFileHolder } from '../../../sim/state-lock.js';
 import { wipe } from '../../../util/bytes.js';
 import { hostPathKind } from '../../../util/host-files.js';
 import type { Command } from '../../command.js';
@@ -418,6 +420,8 @@ async function runPrivate(
     child.once('close', (code, signal) => {
       const m = new RegExp(`^${EXIT_REPORT}(\\d+)$`, 'm').exec(report);
       if (m) return resolvePromise(Number(m[1]));
+      // the inner run held the state files in this process's name: released here, not left stale
+      releaseLocksOfDeadInner(plan.states);
       io.stderr.write(
         `sc-hsm-ts: sim run's process inside the namespaces ended without COMMAND's status (unshare: ${signal ?? `exit ${code}`}); it was killed: COMMAND, pcscd and the cards went with it\n`,
       );
@@ -438,6 +442,25 @@ function busyForSimRun(e: unknown, state: string): never {
       `stop the process that holds ${state} (a sim serve holds its file until it is stopped) and run sim run again, or give sim run a copy of the file (--state COPY) or a fresh card (--cards N)`,
     );
   throw e;
+}
+
+/**
+ * Removes the locks of `states` whose holder record names this process (the inner run holds them
+ * in the host pid's name, see InnerPlan.hostPid): called once the inner run was killed, whose
+ * locks would otherwise stay held by this live pid, then stale for STATE_LOCK_STALE_MS.
+ */
+function releaseLocksOfDeadInner(states: string[]): void {
+  for (const s of states) {
+    try {
+      const c = canonicalStatePath(s);
+      const h = readStateFileHolder(c);
+      if (h?.pid !== process.pid || h.host !== hostname()) continue;
+      unlinkSync(`${c}.lock.holder`);
+      rmdirSync(`${c}.lock`);
+    } catch {
+      // no lock, or not ours
+    }
+  }
 }
 
 /** The variables `sim run` sets for COMMAND; any from outside are dropped first (a stale reader name). */
