@@ -96,7 +96,13 @@ describePcsc('restricted and derived keys through pcscd', () => {
       expect((await rejection(hsm.sign(2, 'RSA-PKCS1-SHA256', Uint8Array.of(1)))).code).toBe(
         'ALGORITHM_NOT_ALLOWED',
       );
-      await hsm.sign(5, 'ECDSA-SHA256', Uint8Array.of(2));
+      // the derived key inherits list and uses left (DERIVE_INHERITS): 2, one spent by its check signature
+      const derived = await hsm.keyInfo(5);
+      expect([algorithmNames(derived.algorithms!), derived.useCounter]).toEqual([
+        ['ECDSA', 'ECDSA-SHA256', 'DERIVE'],
+        1,
+      ]);
+      expect(d.warning).toBeUndefined();
     } finally {
       await transport.close();
     }
@@ -110,7 +116,7 @@ describePcsc('restricted and derived keys through pcscd', () => {
     expect(r.stderr, show(r)).not.toMatch(/error|failed/i);
   });
 
-  it('pkcs11-tool signs with the derived key (no restrictions) and is refused by the exhausted one', async () => {
+  it('pkcs11-tool signs with the derived key (its last inherited use) and is refused by the exhausted one', async () => {
     const data = join(dir, 'data.txt');
     writeFileSync(data, 'signed through OpenSC\n');
     const lines = ok(await pkcs11Tool(argv`--list-slots`));
