@@ -83,7 +83,7 @@ describe('pka authenticate -- STEP: every global option after -- is refused befo
   });
 });
 
-describe('a --pka-and-pin device: pin verify and pin session only as the step', () => {
+describe('a --pka-and-pin device: pin verify, pin session and pin change only as the step', () => {
   it('on their own they send no PIN and spend no try; after pka authenticate -- they work', async () => {
     const dir = await tempDir();
     const { t, c } = await target(dir, '--pka-and-pin', '--session-pin');
@@ -108,6 +108,11 @@ describe('a --pka-and-pin device: pin verify and pin session only as the step', 
     expect(s.stderr).toContain('pka authenticate');
     expect(s.stderr).not.toContain('give the user PIN with --pin');
     expect(await exists(out)).toBe(false);
+    const change = await cli(['pin', 'change', '--sim', t, '--pin', 'env:W', '--new-pin', 'env:NEW_PIN'], {
+      env,
+    });
+    expect(change.code).toBe(3);
+    expect(change.stderr).toContain("custodians' public key authentication");
     expect(await userTries(t)).toBe(3);
     const ok = await authenticated(t, c.sim, dir, 'v', ['--json', '--', 'pin', 'verify', '--pin', 'env:PIN']);
     expect(ok.code, ok.stderr).toBe(0);
@@ -124,6 +129,18 @@ describe('a --pka-and-pin device: pin verify and pin session only as the step', 
     ]);
     expect(sp.code, sp.stderr).toBe(0);
     expect(await readFile(out, 'utf8')).toMatch(/^[0-9a-f]{16}\n$/);
+    const changed = await authenticated(t, c.sim, dir, 'p', [
+      '--',
+      'pin',
+      'change',
+      '--pin',
+      'env:PIN',
+      '--new-pin',
+      'env:NEW_PIN',
+    ]);
+    expect(changed.code, changed.stderr).toBe(0);
+    const pinAfter = await authenticated(t, c.sim, dir, 'n', ['--', 'pin', 'verify', '--pin', 'env:NEW_PIN']);
+    expect(pinAfter.code, pinAfter.stderr).toBe(0);
   });
 });
 

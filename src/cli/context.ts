@@ -113,14 +113,7 @@ export class Ctx {
   async login(hsm: SmartCardHsm, v: Values, precheck?: () => Promise<unknown>): Promise<void> {
     if (precheck) await hsm.precheck(precheck);
     if (this.pinNotNeeded) return;
-    // --pka-and-pin (option 0010): the PIN alone authorizes nothing, the custodians are missing (§3.18)
-    // also pin verify and pin session: a PIN verified alone proves nothing and spends tries when wrong
-    if ((hsm.info.options & OPTION.COMBINED_AUTH) !== 0 && !this.pkaAuthenticated)
-      throw new CliError(
-        'SECURITY_STATUS',
-        `this device needs the custodians' public key authentication as well as the user PIN (initialized with --pka-and-pin): the PIN alone authorizes nothing. Nothing was sent`,
-        `run it as the step of sc-hsm-ts pka authenticate --challenge-out FILE --response FILE … -- ${this.command ?? 'COMMAND'} …`,
-      );
+    this.refuseWithoutCustodians(hsm);
     if (this.g.sessionPin !== undefined) return this.loginWithSessionPin(hsm, v);
     const pin = await this.secret(v.pin, { option: 'pin', prompt: 'User PIN' });
     await applyKnownRetryCounter(this.io, hsm);
@@ -136,6 +129,21 @@ export class Ctx {
         );
       throw e;
     }
+  }
+
+  /**
+   * A device initialized with --pka-and-pin (option 0010, spec §3.18) before the custodians'
+   * public key authentication in this session: refused before any PIN is sent, by every command that
+   * sends the user PIN (pin verify, pin session and pin change too: a PIN tried alone authorizes
+   * nothing and a wrong one spends a try). `pka authenticate -- COMMAND` runs them after the custodians.
+   */
+  refuseWithoutCustodians(hsm: SmartCardHsm): void {
+    if ((hsm.info.options & OPTION.COMBINED_AUTH) !== 0 && !this.pkaAuthenticated)
+      throw new CliError(
+        'SECURITY_STATUS',
+        `this device needs the custodians' public key authentication as well as the user PIN (initialized with --pka-and-pin): the PIN alone authorizes nothing. Nothing was sent`,
+        `run it as the step of sc-hsm-ts pka authenticate --challenge-out FILE --response FILE … -- ${this.command ?? 'COMMAND'} …`,
+      );
   }
 
   /** `--session-pin` (with --secure): VERIFY with the session PIN inside SM (spec §3.20). */

