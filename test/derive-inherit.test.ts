@@ -8,8 +8,11 @@ import { randomBytes } from 'node:crypto';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { PassThrough } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Transport } from '../src/apdu/transport.js';
+import { runDerive } from '../src/cli/commands/keys/restrictions.js';
+import { Ctx } from '../src/cli/context.js';
 import { keyCheckValue } from '../src/dkek/index.js';
 import { KEY_USAGE } from '../src/pkcs15/index.js';
 import { backupDevice, checkBackup } from '../src/sc-hsm/backup.js';
@@ -295,6 +298,48 @@ describe('the host warns when the card makes a less restricted child', () => {
     const d = await hsm.deriveEcKey(1, 2, TWEAK, { label: 'kid' });
     expect(d.warning?.lost).toEqual(['algorithms']);
     expect(d.warning!.message).toMatch(/also allows WRAP \(the source only ECDSA,DERIVE\)/);
+  });
+
+  it('the command: a warning line naming what was lost and the delete-key fix; `warning` in the result', async () => {
+    const { hsm } = await device({ domain1: true, transport: (c) => new ChildReport(c, 2, () => undefined) });
+    await hsm.generateKeyPair({
+      type: 'ec',
+      curve: 'prime256v1',
+      label: 's',
+      keyRef: 1,
+      algorithms: algorithmBytes(['ECDSA-SHA256', 'DERIVE']),
+      domain: 1,
+    });
+    const stdout = new PassThrough();
+    const stderr = new PassThrough();
+    let out = '';
+    let err = '';
+    stdout.on('data', (d) => {
+      out += d.toString();
+    });
+    stderr.on('data', (d) => {
+      err += d.toString();
+    });
+    const ctx = new Ctx(
+      { stdout, stderr, stdin: new PassThrough(), env: { PIN }, isTTY: false },
+      { json: false, yes: false, progress: false, lastTry: false },
+      async () => ({ hsm, reader: 'virtual:test', virtual: true }),
+    );
+    const v = { 'derive-from': '1', tweak: '01', 'key-ref': '2', label: 'kid', pin: 'env:PIN' };
+    const r = (await runDerive(ctx, v)) as {
+      warning: { lost: string[] };
+      algorithms: unknown;
+      domain: unknown;
+    };
+    await new Promise((done) => setImmediate(done));
+    expect(r.warning.lost).toEqual(['algorithms', 'domain']);
+    // what the card reports for the child, not what it should have inherited
+    expect([r.algorithms, r.domain]).toEqual([null, null]);
+    expect(err).toMatch(
+      /warning: the card made the derived key 2 less restricted than its source key 1: .*no algorithm list.*in no reported key domain \(the source in 1\).*; fix: delete the derived key: sc-hsm-ts delete-key --key-ref 2/,
+    );
+    expect(out).toMatch(/derived EC key "kid"/);
+    expect(out).not.toMatch(/Restrictions/);
   });
 
   it('lostRestrictions: what the card does not report of the source is not claimed; domain 0 unreported is no loss', () => {
