@@ -115,6 +115,19 @@ describe('DERIVE EC KEY: the derived key inherits (virtual card)', () => {
     expect((await rejection(hsm.wrapKey(3))).code).toBe('ALGORITHM_NOT_ALLOWED');
   });
 
+  it('the check signature with plain ECDSA (hash on the host) on short and long curves', async () => {
+    const { hsm } = await device();
+    const algorithms = algorithmBytes(['ECDSA', 'DERIVE']);
+    let ref = 1;
+    for (const curve of ['prime192v1', 'secp521r1', 'secp256k1', 'brainpoolP192r1'] as const) {
+      await hsm.generateKeyPair({ type: 'ec', curve, label: curve, keyRef: ref, algorithms });
+      const d = await hsm.deriveEcKey(ref, ref + 1, Uint8Array.of(7, 7), { label: `${curve}-kid` });
+      expect(d.warning, curve).toBeUndefined();
+      expect((await hsm.keyInfo(ref + 1)).curve, curve).toBe(curve);
+      ref += 2;
+    }
+  });
+
   it('the use counter: the child starts at what the source has left after the derive; the check takes one', async () => {
     const { hsm } = await device();
     const algorithms = algorithmBytes(['ECDSA-SHA256', 'DERIVE']);
