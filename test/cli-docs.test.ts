@@ -82,6 +82,24 @@ describe('docs/cli.md and the help', () => {
     expect([...Object.keys(GLOBAL_OPTIONS), 'version'].filter((o) => !named.has(o))).toEqual([]);
   });
 
+  it('names, in the section of a command that takes only some global options, exactly those', () => {
+    const s = sections();
+    const wrong: string[] = [];
+    for (const c of COMMANDS) {
+      const line = /Global options: only ([^(\n]*)/.exec(s.get(c.name) ?? '')?.[1];
+      const documented = line === undefined ? undefined : [...optionsNamed(line)];
+      const takes = c.globals === undefined ? undefined : [...c.globals];
+      if (JSON.stringify(documented) !== JSON.stringify(takes))
+        wrong.push(
+          `${c.name}: docs ${documented?.join(' ') ?? 'all'}, metadata ${takes?.join(' ') ?? 'all'}`,
+        );
+    }
+    expect(wrong).toEqual([]);
+    expect(COMMANDS.filter((c) => c.globals).map((c) => c.name)).toEqual(
+      expect.arrayContaining(['sim run', 'sim serve', 'doctor', 'demo']),
+    );
+  });
+
   it('names no option that does not exist', () => {
     const ours = new Set<string>([...Object.keys(GLOBAL_OPTIONS), 'version']);
     for (const c of COMMANDS) for (const o of Object.keys(c.options ?? {})) ours.add(o);

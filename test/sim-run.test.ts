@@ -45,10 +45,10 @@ describe('sim run: options refused before anything starts (exit 2)', () => {
       ['--init', '--password', 'env:X', '--label', 'L'],
       /--password is the password of --dkek-share/,
     ],
-    ['--sim', ['--sim', 'x.json'], /no --sim, --reader or --trace/],
+    ['--sim', ['--sim', 'x.json'], /sim run takes no --sim:/],
     ["--state ''", ['--state', ''], /--state needs a file name/],
     ["--cards ''", ['--cards', ''], /--cards must be an integer/],
-    ['--trace', ['--trace', '-'], /no --sim, --reader or --trace/],
+    ['--trace', ['--trace', '-'], /sim run takes no --trace:/],
   ];
   for (const [name, args, msg] of cases) {
     it(name, async () => {

@@ -54,6 +54,13 @@ export interface CommandSpec {
   argsArePassedOn?: boolean;
   /** Examples in `--help`. */
   examples?: string[];
+  /**
+   * The global options the command takes (`--help` always), when not all of them: the others are
+   * left out of its `--help` and refused (usage error naming the option) instead of ignored.
+   */
+  globals?: readonly string[];
+  /** With {@link globals}: what to use instead of a refused global option (its fix line), by option. */
+  globalsInstead?: Record<string, string>;
 }
 
 export interface Command extends CommandSpec {
@@ -78,7 +85,7 @@ export const GLOBAL_OPTIONS: Record<string, OptionSpec> = {
   profile: {
     type: 'string',
     arg: 'NAME|FILE',
-    help: 'with --sim or sim serve: the virtual card answers as slowly as the modelled device (nitrokey-hsm2, or a JSON profile)',
+    help: 'with --sim, sim serve or sim run: the virtual card answers as slowly as the modelled device (nitrokey-hsm2, or a JSON profile)',
   },
   json: { type: 'boolean', help: 'machine-readable output and errors (schema: docs/cli.md)' },
   trace: {
@@ -102,6 +109,39 @@ export const GLOBAL_OPTIONS: Record<string, OptionSpec> = {
   },
   help: { type: 'boolean', short: 'h', help: 'show this help' },
 };
+
+/** The global options `cmd` takes ({@link CommandSpec.globals}; all of them when it names none). */
+export function globalOptionsOf(cmd: CommandSpec | undefined): Record<string, OptionSpec> {
+  const takes = cmd?.globals;
+  if (takes === undefined) return GLOBAL_OPTIONS;
+  return Object.fromEntries(
+    Object.entries(GLOBAL_OPTIONS).filter(([k]) => k === 'help' || takes.includes(k)),
+  );
+}
+
+/**
+ * A global option given to a command that does not take it (`sim run --yes`): a usage error
+ * naming it, before anything is read or started, rather than an option silently ignored.
+ */
+function refuseOtherGlobals(cmd: CommandSpec, tokens: { kind: string; name?: string }[]): void {
+  if (cmd.globals === undefined) return;
+  const taken = globalOptionsOf(cmd);
+  const other = tokens.find(
+    (t) =>
+      t.kind === 'option' &&
+      t.name !== undefined &&
+      !(t.name in taken) &&
+      t.name in GLOBAL_OPTIONS &&
+      !(t.name in (cmd.options ?? {})),
+  );
+  if (other?.name === undefined) return;
+  const list = Object.keys(taken).map((k) => `--${k}`);
+  throw new CliError(
+    'USAGE_ERROR',
+    `${cmd.name} takes no --${other.name}: of the global options it takes only ${list.slice(0, -1).join(', ')} and ${list.at(-1)}`,
+    `leave --${other.name} out${cmd.globalsInstead?.[other.name] ? `; ${cmd.globalsInstead[other.name]}` : ''}`,
+  );
+}
 
 export interface Parsed {
   g: GlobalOptions;
@@ -385,6 +425,7 @@ export function parseCommandArgs(cmd: CommandSpec, argv: string[]): Parsed {
     throw err;
   }
   const v = parsed.values;
+  if (v.help !== true) refuseOtherGlobals(cmd, parsed.tokens);
   refuseRepeatedOptions(specs, parsed.tokens);
   refuseUnsafeText(specs, cmd, v, parsed.positionals);
   const help = v.help === true;
@@ -428,7 +469,7 @@ export function parseCommandArgs(cmd: CommandSpec, argv: string[]): Parsed {
     if (g.sim === undefined && !cmd.name.startsWith('sim '))
       throw new CliError(
         'USAGE_ERROR',
-        '--profile models the virtual card: give it with --sim FILE or to sim serve',
+        '--profile models the virtual card: give it with --sim FILE, or to sim serve or sim run',
         'add --sim FILE, or leave --profile out for a real device',
       );
     g.profile = v.profile;
@@ -461,7 +502,7 @@ export function commandHelp(cmd: CommandSpec): string {
   const lines = [`Usage: sc-hsm-ts ${usage}`, '', cmd.summary];
   if (cmd.description) lines.push('', cmd.description);
   if (cmd.options && Object.keys(cmd.options).length) lines.push('', 'Options:', ...optionLines(cmd.options));
-  lines.push('', 'Global options:', ...optionLines(GLOBAL_OPTIONS));
+  lines.push('', 'Global options:', ...optionLines(globalOptionsOf(cmd)));
   if (cmd.examples?.length) lines.push('', 'Examples:', ...cmd.examples.map((e) => `  ${e}`));
   lines.push('', 'Exit codes:', ...exitCodeHelp());
   return `${lines.join('\n')}\n`;
@@ -469,5 +510,5 @@ export function commandHelp(cmd: CommandSpec): string {
 
 /** What the fix line of an error of `cmd` may name: the command's own options and the global ones. */
 export function fixContext(cmd?: CommandSpec): FixContext {
-  return { has: (o) => o in GLOBAL_OPTIONS || (cmd?.options !== undefined && o in cmd.options) };
+  return { has: (o) => o in globalOptionsOf(cmd) || (cmd?.options !== undefined && o in cmd.options) };
 }

@@ -870,6 +870,11 @@ export const simServeSpec: CommandSpec = {
     },
   },
   examples: ['sc-hsm-ts sim serve --state ca-test.json'],
+  globals: ['profile', 'json', 'trace', 'trace-overwrite'],
+  globalsInstead: {
+    sim: 'the virtual card is the one of --state FILE',
+    reader: 'the card goes into the reader of vpcd\u2019s slot at --vpcd HOST:PORT',
+  },
 };
 
 export const simRunSpec: CommandSpec = {
@@ -927,6 +932,13 @@ export const simRunSpec: CommandSpec = {
     'sc-hsm-ts sim run --init --so-pin env:SO_PIN --pin env:PIN --label CI -- npm test',
     'sc-hsm-ts sim run --state ca.json -- pkcs11-tool --module "$SC_HSM_PKCS11_MODULE" -L',
   ],
+  globals: ['profile', 'json', 'progress'],
+  globalsInstead: {
+    sim: 'the cards are given with --state FILE (repeatable) or --cards N',
+    reader:
+      'the cards are given with --state FILE (repeatable) or --cards N; COMMAND gets their readers in SC_HSM_READER_0/1',
+    trace: 'sim serve --trace writes a card-side transcript',
+  },
 };
 
 export const doctorSpec: CommandSpec = {
@@ -934,6 +946,7 @@ export const doctorSpec: CommandSpec = {
   summary:
     'Check the host: pcscd and its socket, readers, the Nitrokey on USB, udev rule, OpenSC PKCS#11 module, vpcd latency.',
   description: 'Each check prints its result and, when not ok, the fix. Exit code 1 when a check failed.',
+  globals: ['json'],
 };
 
 export const demoSpec: CommandSpec = {
@@ -946,6 +959,7 @@ export const demoSpec: CommandSpec = {
     'onto a second virtual HSM with the same share, signs there with the same public key, locks the',
     'user PIN with wrong tries and unblocks it with the SO-PIN. Test PINs: 648219 / 3537363231383830.',
   ].join('\n'),
+  globals: ['json'],
 };
 
 export const apduSpec: CommandSpec = {
