@@ -185,7 +185,7 @@ describe('a step that needs confirmation', () => {
 });
 
 describe("the step's output is not a file of pka authenticate", () => {
-  it('--out equal to a --response or --challenge-out file: refused before the challenge', async () => {
+  it('--out equal to a --response, --challenge-out, --trace or --sim file: refused before the challenge', async () => {
     const dir = await tempDir();
     const { t } = await target(dir);
     const ch = join(dir, 'c.json');
@@ -208,6 +208,16 @@ describe("the step's output is not a file of pka authenticate", () => {
     expect(onChallenge.code).toBe(2);
     expect(onChallenge.stderr).toContain('--challenge-out');
     expect(await exists(ch)).toBe(false);
+    // the transcript pka authenticate writes when it ends, and the device's state file
+    const tr = join(dir, 'tr.apdu');
+    const onTrace = await refused(t, ch, [r9], '--trace', tr, '--', 'wrap', '--key-ref', '1', '--out', tr);
+    expect(onTrace.code).toBe(2);
+    expect(onTrace.stderr).toContain(`is the same file as --trace ${tr}`);
+    const onState = await refused(t, ch, [r9], '--', 'wrap', '--key-ref', '1', '--out', t);
+    expect(onState.code).toBe(2);
+    expect(onState.stderr).toContain(`is the same file as --sim ${t}`);
+    expect(await exists(ch)).toBe(false);
+    expect(await exists(tr)).toBe(false);
   });
 });
 

@@ -114,10 +114,10 @@ export class Ctx {
     if (precheck) await hsm.precheck(precheck);
     if (this.pinNotNeeded) return;
     this.refuseWithoutCustodians(hsm);
-    if (this.g.sessionPin !== undefined) return this.loginWithSessionPin(hsm, v);
-    const pin = await this.secret(v.pin, { option: 'pin', prompt: 'User PIN' });
-    await applyKnownRetryCounter(this.io, hsm);
     try {
+      if (this.g.sessionPin !== undefined) return await this.loginWithSessionPin(hsm, v);
+      const pin = await this.secret(v.pin, { option: 'pin', prompt: 'User PIN' });
+      await applyKnownRetryCounter(this.io, hsm);
       await hsm.verifyPin(pin, { force: this.g.lastTry });
     } catch (e) {
       // the custodians' keys replace the PIN (pin-guard.ts refused VERIFY unsent)

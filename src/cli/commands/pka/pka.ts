@@ -201,6 +201,9 @@ export const pkaAuthenticate: Command = {
     step?.refuseOutputsOn([
       { path: challengeOut, option: '--challenge-out' },
       ...responses.map((path) => ({ path, option: '--response' })),
+      // the device's state and the transcript written when the command ends
+      ...(ctx.g.sim ? [{ path: ctx.g.sim, option: '--sim' }] : []),
+      ...(ctx.g.trace && ctx.g.trace !== '-' ? [{ path: ctx.g.trace, option: '--trace' }] : []),
     ]);
     const hsm = await ctx.hsm();
     const before = await hsm.pkaStatus();
