@@ -318,7 +318,7 @@ export const keygenSpec: CommandSpec = {
     'derive-from': {
       type: 'string',
       arg: 'N',
-      help: 'derive a new EC key from the EC key at key reference N (private key + tweak mod n) instead of generating one; with --tweak, --key-ref, --label',
+      help: "derive a new EC key from the EC key at key reference N (private key + tweak mod n) instead of generating one; it keeps N's key domain, algorithm list and uses left (virtual card; warned if the card does not); with --tweak, --key-ref, --label",
     },
     tweak: {
       type: 'string',
