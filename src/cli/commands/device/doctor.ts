@@ -7,6 +7,7 @@ import { exists } from '../../files.js';
 import { printable } from '../../format.js';
 import { doctorSpec } from '../meta.js';
 import { checkSimHost } from '../sim/host.js';
+import { pcscdCheck } from './doctor-pcscd.js';
 
 export interface Check {
   name: string;
@@ -45,26 +46,8 @@ async function pkcs11Module(): Promise<{ distro: string; path: string }> {
 
 export async function runChecks(env: NodeJS.ProcessEnv = process.env): Promise<Check[]> {
   const checks: Check[] = [];
-  const sock = '/run/pcscd/pcscd.comm';
-  const sockThere = await exists(sock);
-  const pids = await readdir('/proc').catch(() => [] as string[]);
-  let running = false;
-  for (const p of pids.filter((x) => /^\d+$/.test(x))) {
-    if ((await read(`/proc/${p}/comm`))?.trim() === 'pcscd') {
-      running = true;
-      break;
-    }
-  }
-  checks.push({
-    name: 'pcscd',
-    status: running || sockThere ? 'ok' : 'fail',
-    detail: `${running ? 'running' : 'no pcscd process seen'}; socket ${sock} ${sockThere ? 'present' : 'missing'}`,
-    ...(running || sockThere
-      ? {}
-      : {
-          fix: 'sudo apt install pcscd (or dnf/zypper install pcsc-lite) && sudo systemctl enable --now pcscd.socket',
-        }),
-  });
+  // a pcscd process without its socket (another namespace's) is no pcscd: FAIL, as readers says
+  checks.push(await pcscdCheck(env));
   try {
     const readers = await listReaders();
     const hsm = readers.filter((r) => r.isSmartCardHsm);
