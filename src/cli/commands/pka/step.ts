@@ -3,7 +3,9 @@
  * is made, so that everything it would refuse (its options, its output files, its checks from
  * public card data, a missing PIN, a PIN with one try left) is refused before the custodians
  * answer. The rehearsal runs with the session limited to public reads (SmartCardHsm.precheck) and
- * stops at the step's login, before VERIFY (spec §3.6) or anything that needs authentication.
+ * stops at the step's login, before VERIFY (spec §3.6) or anything that needs authentication (a
+ * step that asks for confirmation right after its login: at its next call on the device). Global
+ * options after `--` and step outputs that are files of pka authenticate are refused when parsed.
  */
 import { dirname, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -28,7 +30,8 @@ export interface Step {
   rehearse(ctx: Ctx, hsm: SmartCardHsm, pinReplaced: boolean): Promise<void>;
   /**
    * USAGE_ERROR when an output of the step (`--out`, an output directory) is one of `files` (the
-   * challenge and response files of pka authenticate) or, for a directory, holds one: the step
+   * challenge, response, --trace and --sim files of pka authenticate) or, for a directory, holds
+   * one: the step
    * would fail on it, or replace it, only after the custodians answered.
    */
   refuseOutputsOn(files: { path: string; option: string }[]): void;
