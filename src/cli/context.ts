@@ -125,7 +125,7 @@ export class Ctx {
         throw new CliError(
           'SECURITY_STATUS',
           `this device has no user PIN to verify: the custodians' public keys replace it (initialized with --pka without --pka-and-pin). Nothing was sent`,
-          `run it as the step of sc-hsm-ts pka authenticate --challenge-out FILE --response FILE … -- ${this.command ?? 'COMMAND'} … (the step needs no --pin)`,
+          `run it as the step of sc-hsm-ts pka authenticate --challenge-out FILE --response FILE … -- ${this.command ?? 'COMMAND'} … (the step asks for no PIN)`,
         );
       throw e;
     }
