@@ -40,10 +40,15 @@ async function authenticated(
   const ch = join(dir, `${name}.challenge`);
   const r = join(dir, `${name}.response`);
   const run = cli(pkaAuthArgs(t, ch, [r], '--wait', '30', ...more), { env, ...o });
-  await waitFor(ch);
+  // a run refused before its challenge ends without one: its result says why
+  await Promise.race([run, waitFor(ch)]);
+  if (!(await exists(ch))) return run;
   await respond(custodianSim, ch, r);
   return run;
 }
+
+/** The step that creates key domain 1 with one share. */
+const CREATE_STEP = ['--', 'domain', 'create', '--domain', '1', '--shares', '1'];
 
 /** The step that gives the target its key 1. */
 const KEYGEN_STEP = ['--', 'keygen', '--type', 'ec:prime256v1', '--label', 'doomed'];
@@ -181,6 +186,25 @@ describe('a step that needs confirmation', () => {
     ]);
     expect(r.code, r.stderr).toBe(0);
     expect((await cli(['keys', '--sim', t, '--json'])).json().keys).toHaveLength(0);
+  });
+});
+
+describe('a step that asks before its login (domain delete)', () => {
+  it('without --yes and no terminal: refused before the challenge with the same fix; with --yes it runs', async () => {
+    const dir = await tempDir();
+    // --pka-and-pin: the virtual card wants the user PIN verified for MANAGE KEY DOMAIN (src/sim/dkek.ts)
+    const { t, c } = await target(dir, '--key-domains', '2', '--pka-and-pin');
+    const made = await authenticated(t, c.sim, dir, 'mk', [...CREATE_STEP, '--pin', 'env:PIN']);
+    expect(made.code, made.stderr).toBe(0);
+    const ch = join(dir, 'd.json');
+    const del = ['--', 'domain', 'delete', '--domain', '1', '--pin', 'env:PIN'];
+    const r = await refused(t, ch, [join(dir, 'r.json')], ...del);
+    expect(r.code).toBe(7);
+    expect(r.stderr).toContain('put --yes before the --');
+    expect(await exists(ch)).toBe(false);
+    const yes = await authenticated(t, c.sim, dir, 'del', ['--yes', ...del]);
+    expect(yes.code, yes.stderr).toBe(0);
+    expect(yes.stdout).toContain('key domain 1 was deleted');
   });
 });
 
