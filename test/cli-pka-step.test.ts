@@ -5,14 +5,19 @@
  * PKA-only device is refused on the host, `--session-pin` with `--sim` or empty is refused by every
  * command alike.
  */
-import { readFile } from 'node:fs/promises';
+import { generateKeyPairSync } from 'node:crypto';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { GLOBAL_OPTIONS } from '../src/cli/command.js';
 import { exists } from '../src/cli/files.js';
 import { cli, pkaAuthArgs, pkaKit, tempDir } from './cli-helpers.js';
 
-const { env, init, custodian, respond, waitFor } = pkaKit({ W: '000000', NEW_PIN: '123456' });
+const { env, init, custodian, respond, waitFor } = pkaKit({
+  W: '000000',
+  NEW_PIN: '123456',
+  PW: 'share-password-1',
+});
 
 /** DIR/target.json for 1-of-1 public key authentication by the custodian `c0` (its device and key). */
 async function target(dir: string, ...extra: string[]) {
@@ -186,6 +191,33 @@ describe('a step that needs confirmation', () => {
     ]);
     expect(r.code, r.stderr).toBe(0);
     expect((await cli(['keys', '--sim', t, '--json'])).json().keys).toHaveLength(0);
+  });
+});
+
+describe('import-key --force as the step: its question right after its login', () => {
+  it('without --yes and no terminal: refused before the challenge; with --yes the key is replaced', async () => {
+    const dir = await tempDir();
+    const share = join(dir, 'share.pbe');
+    expect((await cli(['dkek', 'create', share, '--password', 'env:PW'], { env })).code).toBe(0);
+    const { t, c } = await target(dir, '--dkek-shares', '1');
+    const imp = await cli(['dkek', 'import', share, '--sim', t, '--password', 'env:PW'], { env });
+    expect(imp.code, imp.stderr).toBe(0);
+    const made = await authenticated(t, c.sim, dir, 'k', KEYGEN_STEP);
+    expect(made.code, made.stderr).toBe(0);
+    const pem = join(dir, 'in.pem');
+    const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
+    await writeFile(pem, privateKey.export({ format: 'pem', type: 'pkcs8' }));
+    const step = ['--', 'import-key', pem, '--key-ref', '1', '--label', 'new', '--force'];
+    const more = ['--dkek', share, '--password', 'env:PW'];
+    const ch = join(dir, 'i.json');
+    const r = await refused(t, ch, [join(dir, 'r.json')], ...step, ...more);
+    expect(r.code, r.stderr).toBe(7);
+    expect(r.stderr).toContain('put --yes before the --');
+    expect(await exists(ch)).toBe(false);
+    expect((await cli(['keys', '--sim', t, '--json'])).json().keys[0].label).toBe('doomed');
+    const yes = await authenticated(t, c.sim, dir, 'yes', ['--yes', ...step, ...more]);
+    expect(yes.code, yes.stderr).toBe(0);
+    expect((await cli(['keys', '--sim', t, '--json'])).json().keys[0].label).toBe('new');
   });
 });
 
