@@ -134,8 +134,9 @@ export class Ctx {
   /**
    * A device initialized with --pka-and-pin (option 0010, spec §3.18) before the custodians'
    * public key authentication in this session: refused before any PIN is sent, by every command that
-   * sends the user PIN (pin verify, pin session and pin change too: a PIN tried alone authorizes
-   * nothing and a wrong one spends a try). `pka authenticate -- COMMAND` runs them after the custodians.
+   * uses the user PIN to authorize something (pin verify and pin session too: a PIN tried alone
+   * authorizes nothing and a wrong one spends a try). `pka authenticate -- COMMAND` runs them after the
+   * custodians. Not `pin change`: the card checks the old PIN itself and the change grants nothing.
    */
   refuseWithoutCustodians(hsm: SmartCardHsm): void {
     if ((hsm.info.options & OPTION.COMBINED_AUTH) !== 0 && !this.pkaAuthenticated)

@@ -83,8 +83,8 @@ export const pinChange: Command = {
     const next = await ctx.secret(v['new-pin'], { option: 'new-pin', prompt: NEW_PIN_PROMPT, confirm: true });
     parseUserPin(next, 'new user PIN');
     const hsm = await ctx.hsm();
-    // --pka-and-pin: only after the custodians (pka authenticate -- pin change), like every PIN command
-    ctx.refuseWithoutCustodians(hsm);
+    // --pka-and-pin: changing the PIN (old PIN checked by the card itself) authorizes nothing, so it
+    // needs no custodians, as a transport PIN's first change must not
     await applyKnownRetryCounter(ctx.io, hsm);
     await hsm.changePin(old, next, { force: ctx.g.lastTry });
     ctx.out.ok('the user PIN was changed');
