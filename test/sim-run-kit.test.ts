@@ -5,7 +5,7 @@
  * test/sim-run.pcsc.test.ts, test/testing-kit-slots.pcsc.test.ts.
  */
 import { spawn } from 'node:child_process';
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -76,8 +76,28 @@ setInterval(() => undefined, 1000);`;
   it('released while the process lives: the directory goes, the process is not held', async () => {
     const dir = join(await tempDir(), `${RUN_DIR_PREFIX}y`);
     await mkdir(dir);
+    process.env.KIT1_TEST_SECRET = 'not-for-the-guardian';
     const release = guardRunDir(dir);
+    delete process.env.KIT1_TEST_SECRET;
     expect(existsSync(dir)).toBe(true);
+    // the guardian: no child of this process, and none of its environment (the --init secrets are there)
+    let guardian: string | undefined;
+    await until('the guardian runs', () => {
+      guardian = readdirSync('/proc').find((d) => {
+        if (!/^\d+$/.test(d)) return false;
+        try {
+          return readFileSync(`/proc/${d}/cmdline`, 'utf8').includes(dir);
+        } catch {
+          return false;
+        }
+      });
+      return guardian !== undefined;
+    });
+    const stat = readFileSync(`/proc/${guardian}/stat`, 'utf8');
+    expect(Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1])).not.toBe(process.pid);
+    expect(readFileSync(`/proc/${guardian}/environ`, 'utf8').split('\0').filter(Boolean)).toEqual([
+      'PATH=/usr/bin:/bin',
+    ]);
     release();
     await until('the directory removed', () => !existsSync(dir));
   });

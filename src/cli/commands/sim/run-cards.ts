@@ -358,17 +358,22 @@ async function removeRunDir(planPath: string, dir: string): Promise<void> {
  */
 export function guardRunDir(dir: string): () => void {
   if (!basename(dir).startsWith(RUN_DIR_PREFIX)) throw new Error(`not a sim run directory: ${dir}`);
-  const g = spawn('/bin/sh', ['-c', 'while read -r _; do :; done; rm -rf -- "$1"', 'sh', dir], {
-    stdio: ['pipe', 'ignore', 'ignore'],
+  // forked off once more: no child of ours (a test's process tree, a kill of our children leaves
+  // it), with the pipe as fd 3 (an asynchronous list's stdin is /dev/null)
+  const script = '{ while read -r _ <&3; do :; done; rm -rf -- "$1"; } 3<&3 & exit 0';
+  const g = spawn('/bin/sh', ['-c', script, 'sh', dir], {
+    stdio: ['ignore', 'ignore', 'ignore', 'pipe'],
     detached: true, // its own session: a terminal's Ctrl-C or a kill of our group leaves it to clean up
     cwd: '/',
+    // nothing of this process's environment (the --init secrets' variables are in it)
+    env: { PATH: '/usr/bin:/bin' },
   });
   g.on('error', () => undefined);
   g.unref();
-  const pipe = g.stdin!;
+  const pipe = g.stdio[3] as import('node:net').Socket;
   pipe.on('error', () => undefined);
   // the pipe must not keep this process alive
-  (pipe as unknown as { unref?: () => void }).unref?.();
+  pipe.unref();
   return () => pipe.destroy();
 }
 
