@@ -2,7 +2,10 @@
 # OpenSSL signs with a key on the virtual card through the PKCS#11 engine Debian 12 ships
 # (libengine-pkcs11-openssl 0.4.12: libp11's engine, loading OpenSC's opensc-pkcs11.so); Debian 12
 # has no pkcs11-provider package (bookworm: none; the OpenSSL 3 provider came later). Run under
-#   sc-hsm-ts sim run --init --so-pin env:SO_PIN --pin env:INIT_PIN --label APP -- bash sign.sh
+#   SO_PIN=3537363231383830 INIT_PIN=648219 PIN=648219 \
+#     sc-hsm-ts sim run --init --so-pin env:SO_PIN --pin env:INIT_PIN --label APP -- bash sign.sh
+# (two variables for one PIN: sim run removes INIT_PIN, which its --pin names, from this
+# process's environment; the app logs in with PIN)
 # The key is generated with sc-hsm-ts itself (keygen through pcscd), so OpenSC writes nothing.
 set -euo pipefail
 : "${SC_HSM_PKCS11_MODULE:?run under sc-hsm-ts sim run}" "${PIN:?PIN must be set}"

@@ -1,6 +1,9 @@
 // A Node app that signs through OpenSC's PKCS#11 module (opensc-pkcs11.so) on the virtual card
 // and verifies the signature with node:crypto. Run under
-//   sc-hsm-ts sim run --init --so-pin env:SO_PIN --pin env:INIT_PIN --label APP -- node sign.mjs
+//   SO_PIN=3537363231383830 INIT_PIN=648219 PIN=648219 \
+//     sc-hsm-ts sim run --init --so-pin env:SO_PIN --pin env:INIT_PIN --label APP -- node sign.mjs
+// (two variables for one PIN: sim run removes INIT_PIN, which its --pin names, from this
+// process's environment; the app logs in with PIN)
 // which puts an initialized card into pcscd and hands this process SC_HSM_PKCS11_MODULE.
 //
 // The PKCS#11 calls go through OpenSC's pkcs11-tool (C_GenerateKeyPair, C_Sign, C_GetAttributeValue)
