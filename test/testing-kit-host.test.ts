@@ -5,18 +5,9 @@
 import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { ScHsmError } from '../src/errors.js';
 import { startPcscCard } from '../src/testing.js';
 import { tempDir } from './cli-helpers.js';
-
-async function refused(p: Promise<unknown>): Promise<ScHsmError> {
-  const e = await p.then(
-    () => undefined,
-    (x: unknown) => x,
-  );
-  expect(e).toBeInstanceOf(ScHsmError);
-  return e as ScHsmError;
-}
+import { rejection as refused } from './helpers/fixtures.js';
 
 describe('startPcscCard: refused at once', () => {
   let server: Server | undefined;

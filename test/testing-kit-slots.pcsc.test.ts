@@ -7,24 +7,15 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { beforeAll, expect, it } from 'vitest';
-import { ScHsmError } from '../src/errors.js';
 import { SmartCardHsm } from '../src/index.js';
 import { openPcsc } from '../src/sc-hsm/open-pcsc.js';
 import { type PcscTestCard, startPcscCard, TEST_LABEL } from '../src/testing.js';
 import { tempDir } from './cli-helpers.js';
 import { finished, ROOT } from './helpers/cli-process.js';
+import { rejection as refused } from './helpers/fixtures.js';
 import { describePcsc, waitForCard } from './helpers/pcsc-env.js';
 
 const TESTING = join(ROOT, 'src', 'testing.ts');
-
-async function refused(p: Promise<unknown>): Promise<ScHsmError> {
-  const e = await p.then(
-    () => undefined,
-    (x: unknown) => x,
-  );
-  expect(e).toBeInstanceOf(ScHsmError);
-  return e as ScHsmError;
-}
 
 /** A node process with a test card on the first free slot; resolves with its reader once it has one. */
 function holder(): { child: ChildProcess; reader: Promise<string> } {
