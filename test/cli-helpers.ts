@@ -224,6 +224,20 @@ export async function initializedState(dir: string, label: string): Promise<stri
 }
 
 /**
+ * DIR/base.json initialized with one DKEK share (DIR/share.pbe, password `env:PW`) and that share
+ * imported: a test file's base device for wrap, backup and restore.
+ */
+export async function dkekState(dir: string, label: string): Promise<string> {
+  const share = join(dir, 'share.pbe');
+  expect((await cli(['dkek', 'create', share, '--password', 'env:PW'], { env: ENV })).code).toBe(0);
+  const path = join(dir, 'base.json');
+  expect((await cli(initArgs(path, label, '--dkek-shares', '1', '--yes'), { env: ENV })).code).toBe(0);
+  const r = await cli(['dkek', 'import', share, '--sim', path, '--password', 'env:PW'], { env: ENV });
+  expect(r.code, r.stderr).toBe(0);
+  return path;
+}
+
+/**
  * The PKA tests' environment (`PIN`, `SO_PIN` and `more`), their runs of `init`, the custodian setup
  * and `pka respond` with it, and waitForFile.
  */

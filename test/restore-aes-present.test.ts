@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { SmartCardHsm } from '../src/index.js';
 import { VirtualSmartCardHsm } from '../src/sim/index.js';
-import { cli, copyState, ENV, PIN, tempDir } from './cli-helpers.js';
+import { cli, copyState, dkekState, ENV, PIN, tempDir } from './cli-helpers.js';
 
 let dir: string;
 /** Initialized with one DKEK share (imported), no keys. */
@@ -23,18 +23,7 @@ let n = 0;
 
 beforeAll(async () => {
   dir = await tempDir();
-  const share = join(dir, 'share.pbe');
-  expect((await cli(['dkek', 'create', share, '--password', 'env:PW'], { env: ENV })).code).toBe(0);
-  base = join(dir, 'base.json');
-  const init = [
-    'init',
-    ...['--sim', base, '--so-pin', 'env:SO_PIN', '--pin', 'env:PIN', '--label', 'R'],
-    ...['--dkek-shares', '1', '--yes'],
-  ];
-  expect((await cli(init, { env: ENV })).code).toBe(0);
-  expect(
-    (await cli(['dkek', 'import', share, '--sim', base, '--password', 'env:PW'], { env: ENV })).code,
-  ).toBe(0);
+  base = await dkekState(dir, 'R');
   msg = join(dir, 'msg');
   await writeFile(msg, 'the message');
 });
