@@ -271,21 +271,11 @@ const OWN_CARD_LISTED_MS = 5_000;
  * cannot be asked or vpcd is on another host (the local readers say nothing about it).
  */
 async function foreignCards(host: string): Promise<Set<number>> {
-  const out = new Set<number>();
-  if (!/^127\./.test(host) && host !== 'localhost') return out;
-  let readers: { name: string; cardPresent?: boolean }[];
-  try {
-    const { listReaders } = await import('./sc-hsm/open-pcsc.js');
-    readers = await listReaders({ probe: false });
-  } catch {
-    return out;
-  }
-  for (let slot = 0; slot < VPCD_SLOTS; slot++) {
-    const shown = readers.find((r) => r.name === vpcdReaderName(slot))?.cardPresent === true;
-    const ours = Date.now() - (closedAt.get(String(VPCD_PORT + slot)) ?? 0) < OWN_CARD_LISTED_MS;
-    if (shown && !ours) out.add(slot);
-  }
-  return out;
+  const { localVpcd, slotsShowingCards } = await import('./cli/commands/sim/run-cards.js');
+  const shown = localVpcd(host) ? await slotsShowingCards() : undefined;
+  const now = Date.now();
+  const ours = (slot: number) => now - (closedAt.get(String(VPCD_PORT + slot)) ?? 0) < OWN_CARD_LISTED_MS;
+  return new Set([...(shown ?? [])].filter((slot) => !ours(slot)));
 }
 
 function isSocket(path: string): boolean {

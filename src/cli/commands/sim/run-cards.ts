@@ -14,7 +14,7 @@ import { basename, dirname, resolve as resolvePath } from 'node:path';
 import type { VirtualSmartCardHsm } from '../../../sim/index.js';
 import { connectToVpcd, type VpcdCard, type VpcdConnection } from '../../../sim/vpcd.js';
 import { CliError } from '../../exit-codes.js';
-import { PCSCD_SOCKET, VPCD_PORT, vpcdReaderName } from './host.js';
+import { PCSCD_SOCKET, VPCD_PORT, VPCD_SLOTS, vpcdReaderName } from './host.js';
 
 /** Environment variable naming the inner run's plan file (set only by `sim run` for its own child). */
 export const INNER_ENV = 'SC_HSM_TS_SIM_RUN_INNER';
@@ -79,34 +79,51 @@ export function watched(card: VpcdCard): { card: VpcdCard; ready: Promise<void> 
   };
 }
 
+/** Whether vpcd at `host` is this machine's: only then do the local pcscd's readers tell about it. */
+export function localVpcd(host: string): boolean {
+  return /^127\./.test(host) || host === 'localhost';
+}
+
 /**
- * Resolves once pcscd lists the slot's reader without a card (or does not list it: another
- * pcscd, a vpcd with other names). vpcd checks presence by asking its connection for the ATR;
- * when the previous card's link has just closed and ours is already waiting, one poll drops the
- * old link and takes ours, so pcscd never sees the slot empty: it keeps the old card's state,
- * never powers ours on, and the next client talks to a card it believes is the old one
- * (measured: a test card closed and another plugged in at once on slot 0 was never powered on).
- * Waiting for "empty" first makes every card a fresh insertion. A card still listed after
- * EMPTY_MS is a live one: PCSC_UNAVAILABLE naming the reader.
+ * The vpcd slots whose reader the local pcscd lists with a card now; undefined when pcscd cannot
+ * be asked here.
+ */
+export async function slotsShowingCards(): Promise<Set<number> | undefined> {
+  const { listReaders } = await import('../../../sc-hsm/open-pcsc.js');
+  let readers: { name: string; cardPresent?: boolean }[];
+  try {
+    readers = await listReaders({ probe: false });
+  } catch {
+    return undefined;
+  }
+  const shown = new Set<number>();
+  for (let slot = 0; slot < VPCD_SLOTS; slot++)
+    if (readers.find((r) => r.name === vpcdReaderName(slot))?.cardPresent === true) shown.add(slot);
+  return shown;
+}
+
+/**
+ * Resolves once pcscd lists the slot's reader without a card (or cannot be asked, or vpcd is on
+ * another host). vpcd checks presence by asking its connection for the ATR; when the previous
+ * card's link has just closed and ours is already waiting, one poll drops the old link and takes
+ * ours, so pcscd never sees the slot empty: it keeps the old card's state, never powers ours on,
+ * and the next client talks to a card it believes is the old one (measured: a test card closed and
+ * another plugged in at once on slot 0 was never powered on). Waiting for "empty" first makes
+ * every card a fresh insertion. A card still listed after EMPTY_MS is a live one:
+ * PCSC_UNAVAILABLE naming the reader.
  */
 async function slotEmpty(host: string, port: number): Promise<void> {
-  // the local pcscd's readers say nothing about a vpcd elsewhere
-  if (!/^127\./.test(host) && host !== 'localhost') return;
-  const reader = vpcdReaderName(port - VPCD_PORT);
-  const { listReaders } = await import('../../../sc-hsm/open-pcsc.js');
+  if (!localVpcd(host)) return;
+  const slot = port - VPCD_PORT;
   const end = Date.now() + EMPTY_MS;
   for (;;) {
-    let present: boolean;
-    try {
-      present = (await listReaders({ probe: false })).find((r) => r.name === reader)?.cardPresent === true;
-    } catch {
-      return; // no PC/SC to ask here: the adoption wait below says what is wrong
-    }
-    if (!present) return;
+    // no PC/SC to ask here: the adoption wait after this says what is wrong
+    const shown = await slotsShowingCards();
+    if (!shown?.has(slot)) return;
     if (Date.now() > end)
       throw new CliError(
         'PCSC_UNAVAILABLE',
-        `${reader} has shown a card for ${EMPTY_MS / 1000} s before ours was plugged in: another virtual card holds vpcd port ${port}`,
+        `${vpcdReaderName(slot)} has shown a card for ${EMPTY_MS / 1000} s before ours was plugged in: another virtual card holds vpcd port ${port}`,
         'stop the other card (sim serve, another sim run or test card), or run under sim run as root (a private pcscd)',
       );
     await new Promise((r) => setTimeout(r, 100));
