@@ -193,12 +193,7 @@ export const simRun: Command = {
       ctx.exitCode = await runInNamespace(innerPlan, positionals, (s) => ctx.out.note(s));
       return { exitCode: ctx.exitCode };
     }
-    if (ctx.g.sim !== undefined || ctx.g.reader !== undefined || ctx.g.trace !== undefined)
-      throw new CliError(
-        'USAGE_ERROR',
-        'sim run takes no --sim, --reader or --trace: its cards are given with --state/--cards',
-        'give the cards with --state FILE (repeatable) or --cards N; for a card-side transcript use sim serve --trace',
-      );
+    // --sim, --reader and --trace are refused by the parser (simRunSpec.globals, globalsInstead)
     const states = list(v, 'state');
     if (states.includes(''))
       throw new CliError(
