@@ -243,6 +243,20 @@ describe('a step that asks before its login (domain delete)', () => {
   });
 });
 
+describe('key domains on a PKA-only device', () => {
+  it('after the custodians (no user PIN on the device): domain create and domain delete run as the step', async () => {
+    const dir = await tempDir();
+    const { t, c } = await target(dir, '--key-domains', '2');
+    const made = await authenticated(t, c.sim, dir, 'mk', CREATE_STEP);
+    expect(made.code, made.stderr).toBe(0);
+    expect(made.stdout).toContain('key domain 1 created');
+    const del = ['--yes', '--', 'domain', 'delete', '--domain', '1'];
+    const gone = await authenticated(t, c.sim, dir, 'del', del);
+    expect(gone.code, gone.stderr).toBe(0);
+    expect(gone.stdout).toContain('key domain 1 was deleted');
+  });
+});
+
 describe("the step's output is not a file of pka authenticate", () => {
   it('--out equal to a --response, --challenge-out, --trace or --sim file: refused before the challenge', async () => {
     const dir = await tempDir();

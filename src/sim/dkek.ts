@@ -9,7 +9,14 @@ import { decryptKeyBlob, encryptKeyBlob, type KeyMaterial, keyCheckValue } from 
 import { ALGO, EF } from '../protocol/constants.js';
 import { bytesEqual, concat } from '../util/bytes.js';
 import { curveByName } from '../util/curves.js';
-import { type CardContext, ensureSpace, type Handler, keyObjectSize, requireUser } from './context.js';
+import {
+  type CardContext,
+  ensureSpace,
+  type Handler,
+  keyObjectSize,
+  requireUser,
+  userAuthenticated,
+} from './context.js';
 import { checkDomainNumber, domainCount, domainDkek, keyDomain, setDomainDkek } from './domains.js';
 import { keyFor } from './keys.js';
 import type { DkekState, StoredKey } from './state.js';
@@ -71,7 +78,7 @@ export const manageKeyDomain: Handler = (ctx, cmd) => {
     case 0x00:
       return importShare(ctx, domain, cmd.data);
     case 0x01: {
-      if (!ctx.vol.userVerified) fail(DOMAIN_MANAGE_NEEDS_PIN_SW, 'user PIN not verified');
+      if (!userAuthenticated(ctx)) fail(DOMAIN_MANAGE_NEEDS_PIN_SW, 'user not authenticated');
       if (cmd.data.length !== 1) fail(SW.WRONG_LENGTH, 'the share count is 1 byte');
       if (domainDkek(s, domain)) fail(DOMAIN_IN_USE_SW, `key domain ${domain} exists`);
       const n = cmd.data[0]!;
@@ -82,10 +89,10 @@ export const manageKeyDomain: Handler = (ctx, cmd) => {
       return { data: status(ctx, d) };
     }
     case 0x02:
-      if (!ctx.vol.userVerified) fail(DOMAIN_MANAGE_NEEDS_PIN_SW, 'user PIN not verified');
+      if (!userAuthenticated(ctx)) fail(DOMAIN_MANAGE_NEEDS_PIN_SW, 'user not authenticated');
       return fail(XKEK_DOMAIN_SW, 'no PKI-as-a-Service group key: XKEK membership cannot be verified');
     case 0x03: {
-      if (!ctx.vol.userVerified) fail(DOMAIN_MANAGE_NEEDS_PIN_SW, 'user PIN not verified');
+      if (!userAuthenticated(ctx)) fail(DOMAIN_MANAGE_NEEDS_PIN_SW, 'user not authenticated');
       if (!domainDkek(s, domain)) fail(DOMAIN_DELETE_UNUSED_SW, `key domain ${domain} unused`);
       for (const [id, k] of s.keys)
         if (id !== 0 && keyDomain(k) === domain)
@@ -95,7 +102,7 @@ export const manageKeyDomain: Handler = (ctx, cmd) => {
       return { sw: DOMAIN_DELETED_SW };
     }
     case 0x04: {
-      if (!ctx.vol.userVerified) fail(DOMAIN_MANAGE_NEEDS_PIN_SW, 'user PIN not verified');
+      if (!userAuthenticated(ctx)) fail(DOMAIN_MANAGE_NEEDS_PIN_SW, 'user not authenticated');
       const d = usedDomain(ctx, domain);
       if (d.shares === 0)
         fail(DOMAIN_RANDOM_DKEK_DELETE_SW, 'a card-generated DKEK cannot be imported again');
@@ -113,7 +120,7 @@ export const manageKeyDomain: Handler = (ctx, cmd) => {
 function importShare(ctx: CardContext, domain: number, share: Uint8Array) {
   const d = usedDomain(ctx, domain);
   if (share.length === 0) return { data: status(ctx, d) };
-  if (domain !== 0 && !ctx.vol.userVerified) fail(DOMAIN_MANAGE_NEEDS_PIN_SW, 'user PIN not verified');
+  if (domain !== 0 && !userAuthenticated(ctx)) fail(DOMAIN_MANAGE_NEEDS_PIN_SW, 'user not authenticated');
   if (share.length !== SHARE_LEN) fail(SW.WRONG_LENGTH, 'a DKEK share has 32 bytes');
   if (d.outstanding === 0) fail(EXTRA_SHARE_SW, 'no share outstanding');
   for (let i = 0; i < SHARE_LEN; i++) d.value[i]! ^= share[i]!;

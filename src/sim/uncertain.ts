@@ -97,9 +97,10 @@ export const OTHER_KEY_DOMAIN_SW = SW.WRONG_P1P2;
  * below follows pico unless noted):
  * - status or import on a domain slot that was never created (or was deleted): 6A88;
  * - creating (P1=01), deleting (03), deleting the DKEK (04) of a domain and importing a share into a
- *   domain other than 0 need the user PIN: 6982 (pico answers 6985; 6982 is what the SmartCard-HSM
- *   answers for every other key-management command without the PIN). Domain 0 shares are imported
- *   without the PIN, as sc-hsm-tool does;
+ *   domain other than 0 need the user's security status — the PIN, or the custodians on a PKA
+ *   device, or both with option 0010, as every other key-management command: 6982 without it (pico
+ *   answers 6985; 6982 is what the SmartCard-HSM answers for every other key-management command
+ *   unauthenticated). Domain 0 shares are imported without it, as sc-hsm-tool does;
  * - creating a domain that exists: 6A86 (pico); a share count of 0: 6A80 (pico would create a
  *   domain that can never hold a DKEK);
  * - deleting a domain that still holds keys: 6A89 (pico "file exists"); keys made without tag 92
