@@ -4,6 +4,8 @@
  * as `keys` does. The tests build on each other in order: domain 2 shares domain 0's DKEK, domain 1
  * gets its own, then keys go into domains 1 and 0.
  */
+import { generateKeyPairSync } from 'node:crypto';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { beforeAll, expect, it } from 'vitest';
 import { cli, ENV, initArgs, keygenArgs, tempDir } from './cli-helpers.js';
@@ -71,4 +73,17 @@ it('a key in domain 1 and one in domain 0: dump text and JSON name their domains
   expect(byRef(dump)).toEqual(byRef(keys));
   expect(dump.find((k) => k.keyRef === 1)?.domain).toBe(1);
   expect((await ok(['dump', '--sim', sim])).stdout).toMatch(/Key domain\s+:?\s*1/);
+});
+
+it("import-key with domain 1's shares but no --domain: KCV_MISMATCH whose fix says --domain 1; nothing imported", async () => {
+  const pem = join(await tempDir(), 'k.pem');
+  const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
+  await writeFile(pem, privateKey.export({ format: 'pem', type: 'pkcs8' }));
+  const args = ['import-key', pem, '--sim', sim, '--key-ref', '9', '--label', 'imp', '--dkek', shareOwn];
+  const r = await cli([...args, '--password', 'env:PW', '--pin', 'env:PIN', '--json'], { env: ENV });
+  expect(r.json().error.code).toBe('KCV_MISMATCH');
+  expect(r.json().error.message).toContain('it is the DKEK of key domain 1');
+  expect(r.json().error.fix).toContain('--domain 1');
+  const keys = (await ok(['keys', '--sim', sim, '--json'])).json().keys as { keyRef: number }[];
+  expect(keys.map((k) => k.keyRef)).not.toContain(9);
 });

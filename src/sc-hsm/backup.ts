@@ -1422,9 +1422,18 @@ export async function importPrivateKey(hsm: SmartCardHsm, o: ImportKeyOptions): 
     const given = keyCheckValue(dkek);
     // still unknown: the card checks the blob (and a forced replace compares with the old key's)
     if (deviceKcv && !bytesEqual(given, deviceKcv)) {
+      // the shares of another key domain of this device: say which (`--domain N`)
+      const other = (await hsm.listKeyDomains().catch(() => undefined))?.domains.find(
+        (d) => d.domain !== domain && d.outstanding === 0 && bytesEqual(d.kcv, given),
+      );
       throw new ScHsmError(
         'KCV_MISMATCH',
-        `the given DKEK has key check value ${kcvText(given)}, the device has ${kcvText(deviceKcv)}. Nothing was changed.`,
+        `the given DKEK has key check value ${kcvText(given)}, ${domain === 0 ? 'the device' : `key domain ${domain}`} has ${kcvText(deviceKcv)}${other ? `; it is the DKEK of key domain ${other.domain}` : ''}. Nothing was changed.`,
+        other
+          ? {
+              fix: `import the key into key domain ${other.domain}: sc-hsm-ts import-key … --domain ${other.domain} (the library: importPrivateKey with domain: ${other.domain})`,
+            }
+          : {},
       );
     }
     blob = encryptKeyBlob({ pkcs8 }, dkek, o.algorithms ? { algorithms: o.algorithms } : {});
