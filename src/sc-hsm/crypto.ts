@@ -8,6 +8,7 @@ import { ecdsaDerToPlain } from '../pkcs15/index.js';
 import { ALGO, CLA_ISO, CLA_PROPRIETARY, INS } from '../protocol/constants.js';
 import { concat, fresh, padStart } from '../util/bytes.js';
 import type { SessionContext } from './context.js';
+import { algorithmNames } from './key-restrictions.js';
 import { type KeyInfo, keyInfo, spkiPoint } from './keys.js';
 import {
   digestInfo,
@@ -66,27 +67,54 @@ export function keyOpOverrides(keyRef: number) {
 const HASH_OFFSET: Record<HashName, number> = { sha1: 1, sha224: 2, sha256: 3, sha384: 4, sha512: 5 };
 
 /**
- * The card-hashing algorithm (`71`–`75`, `31`–`35`, `41`–`45`, spec §3.13) to sign with when the
- * key's algorithm list (tag 91, as the card reports it) lacks the host-hash algorithm `hostAlgo`
- * but allows hashing by the card: the message then travels whole, in one APDU (≤ 1024 bytes here).
- * Undefined when the host-hash form is allowed, the list is unknown, or no hash is named.
+ * The SIGN algorithm bytes (P2, spec §3.13) that can make a signature by `mechanism`, best first:
+ * the host-hash form (ECDSA `70` over the hash, RSA `20` host-padded, RSA-PSS `40` over the hash),
+ * then the forms where the card hashes (`71`–`75`, `31`–`35`, `41`–`45`) and, for PKCS#1 v1.5,
+ * the card padding a DigestInfo (`30`). A key whose algorithm list (tag 91) has none of them
+ * cannot make that signature.
  */
-function cardHashing(
-  key: KeyInfo,
-  hostAlgo: number,
-  hashSuffix: HashName | undefined,
-  data: Uint8Array,
-  base = hostAlgo,
-): number | undefined {
-  if (!key.algorithms || !hashSuffix || key.algorithms.includes(hostAlgo)) return undefined;
-  const algo = base + HASH_OFFSET[hashSuffix];
-  if (!key.algorithms.includes(algo)) return undefined;
-  if (data.length > 1024)
+export function signAlgorithmChoices(mechanism: SignMechanism): number[] {
+  const [family, pad, hash] = parseMechanism(mechanism);
+  const off = hash ? HASH_OFFSET[hash] : undefined;
+  if (family === 'ECDSA') return off ? [ALGO.ECDSA, ALGO.ECDSA + off] : [ALGO.ECDSA];
+  if (pad === 'RAW') return [ALGO.RSA_RAW];
+  if (pad === 'PKCS1')
+    return off
+      ? [ALGO.RSA_RAW, ALGO.RSA_PKCS1_DIGESTINFO + off, ALGO.RSA_PKCS1_DIGESTINFO]
+      : [ALGO.RSA_RAW, ALGO.RSA_PKCS1_DIGESTINFO];
+  return off ? [ALGO.RSA_PSS, ALGO.RSA_PSS + off] : [ALGO.RSA_PSS];
+}
+
+/**
+ * The one SIGN algorithm byte (P2, spec §3.13) that {@link sign} (and so `csr`, `cert self-sign`,
+ * `pka respond` and WebCrypto `subtle.sign`) sends for a signature by `mechanism` with `key`: the
+ * first of {@link signAlgorithmChoices} that the key's algorithm list allows; the host-hash form
+ * when the list is unknown. ALGORITHM_NOT_ALLOWED (nothing sent) naming what the list allows when
+ * it allows none of them; INVALID_ARGUMENT when the mechanism does not fit the key's type. Public
+ * key data only: usable before the PIN (precheck.ts).
+ */
+export function signAlgorithm(
+  key: Pick<KeyInfo, 'keyRef' | 'type' | 'algorithms'>,
+  mechanism: SignMechanism,
+): number {
+  const choices = signAlgorithmChoices(mechanism);
+  const want = mechanism.startsWith('ECDSA') ? 'ec' : 'rsa';
+  if (key.type !== want)
     throw new ScHsmError(
       'INVALID_ARGUMENT',
-      `key ${key.keyRef} allows only signing with the hash computed by the card (algorithm list), which takes the message in one APDU: at most 1024 bytes; got ${data.length}`,
+      `key ${key.keyRef} is ${key.type.toUpperCase()}, not ${want.toUpperCase()}`,
     );
-  return algo;
+  if (!key.algorithms) return choices[0]!;
+  const list = key.algorithms;
+  const found = choices.find((b) => list.includes(b));
+  if (found !== undefined) return found;
+  throw new ScHsmError(
+    'ALGORITHM_NOT_ALLOWED',
+    `key ${key.keyRef} may not make a ${mechanism} signature: its algorithm list allows only ${algorithmNames(list).join(', ')} (it would need ${algorithmNames(Uint8Array.from(choices)).join(' or ')}). Nothing was sent.`,
+    {
+      fix: 'sign with a hash the key allows (csr/cert: --hash sha256 for an ECDSA-SHA256 key), or use a key whose list has the algorithm',
+    },
+  );
 }
 
 /** SIGN (`80 68 <keyRef> <algorithm> <data>`, extended, spec §3.13): the card's answer as it is. */
@@ -104,9 +132,20 @@ export async function cardSign(
   return r.data;
 }
 
+/** INVALID_ARGUMENT when the card is to hash `data` itself (one APDU, ≤ 1024 bytes here). */
+function checkCardHashLength(keyRef: number, data: Uint8Array): void {
+  if (data.length > 1024)
+    throw new ScHsmError(
+      'INVALID_ARGUMENT',
+      `key ${keyRef} allows only signing with the hash computed by the card (algorithm list), which takes the message in one APDU: at most 1024 bytes; got ${data.length}`,
+    );
+}
+
 /**
- * A signature by `mechanism`: ECDSA over the (truncated) hash with algorithm 70; RSA PKCS#1 v1.5
- * padded on the host and signed raw (20); RSA-PSS padded by the card (40) from the bare hash.
+ * A signature by `mechanism` with the algorithm {@link signAlgorithm} picks: ECDSA over the
+ * (truncated) hash with algorithm 70; RSA PKCS#1 v1.5 padded on the host and signed raw (20);
+ * RSA-PSS padded by the card (40) from the bare hash. A key whose list allows only the card-hash
+ * forms gets the message itself (`71`–`75`, `31`–`35`, `41`–`45`) or, PKCS#1, the DigestInfo (30).
  */
 export async function sign(
   ctx: SessionContext,
@@ -121,21 +160,21 @@ export async function sign(
   if (opts.format !== undefined) checkOneOf(opts.format, ['der', 'raw'], 'the signature format');
   const [family, pad, hashSuffix] = parseMechanism(mechanism);
   const key = ctx.keyCache.get(keyRef) ?? (await keyInfo(ctx, keyRef));
+  const algo = signAlgorithm(key, mechanism);
   if (family === 'ECDSA') {
-    if (key.type !== 'ec')
-      throw new ScHsmError('INVALID_ARGUMENT', `key ${keyRef} is ${key.type.toUpperCase()}, not EC`);
     const size = Math.ceil(key.bits / 8);
-    const byCard = cardHashing(key, ALGO.ECDSA, hashSuffix, data);
-    let hash = byCard !== undefined || !hashSuffix ? data : hashOf(hashSuffix, data);
-    if (byCard === undefined && hash.length > size) hash = hash.subarray(0, size);
-    const der = await cardSign(ctx, keyRef, byCard ?? ALGO.ECDSA, hash);
+    let input = data;
+    if (algo !== ALGO.ECDSA) checkCardHashLength(keyRef, data);
+    else {
+      if (hashSuffix) input = hashOf(hashSuffix, data);
+      if (input.length > size) input = input.subarray(0, size);
+    }
+    const der = await cardSign(ctx, keyRef, algo, input);
     if (opts.format === 'raw') {
       return fresh(ecdsaDerToPlain(der, size));
     }
     return fresh(der);
   }
-  if (key.type !== 'rsa')
-    throw new ScHsmError('INVALID_ARGUMENT', `key ${keyRef} is ${key.type.toUpperCase()}, not RSA`);
   const k = key.bits / 8;
   if (pad === 'RAW') {
     if (data.length !== k)
@@ -143,14 +182,18 @@ export async function sign(
     return fresh(await cardSign(ctx, keyRef, ALGO.RSA_RAW, data));
   }
   if (pad === 'PKCS1') {
-    const byCard = cardHashing(key, ALGO.RSA_RAW, hashSuffix, data, ALGO.RSA_PKCS1_DIGESTINFO);
-    if (byCard !== undefined) return fresh(padStart(await cardSign(ctx, keyRef, byCard, data), k));
     const di = hashSuffix ? digestInfo(hashSuffix, hashOf(hashSuffix, data)) : data;
-    return fresh(padStart(await cardSign(ctx, keyRef, ALGO.RSA_RAW, pkcs1SignaturePad(di, k)), k));
+    if (algo === ALGO.RSA_RAW)
+      return fresh(padStart(await cardSign(ctx, keyRef, ALGO.RSA_RAW, pkcs1SignaturePad(di, k)), k));
+    if (algo === ALGO.RSA_PKCS1_DIGESTINFO) return fresh(padStart(await cardSign(ctx, keyRef, algo, di), k));
+    checkCardHashLength(keyRef, data);
+    return fresh(padStart(await cardSign(ctx, keyRef, algo, data), k));
   }
   // PSS: the card pads (salt length = hash length); it takes the bare hash
-  const byCard = cardHashing(key, ALGO.RSA_PSS, hashSuffix, data);
-  if (byCard !== undefined) return fresh(padStart(await cardSign(ctx, keyRef, byCard, data), k));
+  if (algo !== ALGO.RSA_PSS) {
+    checkCardHashLength(keyRef, data);
+    return fresh(padStart(await cardSign(ctx, keyRef, algo, data), k));
+  }
   let hash: Uint8Array;
   if (hashSuffix) hash = hashOf(hashSuffix, data);
   else {
