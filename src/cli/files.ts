@@ -2,15 +2,30 @@
  * Host files: read with a clear "not found", written atomically (temp file, fsync, then rename to
  * replace or link to create exclusively).
  */
-import { readFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
-import { refuseHostOverwrite, writeAtomic, writeAtomicExclusive } from '../util/host-files.js';
+import {
+  HOST_FILE_MAX_BYTES,
+  readHostBytes,
+  refuseHostOverwrite,
+  writeAtomic,
+  writeAtomicExclusive,
+} from '../util/host-files.js';
 import { CliError } from './exit-codes.js';
 import type { CliIo, Output } from './io.js';
 
-export async function readHostFile(path: string, what = 'file'): Promise<Uint8Array> {
+/**
+ * The whole file, at most `max` bytes ({@link HOST_FILE_MAX_BYTES}: a device such as /dev/zero or a
+ * larger file is refused after reading one byte more): HOST_FILE_NOT_FOUND when it is missing,
+ * USAGE_ERROR naming the file and the bound when it holds more, or cannot be read.
+ */
+export async function readHostFile(
+  path: string,
+  what = 'file',
+  max: number = HOST_FILE_MAX_BYTES.file,
+): Promise<Uint8Array> {
+  let r: Uint8Array | 'too-large';
   try {
-    return new Uint8Array(await readFile(path));
+    r = await readHostBytes(path, max);
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     if (code === 'ENOENT') throw new CliError('HOST_FILE_NOT_FOUND', `${what} ${path} does not exist`);
@@ -20,6 +35,13 @@ export async function readHostFile(path: string, what = 'file'): Promise<Uint8Ar
       'check the path and its permissions',
     );
   }
+  if (r === 'too-large')
+    throw new CliError(
+      'USAGE_ERROR',
+      `${what} ${path} holds more than ${max} bytes, the most a ${what} may hold: not read further`,
+      `name the ${what} itself (not a device, a pipe or another large file)`,
+    );
+  return r;
 }
 
 /**

@@ -15,8 +15,9 @@
  * A secret typed on the command line (visible in `ps` and kept in shell history) or read from a
  * file that others may read gets a one-line warning on stderr; `env:NAME` does not.
  */
-import { readFile, stat } from 'node:fs/promises';
+import { stat } from 'node:fs/promises';
 import { unsafeTextPosition } from '../sc-hsm/validate.js';
+import { HOST_FILE_MAX_BYTES, readHostBytes } from '../util/host-files.js';
 import { CliError } from './exit-codes.js';
 import type { CliIo } from './io.js';
 import type { Prompter } from './prompt.js';
@@ -84,9 +85,11 @@ export async function resolveSecret(
         );
     } else if (spec.startsWith('file:')) {
       const path = spec.slice(5);
-      let text: string;
+      let bytes: Uint8Array | 'too-large';
+      const max = HOST_FILE_MAX_BYTES.secret;
       try {
-        text = await readFile(path, 'utf8');
+        // bounded: file:/dev/zero or an endless pipe is refused after max + 1 bytes (a pipe is fine)
+        bytes = await readHostBytes(path, max);
       } catch (e) {
         const code = (e as NodeJS.ErrnoException).code;
         throw new CliError(
@@ -94,6 +97,13 @@ export async function resolveSecret(
           `--${req.option} file:${path}: cannot read the file (${code ?? 'error'})`,
         );
       }
+      if (bytes === 'too-large')
+        throw new CliError(
+          'USAGE_ERROR',
+          `--${req.option} file:${path}: the file holds more than ${max} bytes, the most a secret file may hold: not read further`,
+          `put only the secret into the file, or give it as --${req.option} env:NAME`,
+        );
+      const text = Buffer.from(bytes).toString('utf8');
       // a regular file only: /dev/stdin or a FIFO is not kept anywhere others could read it later
       const mode = await stat(path).then(
         (s) => (s.isFile() ? s.mode : 0),

@@ -28,17 +28,70 @@ function errnoOf(e: unknown): string {
   return (e as NodeJS.ErrnoException)?.code ?? 'error';
 }
 
-/** The whole file; HOST_FILE_NOT_FOUND when it is missing, IO_ERROR when it cannot be read. */
-export async function readHostFile(path: string, what = 'file'): Promise<Uint8Array> {
-  const { readFile } = await import('node:fs/promises');
+/**
+ * The most bytes one host file may hold, named once for every reader: a file beyond its bound (or a
+ * device such as /dev/zero, a pipe that does not end) is refused after reading one byte more, never
+ * read into memory whole. `secret`: a `file:` PIN or password; `file`: a DKEK share file, a wrap
+ * file, a PEM key, a certificate, a backup manifest or record (all a few KiB).
+ */
+export const HOST_FILE_MAX_BYTES = { secret: 64 * 1024, file: 1024 * 1024 } as const;
+
+/**
+ * At most `max` bytes of `path`, read in chunks from one open (a regular file, a FIFO or a device
+ * alike); `'too-large'` when the file holds more. Node's own errors (ENOENT, EISDIR…) are thrown as
+ * they are, for the caller to name.
+ */
+export async function readHostBytes(path: string, max: number): Promise<Uint8Array | 'too-large'> {
+  const { open } = await import('node:fs/promises');
+  const h = await open(path, 'r');
   try {
-    return new Uint8Array(await readFile(path));
+    const parts: Uint8Array[] = [];
+    let total = 0;
+    for (;;) {
+      const buf = new Uint8Array(Math.min(64 * 1024, max + 1 - total));
+      const { bytesRead } = await h.read(buf, 0, buf.length, null);
+      if (bytesRead === 0) break;
+      parts.push(buf.subarray(0, bytesRead));
+      total += bytesRead;
+      if (total > max) return 'too-large';
+    }
+    const out = new Uint8Array(total);
+    let at = 0;
+    for (const p of parts) {
+      out.set(p, at);
+      at += p.length;
+    }
+    return out;
+  } finally {
+    await h.close();
+  }
+}
+
+/**
+ * The whole file, at most `max` bytes ({@link HOST_FILE_MAX_BYTES}); HOST_FILE_NOT_FOUND when it is
+ * missing, INVALID_ARGUMENT when it holds more than `max` bytes, IO_ERROR when it cannot be read.
+ */
+export async function readHostFile(
+  path: string,
+  what = 'file',
+  max: number = HOST_FILE_MAX_BYTES.file,
+): Promise<Uint8Array> {
+  let r: Uint8Array | 'too-large';
+  try {
+    r = await readHostBytes(path, max);
   } catch (e) {
     const code = errnoOf(e);
     if (code === 'ENOENT')
       throw new ScHsmError('HOST_FILE_NOT_FOUND', `${what} ${path} does not exist`, { cause: e });
     throw new ScHsmError('IO_ERROR', `cannot read ${what} ${path} (${code})`, { cause: e });
   }
+  if (r === 'too-large')
+    throw new ScHsmError(
+      'INVALID_ARGUMENT',
+      `${what} ${path} holds more than ${max} bytes, the most a ${what} may hold: not read further`,
+      { fix: `name the ${what} itself (not a device, a pipe or another large file)` },
+    );
+  return r;
 }
 
 export async function hostFileExists(path: string): Promise<boolean> {
