@@ -354,9 +354,18 @@ function isSimStateCompanion(path: string, sim: string): boolean {
 }
 
 /**
+ * The directories where the virtual device's state file FILE and its companions live (see
+ * {@link isSimStateCompanion}): FILE's directory as named, and that of the file FILE links to.
+ */
+function simStateDirs(sim: string): string[] {
+  return [...new Set([canonicalPath(dirname(resolve(sim))), dirname(canonicalPath(sim))])];
+}
+
+/**
  * USAGE_ERROR, before anything is sent, when an output of the command (`--out`, a created file
  * argument, `--save-replaced`, a backup directory) is the --sim state file or one of its
- * companions: with --force it would replace the virtual device (its keys) or its lock, otherwise
+ * companions, or when a directory the command writes into (an `output-dir`, or restore's
+ * `input-dir` where it notes restore-progress.json) holds them: with --force it would replace the virtual device (its keys) or its lock, otherwise
  * it would fail only after the work.
  */
 function refuseOutputsOnSimState(
@@ -370,6 +379,20 @@ function refuseOutputsOnSimState(
   const outputs = commandPaths(specs, cmd, v, positionals).filter(
     (p) => p.path !== '' && (p.role === 'output' || p.role === 'output-dir'),
   );
+  const simDirs = simStateDirs(sim);
+  const dirs = commandPaths(specs, cmd, v, positionals).filter(
+    (p) => p.path !== '' && (p.role === 'output-dir' || p.role === 'input-dir'),
+  );
+  for (const d of dirs) {
+    const dir = canonicalPath(d.path);
+    if (!simDirs.some((s) => s === dir || s.startsWith(dir.endsWith(sep) ? dir : `${dir}${sep}`))) continue;
+    const what = d.where === cmd.name ? `${cmd.name} ${d.path}` : `${d.where} ${d.path}`;
+    throw new CliError(
+      'USAGE_ERROR',
+      `the state file of the virtual device (--sim ${sim}) and its lock, temp and record files are inside the directory of ${what}, which the command writes into: they could be replaced or taken for its files. Nothing was sent.`,
+      `keep the --sim state file outside that directory, or name another directory for ${d.where === cmd.name ? 'the argument' : d.where}`,
+    );
+  }
   for (const o of outputs) {
     const state = sameFile(o.path, sim);
     if (state || isSimStateCompanion(o.path, sim)) {
