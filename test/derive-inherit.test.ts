@@ -435,12 +435,17 @@ describe('keygen --derive-from (command, virtual card)', () => {
       useCounter: 1,
       warning: null,
     });
-    // key 1 has 2 uses left: one more child (inheriting 1, spent by its check), then 1 left: refused
+    // key 1 has 2 uses left: a child would inherit 1, spent by its check, and keep 0: refused
+    // before anything is sent (hostile pass: it exited 0 with a 0-use child and a use of key 1 gone)
+    const beforeSecond = await readFile(sim, 'utf8');
     const second = await derive(sim, '3', '--json');
-    expect(second.json()).toMatchObject({ keyRef: 3, useCounter: 0, warning: null });
-    const again = await derive(sim, '4');
-    expect(again.code).toBe(7);
-    expect(again.stderr).toMatch(/1 use left/);
+    expect(second.code).toBe(7);
+    expect(second.json().error).toMatchObject({ code: 'USE_COUNTER_EXHAUSTED' });
+    expect(second.json().error.message).toMatch(/2 uses left.*inherits the 1 use left.*no use at all/);
+    expect(await readFile(sim, 'utf8')).toBe(beforeSecond);
+    const keys = (await run(['keys', '--sim', sim, '--json'])).json().keys;
+    expect(keys.find((k: { keyRef: number }) => k.keyRef === 1).useCounter).toBe(2);
+    expect(keys.some((k: { keyRef: number }) => k.keyRef === 3)).toBe(false);
     const w = await wrap(sim, '2');
     // ALGORITHM_NOT_ALLOWED: exit 7
     expect(w.code).toBe(7);

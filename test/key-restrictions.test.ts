@@ -257,14 +257,16 @@ describe('deriveEcKey (80 76)', () => {
 
   it('counts a use of the source and honours its algorithm list', async () => {
     const hsm = await initializedHsm();
-    // 2 uses: the derive takes one, the derived key inherits the 1 left (DERIVE_INHERITS) and its check signature takes it
-    await ecKey(hsm, 'src', { useCounter: 2, algorithms: algorithmBytes(['DERIVE', 'ECDSA']) });
+    // 3 uses: the derive takes one, the derived key inherits the 2 left (DERIVE_INHERITS) and its check signature takes one
+    await ecKey(hsm, 'src', { useCounter: 3, algorithms: algorithmBytes(['DERIVE', 'ECDSA']) });
     await hsm.deriveEcKey(1, 2, TWEAK, { label: 'a' });
-    expect((await hsm.keyInfo(1)).useCounter).toBe(1);
-    // 1 use left: the derived key could not sign its check, refused before anything is sent
-    expect((await rejection(hsm.deriveEcKey(1, 3, TWEAK, { label: 'b' }))).code).toBe(
-      'USE_COUNTER_EXHAUSTED',
-    );
+    expect((await hsm.keyInfo(2)).useCounter).toBe(1);
+    expect((await hsm.keyInfo(1)).useCounter).toBe(2);
+    // 2 uses left: the derived key would keep none after its check, refused before anything is sent
+    const e = await rejection(hsm.deriveEcKey(1, 3, TWEAK, { label: 'b' }));
+    expect(e.code).toBe('USE_COUNTER_EXHAUSTED');
+    expect(e.fix).toMatch(/at least 3 uses left/);
+    expect((await hsm.keyInfo(1)).useCounter).toBe(2);
     await ecKey(hsm, 'no-derive', { keyRef: 10, algorithms: algorithmBytes(['ECDSA']) });
     expect((await rejection(hsm.deriveEcKey(10, 11, TWEAK, { label: 'c' }))).code).toBe(
       'ALGORITHM_NOT_ALLOWED',

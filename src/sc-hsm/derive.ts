@@ -138,12 +138,25 @@ function checkDerivedKeyCheckable(srcKeyRef: number, src: KeyRestrictions): void
       `key ${srcKeyRef} may not be derived from: the derived key inherits its algorithm list (${algorithmNames(list).join(',')}), which allows neither ECDSA nor ECDSA-SHA256, so the signature that checks the derived key could not be made. Nothing was sent.`,
       { fix: 'derive from a key whose algorithm list also has ECDSA or ECDSA-SHA256' },
     );
-  if (src.useCounter === 1)
+  // the derive spends one of the source's uses, the child inherits those left, and the check
+  // signature spends one of the child's: the child keeps useCounter - 2, which must be at least 1
+  if (src.useCounter !== undefined && src.useCounter >= 1 && src.useCounter < MIN_DERIVE_SOURCE_USES) {
+    const n = src.useCounter;
     throw new ScHsmError(
       'USE_COUNTER_EXHAUSTED',
-      `key ${srcKeyRef} has 1 use left: the derive spends it and the derived key inherits the 0 uses left, too few for the signature that checks it. Nothing was sent.`,
+      `key ${srcKeyRef} has ${n} use${n === 1 ? '' : 's'} left: the derive spends one and the derived key inherits the ${n - 1} use${n === 2 ? '' : 's'} left, of which the signature that checks it spends one, leaving the derived key ${n === 1 ? 'too few for that signature' : 'no use at all'}. Nothing was sent.`,
+      {
+        fix: `derive from a key with at least ${MIN_DERIVE_SOURCE_USES} uses left (keygen --use-counter N), or from one without a use counter`,
+      },
     );
+  }
 }
+
+/**
+ * The fewest uses a source key with a use counter must have left to be derived from: one for the
+ * derive, one for the derived key's check signature, and one left for the derived key to use.
+ */
+export const MIN_DERIVE_SOURCE_USES = 3;
 
 /** What the card may answer DERIVE EC KEY with (spec §3.21 and DERIVE_* in src/sim/uncertain.ts). */
 function deriveOverrides(src: number, dst: number) {
@@ -184,7 +197,8 @@ async function checkFreeDestination(ctx: SessionContext, dst: number, fids: numb
  * field-length bytes, not zero and below the order n. Refused before anything is sent: a source
  * that is not an EC key or has no public key in CExx, an occupied destination, a source whose
  * reported algorithm list lacks DERIVE or whose use counter is 0, a tweak that makes the key zero;
- * also a source whose list allows no ECDSA or that has 1 use left, as the derived key inherits
+ * also a source whose list allows no ECDSA or that has fewer than 3 uses left
+ * ({@link MIN_DERIVE_SOURCE_USES}: the derived key would keep none), as the derived key inherits
  * them (DERIVE_INHERITS in src/sim/uncertain.ts) and could not sign its check. The source's use
  * counter (if any) counts one use, the check signature one of the derived key's. Afterwards the
  * derived key's restrictions are read (SELECT CCxx) and `warning` set when the card made it less
