@@ -51,7 +51,7 @@ export class SessionChannel extends ApduChannel {
 
   override send(cmd: Parameters<ApduChannel['send']>[0]): ReturnType<ApduChannel['send']> {
     if (this.closed) return Promise.reject(this.refused());
-    if (this.precheck && !isPublicRead(cmd)) return Promise.reject(new PrecheckStop(cmd.ins));
+    if (this.precheck && !isPublicRead(cmd)) return Promise.reject(new PrecheckStop(cmd.ins, cmd));
     const sm = this.sm;
     if (!sm) return super.send(cmd);
     // wrap, exchange and unwrap hold the channel together: the SSC must see them in order

@@ -146,8 +146,10 @@ export const certImport: Command = {
     const keyRef = reqInt(v, 'key-ref', 1, 255);
     const data = await readHostFile(path, 'certificate file');
     const hsm = await ctx.hsm();
-    await ctx.login(hsm, v);
-    const r = await importCertificate(hsm, keyRef, data);
+    const store = () => importCertificate(hsm, keyRef, data);
+    // the key's type and public key (public files) compared with the certificate's before the PIN
+    await ctx.login(hsm, v, store);
+    const r = await store();
     // the subject comes from the certificate file
     ctx.out.ok(`certificate ${printable(r.subject)} stored for key ${keyRef}`);
     return { keyRef, subject: r.subject, serialNumber: r.certificate.serialNumber, stored: true };

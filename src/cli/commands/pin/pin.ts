@@ -1,3 +1,4 @@
+import { OPTION } from '../../../protocol/constants.js';
 import { parseSoPin, parseUserPin } from '../../../sc-hsm/validate.js';
 import type { Command } from '../../command.js';
 import { flag, reqStr } from '../../context.js';
@@ -61,6 +62,14 @@ export const pinSession: Command = {
       );
     const target = await prepareOutput(ctx, out, { what: 'session PIN file' });
     const hsm = await ctx.hsm();
+    // the device's options are public (SELECT's FCP, tag 85): without 0004 the card refuses GET
+    // SESSION PIN (6A81) only after the PIN was verified, so a wrong PIN would cost a try for nothing
+    if ((hsm.info.options & OPTION.SESSION_PIN) === 0)
+      throw new CliError(
+        'NOT_SUPPORTED',
+        `the device was initialized without the session PIN (option 0004; its options are ${hsm.info.options.toString(16).padStart(4, '0')}): it gives none. Nothing was sent that needs the PIN.`,
+        'initialize the device with it (sc-hsm-ts init … --session-pin; init erases the device), or log in with --pin',
+      );
     await ctx.login(hsm, v);
     const sp = await hsm.getSessionPin();
     try {
