@@ -9,7 +9,7 @@
 import { ScHsmError } from '../errors.js';
 import type { SmartCardHsm } from '../sc-hsm/session.js';
 import { lazyBase } from './core.js';
-import { webCryptoError } from './errors.js';
+import { keyRefusal, webCryptoError } from './errors.js';
 import { arrayBuffer, bytes } from './host-keys.js';
 import type { Algorithm, WebCryptoKey as CryptoKey, HsmKeyHandle, KeyUsage } from './keys.js';
 import { NodeProvider } from './node-provider.js';
@@ -77,7 +77,9 @@ export class HsmAesCbcProvider extends NodeProvider {
   override async encrypt(algorithm: Algorithm, key: CryptoKey, data: ArrayBuffer): Promise<ArrayBuffer> {
     if (!(key instanceof HsmSecretKey)) return super.encrypt(algorithm, key, data);
     checkUsage(key, 'encrypt');
-    return arrayBuffer(await key.hsm.aesEncrypt(key.keyRef, bytes(data), { iv: ivOf(algorithm) }));
+    return arrayBuffer(
+      await keyRefusal(key.hsm.aesEncrypt(key.keyRef, bytes(data), { iv: ivOf(algorithm) })),
+    );
   }
 
   override async decrypt(algorithm: Algorithm, key: CryptoKey, data: ArrayBuffer): Promise<ArrayBuffer> {
@@ -93,7 +95,7 @@ export class HsmAesCbcProvider extends NodeProvider {
       );
     }
     try {
-      return arrayBuffer(await key.hsm.aesDecrypt(key.keyRef, ct, { iv }));
+      return arrayBuffer(await keyRefusal(key.hsm.aesDecrypt(key.keyRef, ct, { iv })));
     } catch (e) {
       if (e instanceof ScHsmError && e.code === 'INCORRECT_DATA') e.name = 'OperationError';
       throw e;

@@ -19,6 +19,7 @@ import { curveByName } from '../util/curves.js';
 import { HsmAesCbcProvider, HsmSecretKey } from './aes.js';
 import { HsmCertificateStorage } from './cert-storage.js';
 import { lazyBase } from './core.js';
+import { keyRefusal } from './errors.js';
 import { type ProviderOwner, rsaKeyAlgorithm } from './families.js';
 import { arrayBuffer, bytes } from './host-keys.js';
 import {
@@ -235,7 +236,7 @@ export class ScHsmCrypto extends CoreCrypto implements ProviderOwner, CryptoStor
     if (!(key instanceof HsmSecretKey)) {
       throw new ScHsmError('INVALID_ARGUMENT', 'cmac needs a device AES key (crypto.getSecretKey)');
     }
-    const mac = await this.hsm.aesCmac(key.keyRef, bytes(data as ArrayBuffer));
+    const mac = await keyRefusal(this.hsm.aesCmac(key.keyRef, bytes(data as ArrayBuffer)));
     return arrayBuffer(mac);
   }
 

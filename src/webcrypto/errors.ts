@@ -27,3 +27,20 @@ export function webCryptoError(
   e.name = name;
   return e;
 }
+
+/**
+ * The card's refusal of a key for an operation under its WebCrypto name: ALGORITHM_NOT_ALLOWED
+ * (the key's algorithm list, spec §3.11) and USE_COUNTER_EXHAUSTED (its use counter) are
+ * InvalidAccessError, "the operation is not valid for the provided key" (W3C WebCrypto). Every
+ * device-key operation of the provider (sign, decrypt, deriveBits, AES encrypt/decrypt, CMAC)
+ * goes through it; other errors pass unchanged.
+ */
+export async function keyRefusal<T>(op: Promise<T>): Promise<T> {
+  try {
+    return await op;
+  } catch (e) {
+    if (e instanceof ScHsmError && (e.code === 'ALGORITHM_NOT_ALLOWED' || e.code === 'USE_COUNTER_EXHAUSTED'))
+      e.name = 'InvalidAccessError';
+    throw e;
+  }
+}

@@ -1,7 +1,7 @@
 /**
  * One webcrypto-core provider per algorithm, as node-webcrypto-p11 does (guide/style.md). Private
  * key operations with device keys go to the session: ECDSA → SIGN algorithm 70 with the hash
- * computed on the host (spec §3.13), the card's DER answer turned into WebCrypto's r‖s;
+ * computed on the host (spec §3.13), or 71–75 with the message for a key limited to those, the card's DER answer turned into WebCrypto's r‖s;
  * RSASSA-PKCS1-v1_5 → host-padded raw RSA (20); RSA-PSS → card-padded PSS (40, salt length =
  * hash length); RSA-OAEP → raw DECIPHER (21) with the padding removed on the host (§3.14);
  * ECDH → DECIPHER algorithm 80. Everything with public keys, and every software key, runs in
@@ -18,13 +18,12 @@ import {
   verify as nodeVerify,
   privateDecrypt,
   publicEncrypt,
-  webcrypto,
 } from 'node:crypto';
 import { ScHsmError } from '../errors.js';
 import { oaepUnpad } from '../sc-hsm/padding.js';
 import type { SignMechanism } from '../sc-hsm/session.js';
 import { lazyBase, loadCore } from './core.js';
-import { webCryptoError } from './errors.js';
+import { keyRefusal, webCryptoError } from './errors.js';
 import { arrayBuffer, bytes } from './host-keys.js';
 import { hsmEcProvider, hsmRsaProvider } from './hsm-provider.js';
 import {
@@ -60,15 +59,24 @@ const RsaOaepProvider = lazyBase((core) => core.RsaOaepProvider);
 // ------------------------------------------------------------------------------------------------
 // EC
 
+const ECDSA_MECH: Record<string, SignMechanism> = {
+  sha1: 'ECDSA-SHA1',
+  sha256: 'ECDSA-SHA256',
+  sha384: 'ECDSA-SHA384',
+  sha512: 'ECDSA-SHA512',
+};
+
 /** ECDSA on every curve of the card (NIST, brainpool, secp k1); signatures are WebCrypto's r‖s. */
 export class HsmEcdsaProvider extends hsmEcProvider(EcdsaProvider) {
   override async onSign(algorithm: EcdsaParams, key: CryptoKey, data: ArrayBuffer): Promise<ArrayBuffer> {
     teachX509Curve((key.algorithm as { namedCurve?: string }).namedCurve);
     const hash = nodeHash(algorithm.hash);
     if (key instanceof HsmPrivateKey) {
-      const digest = new Uint8Array(await webcrypto.subtle.digest(hashName(hash), data));
-      // SIGN 70 takes the hash; the session cuts it to the field size and converts the DER answer
-      return arrayBuffer(await key.hsm.sign(key.keyRef, 'ECDSA', digest, { format: 'raw' }));
+      // the session hashes and sends SIGN 70 with the hash cut to the field size, or, for a key
+      // whose list allows only the card-hash form (e.g. ECDSA-SHA256), SIGN 73 with the message
+      // (crypto.ts signAlgorithm); it converts the DER answer
+      const mech = ECDSA_MECH[hash] as SignMechanism;
+      return arrayBuffer(await keyRefusal(key.hsm.sign(key.keyRef, mech, bytes(data), { format: 'raw' })));
     }
     const ko = (key as SoftwareKey).keyObject;
     return arrayBuffer(new Uint8Array(nodeSign(hash, bytes(data), { key: ko, dsaEncoding: 'ieee-p1363' })));
@@ -140,9 +148,8 @@ export class HsmEcdhProvider extends hsmEcProvider(EcdhProvider) {
           `the peer key is on ${webCurveName(peerCurve.name)}, key reference ${baseKey.keyRef} on ${webCurveName(own.name)}`,
         );
       }
-      secret = await baseKey.hsm.ecdh(
-        baseKey.keyRef,
-        new Uint8Array(peer.export({ type: 'spki', format: 'der' })),
+      secret = await keyRefusal(
+        baseKey.hsm.ecdh(baseKey.keyRef, new Uint8Array(peer.export({ type: 'spki', format: 'der' }))),
       );
     } else {
       const own = (baseKey as SoftwareKey).keyObject;
@@ -195,7 +202,9 @@ export class HsmRsaSsaProvider extends hsmRsaProvider(RsaSsaProvider) {
   override async onSign(_algorithm: Algorithm, key: CryptoKey, data: ArrayBuffer): Promise<ArrayBuffer> {
     const hash = keyHash(key);
     if (key instanceof HsmPrivateKey) {
-      return arrayBuffer(await key.hsm.sign(key.keyRef, PKCS1_MECH[hash] as SignMechanism, bytes(data)));
+      return arrayBuffer(
+        await keyRefusal(key.hsm.sign(key.keyRef, PKCS1_MECH[hash] as SignMechanism, bytes(data))),
+      );
     }
     return arrayBuffer(
       new Uint8Array(nodeSign(hash, bytes(data), softwareRsa(key, constants.RSA_PKCS1_PADDING))),
@@ -228,7 +237,9 @@ export class HsmRsaPssProvider extends hsmRsaProvider(RsaPssProvider) {
           `the SmartCard-HSM signs RSA-PSS with salt length = hash length: use saltLength ${HASH_BYTES[hash]} with ${hashName(hash)}; got ${algorithm.saltLength}`,
         );
       }
-      return arrayBuffer(await key.hsm.sign(key.keyRef, PSS_MECH[hash] as SignMechanism, bytes(data)));
+      return arrayBuffer(
+        await keyRefusal(key.hsm.sign(key.keyRef, PSS_MECH[hash] as SignMechanism, bytes(data))),
+      );
     }
     const options = softwareRsa(key, constants.RSA_PKCS1_PSS_PADDING, algorithm.saltLength);
     return arrayBuffer(new Uint8Array(nodeSign(hash, bytes(data), options)));
@@ -276,7 +287,7 @@ export class HsmRsaOaepProvider extends hsmRsaProvider(RsaOaepProvider) {
     const label = algorithm.label ? new Uint8Array(bytes(algorithm.label as ArrayBuffer)) : new Uint8Array(0);
     const hash = keyHash(key);
     if (key instanceof HsmPrivateKey) {
-      const block = await key.hsm.decrypt(key.keyRef, 'RSA-RAW', bytes(data));
+      const block = await keyRefusal(key.hsm.decrypt(key.keyRef, 'RSA-RAW', bytes(data)));
       return arrayBuffer(oaepUnpad(block, hash, label));
     }
     return arrayBuffer(

@@ -11,7 +11,8 @@
 import { createPublicKey } from 'node:crypto';
 import type { Extension, Name, Pkcs10CertificateRequest, X509Certificate } from '@peculiar/x509';
 import { ScHsmError } from '../errors.js';
-import type { SmartCardHsm } from '../sc-hsm/session.js';
+import { signAlgorithm } from '../sc-hsm/crypto.js';
+import type { SignMechanism, SmartCardHsm } from '../sc-hsm/session.js';
 import { storeKeyCertificate } from '../webcrypto/cert-storage.js';
 import { ScHsmCrypto } from '../webcrypto/crypto.js';
 import type { HsmAlgorithmName } from '../webcrypto/keys.js';
@@ -81,6 +82,32 @@ function subjectName(subject: string): Name {
   );
 }
 
+/**
+ * The session's signature mechanism (crypto.ts) a request or certificate by a key of `keyType`
+ * is signed with under options `o`: `ECDSA-SHA256`, `RSA-PKCS1-SHA384`, `RSA-PSS-SHA256`, …
+ * `signAlgorithm(keyInfo, mechanism)` (src/sc-hsm/crypto.ts) then names the SIGN algorithm byte
+ * (spec §3.13) the card gets, and refuses a key whose algorithm list allows none (`csr`,
+ * `cert self-sign`). INVALID_ARGUMENT for an unknown hash or an option that does not fit the key.
+ */
+export function signatureMechanism(keyType: string, o: SigningOptions = {}): SignMechanism {
+  const hash = o.hash ?? 'SHA-256';
+  const suffix = { 'SHA-1': 'SHA1', 'SHA-256': 'SHA256', 'SHA-384': 'SHA384', 'SHA-512': 'SHA512' }[hash];
+  if (!suffix)
+    throw new ScHsmError(
+      'INVALID_ARGUMENT',
+      `unsupported hash ${String(hash)}; use SHA-256, SHA-384, SHA-512 or SHA-1`,
+    );
+  if (keyType === 'ec') {
+    if (o.rsaPadding) throw new ScHsmError('INVALID_ARGUMENT', 'an EC key: rsaPadding does not apply');
+    return `ECDSA-${suffix}` as SignMechanism;
+  }
+  if (keyType === 'rsa') return `RSA-${o.rsaPadding === 'pss' ? 'PSS' : 'PKCS1'}-${suffix}` as SignMechanism;
+  throw new ScHsmError(
+    'INVALID_ARGUMENT',
+    `a ${keyType.toUpperCase()} key cannot sign; certificates need an RSA or EC key pair`,
+  );
+}
+
 /** The key pair as WebCrypto keys with the algorithm the options ask for, plus the signature algorithm. */
 async function signer(hsm: SmartCardHsm, keyRef: number, o: SigningOptions) {
   const crypto = new ScHsmCrypto(hsm);
@@ -112,6 +139,9 @@ async function signer(hsm: SmartCardHsm, keyRef: number, o: SigningOptions) {
       `key reference ${keyRef} is an AES key; certificates need an RSA or EC key pair`,
     );
   }
+  // a key whose algorithm list allows no form of this signature is refused here, before anything
+  // is built or sent (a list with only ECDSA-SHA256 signs with the hash computed by the card)
+  signAlgorithm(info, signatureMechanism(info.type, o));
   const pair = await crypto.getKeyPair({ keyRef }, { algorithm: { name, hash } });
   return { crypto, pair, signingAlgorithm, info };
 }

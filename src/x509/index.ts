@@ -11,6 +11,7 @@ export {
   type SigningOptions,
   STORED_CERT_ACCESS,
   selfSignCertificate,
+  signatureMechanism,
 } from './certificates.js';
 export {
   type ChainEntry,
