@@ -23,8 +23,8 @@ import {
 const BAD = { ...ENV, BAD: '111111' };
 let dir: string;
 /**
- * EC P-256 at 1 (unrestricted), EC ECDH-only at 30, EC with one use at 31 (already spent), RSA
- * 2048 with only RSA-DECRYPT-* at 32, and a self-signed certificate of key 1 in other.pem.
+ * EC P-256 at 1 (unrestricted), EC ECDH-only at 30, EC with one use at 31 (already spent), EC
+ * ECDSA-SHA256-only at 33, and a self-signed certificate of key 1 in other.pem.
  */
 let base: string;
 let otherPem: string;
@@ -37,6 +37,7 @@ beforeAll(async () => {
     ['ec:prime256v1', 'plain', '--key-ref', '1'],
     ['ec:prime256v1', 'ecdh', '--key-ref', '30', '--algorithms', 'ECDH'],
     ['ec:prime256v1', 'once', '--key-ref', '31', '--use-counter', '1'],
+    ['ec:prime256v1', 'sha256', '--key-ref', '33', '--algorithms', 'ECDSA-SHA256'],
   ]) {
     const [type, label, ...rest] = more as [string, string, ...string[]];
     const k = await cli([...keygenArgs(base, type, label, ...rest), '--pin', 'env:PIN'], { env: ENV });
@@ -136,6 +137,29 @@ describe('signatures a key cannot make are refused before the PIN', () => {
   });
 });
 
+describe('a key whose list allows the signature the signing code picks passes the pre-check', () => {
+  it('csr with an ECDSA-SHA256-only key: the wrong PIN is what fails (the card-hash algorithm is allowed)', async () => {
+    const s = await fresh();
+    const r = await cli(
+      ['csr', '--sim', s, '--key-ref', '33', '--subject', 'CN=a', '--pin', 'env:BAD', '--json'],
+      {
+        env: BAD,
+      },
+    );
+    expect(r.json().error?.code, r.stdout).toBe('WRONG_PIN');
+    expect(await tries(s)).toBe(2);
+  });
+
+  it('csr with an ECDSA-SHA256-only key and the right PIN makes the request', async () => {
+    const s = await fresh();
+    const r = await cli(['csr', '--sim', s, '--key-ref', '33', '--subject', 'CN=a', '--pin', 'env:PIN'], {
+      env: ENV,
+    });
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toContain('BEGIN CERTIFICATE REQUEST');
+  });
+});
+
 describe('cert import of a certificate of another key', () => {
   it('is refused before the PIN (the public keys are public)', async () => {
     const m = await refusedBeforePin(
@@ -143,6 +167,13 @@ describe('cert import of a certificate of another key', () => {
       'INVALID_ARGUMENT',
     );
     expect(m).toContain('does not belong to key reference 30');
+  });
+
+  it('to an empty key reference: KEY_NOT_FOUND before the PIN', async () => {
+    await refusedBeforePin(
+      (s) => ['cert', 'import', otherPem, '--sim', s, '--key-ref', '99'],
+      'KEY_NOT_FOUND',
+    );
   });
 
   it('its own certificate is still stored with the right PIN', async () => {
