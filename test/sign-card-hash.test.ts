@@ -130,6 +130,27 @@ describe('a key restricted to ECDSA-SHA256 (the README key) signs through WebCry
     expect(seen).toHaveLength(2);
   });
 
+  it('hostile: a message over 1024 bytes, SHA-1, a pre-hashed ECDSA: refused, no SIGN sent', async () => {
+    const crypto = new ScHsmCrypto(hsm);
+    const { privateKey } = await crypto.getKeyPair({ keyRef: 50 });
+    const seen = signAlgos(hsm);
+    const big = await rejection(
+      crypto.subtle.sign({ name: 'ECDSA', hash: 'SHA-256' }, privateKey, new Uint8Array(1025)),
+    );
+    expect(big.code).toBe('INVALID_ARGUMENT');
+    expect(big.message).toContain('at most 1024 bytes');
+    const sha1 = await rejection(
+      crypto.subtle.sign({ name: 'ECDSA', hash: 'SHA-1' }, privateKey, new Uint8Array(3)),
+    );
+    expect([sha1.name, sha1.code]).toEqual(['InvalidAccessError', 'ALGORITHM_NOT_ALLOWED']);
+    const pre = await rejection(hsm.sign(50, 'ECDSA', new Uint8Array(32)));
+    expect(pre.code).toBe('ALGORITHM_NOT_ALLOWED');
+    expect(seen).toEqual([]);
+    // exactly 1024 bytes still goes to the card in one SIGN 73
+    await crypto.subtle.sign({ name: 'ECDSA', hash: 'SHA-256' }, privateKey, new Uint8Array(1024));
+    expect(seen).toEqual([0x73]);
+  });
+
   it('a used-up key is InvalidAccessError in WebCrypto (USE_COUNTER_EXHAUSTED)', async () => {
     await hsm.generateKeyPair({ type: 'ec', curve: 'prime256v1', label: 'once', keyRef: 52, useCounter: 1 });
     const crypto = new ScHsmCrypto(hsm);

@@ -51,6 +51,7 @@ import * as wrap from './wrap.js';
 
 export type { AesCbcOptions } from './aes.js';
 export type { DecryptMechanism, SignMechanism } from './crypto.js';
+export { signAlgorithm, signAlgorithmChoices } from './crypto.js';
 export type { DerivedKey, DerivedKeyWarning, DeriveEcKeyOptions, LostRestriction } from './derive.js';
 export type { AppletInfo, DeviceStatus } from './device.js';
 export {
