@@ -24,7 +24,8 @@ const BAD = { ...ENV, BAD: '111111' };
 let dir: string;
 /**
  * EC P-256 at 1 (unrestricted), EC ECDH-only at 30, EC with one use at 31 (already spent), EC
- * ECDSA-SHA256-only at 33, and a self-signed certificate of key 1 in other.pem.
+ * ECDSA-SHA256-only at 33, RSA with only RSA-DECRYPT-OAEP at 32 and only RSA-PKCS1-SHA256 at 34,
+ * and a self-signed certificate of key 1 in other.pem.
  */
 let base: string;
 let otherPem: string;
@@ -38,6 +39,8 @@ beforeAll(async () => {
     ['ec:prime256v1', 'ecdh', '--key-ref', '30', '--algorithms', 'ECDH'],
     ['ec:prime256v1', 'once', '--key-ref', '31', '--use-counter', '1'],
     ['ec:prime256v1', 'sha256', '--key-ref', '33', '--algorithms', 'ECDSA-SHA256'],
+    ['rsa:2048', 'dec', '--key-ref', '32', '--algorithms', 'RSA-DECRYPT-OAEP'],
+    ['rsa:2048', 'pkcs1', '--key-ref', '34', '--algorithms', 'RSA-PKCS1-SHA256'],
   ]) {
     const [type, label, ...rest] = more as [string, string, ...string[]];
     const k = await cli([...keygenArgs(base, type, label, ...rest), '--pin', 'env:PIN'], { env: ENV });
@@ -148,6 +151,28 @@ describe('a key whose list allows the signature the signing code picks passes th
     );
     expect(r.json().error?.code, r.stdout).toBe('WRONG_PIN');
     expect(await tries(s)).toBe(2);
+  });
+
+  it('RSA: a decrypt-only key is refused before the PIN; an RSA-PKCS1-SHA256-only key passes to the PIN', async () => {
+    await refusedBeforePin(
+      (s) => ['csr', '--sim', s, '--key-ref', '32', '--subject', 'CN=a'],
+      'ALGORITHM_NOT_ALLOWED',
+    );
+    const s = await fresh();
+    const r = await cli(
+      ['csr', '--sim', s, '--key-ref', '34', '--subject', 'CN=a', '--pin', 'env:BAD', '--json'],
+      {
+        env: BAD,
+      },
+    );
+    expect(r.json().error?.code, r.stdout).toBe('WRONG_PIN');
+  });
+
+  it('a --hash the ECDSA-SHA256-only key does not allow: ALGORITHM_NOT_ALLOWED before the PIN', async () => {
+    await refusedBeforePin(
+      (s) => ['csr', '--sim', s, '--key-ref', '33', '--subject', 'CN=a', '--hash', 'sha384'],
+      'ALGORITHM_NOT_ALLOWED',
+    );
   });
 
   it('csr with an ECDSA-SHA256-only key and the right PIN makes the request', async () => {
