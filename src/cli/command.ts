@@ -409,6 +409,32 @@ function refuseOutputsOnSimState(
 }
 
 /**
+ * USAGE_ERROR naming the option when a path option (`--sim=`, `--out ''`) or a path argument is
+ * empty: not taken for the current directory or reported as a bad file later.
+ */
+function refuseEmptyPaths(
+  specs: Record<string, OptionSpec>,
+  cmd: CommandSpec,
+  v: Values,
+  positionals: string[],
+): void {
+  for (const [name, value] of Object.entries(v)) {
+    if (!specs[name]?.path) continue;
+    if ((Array.isArray(value) ? value : [value]).some((x) => x === ''))
+      throw new CliError(
+        'USAGE_ERROR',
+        `--${name} was given an empty path; nothing was done`,
+        `give --${name} a path`,
+      );
+  }
+  if (cmd.argPath && positionals.some((p) => p === ''))
+    throw new CliError(
+      'USAGE_ERROR',
+      `${cmd.name} was given an empty path as its argument; nothing was done`,
+    );
+}
+
+/**
  * `--session-pin` on every command alike, before anything is read or sent: never an empty value
  * (a secret never is), and never with `--sim` (each --sim command powers the virtual card on
  * afresh, which ends any session PIN: trying one would cost a PIN try; spec §3.20).
@@ -451,6 +477,7 @@ export function parseCommandArgs(cmd: CommandSpec, argv: string[]): Parsed {
   if (v.help !== true) refuseOtherGlobals(cmd, parsed.tokens);
   refuseRepeatedOptions(specs, parsed.tokens);
   refuseUnsafeText(specs, cmd, v, parsed.positionals);
+  refuseEmptyPaths(specs, cmd, v, parsed.positionals);
   const help = v.help === true;
   const [min, max] = cmd.positionals ?? [0, 0];
   if (!help) {

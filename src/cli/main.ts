@@ -37,6 +37,39 @@ function printVersion(io: CliIo, json: boolean): number {
   return EXIT.OK;
 }
 
+/** The global options as `--name ARG`, from GLOBAL_OPTIONS (the one list the parser uses too). */
+function globalOptionList(): string {
+  return Object.entries(GLOBAL_OPTIONS)
+    .map(([k, o]) => `--${k}${o.arg ? `${KEEP}${k === 'trace' ? `${o.arg}|-` : o.arg}` : ''}`)
+    .join(', ');
+}
+
+/** Every option of any command (or global) that takes a secret (`arg: 'SECRET'`), once each. */
+function secretOptionList(): string {
+  const names = new Set<string>();
+  for (const c of COMMANDS)
+    for (const [k, o] of Object.entries({ ...(c.options ?? {}), ...GLOBAL_OPTIONS }))
+      if (o.arg === 'SECRET') names.add(`--${k}`);
+  return [...names].join(', ');
+}
+
+/** A space {@link wrapWords} never breaks at (an option and its value stay on one line). */
+const KEEP = '\u0001';
+
+/** `text` in lines of at most 100 characters, broken between words (not at {@link KEEP}). */
+function wrapWords(text: string): string[] {
+  const lines: string[] = [];
+  let line = '';
+  for (const word of text.split(' ')) {
+    if (line && line.length + 1 + word.length > 100) {
+      lines.push(line);
+      line = word;
+    } else line = line ? `${line} ${word}` : word;
+  }
+  if (line) lines.push(line);
+  return lines.map((l) => l.replaceAll(KEEP, ' '));
+}
+
 function topHelp(): string {
   const w = Math.max(...COMMANDS.map((c) => c.name.length + (c.args ? c.args.length + 1 : 0)));
   return [
@@ -49,12 +82,13 @@ function topHelp(): string {
     'Commands:',
     ...COMMANDS.map((c) => `  ${`${c.name}${c.args ? ` ${c.args}` : ''}`.padEnd(w)}  ${c.summary}`),
     '',
-    'Global options (before or after the command): --reader NAME|INDEX, --sim FILE, --json, --trace FILE|-,',
-    '--trace-overwrite, --yes, --progress, --last-try, --help (sim run, sim serve, doctor and demo take',
-    'fewer: COMMAND --help lists them). An option that takes a value is given once.',
+    ...wrapWords(
+      `Global options (before or after the command): ${globalOptionList()} (sim run, sim serve, doctor and demo take fewer: COMMAND --help lists them). An option that takes a value is given once.`,
+    ),
     'Before the command only: --version, -V (the version; with --json {"name":"sc-hsm-ts","version":…}).',
-    'Secrets (--pin, --so-pin, --new-pin, --new-so-pin, --password): VALUE, env:NAME or file:PATH;',
-    'asked without echo on a terminal when omitted, an error (exit 2) without one.',
+    ...wrapWords(
+      `Secrets (${secretOptionList()}): VALUE, env:NAME or file:PATH; asked without echo on a terminal when omitted, an error (exit 2) without one.`,
+    ),
     '',
     'Exit codes:',
     ...exitCodeHelp(),

@@ -103,6 +103,8 @@ export const status: Command = {
       ctx.out.kv('Key domains', kd.slots);
       for (const x of kd.domains) ctx.out.kv(`  domain ${x.domain}`, domainText(x));
     }
-    return { reader: d.reader, ...st, keyDomains: kd.slots, domains: kd.domains.map(domainJson) };
+    // `dkek` is the default key domain's (0), named as in dump and `domain status`
+    const dkek = st.dkek && { domain: 0, ...st.dkek };
+    return { reader: d.reader, ...st, dkek, keyDomains: kd.slots, domains: kd.domains.map(domainJson) };
   },
 };
