@@ -142,8 +142,35 @@ export function describeHolder(h: StateFileHolder | undefined): string {
   return `pid ${h.pid} (${h.command})${host} since ${h.since}`;
 }
 
-function lockedError(path: string, canonical: string, waitedMs: number): ScHsmError {
+/**
+ * True when this process runs inside `sim run` (its COMMAND, which gets SC_HSM_SIM_RUN, or sim
+ * run's own inner process) and `h` is sim run: its pid is a host pid, not visible in sim run's PID
+ * namespace, so "no longer running" would be false and removing the lock would give the file two
+ * holders.
+ */
+function heldBySimRunAroundUs(h: StateFileHolder, env: NodeJS.ProcessEnv): boolean {
+  return (
+    /\bsim run$/.test(h.command) &&
+    (env.SC_HSM_SIM_RUN !== undefined || env.SC_HSM_TS_SIM_RUN_INNER !== undefined)
+  );
+}
+
+function lockedError(
+  path: string,
+  canonical: string,
+  waitedMs: number,
+  env: NodeJS.ProcessEnv = process.env,
+): ScHsmError {
   const h = readStateFileHolder(canonical);
+  const waited = `waited ${Math.round(waitedMs / 100) / 10} s`;
+  if (h && heldBySimRunAroundUs(h, env))
+    return new ScHsmError(
+      'READER_BUSY',
+      `the virtual card ${path} is held by \`sim run\` (pid ${h.pid} on the host, since ${h.since}; this process runs inside a sim run, whose PID namespace hides that pid): a sim run plugs its card into its reader, and --sim cannot open the file a second time; ${waited}`,
+      {
+        fix: `when it is this sim run's card, give it to the command through the reader: --reader "$SC_HSM_READER" instead of --sim ${path}; otherwise wait for that sim run to end (never remove ${canonical}.lock: sim run holds it)`,
+      },
+    );
   let why = `the virtual card ${path} is in use by ${describeHolder(h)}`;
   // a dead holder: waiting for "that command to end" is no advice, the lock's expiry is
   let fix: string | undefined;
@@ -160,11 +187,7 @@ function lockedError(path: string, canonical: string, waitedMs: number): ScHsmEr
     why += `, which is no longer running: its lock expires${expires} (${STATE_LOCK_STALE_MS / 1000} s after it stopped)`;
     fix = `run the command again once the stale lock has expired${inS === undefined ? '' : ` (in about ${inS} s)`}; or, only when you are sure no process uses ${path}, remove its lock directory: rmdir ${canonical}.lock`;
   }
-  return new ScHsmError(
-    'READER_BUSY',
-    `${why}; waited ${Math.round(waitedMs / 100) / 10} s`,
-    fix ? { fix } : {},
-  );
+  return new ScHsmError('READER_BUSY', `${why}; ${waited}`, fix ? { fix } : {});
 }
 
 /**
