@@ -272,7 +272,8 @@ describe('aes: what a hostile user tries', () => {
     // an endless device is read only up to the limit
     const zero = await aes('encrypt', s, '2', '--in', '/dev/zero', '--out', join(dir, `${n}-z`));
     expect(zero.code).toBe(2);
-    expect(zero.stderr).toMatch(/more than that/);
+    expect(zero.stderr).toContain('--in /dev/zero gives more than 16777216 bytes, the most that are taken');
+    expect(zero.stderr).not.toMatch(/more than that/);
     expect((await aes('cmac', s, '2', '--in', '/dev/zero')).code).toBe(2);
     expect((await aes('cmac', s, '2', '--in', dir)).code).toBe(2);
     const ok = await aes('cmac', s, '2', '--in', await file('ok', new Uint8Array(1024)));

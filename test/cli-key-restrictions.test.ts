@@ -287,6 +287,12 @@ describe('keygen --derive-from', () => {
       [['--derive-from', '1', '--tweak', TWEAK, '--key-ref', '2', '--label', 'x'], 7, /already in use/],
       [['--derive-from', '1', '--tweak', TWEAK, '--key-ref', '1', '--label', 'x'], 2, /must differ/],
       [['--derive-from', '1', '--tweak', 'zz', '--key-ref', '7', '--label', 'x'], 2, /hex bytes/],
+      // key material: hex digits only (g16: ` 0 1` was taken for 01)
+      ...[' 0 1', '0 1', '01 02', '01:02'].map((t): [string[], number, RegExp] => [
+        ['--derive-from', '1', '--tweak', t, '--key-ref', '7', '--label', 'x'],
+        2,
+        /no spaces or colons/,
+      ]),
       [['--derive-from', '1', '--tweak', '0000', '--key-ref', '7', '--label', 'x'], 2, /not be zero/],
       [
         ['--derive-from', '1', '--tweak', 'ff'.repeat(32), '--key-ref', '7', '--label', 'x'],

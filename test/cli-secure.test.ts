@@ -140,6 +140,12 @@ describe('--secure', () => {
     const again = await securePin(['pin', 'session'], f, '--out', out);
     expect(again.code).toBe(7);
     expect(await readFile(out, 'utf8')).toBe(text);
+    // --out -: the PIN on stdout, and a hint that is true for it (g16: said --session-pin file:-)
+    const toStdout = await securePin(['pin', 'session'], f, '--out', '-');
+    expect(toStdout.code, toStdout.stderr).toBe(0);
+    expect(toStdout.stdout).toMatch(/^[0-9a-f]{16}\n$/);
+    expect(toStdout.stderr).not.toContain('file:-');
+    expect(toStdout.stderr).toContain('env:NAME');
     // --session-pin without --secure, with --pin, or not hex: usage errors, nothing sent
     const noSecure = await cli(['pin', 'verify', '--sim', f, '--session-pin', `file:${out}`]);
     expect(noSecure.code).toBe(2);

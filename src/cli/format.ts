@@ -146,9 +146,13 @@ export function restrictionsText(k: { algorithms?: Uint8Array; useCounter?: numb
   return parts.length ? parts.join('; ') : undefined;
 }
 
-/** Parses `--id HEX`. */
-export function parseHexArg(s: string): Uint8Array | undefined {
-  const clean = s.replace(/[\s:]/g, '');
+/**
+ * Parses `--id HEX` (also `apdu HEX…`, `--iv`): spaces and colons between digits are allowed, as
+ * hex is often copied from a dump. With `strict` (key material such as `--tweak`) only the hex
+ * digits are: a value with a space in it is more likely a mistake than a layout.
+ */
+export function parseHexArg(s: string, o: { strict?: boolean } = {}): Uint8Array | undefined {
+  const clean = o.strict ? s : s.replace(/[\s:]/g, '');
   if (!/^([0-9a-fA-F]{2})+$/.test(clean)) return undefined;
   return Uint8Array.from(Buffer.from(clean, 'hex'));
 }

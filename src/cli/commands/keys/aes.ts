@@ -45,10 +45,12 @@ function parseIv(v: Values): Uint8Array | undefined {
  * only up to one byte more than `max`.
  */
 async function readInput(path: string, max: number): Promise<Uint8Array> {
-  const tooLong = (size: string) =>
+  const tooLong = (size: number | bigint | undefined) =>
     new CliError(
       'USAGE_ERROR',
-      `--in ${path} has ${size} bytes; at most ${max} are taken`,
+      size === undefined
+        ? `--in ${path} gives more than ${max} bytes, the most that are taken`
+        : `--in ${path} has ${size} bytes; at most ${max} are taken`,
       max === CMAC_MAX ? 'authenticate a shorter message (e.g. its SHA-256)' : 'split the file',
     );
   let s: Awaited<ReturnType<typeof stat>> | undefined;
@@ -58,7 +60,7 @@ async function readInput(path: string, max: number): Promise<Uint8Array> {
     // readHostFile reports a missing or unreadable file
   }
   if (!s || s.isDirectory()) return readHostFile(path, 'input file'); // its own error
-  if (s.isFile() && s.size > max) throw tooLong(String(s.size));
+  if (s.isFile() && s.size > max) throw tooLong(s.size);
   let h: Awaited<ReturnType<typeof open>>;
   try {
     h = await open(path, 'r');
@@ -74,7 +76,7 @@ async function readInput(path: string, max: number): Promise<Uint8Array> {
       if (bytesRead === 0) break;
       parts.push(buf.subarray(0, bytesRead));
       total += bytesRead;
-      if (total > max) throw tooLong('more than that');
+      if (total > max) throw tooLong(undefined);
     }
     return concat(...parts);
   } finally {

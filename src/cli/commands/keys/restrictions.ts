@@ -64,11 +64,12 @@ export async function runDerive(ctx: Ctx, v: Values): Promise<unknown> {
       '--derive-from needs --tweak HEX',
       'add --tweak HEX (the value added to the private key)',
     );
-  const tweak = parseHexArg(tweakText);
+  // key material: hex digits only, no spaces or colons (` 0 1` is not taken for 01)
+  const tweak = parseHexArg(tweakText, { strict: true });
   if (!tweak || tweak.length > 66)
     throw new CliError(
       'USAGE_ERROR',
-      '--tweak takes 1 to 66 hex bytes, e.g. --tweak 0102…20 (32 bytes for a 256-bit curve)',
+      `--tweak takes 1 to 66 hex bytes written as hex digits only (no spaces or colons), e.g. --tweak 0102…20 (32 bytes for a 256-bit curve)`,
     );
   if (tweak.every((b) => b === 0))
     throw new CliError('USAGE_ERROR', '--tweak must not be zero: the derived key would equal the source key');

@@ -78,7 +78,9 @@ export const pinSession: Command = {
       sp.fill(0);
     }
     ctx.out.ok(
-      `wrote the session PIN to ${out}: use it with --secure --session-pin file:${out} until the card is reset`,
+      out === '-'
+        ? 'printed the session PIN on standard output: keep it in a file (mode 0600) or an environment variable and give it with --secure --session-pin file:PATH or env:NAME until the card is reset'
+        : `wrote the session PIN to ${out}: use it with --secure --session-pin file:${out} until the card is reset`,
     );
     return { out };
   },
