@@ -146,7 +146,7 @@ function checkDerivedKeyCheckable(srcKeyRef: number, src: KeyRestrictions): void
       'USE_COUNTER_EXHAUSTED',
       `key ${srcKeyRef} has ${n} use${n === 1 ? '' : 's'} left: the derive spends one and the derived key inherits the ${n - 1} use${n === 2 ? '' : 's'} left, of which the signature that checks it spends one, leaving the derived key ${n === 1 ? 'too few for that signature' : 'no use at all'}. Nothing was sent.`,
       {
-        fix: `derive from a key with at least ${MIN_DERIVE_SOURCE_USES} uses left (keygen --use-counter N), or from one without a use counter`,
+        fix: `derive from a key with at least ${MIN_DERIVE_SOURCE_USES} uses left, or from one without a use counter`,
       },
     );
   }
