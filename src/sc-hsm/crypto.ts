@@ -112,7 +112,7 @@ export function signAlgorithm(
     'ALGORITHM_NOT_ALLOWED',
     `key ${key.keyRef} may not make a ${mechanism} signature: its algorithm list allows only ${algorithmNames(list).join(', ')} (it would need ${algorithmNames(Uint8Array.from(choices)).join(' or ')}). Nothing was sent.`,
     {
-      fix: 'sign with a hash the key allows (csr/cert: --hash sha256 for an ECDSA-SHA256 key), or use a key whose list has the algorithm',
+      fix: 'sign with a hash the key allows (sc-hsm-ts csr or cert self-sign --hash sha256 for an ECDSA-SHA256 key), or use a key whose list has the algorithm',
     },
   );
 }
