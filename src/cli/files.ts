@@ -3,9 +3,10 @@
  * replace or link to create exclusively).
  */
 import { dirname, join, resolve } from 'node:path';
+import { ScHsmError } from '../errors.js';
 import {
   HOST_FILE_MAX_BYTES,
-  readHostBytes,
+  readHostFile as readLibraryHostFile,
   refuseHostOverwrite,
   writeAtomic,
   writeAtomicExclusive,
@@ -23,25 +24,14 @@ export async function readHostFile(
   what = 'file',
   max: number = HOST_FILE_MAX_BYTES.file,
 ): Promise<Uint8Array> {
-  let r: Uint8Array | 'too-large';
   try {
-    r = await readHostBytes(path, max);
+    return await readLibraryHostFile(path, what, max);
   } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT') throw new CliError('HOST_FILE_NOT_FOUND', `${what} ${path} does not exist`);
-    throw new CliError(
-      'USAGE_ERROR',
-      `cannot read ${what} ${path} (${code ?? 'error'})`,
-      'check the path and its permissions',
-    );
+    if (!(e instanceof ScHsmError)) throw e;
+    if (e.code === 'HOST_FILE_NOT_FOUND') throw new CliError('HOST_FILE_NOT_FOUND', e.message);
+    // unreadable or too large: the operator's input, a usage error with its fix
+    throw new CliError('USAGE_ERROR', e.message, e.fix ?? 'check the path and its permissions');
   }
-  if (r === 'too-large')
-    throw new CliError(
-      'USAGE_ERROR',
-      `${what} ${path} holds more than ${max} bytes, the most a ${what} may hold: not read further`,
-      `name the ${what} itself (not a device, a pipe or another large file)`,
-    );
-  return r;
 }
 
 /**
