@@ -46,7 +46,7 @@ describe('sim run: options refused before anything starts (exit 2)', () => {
       /--password is the password of --dkek-share/,
     ],
     ['--sim', ['--sim', 'x.json'], /sim run takes no --sim:/],
-    ["--state ''", ['--state', ''], /--state needs a file name/],
+    ["--state ''", ['--state', ''], /--state was given an empty path/],
     ["--cards ''", ['--cards', ''], /--cards must be an integer/],
     ['--trace', ['--trace', '-'], /sim run takes no --trace:/],
   ];

@@ -195,12 +195,7 @@ export const simRun: Command = {
     }
     // --sim, --reader and --trace are refused by the parser (simRunSpec.globals, globalsInstead)
     const states = list(v, 'state');
-    if (states.includes(''))
-      throw new CliError(
-        'USAGE_ERROR',
-        '--state needs a file name; got an empty one',
-        'give --state FILE (a virtual card state file, made by init --sim FILE), or leave it out for a fresh card',
-      );
+    // an empty --state is refused by the parser with every empty path option
     const cards = int(v, 'cards', 0, VPCD_SLOTS) ?? Math.max(states.length, 1);
     if (states.length > VPCD_SLOTS)
       throw new CliError('USAGE_ERROR', `vpcd has ${VPCD_SLOTS} slots: at most ${VPCD_SLOTS} --state files`);
