@@ -139,11 +139,17 @@ export async function plugIn(
   card: VpcdCard,
   host: string,
   port: number,
-  o: { keepAlive?: boolean } = {},
+  o: { keepAlive?: boolean; freshPcscd?: boolean } = {},
 ): Promise<VpcdConnection> {
-  await slotEmpty(host, port);
+  // a pcscd started for this run has never held a card: nothing to wait for, and no PC/SC context
+  // (pcsclite's threads) in a process whose pcscd is stopped before it exits
+  if (!o.freshPcscd) await slotEmpty(host, port);
   const w = watched(card);
-  const link = connectToVpcd(w.card, { host, port, ...o });
+  const link = connectToVpcd(w.card, {
+    host,
+    port,
+    ...(o.keepAlive !== undefined && { keepAlive: o.keepAlive }),
+  });
   let timer: NodeJS.Timeout | undefined;
   try {
     await Promise.race([
@@ -185,6 +191,8 @@ export interface CardsAndCommand {
   onStop: (stop: (signal: NodeJS.Signals) => void) => void;
   /** The pid named in the state files' lock records (inside the namespaces: the outer run's). */
   holderPid?: number | undefined;
+  /** The pcscd was started for this run (inside the namespaces): its slots were never used. */
+  freshPcscd?: boolean | undefined;
   /** COMMAND's standard output to standard error (`--json`: stdout holds sim run's one document). */
   stdoutToStderr?: boolean | undefined;
 }
@@ -217,7 +225,7 @@ export async function cardsAndCommand(o: CardsAndCommand): Promise<number> {
       });
       cards.push(card);
       if (profile) card.profile = profile;
-      links.push(await plugIn(card, o.host, VPCD_PORT + i));
+      links.push(await plugIn(card, o.host, VPCD_PORT + i, { freshPcscd: o.freshPcscd === true }));
     }
     if (stopped) return 128 + (constants.signals[stopped] ?? 0);
     const [file, ...args] = o.command;
@@ -325,6 +333,7 @@ export async function runInNamespace(
       command,
       profile: plan.profile,
       holderPid: plan.hostPid,
+      freshPcscd: true,
       stdoutToStderr: plan.stdoutToStderr,
       env: { ...stripInner(process.env), ...plan.env },
       note,

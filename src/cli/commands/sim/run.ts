@@ -191,6 +191,10 @@ export const simRun: Command = {
           `unset ${INNER_ENV} and run sim run again`,
         );
       ctx.exitCode = await runInNamespace(innerPlan, positionals, (s) => ctx.out.note(s));
+      // PID 1 of the namespaces: its status was reported and pcscd is stopped; nothing may keep it
+      // (a native addon's thread, a handle of COMMAND's) from ending, or the outer run waits forever
+      const code = ctx.exitCode;
+      setTimeout(() => process.exit(code), 2000).unref();
       return { exitCode: ctx.exitCode };
     }
     // --sim, --reader and --trace are refused by the parser (simRunSpec.globals, globalsInstead)
