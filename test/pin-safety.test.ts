@@ -366,6 +366,8 @@ const PRIVATE: Record<string, string> = {
   'keys.keyInfoFromFiles': 'listKeys',
   'crypto.keyOpOverrides': 'sign',
   'crypto.cardSign': 'sign',
+  'crypto.signAlgorithm': 'sign',
+  'crypto.signAlgorithmChoices': 'sign',
   'wrap.unwrapCommand': 'unwrapKey',
   'wrap.unwrapInto': 'unwrapKey',
   'wrap.putBack': 'restoreKey',
